@@ -1,0 +1,148 @@
+"""Command line: what the Snakemake rules call.
+
+    rankrepro list
+    rankrepro run EXPERIMENT --config FILE [--out DIR] [--threads N] [--no-progress] [--log FILE]
+    rankrepro plot EXPERIMENT --config FILE [--results DIR] [--out PNG]
+    rankrepro claims EXPERIMENT --config FILE [--results DIR] [--out JSON]
+    rankrepro scorecard --config FILE --out-md MD --out-json JSON CLAIMS.json ...
+    rankrepro check-scorecard SCORECARD.json
+
+User errors (bad config, unknown experiment, missing results or data, corrupted files) print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from rankrepro.claims import write_claims
+from rankrepro.config import experiment_section, load_config
+from rankrepro.errors import RankreproError
+from rankrepro.experiments import EXPERIMENTS, get_experiment
+from rankrepro.experiments.base import Context, figure_path, results_dir
+from rankrepro.report import failed_claims, write_scorecard
+from rankrepro.runtime import configure_threads, select_device, setup_logging
+
+log = logging.getLogger("rankrepro")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rankrepro", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="list the experiments")
+
+    def experiment_command(name: str, help_text: str) -> argparse.ArgumentParser:
+        cmd = sub.add_parser(name, help=help_text)
+        cmd.add_argument("experiment", help="experiment name (see `rankrepro list`)")
+        cmd.add_argument("--config", required=True, help="tier config YAML (config/{smoke,config,paper}.yaml)")
+        return cmd
+
+    run = experiment_command("run", "train/compute an experiment and write its metrics and summary")
+    run.add_argument("--out", help="results folder (default results/<tier>/<chapter>/<experiment>)")
+    run.add_argument("--threads", type=int, default=None, help="torch/BLAS threads (default: config 'threads')")
+    run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    run.add_argument("--log", help="also log to this file")
+
+    plot = experiment_command("plot", "draw an experiment's figure from its results")
+    plot.add_argument("--results", help="results folder (default results/<tier>/<chapter>/<experiment>)")
+    plot.add_argument("--out", help="figure PNG path (PDF beside it); default figures/<tier>/<chapter>/<experiment>.png")
+
+    claims = experiment_command("claims", "check an experiment's claims and write claims.json")
+    claims.add_argument("--results", help="results folder (default results/<tier>/<chapter>/<experiment>)")
+    claims.add_argument("--out", help="claims JSON path (default <results>/claims.json)")
+
+    card = sub.add_parser("scorecard", help="gather claims.json files into scorecard.md and scorecard.json")
+    card.add_argument("--config", required=True)
+    card.add_argument("--out-md", required=True)
+    card.add_argument("--out-json", required=True)
+    card.add_argument("claim_files", nargs="+")
+
+    check = sub.add_parser("check-scorecard", help="exit 1 if a scorecard has a failed claim")
+    check.add_argument("scorecard")
+    return parser
+
+
+def _command_list() -> int:
+    for name in EXPERIMENTS:
+        module = get_experiment(name)
+        print(f"{name:32s} §{module.SECTION:5s} {module.CHAPTER}  {module.TITLE}")
+    return 0
+
+
+def _command_run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    module = get_experiment(args.experiment)
+    settings = experiment_section(config, args.experiment)
+    out = Path(args.out) if args.out else results_dir(config, module.CHAPTER, module.NAME)
+    setup_logging(args.log)
+    threads = args.threads if args.threads is not None else config["threads"]
+    configure_threads(threads)
+    ctx = Context(tier=config["tier"], device=select_device(config["device"]), threads=threads,
+                  progress=not args.no_progress)
+    started = time.time()
+    log.info("running %s (tier %s) into %s on %s with %d thread(s)", module.NAME, ctx.tier, out, ctx.device, threads)
+    module.run(settings, out, ctx)
+    log.info("%s finished in %.1f s", module.NAME, time.time() - started)
+    return 0
+
+
+def _command_plot(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    module = get_experiment(args.experiment)
+    results = Path(args.results) if args.results else results_dir(config, module.CHAPTER, module.NAME)
+    out = Path(args.out) if args.out else figure_path(config, module.CHAPTER, module.NAME)
+    for path in module.plot(results, out, config["tier"]):
+        print(path)
+    return 0
+
+
+def _command_claims(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    module = get_experiment(args.experiment)
+    results = Path(args.results) if args.results else results_dir(config, module.CHAPTER, module.NAME)
+    out = Path(args.out) if args.out else results / "claims.json"
+    records = module.claims(results, config["tier"])
+    write_claims(out, config["tier"], records)
+    for record in records:
+        print(f"{record.verdict:24s} {record.claim_id}: {record.measured}")
+    return 0
+
+
+def _command_scorecard(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    records = write_scorecard(config["tier"], args.claim_files, args.out_md, args.out_json)
+    print(f"{len(records)} claims -> {args.out_md}")
+    return 0
+
+
+def _command_check(args: argparse.Namespace) -> int:
+    failed = failed_claims(args.scorecard)
+    if failed:
+        print(f"failed claims: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    print("no failed claims")
+    return 0
+
+
+COMMANDS = {"list": lambda a: _command_list(), "run": _command_run, "plot": _command_plot, "claims": _command_claims,
+            "scorecard": _command_scorecard, "check-scorecard": _command_check}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``rankrepro`` command; returns the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except RankreproError as exc:
+        print(f"rankrepro: error: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"rankrepro: error: file not found: {exc.filename}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""What every experiment shares: its run context, output layout and summary record."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from rankrepro.errors import RankreproError
+from rankrepro.io import atomic_write_csv, atomic_write_json, fingerprint, read_json
+from rankrepro.runtime import provenance
+
+METRICS_FILE = "metrics.csv"
+SUMMARY_FILE = "summary.json"
+CHECKPOINT_DIR = "checkpoints"
+
+
+@dataclass(frozen=True)
+class Context:
+    """How an experiment runs: tier name, torch device, thread budget, whether to show progress bars."""
+
+    tier: str
+    device: torch.device
+    threads: int = 1
+    progress: bool = True
+
+
+def results_dir(config: dict[str, Any], chapter: str, name: str) -> Path:
+    """``results/<tier>/<chapter>/<name>``: where an experiment writes its files for this tier."""
+    return Path(config.get("results_root", "results")) / config["tier"] / chapter / name
+
+
+def figure_path(config: dict[str, Any], chapter: str, name: str) -> Path:
+    """``figures/<tier>/<chapter>/<name>.png`` (the PDF lies beside it)."""
+    return Path(config.get("figures_root", "figures")) / config["tier"] / chapter / f"{name}.png"
+
+
+def checkpoint_path(out: Path, key: str) -> Path:
+    """Checkpoint file for one batch (``key``) of an experiment."""
+    return out / CHECKPOINT_DIR / f"{key}.pt"
+
+
+def run_fingerprint(settings: dict[str, Any], *parts: Any) -> str:
+    """Fingerprint tying a checkpoint to the settings (and batch parts) that produced it."""
+    return fingerprint({"settings": settings, "parts": list(parts)})
+
+
+def write_results(out: Path, metrics: pd.DataFrame, settings: dict[str, Any], ctx: Context, started: float,
+                  extra: dict[str, Any]) -> None:
+    """Write the tidy ``metrics.csv`` and ``summary.json`` (settings, tier, provenance, wall time, extras)."""
+    atomic_write_csv(out / METRICS_FILE, metrics)
+    summary = {
+        "tier": ctx.tier,
+        "settings": settings,
+        "provenance": provenance(),
+        "device": str(ctx.device),
+        "threads": ctx.threads,
+        "wall_time_s": round(time.time() - started, 3),
+        **extra,
+    }
+    atomic_write_json(out / SUMMARY_FILE, summary)
+
+
+def load_results(results: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Read ``metrics.csv`` and ``summary.json`` of an experiment (clear error if the run has not happened)."""
+    metrics_file, summary_file = results / METRICS_FILE, results / SUMMARY_FILE
+    if not metrics_file.is_file() or not summary_file.is_file():
+        raise RankreproError(f"no results in {results}: run the experiment first (rankrepro run …)")
+    return pd.read_csv(metrics_file), read_json(summary_file)
