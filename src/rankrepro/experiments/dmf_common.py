@@ -117,7 +117,7 @@ def train_runs(
         sync_every=max(int(settings["log_every"]), 10_000),
         checkpoint_every=int(settings.get("checkpoint_every", 0)),
     )
-    fp = run_fingerprint(settings, key, [asdict(r) for r in runs], targets.tolist(), masks.tolist())
+    fp = run_fingerprint(settings, key, seed_offset, [asdict(r) for r in runs], targets.tolist(), masks.tolist())
     result = train(objective, params, optimizer, loop, checkpoint_path=checkpoint_path(out, key), fingerprint=fp,
                    progress=key if ctx.progress else None)
     table = pd.DataFrame([{**asdict(r), "label": r.label} for r in runs])

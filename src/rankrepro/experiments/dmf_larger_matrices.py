@@ -32,7 +32,7 @@ def run(settings: dict, out: Path, ctx: Context) -> None:
         run_spec = common.DMFRun(int(settings["depth"]), float(settings["lr"]), float(settings["init_scale"]),
                                  bool(settings["balanced"]))
         target, mask = common.larger_problem(m, n)
-        metrics, table = common.train_runs([run_spec], target[None], mask[None], settings, out, f"shape_{m}x{n}", ctx,
+        metrics, table = common.train_runs([run_spec], target[None], mask[None], settings, out, f"shape{index}_{m}x{n}", ctx,
                                            TRACKED, seed_offset=index)
         table = common.finished_table(metrics, table, "w00")
         for frame in (metrics, table):
