@@ -96,24 +96,31 @@ class MatrixCompletionDMF:
     trainable: Tensor
     tracked: tuple[tuple[int, int], ...] = ()
 
+    def __post_init__(self) -> None:
+        # Precomputed once: −P_Ω(Y), and per slot either None (trained in every run) or its (B, 1, 1) 0/1 mask.
+        self._neg_masked_target = -(self.mask * self.target)
+        self._slot_masks = [None if bool(self.trainable[:, j].all()) else self.trainable[:, j, None, None].clone()
+                            for j in range(self.trainable.shape[1])]
+
     def residual_and_prefixes(self, factors: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
-        """R = P_Ω(W − Y) and the prefix products [W_1, W_2W_1, …, W]."""
+        """R = P_Ω(W − Y) = M ⊙ W − M ⊙ Y and the prefix products [W_1, W_2W_1, …, W]."""
         prefixes = [factors[0]]
         for factor in factors[1:]:
             prefixes.append(factor @ prefixes[-1])
-        return self.mask * (prefixes[-1] - self.target), prefixes
+        return torch.addcmul(self._neg_masked_target, self.mask, prefixes[-1]), prefixes
 
     def loss_and_grads(self, factors: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
         """ℓ_b = ½‖R_b‖² and ∂ℓ/∂W_j = (W_N⋯W_{j+1})ᵀ R (W_{j−1}⋯W_1)ᵀ, zeroed on frozen slots."""
         residual, prefixes = self.residual_and_prefixes(factors)
-        loss = 0.5 * residual.pow(2).sum((-2, -1))
+        loss = residual.square().sum((-2, -1)).mul_(0.5)
         grads: list[Tensor] = [residual] * len(factors)
         back = residual
         for j in range(len(factors) - 1, -1, -1):
-            grad = back @ prefixes[j - 1].transpose(-2, -1) if j > 0 else back
-            grads[j] = grad * self.trainable[:, j, None, None]
+            grad = back @ prefixes[j - 1].mT if j > 0 else back
+            slot = self._slot_masks[j]
+            grads[j] = grad if slot is None else grad * slot
             if j > 0:
-                back = factors[j].transpose(-2, -1) @ back
+                back = factors[j].mT @ back
         return loss, grads
 
     def metrics(self, factors: list[Tensor]) -> dict[str, Tensor]:

@@ -15,6 +15,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.layout_engine import PlaceHolderLayoutEngine  # noqa: E402
 
 from rankrepro.io import atomic_write  # noqa: E402
 
@@ -58,10 +59,25 @@ def add_caption(fig: plt.Figure, caption: str) -> None:
     fig.text(0.01, 0.005, wrapped, ha="left", va="bottom", fontsize=7.5, color="0.25")
 
 
+def _freeze_layout(fig: plt.Figure) -> None:
+    """Run the figure's layout engine once, then fix the axes where it put them.
+
+    Constrained layout starts from the positions of the previous draw, so every draw (each ``savefig``) can move
+    the axes a little: the PNG and the PDF would get different layouts, and saving the same figure again would give
+    different bytes. After one layout pass the positions are kept for every format.
+    """
+    engine = fig.get_layout_engine()
+    if engine is None or isinstance(engine, PlaceHolderLayoutEngine):
+        return
+    fig.draw_without_rendering()
+    fig.set_layout_engine("none")
+
+
 def save_figure(fig: plt.Figure, png_path: str | os.PathLike) -> list[Path]:
-    """Save ``fig`` as ``<stem>.png`` and ``<stem>.pdf`` (atomic, no dates in metadata) and close it."""
+    """Save ``fig`` as ``<stem>.png`` and ``<stem>.pdf`` (atomic, no dates in metadata, one layout) and close it."""
     png_path = Path(png_path)
     pdf_path = png_path.with_suffix(".pdf")
+    _freeze_layout(fig)
     atomic_write(png_path, lambda tmp: fig.savefig(tmp, format="png", metadata={"Software": None}))
     atomic_write(pdf_path, lambda tmp: fig.savefig(tmp, format="pdf",
                                                    metadata={"CreationDate": None, "ModDate": None,
