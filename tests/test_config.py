@@ -1,0 +1,207 @@
+"""Config validation: every error names the offending key; defaults are filled; the shipped tiers validate."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rankrepro.config import experiment_section, load_config, load_schema, validate_config
+from rankrepro.errors import ConfigError, RankreproError
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "config" / "config.yaml"
+SECTION = "dmf_2x2_norms_vs_rank"
+
+
+def _minimal() -> dict:
+    return {
+        "tier": "unit",
+        "experiments": {
+            SECTION: {
+                "seed": 1,
+                "loss_threshold": 1e-4,
+                "max_iters": 100,
+                "log_every": 10,
+                "runs": [{"depth": 3, "lr": 1e-3, "init_scale": 1e-3, "balanced": True},
+                         {"depth": 2, "lr": 1e-3, "init_scale": 1e-3, "balanced": False, "det_sign": -1}],
+            }
+        },
+    }
+
+
+def _error(config: dict) -> str:
+    with pytest.raises(ConfigError) as info:
+        validate_config(config)
+    assert isinstance(info.value, RankreproError)
+    return str(info.value)
+
+
+def test_shipped_default_config_validates():
+    config = load_config(CONFIG)
+    assert config["tier"] == "default"
+    section = experiment_section(config, SECTION)
+    assert all(run["det_sign"] in (-1, 1) for run in section["runs"])
+    assert any(run["det_sign"] == -1 for run in section["runs"])
+
+
+@pytest.mark.parametrize("name", ["smoke.yaml", "config.yaml", "paper.yaml"])
+def test_every_shipped_tier_validates(name):
+    path = ROOT / "config" / name
+    if not path.exists():
+        pytest.skip(f"{name} not written yet")
+    config = load_config(path)
+    assert config["experiments"]
+
+
+def test_defaults_are_filled():
+    config = validate_config(_minimal())
+    assert config["threads"] == load_schema()["properties"]["threads"]["default"]
+    assert config["device"] == "auto"
+    assert config["data_mirror"] is None
+    assert config["results_root"] == "results" and config["figures_root"] == "figures"
+    section = config["experiments"][SECTION]
+    assert section["checkpoint_every"] == 0
+    assert [run["det_sign"] for run in section["runs"]] == [1, -1]  # default 1 inside the runs list, explicit kept
+
+
+def test_validation_does_not_mutate_the_input():
+    raw = _minimal()
+    before = copy.deepcopy(raw)
+    validate_config(raw)
+    assert raw == before
+
+
+def test_given_values_are_kept():
+    raw = _minimal()
+    raw["threads"] = 7
+    raw["experiments"][SECTION]["checkpoint_every"] = 5
+    config = validate_config(raw)
+    assert config["threads"] == 7 and config["experiments"][SECTION]["checkpoint_every"] == 5
+
+
+def test_unknown_top_level_key():
+    raw = _minimal()
+    raw["thread"] = 2
+    message = _error(raw)
+    assert "'thread'" in message and "<root>" in message and "threads" in message  # names it and lists allowed
+
+
+def test_unknown_key_inside_experiment_section():
+    raw = _minimal()
+    raw["experiments"][SECTION]["learning_rate"] = 0.1
+    message = _error(raw)
+    assert "learning_rate" in message and f"experiments.{SECTION}" in message
+
+
+def test_unknown_key_inside_a_run():
+    raw = _minimal()
+    raw["experiments"][SECTION]["runs"][1]["balance"] = True
+    message = _error(raw)
+    assert "balance" in message and f"experiments.{SECTION}.runs.1" in message
+
+
+def test_unknown_experiment():
+    raw = _minimal()
+    raw["experiments"]["dmf_2x2_typo"] = {}
+    assert "dmf_2x2_typo" in _error(raw)
+
+
+@pytest.mark.parametrize(("key", "value"), [("max_iters", "100"), ("max_iters", 1.5), ("seed", "1"),
+                                            ("log_every", None)])
+def test_wrong_type_names_the_key(key, value):
+    raw = _minimal()
+    raw["experiments"][SECTION][key] = value
+    message = _error(raw)
+    assert f"experiments.{SECTION}.{key}" in message and "integer" in message
+
+
+def test_string_for_top_level_int():
+    raw = _minimal()
+    raw["threads"] = "2"
+    assert "'threads'" in _error(raw)
+
+
+def test_yaml_float_without_dot_is_a_string_and_is_reported(tmp_path):
+    """PyYAML reads ``1e-4`` (no dot) as a string: the validator must say which key, not crash later."""
+    raw = _minimal()
+    text = yaml.safe_dump(raw).replace("loss_threshold: 0.0001", "loss_threshold: 1e-4")
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="loss_threshold"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("lr", [-1e-3, 0, 0.0])
+def test_non_positive_learning_rate_in_a_run(lr):
+    raw = _minimal()
+    raw["experiments"][SECTION]["runs"][1]["lr"] = lr
+    message = _error(raw)
+    assert f"experiments.{SECTION}.runs.1.lr" in message
+
+
+@pytest.mark.parametrize("det_sign", [0, 2])
+def test_det_sign_must_be_plus_or_minus_one(det_sign):
+    raw = _minimal()
+    raw["experiments"][SECTION]["runs"][0]["det_sign"] = det_sign
+    assert "runs.0.det_sign" in _error(raw)
+
+
+@pytest.mark.parametrize("key", ["seed", "loss_threshold", "max_iters", "log_every", "runs"])
+def test_missing_required_key_in_section(key):
+    raw = _minimal()
+    del raw["experiments"][SECTION][key]
+    message = _error(raw)
+    assert f"'{key}'" in message and f"experiments.{SECTION}" in message
+
+
+def test_missing_required_key_in_run_and_top_level():
+    raw = _minimal()
+    del raw["experiments"][SECTION]["runs"][0]["balanced"]
+    assert "'balanced'" in _error(raw) and "runs.0" in _error(raw)
+    raw = _minimal()
+    del raw["tier"]
+    assert "'tier'" in _error(raw)
+
+
+def test_bad_enum_and_pattern():
+    raw = _minimal()
+    raw["device"] = "tpu"
+    assert "'device'" in _error(raw)
+    raw = _minimal()
+    raw["tier"] = "Bad Tier"
+    assert "'tier'" in _error(raw)
+
+
+def test_non_mapping_and_missing_files(tmp_path):
+    with pytest.raises(ConfigError, match="mapping"):
+        validate_config([1, 2])
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "absent.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("tier: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+def test_overrides_are_validated(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(_minimal()))
+    assert load_config(path, {"threads": 3})["threads"] == 3
+    with pytest.raises(ConfigError, match="threads"):
+        load_config(path, {"threads": 0})
+
+
+def test_experiment_section_missing_names_experiment_and_tier():
+    config = validate_config(_minimal())
+    with pytest.raises(ConfigError, match="dmf_larger_matrices.*unit"):
+        experiment_section(config, "dmf_larger_matrices")
+
+
+def test_workflow_schema_is_the_packaged_schema():
+    workflow_schema = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+    if not workflow_schema.exists():
+        pytest.skip("workflow schema not present")
+    assert yaml.safe_load(workflow_schema.read_text()) == load_schema()
