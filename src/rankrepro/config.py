@@ -97,7 +97,10 @@ def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None
     try:
         config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or " ".join(str(exc).split())
+        raise ConfigError(f"config file {path} is not valid YAML{where}: {problem}") from None
     if overrides:
         config = {**config, **overrides}
     return validate_config(config)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from types import ModuleType
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import pandas as pd
 import torch
 
 from rankrepro.errors import RankreproError
-from rankrepro.io import atomic_write_csv, atomic_write_json, fingerprint, read_json
+from rankrepro.io import atomic_write_csv, atomic_write_json, fingerprint, read_json, source_hash
 from rankrepro.runtime import provenance
 
 METRICS_FILE = "metrics.csv"
@@ -47,6 +48,12 @@ def checkpoint_path(out: Path, key: str) -> Path:
 def run_fingerprint(settings: dict[str, Any], *parts: Any) -> str:
     """Fingerprint tying a checkpoint to the settings (and batch parts) that produced it."""
     return fingerprint({"settings": settings, "parts": list(parts)})
+
+
+def mechanism_hash(*modules: ModuleType) -> str:
+    """Hash of the source of the library modules a result depends on: a checkpoint or cached batch made by other
+    code is not reused (the trainer discards a checkpoint whose fingerprint differs and starts afresh)."""
+    return source_hash([module.__file__ for module in modules])
 
 
 def write_results(out: Path, metrics: pd.DataFrame, settings: dict[str, Any], ctx: Context, started: float,

@@ -17,8 +17,9 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.colors import LogNorm
 
+from rankrepro import dmf, measures, optim, trainer
 from rankrepro.dmf import MatrixCompletionDMF, init_factors, trainable_factor_mask
-from rankrepro.experiments.base import Context, checkpoint_path, run_fingerprint
+from rankrepro.experiments.base import Context, checkpoint_path, mechanism_hash, run_fingerprint
 from rankrepro.optim import GradientDescent
 from rankrepro.trainer import StopRule, TrainSettings, train
 
@@ -117,7 +118,8 @@ def train_runs(
         sync_every=max(int(settings["log_every"]), 10_000),
         checkpoint_every=int(settings.get("checkpoint_every", 0)),
     )
-    fp = run_fingerprint(settings, key, seed_offset, [asdict(r) for r in runs], targets.tolist(), masks.tolist())
+    fp = run_fingerprint(settings, key, seed_offset, [asdict(r) for r in runs], targets.tolist(), masks.tolist(),
+                         mechanism_hash(dmf, trainer, optim, measures))
     result = train(objective, params, optimizer, loop, checkpoint_path=checkpoint_path(out, key), fingerprint=fp,
                    progress=key if ctx.progress else None)
     table = pd.DataFrame([{**asdict(r), "label": r.label} for r in runs])

@@ -31,8 +31,9 @@ from rankrepro.claims import NOT_SHOWN, ClaimResult, decide
 from rankrepro.cp import CPCompletionObjective, init_factors, linear_completion, max_cp_rank, multi_indices
 from rankrepro.cp_als import ALSSettings, estimate_cp_rank
 from rankrepro.errors import ConfigError
-from rankrepro.experiments.base import CHECKPOINT_DIR, Context, checkpoint_path, load_results, run_fingerprint, write_results
-from rankrepro.io import atomic_write_json, read_json, source_hash
+from rankrepro.experiments.base import (CHECKPOINT_DIR, Context, checkpoint_path, load_results, mechanism_hash,
+                                       run_fingerprint, write_results)
+from rankrepro.io import atomic_write_json, read_json
 from rankrepro.optim import GroupRMSprop
 from rankrepro.plotting import add_caption, apply_style, caption_text, save_figure
 from rankrepro.trainer import StopRule, TrainSettings, train
@@ -89,7 +90,7 @@ def als_settings(settings: dict[str, Any]) -> ALSSettings:
 
 def _source_hash() -> str:
     """Hash of the library code a batch's numbers depend on."""
-    return source_hash([cp.__file__, cp_als.__file__, trainer.__file__, optim.__file__, measures.__file__])
+    return mechanism_hash(cp, cp_als, trainer, optim, measures)
 
 
 def _batch_fingerprint(settings: dict[str, Any], entry: dict[str, Any], key: str) -> str:

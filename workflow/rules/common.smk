@@ -1,0 +1,228 @@
+# Shared by every chapter's rules: the tier, its output roots, the config file handed to the CLI, the experiments of
+# each chapter, and the hashes that make Snakemake rerun a job when its config section or its library code changes.
+
+import ast
+import shlex
+import sys
+from pathlib import Path
+
+import yaml
+
+import rankrepro
+from rankrepro.config import validate_config
+from rankrepro.experiments import EXPERIMENTS
+from rankrepro.io import atomic_write_text, fingerprint, source_hash
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The tier: validated config with every default filled in (the same function the CLI uses, so the workflow and the
+# jobs see identical settings), and its output roots. The Snakefile has validated `config` already.
+TIER_CONFIG = validate_config(config)
+
+TIER = TIER_CONFIG["tier"]
+RESULTS = f"{TIER_CONFIG['results_root']}/{TIER}"
+FIGURES = f"{TIER_CONFIG['figures_root']}/{TIER}"
+LOGS = f"logs/{TIER}"
+THREADS = TIER_CONFIG["threads"]
+SCORECARD_MD = f"{RESULTS}/scorecard.md"
+SCORECARD_JSON = f"{RESULTS}/scorecard.json"
+
+# The config every job reads: the resolved tier config (tier file + --config overrides + defaults), written at parse
+# time to results/<tier>/config.yaml. It is rewritten only when its content changes, and it is deliberately NOT an
+# input of any rule: an unrelated edit must not rerun every job through its mtime. What reruns a job is the hash of
+# its own config section, passed as a `params:` value (see SETTINGS_HASH below).
+TIER_CONFIG_FILE = f"{RESULTS}/config.yaml"
+
+
+def _write_if_changed(path: str, text: str) -> None:
+    target = Path(path)
+    if not target.is_file() or target.read_text(encoding="utf-8") != text:
+        atomic_write_text(target, text)
+
+
+_write_if_changed(
+    TIER_CONFIG_FILE,
+    "# Resolved configuration of this tier, written by workflow/rules/common.smk; the jobs read it.\n"
+    + yaml.safe_dump(TIER_CONFIG, sort_keys=True, allow_unicode=True),
+)
+
+# Progress bars when a person watches a terminal; plain log lines in CI and on clusters.
+PROGRESS_FLAG = "" if sys.stderr.isatty() else "--no-progress"
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Experiments: the registry (rankrepro.experiments.EXPERIMENTS) says which exist, the tier config which to run. A
+# module's NAME/CHAPTER/SECTION/TITLE are read from its source with `ast`, so that parsing the workflow never imports
+# torch (every cluster job re-parses the Snakefile).
+PACKAGE_DIR = Path(rankrepro.__file__).parent
+
+
+def _module_path(modname: str) -> Path | None:
+    """File of a rankrepro module (``rankrepro.a.b`` -> src/rankrepro/a/b.py or …/b/__init__.py), None if none."""
+    base = PACKAGE_DIR.joinpath(*modname.split(".")[1:])
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _module_constants(path: Path) -> dict:
+    """Top-level literal assignments of a module's source."""
+    constants = {}
+    for node in ast.parse(path.read_text(encoding="utf-8"), filename=str(path)).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            try:
+                constants[node.targets[0].id] = ast.literal_eval(node.value)
+            except ValueError:
+                pass
+    return constants
+
+
+def _experiment_info(name: str) -> dict:
+    modname = f"rankrepro.experiments.{EXPERIMENTS[name]}"
+    path = _module_path(modname)
+    if path is None:
+        raise WorkflowError(
+            f"experiment '{name}' has a section in the tier config but its module {modname} does not exist; "
+            "remove the section from the config or add the module"
+        )
+    info = _module_constants(path)
+    missing = [key for key in ("CHAPTER", "SECTION", "TITLE") if not isinstance(info.get(key), str)]
+    if missing:  # not literal: import the module (slow, but correct)
+        import importlib
+
+        loaded = importlib.import_module(modname)
+        info.update({key: getattr(loaded, key) for key in missing})
+    return {"modname": modname, "chapter": info["CHAPTER"], "section": info["SECTION"], "title": info["TITLE"]}
+
+
+#: experiment -> {modname, chapter, section, title}, for the experiments of this tier, in thesis order
+EXPERIMENT_INFO = {name: _experiment_info(name) for name in EXPERIMENTS if name in TIER_CONFIG["experiments"]}
+
+
+def experiments_of(chapter: str) -> list[str]:
+    """The experiments of ``chapter`` that this tier runs."""
+    return [name for name, info in EXPERIMENT_INFO.items() if info["chapter"] == chapter]
+
+
+def one_of(names: list[str]) -> str:
+    """Wildcard regex matching exactly the given names (nothing, if there are none)."""
+    return "|".join(names) if names else "(?!)"
+
+
+def results_dir(experiment: str) -> str:
+    return f"{RESULTS}/{EXPERIMENT_INFO[experiment]['chapter']}/{experiment}"
+
+
+def figure_png(experiment: str) -> str:
+    return f"{FIGURES}/{EXPERIMENT_INFO[experiment]['chapter']}/{experiment}.png"
+
+
+def all_figures() -> list[str]:
+    """PNG and PDF of every experiment of the tier."""
+    return [path for name in EXPERIMENT_INFO for path in (figure_png(name), figure_png(name)[: -len("png")] + "pdf")]
+
+
+def all_claims() -> list[str]:
+    """claims.json of every experiment of the tier, in thesis order (the scorecard's order)."""
+    return [f"{results_dir(name)}/claims.json" for name in EXPERIMENT_INFO]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Rerun triggers. Snakemake (>= 9, rerun-triggers include `params`) reruns a job whose params differ from those
+# recorded when its outputs were made. Each job gets two params:
+#   settings_hash: fingerprint of its experiment's config section (defaults filled in, so spelling out a default
+#                  changes nothing);
+#   code_hash:     hash of the library sources the job depends on: the transitive closure of the experiment
+#                  module's `rankrepro` imports (found with `ast`). Training ignores the presentation modules
+#                  (plotting, claims, report, cli), so a figure tweak re-draws figures without retraining.
+PRESENTATION_MODULES = {"rankrepro.plotting", "rankrepro.claims", "rankrepro.report", "rankrepro.cli"}
+
+
+def _imported_modules(path: Path, modname: str) -> set[str]:
+    """Names that ``import``/``from … import`` statements of a module may refer to (absolute and relative)."""
+    package = modname if path.name == "__init__.py" else modname.rpartition(".")[0]
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split(".")
+                parts = parts[: len(parts) - node.level + 1]
+                base = ".".join(parts + ([node.module] if node.module else []))
+            else:
+                base = node.module or ""
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names)
+    return names
+
+
+def source_closure(roots, stop=frozenset()) -> list[Path]:
+    """Source files of ``roots`` and of every rankrepro module they import, transitively (not entering ``stop``)."""
+    seen: dict[str, Path] = {}
+    todo = list(roots)
+    while todo:
+        modname = todo.pop()
+        if modname in seen or modname in stop or not (modname == "rankrepro" or modname.startswith("rankrepro.")):
+            continue
+        path = _module_path(modname)
+        if path is None:  # an attribute (from rankrepro.io import fingerprint), not a module
+            continue
+        seen[modname] = path
+        parts = modname.split(".")
+        todo.extend(".".join(parts[:i]) for i in range(1, len(parts)))  # importing a.b runs a/__init__.py
+        todo.extend(_imported_modules(path, modname))
+    return sorted(seen.values())
+
+
+SETTINGS_HASH = {name: fingerprint(TIER_CONFIG["experiments"][name]) for name in EXPERIMENT_INFO}
+RUN_CODE_HASH = {
+    name: source_hash(source_closure([info["modname"]], PRESENTATION_MODULES)) for name, info in EXPERIMENT_INFO.items()
+}
+OUTPUT_CODE_HASH = {
+    name: source_hash(source_closure([info["modname"], "rankrepro.plotting", "rankrepro.claims"]))
+    for name, info in EXPERIMENT_INFO.items()
+}
+SCORECARD_CODE_HASH = source_hash(source_closure(["rankrepro.report", "rankrepro.claims"]))
+
+
+def run_resource(table: dict, index: int):
+    """Resource lookup for a run rule: ``table[experiment][tier][index]`` (tiers not listed use the paper row)."""
+
+    def lookup(wildcards) -> int:
+        rows = table.get(wildcards.experiment, {})
+        return rows.get(TIER, rows.get("paper", (4000, 240)))[index]
+
+    return lookup
+
+
+def gpu_request(benefits: bool) -> int:
+    """GPUs a job asks the scheduler for: 1 for rules that benefit from one unless the tier says `device: cpu`.
+
+    Locally an unconstrained resource; on a cluster (profiles/slurm) it becomes a GPU request. Chapter-1 jobs run
+    tiny 2×2–5×10 factorizations and ask for none; `--set-resources RULE:gpu=N` overrides per rule.
+    """
+    return int(benefits and TIER_CONFIG["device"] != "cpu")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The commands the rules run (identical for every chapter; each chapter file declares its own rules and resources).
+# The CLI is the one of the environment running Snakemake: no activated venv needed, and cluster nodes sharing the
+# file system use the same one.
+_cli = Path(sys.executable).parent / "rankrepro"
+RANKREPRO = shlex.quote(str(_cli)) if _cli.is_file() else f"{shlex.quote(sys.executable)} -m rankrepro.cli"
+
+# A killed run job resumes from its checkpoints; the library ties each checkpoint to the settings and to the source
+# of the modules its numbers depend on, so after a code change the job retrains instead of resuming a stale state.
+RUN_COMMAND = (
+    RANKREPRO
+    + " run {wildcards.experiment} --config {params.config} --out {params.out} --threads {threads} "
+    "{params.progress} --log {log}"
+)
+PLOT_COMMAND = (
+    RANKREPRO + " plot {wildcards.experiment} --config {params.config} --results {params.results} "
+    "--out {output.png} > {log} 2>&1"
+)
+CLAIMS_COMMAND = (
+    RANKREPRO + " claims {wildcards.experiment} --config {params.config} --results {params.results} "
+    "--out {output.claims} > {log} 2>&1"
+)

@@ -1,0 +1,29 @@
+# The scorecard: every claims.json of the tier gathered into results/<tier>/scorecard.{md,json}.
+# `snakemake --report results/<tier>/report.html` adds the figures (registered with report() in the chapter files)
+# and the scorecard to a self-contained HTML report.
+
+
+rule scorecard:
+    """Gather every claim of the tier, with its verdict, measured and reference values, into the scorecard."""
+    input:
+        claims=all_claims(),
+    output:
+        md=report(
+            SCORECARD_MD,
+            caption="../report/scorecard.rst",
+            category="Scorecard",
+            labels={"file": "scorecard.md", "tier": TIER},
+        ),
+        json=SCORECARD_JSON,
+    log:
+        f"{LOGS}/scorecard.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        config=TIER_CONFIG_FILE,
+        code_hash=SCORECARD_CODE_HASH,
+    shell:
+        RANKREPRO + " scorecard --config {params.config} --out-md {output.md} --out-json {output.json} "
+        "{input.claims} > {log} 2>&1"
