@@ -6,6 +6,11 @@
     rankrepro claims EXPERIMENT --config FILE [--results DIR] [--out JSON]
     rankrepro scorecard --config FILE --out-md MD --out-json JSON CLAIMS.json ...
     rankrepro check-scorecard SCORECARD.json
+    rankrepro data list [--config FILE] [--cache DIR]
+    rankrepro data fetch NAME [--config FILE] [--cache DIR] [--mirror DIR] [--log FILE]
+
+`data fetch` takes the data cache and mirror from the config (`data_cache`, `data_mirror`); the
+RANKREPRO_DATA_MIRROR environment variable overrides `data_mirror`, and the flags override both.
 
 User errors (bad config, unknown experiment, missing results or data, corrupted files) print one line and exit 2.
 """
@@ -19,7 +24,8 @@ import time
 from pathlib import Path
 
 from rankrepro.claims import write_claims
-from rankrepro.config import experiment_section, load_config
+from rankrepro.config import experiment_section, load_config, load_schema
+from rankrepro.datasets import DATASETS, MANIFEST, cached_files, fetch_dataset, resolve_mirror
 from rankrepro.errors import RankreproError
 from rankrepro.experiments import EXPERIMENTS, get_experiment
 from rankrepro.experiments.base import Context, figure_path, results_dir
@@ -62,6 +68,18 @@ def _parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check-scorecard", help="exit 1 if a scorecard has a failed claim")
     check.add_argument("scorecard")
+
+    data = sub.add_parser("data", help="list or fetch the real datasets (checksum-verified, into the data cache)")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    listing = data_sub.add_parser("list", help="list the datasets, their files and the cached sizes")
+    fetch = data_sub.add_parser("fetch", help="fetch a dataset into the data cache (mirror first, then its URLs)")
+    fetch.add_argument("dataset", help="dataset name (see `rankrepro data list`)")
+    fetch.add_argument("--mirror", help="offline mirror folder laid out like shared/datasets (overrides the config "
+                                        "key data_mirror and RANKREPRO_DATA_MIRROR)")
+    fetch.add_argument("--log", help="also log to this file")
+    for cmd in (listing, fetch):
+        cmd.add_argument("--config", help="tier config YAML supplying data_cache and data_mirror")
+        cmd.add_argument("--cache", help="data cache folder (overrides the config key data_cache)")
     return parser
 
 
@@ -127,8 +145,44 @@ def _command_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data_cache(args: argparse.Namespace) -> tuple[Path, str | None]:
+    """(data cache, configured mirror) from ``--cache``/``--config``, else the schema's defaults."""
+    if args.config:
+        config = load_config(args.config)
+        cache, configured = config["data_cache"], config["data_mirror"]
+    else:
+        cache, configured = load_schema()["properties"]["data_cache"]["default"], None
+    return Path(args.cache or cache), configured
+
+
+def _command_data_list(args: argparse.Namespace) -> int:
+    cache, _ = _data_cache(args)
+    for name, spec in DATASETS.items():
+        sizes = cached_files(name, cache)
+        present = sum(size is not None for size in sizes.values())
+        fetched = (cache / spec.folder / MANIFEST).is_file() and present == len(sizes)
+        state = "fetched" if fetched else f"{present}/{len(sizes)} files cached" if present else "not cached"
+        print(f"{name:16s} {spec.title}  [{state} in {cache / spec.folder}]")
+        for remote in spec.files:
+            size = sizes[remote.name]
+            print(f"  {remote.name:36s} md5 {remote.md5}  {'-' if size is None else f'{size} bytes'}")
+    return 0
+
+
+def _command_data_fetch(args: argparse.Namespace) -> int:
+    cache, configured = _data_cache(args)
+    mirror = Path(args.mirror).absolute() if args.mirror else resolve_mirror(configured)
+    setup_logging(args.log)
+    print(fetch_dataset(args.dataset, cache, mirror))
+    return 0
+
+
+DATA_COMMANDS = {"list": _command_data_list, "fetch": _command_data_fetch}
+
+
 COMMANDS = {"list": lambda a: _command_list(), "run": _command_run, "plot": _command_plot, "claims": _command_claims,
-            "scorecard": _command_scorecard, "check-scorecard": _command_check}
+            "scorecard": _command_scorecard, "check-scorecard": _command_check,
+            "data": lambda a: DATA_COMMANDS[a.data_command](a)}
 
 
 def main(argv: list[str] | None = None) -> int:

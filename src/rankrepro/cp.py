@@ -157,21 +157,31 @@ def cp_loss_and_grads_dense(factors: Sequence[Tensor], mask: Tensor, target: Ten
     E·KR(right) ``(B, ∏d_left, R)`` (an MTTKRP) contracted with the other left factors; right modes likewise
     from Eᵀ·KR(left).
     """
-    order = len(factors)
-    batch, rank = factors[0].shape[0], factors[0].shape[-1]
-    k = _split(order)
+    k = _split(len(factors))
     left, right = _khatri_rao(factors[:k]), _khatri_rao(factors[k:])
     recon = torch.bmm(left, right.transpose(1, 2))  # (B, P, Q)
     shape = recon.shape
     residual = (recon - target.reshape(-1, shape[1], shape[2])) * mask.reshape(-1, shape[1], shape[2])
     loss = residual.pow(2).sum((1, 2)) / n_obs
-    residual = residual * (2.0 / n_obs)
+    return loss, factor_grads_from_tensor_grad(factors, left, right, residual * (2.0 / n_obs))
+
+
+def factor_grads_from_tensor_grad(factors: Sequence[Tensor], left: Tensor, right: Tensor,
+                                  tensor_grad: Tensor) -> list[Tensor]:
+    """∂L/∂F_n for every factor, from G = ∂L/∂W matricized as ``(B, ∏d_left, ∏d_right)`` (chain rule through W).
+
+    With W_(left; right) = L·Qᵀ (L = KR(left factors) ``left``, Q = KR(right factors) ``right``): ∂L/∂L = G·Q and
+    ∂L/∂Q = Gᵀ·L (two MTTKRP matmuls); a left mode's gradient is ∂L/∂L contracted with the other left factors,
+    ∂L/∂F_n[i, r] = Σ_{j: j_n = i} (G·Q)[j, r] ∏_{m≠n} F_m[j_m, r]; right modes likewise.
+    """
+    order, k = len(factors), _split(len(factors))
+    batch, rank = factors[0].shape[0], factors[0].shape[-1]
     dims = [f.shape[1] for f in factors]
-    cross_left = torch.bmm(residual, right).reshape(batch, *dims[:k], rank)
-    cross_right = torch.bmm(residual.transpose(1, 2), left).reshape(batch, *dims[k:], rank)
+    cross_left = torch.bmm(tensor_grad, right).reshape(batch, *dims[:k], rank)
+    cross_right = torch.bmm(tensor_grad.transpose(1, 2), left).reshape(batch, *dims[k:], rank)
     grads = [_contract_except(cross_left, factors[:k], n) for n in range(k)]
     grads += [_contract_except(cross_right, factors[k:], n) for n in range(order - k)]
-    return loss, grads
+    return grads
 
 
 def cp_loss(factors: Sequence[Tensor], indices: Tensor, values: Tensor) -> Tensor:

@@ -10,6 +10,7 @@ import yaml
 
 import rankrepro
 from rankrepro.config import validate_config
+from rankrepro.datasets import DATASETS as DATASET_REGISTRY
 from rankrepro.experiments import EXPERIMENTS
 from rankrepro.io import atomic_write_text, fingerprint, source_hash
 
@@ -25,6 +26,8 @@ LOGS = f"logs/{TIER}"
 THREADS = TIER_CONFIG["threads"]
 SCORECARD_MD = f"{RESULTS}/scorecard.md"
 SCORECARD_JSON = f"{RESULTS}/scorecard.json"
+# The data cache (shared by every tier): <DATA_CACHE>/<dataset>/MANIFEST.json is the output of rule data_fetch.
+DATA_CACHE = TIER_CONFIG["data_cache"].rstrip("/")
 
 # The config every job reads: the resolved tier config (tier file + --config overrides + defaults), written at parse
 # time to results/<tier>/config.yaml. It is rewritten only when its content changes, and it is deliberately NOT an
@@ -50,8 +53,8 @@ PROGRESS_FLAG = "" if sys.stderr.isatty() else "--no-progress"
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Experiments: the registry (rankrepro.experiments.EXPERIMENTS) says which exist, the tier config which to run. A
-# module's NAME/CHAPTER/SECTION/TITLE are read from its source with `ast`, so that parsing the workflow never imports
-# torch (every cluster job re-parses the Snakefile).
+# module's NAME/CHAPTER/SECTION/TITLE (and the optional DATASETS = ("mnist", ...) it needs) are read from its source
+# with `ast`, so that parsing the workflow never imports torch (every cluster job re-parses the Snakefile).
 PACKAGE_DIR = Path(rankrepro.__file__).parent
 
 
@@ -64,15 +67,18 @@ def _module_path(modname: str) -> Path | None:
     return None
 
 
+_NOT_LITERAL = object()  # value of a top-level name assigned something ast.literal_eval cannot read
+
+
 def _module_constants(path: Path) -> dict:
-    """Top-level literal assignments of a module's source."""
+    """Top-level literal assignments of a module's source (a non-literal one maps to ``_NOT_LITERAL``)."""
     constants = {}
     for node in ast.parse(path.read_text(encoding="utf-8"), filename=str(path)).body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
             try:
                 constants[node.targets[0].id] = ast.literal_eval(node.value)
             except ValueError:
-                pass
+                constants[node.targets[0].id] = _NOT_LITERAL
     return constants
 
 
@@ -86,15 +92,26 @@ def _experiment_info(name: str) -> dict:
         )
     info = _module_constants(path)
     missing = [key for key in ("CHAPTER", "SECTION", "TITLE") if not isinstance(info.get(key), str)]
+    if info.get("DATASETS") is _NOT_LITERAL:
+        missing.append("DATASETS")
     if missing:  # not literal: import the module (slow, but correct)
         import importlib
 
         loaded = importlib.import_module(modname)
         info.update({key: getattr(loaded, key) for key in missing})
-    return {"modname": modname, "chapter": info["CHAPTER"], "section": info["SECTION"], "title": info["TITLE"]}
+    datasets = info.get("DATASETS", ())
+    datasets = (datasets,) if isinstance(datasets, str) else tuple(datasets)
+    unknown = [dataset for dataset in datasets if dataset not in DATASET_REGISTRY]
+    if unknown:
+        raise WorkflowError(
+            f"experiment '{name}' needs dataset(s) {unknown} that rankrepro.datasets.DATASETS does not know; "
+            f"known datasets: {', '.join(DATASET_REGISTRY)}"
+        )
+    return {"modname": modname, "chapter": info["CHAPTER"], "section": info["SECTION"], "title": info["TITLE"],
+            "datasets": datasets}
 
 
-#: experiment -> {modname, chapter, section, title}, for the experiments of this tier, in thesis order
+#: experiment -> {modname, chapter, section, title, datasets}, for the experiments of this tier, in thesis order
 EXPERIMENT_INFO = {name: _experiment_info(name) for name in EXPERIMENTS if name in TIER_CONFIG["experiments"]}
 
 
@@ -114,6 +131,20 @@ def results_dir(experiment: str) -> str:
 
 def figure_png(experiment: str) -> str:
     return f"{FIGURES}/{EXPERIMENT_INFO[experiment]['chapter']}/{experiment}.png"
+
+
+def dataset_manifest(dataset: str) -> str:
+    """MANIFEST.json of a dataset in the data cache: the output of rule data_fetch (workflow/rules/data.smk)."""
+    return f"{DATA_CACHE}/{DATASET_REGISTRY[dataset].folder}/MANIFEST.json"
+
+
+def dataset_manifests(experiment: str) -> list[str]:
+    """Manifests of the datasets an experiment's module lists in ``DATASETS`` (none if it lists none).
+
+    A run rule depends on them with ``input: manifests=lambda wildcards: dataset_manifests(wildcards.experiment)``,
+    so Snakemake fetches (and verifies) the data before the experiment runs.
+    """
+    return [dataset_manifest(dataset) for dataset in EXPERIMENT_INFO[experiment]["datasets"]]
 
 
 def all_figures() -> list[str]:

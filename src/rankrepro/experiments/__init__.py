@@ -21,6 +21,8 @@ EXPERIMENTS: dict[str, str] = {
     "dmf_perturbed_problem": "dmf_perturbed_problem",
     "dmf_larger_matrices": "dmf_larger_matrices",
     "tensor_completion_vs_linear": "tensor_completion_vs_linear",
+    "tf_component_norms": "tf_component_norms",
+    "tf_sensing_component_norms": "tf_sensing_component_norms",
 }
 
 

@@ -35,6 +35,7 @@ from rankrepro.experiments.base import (CHECKPOINT_DIR, Context, checkpoint_path
                                        run_fingerprint, write_results)
 from rankrepro.io import atomic_write_json, read_json
 from rankrepro.optim import GroupRMSprop
+from rankrepro.seeding import derived_seed
 from rankrepro.plotting import add_caption, apply_style, caption_text, save_figure
 from rankrepro.trainer import StopRule, TrainSettings, train
 
@@ -63,11 +64,6 @@ REFERENCE = {
 
 
 # ----------------------------------------------------------------------------------------------------- problem
-def derived_seed(*parts: int) -> int:
-    """A 32-bit seed derived from integers (numpy SeedSequence): independent streams per (purpose, order, …)."""
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
-
-
 def make_problem(order: int, dim: int, target_rank: int, data_seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Target tensor (CP rank ``target_rank``, factors N(0,1), ‖·‖_F = 1) and a fixed permutation of its entries."""
     generator = torch.Generator().manual_seed(derived_seed(data_seed, order, dim, target_rank))

@@ -1,0 +1,500 @@
+"""Real datasets: a registry, checksum-verified fetching into the project's data cache, and IDX parsing.
+
+Every dataset is described by a :class:`DatasetSpec` in :data:`DATASETS` (its files, their MD5s and canonical URLs);
+a new dataset needs a registry entry only. :func:`fetch_dataset` puts each file into ``<cache>/<folder>/``:
+
+1. a cached file whose MD5 matches is kept as it is;
+2. otherwise the file is taken from the offline mirror (``<mirror>/<folder>/<mirror_name>``, a folder laid out like
+   ``shared/datasets``; see :func:`resolve_mirror`), else downloaded from each canonical URL in turn;
+3. the bytes are decompressed (``gzipped`` files) while they stream into a temporary file beside the target, the MD5
+   is computed on the way, and the file is moved into place only if the MD5 matches: the cache never holds a partial
+   or unverified file. The checksum is always the MD5 of the bytes stored in the cache.
+
+Finally ``<cache>/<folder>/MANIFEST.json`` is written (atomically, last): it is the output of the workflow's
+``data_fetch`` rule. Every failure a user can fix (unknown dataset, checksum mismatch, no source reachable) is a
+:class:`~rankrepro.errors.DataError` with a one-line message that says how to supply the data.
+
+This module never imports Snakemake or torch: the workflow imports it at parse time.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http.client
+import json
+import logging
+import math
+import os
+import urllib.error
+import urllib.request
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from rankrepro.errors import DataError
+from rankrepro.io import atomic_write, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+#: environment variable naming the offline mirror; it overrides the config key ``data_mirror``
+MIRROR_ENV = "RANKREPRO_DATA_MIRROR"
+#: name of the file, in a dataset's cache folder, that records the verified files (the workflow's output)
+MANIFEST = "MANIFEST.json"
+#: seconds a download may stall before the URL counts as unreachable
+DOWNLOAD_TIMEOUT = 60.0
+_CHUNK = 1 << 20
+
+#: ``opener(url, timeout=...)`` returns a readable binary stream usable as a context manager (urlopen's signature)
+Opener = Callable[..., IO[bytes]]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The registry
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One file of a dataset.
+
+    ``name`` is the file's name in the cache (decompressed), ``md5`` the MD5 of the bytes stored in the cache (of the
+    decompressed content for ``gzipped`` files, of the file itself otherwise), ``mirror_name`` its name in the
+    mirror folder, ``urls`` the canonical downloads (tried in order), ``gzipped`` whether mirror and downloads are
+    gzip streams to decompress (otherwise they are copied verbatim).
+    """
+
+    name: str
+    md5: str
+    mirror_name: str
+    urls: tuple[str, ...]
+    gzipped: bool
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A dataset: its registry ``name``, a ``title``, the ``folder`` it has in the mirror and in the cache, its files,
+    licence and homepage, and (classification datasets) the names of its classes in label order.
+
+    The workflow's ``data_fetch`` rule writes ``<cache>/<name>/MANIFEST.json``, so ``folder`` equals ``name``.
+    """
+
+    name: str
+    title: str
+    folder: str
+    files: tuple[RemoteFile, ...]
+    licence: str
+    homepage: str
+    classes: tuple[str, ...] = field(default=())
+
+    def file(self, name: str) -> RemoteFile:
+        """The file called ``name`` (a :class:`DataError` if the dataset has none)."""
+        for remote in self.files:
+            if remote.name == name:
+                return remote
+        raise DataError(f"dataset '{self.name}' has no file '{name}'; its files: {', '.join(self.file_names)}")
+
+    @property
+    def file_names(self) -> tuple[str, ...]:
+        """Names of the dataset's files in the cache."""
+        return tuple(remote.name for remote in self.files)
+
+
+#: the four IDX files of MNIST-style datasets, in fetch order
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+def _gz_files(md5s: dict[str, str], url_bases: tuple[str, ...]) -> tuple[RemoteFile, ...]:
+    """Gzipped files named ``<name>.gz`` in the mirror and at every URL base."""
+    return tuple(
+        RemoteFile(name=name, md5=md5, mirror_name=f"{name}.gz", urls=tuple(f"{base}{name}.gz" for base in url_bases),
+                   gzipped=True)
+        for name, md5 in md5s.items()
+    )
+
+
+#: dataset name -> spec
+DATASETS: dict[str, DatasetSpec] = {
+    spec.name: spec
+    for spec in (
+        DatasetSpec(
+            name="mnist",
+            title="MNIST handwritten digits (60k train / 10k test, 28x28 grey)",
+            folder="mnist",
+            files=_gz_files(
+                {
+                    "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+                    "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+                    "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+                    "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+                },
+                # torchvision's mirrors, in its order
+                ("https://ossci-datasets.s3.amazonaws.com/mnist/", "https://yann.lecun.com/exdb/mnist/"),
+            ),
+            licence="CC BY-SA 3.0 (Yann LeCun, Corinna Cortes, Christopher J.C. Burges)",
+            homepage="https://yann.lecun.com/exdb/mnist/",
+            classes=tuple(str(digit) for digit in range(10)),
+        ),
+        DatasetSpec(
+            name="fashion-mnist",
+            title="Fashion-MNIST Zalando article images (60k train / 10k test, 28x28 grey)",
+            folder="fashion-mnist",
+            files=_gz_files(
+                {
+                    "train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+                    "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
+                    "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
+                    "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
+                },
+                ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+            ),
+            licence="MIT (Zalando SE)",
+            homepage="https://github.com/zalandoresearch/fashion-mnist",
+            classes=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                     "Ankle boot"),
+        ),
+    )
+}
+
+
+def get_dataset(name: str) -> DatasetSpec:
+    """The spec of dataset ``name``; a :class:`DataError` listing the known datasets otherwise."""
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise DataError(f"unknown dataset '{name}'; known datasets: {', '.join(DATASETS)}") from None
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Where the data comes from
+
+
+def resolve_mirror(configured: str | os.PathLike | None) -> Path | None:
+    """The offline mirror folder: ``$RANKREPRO_DATA_MIRROR`` if set and non-empty, else ``configured`` (the config
+    key ``data_mirror``), else None. A relative path is taken relative to the current directory."""
+    value = os.environ.get(MIRROR_ENV, "").strip() or (str(configured).strip() if configured is not None else "")
+    return Path(value).expanduser().absolute() if value else None
+
+
+def mirror_path(mirror: Path, spec: DatasetSpec, remote: RemoteFile) -> Path:
+    """Where ``remote`` lies in a mirror folder: ``<mirror>/<folder>/<mirror_name>``."""
+    return Path(mirror) / spec.folder / remote.mirror_name
+
+
+def md5_file(path: str | os.PathLike) -> str:
+    """Hex MD5 of a file's bytes, read in chunks."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(_CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class _SourceFailed(Exception):
+    """A source could not deliver a file (missing, unreachable, corrupt stream); the message says why."""
+
+
+class _ChecksumMismatch(_SourceFailed):
+    """A source delivered a complete file whose MD5 differs from the registry's."""
+
+    def __init__(self, got: str) -> None:
+        super().__init__(f"checksum mismatch (got MD5 {got})")
+        self.got = got
+
+
+#: errors of reading a source: missing file, network failure, truncated or corrupt gzip stream
+_READ_ERRORS = (OSError, EOFError, zlib.error, http.client.HTTPException, ValueError)
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception as one short line."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _copy_verified(stream: IO[bytes], remote: RemoteFile, target: Path) -> None:
+    """Stream ``stream`` (decompressing if ``remote.gzipped``) into ``target`` atomically if its MD5 matches.
+
+    Read-side failures raise :class:`_SourceFailed`, a wrong MD5 :class:`_ChecksumMismatch`; in every failure the
+    temporary file is removed and ``target`` is untouched. Write-side failures (disk full) propagate as OSError.
+    """
+
+    def write(tmp: Path) -> None:
+        reader = gzip.GzipFile(fileobj=stream, mode="rb") if remote.gzipped else stream
+        digest = hashlib.md5(usedforsecurity=False)
+        with open(tmp, "wb") as out:
+            while True:
+                try:
+                    block = reader.read(_CHUNK)
+                except _READ_ERRORS as exc:
+                    raise _SourceFailed(f"unreadable ({_one_line(exc)})") from exc
+                if not block:
+                    break
+                digest.update(block)
+                out.write(block)
+        if digest.hexdigest() != remote.md5:
+            raise _ChecksumMismatch(digest.hexdigest())
+
+    atomic_write(target, write)
+
+
+def _from_mirror(path: Path, remote: RemoteFile, target: Path) -> None:
+    """Copy ``remote`` from the mirror file ``path`` into ``target`` (verified)."""
+    try:
+        handle = open(path, "rb")
+    except FileNotFoundError:
+        where = "" if path.parent.parent.is_dir() else f"; the mirror folder {path.parent.parent} does not exist"
+        raise _SourceFailed(f"no such file{where}") from None
+    except OSError as exc:
+        raise _SourceFailed(f"cannot read it ({_one_line(exc)})") from exc
+    with handle:
+        _copy_verified(handle, remote, target)
+
+
+def _from_url(url: str, opener: Opener, remote: RemoteFile, target: Path) -> None:
+    """Download ``remote`` from ``url`` into ``target`` (verified)."""
+    try:
+        response = opener(url, timeout=DOWNLOAD_TIMEOUT)
+    except _READ_ERRORS as exc:
+        raise _SourceFailed(_one_line(exc)) from exc
+    with response:
+        _copy_verified(response, remote, target)
+
+
+def _sources(spec: DatasetSpec, remote: RemoteFile, mirror: Path | None, opener: Opener):
+    """(label, fetch(target)) of every source of ``remote``, in the order they are tried: mirror, then each URL."""
+    if mirror is not None:
+        path = mirror_path(mirror, spec, remote)
+        yield f"mirror {path}", lambda target: _from_mirror(path, remote, target)
+    for url in remote.urls:
+        yield url, lambda target, url=url: _from_url(url, opener, remote, target)
+
+
+def _mismatch_error(spec: DatasetSpec, remote: RemoteFile, source: str, got: str, others: str) -> DataError:
+    return DataError(
+        f"checksum mismatch in dataset '{spec.name}', file '{remote.name}' from {source}: expected MD5 {remote.md5}, "
+        f"got {got}; the file was not stored (a corrupted mirror file or download: replace or delete it)"
+        + (f". Other sources: {others}" if others else "")
+    )
+
+
+def _unavailable_error(spec: DatasetSpec, remote: RemoteFile, mirror: Path | None, reasons: str) -> DataError:
+    if mirror is None:
+        reasons = "no data mirror set" + (f"; {reasons}" if reasons else "")
+    layout = mirror_path(Path("<mirror>"), spec, remote).as_posix()
+    urls = ", ".join(remote.urls) if remote.urls else "(none: this dataset has no canonical download)"
+    return DataError(
+        f"dataset '{spec.name}' is not available: file '{remote.name}' could not be obtained ({reasons}). "
+        f"Supply it either by setting `data_mirror:` in the tier config or the {MIRROR_ENV} environment variable to "
+        f"a folder laid out like shared/datasets (this file at {layout}), or by allowing network access to {urls}"
+    )
+
+
+def _describe_failures(failures: list[tuple[str, _SourceFailed]]) -> str:
+    return "; ".join(f"{source}: {exc}" for source, exc in failures)
+
+
+def _fetch_file(spec: DatasetSpec, remote: RemoteFile, target: Path, mirror: Path | None, opener: Opener) -> str:
+    """Put a verified ``remote`` at ``target`` from the first source that delivers it; returns the source's label.
+
+    A source that fails (missing, unreachable, corrupt, wrong checksum) passes the turn to the next one; when none
+    delivers, the error is a checksum mismatch if some source delivered wrong bytes, else "not available".
+    """
+    failures: list[tuple[str, _SourceFailed]] = []
+    for source, fetch in _sources(spec, remote, mirror, opener):
+        try:
+            fetch(target)
+        except _SourceFailed as exc:
+            log.debug("%s/%s: %s: %s", spec.name, remote.name, source, exc)
+            failures.append((source, exc))
+            continue
+        mismatched = any(isinstance(exc, _ChecksumMismatch) for _, exc in failures)
+        earlier = f" (after failures: {_describe_failures(failures)})" if failures else ""
+        log.log(logging.WARNING if mismatched else logging.INFO, "%s/%s: verified MD5 %s, from %s%s", spec.name,
+                remote.name, remote.md5, source, earlier)
+        return source
+    for source, exc in failures:
+        if isinstance(exc, _ChecksumMismatch):
+            others = _describe_failures([(s, e) for s, e in failures if s != source])
+            raise _mismatch_error(spec, remote, source, exc.got, others)
+    raise _unavailable_error(spec, remote, mirror, _describe_failures(failures))
+
+
+def _cached_ok(spec: DatasetSpec, remote: RemoteFile, target: Path) -> bool:
+    """Whether ``target`` holds ``remote`` with the right MD5; a wrong file is deleted (and reported)."""
+    if not target.is_file():
+        return False
+    got = md5_file(target)
+    if got == remote.md5:
+        return True
+    log.warning("%s/%s: cached file %s has MD5 %s, expected %s; fetching it again", spec.name, remote.name, target,
+                got, remote.md5)
+    target.unlink()
+    return False
+
+
+def _previous_sources(manifest: Path) -> dict[tuple[str, str], str]:
+    """(file, md5) -> source recorded by an existing manifest (empty if there is none or it is unreadable)."""
+    try:
+        entries = json.loads(manifest.read_text(encoding="utf-8"))["files"]
+        return {(entry["name"], entry["md5"]): entry["source"] for entry in entries}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def _write_manifest(spec: DatasetSpec, folder: Path, sources: dict[str, str]) -> Path:
+    """Write ``MANIFEST.json`` (atomically; not rewritten when its content is unchanged, so its mtime stays)."""
+    manifest = folder / MANIFEST
+    record: dict[str, Any] = {
+        "dataset": spec.name,
+        "title": spec.title,
+        "folder": spec.folder,
+        "licence": spec.licence,
+        "homepage": spec.homepage,
+        "checksum": "md5 of the bytes stored in this folder",
+        "files": [
+            {"name": remote.name, "md5": remote.md5, "bytes": (folder / remote.name).stat().st_size,
+             "source": sources[remote.name]}
+            for remote in spec.files
+        ],
+    }
+    text = json.dumps(record, indent=2, sort_keys=True) + "\n"
+    if not manifest.is_file() or manifest.read_text(encoding="utf-8") != text:
+        atomic_write_text(manifest, text)
+    return manifest
+
+
+def fetch_dataset(name: str, cache_root: str | os.PathLike, mirror: str | os.PathLike | None, *,
+                  opener: Opener | None = None) -> Path:
+    """Make sure every file of dataset ``name`` is in ``<cache_root>/<folder>/`` with its registry MD5.
+
+    Cached files are verified (a tampered one is fetched again); missing ones come from ``mirror`` (a folder laid out
+    like shared/datasets, or None) or else from the canonical URLs, opened with ``opener(url, timeout=...)``
+    (default :func:`urllib.request.urlopen`, looked up at call time). ``MANIFEST.json`` is written last. Returns the
+    dataset's cache folder. Raises :class:`DataError` when a file cannot be obtained or fails its checksum.
+    """
+    spec = get_dataset(name)
+    opener = opener if opener is not None else urllib.request.urlopen
+    mirror = Path(mirror) if mirror is not None else None
+    folder = Path(cache_root) / spec.folder
+    manifest = folder / MANIFEST
+    previous = _previous_sources(manifest)
+    sources: dict[str, str] = {}
+    try:
+        for remote in spec.files:
+            target = folder / remote.name
+            if _cached_ok(spec, remote, target):
+                sources[remote.name] = previous.get((remote.name, remote.md5), "cache")
+                log.info("%s/%s: cached copy verified (MD5 %s)", spec.name, remote.name, remote.md5)
+                continue
+            manifest.unlink(missing_ok=True)  # the folder is incomplete until every file is verified again
+            sources[remote.name] = _fetch_file(spec, remote, target, mirror, opener)
+        _write_manifest(spec, folder, sources)
+    except OSError as exc:
+        raise DataError(f"cannot write dataset '{spec.name}' into the data cache {folder}: {_one_line(exc)}") from None
+    return folder
+
+
+def cached_files(name: str, cache_root: str | os.PathLike) -> dict[str, int | None]:
+    """File name -> size in bytes of each file of dataset ``name`` in the cache (None if absent; not verified)."""
+    spec = get_dataset(name)
+    folder = Path(cache_root) / spec.folder
+    return {remote.name: (folder / remote.name).stat().st_size if (folder / remote.name).is_file() else None
+            for remote in spec.files}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# IDX files (MNIST's format): magic 0x00 0x00, a type byte, the number of dimensions, big-endian int32 sizes, data.
+
+IDX_TYPES: dict[int, np.dtype] = {
+    0x08: np.dtype(">u1"),
+    0x09: np.dtype(">i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+
+
+def parse_idx(data: bytes, what: str = "IDX data") -> np.ndarray:
+    """Decode the bytes of an IDX file into an array of native byte order; a :class:`DataError` if malformed."""
+    if len(data) < 4 or data[0] != 0 or data[1] != 0:
+        raise DataError(f"{what} is not an IDX file (bad magic number {data[:4].hex() or 'none'})")
+    type_code, ndim = data[2], data[3]
+    if type_code not in IDX_TYPES:
+        raise DataError(f"{what} has an unknown IDX type code 0x{type_code:02x}")
+    if ndim == 0:
+        raise DataError(f"{what} declares 0 dimensions")
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise DataError(f"{what} is truncated: its header needs {header} bytes, the file has {len(data)}")
+    shape = tuple(int(size) for size in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
+    dtype = IDX_TYPES[type_code]
+    count = math.prod(shape)  # exact (no int64 overflow on a corrupt header)
+    expected = header + count * dtype.itemsize
+    if len(data) != expected:
+        state = "truncated" if len(data) < expected else "longer than its header says"
+        raise DataError(f"{what} is {state}: shape {shape} of {dtype.name} needs {expected} bytes, got {len(data)}")
+    array = np.frombuffer(data, dtype=dtype, count=count, offset=header)
+    return array.reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read an (uncompressed) IDX file into a numpy array; a :class:`DataError` if it is truncated or corrupt."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"cannot read IDX file {path}: {_one_line(exc)}") from None
+    return parse_idx(data, f"IDX file {path}")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Image classification datasets
+
+
+@dataclass(frozen=True, eq=False)
+class ImageDataset:
+    """A train/test image classification dataset: uint8 images ``(n, height, width)``, int64 labels ``(n,)``."""
+
+    name: str
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    class_names: tuple[str, ...]
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes."""
+        return len(self.class_names)
+
+
+def _images_and_labels(folder: Path, spec: DatasetSpec, images_name: str, labels_name: str):
+    """Read one split's images (uint8, 3-d) and labels (int64), checking they fit together and the classes."""
+    images = read_idx(folder / images_name)
+    labels = read_idx(folder / labels_name)
+    if images.ndim != 3 or images.dtype != np.uint8 or labels.ndim != 1 or len(labels) != len(images):
+        raise DataError(f"dataset '{spec.name}': {images_name} {images.shape} {images.dtype} and {labels_name} "
+                        f"{labels.shape} are not an image set and its labels")
+    labels = labels.astype(np.int64)
+    if len(labels) and (labels.min() < 0 or labels.max() >= len(spec.classes)):
+        raise DataError(f"dataset '{spec.name}': {labels_name} has labels outside 0..{len(spec.classes) - 1}")
+    return images, labels
+
+
+def load_image_classification(name: str, cache_root: str | os.PathLike, mirror: str | os.PathLike | None, *,
+                              opener: Opener | None = None) -> ImageDataset:
+    """Fetch (and verify) an MNIST-style dataset with :func:`fetch_dataset`, then read its four IDX files."""
+    spec = get_dataset(name)
+    if not spec.classes or not set(IDX_FILES) <= set(spec.file_names):
+        raise DataError(f"dataset '{name}' is not an IDX image classification dataset (it needs the files "
+                        f"{', '.join(IDX_FILES)} and class names)")
+    folder = fetch_dataset(name, cache_root, mirror, opener=opener)
+    train_images, train_labels = _images_and_labels(folder, spec, IDX_FILES[0], IDX_FILES[1])
+    test_images, test_labels = _images_and_labels(folder, spec, IDX_FILES[2], IDX_FILES[3])
+    return ImageDataset(name=name, train_images=train_images, train_labels=train_labels, test_images=test_images,
+                        test_labels=test_labels, class_names=spec.classes)
