@@ -17,13 +17,11 @@ all three follow the same trajectory. ``--out FILE`` also writes the numbers as 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
+from _report import machine, write_json
 from torch import Tensor
 
 from rankrepro.cp import (
@@ -121,12 +119,9 @@ def main(argv: list[str] | None = None) -> dict:
           f"trajectories {'agree' if agree else 'DIFFER'} (final losses {', '.join(f'{v:.6e}' for v in losses)})")
     result = {"settings": {"dims": dims, "components": components, "n_obs": args.n_obs, "iters": args.iters,
                            "init": args.init, "threads": torch.get_num_threads()},
-              "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                          "torch": torch.__version__},
+              "machine": machine(),
               "rows": rows, "gather_speedup_vs_onehot": ratio, "trajectories_agree": agree}
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_json(args.out, result)
     return result
 
 

@@ -7,6 +7,7 @@ format version, or one written for a different configuration raises :class:`Chec
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ from rankrepro.errors import CheckpointError
 from rankrepro.io import atomic_write
 
 CHECKPOINT_FORMAT = 1
+
+log = logging.getLogger(__name__)
 
 
 def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any], fingerprint: str) -> Path:
@@ -43,3 +46,17 @@ def load_checkpoint(path: str | os.PathLike, fingerprint: str) -> dict[str, Any]
             f"(fingerprint {record.get('fingerprint')} != {fingerprint})"
         )
     return record["payload"]
+
+
+def resume_payload(path: str | os.PathLike | None, fingerprint: str) -> dict[str, Any] | None:
+    """The payload of the checkpoint at ``path`` written for ``fingerprint``, or None when there is none to resume
+    from. A corrupted, foreign-format or other-configuration checkpoint is logged, removed, and gives None (the
+    caller starts afresh)."""
+    if path is None or not Path(path).exists():
+        return None
+    try:
+        return load_checkpoint(path, fingerprint)
+    except CheckpointError as exc:
+        log.warning("%s; discarding it and starting from scratch", exc)
+        Path(path).unlink(missing_ok=True)
+        return None

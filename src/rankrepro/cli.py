@@ -25,7 +25,7 @@ from pathlib import Path
 
 from rankrepro.claims import write_claims
 from rankrepro.config import experiment_section, load_config, load_schema
-from rankrepro.datasets import DATASETS, MANIFEST, cached_files, fetch_dataset, resolve_mirror
+from rankrepro.datasets import DATASETS, MANIFEST, DataSource, cached_files, fetch_dataset, resolve_mirror
 from rankrepro.errors import RankreproError
 from rankrepro.experiments import EXPERIMENTS, get_experiment
 from rankrepro.experiments.base import Context, figure_path, results_dir
@@ -102,7 +102,11 @@ def _command_run(args: argparse.Namespace) -> int:
                   progress=not args.no_progress)
     started = time.time()
     log.info("running %s (tier %s) into %s on %s with %d thread(s)", module.NAME, ctx.tier, out, ctx.device, threads)
-    module.run(settings, out, ctx)
+    if getattr(module, "DATASETS", ()):  # experiments on real data get the data cache and the mirror
+        data = DataSource(Path(config["data_cache"]), resolve_mirror(config["data_mirror"]))
+        module.run(settings, out, ctx, data)
+    else:
+        module.run(settings, out, ctx)
     log.info("%s finished in %.1f s", module.NAME, time.time() - started)
     return 0
 

@@ -498,3 +498,16 @@ def load_image_classification(name: str, cache_root: str | os.PathLike, mirror: 
     test_images, test_labels = _images_and_labels(folder, spec, IDX_FILES[2], IDX_FILES[3])
     return ImageDataset(name=name, train_images=train_images, train_labels=train_labels, test_images=test_images,
                         test_labels=test_labels, class_names=spec.classes)
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Where an experiment's real datasets come from: the project's data cache and the optional offline mirror
+    (already resolved: see :func:`resolve_mirror`). Experiments that declare ``DATASETS`` receive one."""
+
+    cache_root: Path
+    mirror: Path | None = None
+
+    def image_classification(self, name: str) -> ImageDataset:
+        """The verified train/test images and labels of ``name`` (fetched into the cache first if needed)."""
+        return load_image_classification(name, self.cache_root, self.mirror)

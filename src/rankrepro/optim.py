@@ -1,4 +1,4 @@
-"""Batched optimizers: plain gradient descent and GroupRMSprop, one independent run per leading index.
+"""Batched optimizers: plain gradient descent, GroupRMSprop and Adam, one independent run per leading index.
 
 Parameters are a list of tensors whose first dimension indexes runs ``b = 0 … B−1``. ``active`` is a boolean
 ``(B,)`` mask: inactive (stopped) runs are frozen, and their optimizer state does not advance.
@@ -86,6 +86,53 @@ class GroupRMSprop:
     def step(self, params: list[Tensor], grads: list[Tensor], state: dict[str, Tensor], active: Tensor) -> None:
         """In-place update of ``params`` (see class docstring)."""
         apply_step(params, grads, self.step_sizes(grads, state, active))
+
+
+@dataclass(frozen=True)
+class Adam:
+    """Adam (Kingma & Ba) with per-element moments, batched over runs, with a per-run learning rate.
+
+    For every parameter element, with g its gradient and t the run's step count (t ← t + 1 first):
+
+        m ← β₁ m + (1 − β₁) g,   v ← β₂ v + (1 − β₂) g²,
+        p ← p − (lr_b / (1 − β₁^t)) · m / (sqrt(v) / sqrt(1 − β₂^t) + ε),
+
+    the same operations, in the same order, as ``torch.optim.Adam`` (no weight decay, no AMSGrad), so a single run
+    matches it to rounding. Frozen runs (``active`` false) keep their parameters, moments and step count: their
+    gradient is ignored, even if it is not finite. State: ``exp_avg_i``, ``exp_avg_sq_i`` per parameter i, and
+    ``step_count`` ``(B,)`` int64.
+    """
+
+    lr: Tensor  # (B,)
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+
+    def init_state(self, params: list[Tensor]) -> dict[str, Tensor]:
+        """m = v = 0 and t = 0 for every run."""
+        state = {"step_count": torch.zeros(params[0].shape[0], dtype=torch.int64, device=params[0].device)}
+        for i, p in enumerate(params):
+            state[f"exp_avg_{i}"] = torch.zeros_like(p)
+            state[f"exp_avg_sq_{i}"] = torch.zeros_like(p)
+        return state
+
+    def step(self, params: list[Tensor], grads: list[Tensor], state: dict[str, Tensor], active: Tensor) -> None:
+        """In-place update of ``params`` and ``state`` for the active runs (see class docstring)."""
+        t = state["step_count"]
+        t.add_(active.to(t.dtype))
+        dtype = params[0].dtype
+        steps = t.clamp(min=1).to(dtype)
+        correction1 = 1 - torch.pow(torch.as_tensor(self.beta1, dtype=dtype, device=t.device), steps)
+        correction2_sqrt = torch.sqrt(1 - torch.pow(torch.as_tensor(self.beta2, dtype=dtype, device=t.device), steps))
+        step_size = self.lr.to(dtype) / correction1
+        for i, (p, g) in enumerate(zip(params, grads)):
+            mask = _per_run(active, p)
+            m, v = state[f"exp_avg_{i}"], state[f"exp_avg_sq_{i}"]
+            m.copy_(torch.where(mask, torch.lerp(m, g, 1 - self.beta1), m))
+            v.copy_(torch.where(mask, (v * self.beta2).addcmul_(g, g, value=1 - self.beta2), v))
+            denom = (v.sqrt() / _per_run(correction2_sqrt, p)).add_(self.eps)
+            update = m / denom * _per_run(step_size, p)
+            p.copy_(torch.where(mask, p - update, p))
 
 
 def make_optimizer(name: str, lr: Tensor) -> GradientDescent | GroupRMSprop:

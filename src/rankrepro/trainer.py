@@ -28,8 +28,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from rankrepro.checkpoint import load_checkpoint, save_checkpoint
-from rankrepro.errors import CheckpointError
+from rankrepro.checkpoint import resume_payload, save_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -166,13 +165,8 @@ def _to_device(obj, device: torch.device):
 
 def _resume_state(path: Path | None, fingerprint: str, device: torch.device) -> dict | None:
     """The saved loop state, or None (no checkpoint, or a corrupted/stale one, which is removed)."""
-    if path is None or not path.exists():
-        return None
-    try:
-        state = load_checkpoint(path, fingerprint)
-    except CheckpointError as exc:
-        log.warning("%s; discarding it and starting from scratch", exc)
-        path.unlink(missing_ok=True)
+    state = resume_payload(path, fingerprint)
+    if state is None:
         return None
     log.info("resuming from checkpoint %s at iteration %d", path, state["t"])
     return _to_device(state, device)
@@ -184,6 +178,11 @@ def _record(state: dict, metrics: dict[str, Tensor], loss: Tensor) -> None:
     values = state["log_values"]
     for name, value in {"loss": loss, **metrics}.items():
         values.setdefault(name, []).append(value.detach().clone())
+
+
+def _mark_converged(state: dict) -> None:
+    """Status of runs the stop rule has frozen (stopped_at ≥ 0) and that are still marked running: converged."""
+    state["status"] = torch.where((state["stopped_at"] >= 0) & (state["status"] == RUNNING), CONVERGED, state["status"])
 
 
 def train(
@@ -232,8 +231,7 @@ def train(
                 state["stopped_at"] = torch.where(newly, t, state["stopped_at"])
                 active = state["active"] = active & ~newly
             if t % settings.sync_every == 0:
-                state["status"] = torch.where((state["stopped_at"] >= 0) & (state["status"] == RUNNING), CONVERGED,
-                                              state["status"])
+                _mark_converged(state)
                 bad = active & ~torch.isfinite(loss)
                 if bool(bad.any()):
                     log.warning("runs %s diverged (non-finite loss) at iteration %d", bad.nonzero().flatten().tolist(), t)
@@ -247,8 +245,7 @@ def train(
                     break
             optimizer.step(state["params"], grads, state["opt_state"], active)
             state["t"] = t + 1
-        state["status"] = torch.where((state["stopped_at"] >= 0) & (state["status"] == RUNNING), CONVERGED,
-                                      state["status"])
+        _mark_converged(state)
         still = state["active"]
         state["stopped_at"] = torch.where(still, state["t"], state["stopped_at"])
         state["status"] = torch.where(still, MAX_ITERS, state["status"])

@@ -2,7 +2,9 @@
 
 Every experiment module defines ``NAME``, ``CHAPTER``, ``SECTION``, ``TITLE`` and three functions:
 
-- ``run(settings, out, ctx)``: train/compute and write ``out/metrics.csv`` and ``out/summary.json``;
+- ``run(settings, out, ctx)``: train/compute and write ``out/metrics.csv`` and ``out/summary.json``; a module on
+  real data also declares ``DATASETS = ("mnist", …)`` (the workflow fetches them first) and gets a fourth argument,
+  a :class:`rankrepro.datasets.DataSource`;
 - ``plot(results, figure_png, tier)``: draw the figure (PNG + PDF) from those files only;
 - ``claims(results, tier)``: check the chapter's claims on those files, returning :class:`ClaimResult` records.
 """
@@ -23,6 +25,7 @@ EXPERIMENTS: dict[str, str] = {
     "tensor_completion_vs_linear": "tensor_completion_vs_linear",
     "tf_component_norms": "tf_component_norms",
     "tf_sensing_component_norms": "tf_sensing_component_norms",
+    "tensor_rank_mnist": "tensor_rank_mnist",
 }
 
 

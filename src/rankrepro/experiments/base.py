@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from types import ModuleType
@@ -12,12 +13,17 @@ import pandas as pd
 import torch
 
 from rankrepro.errors import RankreproError
+from collections.abc import Callable
+
 from rankrepro.io import atomic_write_csv, atomic_write_json, fingerprint, read_json, source_hash
 from rankrepro.runtime import provenance
 
 METRICS_FILE = "metrics.csv"
 SUMMARY_FILE = "summary.json"
 CHECKPOINT_DIR = "checkpoints"
+BATCH_DIR = "batches"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -78,3 +84,30 @@ def load_results(results: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     if not metrics_file.is_file() or not summary_file.is_file():
         raise RankreproError(f"no results in {results}: run the experiment first (rankrepro run …)")
     return pd.read_csv(metrics_file), read_json(summary_file)
+
+
+def load_batch(path: Path, fingerprint: str) -> dict[str, Any] | None:
+    """A finished batch record (JSON with a ``fingerprint``), or None when absent, unreadable or from other
+    settings/code."""
+    if not path.is_file():
+        return None
+    try:
+        record = read_json(path)
+    except (OSError, ValueError):
+        log.warning("batch file %s is unreadable; recomputing it", path)
+        return None
+    if record.get("fingerprint") != fingerprint:
+        log.info("batch file %s is from other settings or code; recomputing it", path)
+        return None
+    return record
+
+
+def cached_batch(path: Path, fingerprint: str, compute: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any], bool]:
+    """The batch record at ``path`` if valid, else ``compute()`` (which must store ``fingerprint`` in the record)
+    written atomically; and whether it was cached. Finished batches of an interrupted job are never recomputed."""
+    record = load_batch(path, fingerprint)
+    if record is not None:
+        return record, True
+    record = compute()
+    atomic_write_json(path, record)
+    return record, False

@@ -133,10 +133,9 @@ def claims(results: Path, tier: str) -> list[ClaimResult]:
            {"monotone_per_run": monotone}, "monotone growth; Fro and nuclear norms ≈ |w11| at the end")
     final = common.final_rows(metrics)
     final = final.loc[deep.index]
-    ratio = (final["singular_values_1"] / final["singular_values_0"]).to_dict()
+    ratio = final["singular_values_1"] / final["singular_values_0"]
     kept = [r for r in deep.index if not table.loc[r, "det_sign_changed"]]
-    erank_ok = bool((final.loc[kept, "effective_rank"] <= 1.01).all()) and bool(
-        (final.loc[kept, "singular_values_1"] / final.loc[kept, "singular_values_0"] <= 1e-3).all())
+    erank_ok = bool((final.loc[kept, "effective_rank"] <= 1.01).all()) and bool((ratio.loc[kept] <= 1e-3).all())
     record("effective_rank_to_minimum",
            "erank(W_final) ≤ 1.01 and σ₂/σ₁ ≤ 1e-3 (det W stays > 0, depth ≥ 3)", erank_ok and len(kept) > 0,
            {"effective_rank": {int(r): round(float(v), 6) for r, v in final["effective_rank"].items()},

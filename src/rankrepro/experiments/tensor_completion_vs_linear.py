@@ -31,9 +31,8 @@ from rankrepro.claims import NOT_SHOWN, ClaimResult, decide
 from rankrepro.cp import CPCompletionObjective, init_factors, linear_completion, max_cp_rank, multi_indices
 from rankrepro.cp_als import ALSSettings, estimate_cp_rank
 from rankrepro.errors import ConfigError
-from rankrepro.experiments.base import (CHECKPOINT_DIR, Context, checkpoint_path, load_results, mechanism_hash,
-                                       run_fingerprint, write_results)
-from rankrepro.io import atomic_write_json, read_json
+from rankrepro.experiments.base import (BATCH_DIR, CHECKPOINT_DIR, Context, cached_batch, checkpoint_path,
+                                       load_results, mechanism_hash, run_fingerprint, write_results)
 from rankrepro.optim import GroupRMSprop
 from rankrepro.seeding import derived_seed
 from rankrepro.plotting import add_caption, apply_style, caption_text, save_figure
@@ -48,7 +47,6 @@ log = logging.getLogger(__name__)
 
 #: bump when the way a batch is computed changes (invalidates cached batch files)
 BATCH_FORMAT = 1
-BATCH_DIR = "batches"
 #: claims hold from this many observations on (spec §1.5)
 CLAIM_MIN_N = {3: 200, 4: 1000}
 #: a median over fewer seeds is decided by a single run (the median of 2 is their mean): such tiers do not show
@@ -101,21 +99,6 @@ def _num_seeds(settings: dict[str, Any], entry: dict[str, Any]) -> int:
 
 
 # ----------------------------------------------------------------------------------------------------- batches
-def _load_batch(path: Path, fingerprint: str) -> dict[str, Any] | None:
-    """A finished batch record, or None when absent, unreadable or from other settings/code."""
-    if not path.is_file():
-        return None
-    try:
-        record = read_json(path)
-    except (OSError, ValueError):
-        log.warning("batch file %s is unreadable; recomputing it", path)
-        return None
-    if record.get("fingerprint") != fingerprint:
-        log.info("batch file %s is from other settings or code; recomputing it", path)
-        return None
-    return record
-
-
 def _train_batch(settings: dict[str, Any], entry: dict[str, Any], target_rank: int, n: int, init: float,
                  out: Path, ctx: Context, key: str, fingerprint: str) -> dict[str, Any]:
     """Train every seed of one (order, target rank, n, init) as one batched program; estimate the ranks."""
@@ -183,16 +166,6 @@ def _linear_batch(settings: dict[str, Any], entry: dict[str, Any], target_rank: 
             "target_estimated_rank": int(ranks.ranks[-1]), "time_s": round(time.time() - started, 3)}
 
 
-def _cached(path: Path, fingerprint: str, compute) -> tuple[dict[str, Any], bool]:
-    """The batch record at ``path`` if valid, else ``compute()`` written atomically; and whether it was cached."""
-    record = _load_batch(path, fingerprint)
-    if record is not None:
-        return record, True
-    record = compute()
-    atomic_write_json(path, record)
-    return record, False
-
-
 def _check_settings(settings: dict[str, Any]) -> None:
     """What the schema cannot say: every n fits the tensor, orders appear once."""
     orders = [int(e["order"]) for e in settings["orders"]]
@@ -220,7 +193,7 @@ def run(settings: dict, out: Path, ctx: Context) -> None:
             fp = run_fingerprint({"grid": entry["n_observed"], "dim": entry["dim"],
                                   "data_seed": settings["data_seed"], "rank": settings["rank_estimation"]},
                                  key, BATCH_FORMAT, _source_hash())
-            record, hit = _cached(batch_dir / f"{key}.json", fp,
+            record, hit = cached_batch(batch_dir / f"{key}.json", fp,
                                   lambda: _linear_batch(settings, entry, int(target_rank), fp, key))
             log.info("%s: %s (%.1f s)", key, "cached" if hit else "computed", record["time_s"])
             linear_records.append(record)
@@ -228,7 +201,7 @@ def run(settings: dict, out: Path, ctx: Context) -> None:
                 for init in settings["init_scales"]:
                     key = f"o{order}_r{target_rank}_n{int(n)}_init{float(init):.0e}"
                     fp = _batch_fingerprint(settings, entry, key)
-                    record, hit = _cached(
+                    record, hit = cached_batch(
                         batch_dir / f"{key}.json", fp,
                         lambda: _train_batch(settings, entry, int(target_rank), int(n), float(init), out, ctx, key, fp))
                     log.info("%s: %s; %s iterations %s, errors %s, ranks %s", key, "cached" if hit else "trained",
