@@ -176,3 +176,23 @@ def test_wrong_learned_rank_and_unordered_errors_fail(tiny_scale_results, tmp_pa
     assert verdicts["learned_rank_equals_true_rank"] == FAILED
     assert verdicts["error_ordered_by_init"] == FAILED
     assert verdicts["emergence_separated"] == PASSED
+
+
+def test_scale_substitutions_name_every_departure_from_the_paper():
+    from rankrepro.experiments.tf_dynamics_common import PAPER_SCALE, scale_substitutions
+
+    assert scale_substitutions(dict(PAPER_SCALE)) == "none"
+    text = scale_substitutions({**PAPER_SCALE, "order": 3, "components": 100})
+    assert text == "order 3 instead of 4; R 100 instead of 1,000"
+
+
+def test_a_job_that_resumes_a_finished_run_gives_the_same_numbers_and_a_figure(tmp_path):
+    """Rerunning on a finished checkpoint (Snakemake reruns a job after a code edit) reproduces the results."""
+    ckpt = tmp_path / "resume"
+    settings = {**SMALL, "checkpoint_every": 500}
+    tf_component_norms.run(settings, ckpt, Context(tier="test", device=torch.device("cpu"), progress=False))
+    first = read_json(ckpt / "summary.json")
+    tf_component_norms.run(settings, ckpt, Context(tier="test", device=torch.device("cpu"), progress=False))
+    second = read_json(ckpt / "summary.json")
+    assert second["ms_per_iteration"] is None and second["runs"] == first["runs"]
+    assert tf_component_norms.plot(ckpt, tmp_path / "fig.png", "test")[0].is_file()

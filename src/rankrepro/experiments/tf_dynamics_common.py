@@ -175,8 +175,20 @@ def emergence_iterations(curve: pd.DataFrame, count: int) -> list[int | None]:
 
 
 # ----------------------------------------------------------------------------------------------------- figure
-def plot_dynamics(results: Path, figure_png: Path, tier: str, section: str, title: str,
-                  substitutions: str) -> list[Path]:
+#: the paper's §2.1 setting (both variants); a tier that departs from it says so in the caption
+PAPER_SCALE = {"order": 4, "dim": 10, "target_rank": 5, "n_observed": 2000, "components": 1000,
+               "max_iters": 1_000_000}
+
+
+def scale_substitutions(settings: dict[str, Any]) -> str:
+    """How the settings depart from the paper's scale (``PAPER_SCALE``), or ``none``."""
+    names = {"n_observed": "observations", "components": "R", "max_iters": "iteration cap", "target_rank": "CP rank"}
+    diffs = [f"{names.get(key, key)} {settings[key]:,} instead of {value:,}" for key, value in PAPER_SCALE.items()
+             if int(settings[key]) != value]
+    return "; ".join(diffs) or "none"
+
+
+def plot_dynamics(results: Path, figure_png: Path, tier: str, section: str, title: str, note: str) -> list[Path]:
     """Left: the top-k component norms of the smallest init vs iterations (emergence times dotted); right: the
     normalized reconstruction error vs iterations for every init (log scale)."""
     metrics, summary = load_results(results)
@@ -218,10 +230,16 @@ def plot_dynamics(results: Path, figure_png: Path, tier: str, section: str, titl
                f"{settings['loss_threshold']:g} at {settings['stop_patience']} checks every {settings['check_every']} "
                f"iterations (cap {int(settings['max_iters']):,}). Dotted: emergence times (k-th norm reaches half its "
                f"final value): {emergence}. Near zero loss GroupRMSprop's normalised step grows, so the error can "
-               f"rise from its lowest value before the stop rule fires. {summary['ms_per_iteration']:.1f} ms/iteration "
-               f"for the batch of {len(runs)} runs ({summary['threads']} thread(s)).")
-    add_caption(fig, caption_text(f"§{section}", tier, details, substitutions))
+               f"rise from its lowest value before the stop rule fires. {_timing(summary, len(runs))} {note}")
+    add_caption(fig, caption_text(f"§{section}", tier, details, scale_substitutions(settings)))
     return save_figure(fig, figure_png)
+
+
+def _timing(summary: dict[str, Any], runs: int) -> str:
+    """Cost per iteration of the batch, or where the numbers came from when the job only resumed a finished run."""
+    if summary.get("ms_per_iteration") is None:
+        return f"(Resumed from a finished checkpoint at iteration {summary['resumed_from']:,}: no timing.)"
+    return f"{summary['ms_per_iteration']:.1f} ms/iteration for the batch of {runs} runs ({summary['threads']} thread(s))."
 
 
 # ----------------------------------------------------------------------------------------------------- claims

@@ -19,7 +19,7 @@ SECTION = "2.1"
 TITLE = "Tensor factorization learns components one at a time (sensing variant)"
 REFERENCE = ("paper appendix: tensor sensing shows the same incremental learning of components as completion "
              "(no numbers are given for it in the spec)")
-SUBSTITUTIONS = "none (synthetic target and Gaussian measurements)"
+NOTE = "Synthetic target and Gaussian measurements."
 
 
 def run(settings: dict, out: Path, ctx: Context) -> None:
@@ -29,7 +29,7 @@ def run(settings: dict, out: Path, ctx: Context) -> None:
 
 def plot(results: Path, figure_png: Path, tier: str) -> list[Path]:
     """Top-k component norms (smallest init) and reconstruction error per init vs iterations."""
-    return plot_dynamics(results, figure_png, tier, SECTION, TITLE, SUBSTITUTIONS)
+    return plot_dynamics(results, figure_png, tier, SECTION, TITLE, NOTE)
 
 
 def claims(results: Path, tier: str) -> list[ClaimResult]:
