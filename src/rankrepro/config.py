@@ -44,7 +44,8 @@ def _describe(error: jsonschema.ValidationError) -> str:
 
 
 def _fill_defaults(instance: Any, schema: dict[str, Any], root: dict[str, Any] | None = None) -> None:
-    """Fill in ``default`` values of object properties and array items, recursively."""
+    """Fill in ``default`` values of object properties and array items, recursively (local properties first, then
+    those of ``allOf`` blocks)."""
     root = schema if root is None else root
     schema = _resolve(schema, root)
     if isinstance(instance, list) and isinstance(schema.get("items"), dict):
@@ -59,6 +60,8 @@ def _fill_defaults(instance: Any, schema: dict[str, Any], root: dict[str, Any] |
             instance[key] = copy.deepcopy(sub["default"])
         if key in instance:
             _fill_defaults(instance[key], sub, root)
+    for part in schema.get("allOf", []):  # shared property blocks: their defaults apply too
+        _fill_defaults(instance, part, root)
 
 
 def _resolve(sub: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:

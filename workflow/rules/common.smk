@@ -139,12 +139,15 @@ def dataset_manifest(dataset: str) -> str:
 
 
 def dataset_manifests(experiment: str) -> list[str]:
-    """Manifests of the datasets an experiment's module lists in ``DATASETS`` (none if it lists none).
+    """Manifests of the datasets an experiment's module lists in ``DATASETS`` (none if it lists none), restricted to
+    those its config section names under ``datasets`` when it has that key.
 
     A run rule depends on them with ``input: manifests=lambda wildcards: dataset_manifests(wildcards.experiment)``,
     so Snakemake fetches (and verifies) the data before the experiment runs.
     """
-    return [dataset_manifest(dataset) for dataset in EXPERIMENT_INFO[experiment]["datasets"]]
+    wanted = TIER_CONFIG["experiments"][experiment].get("datasets")
+    return [dataset_manifest(dataset) for dataset in EXPERIMENT_INFO[experiment]["datasets"]
+            if wanted is None or dataset in wanted]
 
 
 def all_figures() -> list[str]:

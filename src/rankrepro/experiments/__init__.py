@@ -26,6 +26,9 @@ EXPERIMENTS: dict[str, str] = {
     "tf_component_norms": "tf_component_norms",
     "tf_sensing_component_norms": "tf_sensing_component_norms",
     "tensor_rank_mnist": "tensor_rank_mnist",
+    "hessian_rank_vs_width": "hessian_rank_vs_width",
+    "hessian_rank_vs_depth": "hessian_rank_vs_depth",
+    "hessian_rank_vs_sample_size": "hessian_rank_vs_sample_size",
 }
 
 

@@ -1,0 +1,339 @@
+"""Exact Hessian maps of fully connected networks and their numerical ranks (Singh, Bachmann & Hofmann, 2021).
+
+Network: ``F(x) = W^L σ(W^{L-1} ⋯ σ(W^1 x + b^1) ⋯ + b^{L-1}) + b^L`` with widths ``M_0 = d, M_1, …, M_L = K``,
+parameters θ = (vec W^1, [b^1], …, vec W^L, [b^L]) flattened row-major, p = len(θ). Losses are summed over the n
+samples: ``mse`` ½‖F − y‖², ``ce`` −log softmax(F)_y (one-hot y), ``logcosh`` Σ_c log cosh(F_c − y_c).
+
+The loss Hessian splits as ``H_L = H_O + H_F``:
+
+- outer-product part ``H_O = Σ_i J_iᵀ A_i J_i`` with J_i = ∂F(x_i)/∂θ (K × p) and A_i = ∇²_F ℓ_i (K × K, PSD).
+  Written as ``H_O = GᵀG`` with ``G = [B_1 J_1; …; B_n J_n]`` (nK × p) and ``B_iᵀB_i = A_i``, its spectrum is the
+  squared singular values of G, so its rank never needs the p × p matrix;
+- functional part ``H_F = Σ_i Σ_c g_ic ∇²_θ F_c(x_i)`` with g_i = ∂ℓ_i/∂F, computed directly as the Hessian of the
+  scalar θ ↦ Σ_ic g_ic F_c(x_i; θ) with g held fixed (never as H_L − H_O, which would turn an exactly zero H_F —
+  a network without hidden layer — into rounding noise).
+
+Everything is float64. Numerical ranks follow the rule of :func:`rank_report`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torch.func import hessian, jacrev
+
+from rankrepro.errors import ConfigError
+
+ACTIVATIONS = ("linear", "relu", "tanh")
+LOSSES = ("mse", "ce", "logcosh")
+#: multiples of the default tolerance at which the robustness report recounts the rank
+TOLERANCE_FACTORS = (1.0e-2, 1.0, 1.0e2)
+
+
+# ----------------------------------------------------------------------------------------------------- network
+@dataclass(frozen=True)
+class MLP:
+    """A fully connected network: ``widths = (d, M_1, …, M_{L-1}, K)``, one activation for every hidden layer."""
+
+    widths: tuple[int, ...]
+    activation: str = "linear"
+    bias: bool = False
+
+    def __post_init__(self) -> None:
+        if len(self.widths) < 2 or any(int(w) < 1 for w in self.widths):
+            raise ConfigError(f"an MLP needs an input and an output width, all ≥ 1 (got widths {self.widths})")
+        if self.activation not in ACTIVATIONS:
+            raise ConfigError(f"unknown activation '{self.activation}' (expected one of {ACTIVATIONS})")
+
+    @property
+    def depth(self) -> int:
+        """L, the number of weight matrices (hidden layers + 1)."""
+        return len(self.widths) - 1
+
+    @property
+    def hidden(self) -> tuple[int, ...]:
+        """Hidden widths M_1 … M_{L-1}."""
+        return tuple(self.widths[1:-1])
+
+    @property
+    def layer_shapes(self) -> list[tuple[int, int]]:
+        """(M_l, M_{l-1}) of every weight matrix W^l."""
+        return [(self.widths[l + 1], self.widths[l]) for l in range(self.depth)]
+
+    @property
+    def num_params(self) -> int:
+        """p = Σ_l M_l M_{l-1} (+ Σ_l M_l with biases)."""
+        return sum(rows * cols + (rows if self.bias else 0) for rows, cols in self.layer_shapes)
+
+
+def activation_fn(name: str):
+    """σ of an activation name: identity, ReLU or tanh."""
+    return {"linear": lambda z: z, "relu": torch.relu, "tanh": torch.tanh}[name]
+
+
+def glorot_normal_init(mlp: MLP, generator: torch.Generator) -> Tensor:
+    """Flat θ with W^l_ij ~ N(0, 2 / (M_{l-1} + M_l)) (Glorot normal) and zero biases, float64."""
+    parts = []
+    for rows, cols in mlp.layer_shapes:
+        std = math.sqrt(2.0 / (rows + cols))
+        parts.append(torch.randn(rows * cols, generator=generator, dtype=torch.float64) * std)
+        if mlp.bias:
+            parts.append(torch.zeros(rows, dtype=torch.float64))
+    return torch.cat(parts)
+
+
+def unflatten(mlp: MLP, theta: Tensor) -> list[tuple[Tensor, Tensor | None]]:
+    """(W^l, b^l or None) views of the flat parameter vector, in layer order."""
+    if theta.shape[-1] != mlp.num_params:
+        raise ValueError(f"θ has {theta.shape[-1]} entries, the network {mlp.widths} has {mlp.num_params}")
+    layers, start = [], 0
+    for rows, cols in mlp.layer_shapes:
+        weight = theta[start:start + rows * cols].reshape(rows, cols)
+        start += rows * cols
+        bias = None
+        if mlp.bias:
+            bias = theta[start:start + rows]
+            start += rows
+        layers.append((weight, bias))
+    return layers
+
+
+def forward(mlp: MLP, theta: Tensor, X: Tensor) -> Tensor:
+    """Outputs F(X) ``(n, K)``: X ``(n, d)`` through x ↦ W x + b and σ between layers (none after the last)."""
+    sigma = activation_fn(mlp.activation)
+    hidden = X
+    layers = unflatten(mlp, theta)
+    for index, (weight, bias) in enumerate(layers):
+        hidden = hidden @ weight.T
+        if bias is not None:
+            hidden = hidden + bias
+        if index < len(layers) - 1:
+            hidden = sigma(hidden)
+    return hidden
+
+
+# ----------------------------------------------------------------------------------------------------- losses
+def _check_loss(loss: str) -> None:
+    if loss not in LOSSES:
+        raise ConfigError(f"unknown loss '{loss}' (expected one of {LOSSES})")
+
+
+def log_cosh(z: Tensor) -> Tensor:
+    """log cosh z = |z| + log1p(e^{−2|z|}) − log 2, stable for large |z|."""
+    a = z.abs()
+    return a + torch.log1p(torch.exp(-2.0 * a)) - math.log(2.0)
+
+
+def loss_value(loss: str, outputs: Tensor, targets: Tensor) -> Tensor:
+    """Σ_i ℓ(F_i, y_i): ½‖F − y‖², −Σ_c y_c log softmax(F)_c, or Σ_c log cosh(F_c − y_c)."""
+    _check_loss(loss)
+    if loss == "mse":
+        return 0.5 * ((outputs - targets) ** 2).sum()
+    if loss == "ce":
+        return -(targets * torch.log_softmax(outputs, dim=-1)).sum()
+    return log_cosh(outputs - targets).sum()
+
+
+def output_gradient(loss: str, outputs: Tensor, targets: Tensor) -> Tensor:
+    """g_i = ∂ℓ_i/∂F ``(n, K)``: F − y, softmax(F) − y, tanh(F − y)."""
+    _check_loss(loss)
+    if loss == "mse":
+        return outputs - targets
+    if loss == "ce":
+        return torch.softmax(outputs, dim=-1) - targets
+    return torch.tanh(outputs - targets)
+
+
+def output_hessian(loss: str, outputs: Tensor, targets: Tensor) -> Tensor:
+    """A_i = ∇²_F ℓ_i ``(n, K, K)``: I; diag(s) − s sᵀ with s = softmax(F); diag(1 − tanh²(F − y))."""
+    _check_loss(loss)
+    n, k = outputs.shape
+    if loss == "mse":
+        return torch.eye(k, dtype=outputs.dtype, device=outputs.device).expand(n, k, k)
+    if loss == "ce":
+        s = torch.softmax(outputs, dim=-1)
+        return torch.diag_embed(s) - s[:, :, None] * s[:, None, :]
+    return torch.diag_embed(1.0 - torch.tanh(outputs - targets) ** 2)
+
+
+def output_hessian_root(loss: str, outputs: Tensor, targets: Tensor) -> Tensor:
+    """B_i ``(n, K, K)`` with B_iᵀ B_i = A_i: the symmetric square root (eigenvalues clamped at 0 for CE, whose
+    A_i has the null vector 1), exact diagonal roots otherwise."""
+    _check_loss(loss)
+    if loss == "ce":
+        values, vectors = torch.linalg.eigh(output_hessian(loss, outputs, targets))
+        return (vectors * values.clamp(min=0.0).sqrt()[:, None, :]) @ vectors.transpose(-1, -2)
+    if loss == "mse":
+        return output_hessian(loss, outputs, targets)
+    return torch.diag_embed(1.0 / torch.cosh(outputs - targets))
+
+
+# ----------------------------------------------------------------------------------------------------- Hessians
+def total_loss(mlp: MLP, theta: Tensor, X: Tensor, Y: Tensor, loss: str) -> Tensor:
+    """The training loss Σ_i ℓ(F(x_i; θ), y_i)."""
+    return loss_value(loss, forward(mlp, theta, X), Y)
+
+
+def loss_hessian(mlp: MLP, theta: Tensor, X: Tensor, Y: Tensor, loss: str) -> Tensor:
+    """H_L = ∇²_θ Σ_i ℓ_i by forward-over-reverse autodiff (the reference the decomposition is tested against)."""
+    return hessian(lambda t: total_loss(mlp, t, X, Y, loss))(theta)
+
+
+def output_jacobian(mlp: MLP, theta: Tensor, X: Tensor) -> Tensor:
+    """J ``(n, K, p)``: J[i, c] = ∂F_c(x_i)/∂θ."""
+    return jacrev(lambda t: forward(mlp, t, X))(theta)
+
+
+def outer_product_factor(mlp: MLP, theta: Tensor, X: Tensor, Y: Tensor, loss: str) -> Tensor:
+    """G ``(nK, p)`` with H_O = GᵀG: the rows B_i J_i of every sample stacked."""
+    jac = output_jacobian(mlp, theta, X)
+    root = output_hessian_root(loss, forward(mlp, theta, X).detach(), Y)
+    return (root @ jac).reshape(-1, jac.shape[-1])
+
+
+def outer_product_hessian(mlp: MLP, theta: Tensor, X: Tensor, Y: Tensor, loss: str) -> Tensor:
+    """H_O = Σ_i J_iᵀ A_i J_i ``(p, p)``."""
+    jac = output_jacobian(mlp, theta, X)
+    curvature = output_hessian(loss, forward(mlp, theta, X).detach(), Y)
+    return torch.einsum("ica,icd,idb->ab", jac, curvature, jac)
+
+
+def functional_hessian(mlp: MLP, theta: Tensor, X: Tensor, Y: Tensor, loss: str) -> Tensor:
+    """H_F = Σ_i Σ_c g_ic ∇²_θ F_c(x_i) ``(p, p)``: the Hessian of θ ↦ Σ_ic g_ic F_c(x_i; θ) at fixed g."""
+    residual = output_gradient(loss, forward(mlp, theta, X).detach(), Y)
+    return hessian(lambda t: (residual * forward(mlp, t, X)).sum())(theta)
+
+
+@dataclass(frozen=True)
+class HessianMaps:
+    """H_O (as its factor G, H_O = GᵀG), H_F and H_L = GᵀG + H_F of one network on one data set."""
+
+    outer_factor: Tensor
+    functional: Tensor
+
+    @property
+    def outer(self) -> Tensor:
+        """H_O = GᵀG ``(p, p)``."""
+        return self.outer_factor.T @ self.outer_factor
+
+    @property
+    def loss(self) -> Tensor:
+        """H_L = H_O + H_F ``(p, p)``."""
+        return self.outer + self.functional
+
+
+def hessian_maps(mlp: MLP, theta: Tensor, X: Tensor, Y: Tensor, loss: str) -> HessianMaps:
+    """The outer-product factor and the functional Hessian of ``mlp`` at θ on (X, Y)."""
+    return HessianMaps(outer_factor=outer_product_factor(mlp, theta, X, Y, loss),
+                       functional=functional_hessian(mlp, theta, X, Y, loss))
+
+
+# ----------------------------------------------------------------------------------------------------- ranks
+@dataclass(frozen=True)
+class RankReport:
+    """Numerical rank of a symmetric p × p matrix from the magnitudes of its eigenvalues.
+
+    ``rank`` counts |λ| > τ with τ = |λ|_max · p · eps(float64) (numpy's and torch's ``matrix_rank`` default);
+    ``ranks_at`` recounts at τ × each of :data:`TOLERANCE_FACTORS`; ``gap_log10`` is log10 of the smallest kept
+    |λ| over the largest dropped one (None when nothing or everything is dropped, or when every dropped
+    eigenvalue is exactly zero: an unbounded gap)."""
+
+    rank: int
+    tolerance: float
+    largest: float
+    ranks_at: dict[str, int]
+    gap_log10: float | None
+
+    def as_dict(self) -> dict:
+        """JSON-ready record."""
+        return {"rank": self.rank, "tolerance": self.tolerance, "largest": self.largest,
+                "ranks_at": dict(self.ranks_at), "gap_log10": self.gap_log10}
+
+
+def rank_report(magnitudes: Tensor, size: int) -> RankReport:
+    """Rank report from the eigenvalue magnitudes of a ``size`` × ``size`` symmetric matrix (any order; missing
+    trailing eigenvalues count as zeros)."""
+    values = torch.sort(magnitudes.detach().abs().to(torch.float64).cpu(), descending=True).values
+    largest = float(values[0]) if len(values) else 0.0
+    tolerance = largest * size * torch.finfo(torch.float64).eps
+
+    def count(tol: float) -> int:
+        return int((values > tol).sum()) if largest > 0 else 0
+
+    rank = count(tolerance)
+    below = float(values[rank]) if rank < len(values) else 0.0
+    gap = round(math.log10(float(values[rank - 1]) / below), 3) if 0 < rank < size and below > 0 else None
+    return RankReport(rank=rank, tolerance=tolerance, largest=largest,
+                      ranks_at={f"{factor:g}": count(tolerance * factor) for factor in TOLERANCE_FACTORS},
+                      gap_log10=gap)
+
+
+def symmetric_rank(matrix: Tensor) -> RankReport:
+    """Rank report of a symmetric matrix from ``eigvalsh`` (values only: cheaper than an SVD, same magnitudes)."""
+    return rank_report(torch.linalg.eigvalsh(matrix), matrix.shape[-1])
+
+
+def gram_rank(factor: Tensor) -> RankReport:
+    """Rank report of GᵀG ``(p, p)`` from the singular values of G ``(m, p)``: eig(GᵀG) = σ(G)², without GᵀG."""
+    return rank_report(torch.linalg.svdvals(factor) ** 2, factor.shape[-1])
+
+
+def hessian_ranks(maps: HessianMaps) -> dict[str, RankReport]:
+    """Rank reports of H_L, H_O and H_F (keys ``loss``, ``outer``, ``functional``)."""
+    return {"loss": symmetric_rank(maps.loss), "outer": gram_rank(maps.outer_factor),
+            "functional": symmetric_rank(maps.functional)}
+
+
+# ----------------------------------------------------------------------------------------------------- formulas
+def effective_outputs(num_outputs: int, loss: str) -> int:
+    """K' = K, or K − 1 for cross-entropy (the softmax curvature diag(s) − ssᵀ has rank K − 1)."""
+    _check_loss(loss)
+    return num_outputs - 1 if loss == "ce" else num_outputs
+
+
+def predicted_ranks(data_rank: int, hidden: Sequence[int], num_outputs: int, loss: str) -> dict[str, int]:
+    """Closed-form ranks of a deep linear network at a generic point (Singh et al. 2021, with K' for CE).
+
+    With r = rank(Σ x_i x_iᵀ), s = min(r, K'), q = min(r, K', M_1, …, M_{L-1}) and L = len(hidden) + 1:
+    rank H_O = q (r + K' − q); rank H_F = 2q Σ_{l<L} M_l + 2qs − L q² (0 without hidden layer);
+    rank H_L = rank H_O + rank H_F − q (2s − q) (= rank H_O without hidden layer)."""
+    k = effective_outputs(num_outputs, loss)
+    s = min(data_rank, k)
+    q = min([data_rank, k, *hidden])
+    outer = q * (data_rank + k - q)
+    if not hidden:
+        return {"loss": outer, "outer": outer, "functional": 0}
+    depth = len(hidden) + 1
+    functional = 2 * q * sum(hidden) + 2 * q * s - depth * q * q
+    return {"loss": outer + functional - q * (2 * s - q), "outer": outer, "functional": functional}
+
+
+def rank_upper_bounds(mlp: MLP, num_samples: int, data_rank: int, loss: str) -> dict[str, int]:
+    """Upper bounds that hold for any activation (bias-free network, generic or not).
+
+    Directions W^1 ↦ W^1 + u vᵀ with v ⊥ the data leave F unchanged: (d − r) M_1 null directions. For CE,
+    W^L ↦ W^L + 1 wᵀ shifts every logit equally: M_{L-1} more (r more without hidden layer, where w must lie in the
+    data's row space not to repeat the first kind). So every Hessian has rank ≤ p − null; H_O also ≤ n K'.
+    One ReLU hidden layer: rank H_F ≤ 2 M_1 min(r, K')."""
+    if mlp.bias:
+        raise ConfigError("the rank bounds are for bias-free networks")
+    d, k = mlp.widths[0], effective_outputs(mlp.widths[-1], loss)
+    null = (d - data_rank) * mlp.widths[1]
+    if loss == "ce":
+        null += mlp.widths[-2] if mlp.hidden else data_rank
+    bound = mlp.num_params - null
+    bounds = {"loss": bound, "outer": min(bound, num_samples * k), "functional": bound}
+    if mlp.activation == "relu" and len(mlp.hidden) == 1:
+        bounds["functional"] = min(bound, 2 * mlp.hidden[0] * min(data_rank, k))
+    if not mlp.hidden:
+        bounds["functional"] = 0
+    return bounds
+
+
+def data_rank(X: Tensor) -> int:
+    """r = rank(Σ_i x_i x_iᵀ) = rank(X), at the same tolerance rule (float64 SVD)."""
+    return rank_report(torch.linalg.svdvals(X.to(torch.float64)) ** 2, X.shape[-1]).rank

@@ -1,0 +1,224 @@
+"""Chapter 5 mechanisms: exact Hessian maps of MLPs, their numerical ranks, the closed forms and the bounds."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rankrepro import hessian as hs
+from rankrepro.errors import ConfigError
+from rankrepro.hessian import MLP
+
+
+def _data(n: int, d: int, k: int, rank: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """X (n, d) of rank ``rank`` (generic) and one-hot Y (n, k)."""
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(n, rank, generator=g, dtype=torch.float64) @ torch.randn(rank, d, generator=g, dtype=torch.float64)
+    Y = torch.eye(k, dtype=torch.float64)[torch.randint(k, (n,), generator=g)]
+    return X, Y
+
+
+def _net(widths: tuple[int, ...], activation: str = "linear", bias: bool = False, seed: int = 0):
+    mlp = MLP(widths, activation=activation, bias=bias)
+    theta = hs.glorot_normal_init(mlp, torch.Generator().manual_seed(seed))
+    if bias:  # non-zero biases, so that they matter in the checks
+        theta = theta + 0.1 * torch.randn(theta.shape, generator=torch.Generator().manual_seed(seed + 1),
+                                           dtype=torch.float64)
+    return mlp, theta
+
+
+# ----------------------------------------------------------------------------------------------------- network
+def test_parameter_count_and_unflatten_layout():
+    mlp = MLP((3, 4, 2), bias=True)
+    assert mlp.num_params == 3 * 4 + 4 + 4 * 2 + 2 and mlp.depth == 2 and mlp.hidden == (4,)
+    theta = torch.arange(mlp.num_params, dtype=torch.float64)
+    (w1, b1), (w2, b2) = hs.unflatten(mlp, theta)
+    assert w1.shape == (4, 3) and w1[0, 0] == 0 and w1[1, 0] == 3 and b1.tolist() == [12, 13, 14, 15]
+    assert w2.shape == (2, 4) and w2[0, 0] == 16 and b2.tolist() == [24, 25]
+    with pytest.raises(ValueError, match="θ has 5 entries"):
+        hs.unflatten(mlp, torch.zeros(5))
+
+
+def test_forward_is_the_layered_map():
+    mlp, theta = _net((3, 5, 4, 2), "tanh", bias=True)
+    (w1, b1), (w2, b2), (w3, b3) = hs.unflatten(mlp, theta)
+    X = torch.randn(6, 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    expected = torch.tanh(torch.tanh(X @ w1.T + b1) @ w2.T + b2) @ w3.T + b3
+    assert torch.allclose(hs.forward(mlp, theta, X), expected, atol=1e-14)
+
+
+def test_bad_network_and_loss_names_are_config_errors():
+    with pytest.raises(ConfigError, match="unknown activation 'gelu'"):
+        MLP((2, 2), activation="gelu")
+    with pytest.raises(ConfigError, match="all ≥ 1"):
+        MLP((2, 0, 2))
+    with pytest.raises(ConfigError, match="unknown loss 'hinge'"):
+        hs.loss_value("hinge", torch.zeros(1, 2), torch.zeros(1, 2))
+
+
+def test_glorot_normal_init_is_seeded_with_the_glorot_variance():
+    mlp = MLP((300, 200, 10))
+    a = hs.glorot_normal_init(mlp, torch.Generator().manual_seed(5))
+    b = hs.glorot_normal_init(mlp, torch.Generator().manual_seed(5))
+    assert torch.equal(a, b)
+    (w1, _), (w2, _) = hs.unflatten(mlp, a)
+    assert w1.var().item() == pytest.approx(2 / 500, rel=0.02)
+    assert w2.var().item() == pytest.approx(2 / 210, rel=0.1)
+
+
+# ----------------------------------------------------------------------------------------------------- losses
+@pytest.mark.parametrize("loss", hs.LOSSES)
+def test_output_gradient_and_hessian_match_autograd(loss):
+    g = torch.Generator().manual_seed(3)
+    F = torch.randn(4, 3, generator=g, dtype=torch.float64)
+    Y = torch.eye(3, dtype=torch.float64)[torch.tensor([0, 2, 1, 2])]
+    grad = torch.func.grad(lambda f: hs.loss_value(loss, f, Y))(F)
+    assert torch.allclose(hs.output_gradient(loss, F, Y), grad, atol=1e-12)
+    for i in range(4):  # per-sample curvature: the loss is a sum over samples
+        exact = torch.func.hessian(lambda f: hs.loss_value(loss, f[None], Y[i:i + 1]))(F[i])
+        assert torch.allclose(hs.output_hessian(loss, F, Y)[i], exact, atol=1e-12)
+    root = hs.output_hessian_root(loss, F, Y)
+    assert torch.allclose(root.transpose(-1, -2) @ root, hs.output_hessian(loss, F, Y), atol=1e-12)
+
+
+def test_log_cosh_is_stable_and_exact():
+    z = torch.tensor([-800.0, -3.0, 0.0, 0.5, 800.0], dtype=torch.float64)
+    values = hs.log_cosh(z)
+    assert torch.isfinite(values).all()
+    assert values[0].item() == pytest.approx(800 - math.log(2))
+    assert torch.allclose(values[1:4], torch.log(torch.cosh(z[1:4])), atol=1e-15)
+
+
+def test_cross_entropy_curvature_has_rank_k_minus_one():
+    F = torch.randn(5, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    A = hs.output_hessian("ce", F, torch.eye(4, dtype=torch.float64)[torch.tensor([0, 1, 2, 3, 0])])
+    assert all(int(torch.linalg.matrix_rank(a)) == 3 for a in A)
+    assert torch.allclose(A @ torch.ones(4, dtype=torch.float64), torch.zeros(5, 4, dtype=torch.float64), atol=1e-15)
+
+
+# ----------------------------------------------------------------------------------------------------- Hessians
+@pytest.mark.parametrize("loss", hs.LOSSES)
+@pytest.mark.parametrize("activation", ["linear", "tanh"])
+def test_loss_hessian_matches_finite_differences_of_the_gradient(loss, activation):
+    mlp, theta = _net((3, 4, 3), activation, bias=True, seed=7)
+    X, Y = _data(5, 3, 3, 3, seed=8)
+    H = hs.loss_hessian(mlp, theta, X, Y, loss)
+    grad = torch.func.grad(lambda t: hs.total_loss(mlp, t, X, Y, loss))
+    h = 1e-5
+    columns = [(grad(theta + h * e) - grad(theta - h * e)) / (2 * h) for e in torch.eye(mlp.num_params)]
+    numeric = torch.stack(columns, dim=1)
+    assert torch.allclose(H, numeric, atol=1e-7, rtol=1e-6)
+    assert torch.allclose(H, H.T, atol=1e-12)
+
+
+@pytest.mark.parametrize("loss", hs.LOSSES)
+@pytest.mark.parametrize("activation,bias", [("linear", False), ("relu", True), ("tanh", False)])
+def test_loss_hessian_is_outer_plus_functional(loss, activation, bias):
+    mlp, theta = _net((4, 5, 3, 3), activation, bias=bias, seed=11)
+    X, Y = _data(6, 4, 3, 4, seed=12)
+    maps = hs.hessian_maps(mlp, theta, X, Y, loss)
+    assert torch.allclose(maps.loss, hs.loss_hessian(mlp, theta, X, Y, loss), atol=1e-11)
+    assert torch.allclose(maps.outer, hs.outer_product_hessian(mlp, theta, X, Y, loss), atol=1e-11)
+
+
+def test_functional_hessian_of_a_network_without_hidden_layer_is_exactly_zero():
+    mlp, theta = _net((4, 3))
+    X, Y = _data(6, 4, 3, 4, seed=1)
+    functional = hs.functional_hessian(mlp, theta, X, Y, "mse")
+    assert torch.count_nonzero(functional) == 0
+    assert hs.symmetric_rank(functional).rank == 0
+
+
+# ----------------------------------------------------------------------------------------------------- ranks
+def test_rank_report_of_a_known_spectrum():
+    eigenvalues = torch.tensor([5.0, -2.0, 1e-3, 1e-20, 0.0], dtype=torch.float64)
+    report = hs.rank_report(eigenvalues, 5)
+    assert report.rank == 3 and report.largest == 5.0
+    assert report.tolerance == pytest.approx(5.0 * 5 * torch.finfo(torch.float64).eps)
+    assert report.ranks_at == {"0.01": 3, "1": 3, "100": 3}
+    assert report.gap_log10 == pytest.approx(17.0)
+    assert hs.rank_report(torch.zeros(3, dtype=torch.float64), 3).rank == 0
+    full = hs.rank_report(torch.tensor([1.0, 2.0], dtype=torch.float64), 2)
+    assert full.rank == 2 and full.gap_log10 is None
+    exact_zeros = hs.rank_report(torch.tensor([1.0, 0.0], dtype=torch.float64), 2)
+    assert exact_zeros.rank == 1 and exact_zeros.gap_log10 is None
+
+
+def test_rank_report_recounts_at_other_tolerances():
+    eps = torch.finfo(torch.float64).eps
+    report = hs.rank_report(torch.tensor([1.0, 4 * eps * 10, 4 * eps * 0.5], dtype=torch.float64), 4)
+    assert report.rank == 2 and report.ranks_at == {"0.01": 3, "1": 2, "100": 1}
+
+
+@given(m=st.integers(1, 12), p=st.integers(1, 12), k=st.integers(1, 12), seed=st.integers(0, 2**16))
+def test_gram_rank_equals_matrix_rank_of_the_gram_matrix(m, p, k, seed):
+    g = torch.Generator().manual_seed(seed)
+    k = min(k, m, p)
+    G = torch.randn(m, k, generator=g, dtype=torch.float64) @ torch.randn(k, p, generator=g, dtype=torch.float64)
+    gram = G.T @ G
+    assert hs.gram_rank(G).rank == int(torch.linalg.matrix_rank(gram, hermitian=True)) == k
+    assert hs.symmetric_rank(gram).rank == k
+
+
+# ----------------------------------------------------------------------------------------------------- formulas
+def test_closed_forms_reproduce_the_spec_examples():
+    # n = 50, d = 16 (r = 16), K = 10, six hidden layers of width 25, MSE
+    assert hs.predicted_ranks(16, [25] * 6, 10, "mse") == {"outer": 160, "functional": 2500, "loss": 2560}
+    # 8×8 digits with r = 56, hidden (10, 10), log-cosh
+    assert hs.predicted_ranks(56, [10, 10], 10, "logcosh") == {"outer": 560, "functional": 300, "loss": 760}
+    # the authors' committed MNIST / CE width sweep (r = 41): H_L 216, 464, 639, 783 … 1,503; H_O plateau 9·41
+    sweep = [hs.predicted_ranks(41, [w, w], 10, "ce") for w in range(4, 40, 4)]
+    assert [s["loss"] for s in sweep[:4]] == [216, 464, 639, 783] and sweep[-1]["loss"] == 1503
+    assert all(s["outer"] == 369 for s in sweep[2:])
+
+
+def test_closed_forms_without_hidden_layer():
+    assert hs.predicted_ranks(5, [], 3, "mse") == {"outer": 15, "functional": 0, "loss": 15}
+    assert hs.predicted_ranks(5, [], 3, "ce") == {"outer": 10, "functional": 0, "loss": 10}
+
+
+@given(n=st.integers(1, 9), d=st.integers(1, 6), k=st.integers(2, 4), hidden=st.lists(st.integers(1, 5), max_size=3),
+       deficiency=st.integers(0, 3), loss=st.sampled_from(hs.LOSSES), seed=st.integers(0, 2**16))
+def test_closed_forms_equal_numerical_ranks_of_linear_networks(n, d, k, hidden, deficiency, loss, seed):
+    """The property of the paper: a generic linear network has exactly the predicted ranks, for every depth, width
+    (bottlenecks included), n, d, K, loss and data rank r ≤ min(n, d)."""
+    rank = max(1, min(n, d) - deficiency)
+    X, Y = _data(n, d, k, rank, seed)
+    mlp, theta = _net((d, *hidden, k), seed=seed)
+    r = hs.data_rank(X)
+    assert r == rank
+    measured = {kind: report.rank for kind, report in hs.hessian_ranks(hs.hessian_maps(mlp, theta, X, Y, loss)).items()}
+    assert measured == hs.predicted_ranks(r, hidden, k, loss)
+
+
+@given(n=st.integers(2, 9), d=st.integers(2, 6), k=st.integers(2, 4), hidden=st.lists(st.integers(1, 5), max_size=2),
+       deficiency=st.integers(0, 3), loss=st.sampled_from(hs.LOSSES), activation=st.sampled_from(["relu", "tanh"]),
+       seed=st.integers(0, 2**16))
+def test_nonlinear_ranks_respect_the_exact_bounds(n, d, k, hidden, deficiency, loss, activation, seed):
+    rank = max(1, min(n, d) - deficiency)
+    X, Y = _data(n, d, k, rank, seed)
+    mlp, theta = _net((d, *hidden, k), activation, seed=seed)
+    reports = hs.hessian_ranks(hs.hessian_maps(mlp, theta, X, Y, loss))
+    bounds = hs.rank_upper_bounds(mlp, n, hs.data_rank(X), loss)
+    assert all(reports[kind].rank <= bounds[kind] for kind in bounds)
+
+
+def test_rank_upper_bounds_of_small_networks():
+    # d = 4, r = 2, M_1 = 3, K = 2 (K' = 1 for CE): (d − r)·M_1 input-null directions, M_{L−1} softmax-shift ones
+    mlp = MLP((4, 3, 2))
+    bounds = hs.rank_upper_bounds(mlp, 10, 2, "ce")
+    assert bounds["loss"] == mlp.num_params - (4 - 2) * 3 - 3
+    assert bounds["outer"] == min(bounds["loss"], 10 * 1)
+    relu = MLP((4, 3, 2), activation="relu")
+    assert hs.rank_upper_bounds(relu, 10, 2, "mse")["functional"] == 2 * 3 * 2
+    with pytest.raises(ConfigError, match="bias-free"):
+        hs.rank_upper_bounds(MLP((4, 3, 2), bias=True), 10, 2, "mse")
+
+
+def test_data_rank_is_the_rank_of_the_gram_matrix():
+    X, _ = _data(7, 5, 2, 3, seed=4)
+    assert hs.data_rank(X) == 3 == int(torch.linalg.matrix_rank(X.T @ X, hermitian=True))

@@ -1,0 +1,106 @@
+# Chapter 5 — rank of neural-network Hessian maps (Singh, Bachmann & Hofmann 2021): ranks of H_L, H_O, H_F at
+# initialisation vs width (§5.1), depth (§5.2) and sample size (§5.3), against the closed forms.
+# One run / plot / claims rule for every chapter-5 experiment of the tier (the {experiment} wildcard is limited to
+# them); the commands are in common.smk, the maths in src/rankrepro/hessian.py and
+# src/rankrepro/experiments/hessian_rank_*.py. A run job caches every sweep point (results/<tier>/ch5/<experiment>/
+# batches/), so an interrupted job resumes point by point.
+
+CH5 = experiments_of("ch5")
+
+# Resources per experiment and tier: (mem_mb, runtime in minutes) of the run job. The default-tier
+# budget is ≈ 2 h for the whole DAG on 2 cores; limits are generous so that a cluster never kills a job that would
+# finish. Tiers not listed use the `paper` row. Override on a cluster with --set-resources ch5_run:runtime=….
+CH5_RUN_RESOURCES = {
+    "hessian_rank_vs_width": {"smoke": (2000, 15), "default": (4000, 60), "paper": (6000, 180)},
+    "hessian_rank_vs_depth": {"smoke": (2000, 15), "default": (6000, 120), "paper": (8000, 360)},
+    "hessian_rank_vs_sample_size": {"smoke": (2000, 15), "default": (3000, 60), "paper": (4000, 180)},
+}
+
+
+rule ch5_run:
+    """Compute one chapter-5 sweep: metrics.csv (one row per point × Hessian) and summary.json; the dense p × p
+    eigendecompositions run on a GPU when the tier's device allows one (`gpu` resource), else on the CPU threads.
+    Experiments on real data wait for their datasets (data.smk): fetched and checksummed once, shared by all."""
+    input:
+        manifests=lambda wildcards: dataset_manifests(wildcards.experiment),
+    output:
+        metrics=f"{RESULTS}/ch5/{{experiment}}/metrics.csv",
+        summary=f"{RESULTS}/ch5/{{experiment}}/summary.json",
+    log:
+        f"{LOGS}/ch5/{{experiment}}.run.log",
+    benchmark:
+        f"{LOGS}/ch5/{{experiment}}.run.benchmark.tsv"
+    wildcard_constraints:
+        experiment=one_of(CH5),
+    threads: THREADS
+    resources:
+        mem_mb=run_resource(CH5_RUN_RESOURCES, 0),
+        runtime=run_resource(CH5_RUN_RESOURCES, 1),
+        gpu=gpu_request(True),
+    params:
+        config=TIER_CONFIG_FILE,
+        out=lambda wildcards: results_dir(wildcards.experiment),
+        progress=PROGRESS_FLAG,
+        settings_hash=lambda wildcards: SETTINGS_HASH[wildcards.experiment],
+        code_hash=lambda wildcards: RUN_CODE_HASH[wildcards.experiment],
+    shell:
+        RUN_COMMAND
+
+
+rule ch5_plot:
+    """Draw one chapter-5 figure (PNG + PDF) from the experiment's results only."""
+    input:
+        metrics=f"{RESULTS}/ch5/{{experiment}}/metrics.csv",
+        summary=f"{RESULTS}/ch5/{{experiment}}/summary.json",
+    output:
+        png=report(
+            f"{FIGURES}/ch5/{{experiment}}.png",
+            caption="../report/figure.rst",
+            category="Chapter 5: Hessian rank",
+            subcategory=lambda wildcards: f"§{EXPERIMENT_INFO[wildcards.experiment]['section']}",
+            labels=lambda wildcards: {
+                "section": f"§{EXPERIMENT_INFO[wildcards.experiment]['section']}",
+                "experiment": wildcards.experiment,
+                "tier": TIER,
+            },
+        ),
+        pdf=f"{FIGURES}/ch5/{{experiment}}.pdf",
+    log:
+        f"{LOGS}/ch5/{{experiment}}.plot.log",
+    wildcard_constraints:
+        experiment=one_of(CH5),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        config=TIER_CONFIG_FILE,
+        results=lambda wildcards: results_dir(wildcards.experiment),
+        code_hash=lambda wildcards: OUTPUT_CODE_HASH[wildcards.experiment],
+        title=lambda wildcards: EXPERIMENT_INFO[wildcards.experiment]["title"],
+        section=lambda wildcards: EXPERIMENT_INFO[wildcards.experiment]["section"],
+    shell:
+        PLOT_COMMAND
+
+
+rule ch5_claims:
+    """Check the chapter's claims on one experiment's results: claims.json (verdict per claim)."""
+    input:
+        metrics=f"{RESULTS}/ch5/{{experiment}}/metrics.csv",
+        summary=f"{RESULTS}/ch5/{{experiment}}/summary.json",
+    output:
+        claims=f"{RESULTS}/ch5/{{experiment}}/claims.json",
+    log:
+        f"{LOGS}/ch5/{{experiment}}.claims.log",
+    wildcard_constraints:
+        experiment=one_of(CH5),
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        config=TIER_CONFIG_FILE,
+        results=lambda wildcards: results_dir(wildcards.experiment),
+        code_hash=lambda wildcards: OUTPUT_CODE_HASH[wildcards.experiment],
+    shell:
+        CLAIMS_COMMAND
