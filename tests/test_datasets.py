@@ -155,13 +155,15 @@ def test_read_idx_rejects_corrupt_files(tmp_path, content, fragment):
 
 
 def test_registry_entries_are_well_formed():
-    assert {"mnist", "fashion-mnist"} <= set(DATASETS)
+    assert {"mnist", "fashion-mnist", "cifar-10"} <= set(DATASETS)
+    assert {spec.reader for spec in DATASETS.values()} <= {"idx", "cifar-binary"}
     for name, spec in DATASETS.items():
         assert spec.name == name and spec.folder == name  # the data_fetch rule writes <cache>/<name>/MANIFEST.json
         assert len(set(spec.file_names)) == len(spec.files)
         for remote in spec.files:
             assert len(remote.md5) == 32 and int(remote.md5, 16) >= 0
-            assert remote.mirror_name.endswith(".gz") == remote.gzipped
+            # gzip streams are stored decompressed (name = mirror name without .gz); others verbatim under their name
+            assert remote.mirror_name == (f"{remote.name}.gz" if remote.gzipped else remote.name)
             assert all(url.startswith(("https://", "http://")) for url in remote.urls)
     assert get_dataset("mnist").file("t10k-labels-idx1-ubyte").urls == (
         "https://ossci-datasets.s3.amazonaws.com/mnist/t10k-labels-idx1-ubyte.gz",
@@ -414,3 +416,78 @@ def test_class_names():
     assert DATASETS["mnist"].classes == tuple("0123456789")
     assert DATASETS["fashion-mnist"].classes == ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
                                                  "Shirt", "Sneaker", "Bag", "Ankle boot")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# CIFAR-10 (binary archive): a synthetic archive with the real layout, registered under its own MD5
+
+
+def _cifar_archive(path: Path, train_per_batch: int = 2, test: int = 3, drop: str | None = None) -> bytes:
+    """Write a CIFAR-10-layout .tar.gz: record k of a batch has label k % 10 and pixel planes R=k, G=100+k, B=200+k."""
+    import tarfile
+
+    def batch(count: int) -> bytes:
+        records = []
+        for k in range(count):
+            planes = np.concatenate([np.full(1024, value, np.uint8) for value in (k, 100 + k, 200 + k)])
+            records.append(np.concatenate([[k % 10], planes]).astype(np.uint8).tobytes())
+        return b"".join(records)
+
+    members = {f"cifar-10-batches-bin/data_batch_{i}.bin": batch(train_per_batch) for i in range(1, 6)}
+    members["cifar-10-batches-bin/test_batch.bin"] = batch(test)
+    members["cifar-10-batches-bin/batches.meta.txt"] = b"airplane\n"
+    with tarfile.open(path, "w:gz") as archive:
+        for name, data in members.items():
+            if name == drop:
+                continue
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return path.read_bytes()
+
+
+@pytest.fixture
+def cifar_mirror(tmp_path, monkeypatch) -> Path:
+    """A mirror holding a synthetic CIFAR-10 archive, registered with that archive's MD5."""
+    import dataclasses
+
+    from rankrepro import datasets
+
+    mirror = tmp_path / "mirror"
+    (mirror / "cifar-10").mkdir(parents=True)
+    data = _cifar_archive(mirror / "cifar-10" / datasets.CIFAR_ARCHIVE)
+    spec = datasets.DATASETS["cifar-10"]
+    remote = dataclasses.replace(spec.files[0], md5=hashlib.md5(data).hexdigest())
+    monkeypatch.setitem(datasets.DATASETS, "cifar-10", dataclasses.replace(spec, files=(remote,)))
+    return mirror
+
+
+def test_cifar_archive_is_read_member_by_member_into_hwc_images(cifar_mirror, tmp_path):
+    data = load_image_classification("cifar-10", tmp_path / "cache", cifar_mirror, opener=no_network)
+    assert data.train_images.shape == (10, 32, 32, 3) and data.train_images.dtype == np.uint8
+    assert data.test_images.shape == (3, 32, 32, 3) and data.num_classes == 10
+    assert data.train_labels.tolist() == [0, 1] * 5 and data.test_labels.tolist() == [0, 1, 2]
+    assert data.test_images[2, 5, 7].tolist() == [2, 102, 202]  # (R, G, B) planes → channels last
+    assert files_under(tmp_path / "cache" / "cifar-10") == sorted(["cifar-10-binary.tar.gz", MANIFEST])
+
+
+def test_a_cifar_archive_without_a_batch_or_with_a_torn_batch_is_a_data_error(tmp_path):
+    from rankrepro.datasets import parse_cifar_batch, read_cifar_archive
+
+    archive = tmp_path / "a.tar.gz"
+    _cifar_archive(archive, drop="cifar-10-batches-bin/test_batch.bin")
+    with pytest.raises(DataError, match="lacks cifar-10-batches-bin/test_batch.bin"):
+        read_cifar_archive(archive)
+    with pytest.raises(DataError, match="not a multiple of 3073"):
+        parse_cifar_batch(b"\x00" * 3000, "batch")
+    (tmp_path / "b.tar.gz").write_bytes(b"not a tarball")
+    with pytest.raises(DataError, match="cannot read the CIFAR-10 archive"):
+        read_cifar_archive(tmp_path / "b.tar.gz")
+
+
+def test_cifar_unavailable_offline_names_both_ways_to_supply_it(tmp_path):
+    network = FakeNetwork()
+    with pytest.raises(DataError, match="cifar-10") as info:
+        load_image_classification("cifar-10", tmp_path / "cache", None, opener=network)
+    assert network.urls == ["https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"]
+    assert "RANKREPRO_DATA_MIRROR" in str(info.value)

@@ -8,16 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from rankrepro.claims import FAILED, NOT_SHOWN, PASSED
+from rankrepro.claims import DATA_UNAVAILABLE, FAILED, NOT_SHOWN, PASSED
 from rankrepro.config import validate_config
 from rankrepro.datasets import ImageDataset
-from rankrepro.errors import ConfigError
+from rankrepro.errors import ConfigError, DataError
 from rankrepro.experiments import hessian_rank_common as common
 from rankrepro.experiments import hessian_rank_vs_depth, hessian_rank_vs_sample_size, hessian_rank_vs_width
 from rankrepro.experiments.base import Context, load_results
 from rankrepro.io import read_json
 
-COMMON = {"seed": 5, "datasets": ["mnist"], "losses": ["mse", "ce"], "activations": ["linear", "relu"],
+COMMON = {"seed": 5, "datasets": ["mnist"], "optional_datasets": [], "losses": ["mse", "ce"], "activations": ["linear", "relu"],
           "image_side": 4, "resize": "nearest", "bias": False}
 WIDTH = {**COMMON, "num_samples": 20, "hidden_layers": 2, "widths": [2, 6, 12, 24]}
 DEPTH = {**COMMON, "num_samples": 12, "width": 5, "depths": [0, 1, 2]}
@@ -25,9 +25,11 @@ SAMPLES = {**COMMON, "hidden": [4], "sample_sizes": [2, 6, 12, 16, 20, 24]}
 
 
 class FakeData:
-    """A DataSource stand-in: random 28×28 uint8 images with labels 0…9."""
+    """A DataSource stand-in: random 28×28 uint8 images with labels 0…9; CIFAR-10 cannot be obtained."""
 
     def image_classification(self, name: str) -> ImageDataset:
+        if name == "cifar-10":
+            raise DataError("dataset 'cifar-10' is unavailable: offline test")
         rng = np.random.default_rng(0)
         return ImageDataset(name=name, train_images=rng.integers(0, 256, (60, 28, 28), dtype=np.uint8),
                             train_labels=np.arange(60) % 10, test_images=np.zeros((1, 28, 28), np.uint8),
@@ -46,6 +48,16 @@ def test_downsampling_by_area_averages_blocks_and_nearest_samples_pixels():
     nearest = common.downsample_images(image, 4, "nearest").reshape(4, 4) * 255
     assert nearest.tolist() == [[0, 2, 4, 6], [16, 18, 20, 22], [32, 34, 36, 38], [48, 50, 52, 54]]
     assert common.downsample_images(image, 4, "nearest").dtype == torch.float64
+
+
+def test_colour_images_become_grey_by_the_itu_601_luma():
+    rgb = np.zeros((1, 2, 2, 3), np.uint8)
+    rgb[0, 0, 0] = (255, 0, 0)
+    rgb[0, 1, 1] = (255, 255, 255)
+    grey = common.grey_pixels(rgb)
+    assert grey.shape == (1, 2, 2) and grey[0, 0, 0].item() == pytest.approx(0.299)
+    assert grey[0, 1, 1].item() == pytest.approx(1.0) and grey[0, 0, 1].item() == 0.0
+    assert common.downsample_images(rgb, 1, "area").item() == pytest.approx((0.299 + 1.0) / 4)
 
 
 def test_first_samples_are_the_first_images_with_one_hot_labels():
@@ -140,9 +152,25 @@ def test_sample_size_sweep_saturates_once_the_data_rank_does(tmp_path):
     assert [c["r"] for c in summary["data"]["mnist"]] == [2, 6, 12, 16, 16, 16]
 
 
+def test_an_optional_dataset_that_cannot_be_obtained_is_reported_as_unavailable(tmp_path):
+    settings = {**DEPTH, "losses": ["mse"], "activations": ["linear"], "depths": [1],
+                "optional_datasets": ["cifar-10"]}
+    hessian_rank_vs_depth.run(copy.deepcopy(settings), tmp_path, CTX, FakeData())
+    metrics, summary = load_results(tmp_path)
+    assert set(metrics["dataset"]) == {"mnist"} and "offline test" in summary["unavailable"]["cifar-10"]
+    claims = {c.claim_id: c for c in hessian_rank_vs_depth.claims(tmp_path, "test")}
+    assert claims["cifar-10_ranks_equal_formulas"].verdict == DATA_UNAVAILABLE
+    assert claims["mnist_linear_mse_ranks_equal_formulas"].verdict == PASSED
+    paths = hessian_rank_vs_depth.plot(tmp_path, tmp_path / "fig.png", "test")
+    assert all(p.is_file() for p in paths)
+    with pytest.raises(DataError, match="offline test"):  # a required dataset stops the run
+        hessian_rank_vs_depth.run({**copy.deepcopy(settings), "datasets": ["cifar-10"], "optional_datasets": []},
+                                  tmp_path / "again", CTX, FakeData())
+
+
 # ----------------------------------------------------------------------------------------------------- claims logic
 def _summary_with(records: list[dict], **settings) -> dict:
-    return {"settings": {**COMMON, **settings}, "points": records}
+    return {"settings": {**COMMON, **settings}, "points": records, "data": {"mnist": []}}
 
 
 def _record(value: int, rank: int, predicted: int, ranks_at: dict | None = None, r: int = 5, **extra) -> dict:
@@ -220,4 +248,4 @@ def test_shared_defaults_are_filled_in_from_the_common_block():
     settings = validate_config({"tier": "t", "experiments": {"hessian_rank_vs_width": minimal}})
     filled = settings["experiments"]["hessian_rank_vs_width"]
     assert filled["losses"] == ["mse", "ce", "logcosh"] and filled["resize"] == "nearest"
-    assert filled["bias"] is False and filled["hidden_layers"] == 2
+    assert filled["bias"] is False and filled["hidden_layers"] == 2 and filled["optional_datasets"] == []

@@ -1,4 +1,4 @@
-"""Real datasets: a registry, checksum-verified fetching into the project's data cache, and IDX parsing.
+"""Real datasets: a registry, checksum-verified fetching into the project's data cache, IDX and CIFAR parsing.
 
 Every dataset is described by a :class:`DatasetSpec` in :data:`DATASETS` (its files, their MD5s and canonical URLs);
 a new dataset needs a registry entry only. :func:`fetch_dataset` puts each file into ``<cache>/<folder>/``:
@@ -26,6 +26,7 @@ import json
 import logging
 import math
 import os
+import tarfile
 import urllib.error
 import urllib.request
 import zlib
@@ -77,7 +78,8 @@ class RemoteFile:
 @dataclass(frozen=True)
 class DatasetSpec:
     """A dataset: its registry ``name``, a ``title``, the ``folder`` it has in the mirror and in the cache, its files,
-    licence and homepage, and (classification datasets) the names of its classes in label order.
+    licence and homepage, (classification datasets) the names of its classes in label order, and the ``reader`` of
+    its files: ``idx`` (MNIST's four IDX files) or ``cifar-binary`` (the CIFAR-10 binary tarball).
 
     The workflow's ``data_fetch`` rule writes ``<cache>/<name>/MANIFEST.json``, so ``folder`` equals ``name``.
     """
@@ -89,6 +91,7 @@ class DatasetSpec:
     licence: str
     homepage: str
     classes: tuple[str, ...] = field(default=())
+    reader: str = "idx"
 
     def file(self, name: str) -> RemoteFile:
         """The file called ``name`` (a :class:`DataError` if the dataset has none)."""
@@ -102,6 +105,13 @@ class DatasetSpec:
         """Names of the dataset's files in the cache."""
         return tuple(remote.name for remote in self.files)
 
+
+#: the CIFAR-10 binary archive (kept compressed in the cache: its MD5 is the published one of the .tar.gz)
+CIFAR_ARCHIVE = "cifar-10-binary.tar.gz"
+#: its members: five training batches and the test batch of 10,000 records (1 label byte + 3 × 32 × 32 pixel bytes)
+CIFAR_TRAIN_BATCHES = tuple(f"cifar-10-batches-bin/data_batch_{k}.bin" for k in range(1, 6))
+CIFAR_TEST_BATCH = "cifar-10-batches-bin/test_batch.bin"
+CIFAR_RECORD = 1 + 3 * 32 * 32
 
 #: the four IDX files of MNIST-style datasets, in fetch order
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -155,6 +165,17 @@ DATASETS: dict[str, DatasetSpec] = {
             homepage="https://github.com/zalandoresearch/fashion-mnist",
             classes=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                      "Ankle boot"),
+        ),
+        DatasetSpec(
+            name="cifar-10",
+            title="CIFAR-10 tiny images (50k train / 10k test, 32x32 colour), binary version",
+            folder="cifar-10",
+            files=(RemoteFile(name=CIFAR_ARCHIVE, md5="c32a1d4ab5d03f1284b67883e8d87530", mirror_name=CIFAR_ARCHIVE,
+                              urls=(f"https://www.cs.toronto.edu/~kriz/{CIFAR_ARCHIVE}",), gzipped=False),),
+            licence="no licence stated; cite Krizhevsky (2009), Learning Multiple Layers of Features from Tiny Images",
+            homepage="https://www.cs.toronto.edu/~kriz/cifar.html",
+            classes=("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+            reader="cifar-binary",
         ),
     )
 }
@@ -458,7 +479,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class ImageDataset:
-    """A train/test image classification dataset: uint8 images ``(n, height, width)``, int64 labels ``(n,)``."""
+    """A train/test image classification dataset: uint8 images ``(n, height, width)`` (grey) or
+    ``(n, height, width, 3)`` (RGB), int64 labels ``(n,)``."""
 
     name: str
     train_images: np.ndarray
@@ -481,21 +503,65 @@ def _images_and_labels(folder: Path, spec: DatasetSpec, images_name: str, labels
         raise DataError(f"dataset '{spec.name}': {images_name} {images.shape} {images.dtype} and {labels_name} "
                         f"{labels.shape} are not an image set and its labels")
     labels = labels.astype(np.int64)
-    if len(labels) and (labels.min() < 0 or labels.max() >= len(spec.classes)):
-        raise DataError(f"dataset '{spec.name}': {labels_name} has labels outside 0..{len(spec.classes) - 1}")
+    _check_labels(spec, labels, labels_name)
     return images, labels
+
+
+def parse_cifar_batch(data: bytes, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Images ``(n, 32, 32, 3)`` uint8 and labels ``(n,)`` int64 of one CIFAR-10 binary batch: n records of a label
+    byte then the red, green and blue 32 × 32 planes; a :class:`DataError` if malformed."""
+    if not data or len(data) % CIFAR_RECORD:
+        raise DataError(f"{what} is not a CIFAR-10 batch: {len(data)} bytes is not a multiple of {CIFAR_RECORD}")
+    records = np.frombuffer(data, dtype=np.uint8).reshape(-1, CIFAR_RECORD)
+    images = records[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    return np.ascontiguousarray(images), records[:, 0].astype(np.int64)
+
+
+def read_cifar_archive(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Train images, train labels, test images, test labels of the CIFAR-10 binary archive, read member by member
+    (nothing is extracted to disk); a :class:`DataError` if a batch is missing or malformed."""
+    wanted = (*CIFAR_TRAIN_BATCHES, CIFAR_TEST_BATCH)
+    batches: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    try:
+        with tarfile.open(path, "r:gz") as archive:
+            for member in archive:
+                if member.name in wanted and member.isfile():
+                    stream = archive.extractfile(member)
+                    batches[member.name] = parse_cifar_batch(stream.read(), f"{path}:{member.name}")
+    except (OSError, tarfile.TarError, EOFError, zlib.error) as exc:
+        raise DataError(f"cannot read the CIFAR-10 archive {path}: {_one_line(exc)}") from None
+    missing = [name for name in wanted if name not in batches]
+    if missing:
+        raise DataError(f"the CIFAR-10 archive {path} lacks {', '.join(missing)}")
+    train = [batches[name] for name in CIFAR_TRAIN_BATCHES]
+    test_images, test_labels = batches[CIFAR_TEST_BATCH]
+    return (np.concatenate([images for images, _ in train]), np.concatenate([labels for _, labels in train]),
+            test_images, test_labels)
+
+
+def _check_labels(spec: DatasetSpec, labels: np.ndarray, what: str) -> None:
+    """Labels must index the dataset's classes."""
+    if len(labels) and (labels.min() < 0 or labels.max() >= len(spec.classes)):
+        raise DataError(f"dataset '{spec.name}': {what} has labels outside 0..{len(spec.classes) - 1}")
 
 
 def load_image_classification(name: str, cache_root: str | os.PathLike, mirror: str | os.PathLike | None, *,
                               opener: Opener | None = None) -> ImageDataset:
-    """Fetch (and verify) an MNIST-style dataset with :func:`fetch_dataset`, then read its four IDX files."""
+    """Fetch (and verify) an image classification dataset with :func:`fetch_dataset`, then read it: the four IDX
+    files of MNIST-style datasets, or the CIFAR-10 binary archive."""
     spec = get_dataset(name)
-    if not spec.classes or not set(IDX_FILES) <= set(spec.file_names):
-        raise DataError(f"dataset '{name}' is not an IDX image classification dataset (it needs the files "
+    if spec.reader == "cifar-binary" and spec.classes:
+        folder = fetch_dataset(name, cache_root, mirror, opener=opener)
+        train_images, train_labels, test_images, test_labels = read_cifar_archive(folder / CIFAR_ARCHIVE)
+        _check_labels(spec, train_labels, "the training batches")
+        _check_labels(spec, test_labels, "the test batch")
+    elif spec.reader == "idx" and spec.classes and set(IDX_FILES) <= set(spec.file_names):
+        folder = fetch_dataset(name, cache_root, mirror, opener=opener)
+        train_images, train_labels = _images_and_labels(folder, spec, IDX_FILES[0], IDX_FILES[1])
+        test_images, test_labels = _images_and_labels(folder, spec, IDX_FILES[2], IDX_FILES[3])
+    else:
+        raise DataError(f"dataset '{name}' is not an image classification dataset (an IDX one needs the files "
                         f"{', '.join(IDX_FILES)} and class names)")
-    folder = fetch_dataset(name, cache_root, mirror, opener=opener)
-    train_images, train_labels = _images_and_labels(folder, spec, IDX_FILES[0], IDX_FILES[1])
-    test_images, test_labels = _images_and_labels(folder, spec, IDX_FILES[2], IDX_FILES[3])
     return ImageDataset(name=name, train_images=train_images, train_labels=train_labels, test_images=test_images,
                         test_labels=test_labels, class_names=spec.classes)
 

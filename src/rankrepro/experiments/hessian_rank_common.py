@@ -29,8 +29,9 @@ import torch
 import torch.nn.functional as nnf
 
 from rankrepro import hessian
-from rankrepro.claims import ClaimResult, decide
+from rankrepro.claims import DATA_UNAVAILABLE, ClaimResult, decide
 from rankrepro.datasets import DataSource, ImageDataset
+from rankrepro.errors import DataError
 from rankrepro.experiments.base import (BATCH_DIR, Context, cached_batch, load_results, mechanism_hash,
                                        run_fingerprint, write_results)
 from rankrepro.hessian import MLP, data_rank, glorot_normal_init, hessian_maps, hessian_ranks, predicted_ranks
@@ -41,11 +42,13 @@ log = logging.getLogger(__name__)
 
 #: bump when the way a point is computed changes (invalidates cached point files)
 POINT_FORMAT = 1
-DATASETS = ("mnist", "fashion-mnist")
+DATASETS = ("mnist", "fashion-mnist", "cifar-10")
+#: weights of R, G, B in the grey value of a colour image (ITU-R 601-2, as PIL's "L" mode)
+LUMA = (0.299, 0.587, 0.114)
 KINDS = ("loss", "outer", "functional")
 KIND_LABELS = {"loss": "$H_L$", "outer": "$H_O$", "functional": "$H_F$"}
 LOSS_LABELS = {"mse": "MSE", "ce": "cross-entropy", "logcosh": "log-cosh"}
-DATASET_LABELS = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
+DATASET_LABELS = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "cifar-10": "CIFAR-10 (grey)"}
 REFERENCE = ("Singh et al. 2021: for linear networks the numerical rank equals the closed forms at every sweep "
              "point (authors' MNIST/CE width sweep, r = 41: rank H_L 216, 464, 639, 783 … 1,503; H_O plateaus at "
              "9·41 = 369); rank ∝ width while p ∝ width² (rank ≈ O(√p)); ReLU/tanh ranks stay close to the formulas")
@@ -63,10 +66,19 @@ class Point:
 
 
 # ----------------------------------------------------------------------------------------------------- data
+def grey_pixels(images: np.ndarray) -> torch.Tensor:
+    """uint8 images ``(n, h, w)`` or RGB ``(n, h, w, 3)`` → one channel ``(n, h, w)`` float64 in [0, 1]: pixels / 255,
+    RGB through the ITU-R 601-2 luma L = 0.299 R + 0.587 G + 0.114 B (PIL's "L" mode)."""
+    pixels = torch.as_tensor(images, dtype=torch.float64) / 255.0
+    if pixels.ndim == 4:
+        pixels = pixels @ torch.tensor(LUMA, dtype=torch.float64)
+    return pixels
+
+
 def downsample_images(images: np.ndarray, side: int, method: str) -> torch.Tensor:
-    """Images ``(n, h, w)`` uint8 → ``(n, side²)`` float64 in [0, 1]: pixels / 255 resized to side × side by
-    ``area`` (average pooling over the pixel areas each output pixel covers) or ``nearest`` interpolation."""
-    pixels = torch.as_tensor(images, dtype=torch.float64)[:, None] / 255.0
+    """Images (see :func:`grey_pixels`) → ``(n, side²)`` float64 in [0, 1], resized to side × side by ``nearest``
+    interpolation or ``area`` (average pooling over the pixel areas each output pixel covers)."""
+    pixels = grey_pixels(images)[:, None]
     resized = nnf.interpolate(pixels, size=(side, side), mode=method)
     return resized.reshape(len(images), side * side)
 
@@ -138,11 +150,19 @@ def run_sweep(settings: dict, out: Path, ctx: Context, data: DataSource, sweep: 
     sweep_points = points(settings)
     max_samples = max(point.num_samples for point in sweep_points)
     sample_sizes = sorted({point.num_samples for point in sweep_points})
-    common = {k: v for k, v in settings.items() if k not in ("datasets", "losses", "activations")}
-    records, conditioning = [], {}
-    for dataset in settings["datasets"]:
-        X_all, Y_all = first_samples(data.image_classification(dataset), max_samples, int(settings["image_side"]),
-                                     settings["resize"])
+    common = {k: v for k, v in settings.items() if k not in ("datasets", "optional_datasets", "losses", "activations")}
+    records, conditioning, unavailable = [], {}, {}
+    optional = [d for d in settings["optional_datasets"] if d not in settings["datasets"]]
+    for dataset in [*settings["datasets"], *optional]:
+        try:
+            images = data.image_classification(dataset)
+        except DataError as exc:
+            if dataset not in optional:
+                raise
+            log.warning("optional dataset %s is unavailable, its sweep is skipped: %s", dataset, exc)
+            unavailable[dataset] = str(exc)
+            continue
+        X_all, Y_all = first_samples(images, max_samples, int(settings["image_side"]), settings["resize"])
         conditioning[dataset] = [data_conditioning(X_all[:n]) for n in sample_sizes]
         for loss in settings["losses"]:
             for activation in settings["activations"]:
@@ -163,7 +183,7 @@ def run_sweep(settings: dict, out: Path, ctx: Context, data: DataSource, sweep: 
                     records.append(record)
     metrics = tidy_metrics(records, sweep)
     extra = {"sweep": sweep, "points": [{k: v for k, v in r.items() if k != "fingerprint"} for r in records],
-             "data": conditioning, "torch_threads": torch.get_num_threads(),
+             "data": conditioning, "unavailable": unavailable, "torch_threads": torch.get_num_threads(),
              "largest": max(({"p": r["p"], "time_s": r["time_s"], "key": r["key"]} for r in records),
                             key=lambda item: item["p"])}
     write_results(out, metrics, settings, ctx, started, extra)
@@ -213,7 +233,7 @@ def plot_sweep(results: Path, figure_png: Path, tier: str, *, section: str, titl
     settings = summary["settings"]
     details = describe(settings) + " " + data_details(settings)
     losses = [loss for loss in settings["losses"] if loss in set(metrics["loss"])]
-    columns = [(dataset, activation) for dataset in settings["datasets"] for activation in settings["activations"]
+    columns = [(dataset, activation) for dataset in computed_datasets(summary) for activation in settings["activations"]
                if ((metrics["dataset"] == dataset) & (metrics["activation"] == activation)).any()]
     apply_style()
     fig, axes = plt.subplots(len(losses), len(columns), figsize=(3.4 * len(columns) + 0.6, 2.7 * len(losses) + 0.9),
@@ -247,7 +267,7 @@ def plot_sweep(results: Path, figure_png: Path, tier: str, *, section: str, titl
             legend.setdefault(label, handle)
     fig.legend(legend.values(), legend.keys(), loc="outside right upper", fontsize=7.5)
     add_title(fig, f"§{section} {title}")
-    add_caption(fig, caption_text(f"§{section}", tier, details, substitutions(settings)))
+    add_caption(fig, caption_text(f"§{section}", tier, details, substitutions(summary)))
     return save_figure(fig, figure_png)
 
 
@@ -260,17 +280,24 @@ def data_details(settings: dict) -> str:
             f"of the symmetric Hessian above |λ|max·p·eps (H_O from the squared singular values of its nK×p factor).")
 
 
-def substitutions(settings: dict) -> str:
+def substitutions(summary: dict) -> str:
     """What the tier leaves out of the paper's setting (MNIST, Fashion-MNIST, CIFAR-10, nearest-neighbour resizing)."""
-    parts = []
-    missing = [DATASET_LABELS.get(d, d) for d in DATASETS if d not in settings["datasets"]]
+    settings = summary["settings"]
+    unavailable = summary.get("unavailable", {})
+    parts = [f"{DATASET_LABELS.get(d, d)} unavailable here (data-unavailable in the scorecard)" for d in unavailable]
+    configured = {*settings["datasets"], *settings["optional_datasets"]}
+    missing = [DATASET_LABELS.get(d, d).replace(" (grey)", "") for d in DATASETS if d not in configured]
     if missing:
-        parts.append(f"datasets not run: {', '.join(missing)}")
-    parts.append("CIFAR-10 not run (not in the data layer's offline mirror)")
+        parts.append(f"not run in this tier: {', '.join(missing)}")
     if settings["resize"] != "nearest":
         parts.append(f"{settings['resize']} resizing (nearest-neighbour resizing gives the authors' r = 41 for the "
                      f"first 100 MNIST images)")
-    return "; ".join(parts)
+    return "; ".join(parts) or "none"
+
+
+def computed_datasets(summary: dict) -> list[str]:
+    """The datasets the sweep ran on, in config order (optional ones that could not be obtained left out)."""
+    return [d for d in summary["data"]]
 
 
 # ----------------------------------------------------------------------------------------------------- claims
@@ -317,8 +344,8 @@ def formula_claims(summary: dict, name: str, section: str) -> list[ClaimResult]:
     settings = summary["settings"]
     linear = table[table["activation"] == "linear"]
     out = []
-    for dataset in settings["datasets"]:
-        conditioning = summary.get("data", {}).get(dataset, [])
+    for dataset in computed_datasets(summary):
+        conditioning = summary["data"][dataset]
         worst = min((c["smallest_over_largest"] for c in conditioning), default=None)
         for loss in settings["losses"]:
             part = linear[(linear["loss"] == loss) & (linear["dataset"] == dataset)]
@@ -396,7 +423,16 @@ def bound_claim(summary: dict, name: str, section: str) -> ClaimResult:
 
 def sweep_claims(summary: dict, name: str, section: str) -> list[ClaimResult]:
     """The claims every sweep checks: closed forms (linear networks) and exact bounds (non-linear ones)."""
-    return formula_claims(summary, name, section) + [bound_claim(summary, name, section)]
+    return (formula_claims(summary, name, section) + [bound_claim(summary, name, section)]
+            + unavailable_claims(summary, name, section))
+
+
+def unavailable_claims(summary: dict, name: str, section: str) -> list[ClaimResult]:
+    """One ``data-unavailable`` record per optional dataset the run could not obtain (with the reason)."""
+    return [ClaimResult(f"{dataset}_ranks_equal_formulas", name, section,
+                        f"{DATASET_LABELS.get(dataset, dataset)}: the sweep's claims on this dataset",
+                        DATA_UNAVAILABLE, None, REFERENCE, reason)
+            for dataset, reason in summary.get("unavailable", {}).items()]
 
 
 def loglog_slope(x: list[float], y: list[float]) -> float | None:

@@ -16,7 +16,7 @@ NAME = "hessian_rank_vs_depth"
 CHAPTER = "ch5"
 SECTION = "5.2"
 TITLE = "Hessian rank vs depth: the closed forms hold at every depth of a linear network"
-DATASETS = ("mnist", "fashion-mnist")
+DATASETS = ("mnist", "fashion-mnist", "cifar-10")
 
 
 def points(settings: dict) -> list[Point]:

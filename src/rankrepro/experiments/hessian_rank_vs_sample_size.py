@@ -18,7 +18,7 @@ NAME = "hessian_rank_vs_sample_size"
 CHAPTER = "ch5"
 SECTION = "5.3"
 TITLE = "Hessian rank vs sample size: it grows with the data rank r and saturates once r stops growing"
-DATASETS = ("mnist", "fashion-mnist")
+DATASETS = ("mnist", "fashion-mnist", "cifar-10")
 #: the final plateau of r must hold at least this many sweep points for the saturation claim to show
 MIN_PLATEAU = 3
 

@@ -19,7 +19,7 @@ NAME = "hessian_rank_vs_width"
 CHAPTER = "ch5"
 SECTION = "5.1"
 TITLE = "Hessian rank grows linearly with width while the parameter count grows quadratically"
-DATASETS = ("mnist", "fashion-mnist")
+DATASETS = ("mnist", "fashion-mnist", "cifar-10")
 
 
 def points(settings: dict) -> list[Point]:
