@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> dict:
     X = torch.randn(100, 41, generator=generator, dtype=torch.float64) @ torch.randn(41, 64, generator=generator,
                                                                                      dtype=torch.float64)
     Y = torch.eye(10, dtype=torch.float64)[torch.randint(10, (100,), generator=generator)]
+    warm = torch.randn(64, 64, generator=generator, dtype=torch.float64)
+    torch.linalg.eigvalsh(warm @ warm.T), torch.linalg.svdvals(warm), torch.linalg.matrix_rank(warm)  # LAPACK warm-up
     rows = []
     for width in args.widths:
         mlp = MLP((64, width, width, 10))

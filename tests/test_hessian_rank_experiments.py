@@ -173,8 +173,9 @@ def _summary_with(records: list[dict], **settings) -> dict:
     return {"settings": {**COMMON, **settings}, "points": records, "data": {"mnist": []}}
 
 
-def _record(value: int, rank: int, predicted: int, ranks_at: dict | None = None, r: int = 5, **extra) -> dict:
-    report = {"rank": rank, "tolerance": 1e-12, "largest": 1.0, "gap_log10": 8.0,
+def _record(value: int, rank: int, predicted: int, ranks_at: dict | None = None, r: int = 5, gap: float = 8.0,
+            **extra) -> dict:
+    report = {"rank": rank, "tolerance": 1e-12, "largest": 1.0, "gap_log10": gap,
               "ranks_at": ranks_at or {"0.01": rank, "1": rank, "100": rank}}
     return {"dataset": "mnist", "loss": "mse", "activation": "linear", "value": value, "n": 20, "d": 16, "K": 10,
             "p": 400 + value, "r": r, "hidden": [value, value],
@@ -193,12 +194,14 @@ def test_formula_claim_fails_on_a_mismatch_at_a_well_posed_point():
 
 def test_formula_claim_lists_ill_posed_points_and_shows_nothing_when_most_are():
     fragile = {"0.01": 151, "1": 150, "100": 149}
-    few = _summary_with([_record(4, 100, 100), _record(8, 150, 151, fragile), _record(12, 200, 200),
-                         _record(16, 250, 250)], losses=["mse"])
+    few = _summary_with([_record(4, 100, 100), _record(8, 150, 151, fragile, gap=0.5), _record(12, 200, 200),
+                         _record(16, 250, 250, fragile)], losses=["mse"])
     claim = common.formula_claims(few, "x", "5.1")[0]
     assert claim.verdict == PASSED and claim.measured["ill_posed_points"] == 1
     assert claim.measured["mismatches_at_ill_posed_points"] == 1 and "ill-posed" in claim.details
-    many = _summary_with([_record(4, 100, 100, fragile), _record(8, 150, 151, fragile)], losses=["mse"])
+    # a rank that moves within τ/100 … 100τ but sits in a wide gap (x = 16) is well defined: reported only
+    assert claim.measured["tolerance_sensitive_points"] == 2
+    many = _summary_with([_record(4, 100, 100, gap=1.0), _record(8, 150, 151, gap=1.9)], losses=["mse"])
     assert common.formula_claims(many, "x", "5.1")[0].verdict == NOT_SHOWN
 
 
@@ -225,6 +228,10 @@ def test_saturation_claim_fails_when_the_rank_moves_on_the_plateau():
     assert claim.verdict == FAILED and "[30, 31]" in claim.details
     short = _summary_with(records[:4], losses=["mse"])
     assert hessian_rank_vs_sample_size.saturation_claim(short).verdict == NOT_SHOWN
+    # the moving rank sits at a point without a spectral gap: ill-defined, left out
+    records.append(_record(12, 30, 30, r=5))
+    records[4] = _record(10, 31, 30, r=5, gap=0.3)
+    assert hessian_rank_vs_sample_size.saturation_claim(_summary_with(records, losses=["mse"])).verdict == PASSED
 
 
 def test_fraction_claim_is_not_shown_below_twice_the_bottleneck_width():

@@ -52,6 +52,8 @@ DATASET_LABELS = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "cifar-10"
 REFERENCE = ("Singh et al. 2021: for linear networks the numerical rank equals the closed forms at every sweep "
              "point (authors' MNIST/CE width sweep, r = 41: rank H_L 216, 464, 639, 783 … 1,503; H_O plateaus at "
              "9·41 = 369); rank ∝ width while p ∝ width² (rank ≈ O(√p)); ReLU/tanh ranks stay close to the formulas")
+#: a numerical rank is well defined when the cut falls in a spectral gap of at least this many orders of magnitude
+MIN_GAP_LOG10 = 2.0
 #: the formula claims show nothing when more than this fraction of a sweep's points have an ill-defined rank
 MAX_ILL_POSED = 0.25
 
@@ -297,7 +299,8 @@ def substitutions(summary: dict) -> str:
 
 def computed_datasets(summary: dict) -> list[str]:
     """The datasets the sweep ran on, in config order (optional ones that could not be obtained left out)."""
-    return [d for d in summary["data"]]
+    settings = summary["settings"]
+    return [d for d in [*settings["datasets"], *settings["optional_datasets"]] if d in summary["data"]]
 
 
 # ----------------------------------------------------------------------------------------------------- claims
@@ -319,8 +322,11 @@ def point_table(summary: dict) -> pd.DataFrame:
 
 
 def is_well_posed(row: Any) -> bool:
-    """The numerical ranks of a point are well defined: every one is unchanged from τ/100 to 100τ."""
-    return all(getattr(row, f"robust_{kind}") for kind in KINDS)
+    """The numerical ranks of a point are well defined: for every Hessian the cut falls in a spectral gap — the
+    smallest kept |λ| is at least 10^MIN_GAP_LOG10 times the largest dropped one (or nothing / only exact zeros are
+    dropped)."""
+    gaps = [getattr(row, f"gap_{kind}") for kind in KINDS]
+    return all(gap is None or pd.isna(gap) or gap >= MIN_GAP_LOG10 for gap in gaps)
 
 
 def smallest_gap(rows: pd.DataFrame) -> float | None:
@@ -336,10 +342,11 @@ def _mismatches(row: Any) -> list[str]:
 
 
 def formula_claims(summary: dict, name: str, section: str) -> list[ClaimResult]:
-    """Per dataset and loss: at every linear-network point whose numerical rank is well defined, rank H_L, H_O, H_F
-    equal the closed forms. Ill-posed points (no spectral gap spanning τ/100 … 100τ, which happens when the data X
-    are themselves nearly rank deficient) are listed with what they gave; when more than MAX_ILL_POSED of the points
-    are ill-posed the claim is not shown."""
+    """Per dataset and loss: at every linear-network point whose numerical rank is well defined (:func:`is_well_posed`),
+    rank H_L, H_O, H_F equal the closed forms. Ill-posed points (the spectrum runs smoothly through the tolerance,
+    which happens when the data X have directions of tiny variance) are listed with what they gave; when more than
+    MAX_ILL_POSED of the points are ill-posed the claim is not shown. How many ranks change between τ/100 and 100τ
+    is reported too."""
     table = point_table(summary)
     settings = summary["settings"]
     linear = table[table["activation"] == "linear"]
@@ -356,13 +363,15 @@ def formula_claims(summary: dict, name: str, section: str) -> list[ClaimResult]:
             k_eff = hessian.effective_outputs(10, loss)
             bottleneck = sum(min(row.hidden, default=10 ** 9) < min(row.r, k_eff) for row, _, _ in rows)
             deficient = int((part["r"] < part["d"]).sum())
+            tolerance_sensitive = sum(not all(getattr(row, f"robust_{kind}") for kind in KINDS) for row, _, _ in rows)
             shown = len(part) > 0 and not settings["bias"] and len(ill_posed) <= MAX_ILL_POSED * len(part)
             details = (f"{len(part)} points ({bottleneck} with a hidden width as the bottleneck q, {deficient} with "
                        f"r < d); smallest spectral gap at the cut 10^{smallest_gap(part)}"
                        + (f"; MISMATCHES: {'; '.join(failures[:8])}" if failures else "")
-                       + (f"; {len(ill_posed)} ill-posed point(s) (rank changes between τ/100 and 100τ; the data's "
-                          f"smallest counted singular value is {'?' if worst is None else f'{worst:.1e}'} of its "
-                          f"largest): {'; '.join(ill_posed[:6])}" if ill_posed else ""))
+                       + (f"; {len(ill_posed)} ill-posed point(s) (no spectral gap of 10^{MIN_GAP_LOG10:g} at the cut; "
+                          f"the data's smallest counted singular value is {'?' if worst is None else f'{worst:.1e}'} "
+                          f"of its largest): {'; '.join(ill_posed[:6])}" if ill_posed else "")
+                       + f"; {tolerance_sensitive} point(s) with a rank that changes between τ/100 and 100τ")
             if settings["bias"]:
                 details = "the closed forms are for bias-free networks; this tier's networks have biases"
             elif part.empty:
@@ -371,12 +380,13 @@ def formula_claims(summary: dict, name: str, section: str) -> list[ClaimResult]:
                 f"{dataset}_linear_{loss}_ranks_equal_formulas", name, section,
                 f"{DATASET_LABELS.get(dataset, dataset)}, {LOSS_LABELS[loss]}, linear networks: the numerical rank "
                 f"of H_L, H_O and H_F equals the closed forms at every sweep point where it is well defined "
-                f"(unchanged from τ/100 to 100τ)",
+                f"(the cut falls in a spectral gap of ≥ 10^{MIN_GAP_LOG10:g})",
                 decide(not failures, shown),
                 {"points": len(part), "mismatches": len(failures), "ill_posed_points": len(ill_posed),
                  "mismatches_at_ill_posed_points": sum(bool(bad) for _, posed, bad in rows if not posed),
                  "bottleneck_points": int(bottleneck), "rank_deficient_points": deficient,
-                 "smallest_gap_log10": smallest_gap(part), "data_smallest_singular_ratio": worst},
+                 "smallest_gap_log10": smallest_gap(part), "data_smallest_singular_ratio": worst,
+                 "tolerance_sensitive_points": tolerance_sensitive},
                 REFERENCE, details))
     return out
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from rankrepro.claims import ClaimResult, decide
 from rankrepro.experiments.base import load_results
-from rankrepro.experiments.hessian_rank_common import (KINDS, REFERENCE, Point, point_table, sweep_claims,
-                                                       sweep_functions)
+from rankrepro.experiments.hessian_rank_common import (KINDS, REFERENCE, Point, is_well_posed, point_table,
+                                                       sweep_claims, sweep_functions)
 
 NAME = "hessian_rank_vs_sample_size"
 CHAPTER = "ch5"
@@ -39,9 +39,11 @@ run, plot = sweep_functions("sample_size", points, describe, section=SECTION, ti
 
 
 def saturation_claim(summary: dict) -> ClaimResult:
-    """Linear networks: over the final plateau of r(n) (≥ MIN_PLATEAU points) every rank stays constant."""
+    """Linear networks: over the final plateau of r(n) every well-defined rank (:func:`is_well_posed`) stays
+    constant; shown for a (dataset, loss) whose plateau holds at least MIN_PLATEAU well-posed points."""
     table = point_table(summary)
     linear = table[table["activation"] == "linear"]
+    linear = linear[[is_well_posed(row) for row in linear.itertuples()]]
     changing, plateaus, shown = [], {}, False
     for (dataset, loss), rows in linear.groupby(["dataset", "loss"]):
         rows = rows.sort_values("value")
@@ -59,10 +61,10 @@ def saturation_claim(summary: dict) -> ClaimResult:
     return ClaimResult(
         "linear_rank_saturates_in_n", NAME, SECTION,
         "linear networks: once r = rank(X) stops growing with n (r = d when the data span the input space), "
-        "the ranks of H_L, H_O and H_F stop growing", decide(not changing, shown),
+        "the (well-defined) ranks of H_L, H_O and H_F stop growing", decide(not changing, shown),
         {"plateaus": plateaus}, REFERENCE,
         ("; ".join(changing) or "constant on every plateau")
-        + ("" if shown else f"; no plateau of r spans {MIN_PLATEAU} sweep points"))
+        + ("" if shown else f"; no plateau of r spans {MIN_PLATEAU} sweep points with well-defined ranks"))
 
 
 def claims(results: Path, tier: str) -> list[ClaimResult]:
