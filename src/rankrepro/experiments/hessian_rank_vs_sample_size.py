@@ -40,7 +40,7 @@ run, plot = sweep_functions("sample_size", points, describe, section=SECTION, ti
 
 def saturation_claim(summary: dict) -> ClaimResult:
     """Linear networks: over the final plateau of r(n) every well-defined rank (:func:`is_well_posed`) stays
-    constant; shown for a (dataset, loss) whose plateau holds at least MIN_PLATEAU well-posed points."""
+    constant; shown for a (dataset, loss) whose plateau holds at least MIN_PLATEAU points with well-defined ranks."""
     table = point_table(summary)
     linear = table[table["activation"] == "linear"]
     linear = linear[[is_well_posed(row) for row in linear.itertuples()]]
