@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import platform
+import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -22,3 +24,10 @@ def write_json(path: str | os.PathLike | None, result: dict[str, Any]) -> None:
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+
+
+def timed(function: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[float, Any]:
+    """Seconds of one call (``time.perf_counter``) and its result."""
+    started = time.perf_counter()
+    result = function(*args, **kwargs)
+    return time.perf_counter() - started, result

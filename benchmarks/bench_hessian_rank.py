@@ -15,10 +15,9 @@ Prints a markdown table of seconds per point and the speed-up of (ii) over (i); 
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
-from _report import machine, write_json
+from _report import machine, timed, write_json
 
 from rankrepro.hessian import MLP, glorot_normal_init, gram_rank, hessian_maps, symmetric_rank
 
@@ -35,13 +34,6 @@ def rankrepro_ranks(maps) -> dict[str, int]:
     """(ii): H_O from its factor's singular values, H_L and H_F by ``eigvalsh``."""
     return {"loss": symmetric_rank(maps.loss).rank, "outer": gram_rank(maps.outer_factor).rank,
             "functional": symmetric_rank(maps.functional).rank}
-
-
-def timed(function, *args) -> tuple[float, object]:
-    """Seconds of one call and its result."""
-    started = time.perf_counter()
-    result = function(*args)
-    return time.perf_counter() - started, result
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -156,7 +156,7 @@ def test_read_idx_rejects_corrupt_files(tmp_path, content, fragment):
 
 def test_registry_entries_are_well_formed():
     assert {"mnist", "fashion-mnist", "cifar-10"} <= set(DATASETS)
-    assert {spec.reader for spec in DATASETS.values()} <= {"idx", "cifar-binary"}
+    assert {spec.reader for spec in DATASETS.values()} <= {"idx", "cifar-binary", "planetoid", "npz-graph"}
     for name, spec in DATASETS.items():
         assert spec.name == name and spec.folder == name  # the data_fetch rule writes <cache>/<name>/MANIFEST.json
         assert len(set(spec.file_names)) == len(spec.files)

@@ -78,8 +78,11 @@ class RemoteFile:
 @dataclass(frozen=True)
 class DatasetSpec:
     """A dataset: its registry ``name``, a ``title``, the ``folder`` it has in the mirror and in the cache, its files,
-    licence and homepage, (classification datasets) the names of its classes in label order, and the ``reader`` of
-    its files: ``idx`` (MNIST's four IDX files) or ``cifar-binary`` (the CIFAR-10 binary tarball).
+    licence and homepage, (classification datasets) the names of its classes in label order, the ``reader`` of its
+    files — ``idx`` (MNIST's four IDX files), ``cifar-binary`` (the CIFAR-10 binary tarball), ``planetoid`` (the
+    Planetoid raw files, read by torch_geometric) or ``npz-graph`` (a heterophilous-graphs .npz) — and the
+    ``mirror_folder`` holding its files in the mirror when that differs from ``folder`` (Cora and CiteSeer share
+    ``planetoid/``).
 
     The workflow's ``data_fetch`` rule writes ``<cache>/<name>/MANIFEST.json``, so ``folder`` equals ``name``.
     """
@@ -92,6 +95,7 @@ class DatasetSpec:
     homepage: str
     classes: tuple[str, ...] = field(default=())
     reader: str = "idx"
+    mirror_folder: str = ""
 
     def file(self, name: str) -> RemoteFile:
         """The file called ``name`` (a :class:`DataError` if the dataset has none)."""
@@ -124,6 +128,47 @@ def _gz_files(md5s: dict[str, str], url_bases: tuple[str, ...]) -> tuple[RemoteF
                    gzipped=True)
         for name, md5 in md5s.items()
     )
+
+
+def _plain_files(md5s: dict[str, str], url_base: str) -> tuple[RemoteFile, ...]:
+    """Files stored verbatim, under the same name in the mirror and at ``url_base``."""
+    return tuple(RemoteFile(name=name, md5=md5, mirror_name=name, urls=(f"{url_base}{name}",), gzipped=False)
+                 for name, md5 in md5s.items())
+
+
+#: the Planetoid raw files (as torch_geometric's Planetoid expects them); MD5s of the kimiyoung/planetoid files, whose
+#: SHA-256 the offline mirror's README publishes
+PLANETOID_URL = "https://github.com/kimiyoung/planetoid/raw/master/data/"
+PLANETOID_MD5 = {
+    "cora": {"x": "190831eee19d8f330d89d94b40a65c5a", "y": "78344284e3ff7fd24eb9c307d51351eb",
+             "tx": "b29c36916768e1d2f55391c1aa9317ac", "ty": "48bf43f54fa5b86089a4bd0299795f10",
+             "allx": "c9083193a57057dd1238321e140194d7", "ally": "125d70817fe1fdbfdcad991995e81579",
+             "graph": "b37c419cec179f45834467630c278e4c", "test.index": "9b822cae1d01f41e8bf8782e20367c0e"},
+    "citeseer": {"x": "baeb0100b5a8af8d41f928113ce0a4e5", "y": "8b99f50aa950fbbf9a7a2b71ff9cac97",
+                 "tx": "c25ab826a7e95c0922ab625de705f7df", "ty": "356894a73b7a7eff43c3580f2fcf92a4",
+                 "allx": "28486b4b9c4ee076b4eee2febd89ba86", "ally": "f0df7e5f859245e32987bfd224d01657",
+                 "graph": "5f88483d5f5cc2b26b987bbbfb695005", "test.index": "70af39d4dff8aaa5c63f8dc526b16534"},
+}
+HETEROPHILOUS_URL = "https://github.com/yandex-research/heterophilous-graphs/raw/main/data/"
+
+
+def _planetoid(name: str, title: str, classes: tuple[str, ...]) -> DatasetSpec:
+    """Cora / CiteSeer: the eight ``ind.<name>.*`` raw files, in the mirror's ``planetoid/`` folder."""
+    return DatasetSpec(
+        name=name, title=title, folder=name, mirror_folder="planetoid",
+        files=_plain_files({f"ind.{name}.{part}": md5 for part, md5 in PLANETOID_MD5[name].items()}, PLANETOID_URL),
+        licence="MIT (kimiyoung/planetoid)", homepage="https://github.com/kimiyoung/planetoid",
+        classes=classes, reader="planetoid")
+
+
+def _heterophilous(name: str, title: str, md5: str) -> DatasetSpec:
+    """Chameleon / Squirrel: one .npz (features, labels, edges, 10 splits) in the mirror's ``heterophilous/``."""
+    return DatasetSpec(
+        name=name, title=title, folder=name, mirror_folder="heterophilous",
+        files=_plain_files({f"{name}.npz": md5}, HETEROPHILOUS_URL),
+        licence="MIT (yandex-research/heterophilous-graphs)",
+        homepage="https://github.com/yandex-research/heterophilous-graphs",
+        classes=tuple(str(k) for k in range(5)), reader="npz-graph")
 
 
 #: dataset name -> spec
@@ -177,6 +222,15 @@ DATASETS: dict[str, DatasetSpec] = {
             classes=("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
             reader="cifar-binary",
         ),
+        _planetoid("cora", "Cora citation graph (2,708 papers, 5,278 undirected links, 1,433 word features)",
+                   ("Case_Based", "Genetic_Algorithms", "Neural_Networks", "Probabilistic_Methods",
+                    "Reinforcement_Learning", "Rule_Learning", "Theory")),
+        _planetoid("citeseer", "CiteSeer citation graph (3,327 papers, 3,703 word features)",
+                   ("Agents", "AI", "DB", "IR", "ML", "HCI")),
+        _heterophilous("chameleon", "Chameleon Wikipedia graph (2,277 pages, 31,371 undirected links)",
+                       "4a6594433200171f2870f9e24a839a6a"),
+        _heterophilous("squirrel", "Squirrel Wikipedia graph (5,201 pages, 198,353 undirected links)",
+                       "c13645621436ea17764600f88f48e556"),
     )
 }
 
@@ -201,8 +255,8 @@ def resolve_mirror(configured: str | os.PathLike | None) -> Path | None:
 
 
 def mirror_path(mirror: Path, spec: DatasetSpec, remote: RemoteFile) -> Path:
-    """Where ``remote`` lies in a mirror folder: ``<mirror>/<folder>/<mirror_name>``."""
-    return Path(mirror) / spec.folder / remote.mirror_name
+    """Where ``remote`` lies in a mirror folder: ``<mirror>/<mirror_folder or folder>/<mirror_name>``."""
+    return Path(mirror) / (spec.mirror_folder or spec.folder) / remote.mirror_name
 
 
 def md5_file(path: str | os.PathLike) -> str:
@@ -577,3 +631,9 @@ class DataSource:
     def image_classification(self, name: str) -> ImageDataset:
         """The verified train/test images and labels of ``name`` (fetched into the cache first if needed)."""
         return load_image_classification(name, self.cache_root, self.mirror)
+
+    def graph(self, name: str):
+        """The verified graph ``name`` (:class:`rankrepro.graph_datasets.GraphDataset`; imports torch_geometric)."""
+        from rankrepro.graph_datasets import load_graph
+
+        return load_graph(name, self.cache_root, self.mirror)

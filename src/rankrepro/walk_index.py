@@ -75,8 +75,10 @@ def vertex_walk_indices(edges: np.ndarray, num_nodes: int, walk_length: int) -> 
     ``walk_length`` = L − 1 steps: Σ_{c ∈ {t} ∪ N(t)} ((A + I)^{L−1})[c, t], or 0 for an isolated t (empty boundary).
     This is the per-vertex quantity (L−1)-WIS keeps as large as possible. Dense: O(n²) memory, for small graphs and
     as the reference of the fast versions."""
-    walks = np.linalg.matrix_power(adjacency(edges, num_nodes).toarray(), walk_length)
-    closed = adjacency(edges, num_nodes).toarray().astype(bool)  # c ∈ {t} ∪ N(t)
-    values = (walks * closed).sum(axis=0)
+    closed = adjacency(edges, num_nodes).toarray()  # (A + I)[c, t] = 1 iff c ∈ {t} ∪ N(t)
+    walks = np.linalg.matrix_power(closed.astype(np.float64), walk_length)  # BLAS; exact while counts < 2^53
+    if walks.size and walks.max() >= 2.0**53:
+        raise ValueError("walk counts exceed 2^53: too long walks for an exact float64 count")
+    values = np.rint((walks * closed).sum(axis=0)).astype(np.int64)
     degree = closed.sum(axis=0) - 1
     return np.where(degree > 0, values, 0).astype(np.int64)
