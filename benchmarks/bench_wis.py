@@ -17,7 +17,6 @@ Prints a markdown table; ``--out FILE`` also writes JSON. Needs the datasets (se
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
@@ -76,7 +75,6 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", help="also write the results as JSON here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     data = DataSource(Path(args.cache), resolve_mirror(None))
 
     rows = []

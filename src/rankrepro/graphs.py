@@ -8,6 +8,7 @@ A graph is ``edges`` ``(m, 2)`` int64, one row (u, v) with u < v per undirected 
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 
 
 def check_edges(edges: np.ndarray, num_nodes: int) -> np.ndarray:
@@ -55,3 +56,20 @@ def undirected_edges(pairs: np.ndarray) -> np.ndarray:
     pairs = np.sort(pairs, axis=1)
     pairs = pairs[pairs[:, 0] != pairs[:, 1]]
     return np.unique(pairs, axis=0)
+
+
+def degrees(edges: np.ndarray, num_nodes: int) -> np.ndarray:
+    """deg(v) for every vertex (int64)."""
+    edges = check_edges(edges, num_nodes)
+    return np.bincount(edges.ravel(), minlength=num_nodes).astype(np.int64)
+
+
+def adjacency(edges: np.ndarray, num_nodes: int, self_loops: bool = True) -> sp.csr_matrix:
+    """Symmetric 0/1 adjacency A (+ I with ``self_loops``) as an int64 CSR matrix."""
+    edges = check_edges(edges, num_nodes)
+    rows = np.concatenate([edges[:, 0], edges[:, 1]])
+    cols = np.concatenate([edges[:, 1], edges[:, 0]])
+    matrix = sp.csr_matrix((np.ones(len(rows), dtype=np.int64), (rows, cols)), shape=(num_nodes, num_nodes))
+    if self_loops:
+        matrix = matrix + sp.identity(num_nodes, dtype=np.int64, format="csr")
+    return matrix

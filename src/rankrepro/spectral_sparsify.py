@@ -35,7 +35,7 @@ import scipy.sparse
 import scipy.sparse.csgraph
 import scipy.sparse.linalg
 
-from rankrepro.graphs import check_edges
+from rankrepro.graphs import adjacency, check_edges, degrees
 
 #: Largest ``num_nodes`` for which :func:`exact_effective_resistances` builds dense n × n matrices.
 EXACT_MAX_NODES = 5000
@@ -61,14 +61,8 @@ def laplacian(edges: np.ndarray, num_nodes: int) -> scipy.sparse.csr_matrix:
     L_uu = deg(u), L_uv = −1 for every edge {u, v}, 0 elsewhere; L is symmetric positive semi-definite and its
     kernel is spanned by the indicator vectors of the connected components.
     """
-    edges = check_edges(edges, num_nodes)
-    u, v = edges[:, 0], edges[:, 1]
-    degree = np.bincount(edges.reshape(-1), minlength=num_nodes).astype(np.float64)
-    diag = np.arange(num_nodes, dtype=np.int64)
-    rows = np.concatenate([diag, u, v])
-    cols = np.concatenate([diag, v, u])
-    data = np.concatenate([degree, -np.ones(2 * edges.shape[0])])
-    return scipy.sparse.csr_matrix((data, (rows, cols)), shape=(num_nodes, num_nodes), dtype=np.float64)
+    degree = scipy.sparse.diags(degrees(edges, num_nodes).astype(np.float64))
+    return (degree - adjacency(edges, num_nodes, self_loops=False).astype(np.float64)).tocsr()
 
 
 def _resistances_from_potentials(potentials: np.ndarray, edges: np.ndarray) -> np.ndarray:

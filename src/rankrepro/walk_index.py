@@ -15,21 +15,9 @@ Walk counts are computed by L − 1 sparse matrix–vector products (exact in in
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 
 from rankrepro.errors import ConfigError
-from rankrepro.graphs import check_edges
-
-
-def adjacency(edges: np.ndarray, num_nodes: int, self_loops: bool = True) -> sp.csr_matrix:
-    """Symmetric 0/1 adjacency A (+ I with ``self_loops``) as an int64 CSR matrix."""
-    edges = check_edges(edges, num_nodes)
-    rows = np.concatenate([edges[:, 0], edges[:, 1]])
-    cols = np.concatenate([edges[:, 1], edges[:, 0]])
-    matrix = sp.csr_matrix((np.ones(len(rows), dtype=np.int64), (rows, cols)), shape=(num_nodes, num_nodes))
-    if self_loops:
-        matrix = matrix + sp.identity(num_nodes, dtype=np.int64, format="csr")
-    return matrix
+from rankrepro.graphs import adjacency
 
 
 def walk_counts(edges: np.ndarray, num_nodes: int, length: int, end: np.ndarray | None = None) -> np.ndarray:

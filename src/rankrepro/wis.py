@@ -28,7 +28,7 @@ from functools import cmp_to_key
 import numpy as np
 
 from rankrepro.errors import ConfigError
-from rankrepro.graphs import check_edges
+from rankrepro.graphs import check_edges, degrees
 from rankrepro.walk_index import vertex_walk_indices
 
 
@@ -153,11 +153,6 @@ def two_wis_order(edges: np.ndarray, num_nodes: int, chunk_size: int = 1) -> np.
 
 
 # ----------------------------------------------------------------------------------------------------- 1-WIS
-def _degrees(edges: np.ndarray, num_nodes: int) -> np.ndarray:
-    """Vertex degrees."""
-    return np.bincount(edges.ravel(), minlength=num_nodes).astype(np.int64)
-
-
 def _key(degree: np.ndarray, u: int, v: int) -> tuple[int, int]:
     """(min(deg u, deg v), max(deg u, deg v)): the larger, the better to remove."""
     a, b = int(degree[u]), int(degree[v])
@@ -168,7 +163,7 @@ def one_wis_order(edges: np.ndarray, num_nodes: int) -> np.ndarray:
     """1-WIS (Algorithm 2) with a lazy max-heap: pop the largest stored (min deg, max deg, −index); if the key is
     stale (a degree fell since it was pushed) push it back with its current key, else remove the edge."""
     edges = check_edges(edges, num_nodes)
-    degree = _degrees(edges, num_nodes)
+    degree = degrees(edges, num_nodes)
     heap = [(-a, -b, e) for e, (a, b) in enumerate(_key(degree, u, v) for u, v in edges.tolist())]
     heapq.heapify(heap)
     order: list[int] = []
@@ -188,7 +183,7 @@ def one_wis_order(edges: np.ndarray, num_nodes: int) -> np.ndarray:
 def one_wis_order_naive(edges: np.ndarray, num_nodes: int) -> np.ndarray:
     """1-WIS by a full argmax over the remaining edges at every removal (the original algorithm's cost, O(m²))."""
     edges = check_edges(edges, num_nodes)
-    degree = _degrees(edges, num_nodes)
+    degree = degrees(edges, num_nodes)
     alive = np.ones(len(edges), dtype=bool)
     order: list[int] = []
     for _ in range(len(edges)):

@@ -313,7 +313,6 @@ def point_table(summary: dict) -> pd.DataFrame:
             row[f"rank_{kind}"] = report["rank"]
             row[f"predicted_{kind}"] = record["predicted"][kind]
             row[f"bound_{kind}"] = None if record["bounds"] is None else record["bounds"][kind]
-            row[f"robust_{kind}"] = len(set(report["ranks_at"].values())) == 1
             row[f"ranks_at_{kind}"] = tuple(report["ranks_at"].values())
             row[f"gap_{kind}"] = report["gap_log10"]
         rows.append(row)
@@ -324,7 +323,7 @@ def is_well_posed(row: Any) -> bool:
     """The numerical ranks of a point are well defined: every one is the same at τ/100, τ and 100τ, i.e. no computed
     eigenvalue lies within two orders of magnitude of the tolerance, where float64 cannot tell a small eigenvalue
     from rounding noise of a zero one (eigenvalues are accurate to ≈ eps·|λ|max, and τ = |λ|max·p·eps)."""
-    return all(getattr(row, f"robust_{kind}") for kind in KINDS)
+    return all(len(set(getattr(row, f"ranks_at_{kind}"))) == 1 for kind in KINDS)
 
 
 def smallest_gap(rows: pd.DataFrame) -> float | None:
