@@ -156,12 +156,13 @@ def test_read_idx_rejects_corrupt_files(tmp_path, content, fragment):
 
 def test_registry_entries_are_well_formed():
     assert {"mnist", "fashion-mnist", "cifar-10"} <= set(DATASETS)
-    assert {spec.reader for spec in DATASETS.values()} <= {"idx", "cifar-binary", "planetoid", "npz-graph"}
+    assert {spec.reader for spec in DATASETS.values()} <= {"idx", "cifar-binary", "planetoid", "npz-graph",
+                                                           "gnn-benchmark-npz", "ogbn-zip"}
     for name, spec in DATASETS.items():
         assert spec.name == name and spec.folder == name  # the data_fetch rule writes <cache>/<name>/MANIFEST.json
         assert len(set(spec.file_names)) == len(spec.files)
         for remote in spec.files:
-            assert len(remote.md5) == 32 and int(remote.md5, 16) >= 0
+            assert remote.md5 is None or (len(remote.md5) == 32 and int(remote.md5, 16) >= 0)  # None: unpublished
             # gzip streams are stored decompressed (name = mirror name without .gz); others verbatim under their name
             assert remote.mirror_name == (f"{remote.name}.gz" if remote.gzipped else remote.name)
             assert all(url.startswith(("https://", "http://")) for url in remote.urls)
@@ -374,6 +375,86 @@ def test_cli_list_and_fetch_with_config(tmp_path, monkeypatch, capsys, restore_l
     assert cli.main(["data", "fetch", "fashion-mnist", "--config", str(config)]) == 0
     assert capsys.readouterr().out.strip() == str(tmp_path / "cache" / "fashion-mnist")
     assert (tmp_path / "cache" / "fashion-mnist" / MANIFEST).is_file()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Files without a published checksum: the first copy is accepted and its MD5 recorded, later runs verify against it
+
+UNPUBLISHED = "amazon-computers"  # one file, md5=None in the registry
+
+
+def manifest_entry(folder: Path) -> dict:
+    (entry,) = json.loads((folder / MANIFEST).read_text())["files"]
+    return entry
+
+
+def test_unpublished_checksum_first_fetch_is_accepted_with_a_warning_and_recorded(tmp_path, caplog):
+    remote = DATASETS[UNPUBLISHED].files[0]
+    assert remote.md5 is None
+    payload = b"first copy of an unverifiable file"
+    network = FakeNetwork({remote.urls[0]: payload})
+    with caplog.at_level(logging.INFO, logger="rankrepro"):
+        folder = fetch_dataset(UNPUBLISHED, tmp_path / "cache", None, opener=network)
+    assert (folder / remote.name).read_bytes() == payload
+    entry = manifest_entry(folder)
+    assert entry["md5"] == hashlib.md5(payload).hexdigest() and entry["source"] == remote.urls[0]
+    assert entry["checksum"].startswith("no published checksum") and entry["bytes"] == len(payload)
+    assert any(record.levelno == logging.WARNING and "could not be verified" in record.getMessage()
+               and entry["md5"] in record.getMessage() for record in caplog.records)
+
+
+def test_unpublished_checksum_second_run_verifies_the_cache_against_the_recorded_md5(tmp_path):
+    remote = DATASETS[UNPUBLISHED].files[0]
+    folder = fetch_dataset(UNPUBLISHED, tmp_path / "cache", None, opener=FakeNetwork({remote.urls[0]: b"v1"}))
+    before = {path.name: path.stat().st_mtime_ns for path in folder.iterdir()}
+    assert fetch_dataset(UNPUBLISHED, tmp_path / "cache", None, opener=no_network) == folder
+    assert {path.name: path.stat().st_mtime_ns for path in folder.iterdir()} == before  # manifest untouched
+    assert manifest_entry(folder)["source"] == remote.urls[0]
+
+
+def test_unpublished_checksum_corrupted_cache_is_refetched_and_checked_against_the_record(tmp_path, caplog):
+    remote = DATASETS[UNPUBLISHED].files[0]
+    cache = tmp_path / "cache"
+    folder = fetch_dataset(UNPUBLISHED, cache, None, opener=FakeNetwork({remote.urls[0]: b"original"}))
+    recorded = manifest_entry(folder)["md5"]
+    target = folder / remote.name
+
+    # corrupted, upstream unchanged: reported, fetched again, verified against the recorded MD5
+    target.write_bytes(b"0riginal")
+    with caplog.at_level(logging.WARNING, logger="rankrepro"):
+        fetch_dataset(UNPUBLISHED, cache, None, opener=FakeNetwork({remote.urls[0]: b"original"}))
+    assert target.read_bytes() == b"original" and manifest_entry(folder)["md5"] == recorded
+    assert any(f"expected {recorded}" in record.getMessage() and "fetching it again" in record.getMessage()
+               for record in caplog.records)
+
+    # corrupted, and the download differs from the record: a checksum mismatch, nothing stored
+    target.write_bytes(b"0riginal")
+    with pytest.raises(DataError) as info:
+        fetch_dataset(UNPUBLISHED, cache, None, opener=FakeNetwork({remote.urls[0]: b"changed upstream"}))
+    message = str(info.value)
+    for fragment in ("checksum mismatch", f"'{UNPUBLISHED}'", f"expected MD5 {recorded}", "no checksum is published",
+                     f"delete {folder}", hashlib.md5(b"changed upstream").hexdigest()):
+        assert fragment in message
+    assert "\n" not in message and files_under(folder) == []
+
+    # corrupted and offline: the corrupt copy is removed and loading fails with "not available"
+    fetch_dataset(UNPUBLISHED, cache, None, opener=FakeNetwork({remote.urls[0]: b"original"}))
+    target.write_bytes(b"0riginal")
+    with pytest.raises(DataError, match=f"'{UNPUBLISHED}' is not available"):
+        fetch_dataset(UNPUBLISHED, cache, None, opener=FakeNetwork())
+    assert files_under(folder) == []
+
+
+def test_unpublished_checksum_cached_file_without_a_record_is_accepted_and_recorded(tmp_path, caplog):
+    remote = DATASETS[UNPUBLISHED].files[0]
+    folder = tmp_path / "cache" / UNPUBLISHED
+    folder.mkdir(parents=True)
+    (folder / remote.name).write_bytes(b"placed by hand")
+    with caplog.at_level(logging.WARNING, logger="rankrepro"):
+        fetch_dataset(UNPUBLISHED, tmp_path / "cache", None, opener=no_network)
+    entry = manifest_entry(folder)
+    assert entry["md5"] == hashlib.md5(b"placed by hand").hexdigest() and entry["source"] == "cache"
+    assert any("no published or recorded checksum" in record.getMessage() for record in caplog.records)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -46,7 +46,8 @@ def test_vertex_features_are_the_normalised_chunks_of_the_right_image():
     images = np.arange(2 * 784, dtype=np.int64).reshape(2, 28, 28) % 256
     pairs = np.array([[0, 1, 0]])
     features = isc.pair_features(images.astype(np.uint8), pairs, "high", mean=0.5, std=2.0)
-    assert features.shape == (32, 49) and features.dtype == torch.float32
+    assert features.shape == (1, 32, 49) and features.dtype == torch.float32
+    features = features[0]
     flat = images.reshape(2, 16, 49) / 255.0
     assert torch.allclose(features[1], torch.tensor((flat[1, 0] - 0.5) / 2.0, dtype=torch.float32))
     assert torch.allclose(features[17], torch.tensor((flat[0, 8] - 0.5) / 2.0, dtype=torch.float32))
@@ -75,6 +76,47 @@ def test_every_gnn_gives_one_logit_per_graph_and_learns(kind):
         optimizer.step()
         losses.append(loss.item())
     assert logits.shape == (8,) and losses[-1] < losses[0]
+
+
+def test_shared_adjacency_is_the_two_clique_graph_without_self_loops():
+    adj = isc.shared_adjacency()
+    assert adj.shape == (1, 32, 32) and torch.equal(adj[0], adj[0].T) and adj.diagonal(dim1=1, dim2=2).sum() == 0
+    assert adj.sum() == 2 * 241 and adj[0, 0, 16] == 1 and adj[0, 1, 17] == 0
+
+
+@pytest.mark.parametrize("kind", MODELS)
+@pytest.mark.parametrize("training", [False, True])
+def test_dense_and_edge_list_gnns_compute_the_same_function(kind, training):
+    """Same parameters, same logits: the dense layers with a shared adjacency ≡ the edge-list layers on the batched
+    disjoint copies (GIN's BatchNorm in training mode included: statistics over all vertices in both forms)."""
+    torch.manual_seed(3)
+    count = 5
+    sparse = GNN(kind, 49, 16, 3, 1, graph_level=True).double()
+    dense = GNN(kind, 49, 16, 3, 1, graph_level=True, dense=True).double()
+    state = sparse.state_dict()
+    if kind == "gat":  # GATConv names its shared projection lin; DenseGATConv too, but stores att as (1, 1, H, C)
+        state = {k: v.reshape(dense.state_dict()[k].shape) for k, v in state.items()}
+    dense.load_state_dict(state)
+    sparse.train(training), dense.train(training)
+    x = torch.randn(count, 32, 49, dtype=torch.float64)
+    edge_index, batch = isc.batched_graphs(count)
+    expected = sparse(x.reshape(-1, 49), edge_index, batch)
+    got = dense(x, isc.shared_adjacency().double())
+    assert got.shape == expected.shape == (count, 1)
+    assert torch.allclose(got, expected, atol=1e-10)
+
+
+def test_gcn_edge_weights_scale_messages_and_need_the_edge_list_gcn():
+    """Unit weights = no weights; zero weights on both directions of an edge = the edge removed (the UGS mask)."""
+    torch.manual_seed(0)
+    x, edge_index = torch.randn(4, 3), torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]])
+    model = GNN("gcn", 3, 16, 1, 2, graph_level=False)
+    assert torch.allclose(model(x, edge_index, edge_weight=torch.ones(4)), model(x, edge_index))
+    removed = model(x, edge_index, edge_weight=torch.tensor([1.0, 1.0, 0.0, 0.0]))
+    assert torch.allclose(removed, model(x, edge_index[:, :2]), atol=1e-6)
+    assert not torch.allclose(removed, model(x, edge_index), atol=1e-4)
+    with pytest.raises(ConfigError, match="edge weights"):
+        GNN("gat", 3, 4, 1, 2, graph_level=False).embed(x, edge_index, torch.ones(4))
 
 
 def test_bad_gnn_settings_are_config_errors():

@@ -61,6 +61,10 @@ def write_config(path: Path, config: dict) -> Path:
     return path
 
 
+#: experiments of the tiny tier that read real datasets (left out when there is no mirror)
+REAL_DATA_EXPERIMENTS = ("tensor_rank_mnist", "is_same_class_gnn", "edge_sparsification", "hessian_rank_vs_width",
+                         "hessian_rank_vs_depth", "hessian_rank_vs_sample_size")
+
 #: the offline dataset mirror beside the checkout (CI and development); experiments on real data read it
 MIRROR = REPO.parent / "shared" / "datasets"
 
@@ -72,7 +76,8 @@ def tiny() -> dict:
     if MIRROR.is_dir():
         config["data_mirror"] = str(MIRROR)
     else:
-        config["experiments"].pop("tensor_rank_mnist")
+        for name in REAL_DATA_EXPERIMENTS:
+            config["experiments"].pop(name, None)
     return config
 
 

@@ -10,6 +10,10 @@ a new dataset needs a registry entry only. :func:`fetch_dataset` puts each file 
    is computed on the way, and the file is moved into place only if the MD5 matches: the cache never holds a partial
    or unverified file. The checksum is always the MD5 of the bytes stored in the cache.
 
+Some upstream files have no published checksum (``md5=None`` in the registry). The first complete copy obtained is
+accepted with a warning that it could not be verified, and its MD5 is recorded in the manifest; from then on that
+recorded MD5 plays the registry's part (a cached copy, or a fresh download, that differs from it is rejected).
+
 Finally ``<cache>/<folder>/MANIFEST.json`` is written (atomically, last): it is the output of the workflow's
 ``data_fetch`` rule. Every failure a user can fix (unknown dataset, checksum mismatch, no source reachable) is a
 :class:`~rankrepro.errors.DataError` with a one-line message that says how to supply the data.
@@ -63,13 +67,14 @@ class RemoteFile:
     """One file of a dataset.
 
     ``name`` is the file's name in the cache (decompressed), ``md5`` the MD5 of the bytes stored in the cache (of the
-    decompressed content for ``gzipped`` files, of the file itself otherwise), ``mirror_name`` its name in the
+    decompressed content for ``gzipped`` files, of the file itself otherwise) or None when upstream publishes none
+    (the first copy fetched is then trusted and its MD5 recorded in the manifest), ``mirror_name`` its name in the
     mirror folder, ``urls`` the canonical downloads (tried in order), ``gzipped`` whether mirror and downloads are
     gzip streams to decompress (otherwise they are copied verbatim).
     """
 
     name: str
-    md5: str
+    md5: str | None
     mirror_name: str
     urls: tuple[str, ...]
     gzipped: bool
@@ -80,8 +85,9 @@ class DatasetSpec:
     """A dataset: its registry ``name``, a ``title``, the ``folder`` it has in the mirror and in the cache, its files,
     licence and homepage, (classification datasets) the names of its classes in label order, the ``reader`` of its
     files — ``idx`` (MNIST's four IDX files), ``cifar-binary`` (the CIFAR-10 binary tarball), ``planetoid`` (the
-    Planetoid raw files, read by torch_geometric) or ``npz-graph`` (a heterophilous-graphs .npz) — and the
-    ``mirror_folder`` holding its files in the mirror when that differs from ``folder`` (Cora and CiteSeer share
+    Planetoid raw files, read by torch_geometric), ``npz-graph`` (a heterophilous-graphs .npz), ``gnn-benchmark-npz``
+    (a graph2gauss / gnn-benchmark .npz of CSR matrices) or ``ogbn-zip`` (an OGB node-property-prediction zip) — and
+    the ``mirror_folder`` holding its files in the mirror when that differs from ``folder`` (Cora and CiteSeer share
     ``planetoid/``).
 
     The workflow's ``data_fetch`` rule writes ``<cache>/<name>/MANIFEST.json``, so ``folder`` equals ``name``.
@@ -130,7 +136,7 @@ def _gz_files(md5s: dict[str, str], url_bases: tuple[str, ...]) -> tuple[RemoteF
     )
 
 
-def _plain_files(md5s: dict[str, str], url_base: str) -> tuple[RemoteFile, ...]:
+def _plain_files(md5s: dict[str, str | None], url_base: str) -> tuple[RemoteFile, ...]:
     """Files stored verbatim, under the same name in the mirror and at ``url_base``."""
     return tuple(RemoteFile(name=name, md5=md5, mirror_name=name, urls=(f"{url_base}{name}",), gzipped=False)
                  for name, md5 in md5s.items())
@@ -159,6 +165,14 @@ def _planetoid(name: str, title: str, classes: tuple[str, ...]) -> DatasetSpec:
         files=_plain_files({f"ind.{name}.{part}": md5 for part, md5 in PLANETOID_MD5[name].items()}, PLANETOID_URL),
         licence="MIT (kimiyoung/planetoid)", homepage="https://github.com/kimiyoung/planetoid",
         classes=classes, reader="planetoid")
+
+
+#: graph2gauss (Bojchevski & Günnemann 2018): the .npz files PyG's ``CitationFull`` downloads
+GRAPH2GAUSS_URL = "https://github.com/abojchevski/graph2gauss/raw/master/data/"
+#: gnn-benchmark (Shchur et al. 2018): the .npz files PyG's ``Amazon`` and ``Coauthor`` download
+GNN_BENCHMARK_URL = "https://github.com/shchur/gnn-benchmark/raw/master/data/npz/"
+#: OGB's node-property-prediction archives (what the ``ogb`` package downloads)
+OGB_NODEPROPPRED_URL = "http://snap.stanford.edu/ogb/data/nodeproppred/"
 
 
 def _heterophilous(name: str, title: str, md5: str) -> DatasetSpec:
@@ -231,6 +245,27 @@ DATASETS: dict[str, DatasetSpec] = {
                        "4a6594433200171f2870f9e24a839a6a"),
         _heterophilous("squirrel", "Squirrel Wikipedia graph (5,201 pages, 198,353 undirected links)",
                        "c13645621436ea17764600f88f48e556"),
+        # No MD5 is published for the next three files (md5=None: the first copy fetched is recorded, then verified).
+        DatasetSpec(
+            name="dblp", title="DBLP citation graph, CitationFull version (17,716 papers, 1,639 word features)",
+            folder="dblp", files=_plain_files({"dblp.npz": None}, GRAPH2GAUSS_URL),
+            licence="MIT (abojchevski/graph2gauss)", homepage="https://github.com/abojchevski/graph2gauss",
+            classes=tuple(str(k) for k in range(4)), reader="gnn-benchmark-npz"),
+        DatasetSpec(
+            name="amazon-computers",
+            title="Amazon Computers co-purchase graph (13,752 products, 767 review-word features)",
+            folder="amazon-computers",
+            files=_plain_files({"amazon_electronics_computers.npz": None}, GNN_BENCHMARK_URL),
+            licence="MIT (shchur/gnn-benchmark)", homepage="https://github.com/shchur/gnn-benchmark",
+            classes=tuple(str(k) for k in range(10)), reader="gnn-benchmark-npz"),
+        # Two public scripts pin the archive's SHA-256 (not checked here: the registry holds MD5s):
+        # 49f85c801589ecdcc52cfaca99693aaea7b8af16a9ac3f41dd85a5f3193fe276
+        DatasetSpec(
+            name="ogbn-arxiv",
+            title="ogbn-arxiv citation graph (169,343 arXiv CS papers, 1,166,243 citations, 128 features)",
+            folder="ogbn-arxiv", files=_plain_files({"arxiv.zip": None}, OGB_NODEPROPPRED_URL),
+            licence="ODC-BY (Open Graph Benchmark)", homepage="https://ogb.stanford.edu/docs/nodeprop/#ogbn-arxiv",
+            classes=tuple(str(k) for k in range(40)), reader="ogbn-zip"),
     )
 }
 
@@ -273,7 +308,7 @@ class _SourceFailed(Exception):
 
 
 class _ChecksumMismatch(_SourceFailed):
-    """A source delivered a complete file whose MD5 differs from the registry's."""
+    """A source delivered a complete file whose MD5 differs from the expected one (registry's or recorded)."""
 
     def __init__(self, got: str) -> None:
         super().__init__(f"checksum mismatch (got MD5 {got})")
@@ -290,12 +325,14 @@ def _one_line(exc: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-def _copy_verified(stream: IO[bytes], remote: RemoteFile, target: Path) -> None:
-    """Stream ``stream`` (decompressing if ``remote.gzipped``) into ``target`` atomically if its MD5 matches.
+def _copy_verified(stream: IO[bytes], remote: RemoteFile, target: Path, expected: str | None) -> str:
+    """Stream ``stream`` (decompressing if ``remote.gzipped``) into ``target`` atomically if its MD5 is ``expected``
+    (any complete copy when ``expected`` is None); returns the MD5.
 
     Read-side failures raise :class:`_SourceFailed`, a wrong MD5 :class:`_ChecksumMismatch`; in every failure the
     temporary file is removed and ``target`` is untouched. Write-side failures (disk full) propagate as OSError.
     """
+    got: list[str] = []
 
     def write(tmp: Path) -> None:
         reader = gzip.GzipFile(fileobj=stream, mode="rb") if remote.gzipped else stream
@@ -310,14 +347,16 @@ def _copy_verified(stream: IO[bytes], remote: RemoteFile, target: Path) -> None:
                     break
                 digest.update(block)
                 out.write(block)
-        if digest.hexdigest() != remote.md5:
+        if expected is not None and digest.hexdigest() != expected:
             raise _ChecksumMismatch(digest.hexdigest())
+        got.append(digest.hexdigest())
 
     atomic_write(target, write)
+    return got[0]
 
 
-def _from_mirror(path: Path, remote: RemoteFile, target: Path) -> None:
-    """Copy ``remote`` from the mirror file ``path`` into ``target`` (verified)."""
+def _from_mirror(path: Path, remote: RemoteFile, target: Path, expected: str | None) -> str:
+    """Copy ``remote`` from the mirror file ``path`` into ``target`` (verified against ``expected``); its MD5."""
     try:
         handle = open(path, "rb")
     except FileNotFoundError:
@@ -326,32 +365,37 @@ def _from_mirror(path: Path, remote: RemoteFile, target: Path) -> None:
     except OSError as exc:
         raise _SourceFailed(f"cannot read it ({_one_line(exc)})") from exc
     with handle:
-        _copy_verified(handle, remote, target)
+        return _copy_verified(handle, remote, target, expected)
 
 
-def _from_url(url: str, opener: Opener, remote: RemoteFile, target: Path) -> None:
-    """Download ``remote`` from ``url`` into ``target`` (verified)."""
+def _from_url(url: str, opener: Opener, remote: RemoteFile, target: Path, expected: str | None) -> str:
+    """Download ``remote`` from ``url`` into ``target`` (verified against ``expected``); its MD5."""
     try:
         response = opener(url, timeout=DOWNLOAD_TIMEOUT)
     except _READ_ERRORS as exc:
         raise _SourceFailed(_one_line(exc)) from exc
     with response:
-        _copy_verified(response, remote, target)
+        return _copy_verified(response, remote, target, expected)
 
 
-def _sources(spec: DatasetSpec, remote: RemoteFile, mirror: Path | None, opener: Opener):
-    """(label, fetch(target)) of every source of ``remote``, in the order they are tried: mirror, then each URL."""
+def _sources(spec: DatasetSpec, remote: RemoteFile, mirror: Path | None, opener: Opener, expected: str | None):
+    """(label, fetch(target) -> MD5) of every source of ``remote``, in the order they are tried: mirror, then each
+    URL."""
     if mirror is not None:
         path = mirror_path(mirror, spec, remote)
-        yield f"mirror {path}", lambda target: _from_mirror(path, remote, target)
+        yield f"mirror {path}", lambda target: _from_mirror(path, remote, target, expected)
     for url in remote.urls:
-        yield url, lambda target, url=url: _from_url(url, opener, remote, target)
+        yield url, lambda target, url=url: _from_url(url, opener, remote, target, expected)
 
 
-def _mismatch_error(spec: DatasetSpec, remote: RemoteFile, source: str, got: str, others: str) -> DataError:
+def _mismatch_error(spec: DatasetSpec, remote: RemoteFile, source: str, got: str, others: str,
+                    expected: str, folder: Path) -> DataError:
+    recorded = "" if remote.md5 is not None else (
+        f" (no checksum is published: this MD5 was recorded in {folder / MANIFEST} when the file was first fetched; "
+        f"if the upstream file really changed, delete {folder} to accept the new one)")
     return DataError(
-        f"checksum mismatch in dataset '{spec.name}', file '{remote.name}' from {source}: expected MD5 {remote.md5}, "
-        f"got {got}; the file was not stored (a corrupted mirror file or download: replace or delete it)"
+        f"checksum mismatch in dataset '{spec.name}', file '{remote.name}' from {source}: expected MD5 {expected}"
+        f"{recorded}, got {got}; the file was not stored (a corrupted mirror file or download: replace or delete it)"
         + (f". Other sources: {others}" if others else "")
     )
 
@@ -372,55 +416,87 @@ def _describe_failures(failures: list[tuple[str, _SourceFailed]]) -> str:
     return "; ".join(f"{source}: {exc}" for source, exc in failures)
 
 
-def _fetch_file(spec: DatasetSpec, remote: RemoteFile, target: Path, mirror: Path | None, opener: Opener) -> str:
-    """Put a verified ``remote`` at ``target`` from the first source that delivers it; returns the source's label.
+def _fetch_file(spec: DatasetSpec, remote: RemoteFile, target: Path, mirror: Path | None, opener: Opener,
+                expected: str | None) -> tuple[str, str]:
+    """Put ``remote`` at ``target`` from the first source that delivers it with MD5 ``expected`` (any complete copy
+    when None: no published or recorded checksum); returns the source's label and the file's MD5.
 
     A source that fails (missing, unreachable, corrupt, wrong checksum) passes the turn to the next one; when none
     delivers, the error is a checksum mismatch if some source delivered wrong bytes, else "not available".
     """
     failures: list[tuple[str, _SourceFailed]] = []
-    for source, fetch in _sources(spec, remote, mirror, opener):
+    for source, fetch in _sources(spec, remote, mirror, opener, expected):
         try:
-            fetch(target)
+            got = fetch(target)
         except _SourceFailed as exc:
             log.debug("%s/%s: %s: %s", spec.name, remote.name, source, exc)
             failures.append((source, exc))
             continue
         mismatched = any(isinstance(exc, _ChecksumMismatch) for _, exc in failures)
         earlier = f" (after failures: {_describe_failures(failures)})" if failures else ""
-        log.log(logging.WARNING if mismatched else logging.INFO, "%s/%s: verified MD5 %s, from %s%s", spec.name,
-                remote.name, remote.md5, source, earlier)
-        return source
+        if expected is None:
+            log.warning("%s/%s: no published checksum, so the copy from %s could not be verified; accepted with "
+                        "MD5 %s, recorded in %s (later runs verify against it)%s", spec.name, remote.name, source,
+                        got, MANIFEST, earlier)
+        else:
+            log.log(logging.WARNING if mismatched else logging.INFO, "%s/%s: verified MD5 %s, from %s%s", spec.name,
+                    remote.name, got, source, earlier)
+        return source, got
     for source, exc in failures:
         if isinstance(exc, _ChecksumMismatch):
             others = _describe_failures([(s, e) for s, e in failures if s != source])
-            raise _mismatch_error(spec, remote, source, exc.got, others)
+            raise _mismatch_error(spec, remote, source, exc.got, others, str(expected), target.parent)
     raise _unavailable_error(spec, remote, mirror, _describe_failures(failures))
 
 
-def _cached_ok(spec: DatasetSpec, remote: RemoteFile, target: Path) -> bool:
-    """Whether ``target`` holds ``remote`` with the right MD5; a wrong file is deleted (and reported)."""
+def _cached_md5(spec: DatasetSpec, remote: RemoteFile, target: Path, expected: str | None) -> str | None:
+    """The MD5 of ``target`` if it holds a usable copy of ``remote`` (MD5 ``expected``; any copy when None), else
+    None; a wrong file is deleted (and reported)."""
     if not target.is_file():
-        return False
+        return None
     got = md5_file(target)
-    if got == remote.md5:
-        return True
-    log.warning("%s/%s: cached file %s has MD5 %s, expected %s; fetching it again", spec.name, remote.name, target,
-                got, remote.md5)
+    if expected is None:
+        log.warning("%s/%s: no published or recorded checksum; the cached file %s is accepted as it is (MD5 %s, now "
+                    "recorded in %s)", spec.name, remote.name, target, got, MANIFEST)
+        return got
+    if got == expected:
+        log.info("%s/%s: cached copy verified (MD5 %s)", spec.name, remote.name, got)
+        return got
+    origin = "" if remote.md5 is not None else f" (recorded in {MANIFEST} when first fetched)"
+    log.warning("%s/%s: cached file %s has MD5 %s, expected %s%s; fetching it again", spec.name, remote.name, target,
+                got, expected, origin)
     target.unlink()
-    return False
+    return None
 
 
-def _previous_sources(manifest: Path) -> dict[tuple[str, str], str]:
-    """(file, md5) -> source recorded by an existing manifest (empty if there is none or it is unreadable)."""
+def _previous_entries(manifest: Path) -> dict[str, dict[str, Any]]:
+    """File name -> entry of an existing manifest (empty if there is none or it is unreadable)."""
     try:
         entries = json.loads(manifest.read_text(encoding="utf-8"))["files"]
-        return {(entry["name"], entry["md5"]): entry["source"] for entry in entries}
+        return {entry["name"]: entry for entry in entries if isinstance(entry, dict) and isinstance(entry["name"], str)}
     except (OSError, ValueError, KeyError, TypeError):
         return {}
 
 
-def _write_manifest(spec: DatasetSpec, folder: Path, sources: dict[str, str]) -> Path:
+def _recorded_md5(entry: dict[str, Any] | None) -> str | None:
+    """The MD5 a manifest entry records, if it is a well-formed hex MD5."""
+    md5 = entry.get("md5") if entry else None
+    if isinstance(md5, str) and len(md5) == 32 and all(c in "0123456789abcdef" for c in md5):
+        return md5
+    return None
+
+
+def _recorded_source(entry: dict[str, Any] | None, md5: str) -> str:
+    """The source a manifest entry records for the file with this MD5 ("cache" if none)."""
+    source = entry.get("source") if entry and entry.get("md5") == md5 else None
+    return source if isinstance(source, str) else "cache"
+
+
+#: what a manifest entry says of a file whose MD5 was recorded at its first fetch, not published upstream
+RECORDED_CHECKSUM = "no published checksum: MD5 recorded when the file was first fetched, verified since"
+
+
+def _write_manifest(spec: DatasetSpec, folder: Path, sources: dict[str, str], md5s: dict[str, str]) -> Path:
     """Write ``MANIFEST.json`` (atomically; not rewritten when its content is unchanged, so its mtime stays)."""
     manifest = folder / MANIFEST
     record: dict[str, Any] = {
@@ -431,8 +507,8 @@ def _write_manifest(spec: DatasetSpec, folder: Path, sources: dict[str, str]) ->
         "homepage": spec.homepage,
         "checksum": "md5 of the bytes stored in this folder",
         "files": [
-            {"name": remote.name, "md5": remote.md5, "bytes": (folder / remote.name).stat().st_size,
-             "source": sources[remote.name]}
+            {"name": remote.name, "md5": md5s[remote.name], "bytes": (folder / remote.name).stat().st_size,
+             "source": sources[remote.name], **({} if remote.md5 is not None else {"checksum": RECORDED_CHECKSUM})}
             for remote in spec.files
         ],
     }
@@ -444,7 +520,8 @@ def _write_manifest(spec: DatasetSpec, folder: Path, sources: dict[str, str]) ->
 
 def fetch_dataset(name: str, cache_root: str | os.PathLike, mirror: str | os.PathLike | None, *,
                   opener: Opener | None = None) -> Path:
-    """Make sure every file of dataset ``name`` is in ``<cache_root>/<folder>/`` with its registry MD5.
+    """Make sure every file of dataset ``name`` is in ``<cache_root>/<folder>/`` with its registry MD5 (for a file
+    without one: the MD5 recorded in the manifest when it was first fetched).
 
     Cached files are verified (a tampered one is fetched again); missing ones come from ``mirror`` (a folder laid out
     like shared/datasets, or None) or else from the canonical URLs, opened with ``opener(url, timeout=...)``
@@ -456,18 +533,21 @@ def fetch_dataset(name: str, cache_root: str | os.PathLike, mirror: str | os.Pat
     mirror = Path(mirror) if mirror is not None else None
     folder = Path(cache_root) / spec.folder
     manifest = folder / MANIFEST
-    previous = _previous_sources(manifest)
+    previous = _previous_entries(manifest)
     sources: dict[str, str] = {}
+    md5s: dict[str, str] = {}
     try:
         for remote in spec.files:
             target = folder / remote.name
-            if _cached_ok(spec, remote, target):
-                sources[remote.name] = previous.get((remote.name, remote.md5), "cache")
-                log.info("%s/%s: cached copy verified (MD5 %s)", spec.name, remote.name, remote.md5)
+            entry = previous.get(remote.name)
+            expected = remote.md5 if remote.md5 is not None else _recorded_md5(entry)
+            cached = _cached_md5(spec, remote, target, expected)
+            if cached is not None:
+                sources[remote.name], md5s[remote.name] = _recorded_source(entry, cached), cached
                 continue
             manifest.unlink(missing_ok=True)  # the folder is incomplete until every file is verified again
-            sources[remote.name] = _fetch_file(spec, remote, target, mirror, opener)
-        _write_manifest(spec, folder, sources)
+            sources[remote.name], md5s[remote.name] = _fetch_file(spec, remote, target, mirror, opener, expected)
+        _write_manifest(spec, folder, sources, md5s)
     except OSError as exc:
         raise DataError(f"cannot write dataset '{spec.name}' into the data cache {folder}: {_one_line(exc)}") from None
     return folder

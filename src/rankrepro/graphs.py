@@ -73,3 +73,10 @@ def adjacency(edges: np.ndarray, num_nodes: int, self_loops: bool = True) -> sp.
     if self_loops:
         matrix = matrix + sp.identity(num_nodes, dtype=np.int64, format="csr")
     return matrix
+
+
+def directed_edge_index(edges: np.ndarray) -> np.ndarray:
+    """``(2, 2m)`` int64 message-passing edge index of undirected ``edges``: the m edges u→v, then the m edges v→u
+    (undirected edge e is columns e and m + e)."""
+    pairs = np.ascontiguousarray(edges, dtype=np.int64).reshape(-1, 2)
+    return np.concatenate([pairs, pairs[:, ::-1]]).T.copy()

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from rankrepro.errors import ConfigError
-from rankrepro.graphs import undirected_edges
+from rankrepro.graphs import adjacency, directed_edge_index, undirected_edges
 
 CLIQUE = 16
 NUM_VERTICES = 2 * CLIQUE
@@ -72,7 +72,8 @@ def sample_pairs(labels: np.ndarray, count: int, generator: np.random.Generator)
 
 
 def pair_features(images: np.ndarray, pairs: np.ndarray, kind: str, mean: float, std: float) -> Tensor:
-    """``(count · 32, chunk)`` float32 vertex features: (pixels / 255 − mean) / std of the chunk each vertex holds."""
+    """``(count, 32, chunk)`` float32 vertex features: (pixels / 255 − mean) / std of the chunk each vertex holds
+    (``.reshape(-1, chunk)`` stacks them for the edge-list form)."""
     flat = images.reshape(len(images), -1).astype(np.float32) / 255.0
     if flat.shape[1] % CLIQUE:
         raise ConfigError(f"images of {flat.shape[1]} pixels cannot be cut into {CLIQUE} equal chunks")
@@ -80,13 +81,18 @@ def pair_features(images: np.ndarray, pairs: np.ndarray, kind: str, mean: float,
     layout = arrangement(kind)
     sources = np.where(layout[None, :, 0] == 0, pairs[:, :1], pairs[:, 1:2])  # (count, 32) image index per vertex
     features = chunks[sources, layout[None, :, 1]]  # (count, 32, chunk)
-    return torch.from_numpy((features.reshape(-1, features.shape[-1]) - mean) / std)
+    return torch.from_numpy((features - mean) / std)
+
+
+def shared_adjacency() -> Tensor:
+    """``(1, 32, 32)`` float32 0/1 adjacency of the two-clique graph without self-loops (the dense GNN layers add
+    them), broadcast over a batch of graphs."""
+    return torch.from_numpy(adjacency(two_clique_edges(), NUM_VERTICES, self_loops=False).toarray()).float()[None]
 
 
 def batched_graphs(count: int) -> tuple[Tensor, Tensor]:
     """Edge index (both directions) and batch vector of ``count`` disjoint copies of the two-clique graph."""
-    edges = torch.from_numpy(two_clique_edges())
-    both = torch.cat([edges, edges.flip(1)]).T  # (2, 2E)
+    both = torch.from_numpy(directed_edge_index(two_clique_edges()))  # (2, 2E)
     offsets = torch.arange(count).repeat_interleave(both.shape[1]) * NUM_VERTICES
     edge_index = both.repeat(1, count) + offsets
     batch = torch.arange(count).repeat_interleave(NUM_VERTICES)

@@ -153,30 +153,36 @@ def two_wis_order(edges: np.ndarray, num_nodes: int, chunk_size: int = 1) -> np.
 
 
 # ----------------------------------------------------------------------------------------------------- 1-WIS
-def _key(degree: np.ndarray, u: int, v: int) -> tuple[int, int]:
-    """(min(deg u, deg v), max(deg u, deg v)): the larger, the better to remove."""
-    a, b = int(degree[u]), int(degree[v])
-    return (a, b) if a <= b else (b, a)
-
-
 def one_wis_order(edges: np.ndarray, num_nodes: int) -> np.ndarray:
-    """1-WIS (Algorithm 2) with a lazy max-heap: pop the largest stored (min deg, max deg, −index); if the key is
-    stale (a degree fell since it was pushed) push it back with its current key, else remove the edge."""
+    """1-WIS (Algorithm 2) with a lazy max-heap: pop the edge with the largest stored (min deg, max deg), smallest
+    index first; if the key is stale (a degree fell since it was pushed) push it back with its current key, else
+    remove the edge. A key is the single integer −(min·(Δ+1) + max)·m + e (Δ the largest degree), so the heap
+    compares ints, and the loop runs on Python lists (numpy scalar indexing would cost more than the heap)."""
     edges = check_edges(edges, num_nodes)
-    degree = degrees(edges, num_nodes)
-    heap = [(-a, -b, e) for e, (a, b) in enumerate(_key(degree, u, v) for u, v in edges.tolist())]
+    degree = degrees(edges, num_nodes).tolist()
+    pairs, m = edges.tolist(), len(edges)
+    base = max(degree, default=0) + 1
+
+    def key(e: int) -> int:
+        a, b = degree[pairs[e][0]], degree[pairs[e][1]]
+        return -((a * base + b) if a <= b else (b * base + a)) * m + e
+
+    heap = [key(e) for e in range(m)]
     heapq.heapify(heap)
     order: list[int] = []
+    pop, push = heapq.heappop, heapq.heappush
     while heap:
-        neg_a, neg_b, e = heapq.heappop(heap)
-        u, v = edges[e]
-        a, b = _key(degree, u, v)
-        if (a, b) != (-neg_a, -neg_b):
-            heapq.heappush(heap, (-a, -b, e))
+        stored = pop(heap)
+        e = stored % m
+        u, v = pairs[e]
+        a, b = degree[u], degree[v]
+        current = -((a * base + b) if a <= b else (b * base + a)) * m + e  # key(e), inlined: the hot loop
+        if current != stored:
+            push(heap, current)
             continue
         order.append(e)
-        degree[u] -= 1
-        degree[v] -= 1
+        degree[u] = a - 1
+        degree[v] = b - 1
     return np.asarray(order, dtype=np.int64)
 
 

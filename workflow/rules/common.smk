@@ -107,11 +107,15 @@ def _experiment_info(name: str) -> dict:
             f"experiment '{name}' needs dataset(s) {unknown} that rankrepro.datasets.DATASETS does not know; "
             f"known datasets: {', '.join(DATASET_REGISTRY)}"
         )
+    extras = info.get("FIGURE_EXTRAS", ())
+    if extras is _NOT_LITERAL:
+        raise WorkflowError(f"experiment '{name}': FIGURE_EXTRAS must be a literal tuple of file suffixes")
     return {"modname": modname, "chapter": info["CHAPTER"], "section": info["SECTION"], "title": info["TITLE"],
-            "datasets": datasets}
+            "datasets": datasets, "figure_extras": tuple(extras)}
 
 
-#: experiment -> {modname, chapter, section, title, datasets}, for the experiments of this tier, in thesis order
+#: experiment -> {modname, chapter, section, title, datasets, figure_extras}, for the experiments of this tier, in
+#: thesis order
 EXPERIMENT_INFO = {name: _experiment_info(name) for name in EXPERIMENTS if name in TIER_CONFIG["experiments"]}
 
 
@@ -151,8 +155,10 @@ def dataset_manifests(experiment: str) -> list[str]:
 
 
 def all_figures() -> list[str]:
-    """PNG and PDF of every experiment of the tier."""
-    return [path for name in EXPERIMENT_INFO for path in (figure_png(name), figure_png(name)[: -len("png")] + "pdf")]
+    """PNG and PDF of every experiment of the tier, and the files its plot job writes beside them (``FIGURE_EXTRAS``
+    of the module, e.g. Table 1's markdown and CSV)."""
+    return [figure_png(name)[: -len(".png")] + suffix for name, info in EXPERIMENT_INFO.items()
+            for suffix in (".png", ".pdf", *info["figure_extras"])]
 
 
 def all_claims() -> list[str]:

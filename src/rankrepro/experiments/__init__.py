@@ -26,6 +26,8 @@ EXPERIMENTS: dict[str, str] = {
     "tf_component_norms": "tf_component_norms",
     "tf_sensing_component_norms": "tf_sensing_component_norms",
     "tensor_rank_mnist": "tensor_rank_mnist",
+    "is_same_class_gnn": "is_same_class_gnn",
+    "edge_sparsification": "edge_sparsification",
     "hessian_rank_vs_width": "hessian_rank_vs_width",
     "hessian_rank_vs_depth": "hessian_rank_vs_depth",
     "hessian_rank_vs_sample_size": "hessian_rank_vs_sample_size",

@@ -31,9 +31,8 @@ import torch.nn.functional as nnf
 from rankrepro import hessian
 from rankrepro.claims import DATA_UNAVAILABLE, ClaimResult, decide
 from rankrepro.datasets import DataSource, ImageDataset
-from rankrepro.errors import DataError
-from rankrepro.experiments.base import (BATCH_DIR, Context, cached_batch, load_results, mechanism_hash,
-                                       run_fingerprint, write_results)
+from rankrepro.experiments.base import (BATCH_DIR, Context, available_datasets, cached_batch, load_results,
+                                        mechanism_hash, run_fingerprint, write_results)
 from rankrepro.hessian import MLP, data_rank, glorot_normal_init, hessian_maps, hessian_ranks, predicted_ranks
 from rankrepro.plotting import add_caption, add_title, apply_style, caption_text, save_figure
 from rankrepro.seeding import seeded_generator
@@ -152,16 +151,7 @@ def run_sweep(settings: dict, out: Path, ctx: Context, data: DataSource, sweep: 
     sample_sizes = sorted({point.num_samples for point in sweep_points})
     common = {k: v for k, v in settings.items() if k not in ("datasets", "optional_datasets", "losses", "activations")}
     records, conditioning, unavailable = [], {}, {}
-    optional = [d for d in settings["optional_datasets"] if d not in settings["datasets"]]
-    for dataset in [*settings["datasets"], *optional]:
-        try:
-            images = data.image_classification(dataset)
-        except DataError as exc:
-            if dataset not in optional:
-                raise
-            log.warning("optional dataset %s is unavailable, its sweep is skipped: %s", dataset, exc)
-            unavailable[dataset] = str(exc)
-            continue
+    for dataset, images in available_datasets(settings, data.image_classification, unavailable):
         X_all, Y_all = first_samples(images, max_samples, int(settings["image_side"]), settings["resize"])
         conditioning[dataset] = [data_conditioning(X_all[:n]) for n in sample_sizes]
         for loss in settings["losses"]:

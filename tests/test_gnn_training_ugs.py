@@ -1,0 +1,139 @@
+"""Chapter-4 training loops (early stopping, splits) and UGS adapted to edges."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rankrepro import gnn_training, ugs
+from rankrepro.errors import ConfigError
+from rankrepro.gnn import GNN
+from rankrepro.graphs import directed_edge_index, undirected_edges
+
+
+def test_patience_keeps_the_first_best_and_stops_after_patience_epochs():
+    stopper = gnn_training.Patience(3)
+    assert stopper.update(0.5, 1) and not stopper.update(0.5, 2) and stopper.update(0.7, 3)
+    assert not stopper.update(0.6, 4) and (stopper.best, stopper.best_epoch) == (0.7, 3)
+    assert not stopper.should_stop(5) and stopper.should_stop(6)
+    with pytest.raises(ConfigError, match="patience"):
+        gnn_training.Patience(0)
+
+
+@given(st.integers(10, 300), st.integers(0, 2**31 - 1))
+def test_random_split_partitions_the_vertices_with_the_requested_sizes(n, seed):
+    masks = gnn_training.random_split(n, (0.8, 0.1, 0.1), seed)
+    counts = {split: int(mask.sum()) for split, mask in masks.items()}
+    assert counts["train"] == int(0.8 * n) and counts["val"] == int(0.1 * n) and sum(counts.values()) == n
+    assert not (masks["train"] & masks["val"]).any() and not (masks["val"] & masks["test"]).any()
+    assert all(torch.equal(masks[s], gnn_training.random_split(n, (0.8, 0.1, 0.1), seed)[s]) for s in masks)
+
+
+def test_bad_split_fractions_are_config_errors():
+    with pytest.raises(ConfigError, match="split fractions"):
+        gnn_training.random_split(10, (0.8, 0.3, 0.1), 0)
+
+
+def test_accuracies_of_known_predictions():
+    logits, labels = torch.tensor([2.0, -1.0, 0.5, -3.0]), torch.tensor([1.0, 0.0, 0.0, 0.0])
+    assert gnn_training.binary_accuracy(logits, labels) == 0.75
+    logits = torch.tensor([[0.0, 1.0], [2.0, 0.0], [0.0, 3.0]])
+    assert gnn_training.class_accuracy(logits, torch.tensor([1, 0, 0])) == pytest.approx(2 / 3)
+
+
+def two_community_graph(n: int = 40, seed: int = 0):
+    """Two dense communities (the classes) with features = noisy class indicators; few edges across."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 2
+    pairs = [(u, v) for u in range(n) for v in range(u + 1, n)
+             if rng.random() < (0.3 if labels[u] == labels[v] else 0.02)]
+    features = np.eye(2)[labels] + rng.normal(0, 1.5, (n, 2))
+    return (torch.tensor(features, dtype=torch.get_default_dtype()), torch.tensor(labels),
+            undirected_edges(np.array(pairs)), labels)
+
+
+def test_vertex_classifier_learns_and_reports_the_best_validation_epoch():
+    torch.manual_seed(0)
+    features, labels, edges, _ = two_community_graph()
+    masks = gnn_training.random_split(len(labels), (0.5, 0.25, 0.25), 1)
+    model = GNN("gcn", 2, 16, 2, 2, graph_level=False)
+    edge_index = torch.from_numpy(directed_edge_index(edges))
+    outcome = gnn_training.train_vertex_classifier(model, features, labels, edge_index, masks, lr=1e-2,
+                                                   weight_decay=0.0, max_epochs=300, patience=30)
+    assert outcome.accuracies["val"] >= 0.8 and outcome.accuracies["test"] >= 0.7
+    assert outcome.epochs == min(300, outcome.best_epoch + 30) and outcome.curve
+
+
+def test_graph_classifier_fits_a_separable_problem_and_stops_early():
+    torch.manual_seed(0)
+    x = torch.randn(40, 5, 3)
+    y = (x[:, :, 0].mean(1) > 0).float()
+    adjacency = torch.ones(1, 5, 5) - torch.eye(5)
+    model = GNN("gin", 3, 8, 1, 1, graph_level=True, dense=True)
+    outcome = gnn_training.train_graph_classifier(model, (x, y), (x, y), adjacency, lr=2e-2, max_epochs=2000,
+                                                  patience=50)
+    assert outcome.accuracies["train"] == 1.0 and outcome.epochs < 2000
+    assert outcome.epochs - outcome.best_epoch == 50
+
+
+# ----------------------------------------------------------------------------------------------------- UGS
+def ugs_order(edges, rounds, **overrides):
+    features, labels, _, _ = two_community_graph()
+    masks = gnn_training.random_split(len(labels), (0.6, 0.2, 0.2), 0)
+
+    def make():
+        torch.manual_seed(7)
+        return GNN("gcn", 2, 8, 2, 2, graph_level=False)
+
+    options = {"prune_fraction": 0.1, "l1": 1e-2, "epochs": 20, "lr": 1e-2, "weight_decay": 0.0, **overrides}
+    return ugs.ugs_removal_order(make, features, labels, masks["train"], edges, len(labels), rounds=rounds, **options)
+
+
+def test_ugs_order_is_a_deterministic_permutation():
+    _, _, edges, _ = two_community_graph()
+    order = ugs_order(edges, rounds=3)
+    assert sorted(order.tolist()) == list(range(len(edges)))
+    assert np.array_equal(order, ugs_order(edges, rounds=3))
+
+
+def test_ugs_prunes_the_rounds_in_order_then_ranks_the_survivors(monkeypatch):
+    """With a mask that scores edge e as e (patched training), round k removes the ⌈f·alive⌉ lowest indices."""
+    _, _, edges, _ = two_community_graph()
+    m = len(edges)
+    calls = []
+
+    def fake_train(model, features, labels, train_mask, kept, **_):
+        calls.append(len(kept))
+        index = {tuple(e): i for i, e in enumerate(edges.tolist())}
+        return torch.tensor([float(index[tuple(e)]) for e in kept.tolist()])
+
+    monkeypatch.setattr(ugs, "train_masked", fake_train)
+    order = ugs_order(edges, rounds=2, prune_fraction=0.25)
+    first = math.ceil(0.25 * m)
+    assert calls == [m, m - first]
+    assert order.tolist() == list(range(m))  # smallest "mask" first, round after round, survivors last
+
+
+@pytest.mark.parametrize("seed", [1, 3, 5])
+def test_ugs_mask_learns_lower_weights_for_edges_across_the_classes(seed):
+    """The learned mask keeps the homophilous edges and shrinks the ones that mix the two classes (the
+    cross-entropy alone, no L1, on three random graphs)."""
+    torch.manual_seed(seed)
+    features, labels, edges, classes = two_community_graph(seed=seed)
+    masks = gnn_training.random_split(len(labels), (0.6, 0.2, 0.2), 0)
+    model = GNN("gcn", 2, 8, 2, 2, graph_level=False)
+    magnitude = ugs.train_masked(model, features, labels, masks["train"], edges, l1=0.0, epochs=100, lr=1e-2,
+                                 weight_decay=0.0).numpy()
+    across = classes[edges[:, 0]] != classes[edges[:, 1]]
+    assert across.any() and magnitude[across].mean() < magnitude[~across].mean() - 0.05
+
+
+def test_bad_ugs_settings_are_config_errors():
+    _, _, edges, _ = two_community_graph()
+    with pytest.raises(ConfigError, match="prune_fraction"):
+        ugs_order(edges, rounds=2, prune_fraction=1.5)
