@@ -34,7 +34,7 @@ import tarfile
 import urllib.error
 import urllib.request
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -717,3 +717,23 @@ class DataSource:
         from rankrepro.graph_datasets import load_graph
 
         return load_graph(name, self.cache_root, self.mirror)
+
+
+def available_datasets(settings: dict[str, Any], load: Callable[[str], Any],
+                       unavailable: dict[str, str]) -> Iterator[tuple[str, Any]]:
+    """Yield ``(name, load(name))`` for the required ``settings['datasets']``, then for the ``optional_datasets``
+    not among them, one at a time. A required dataset that cannot be obtained raises its :class:`DataError`; an
+    optional one is skipped with a warning and its reason stored in ``unavailable`` (the claims turn it into a
+    data-unavailable record)."""
+    required = list(settings["datasets"])
+    optional = [name for name in settings.get("optional_datasets", []) if name not in required]
+    for name in [*required, *optional]:
+        try:
+            loaded = load(name)
+        except DataError as exc:
+            if name not in optional:
+                raise
+            log.warning("optional dataset %s is unavailable, skipped: %s", name, exc)
+            unavailable[name] = str(exc)
+            continue
+        yield name, loaded

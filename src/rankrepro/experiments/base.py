@@ -12,8 +12,8 @@ from typing import Any
 import pandas as pd
 import torch
 
-from rankrepro.errors import DataError, RankreproError
-from collections.abc import Callable, Iterator
+from rankrepro.errors import RankreproError
+from collections.abc import Callable
 
 from rankrepro.io import atomic_write_csv, atomic_write_json, fingerprint, read_json, source_hash
 from rankrepro.runtime import provenance
@@ -111,23 +111,3 @@ def cached_batch(path: Path, fingerprint: str, compute: Callable[[], dict[str, A
     record = compute()
     atomic_write_json(path, record)
     return record, False
-
-
-def available_datasets(settings: dict[str, Any], load: Callable[[str], Any],
-                       unavailable: dict[str, str]) -> Iterator[tuple[str, Any]]:
-    """Yield ``(name, load(name))`` for the required ``settings['datasets']``, then for the ``optional_datasets``
-    not among them, one at a time. A required dataset that cannot be obtained raises its :class:`DataError`; an
-    optional one is skipped with a warning and its reason stored in ``unavailable`` (the claims turn it into a
-    data-unavailable record)."""
-    required = list(settings["datasets"])
-    optional = [name for name in settings.get("optional_datasets", []) if name not in required]
-    for name in [*required, *optional]:
-        try:
-            loaded = load(name)
-        except DataError as exc:
-            if name not in optional:
-                raise
-            log.warning("optional dataset %s is unavailable, skipped: %s", name, exc)
-            unavailable[name] = str(exc)
-            continue
-        yield name, loaded

@@ -24,9 +24,9 @@ import torch
 
 from rankrepro import gnn, gnn_training, spectral_sparsify, ugs, wis
 from rankrepro.claims import DATA_UNAVAILABLE, ClaimResult, decide
-from rankrepro.datasets import DataSource
+from rankrepro.datasets import DataSource, available_datasets
 from rankrepro.errors import ConfigError
-from rankrepro.experiments.base import (BATCH_DIR, Context, available_datasets, cached_batch, load_results,
+from rankrepro.experiments.base import (BATCH_DIR, Context, cached_batch, load_results,
                                         mechanism_hash, run_fingerprint, write_results)
 from rankrepro.graphs import directed_edge_index
 from rankrepro.plotting import add_caption, add_title, apply_style, caption_text, save_figure

@@ -30,8 +30,8 @@ import torch.nn.functional as nnf
 
 from rankrepro import hessian
 from rankrepro.claims import DATA_UNAVAILABLE, ClaimResult, decide
-from rankrepro.datasets import DataSource, ImageDataset
-from rankrepro.experiments.base import (BATCH_DIR, Context, available_datasets, cached_batch, load_results,
+from rankrepro.datasets import DataSource, ImageDataset, available_datasets
+from rankrepro.experiments.base import (BATCH_DIR, Context, cached_batch, load_results,
                                         mechanism_hash, run_fingerprint, write_results)
 from rankrepro.hessian import MLP, data_rank, glorot_normal_init, hessian_maps, hessian_ranks, predicted_ranks
 from rankrepro.plotting import add_caption, add_title, apply_style, caption_text, save_figure
