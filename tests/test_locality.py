@@ -1,0 +1,227 @@
+"""Chapter 3 §3.2: the input-gradient change regularizer, Is-Same-Class canvases, random patches and the ResNet-18
+layout (shapes, initialisation, receptive field)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from rankrepro import is_same_class_graphs, locality
+from rankrepro.errors import ConfigError
+from rankrepro.locality import Region, canvas_images, choose_pair, input_gradient_change_penalty, random_patch_pair
+from rankrepro.resnet import (PAPER_WIDTHS, SMALL_WIDTHS, ResNet18, ResNetConfig, conv_layout,
+                              receptive_field)
+
+I, J = Region(1, 0, 3, 3), Region(0, 4, 4, 2)  # disjoint regions of a (C, 4, 6) input
+
+
+def _flat(x: torch.Tensor, region: Region) -> torch.Tensor:
+    return x[..., region.rows, region.cols].flatten(1)
+
+
+def _batch(generator: torch.Generator, size: int = 8, channels: int = 2) -> torch.Tensor:
+    return torch.randn(size, channels, 4, 6, generator=generator)
+
+
+def _mlp(generator: torch.Generator, d_in: int, hidden: int = 5):
+    w1, w2 = torch.randn(d_in, hidden, generator=generator), torch.randn(hidden, generator=generator)
+    return lambda v: torch.tanh(v @ w1) @ w2
+
+
+def test_separation_rank_one_model_has_penalty_one(generator):
+    x = _batch(generator)
+    phi, v = _mlp(generator, 2 * 9), torch.randn(2 * 8, generator=generator)
+
+    def product(inputs):  # f = φ(x_I)·ψ(x_J), ψ > 0; it also ignores the pixels outside I ∪ J
+        return phi(_flat(inputs, I)) * (1 + (_flat(inputs, J) @ v) ** 2)
+
+    def additive(inputs):  # ∇_{x_I} f does not depend on x_J at all
+        return phi(_flat(inputs, I)) + torch.sin(_flat(inputs, J) @ v)
+
+    for model in (product, additive):
+        assert input_gradient_change_penalty(model, x, I, J).item() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_interacting_model_has_penalty_below_one(generator):
+    x = _batch(generator)
+    phi, mix = _mlp(generator, 2 * 9), torch.randn(2 * 8, 2 * 9, generator=generator)
+
+    def interacting(inputs):  # f = φ(x_I + A x_J): I and J interact inside the non-linearity
+        return phi(_flat(inputs, I) + _flat(inputs, J) @ mix)
+
+    penalty = input_gradient_change_penalty(interacting, x, I, J).item()
+    assert 0.0 <= penalty < 0.9
+
+
+def _tiny_conv_model(conv_weight: torch.Tensor, head: torch.Tensor):
+    """f(x) = ⟨tanh(conv3×3(x)), head⟩: smooth, so finite differences of the penalty are accurate."""
+    return lambda x: torch.tanh(torch.nn.functional.conv2d(x, conv_weight, padding=1)).flatten(1) @ head
+
+
+def test_penalty_gradient_matches_finite_differences(generator):
+    x = _batch(generator, size=4, channels=1)
+    conv_weight = torch.randn(2, 1, 3, 3, generator=generator).requires_grad_(True)
+    head = torch.randn(2 * 4 * 6, generator=generator).requires_grad_(True)
+
+    def penalty(weight, vector):
+        return input_gradient_change_penalty(_tiny_conv_model(weight, vector), x, I, J)
+
+    value = penalty(conv_weight, head)
+    assert 0 < value.item() < 1
+    grads = torch.autograd.grad(value, (conv_weight, head))
+    assert all(torch.isfinite(g).all() and g.abs().sum() > 0 for g in grads)
+    assert torch.autograd.gradcheck(penalty, (conv_weight, head), eps=1e-6, atol=1e-6)
+
+
+def test_shared_forward_pass_gives_the_same_penalty(generator):
+    x = _batch(generator, size=4, channels=1)
+    model = _tiny_conv_model(torch.randn(2, 1, 3, 3, generator=generator), torch.randn(48, generator=generator))
+    own = input_gradient_change_penalty(model, x, I, J)
+    shared_x = x.clone().requires_grad_(True)
+    shared = input_gradient_change_penalty(model, shared_x, I, J, logits=model(shared_x))
+    assert shared.item() == pytest.approx(own.item(), abs=1e-12)
+    with pytest.raises(ConfigError, match="requires_grad"):
+        input_gradient_change_penalty(model, x, I, J, logits=model(x))
+
+
+def test_penalty_rejects_bad_arguments(generator):
+    x = _batch(generator, size=4, channels=1)
+    model = _tiny_conv_model(torch.randn(2, 1, 3, 3, generator=generator), torch.randn(48, generator=generator))
+    with pytest.raises(ConfigError, match="overlap"):
+        input_gradient_change_penalty(model, x, I, Region(0, 2, 2, 2))
+    with pytest.raises(ConfigError, match="outside"):
+        input_gradient_change_penalty(model, x, I, Region(0, 5, 4, 2))
+    with pytest.raises(ConfigError, match="B ≥ 2"):
+        input_gradient_change_penalty(model, x[:1], I, J)
+    with pytest.raises(ConfigError, match="one logit"):
+        input_gradient_change_penalty(lambda v: v.flatten(1), x, I, J)
+
+
+@pytest.mark.parametrize("stem", ["small", "paper"])
+def test_penalty_back_propagates_through_the_resnet(stem, generator):
+    model = ResNet18(ResNetConfig((4, 4, 8, 8), stem, 1), generator=generator)
+    x = torch.randn(4, 1, 16, 32, generator=generator, requires_grad=True)
+    logits = model(x)
+    left, right = Region(0, 0, 16, 16), Region(0, 16, 16, 16)
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.squeeze(1), torch.tensor([0.0, 1, 0, 1]))
+    penalty = input_gradient_change_penalty(model, x, left, right, logits=logits)
+    assert 0 < penalty.item() <= 1
+    (loss + penalty).backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    model.zero_grad()
+    input_gradient_change_penalty(model, x, left, right).backward()
+    assert model.blocks[0].conv1.weight.grad.abs().sum() > 0  # the penalty alone moves the parameters
+
+
+def test_canvas_geometry():
+    rng = np.random.default_rng(0)
+    images = rng.integers(1, 256, size=(5, 4, 3), dtype=np.uint8)  # no zero pixel: the background is recognisable
+    pairs = np.array([[0, 1, 0], [2, 2, 1], [4, 3, 0]])
+    canvases, first, second = canvas_images(images, pairs, 2, (8, 14))
+    assert canvases.shape == (3, 1, 8, 14) and canvases.dtype == np.uint8
+    # pair width 3 + 2 + 3 = 8 centred in 14 columns: columns 3–5 and 8–10; rows 2–5 of 8
+    assert first == Region(2, 3, 4, 3) and second == Region(2, 8, 4, 3)
+    for canvas, (i, j, _) in zip(canvases, pairs):
+        assert np.array_equal(canvas[0, 2:6, 3:6], images[i]) and np.array_equal(canvas[0, 2:6, 8:11], images[j])
+    inside = first.mask((8, 14)) | second.mask((8, 14))
+    assert (canvases[:, :, ~inside] == 0).all() and (canvases[:, :, inside] > 0).all()
+    assert (canvases[:, :, :, 6:8] == 0).all()  # the gap of 2 columns
+    flush, a, b = canvas_images(images, pairs, 8, (4, 14))  # exactly fills the width
+    assert a == Region(0, 0, 4, 3) and b == Region(0, 11, 4, 3) and (flush[:, :, :, 3:11] == 0).all()
+    with pytest.raises(ConfigError, match="do not fit"):
+        canvas_images(images, pairs, 9, (8, 14))
+    with pytest.raises(ConfigError, match="do not fit"):
+        canvas_images(images, pairs, 0, (3, 14))
+
+
+def test_rgb_canvases_are_channel_first():
+    images = np.random.default_rng(1).integers(0, 256, size=(3, 2, 2, 3), dtype=np.uint8)
+    canvases, first, second = canvas_images(images, np.array([[0, 2], [1, 0]]), 1, (4, 7))
+    assert canvases.shape == (2, 3, 4, 7)
+    assert np.array_equal(canvases[0][:, first.rows, first.cols], images[0].transpose(2, 0, 1))
+    assert np.array_equal(canvases[1][:, second.rows, second.cols], images[0].transpose(2, 0, 1))
+    with pytest.raises(ConfigError, match="uint8"):
+        canvas_images(images.astype(np.float32), np.array([[0, 1]]), 0, (4, 7))
+
+
+def test_pairs_come_from_the_graph_module():
+    assert locality.sample_pairs is is_same_class_graphs.sample_pairs
+    labels = np.repeat(np.arange(4), 5)
+    pairs = locality.sample_pairs(labels, 200, np.random.default_rng(3))
+    assert np.array_equal(pairs[:, 2], labels[pairs[:, 0]] == labels[pairs[:, 1]])
+
+
+def test_choose_pair_draws_both_orders():
+    regions = [Region(0, 0, 2, 2), Region(0, 4, 2, 2)]
+    draws = [choose_pair(regions, np.random.default_rng(seed)) for seed in range(20)]
+    assert {draws[k][0] for k in range(20)} == set(regions) and all(a != b for a, b in draws)
+    assert choose_pair(regions, np.random.default_rng(7)) == choose_pair(regions, np.random.default_rng(7))
+    with pytest.raises(ConfigError):
+        choose_pair(regions[:1], np.random.default_rng(0))
+
+
+def test_random_patch_pair_is_seeded_and_disjoint():
+    first = random_patch_pair((15, 20), 2, np.random.default_rng(5))
+    assert first == random_patch_pair((15, 20), 2, np.random.default_rng(5))
+    draws = [random_patch_pair((15, 20), 2, np.random.default_rng(seed), gap=3) for seed in range(50)]
+    assert len(set(draws)) > 40
+    for a, b in draws:
+        assert a.height == a.width == b.height == b.width == 2
+        assert 0 <= min(a.top, b.top) and max(a.top, b.top) + 2 <= 15 and max(a.left, b.left) + 2 <= 20
+        row_gap = max(a.top, b.top) - min(a.top, b.top) - 2
+        col_gap = max(a.left, b.left) - min(a.left, b.left) - 2
+        assert max(row_gap, col_gap) >= 3
+    a, b = random_patch_pair((2, 4), 2, np.random.default_rng(0))  # only two disjoint positions
+    assert {a.left, b.left} == {0, 2}
+    with pytest.raises(ConfigError):
+        random_patch_pair((2, 3), 2, np.random.default_rng(0))
+    with pytest.raises(ConfigError):
+        random_patch_pair((2, 3), 4, np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("config,shape", [(ResNetConfig(SMALL_WIDTHS, "small", 1), (3, 1, 16, 96)),
+                                          (ResNetConfig(PAPER_WIDTHS, "paper", 3), (2, 3, 32, 32))])
+def test_resnet_output_shape_and_seeded_init(config, shape, generator):
+    model = ResNet18(config, generator=torch.Generator().manual_seed(0))
+    assert model(torch.randn(*shape, generator=generator)).shape == (shape[0], 1)
+    same = ResNet18(config, generator=torch.Generator().manual_seed(0))
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), same.parameters()))
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 1 + 16 + 3  # stem, two per block, three 1×1 shortcuts
+
+
+def test_resnet_config_is_validated():
+    with pytest.raises(ConfigError, match="stem"):
+        ResNetConfig(stem="tiny")
+    with pytest.raises(ConfigError, match="widths"):
+        ResNetConfig(widths=(8, 16, 32))
+    with pytest.raises(ConfigError, match="channels"):
+        ResNetConfig(in_channels=2)
+
+
+def test_receptive_field_by_hand():
+    # paper: 7×7/2 → 7 (jump 2); max-pool 3/2 → 11 (jump 4); stage 1: 4 convs × 2·4 → 43; stage 2: +2·4, jump 8,
+    # +3·2·8 → 99; stage 3: +2·8, jump 16, +3·2·16 → 211; stage 4: +2·16, jump 32, +3·2·32 → 435
+    assert receptive_field(ResNetConfig(PAPER_WIDTHS, "paper")) == 435
+    # small: 3 → stage 1 +4·2 = 11 → stage 2 +2 (jump 2) +3·4 = 25 → stage 3 +4 (jump 4) +3·8 = 53
+    # → stage 4 +8 (jump 8) +3·16 = 109: covers a 16 × 96 canvas
+    assert receptive_field(ResNetConfig(SMALL_WIDTHS, "small")) == 109
+    assert receptive_field(ResNetConfig((1, 1, 1, 1), "small")) == 109  # widths do not matter
+    assert len(conv_layout(ResNetConfig(stem="paper"))) == 18 and len(conv_layout(ResNetConfig(stem="small"))) == 17
+
+
+def test_receptive_field_matches_the_gradient_support():
+    """With positive weights, BN in eval mode and a positive input every ReLU is active, so the support of the
+    gradient of one output unit w.r.t. the input is exactly its receptive field."""
+    model = ResNet18(ResNetConfig((2, 2, 2, 2), "small", 1)).eval()
+    for module in model.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            torch.nn.init.constant_(module.weight, 0.1)
+    x = torch.ones(1, 1, 128, 128, requires_grad=True)
+    features = model.features(x)
+    assert features.shape[-2:] == (16, 16)
+    (grad,) = torch.autograd.grad(features[0, 0, 8, 8], x)
+    rows, cols = np.nonzero(grad[0, 0].numpy())
+    assert rows.max() - rows.min() + 1 == cols.max() - cols.min() + 1 == 109
+    assert (grad[0, 0, rows.min():rows.max() + 1, cols.min():cols.max() + 1] > 0).all()
