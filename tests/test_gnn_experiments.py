@@ -154,8 +154,8 @@ def test_sparsification_orders_are_cached_per_dataset_method_and_seed(sparsifica
     sparsification.run(SPARSIFY, sparsification_results, CTX, FakeData())
 
 
-def test_sparsification_keeps_the_tail_of_each_order(sparsification_results):
-    """The graph at q % removed is the order minus its first m − int(m(1 − q)) edges."""
+def test_sparsification_caches_the_library_order(sparsification_results):
+    """The cached 1-WIS order is the library's order of the dataset's edges."""
     order = json.loads((sparsification_results / "orders" / "cora_one_wis.json").read_text())["order"]
     graph = FakeData().graph("cora")
     from rankrepro.wis import one_wis_order

@@ -637,7 +637,7 @@ def _images_and_labels(folder: Path, spec: DatasetSpec, images_name: str, labels
         raise DataError(f"dataset '{spec.name}': {images_name} {images.shape} {images.dtype} and {labels_name} "
                         f"{labels.shape} are not an image set and its labels")
     labels = labels.astype(np.int64)
-    _check_labels(spec, labels, labels_name)
+    check_labels(spec, labels, labels_name)
     return images, labels
 
 
@@ -673,10 +673,11 @@ def read_cifar_archive(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray,
             test_images, test_labels)
 
 
-def _check_labels(spec: DatasetSpec, labels: np.ndarray, what: str) -> None:
-    """Labels must index the dataset's classes."""
+def check_labels(spec: DatasetSpec, labels: np.ndarray, what: str) -> None:
+    """Labels must index the dataset's classes (a DataError naming ``what`` and the labels' range otherwise)."""
     if len(labels) and (labels.min() < 0 or labels.max() >= len(spec.classes)):
-        raise DataError(f"dataset '{spec.name}': {what} has labels outside 0..{len(spec.classes) - 1}")
+        raise DataError(f"dataset '{spec.name}': {what}: labels {labels.min()}..{labels.max()} do not index its "
+                        f"{len(spec.classes)} classes")
 
 
 def load_image_classification(name: str, cache_root: str | os.PathLike, mirror: str | os.PathLike | None, *,
@@ -687,8 +688,8 @@ def load_image_classification(name: str, cache_root: str | os.PathLike, mirror: 
     if spec.reader == "cifar-binary" and spec.classes:
         folder = fetch_dataset(name, cache_root, mirror, opener=opener)
         train_images, train_labels, test_images, test_labels = read_cifar_archive(folder / CIFAR_ARCHIVE)
-        _check_labels(spec, train_labels, "the training batches")
-        _check_labels(spec, test_labels, "the test batch")
+        check_labels(spec, train_labels, "the training batches")
+        check_labels(spec, test_labels, "the test batch")
     elif spec.reader == "idx" and spec.classes and set(IDX_FILES) <= set(spec.file_names):
         folder = fetch_dataset(name, cache_root, mirror, opener=opener)
         train_images, train_labels = _images_and_labels(folder, spec, IDX_FILES[0], IDX_FILES[1])

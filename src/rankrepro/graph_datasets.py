@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from rankrepro.datasets import DATASETS, DatasetSpec, Opener, fetch_dataset, get_dataset
+from rankrepro.datasets import DATASETS, DatasetSpec, Opener, check_labels, fetch_dataset, get_dataset
 from rankrepro.errors import DataError
 from rankrepro.graphs import undirected_edges
 
@@ -220,9 +220,6 @@ def load_graph(name: str, cache_root: str | os.PathLike, mirror: str | os.PathLi
     if len(features) != len(labels) or (len(pairs) and (pairs.min() < 0 or pairs.max() >= len(labels))):
         raise DataError(f"dataset '{name}': {len(features)} feature rows, {len(labels)} labels and vertex ids "
                         f"{pairs.min() if len(pairs) else 0}..{pairs.max() if len(pairs) else -1} do not fit together")
-    class_names = _class_names(spec, names)
-    if len(labels) and (labels.min() < 0 or labels.max() >= len(class_names)):
-        raise DataError(f"dataset '{name}': labels {labels.min()}..{labels.max()} do not index its "
-                        f"{len(class_names)} classes")
+    check_labels(spec, labels, "the vertex labels")
     return GraphDataset(name=name, features=features, labels=labels, edges=undirected_edges(pairs),
-                        class_names=class_names)
+                        class_names=_class_names(spec, names))
