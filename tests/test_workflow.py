@@ -62,8 +62,8 @@ def write_config(path: Path, config: dict) -> Path:
 
 
 #: experiments of the tiny tier that read real datasets (left out when there is no mirror)
-REAL_DATA_EXPERIMENTS = ("tensor_rank_mnist", "is_same_class_gnn", "edge_sparsification", "hessian_rank_vs_width",
-                         "hessian_rank_vs_depth", "hessian_rank_vs_sample_size")
+REAL_DATA_EXPERIMENTS = ("tensor_rank_mnist", "is_same_class_cnn", "is_same_class_gnn", "edge_sparsification",
+                         "hessian_rank_vs_width", "hessian_rank_vs_depth", "hessian_rank_vs_sample_size")
 
 #: the offline dataset mirror beside the checkout (CI and development); experiments on real data read it
 MIRROR = REPO.parent / "shared" / "datasets"

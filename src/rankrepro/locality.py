@@ -24,7 +24,7 @@ from torch import Tensor
 from rankrepro.errors import ConfigError
 from rankrepro.is_same_class_graphs import sample_pairs
 
-__all__ = ["Region", "input_gradient_change_penalty", "sample_pairs", "canvas_images", "choose_pair",
+__all__ = ["Region", "input_gradient_change_penalty", "sample_pairs", "resize_images", "canvas_images", "choose_pair",
            "random_patch_pair"]
 
 
@@ -112,6 +112,15 @@ def input_gradient_change_penalty(model: Callable[[Tensor], Tensor], x: Tensor, 
     grad_shifted = _region_gradient(_logits(model, shifted), shifted, region_i)
     norms = (grad.norm(dim=1) * grad_shifted.norm(dim=1)).clamp_min(eps)
     return ((grad * grad_shifted).sum(dim=1).abs() / norms).mean()
+
+
+def resize_images(images: np.ndarray, side: int) -> np.ndarray:
+    """uint8 ``(n, H, W[, 3])`` → uint8 ``(n, side, side[, 3])`` by area interpolation (mean over source pixels)."""
+    channel_first = torch.from_numpy(images).float()
+    channel_first = channel_first[:, None] if images.ndim == 3 else channel_first.permute(0, 3, 1, 2)
+    resized = torch.nn.functional.interpolate(channel_first, size=(side, side), mode="area")
+    resized = resized.round().clamp(0, 255).to(torch.uint8)
+    return (resized[:, 0] if images.ndim == 3 else resized.permute(0, 2, 3, 1)).numpy()
 
 
 def canvas_images(images: np.ndarray, pairs: np.ndarray, distance: int,
