@@ -56,6 +56,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from rankrepro.autodiff import autograd_loss_and_grads
 from rankrepro.errors import ConfigError
 from rankrepro.measures import effective_rank_from_singular_values, normalized_reconstruction_error, singular_values
 
@@ -432,11 +433,7 @@ class HTFCompletionObjective:
 
     def loss_and_grads(self, params: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
         """Per-run MSE over Ω ``(B,)`` and its gradient w.r.t. every parameter (autograd, all runs at once)."""
-        with torch.enable_grad():
-            leaves = [p.detach().requires_grad_(True) for p in params]
-            loss = self.loss(leaves)
-            grads = torch.autograd.grad(loss.sum(), leaves)
-        return loss.detach(), [g.detach() for g in grads]
+        return autograd_loss_and_grads(self.loss, params)
 
     def _top(self, values: Tensor) -> Tensor:
         sorted_values = values.sort(dim=-1, descending=True).values

@@ -17,8 +17,8 @@ from collections.abc import Callable, Sequence
 
 from torch import Tensor
 
+from rankrepro.autodiff import autograd_loss_and_grads
 from rankrepro.errors import ConfigError
-from rankrepro.htf import HTFCompletionObjective
 
 Reconstruct = Callable[[Sequence[Tensor]], Tensor]
 
@@ -51,9 +51,10 @@ class SensingObjective:
         """Per-run loss ``(B,)`` (differentiable)."""
         return sensing_loss(self.reconstruct(params), self.measurements, self.values)
 
-    #: per-run loss ``(B,)`` and ∂L/∂θ for every parameter: autograd of ``self.loss`` on all runs at once — the
-    #: HTF completion objective's mechanism, reused as is (it only calls ``self.loss``)
-    loss_and_grads = HTFCompletionObjective.loss_and_grads
+    def loss_and_grads(self, params: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
+        """Per-run loss ``(B,)`` and ∂L/∂θ for every parameter (autograd through the reconstruction, all runs at
+        once)."""
+        return autograd_loss_and_grads(self.loss, params)
 
     def metrics(self, params: list[Tensor]) -> dict[str, Tensor]:
         """No metrics of its own (a wrapper adds the model's)."""

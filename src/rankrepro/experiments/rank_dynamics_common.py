@@ -37,7 +37,7 @@ import torch
 from matplotlib.axes import Axes
 from torch import Tensor
 
-from rankrepro import cp, cp_sensing, dmf, htf, measures, sensing
+from rankrepro import autodiff, cp, cp_sensing, dmf, htf, measures, sensing
 from rankrepro.claims import ClaimResult, decide
 from rankrepro.cp import CPCompletionObjective, component_norms, multi_indices
 from rankrepro.cp_sensing import CPSensingObjective, gaussian_measurements
@@ -315,7 +315,7 @@ def train_model(settings: dict[str, Any], model: str, measurement: Measurement, 
     optimizer = make_optimizer(settings["optimizer"], torch.full((1,), float(settings["lr"]), dtype=torch.float64,
                                                                  device=ctx.device))
     fingerprint = run_fingerprint(settings, measurement, model,
-                                  mechanism_hash(cp, cp_sensing, dmf, htf, measures, sensing))
+                                  mechanism_hash(autodiff, cp, cp_sensing, dmf, htf, measures, sensing))
     result = train(objective, params, optimizer, train_settings(settings),
                    checkpoint_path=checkpoint_path(out, model), fingerprint=fingerprint,
                    progress=f"{name}:{model}" if ctx.progress else None)
