@@ -1,4 +1,4 @@
-"""Benchmark: the 2×2 deep-matrix-factorization runs, per-run PyTorch loop vs the batched engine.
+"""Benchmark: the 2×2 deep-matrix-factorization runs — per-run PyTorch loop, batched torch engine, compiled kernel.
 
 (a) the style of the original code: one run (depth 3) as ``nn.Parameter`` factors, autograd (``loss.backward()``)
     and a ``torch.optim.SGD`` step per iteration, with the per-iteration stop check (``loss.item() < ε``);
@@ -6,13 +6,16 @@
     ``rankrepro.trainer.train`` on the 16 runs of spec §1.1–1.2 batched together — the 12 runs of §1.1 (depths
     2/3/4 × 4 settings, padded to depth 4 with frozen identity factors), the 3 init scales of §1.2 at depth 3 and a
     det W(0) < 0 control — with a stop threshold that is never reached (every iteration runs) and metrics
-    (SVD, norms, effective rank, tracked entries) logged every 1000 iterations.
+    (SVD, norms, effective rank, tracked entries) logged every 1000 iterations;
+(c) the compiled kernel: ``rankrepro.dmf_kernel.train_dmf`` on the same 16 runs (each run's whole loop native,
+    unpadded depths, one thread), with the same stop threshold and logging.
 
-Both use float64 and one torch thread, in the same process on the same machine. Reported: seconds per
-iteration of each program, seconds per run-iteration, and the per-run speed-up (b over a), in wall-clock time and
-in CPU time of the process (the latter is robust to other jobs sharing the cores).
+All use float64 and one thread, in the same process on the same machine. Reported: seconds per iteration of each
+program, seconds per run-iteration, and the per-run speed-ups (c over b, c over a, b over a), in wall-clock time
+and in CPU time of the process (the latter is robust to other jobs sharing the cores). The kernel runs
+``--kernel-factor`` times more iterations than the others, so that its timing is not dominated by fixed costs.
 
-    python benchmarks/bench_dmf.py                 # 1e5 iterations each (the default)
+    python benchmarks/bench_dmf.py                 # 1e5 iterations for (a) and (b), 1e6 for (c)
     python benchmarks/bench_dmf.py --iters 20000 --json bench.json
 """
 
@@ -28,6 +31,7 @@ import torch
 from torch import nn
 
 from rankrepro.dmf import MatrixCompletionDMF, init_factors, trainable_factor_mask
+from rankrepro.dmf_kernel import train_dmf
 from rankrepro.optim import GradientDescent
 from rankrepro.trainer import StopRule, TrainSettings, train
 
@@ -107,9 +111,32 @@ def bench_engine(iters: int, warmup: int) -> dict:
             "logged_rows": int(len(result.log_iterations) * batch)}
 
 
+def bench_kernel(iters: int, warmup: int) -> dict:
+    """The 16 runs through the compiled kernel (compilation happens in the untimed warm-up)."""
+    target, mask = problem()
+    per_run = [init_factors(SHAPE, d, d, a, bal, sign, torch.Generator().manual_seed(SEED + b))[0]
+               for b, (d, _, a, bal, sign) in enumerate(RUNS)]
+    batch = len(RUNS)
+    lrs = [r[1] for r in RUNS]
+    tracked = ((0, 0), (0, 1), (1, 0), (1, 1))
+
+    def settings(n: int) -> TrainSettings:
+        return TrainSettings(max_iters=n, stop=StopRule(threshold=0.0), log_every=LOG_EVERY)
+
+    train_dmf(per_run, target.expand(batch, 2, 2), mask.expand(batch, 2, 2), lrs, settings(warmup), tracked)
+    start, cpu = time.perf_counter(), time.process_time()
+    result = train_dmf(per_run, target.expand(batch, 2, 2), mask.expand(batch, 2, 2), lrs, settings(iters), tracked)
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
+    assert int(result.stopped_at.min()) == iters, "a run stopped early: the benchmark must run every iteration"
+    assert bool(torch.isfinite(result.final_metrics["loss"]).all())
+    return {"runs": batch, "iterations": iters, "seconds": seconds, "cpu_seconds": cpu_seconds,
+            "logged_rows": int(len(result.log_iterations) * batch)}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--iters", type=float, default=1e5, help="iterations of each program (default 1e5)")
+    parser.add_argument("--iters", type=float, default=1e5, help="iterations of (a) and (b) (default 1e5)")
+    parser.add_argument("--kernel-factor", type=int, default=10, help="(c) runs this many times more (default 10)")
     parser.add_argument("--warmup", type=int, default=200, help="untimed iterations first (default 200)")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers to this JSON file")
     args = parser.parse_args(argv)
@@ -118,37 +145,45 @@ def main(argv: list[str] | None = None) -> dict:
 
     plain = bench_plain_loop(iters, args.warmup)
     engine = bench_engine(iters, args.warmup)
-    for record in (plain, engine):
+    kernel = bench_kernel(iters * args.kernel_factor, args.warmup)
+    for record in (plain, engine, kernel):
         record["s_per_iteration"] = record["seconds"] / record["iterations"]
         record["s_per_run_iteration"] = record["s_per_iteration"] / record["runs"]
         record["cpu_s_per_run_iteration"] = record["cpu_seconds"] / record["iterations"] / record["runs"]
-    speedup = plain["s_per_run_iteration"] / engine["s_per_run_iteration"]
-    cpu_speedup = plain["cpu_s_per_run_iteration"] / engine["cpu_s_per_run_iteration"]
+
+    def ratio(slow: dict, fast: dict, key: str = "s_per_run_iteration") -> float:
+        return slow[key] / fast[key]
+
     report = {
         "plain_pytorch_loop": plain,
         "batched_engine": engine,
-        "speedup_per_run": speedup,
-        "speedup_per_run_cpu_time": cpu_speedup,
-        "target_speedup": 20.0,
+        "compiled_kernel": kernel,
+        "speedup_engine_over_plain": ratio(plain, engine),
+        "speedup_kernel_over_engine": ratio(engine, kernel),
+        "speedup_kernel_over_plain": ratio(plain, kernel),
+        "speedup_kernel_over_engine_cpu_time": ratio(engine, kernel, "cpu_s_per_run_iteration"),
+        "speedup_kernel_over_plain_cpu_time": ratio(plain, kernel, "cpu_s_per_run_iteration"),
+        "targets": {"kernel_over_engine": 100.0, "kernel_over_plain": 1000.0},
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "machine": platform.platform(),
         "processor": platform.processor() or platform.machine(),
     }
     us = 1e6
-    print(f"2×2 DMF, {iters:,} iterations each, float64, {torch.get_num_threads()} torch thread, "
-          f"torch {torch.__version__}")
+    print(f"2×2 DMF, float64, {torch.get_num_threads()} thread, torch {torch.__version__}")
     print()
-    print("| program | runs | wall s | µs / iteration | µs / run-iteration | CPU µs / run-iteration "
-          "| 16 runs × 1e5 its |")
+    print("| program | runs | iterations | wall s | µs / iteration | µs / run-iteration | CPU µs / run-iteration |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name, r in (("(a) per-run loop: nn.Parameter + autograd + optim.SGD", plain),
-                    ("(b) batched engine: MatrixCompletionDMF + GradientDescent + train", engine)):
-        print(f"| {name} | {r['runs']} | {r['seconds']:.2f} | {r['s_per_iteration'] * us:.1f} | "
-              f"{r['s_per_run_iteration'] * us:.2f} | {r['cpu_s_per_run_iteration'] * us:.2f} | "
-              f"{r['s_per_run_iteration'] * 16 * 1e5:.1f} s |")
+                    ("(b) batched engine: MatrixCompletionDMF + GradientDescent + train", engine),
+                    ("(c) compiled kernel: dmf_kernel.train_dmf", kernel)):
+        print(f"| {name} | {r['runs']} | {r['iterations']:,} | {r['seconds']:.2f} | {r['s_per_iteration'] * us:.3f} | "
+              f"{r['s_per_run_iteration'] * us:.4f} | {r['cpu_s_per_run_iteration'] * us:.4f} |")
     print()
-    print(f"per-run speed-up (b over a): {speedup:.1f}× wall-clock, {cpu_speedup:.1f}× CPU time  (target ≥ 20×)")
+    print(f"per-run speed-ups (wall / CPU time): kernel over engine {ratio(engine, kernel):.0f}× / "
+          f"{report['speedup_kernel_over_engine_cpu_time']:.0f}× (target ≥ 100×); kernel over the per-run loop "
+          f"{ratio(plain, kernel):.0f}× / {report['speedup_kernel_over_plain_cpu_time']:.0f}× (target ≥ 1000×); "
+          f"engine over the per-run loop {ratio(plain, engine):.1f}×")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

@@ -124,10 +124,15 @@ class MatrixCompletionDMF:
         return loss, grads
 
     def metrics(self, factors: list[Tensor]) -> dict[str, Tensor]:
-        """Tracked entries, singular values, Frobenius/nuclear/spectral norms, effective rank, det."""
-        w = product(factors)
-        out = matrix_summary(w)
-        for i, j in self.tracked:
-            out[f"w{i}{j}"] = w[:, i, j]
-        out["det"] = _leading_det(w)
-        return out
+        """The logged metrics of the end-to-end matrix (:func:`end_to_end_metrics`)."""
+        return end_to_end_metrics(product(factors), self.tracked)
+
+
+def end_to_end_metrics(w: Tensor, tracked: tuple[tuple[int, int], ...] = ()) -> dict[str, Tensor]:
+    """What chapter 1 logs of end-to-end matrices ``(..., m, n)``: singular values, Frobenius/nuclear/spectral norms,
+    effective rank (one SVD), the tracked entries ``w{i}{j}`` and det of the leading square block."""
+    out = matrix_summary(w)
+    for i, j in tracked:
+        out[f"w{i}{j}"] = w[..., i, j]
+    out["det"] = _leading_det(w)
+    return out

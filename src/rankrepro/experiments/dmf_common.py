@@ -17,14 +17,12 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.colors import LogNorm
 
-from rankrepro import dmf, measures, optim, trainer
-from rankrepro.dmf import MatrixCompletionDMF, init_factors, trainable_factor_mask
+from rankrepro import dmf, dmf_kernel, measures, trainer
+from rankrepro.dmf import init_factors
+from rankrepro.dmf_kernel import train_dmf
 from rankrepro.experiments.base import Context, checkpoint_path, mechanism_hash, run_fingerprint
-from rankrepro.optim import GradientDescent
-from rankrepro.trainer import StopRule, TrainSettings, train
+from rankrepro.trainer import StopRule, TrainSettings
 
-#: runs of these tiny problems are dominated by per-op overhead: the CPU is faster than any GPU for them
-DMF_DEVICE = torch.device("cpu")
 ITERATION_CMAP = "viridis"
 
 
@@ -93,35 +91,30 @@ def train_runs(
     tracked: tuple[tuple[int, int], ...],
     seed_offset: int = 0,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Train ``runs`` (targets/masks ``(B, m, n)``) as one batched GD program; return (metrics, per-run table).
+    """Train ``runs`` (targets/masks ``(B, m, n)``) by plain GD, each run's loop compiled (:mod:`rankrepro.
+    dmf_kernel`), up to ``ctx.threads`` runs at a time; return (metrics, per-run table).
 
     Run ``b`` draws its initialization from ``torch.Generator().manual_seed(seed + seed_offset + b)``.
-    Runs of smaller depth are padded with frozen identity factors to the batch's largest depth.
     """
     shape = (targets.shape[-2], targets.shape[-1])
-    max_depth = max(r.depth for r in runs)
     per_run, draws = [], []
     for b, run in enumerate(runs):
         generator = torch.Generator().manual_seed(int(settings["seed"]) + seed_offset + b)
-        factors, attempts = init_factors(shape, run.depth, max_depth, run.init_scale, run.balanced, run.det_sign,
+        factors, attempts = init_factors(shape, run.depth, run.depth, run.init_scale, run.balanced, run.det_sign,
                                          generator)
         per_run.append(factors)
         draws.append(attempts)
-    params = [torch.stack([f[j] for f in per_run]).to(DMF_DEVICE) for j in range(max_depth)]
-    trainable = torch.stack([trainable_factor_mask(r.depth, max_depth) for r in runs]).to(DMF_DEVICE)
-    objective = MatrixCompletionDMF(targets.to(DMF_DEVICE), masks.to(DMF_DEVICE), trainable, tracked)
-    optimizer = GradientDescent(torch.tensor([r.lr for r in runs], dtype=torch.float64, device=DMF_DEVICE))
     loop = TrainSettings(
         max_iters=int(settings["max_iters"]),
         stop=StopRule(threshold=float(settings["loss_threshold"])),
         log_every=int(settings["log_every"]),
-        sync_every=max(int(settings["log_every"]), 10_000),
         checkpoint_every=int(settings.get("checkpoint_every", 0)),
     )
     fp = run_fingerprint(settings, key, seed_offset, [asdict(r) for r in runs], targets.tolist(), masks.tolist(),
-                         mechanism_hash(dmf, trainer, optim, measures))
-    result = train(objective, params, optimizer, loop, checkpoint_path=checkpoint_path(out, key), fingerprint=fp,
-                   progress=key if ctx.progress else None)
+                         mechanism_hash(dmf, dmf_kernel, trainer, measures))
+    result = train_dmf(per_run, targets, masks, [r.lr for r in runs], loop, tracked, threads=ctx.threads,
+                       checkpoint_path=checkpoint_path(out, key), fingerprint=fp,
+                       progress=key if ctx.progress else None)
     table = pd.DataFrame([{**asdict(r), "label": r.label} for r in runs])
     table.insert(0, "run", np.arange(len(runs)))
     table["init_draws"] = draws
