@@ -131,6 +131,73 @@ def test_functional_hessian_of_a_network_without_hidden_layer_is_exactly_zero():
     functional = hs.functional_hessian(mlp, theta, X, Y, "mse")
     assert torch.count_nonzero(functional) == 0
     assert hs.symmetric_rank(functional).rank == 0
+    assert torch.count_nonzero(hs.hessian_maps(mlp, theta, X, Y, "mse").functional) == 0
+
+
+# ----------------------------------------------------------------------------------------------------- structure
+def _autodiff_and_structural(mlp, theta, X, Y, loss):
+    derivatives = hs.network_derivatives(mlp, theta, X)
+    residual = hs.output_gradient(loss, derivatives.outputs, Y)
+    return ((hs.output_jacobian(mlp, theta, X), hs.structural_jacobian(derivatives)),
+            (hs.functional_hessian(mlp, theta, X, Y, loss), hs.structural_functional_hessian(derivatives, residual)))
+
+
+def _close(reference: torch.Tensor, value: torch.Tensor) -> bool:
+    """Equal up to float64 rounding of sums of products, relative to the largest entry."""
+    scale = max(float(reference.abs().max()), 1.0)
+    return reference.shape == value.shape and float((reference - value).abs().max()) <= 1e-12 * scale
+
+
+def test_flatten_layer_puts_weights_row_major_then_biases():
+    block = torch.arange(2 * 4, dtype=torch.float64).reshape(2, 4)  # M_l = 2, M_{l-1} = 3, last column = bias
+    assert hs.flatten_layer(block, True).tolist() == [0, 1, 2, 4, 5, 6, 3, 7]
+    assert hs.flatten_layer(block, False).tolist() == list(range(8))
+    mlp = MLP((3, 2), bias=True)  # the same layout as unflatten
+    theta = torch.arange(mlp.num_params, dtype=torch.float64)
+    (weight, bias), = hs.unflatten(mlp, theta)
+    assert torch.equal(hs.flatten_layer(torch.cat([weight, bias[:, None]], dim=1), True), theta)
+
+
+def test_chain_jacobians_of_a_linear_network_are_weight_products():
+    mlp, theta = _net((3, 4, 5, 2), seed=3)
+    X, _ = _data(4, 3, 2, 3, seed=3)
+    derivatives = hs.network_derivatives(mlp, theta, X)
+    (w1, _), (w2, _), (w3, _) = hs.unflatten(mlp, theta)
+    assert torch.allclose(derivatives.chain[2][0], (w3 @ w2).expand(4, 2, 4), atol=1e-14)
+    assert torch.allclose(derivatives.chain[2][1], w3.expand(4, 2, 5), atol=1e-15)
+    assert torch.equal(derivatives.chain[1][1], torch.eye(5, dtype=torch.float64).expand(4, 5, 5))
+    assert torch.allclose(derivatives.outputs, X @ (w3 @ w2 @ w1).T, atol=1e-14)
+    assert derivatives.bends is None and torch.equal(derivatives.inputs[0], X)
+
+
+@pytest.mark.parametrize("loss", hs.LOSSES)
+@pytest.mark.parametrize("activation,bias", [("linear", False), ("linear", True), ("relu", False), ("relu", True),
+                                             ("tanh", False), ("tanh", True)])
+@pytest.mark.parametrize("widths", [(4, 3), (4, 5, 3), (3, 4, 2, 5, 3)])
+def test_structural_maps_equal_autodiff(widths, activation, bias, loss):
+    mlp, theta = _net(widths, activation, bias=bias, seed=len(widths))
+    X, Y = _data(7, widths[0], widths[-1], widths[0], seed=5)
+    (jac, jac_s), (hess, hess_s) = _autodiff_and_structural(mlp, theta, X, Y, loss)
+    assert _close(jac, jac_s) and _close(hess, hess_s) and _close(hess_s, hess_s.T)
+
+
+def test_relu_slope_at_the_kink_is_autograds():
+    """A zero sample gives z = 0 in every unit of a bias-free network: σ'(0) = 0 in both constructions."""
+    mlp, theta = _net((3, 4, 4, 2), "relu", seed=2)
+    X, Y = _data(5, 3, 2, 3, seed=2)
+    X[1] = 0.0
+    (jac, jac_s), (hess, hess_s) = _autodiff_and_structural(mlp, theta, X, Y, "mse")
+    assert torch.equal(jac_s[1], torch.zeros_like(jac_s[1])) and _close(jac, jac_s) and _close(hess, hess_s)
+
+
+@given(n=st.integers(1, 6), d=st.integers(1, 5), k=st.integers(1, 4), hidden=st.lists(st.integers(1, 4), max_size=3),
+       activation=st.sampled_from(hs.ACTIVATIONS), bias=st.booleans(), loss=st.sampled_from(hs.LOSSES),
+       seed=st.integers(0, 2**16))
+def test_structural_maps_equal_autodiff_on_random_networks(n, d, k, hidden, activation, bias, loss, seed):
+    mlp, theta = _net((d, *hidden, k), activation, bias=bias, seed=seed)
+    X, Y = _data(n, d, k, min(n, d), seed)
+    (jac, jac_s), (hess, hess_s) = _autodiff_and_structural(mlp, theta, X, Y, loss)
+    assert _close(jac, jac_s) and _close(hess, hess_s)
 
 
 # ----------------------------------------------------------------------------------------------------- ranks

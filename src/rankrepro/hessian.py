@@ -9,9 +9,14 @@ The loss Hessian splits as ``H_L = H_O + H_F``:
 - outer-product part ``H_O = Σ_i J_iᵀ A_i J_i`` with J_i = ∂F(x_i)/∂θ (K × p) and A_i = ∇²_F ℓ_i (K × K, PSD).
   Written as ``H_O = GᵀG`` with ``G = [B_1 J_1; …; B_n J_n]`` (nK × p) and ``B_iᵀB_i = A_i``, its spectrum is the
   squared singular values of G, so its rank never needs the p × p matrix;
-- functional part ``H_F = Σ_i Σ_c g_ic ∇²_θ F_c(x_i)`` with g_i = ∂ℓ_i/∂F, computed directly as the Hessian of the
-  scalar θ ↦ Σ_ic g_ic F_c(x_i; θ) with g held fixed (never as H_L − H_O, which would turn an exactly zero H_F —
-  a network without hidden layer — into rounding noise).
+- functional part ``H_F = Σ_i Σ_c g_ic ∇²_θ F_c(x_i)`` with g_i = ∂ℓ_i/∂F: the Hessian of the scalar
+  s(θ) = Σ_ic g_ic F_c(x_i; θ) with g held fixed (never H_L − H_O, which would turn an exactly zero H_F — a network
+  without hidden layer — into rounding noise).
+
+Both are assembled from the network's layer structure (:func:`network_derivatives`, :func:`structural_jacobian`,
+:func:`structural_functional_hessian`): closed-form blocks built from per-sample activations and layer-to-layer
+Jacobians, a few GEMMs instead of p forward-over-reverse passes. The autodiff versions (:func:`output_jacobian`,
+:func:`functional_hessian`, :func:`loss_hessian`) stay as the references they are tested against.
 
 Everything is float64. Numerical ranks follow the rule of :func:`rank_report`.
 """
@@ -189,10 +194,15 @@ def output_jacobian(mlp: MLP, theta: Tensor, X: Tensor) -> Tensor:
 
 
 def outer_product_factor(mlp: MLP, theta: Tensor, X: Tensor, Y: Tensor, loss: str) -> Tensor:
-    """G ``(nK, p)`` with H_O = GᵀG: the rows B_i J_i of every sample stacked."""
-    jac = output_jacobian(mlp, theta, X)
-    root = output_hessian_root(loss, forward(mlp, theta, X).detach(), Y)
-    return (root @ jac).reshape(-1, jac.shape[-1])
+    """G ``(nK, p)`` with H_O = GᵀG: the rows B_i J_i of every sample stacked (J from :func:`structural_jacobian`)."""
+    derivatives = network_derivatives(mlp, theta, X)
+    return gauss_newton_factor(structural_jacobian(derivatives), loss, derivatives.outputs, Y)
+
+
+def gauss_newton_factor(jacobian: Tensor, loss: str, outputs: Tensor, Y: Tensor) -> Tensor:
+    """G = [B_1 J_1; …; B_n J_n] ``(nK, p)`` from J ``(n, K, p)`` and the curvature roots B_i of ℓ at F(x_i)."""
+    root = output_hessian_root(loss, outputs.detach(), Y)
+    return (root @ jacobian).reshape(-1, jacobian.shape[-1])
 
 
 def outer_product_hessian(mlp: MLP, theta: Tensor, X: Tensor, Y: Tensor, loss: str) -> Tensor:
@@ -203,9 +213,150 @@ def outer_product_hessian(mlp: MLP, theta: Tensor, X: Tensor, Y: Tensor, loss: s
 
 
 def functional_hessian(mlp: MLP, theta: Tensor, X: Tensor, Y: Tensor, loss: str) -> Tensor:
-    """H_F = Σ_i Σ_c g_ic ∇²_θ F_c(x_i) ``(p, p)``: the Hessian of θ ↦ Σ_ic g_ic F_c(x_i; θ) at fixed g."""
+    """H_F = Σ_i Σ_c g_ic ∇²_θ F_c(x_i) ``(p, p)`` by forward-over-reverse autodiff: the Hessian of
+    θ ↦ Σ_ic g_ic F_c(x_i; θ) at fixed g (the reference :func:`structural_functional_hessian` is tested against)."""
     residual = output_gradient(loss, forward(mlp, theta, X).detach(), Y)
     return hessian(lambda t: (residual * forward(mlp, t, X)).sum())(theta)
+
+
+# ----------------------------------------------------------------------------------------------------- structure
+def activation_slope(name: str, z: Tensor) -> Tensor:
+    """σ'(z): 1; 1[z > 0] (autograd's convention at 0); 1 − tanh² z."""
+    if name == "linear":
+        return torch.ones_like(z)
+    if name == "relu":
+        return (z > 0).to(z.dtype)
+    return 1.0 - torch.tanh(z) ** 2
+
+
+def activation_bend(name: str, z: Tensor) -> Tensor | None:
+    """σ''(z), or None where it vanishes identically (linear; ReLU away from its kink): −2 tanh z (1 − tanh² z)."""
+    if name in ("linear", "relu"):
+        return None
+    t = torch.tanh(z)
+    return -2.0 * t * (1.0 - t * t)
+
+
+@dataclass(frozen=True)
+class NetworkDerivatives:
+    """Everything about an MLP at θ on X that the Hessian maps need and no loss changes, batched over the n samples.
+
+    With ã = [a; 1] when the network has biases (ã = a otherwise), a_0 = x, z_l = [W^l | b^l] ã_{l-1},
+    a_l = σ(z_l) (l < L) and F = z_L:
+
+    - ``inputs[l-1]`` = ã_{l-1} ``(n, M_{l-1} [+1])``, the input of layer l, for l = 1 … L;
+    - ``slopes[l-1]`` = σ'(z_l) and ``bends[l-1]`` = σ''(z_l) ``(n, M_l)`` for l < L (``bends`` None when σ'' ≡ 0);
+    - ``chain[m-1][l-1]`` = C_{m,l} = ∂z_m/∂z_l ``(n, M_m, M_l)`` for l ≤ m: C_{l,l} = I and
+      C_{m,l} = W^m diag(σ'(z_{m-1})) C_{m-1,l};
+    - ``weights[l-1]`` = W^l (without bias), ``outputs`` = F ``(n, K)``.
+
+    Then ∂z_m/∂W^l_ab = C_{m,l}[:, a] ã_{l-1}[b] (l ≤ m) and ∂z_m/∂b^l_a = C_{m,l}[:, a]: every first and second
+    derivative of F is a product of these factors (:func:`structural_jacobian`,
+    :func:`structural_functional_hessian`)."""
+
+    mlp: MLP
+    weights: list[Tensor]
+    inputs: list[Tensor]
+    slopes: list[Tensor]
+    bends: list[Tensor] | None
+    chain: list[list[Tensor]]
+    outputs: Tensor
+
+
+def network_derivatives(mlp: MLP, theta: Tensor, X: Tensor) -> NetworkDerivatives:
+    """One forward pass of ``mlp`` at θ on X ``(n, d)`` keeping the factors of :class:`NetworkDerivatives`."""
+    layers = unflatten(mlp, theta.detach())
+    n = X.shape[0]
+    inputs, slopes, bends, chain = [], [], [], []
+    hidden = X
+    for index, (weight, bias) in enumerate(layers):
+        augmented = torch.cat([hidden, hidden.new_ones(n, 1)], dim=1) if bias is not None else hidden
+        inputs.append(augmented)
+        z = hidden @ weight.T
+        if bias is not None:
+            z = z + bias
+        eye = torch.eye(weight.shape[0], dtype=z.dtype, device=z.device).expand(n, -1, -1)
+        if index == 0:
+            chain.append([eye])
+        else:  # C_{m,l} = W^m diag(σ'(z_{m-1})) C_{m-1,l}
+            step = weight * slopes[-1][:, None, :]
+            chain.append([step @ previous for previous in chain[-1]] + [eye])
+        if index < len(layers) - 1:
+            slopes.append(activation_slope(mlp.activation, z))
+            bend = activation_bend(mlp.activation, z)
+            if bend is not None:
+                bends.append(bend)
+            hidden = activation_fn(mlp.activation)(z)
+        else:
+            hidden = z
+    return NetworkDerivatives(mlp=mlp, weights=[weight for weight, _ in layers], inputs=inputs, slopes=slopes,
+                              bends=bends if bends else None, chain=chain, outputs=hidden)
+
+
+def flatten_layer(block: Tensor, bias: bool) -> Tensor:
+    """``(…, M_l, M_{l-1} [+1])`` → ``(…, M_l·M_{l-1} [+ M_l])`` in θ's layout (vec W^l row-major, then b^l): the
+    last column of the augmented block is the bias."""
+    if not bias:
+        return block.flatten(-2)
+    return torch.cat([block[..., :-1].flatten(-2), block[..., -1]], dim=-1)
+
+
+def layer_gradients(derivatives: NetworkDerivatives, top: int) -> Tensor:
+    """∂z_top/∂θ_{≤ top} ``(n, M_top, p_top)`` (the parameters of layers 1 … top): layer l's part is
+    C_{top,l}[i, j, a] ã_{l-1}[i, b]. With top = L it is the output Jacobian J."""
+    bias = derivatives.mlp.bias
+    parts = [flatten_layer(derivatives.chain[top - 1][l][:, :, :, None] * derivatives.inputs[l][:, None, None, :], bias)
+             for l in range(top)]
+    return torch.cat(parts, dim=-1)
+
+
+def structural_jacobian(derivatives: NetworkDerivatives) -> Tensor:
+    """J ``(n, K, p)``, J[i, c, (l, a, b)] = ∂F_c(x_i)/∂W^l_ab = C_{L,l}[i, c, a] ã_{l-1}[i, b]."""
+    return layer_gradients(derivatives, derivatives.mlp.depth)
+
+
+def _cross_layer_block(delta: Tensor, propagate: Tensor, below: Tensor, bias: bool) -> Tensor:
+    """Block (l, k), k < l, of Σ_i ∇²_θ (g_iᵀ F(x_i)) from its bilinear part: T[(a, b), (c, e)] =
+    Σ_i δ_l[i, a] P[i, b, c] ã_{k-1}[i, e] with P = ∂a_{l-1}/∂z_k; the bias row b of ã_{l-1} (a constant) is zero.
+    ``delta`` (n, M_l), ``propagate`` P (n, M_{l-1}, M_k), ``below`` ã_{k-1} (n, B_k) → (p_l, p_k)."""
+    n, rows, inner = propagate.shape
+    left = (delta[:, :, None, None] * propagate[:, None, :, :]).reshape(n, -1)
+    block = (left.T @ below).reshape(delta.shape[1], rows, inner, below.shape[1])
+    if bias:
+        block = torch.cat([block, block.new_zeros(block.shape[0], 1, inner, below.shape[1])], dim=1)
+    columns = flatten_layer(block, bias)  # (M_l, M_{l-1}[+1], p_k)
+    return flatten_layer(columns.permute(2, 0, 1), bias).T
+
+
+def structural_functional_hessian(derivatives: NetworkDerivatives, residual: Tensor) -> Tensor:
+    """H_F ``(p, p)`` = ∇²_θ s, s = Σ_ic g_ic F_c(x_i), g = ``residual`` ``(n, K)`` held fixed.
+
+    The second differential of s along dθ, from z_l = W^l ã_{l-1} (bilinear) and a_m = σ(z_m), is
+    d²s = 2 Σ_{k<l} Σ_i δ_lᵀ dW^l P_{l-1,k} dW^k ã_{k-1} + Σ_{m<L} Σ_i Σ_j β_m[j] σ''(z_m[j]) (dz_m[j])²,
+    with δ_l = ∂s/∂z_l = C_{L,l}ᵀ g, β_m = ∂s/∂a_m = W^{m+1}ᵀ δ_{m+1}, P_{l-1,k} = ∂a_{l-1}/∂z_k =
+    diag(σ'(z_{l-1})) C_{l-1,k} and dz_m = Σ_{l≤m} ∂z_m/∂θ_l dθ_l. So H_F has (i) off-diagonal blocks
+    (l, k) = Σ_i δ_l ⊗ P_{l-1,k} ⊗ ã_{k-1} (:func:`_cross_layer_block`; F is affine in each layer's parameters, so the
+    diagonal blocks get nothing from this part) and (ii) for σ'' ≢ 0 (tanh) the weighted Gram matrices
+    Σ_m U_mᵀ diag(β_m ⊙ σ''(z_m)) U_m of U_m = ∂z_m/∂θ (:func:`layer_gradients`). A bias-free network without hidden
+    layer gets exactly zero."""
+    mlp = derivatives.mlp
+    depth, bias = mlp.depth, mlp.bias
+    sizes = [rows * cols + (rows if bias else 0) for rows, cols in mlp.layer_shapes]
+    offsets = [sum(sizes[:l]) for l in range(depth + 1)]
+    hess = residual.new_zeros(mlp.num_params, mlp.num_params)
+    deltas = [torch.einsum("ic,ica->ia", residual, derivatives.chain[depth - 1][l]) for l in range(depth)]
+    for l in range(1, depth):  # 0-based layer index l has layers 0 … l−1 below it
+        for k in range(l):
+            propagate = derivatives.slopes[l - 1][:, :, None] * derivatives.chain[l - 1][k]
+            block = _cross_layer_block(deltas[l], propagate, derivatives.inputs[k], bias)
+            hess[offsets[l]:offsets[l + 1], offsets[k]:offsets[k + 1]] = block
+            hess[offsets[k]:offsets[k + 1], offsets[l]:offsets[l + 1]] = block.T
+    if derivatives.bends is not None:
+        for m in range(depth - 1):
+            weight = derivatives.bends[m] * (deltas[m + 1] @ derivatives.weights[m + 1])
+            grads = layer_gradients(derivatives, m + 1).reshape(-1, offsets[m + 1])
+            hess[:offsets[m + 1], :offsets[m + 1]] += (grads * weight.reshape(-1, 1)).T @ grads
+    return hess
 
 
 @dataclass(frozen=True)
@@ -222,14 +373,22 @@ class HessianMaps:
 
     @property
     def loss(self) -> Tensor:
-        """H_L = H_O + H_F ``(p, p)``."""
-        return self.outer + self.functional
+        """H_L = H_F + GᵀG ``(p, p)`` (one GEMM accumulating into a copy of H_F: no p × p temporary for H_O)."""
+        return torch.addmm(self.functional, self.outer_factor.T, self.outer_factor)
 
 
 def hessian_maps(mlp: MLP, theta: Tensor, X: Tensor, Y: Tensor, loss: str) -> HessianMaps:
-    """The outer-product factor and the functional Hessian of ``mlp`` at θ on (X, Y)."""
-    return HessianMaps(outer_factor=outer_product_factor(mlp, theta, X, Y, loss),
-                       functional=functional_hessian(mlp, theta, X, Y, loss))
+    """The outer-product factor and the functional Hessian of ``mlp`` at θ on (X, Y), from the layer structure
+    (:func:`network_derivatives`: one forward pass, no autodiff)."""
+    return maps_from_derivatives(network_derivatives(mlp, theta, X), Y, loss)
+
+
+def maps_from_derivatives(derivatives: NetworkDerivatives, Y: Tensor, loss: str) -> HessianMaps:
+    """:class:`HessianMaps` of one loss from the loss-independent :class:`NetworkDerivatives`: G = [B_i J_i] and
+    H_F at the residual g_i = ∂ℓ_i/∂F."""
+    outputs = derivatives.outputs
+    return HessianMaps(outer_factor=gauss_newton_factor(structural_jacobian(derivatives), loss, outputs, Y),
+                       functional=structural_functional_hessian(derivatives, output_gradient(loss, outputs, Y)))
 
 
 # ----------------------------------------------------------------------------------------------------- ranks
