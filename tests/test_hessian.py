@@ -231,6 +231,105 @@ def test_gram_rank_equals_matrix_rank_of_the_gram_matrix(m, p, k, seed):
     assert hs.symmetric_rank(gram).rank == k
 
 
+def _dense_ranks(maps) -> dict[str, hs.RankReport]:
+    """The reference: every map decomposed at its full p × p (p × nK for G) size."""
+    return {"loss": hs.symmetric_rank(maps.loss), "outer": hs.gram_rank(maps.outer_factor),
+            "functional": hs.symmetric_rank(maps.functional)}
+
+
+def _dead_unit_network(bias: bool = False):
+    """d = 4 → ReLU 5 → ReLU 3 → 2 on positive inputs whose input 2 is always zero; positive hidden weights (every
+    unit active) except the incoming weights of hidden unit 1 of layer 1, negative (never active)."""
+    mlp, theta = _net((4, 5, 3, 2), "relu", bias=bias, seed=21)
+    X = torch.rand(8, 4, generator=torch.Generator().manual_seed(22), dtype=torch.float64) + 0.1
+    X[:, 2] = 0.0
+    (w1, b1), (w2, b2), _ = hs.unflatten(mlp, theta)  # views into θ
+    w1.abs_(), w2.abs_()
+    w1[1] = -w1[1]
+    if bias:
+        b1.abs_(), b2.abs_()
+        b1[1] = -1.0
+    Y = torch.eye(2, dtype=torch.float64)[torch.arange(8) % 2]
+    return mlp, theta, X, Y
+
+
+def test_inert_parameters_are_the_dead_inputs_and_dead_units():
+    mlp, theta, X, Y = _dead_unit_network()
+    maps = hs.hessian_maps(mlp, theta, X, Y, "mse")
+    inert = hs.inert_parameters(maps)
+    index = torch.arange(mlp.num_params)
+    w1 = index[:20].reshape(5, 4)  # W^1 (5 × 4), then W^2 (3 × 5), then W^3 (2 × 3)
+    w2 = index[20:35].reshape(3, 5)
+    expected = torch.zeros(mlp.num_params, dtype=torch.bool)
+    expected[w1[:, 2]] = True  # input 2 is zero in every sample
+    expected[w1[1]] = True  # unit 1 never active: its incoming weights …
+    expected[w2[:, 1]] = True  # … and its outgoing weights
+    assert torch.equal(inert, expected)
+    for matrix in (maps.loss, maps.outer, maps.functional):
+        assert torch.count_nonzero(matrix[inert]) == 0 and torch.count_nonzero(matrix[:, inert]) == 0
+
+
+def _spectra_agree(maps) -> bool:
+    """eig(H) = eig(H restricted off the inert parameters) ∪ zeros, for H_L, H_O (via σ(G)²) and H_F: the sorted
+    magnitudes agree to float64 rounding (≤ p·eps·|λ|max, the tolerance τ), the dense extra ones are ≤ τ."""
+    live = ~hs.inert_parameters(maps)
+    compact = hs.HessianMaps(maps.outer_factor[:, live], maps.functional[live][:, live])
+    size, eps = maps.functional.shape[-1], torch.finfo(torch.float64).eps
+    for dense, restricted in ((torch.linalg.eigvalsh(maps.loss), torch.linalg.eigvalsh(compact.loss)),
+                              (torch.linalg.svdvals(maps.outer_factor) ** 2,
+                               torch.linalg.svdvals(compact.outer_factor) ** 2),
+                              (torch.linalg.eigvalsh(maps.functional), torch.linalg.eigvalsh(compact.functional))):
+        dense = dense.abs().sort(descending=True).values
+        restricted = restricted.abs().sort(descending=True).values
+        tau = size * eps * float(dense[0])
+        if not (torch.allclose(dense[:len(restricted)], restricted, rtol=0, atol=tau)
+                and bool((dense[len(restricted):] <= tau).all())):
+            return False
+    return True
+
+
+@pytest.mark.parametrize("loss", hs.LOSSES)
+@pytest.mark.parametrize("bias", [False, True])
+def test_ranks_without_inert_parameters_equal_the_dense_ranks(loss, bias):
+    """The restricted decomposition gives the dense spectrum (minus zeros), so the same rank at τ and 100τ, and the
+    same τ (it counts the full p). At τ/100 < eps·|λ|max (p < 100 here) the dense count may include the rounding noise
+    of the inert block's zero eigenvalues, which the restricted one does not have: not compared."""
+    mlp, theta, X, Y = _dead_unit_network(bias)
+    maps = hs.hessian_maps(mlp, theta, X, Y, loss)
+    assert hs.inert_parameters(maps).sum() >= 4 + 4 + 3
+    assert _spectra_agree(maps)
+    compact, dense = hs.hessian_ranks(maps), _dense_ranks(maps)
+    for kind in compact:
+        assert compact[kind].rank == dense[kind].rank and compact[kind].ranks_at["100"] == dense[kind].ranks_at["100"]
+        assert compact[kind].largest == pytest.approx(dense[kind].largest, rel=1e-12)
+        assert compact[kind].tolerance == pytest.approx(dense[kind].tolerance, rel=1e-12)  # τ counts the full p
+
+
+def test_a_map_without_inert_parameters_is_decomposed_whole():
+    mlp, theta = _net((3, 4, 2), "tanh", seed=4)
+    X, Y = _data(6, 3, 2, 3, seed=4)
+    maps = hs.hessian_maps(mlp, theta, X, Y, "ce")
+    assert not hs.inert_parameters(maps).any()
+    compact, dense = hs.hessian_ranks(maps), _dense_ranks(maps)
+    assert all(compact[kind] == dense[kind] for kind in compact)
+
+
+@given(n=st.integers(1, 8), d=st.integers(1, 5), zero_inputs=st.integers(0, 3), k=st.integers(2, 4),
+       hidden=st.lists(st.integers(1, 5), max_size=2), activation=st.sampled_from(hs.ACTIVATIONS),
+       loss=st.sampled_from(hs.LOSSES), seed=st.integers(0, 2**16))
+def test_restricted_spectra_equal_the_dense_spectra_on_random_networks(n, d, zero_inputs, k, hidden, activation,
+                                                                        loss, seed):
+    """Random networks, data with always-zero inputs (ReLU adds dead units by chance): the restricted decompositions
+    give the dense spectra (minus zeros) and the same rank at τ."""
+    X, Y = _data(n, d + zero_inputs, k, min(n, d + zero_inputs), seed)
+    X[:, :zero_inputs] = 0.0
+    mlp, theta = _net((d + zero_inputs, *hidden, k), activation, seed=seed)
+    maps = hs.hessian_maps(mlp, theta, X, Y, loss)
+    assert _spectra_agree(maps)
+    compact, dense = hs.hessian_ranks(maps), _dense_ranks(maps)
+    assert {kind: r.rank for kind, r in compact.items()} == {kind: r.rank for kind, r in dense.items()}
+
+
 # ----------------------------------------------------------------------------------------------------- formulas
 def test_closed_forms_reproduce_the_spec_examples():
     # n = 50, d = 16 (r = 16), K = 10, six hidden layers of width 25, MSE

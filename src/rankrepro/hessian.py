@@ -431,20 +431,43 @@ def rank_report(magnitudes: Tensor, size: int) -> RankReport:
                       gap_log10=gap)
 
 
-def symmetric_rank(matrix: Tensor) -> RankReport:
-    """Rank report of a symmetric matrix from ``eigvalsh`` (values only: cheaper than an SVD, same magnitudes)."""
-    return rank_report(torch.linalg.eigvalsh(matrix), matrix.shape[-1])
+def symmetric_rank(matrix: Tensor, size: int | None = None) -> RankReport:
+    """Rank report of a symmetric matrix from ``eigvalsh`` (values only: cheaper than an SVD, same magnitudes);
+    ``size`` is the dimension the tolerance counts (default the matrix's; see :func:`hessian_ranks`)."""
+    return rank_report(torch.linalg.eigvalsh(matrix), matrix.shape[-1] if size is None else size)
 
 
-def gram_rank(factor: Tensor) -> RankReport:
-    """Rank report of GᵀG ``(p, p)`` from the singular values of G ``(m, p)``: eig(GᵀG) = σ(G)², without GᵀG."""
-    return rank_report(torch.linalg.svdvals(factor) ** 2, factor.shape[-1])
+def gram_rank(factor: Tensor, size: int | None = None) -> RankReport:
+    """Rank report of GᵀG ``(p, p)`` from the singular values of G ``(m, p)``: eig(GᵀG) = σ(G)², without GᵀG;
+    ``size`` as in :func:`symmetric_rank`."""
+    return rank_report(torch.linalg.svdvals(factor) ** 2, factor.shape[-1] if size is None else size)
+
+
+def inert_parameters(maps: HessianMaps) -> Tensor:
+    """Boolean mask ``(p,)`` of the parameters j whose column of G and whose row and column of H_F are exactly zero.
+
+    Then row and column j of H_O = GᵀG (G[:, j]ᵀ G = 0) and of H_L = H_O + H_F are exactly zero too. Such
+    parameters arise exactly, never by rounding: W^1[:, e] of an input e that is zero in every sample (every
+    derivative carries the factor x_e), and both weights of a ReLU unit that is inactive on every sample (its slope 0
+    and its output 0 multiply every derivative through it)."""
+    functional = maps.functional != 0
+    return ~((maps.outer_factor != 0).any(dim=0) | functional.any(dim=0) | functional.any(dim=1))
 
 
 def hessian_ranks(maps: HessianMaps) -> dict[str, RankReport]:
-    """Rank reports of H_L, H_O and H_F (keys ``loss``, ``outer``, ``functional``)."""
-    return {"loss": symmetric_rank(maps.loss), "outer": gram_rank(maps.outer_factor),
-            "functional": symmetric_rank(maps.functional)}
+    """Rank reports of H_L, H_O and H_F (keys ``loss``, ``outer``, ``functional``), each from one decomposition of
+    the maps restricted to the parameters that are not inert (:func:`inert_parameters`).
+
+    Exact: if the rows and columns of a symmetric p × p matrix H at the index set Z are zero, then, with P the
+    permutation putting Z last, PᵀHP = diag(H', 0) where H' is the principal submatrix off Z; so eig(H) = eig(H') ∪
+    {0}^|Z| and |λ| > t counts the same eigenvalues for every t ≥ 0 — at τ/100, τ and 100τ alike. Likewise
+    σ(G) = σ(G') ∪ {0}^|Z| for the columns. The tolerance τ = |λ|max · p · eps keeps the full p (the rule is that
+    of the p × p matrix, not of the submatrix), and :func:`rank_report` counts the |Z| zeros as exact zeros."""
+    size = maps.functional.shape[-1]
+    live = ~inert_parameters(maps)
+    compact = HessianMaps(outer_factor=maps.outer_factor[:, live], functional=maps.functional[live][:, live])
+    return {"loss": symmetric_rank(compact.loss, size), "outer": gram_rank(compact.outer_factor, size),
+            "functional": symmetric_rank(compact.functional, size)}
 
 
 # ----------------------------------------------------------------------------------------------------- formulas
