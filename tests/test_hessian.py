@@ -330,6 +330,129 @@ def test_restricted_spectra_equal_the_dense_spectra_on_random_networks(n, d, zer
     assert {kind: r.rank for kind, r in compact.items()} == {kind: r.rank for kind, r in dense.items()}
 
 
+# ----------------------------------------------------------------------------------------------------- linear range
+def test_leading_basis_contains_every_leading_set_of_generators_even_dependent_ones():
+    g = torch.Generator().manual_seed(3)
+    A = torch.randn(6, 2, generator=g, dtype=torch.float64)
+    A = torch.cat([A, A @ torch.tensor([[1.0], [2.0]], dtype=torch.float64), torch.zeros(6, 1)], dim=1)  # rank 2
+    Q = hs.leading_basis(A)
+    assert torch.allclose(Q.T @ Q, torch.eye(6, dtype=torch.float64), atol=1e-14)
+    for j in range(1, 5):
+        inside = Q[:, :j] @ (Q[:, :j].T @ A[:, :j])
+        assert torch.allclose(inside, A[:, :j], atol=1e-14)
+    assert torch.equal(hs.leading_basis(torch.zeros(3, 0, dtype=torch.float64)), torch.eye(3, dtype=torch.float64))
+
+
+def _linear_point(widths, n, rank, zero_inputs, seed):
+    mlp, theta = _net(widths, seed=seed)
+    X, Y = _data(n, widths[0], widths[-1], rank, seed)
+    X[:, :zero_inputs] = 0.0
+    return mlp, theta, X, Y
+
+
+def test_range_bases_are_orthogonal_and_span_the_generators():
+    mlp, theta, X, Y = _linear_point((12, 15, 15, 4), 8, 6, 3, seed=5)
+    derivatives = hs.network_derivatives(mlp, theta, X)
+    residual = hs.output_gradient("mse", derivatives.outputs, Y)
+    bases = hs.linear_range_bases(derivatives, residual)
+    for l, basis in enumerate(bases):
+        for Q in (basis.outputs, basis.inputs):
+            assert torch.allclose(Q.T @ Q, torch.eye(Q.shape[0], dtype=torch.float64), atol=1e-13)
+        # 𝓓_l: the rows of C_l lie in the first t = 4 output directions
+        rotated = derivatives.chain[-1][l][0] @ basis.outputs
+        assert l == 2 or rotated[:, 4:].abs().max() <= 1e-13 * rotated.abs().max()
+        # 𝓔_{l-1}: Σ_i a_i g_iᵀ lies in the first e = 4 input directions (of the layers that are column layers)
+        if l < 2:
+            correlation = basis.inputs.T @ derivatives.inputs[l].T @ residual
+            assert correlation[4:].abs().max() <= 1e-13 * correlation.abs().max()
+    # the first layer: the 9 active inputs first, exactly (a permutation and a rotation among them)
+    assert torch.equal(bases[0].inputs[:3, :9], torch.zeros(3, 9, dtype=torch.float64))
+    assert bases[0].keep.sum() == 15 * 4 + 4 * (9 - 4)  # b < e = 4 (column layer), a < t = 4 and b < nz = 9 (J)
+    assert bases[1].keep.sum() == 15 * 15 - (15 - 4) * (15 - 4)  # a < t (row layer) or b < e (column layer)
+    assert bases[2].keep.all()  # the output layer: 𝓓 = R^K, no rotation
+    assert torch.equal(bases[2].outputs, torch.eye(4, dtype=torch.float64))
+    assert torch.equal(bases[2].inputs, torch.eye(15, dtype=torch.float64))
+    with pytest.raises(ValueError, match="bias-free linear"):
+        relu, theta_relu = _net((3, 4, 2), "relu")
+        hs.linear_range_bases(hs.network_derivatives(relu, theta_relu, X[:, :3]), Y[:, :2])
+
+
+def test_range_bases_rotate_nothing_where_no_direction_can_be_dropped():
+    """Hidden widths ≤ K: 𝓓_l is the whole output side of every layer; only the inactive inputs go."""
+    mlp, theta, X, Y = _linear_point((12, 4, 4, 4), 8, 6, 3, seed=5)
+    derivatives = hs.network_derivatives(mlp, theta, X)
+    bases = hs.linear_range_bases(derivatives, hs.output_gradient("ce", derivatives.outputs, Y))
+    assert all(torch.equal(b.outputs, torch.eye(4, dtype=torch.float64)) for b in bases)
+    assert torch.equal(bases[0].inputs, torch.eye(12, dtype=torch.float64)[:, [*range(3, 12), 0, 1, 2]])
+    assert bases[0].keep.sum() == 4 * 9 and bases[1].keep.all() and bases[2].keep.all()
+    reduced = hs.reduced_maps(mlp, theta, X, Y, "ce")
+    maps = hs.hessian_maps(mlp, theta, X, Y, "ce")
+    live = ~hs.inert_parameters(maps)
+    assert torch.equal(reduced.functional, maps.functional[live][:, live])  # the same numbers, permuted
+
+
+@pytest.mark.parametrize("loss", hs.LOSSES)
+def test_rotated_maps_vanish_off_the_kept_coordinates(loss):
+    mlp, theta, X, Y = _linear_point((10, 12, 12, 12, 3), 20, 7, 2, seed=9)
+    derivatives = hs.network_derivatives(mlp, theta, X)
+    bases = hs.linear_range_bases(derivatives, hs.output_gradient(loss, derivatives.outputs, Y))
+    keep = torch.cat([basis.keep.flatten() for basis in bases])
+    rotated = hs.maps_from_derivatives(hs.rotate_derivatives(derivatives, bases), Y, loss)
+    full = hs.hessian_maps(mlp, theta, X, Y, loss)
+    assert rotated.functional[~keep].abs().max() <= 1e-13 * full.functional.abs().max()
+    assert rotated.outer_factor[:, ~keep].abs().max() <= 1e-13 * full.outer_factor.abs().max()
+    # an orthogonal change of coordinates: the same Frobenius norms
+    assert torch.linalg.norm(rotated.loss) == pytest.approx(float(torch.linalg.norm(full.loss)), rel=1e-12)
+
+
+@given(n=st.integers(1, 9), d=st.integers(1, 6), zero_inputs=st.integers(0, 2), k=st.integers(2, 4),
+       hidden=st.lists(st.integers(1, 6), max_size=3), deficiency=st.integers(0, 3), loss=st.sampled_from(hs.LOSSES),
+       seed=st.integers(0, 2**16))
+def test_reduced_maps_of_linear_networks_keep_the_spectra(n, d, zero_inputs, k, hidden, deficiency, loss, seed):
+    """Bottlenecks, r < d, n < d, zero inputs: eig(QᵀHQ) = eig(H) ∪ zeros for H_L, H_O, H_F, and the ranks are the
+    closed forms."""
+    rank = max(1, min(n, d) - deficiency)
+    mlp, theta, X, Y = _linear_point((d + zero_inputs, *hidden, k), n, rank, 0, seed)
+    X[:, d:] = 0.0
+    maps, reduced = hs.hessian_maps(mlp, theta, X, Y, loss), hs.reduced_maps(mlp, theta, X, Y, loss)
+    size, eps = mlp.num_params, torch.finfo(torch.float64).eps
+    for dense, restricted in ((torch.linalg.eigvalsh(maps.loss), torch.linalg.eigvalsh(reduced.loss)),
+                              (torch.linalg.svdvals(maps.outer_factor) ** 2,
+                               torch.linalg.svdvals(reduced.outer_factor) ** 2),
+                              (torch.linalg.eigvalsh(maps.functional), torch.linalg.eigvalsh(reduced.functional))):
+        dense = dense.abs().sort(descending=True).values
+        restricted = restricted.abs().sort(descending=True).values
+        tau = size * eps * float(dense[0])
+        assert torch.allclose(dense[:len(restricted)], restricted, rtol=1e-9, atol=tau)
+        assert bool((dense[len(restricted):] <= tau).all())
+    ranks = hs.hessian_ranks(reduced, size)
+    assert {kind: r.rank for kind, r in ranks.items()} == hs.predicted_ranks(hs.data_rank(X), hidden, k, loss)
+
+
+def test_reduced_maps_of_other_networks_are_the_full_maps():
+    for activation, bias in (("relu", False), ("linear", True)):
+        mlp, theta = _net((4, 5, 3), activation, bias=bias, seed=2)
+        X, Y = _data(6, 4, 3, 4, seed=2)
+        reduced, full = hs.reduced_maps(mlp, theta, X, Y, "ce"), hs.hessian_maps(mlp, theta, X, Y, "ce")
+        assert torch.equal(reduced.functional, full.functional) and torch.equal(reduced.outer_factor,
+                                                                                 full.outer_factor)
+
+
+def test_small_maps_are_decomposed_whole_and_large_ones_restricted(monkeypatch):
+    assert not hs.restricts(799) and hs.restricts(800)
+    calls = []
+    original = hs.reduced_maps
+    monkeypatch.setattr(hs, "reduced_maps", lambda *a: calls.append(a[0].num_params) or original(*a))
+    for widths in ((16, 25, 10), (16, 25, 25, 10)):  # p = 650 (whole), 1,275 (restricted)
+        mlp, theta, X, Y = _linear_point(widths, 50, 9, 7, seed=1)
+        ranks = hs.map_ranks(mlp, theta, X, Y, "mse")
+        assert {kind: r.rank for kind, r in ranks.items()} == hs.predicted_ranks(9, widths[1:-1], 10, "mse")
+        maps = hs.hessian_maps(mlp, theta, X, Y, "mse")
+        assert all(ranks[kind].tolerance == pytest.approx(report.tolerance, rel=1e-10)
+                   for kind, report in _dense_ranks(maps).items())
+    assert calls == [1275]
+
+
 # ----------------------------------------------------------------------------------------------------- formulas
 def test_closed_forms_reproduce_the_spec_examples():
     # n = 50, d = 16 (r = 16), K = 10, six hidden layers of width 25, MSE
