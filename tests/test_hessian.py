@@ -190,6 +190,20 @@ def test_relu_slope_at_the_kink_is_autograds():
     assert torch.equal(jac_s[1], torch.zeros_like(jac_s[1])) and _close(jac, jac_s) and _close(hess, hess_s)
 
 
+@pytest.mark.parametrize("loss", hs.LOSSES)
+@pytest.mark.parametrize("activation,bias", [("linear", False), ("relu", True), ("tanh", False)])
+def test_structural_gram_is_the_outer_product_hessian(activation, bias, loss):
+    mlp, theta = _net((4, 5, 3, 3), activation, bias=bias, seed=13)
+    X, Y = _data(7, 4, 3, 4, seed=13)
+    derivatives = hs.network_derivatives(mlp, theta, X)
+    gram = hs.structural_gram(derivatives, hs.output_hessian_root(loss, derivatives.outputs, Y))
+    assert _close(hs.outer_product_hessian(mlp, theta, X, Y, loss), gram) and torch.equal(gram, gram.T)
+    maps = hs.maps_from_derivatives(derivatives, Y, loss, gram=True)
+    assert torch.equal(maps.outer, gram) and _close(hs.loss_hessian(mlp, theta, X, Y, loss), maps.loss)
+    index = torch.arange(mlp.num_params) % 3 != 1
+    assert torch.equal(maps.restricted(index).gram, gram[index][:, index])
+
+
 @given(n=st.integers(1, 6), d=st.integers(1, 5), k=st.integers(1, 4), hidden=st.lists(st.integers(1, 4), max_size=3),
        activation=st.sampled_from(hs.ACTIVATIONS), bias=st.booleans(), loss=st.sampled_from(hs.LOSSES),
        seed=st.integers(0, 2**16))
