@@ -307,6 +307,26 @@ def flatten_layer(block: Tensor, bias: bool) -> Tensor:
     return torch.cat([block[..., :-1].flatten(-2), block[..., -1]], dim=-1)
 
 
+def flatten_block(block: Tensor, bias: bool) -> Tensor:
+    """A block indexed ``(M_l, M_{l-1} [+1], M_k, M_{k-1} [+1])`` (layer l's parameters × layer k's) → ``(p_l, p_k)``
+    in θ's layout on both sides (:func:`flatten_layer`)."""
+    columns = flatten_layer(block, bias)  # (M_l, M_{l-1}[+1], p_k)
+    return flatten_layer(columns.permute(2, 0, 1), bias).T
+
+
+def layer_offsets(mlp: MLP) -> list[int]:
+    """Where each layer's parameters start in θ (and p at the end)."""
+    sizes = [rows * cols + (rows if mlp.bias else 0) for rows, cols in mlp.layer_shapes]
+    return [sum(sizes[:l]) for l in range(mlp.depth + 1)]
+
+
+def _place_symmetric(matrix: Tensor, offsets: list[int], l: int, k: int, block: Tensor) -> None:
+    """Write block (l, k) of a symmetric parameter-space matrix and its transpose at (k, l)."""
+    matrix[offsets[l]:offsets[l + 1], offsets[k]:offsets[k + 1]] = block
+    if k != l:
+        matrix[offsets[k]:offsets[k + 1], offsets[l]:offsets[l + 1]] = block.T
+
+
 def layer_gradients(derivatives: NetworkDerivatives, top: int) -> Tensor:
     """∂z_top/∂θ_{≤ top} ``(n, M_top, p_top)`` (the parameters of layers 1 … top): layer l's part is
     C_{top,l}[i, j, a] ã_{l-1}[i, b]. With top = L it is the output Jacobian J."""
@@ -330,8 +350,7 @@ def _cross_layer_block(delta: Tensor, propagate: Tensor, below: Tensor, bias: bo
     block = (left.T @ below).reshape(delta.shape[1], rows, inner, below.shape[1])
     if bias:
         block = torch.cat([block, block.new_zeros(block.shape[0], 1, inner, below.shape[1])], dim=1)
-    columns = flatten_layer(block, bias)  # (M_l, M_{l-1}[+1], p_k)
-    return flatten_layer(columns.permute(2, 0, 1), bias).T
+    return flatten_block(block, bias)
 
 
 def structural_functional_hessian(derivatives: NetworkDerivatives, residual: Tensor) -> Tensor:
@@ -346,17 +365,14 @@ def structural_functional_hessian(derivatives: NetworkDerivatives, residual: Ten
     Σ_m U_mᵀ diag(β_m ⊙ σ''(z_m)) U_m of U_m = ∂z_m/∂θ (:func:`layer_gradients`). A bias-free network without hidden
     layer gets exactly zero."""
     mlp = derivatives.mlp
-    depth, bias = mlp.depth, mlp.bias
-    sizes = [rows * cols + (rows if bias else 0) for rows, cols in mlp.layer_shapes]
-    offsets = [sum(sizes[:l]) for l in range(depth + 1)]
+    depth, offsets = mlp.depth, layer_offsets(mlp)
     hess = residual.new_zeros(mlp.num_params, mlp.num_params)
     deltas = [torch.einsum("ic,ica->ia", residual, derivatives.chain[depth - 1][l]) for l in range(depth)]
     for l in range(1, depth):  # 0-based layer index l has layers 0 … l−1 below it
         for k in range(l):
             propagate = derivatives.slopes[l - 1][:, :, None] * derivatives.chain[l - 1][k]
-            block = _cross_layer_block(deltas[l], propagate, derivatives.inputs[k], bias)
-            hess[offsets[l]:offsets[l + 1], offsets[k]:offsets[k + 1]] = block
-            hess[offsets[k]:offsets[k + 1], offsets[l]:offsets[l + 1]] = block.T
+            block = _cross_layer_block(deltas[l], propagate, derivatives.inputs[k], mlp.bias)
+            _place_symmetric(hess, offsets, l, k, block)
     if derivatives.bends is not None:
         for m in range(depth - 1):
             weight = derivatives.bends[m] * (deltas[m + 1] @ derivatives.weights[m + 1])
@@ -373,23 +389,16 @@ def structural_gram(derivatives: NetworkDerivatives, root: Tensor) -> Tensor:
     output rows is taken per sample first, a GEMM over the n samples then — 2n·p² flops instead of the 2nK·p² of
     GᵀG as one product."""
     mlp = derivatives.mlp
-    depth, bias = mlp.depth, mlp.bias
-    sizes = [rows * cols + (rows if bias else 0) for rows, cols in mlp.layer_shapes]
-    offsets = [sum(sizes[:l]) for l in range(depth + 1)]
+    depth, offsets, n = mlp.depth, layer_offsets(mlp), root.shape[0]
     rows = [root @ derivatives.chain[depth - 1][l] for l in range(depth)]  # E_l = B C_{L,l} (n, K, M_l)
     gram = root.new_zeros(mlp.num_params, mlp.num_params)
-    n = root.shape[0]
     for l in range(depth):
         for k in range(l + 1):
             left = (rows[l].transpose(1, 2) @ rows[k]).reshape(n, -1)  # (n, M_l·M_k)
-            below, above = derivatives.inputs[l], derivatives.inputs[k]
-            right = (below[:, :, None] * above[:, None, :]).reshape(n, -1)  # (n, B_l·B_k)
-            block = (left.T @ right).reshape(rows[l].shape[2], rows[k].shape[2], below.shape[1], above.shape[1])
-            columns = flatten_layer(block.permute(0, 2, 1, 3), bias)  # (M_l, B_l, p_k)
-            block = flatten_layer(columns.permute(2, 0, 1), bias).T  # (p_l, p_k)
-            gram[offsets[l]:offsets[l + 1], offsets[k]:offsets[k + 1]] = block
-            if k < l:
-                gram[offsets[k]:offsets[k + 1], offsets[l]:offsets[l + 1]] = block.T
+            mine, other = derivatives.inputs[l], derivatives.inputs[k]
+            right = (mine[:, :, None] * other[:, None, :]).reshape(n, -1)  # (n, B_l·B_k)
+            block = (left.T @ right).reshape(rows[l].shape[2], rows[k].shape[2], mine.shape[1], other.shape[1])
+            _place_symmetric(gram, offsets, l, k, flatten_block(block.permute(0, 2, 1, 3), mlp.bias))
     return gram
 
 
