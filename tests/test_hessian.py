@@ -131,6 +131,87 @@ def test_functional_hessian_of_a_network_without_hidden_layer_is_exactly_zero():
     functional = hs.functional_hessian(mlp, theta, X, Y, "mse")
     assert torch.count_nonzero(functional) == 0
     assert hs.symmetric_rank(functional).rank == 0
+    assert torch.count_nonzero(hs.hessian_maps(mlp, theta, X, Y, "mse").functional) == 0
+
+
+# ----------------------------------------------------------------------------------------------------- structure
+def _autodiff_and_structural(mlp, theta, X, Y, loss):
+    derivatives = hs.network_derivatives(mlp, theta, X)
+    residual = hs.output_gradient(loss, derivatives.outputs, Y)
+    return ((hs.output_jacobian(mlp, theta, X), hs.structural_jacobian(derivatives)),
+            (hs.functional_hessian(mlp, theta, X, Y, loss), hs.structural_functional_hessian(derivatives, residual)))
+
+
+def _close(reference: torch.Tensor, value: torch.Tensor) -> bool:
+    """Equal up to float64 rounding of sums of products, relative to the largest entry."""
+    scale = max(float(reference.abs().max()), 1.0)
+    return reference.shape == value.shape and float((reference - value).abs().max()) <= 1e-12 * scale
+
+
+def test_flatten_layer_puts_weights_row_major_then_biases():
+    block = torch.arange(2 * 4, dtype=torch.float64).reshape(2, 4)  # M_l = 2, M_{l-1} = 3, last column = bias
+    assert hs.flatten_layer(block, True).tolist() == [0, 1, 2, 4, 5, 6, 3, 7]
+    assert hs.flatten_layer(block, False).tolist() == list(range(8))
+    mlp = MLP((3, 2), bias=True)  # the same layout as unflatten
+    theta = torch.arange(mlp.num_params, dtype=torch.float64)
+    (weight, bias), = hs.unflatten(mlp, theta)
+    assert torch.equal(hs.flatten_layer(torch.cat([weight, bias[:, None]], dim=1), True), theta)
+
+
+def test_chain_jacobians_of_a_linear_network_are_weight_products():
+    mlp, theta = _net((3, 4, 5, 2), seed=3)
+    X, _ = _data(4, 3, 2, 3, seed=3)
+    derivatives = hs.network_derivatives(mlp, theta, X)
+    (w1, _), (w2, _), (w3, _) = hs.unflatten(mlp, theta)
+    assert torch.allclose(derivatives.chain[2][0], (w3 @ w2).expand(4, 2, 4), atol=1e-14)
+    assert torch.allclose(derivatives.chain[2][1], w3.expand(4, 2, 5), atol=1e-15)
+    assert torch.equal(derivatives.chain[1][1], torch.eye(5, dtype=torch.float64).expand(4, 5, 5))
+    assert torch.allclose(derivatives.outputs, X @ (w3 @ w2 @ w1).T, atol=1e-14)
+    assert derivatives.bends is None and torch.equal(derivatives.inputs[0], X)
+
+
+@pytest.mark.parametrize("loss", hs.LOSSES)
+@pytest.mark.parametrize("activation,bias", [("linear", False), ("linear", True), ("relu", False), ("relu", True),
+                                             ("tanh", False), ("tanh", True)])
+@pytest.mark.parametrize("widths", [(4, 3), (4, 5, 3), (3, 4, 2, 5, 3)])
+def test_structural_maps_equal_autodiff(widths, activation, bias, loss):
+    mlp, theta = _net(widths, activation, bias=bias, seed=len(widths))
+    X, Y = _data(7, widths[0], widths[-1], widths[0], seed=5)
+    (jac, jac_s), (hess, hess_s) = _autodiff_and_structural(mlp, theta, X, Y, loss)
+    assert _close(jac, jac_s) and _close(hess, hess_s) and _close(hess_s, hess_s.T)
+
+
+def test_relu_slope_at_the_kink_is_autograds():
+    """A zero sample gives z = 0 in every unit of a bias-free network: σ'(0) = 0 in both constructions."""
+    mlp, theta = _net((3, 4, 4, 2), "relu", seed=2)
+    X, Y = _data(5, 3, 2, 3, seed=2)
+    X[1] = 0.0
+    (jac, jac_s), (hess, hess_s) = _autodiff_and_structural(mlp, theta, X, Y, "mse")
+    assert torch.equal(jac_s[1], torch.zeros_like(jac_s[1])) and _close(jac, jac_s) and _close(hess, hess_s)
+
+
+@pytest.mark.parametrize("loss", hs.LOSSES)
+@pytest.mark.parametrize("activation,bias", [("linear", False), ("relu", True), ("tanh", False)])
+def test_structural_gram_is_the_outer_product_hessian(activation, bias, loss):
+    mlp, theta = _net((4, 5, 3, 3), activation, bias=bias, seed=13)
+    X, Y = _data(7, 4, 3, 4, seed=13)
+    derivatives = hs.network_derivatives(mlp, theta, X)
+    gram = hs.structural_gram(derivatives, hs.output_hessian_root(loss, derivatives.outputs, Y))
+    assert _close(hs.outer_product_hessian(mlp, theta, X, Y, loss), gram) and torch.equal(gram, gram.T)
+    maps = hs.maps_from_derivatives(derivatives, Y, loss, gram=True)
+    assert torch.equal(maps.outer, gram) and _close(hs.loss_hessian(mlp, theta, X, Y, loss), maps.loss)
+    index = torch.arange(mlp.num_params) % 3 != 1
+    assert torch.equal(maps.restricted(index).gram, gram[index][:, index])
+
+
+@given(n=st.integers(1, 6), d=st.integers(1, 5), k=st.integers(1, 4), hidden=st.lists(st.integers(1, 4), max_size=3),
+       activation=st.sampled_from(hs.ACTIVATIONS), bias=st.booleans(), loss=st.sampled_from(hs.LOSSES),
+       seed=st.integers(0, 2**16))
+def test_structural_maps_equal_autodiff_on_random_networks(n, d, k, hidden, activation, bias, loss, seed):
+    mlp, theta = _net((d, *hidden, k), activation, bias=bias, seed=seed)
+    X, Y = _data(n, d, k, min(n, d), seed)
+    (jac, jac_s), (hess, hess_s) = _autodiff_and_structural(mlp, theta, X, Y, loss)
+    assert _close(jac, jac_s) and _close(hess, hess_s)
 
 
 # ----------------------------------------------------------------------------------------------------- ranks
@@ -162,6 +243,228 @@ def test_gram_rank_equals_matrix_rank_of_the_gram_matrix(m, p, k, seed):
     gram = G.T @ G
     assert hs.gram_rank(G).rank == int(torch.linalg.matrix_rank(gram, hermitian=True)) == k
     assert hs.symmetric_rank(gram).rank == k
+
+
+def _dense_ranks(maps) -> dict[str, hs.RankReport]:
+    """The reference: every map decomposed at its full p × p (p × nK for G) size."""
+    return {"loss": hs.symmetric_rank(maps.loss), "outer": hs.gram_rank(maps.outer_factor),
+            "functional": hs.symmetric_rank(maps.functional)}
+
+
+def _dead_unit_network(bias: bool = False):
+    """d = 4 → ReLU 5 → ReLU 3 → 2 on positive inputs whose input 2 is always zero; positive hidden weights (every
+    unit active) except the incoming weights of hidden unit 1 of layer 1, negative (never active)."""
+    mlp, theta = _net((4, 5, 3, 2), "relu", bias=bias, seed=21)
+    X = torch.rand(8, 4, generator=torch.Generator().manual_seed(22), dtype=torch.float64) + 0.1
+    X[:, 2] = 0.0
+    (w1, b1), (w2, b2), _ = hs.unflatten(mlp, theta)  # views into θ
+    w1.abs_(), w2.abs_()
+    w1[1] = -w1[1]
+    if bias:
+        b1.abs_(), b2.abs_()
+        b1[1] = -1.0
+    Y = torch.eye(2, dtype=torch.float64)[torch.arange(8) % 2]
+    return mlp, theta, X, Y
+
+
+def test_inert_parameters_are_the_dead_inputs_and_dead_units():
+    mlp, theta, X, Y = _dead_unit_network()
+    maps = hs.hessian_maps(mlp, theta, X, Y, "mse")
+    inert = hs.inert_parameters(maps)
+    index = torch.arange(mlp.num_params)
+    w1 = index[:20].reshape(5, 4)  # W^1 (5 × 4), then W^2 (3 × 5), then W^3 (2 × 3)
+    w2 = index[20:35].reshape(3, 5)
+    expected = torch.zeros(mlp.num_params, dtype=torch.bool)
+    expected[w1[:, 2]] = True  # input 2 is zero in every sample
+    expected[w1[1]] = True  # unit 1 never active: its incoming weights …
+    expected[w2[:, 1]] = True  # … and its outgoing weights
+    assert torch.equal(inert, expected)
+    for matrix in (maps.loss, maps.outer, maps.functional):
+        assert torch.count_nonzero(matrix[inert]) == 0 and torch.count_nonzero(matrix[:, inert]) == 0
+
+
+def _spectra_agree(maps) -> bool:
+    """eig(H) = eig(H restricted off the inert parameters) ∪ zeros, for H_L, H_O (via σ(G)²) and H_F: the sorted
+    magnitudes agree to float64 rounding (≤ p·eps·|λ|max, the tolerance τ), the dense extra ones are ≤ τ."""
+    live = ~hs.inert_parameters(maps)
+    compact = hs.HessianMaps(maps.outer_factor[:, live], maps.functional[live][:, live])
+    size, eps = maps.functional.shape[-1], torch.finfo(torch.float64).eps
+    for dense, restricted in ((torch.linalg.eigvalsh(maps.loss), torch.linalg.eigvalsh(compact.loss)),
+                              (torch.linalg.svdvals(maps.outer_factor) ** 2,
+                               torch.linalg.svdvals(compact.outer_factor) ** 2),
+                              (torch.linalg.eigvalsh(maps.functional), torch.linalg.eigvalsh(compact.functional))):
+        dense = dense.abs().sort(descending=True).values
+        restricted = restricted.abs().sort(descending=True).values
+        tau = size * eps * float(dense[0])
+        if not (torch.allclose(dense[:len(restricted)], restricted, rtol=0, atol=tau)
+                and bool((dense[len(restricted):] <= tau).all())):
+            return False
+    return True
+
+
+@pytest.mark.parametrize("loss", hs.LOSSES)
+@pytest.mark.parametrize("bias", [False, True])
+def test_ranks_without_inert_parameters_equal_the_dense_ranks(loss, bias):
+    """The restricted decomposition gives the dense spectrum (minus zeros), so the same rank at τ and 100τ, and the
+    same τ (it counts the full p). At τ/100 < eps·|λ|max (p < 100 here) the dense count may include the rounding noise
+    of the inert block's zero eigenvalues, which the restricted one does not have: not compared."""
+    mlp, theta, X, Y = _dead_unit_network(bias)
+    maps = hs.hessian_maps(mlp, theta, X, Y, loss)
+    assert hs.inert_parameters(maps).sum() >= 4 + 4 + 3
+    assert _spectra_agree(maps)
+    compact, dense = hs.hessian_ranks(maps), _dense_ranks(maps)
+    for kind in compact:
+        assert compact[kind].rank == dense[kind].rank and compact[kind].ranks_at["100"] == dense[kind].ranks_at["100"]
+        assert compact[kind].largest == pytest.approx(dense[kind].largest, rel=1e-12)
+        assert compact[kind].tolerance == pytest.approx(dense[kind].tolerance, rel=1e-12)  # τ counts the full p
+
+
+def test_a_map_without_inert_parameters_is_decomposed_whole():
+    mlp, theta = _net((3, 4, 2), "tanh", seed=4)
+    X, Y = _data(6, 3, 2, 3, seed=4)
+    maps = hs.hessian_maps(mlp, theta, X, Y, "ce")
+    assert not hs.inert_parameters(maps).any()
+    compact, dense = hs.hessian_ranks(maps), _dense_ranks(maps)
+    assert all(compact[kind] == dense[kind] for kind in compact)
+
+
+@given(n=st.integers(1, 8), d=st.integers(1, 5), zero_inputs=st.integers(0, 3), k=st.integers(2, 4),
+       hidden=st.lists(st.integers(1, 5), max_size=2), activation=st.sampled_from(hs.ACTIVATIONS),
+       loss=st.sampled_from(hs.LOSSES), seed=st.integers(0, 2**16))
+def test_restricted_spectra_equal_the_dense_spectra_on_random_networks(n, d, zero_inputs, k, hidden, activation,
+                                                                        loss, seed):
+    """Random networks, data with always-zero inputs (ReLU adds dead units by chance): the restricted decompositions
+    give the dense spectra (minus zeros) and the same rank at τ."""
+    X, Y = _data(n, d + zero_inputs, k, min(n, d + zero_inputs), seed)
+    X[:, :zero_inputs] = 0.0
+    mlp, theta = _net((d + zero_inputs, *hidden, k), activation, seed=seed)
+    maps = hs.hessian_maps(mlp, theta, X, Y, loss)
+    assert _spectra_agree(maps)
+    compact, dense = hs.hessian_ranks(maps), _dense_ranks(maps)
+    assert {kind: r.rank for kind, r in compact.items()} == {kind: r.rank for kind, r in dense.items()}
+
+
+# ----------------------------------------------------------------------------------------------------- linear range
+def test_leading_basis_contains_every_leading_set_of_generators_even_dependent_ones():
+    g = torch.Generator().manual_seed(3)
+    A = torch.randn(6, 2, generator=g, dtype=torch.float64)
+    A = torch.cat([A, A @ torch.tensor([[1.0], [2.0]], dtype=torch.float64), torch.zeros(6, 1)], dim=1)  # rank 2
+    Q = hs.leading_basis(A)
+    assert torch.allclose(Q.T @ Q, torch.eye(6, dtype=torch.float64), atol=1e-14)
+    for j in range(1, 5):
+        inside = Q[:, :j] @ (Q[:, :j].T @ A[:, :j])
+        assert torch.allclose(inside, A[:, :j], atol=1e-14)
+    assert torch.equal(hs.leading_basis(torch.zeros(3, 0, dtype=torch.float64)), torch.eye(3, dtype=torch.float64))
+
+
+def _linear_point(widths, n, rank, zero_inputs, seed):
+    mlp, theta = _net(widths, seed=seed)
+    X, Y = _data(n, widths[0], widths[-1], rank, seed)
+    X[:, :zero_inputs] = 0.0
+    return mlp, theta, X, Y
+
+
+def test_range_bases_are_orthogonal_and_span_the_generators():
+    mlp, theta, X, Y = _linear_point((12, 15, 15, 4), 8, 6, 3, seed=5)
+    derivatives = hs.network_derivatives(mlp, theta, X)
+    residual = hs.output_gradient("mse", derivatives.outputs, Y)
+    bases = hs.linear_range_bases(derivatives, residual)
+    for l, basis in enumerate(bases):
+        for Q in (basis.outputs, basis.inputs):
+            assert torch.allclose(Q.T @ Q, torch.eye(Q.shape[0], dtype=torch.float64), atol=1e-13)
+        # 𝓓_l: the rows of C_l lie in the first t = 4 output directions
+        rotated = derivatives.chain[-1][l][0] @ basis.outputs
+        assert l == 2 or rotated[:, 4:].abs().max() <= 1e-13 * rotated.abs().max()
+        # 𝓔_{l-1}: Σ_i a_i g_iᵀ lies in the first e = 4 input directions (of the layers that are column layers)
+        if l < 2:
+            correlation = basis.inputs.T @ derivatives.inputs[l].T @ residual
+            assert correlation[4:].abs().max() <= 1e-13 * correlation.abs().max()
+    # the first layer: the 9 active inputs first, exactly (a permutation and a rotation among them)
+    assert torch.equal(bases[0].inputs[:3, :9], torch.zeros(3, 9, dtype=torch.float64))
+    assert bases[0].keep.sum() == 15 * 4 + 4 * (9 - 4)  # b < e = 4 (column layer), a < t = 4 and b < nz = 9 (J)
+    assert bases[1].keep.sum() == 15 * 15 - (15 - 4) * (15 - 4)  # a < t (row layer) or b < e (column layer)
+    assert bases[2].keep.all()  # the output layer: 𝓓 = R^K, no rotation
+    assert torch.equal(bases[2].outputs, torch.eye(4, dtype=torch.float64))
+    assert torch.equal(bases[2].inputs, torch.eye(15, dtype=torch.float64))
+    with pytest.raises(ValueError, match="bias-free linear"):
+        relu, theta_relu = _net((3, 4, 2), "relu")
+        hs.linear_range_bases(hs.network_derivatives(relu, theta_relu, X[:, :3]), Y[:, :2])
+
+
+def test_range_bases_rotate_nothing_where_no_direction_can_be_dropped():
+    """Hidden widths ≤ K: 𝓓_l is the whole output side of every layer; only the inactive inputs go."""
+    mlp, theta, X, Y = _linear_point((12, 4, 4, 4), 8, 6, 3, seed=5)
+    derivatives = hs.network_derivatives(mlp, theta, X)
+    bases = hs.linear_range_bases(derivatives, hs.output_gradient("ce", derivatives.outputs, Y))
+    assert all(torch.equal(b.outputs, torch.eye(4, dtype=torch.float64)) for b in bases)
+    assert torch.equal(bases[0].inputs, torch.eye(12, dtype=torch.float64)[:, [*range(3, 12), 0, 1, 2]])
+    assert bases[0].keep.sum() == 4 * 9 and bases[1].keep.all() and bases[2].keep.all()
+    reduced = hs.reduced_maps(mlp, theta, X, Y, "ce")
+    maps = hs.hessian_maps(mlp, theta, X, Y, "ce")
+    live = ~hs.inert_parameters(maps)
+    assert torch.equal(reduced.functional, maps.functional[live][:, live])  # the same numbers, permuted
+
+
+@pytest.mark.parametrize("loss", hs.LOSSES)
+def test_rotated_maps_vanish_off_the_kept_coordinates(loss):
+    mlp, theta, X, Y = _linear_point((10, 12, 12, 12, 3), 20, 7, 2, seed=9)
+    derivatives = hs.network_derivatives(mlp, theta, X)
+    bases = hs.linear_range_bases(derivatives, hs.output_gradient(loss, derivatives.outputs, Y))
+    keep = torch.cat([basis.keep.flatten() for basis in bases])
+    rotated = hs.maps_from_derivatives(hs.rotate_derivatives(derivatives, bases), Y, loss)
+    full = hs.hessian_maps(mlp, theta, X, Y, loss)
+    assert rotated.functional[~keep].abs().max() <= 1e-13 * full.functional.abs().max()
+    assert rotated.outer_factor[:, ~keep].abs().max() <= 1e-13 * full.outer_factor.abs().max()
+    # an orthogonal change of coordinates: the same Frobenius norms
+    assert torch.linalg.norm(rotated.loss) == pytest.approx(float(torch.linalg.norm(full.loss)), rel=1e-12)
+
+
+@given(n=st.integers(1, 9), d=st.integers(1, 6), zero_inputs=st.integers(0, 2), k=st.integers(2, 4),
+       hidden=st.lists(st.integers(1, 6), max_size=3), deficiency=st.integers(0, 3), loss=st.sampled_from(hs.LOSSES),
+       seed=st.integers(0, 2**16))
+def test_reduced_maps_of_linear_networks_keep_the_spectra(n, d, zero_inputs, k, hidden, deficiency, loss, seed):
+    """Bottlenecks, r < d, n < d, zero inputs: eig(QᵀHQ) = eig(H) ∪ zeros for H_L, H_O, H_F, and the ranks are the
+    closed forms."""
+    rank = max(1, min(n, d) - deficiency)
+    mlp, theta, X, Y = _linear_point((d + zero_inputs, *hidden, k), n, rank, 0, seed)
+    X[:, d:] = 0.0
+    maps, reduced = hs.hessian_maps(mlp, theta, X, Y, loss), hs.reduced_maps(mlp, theta, X, Y, loss)
+    size, eps = mlp.num_params, torch.finfo(torch.float64).eps
+    for dense, restricted in ((torch.linalg.eigvalsh(maps.loss), torch.linalg.eigvalsh(reduced.loss)),
+                              (torch.linalg.svdvals(maps.outer_factor) ** 2,
+                               torch.linalg.svdvals(reduced.outer_factor) ** 2),
+                              (torch.linalg.eigvalsh(maps.functional), torch.linalg.eigvalsh(reduced.functional))):
+        dense = dense.abs().sort(descending=True).values
+        restricted = restricted.abs().sort(descending=True).values
+        tau = size * eps * float(dense[0])
+        assert torch.allclose(dense[:len(restricted)], restricted, rtol=1e-9, atol=tau)
+        assert bool((dense[len(restricted):] <= tau).all())
+    ranks = hs.hessian_ranks(reduced, size)
+    assert {kind: r.rank for kind, r in ranks.items()} == hs.predicted_ranks(hs.data_rank(X), hidden, k, loss)
+
+
+def test_reduced_maps_of_other_networks_are_the_full_maps():
+    for activation, bias in (("relu", False), ("linear", True)):
+        mlp, theta = _net((4, 5, 3), activation, bias=bias, seed=2)
+        X, Y = _data(6, 4, 3, 4, seed=2)
+        reduced, full = hs.reduced_maps(mlp, theta, X, Y, "ce"), hs.hessian_maps(mlp, theta, X, Y, "ce")
+        assert torch.equal(reduced.functional, full.functional) and torch.equal(reduced.outer_factor,
+                                                                                 full.outer_factor)
+
+
+def test_small_maps_are_decomposed_whole_and_large_ones_restricted(monkeypatch):
+    assert not hs.restricts(799) and hs.restricts(800)
+    calls = []
+    original = hs.reduced_maps
+    monkeypatch.setattr(hs, "reduced_maps", lambda *a: calls.append(a[0].num_params) or original(*a))
+    for widths in ((16, 25, 10), (16, 25, 25, 10)):  # p = 650 (whole), 1,275 (restricted)
+        mlp, theta, X, Y = _linear_point(widths, 50, 9, 7, seed=1)
+        ranks = hs.map_ranks(mlp, theta, X, Y, "mse")
+        assert {kind: r.rank for kind, r in ranks.items()} == hs.predicted_ranks(9, widths[1:-1], 10, "mse")
+        maps = hs.hessian_maps(mlp, theta, X, Y, "mse")
+        assert all(ranks[kind].tolerance == pytest.approx(report.tolerance, rel=1e-10)
+                   for kind, report in _dense_ranks(maps).items())
+    assert calls == [1275]
 
 
 # ----------------------------------------------------------------------------------------------------- formulas

@@ -4,8 +4,9 @@ and sample-size sweeps.
 Every sweep point is a network (hidden widths) and a data set (the first n training images, pixels / 255,
 downsampled to side × side, one-hot labels over K = 10 classes). For each dataset × loss × activation × point, the
 exact float64 Hessian maps H_L, H_O, H_F of a Glorot-normal network are formed (:mod:`rankrepro.hessian`), their
-numerical ranks counted (eigenvalues above |λ|_max · p · eps), and compared with the closed forms for deep linear
-networks and with the exact upper bounds that hold for any activation. The network of a given architecture is the
+numerical ranks counted (eigenvalues above |λ|_max · p · eps, from one decomposition per map of the maps restricted to
+a subspace that holds their range: :func:`rankrepro.hessian.map_ranks`), and compared with the closed forms for deep
+linear networks and with the exact upper bounds that hold for any activation. The network of a given architecture is the
 same for every loss, dataset and n (its seed is derived from the widths).
 
 Each point is written to ``<out>/batches/<key>.json`` when done, so an interrupted sweep resumes point by point.
@@ -33,14 +34,15 @@ from rankrepro.claims import DATA_UNAVAILABLE, ClaimResult, decide
 from rankrepro.datasets import DataSource, ImageDataset, available_datasets
 from rankrepro.experiments.base import (BATCH_DIR, Context, cached_batch, load_results,
                                         mechanism_hash, run_fingerprint, write_results)
-from rankrepro.hessian import MLP, data_rank, glorot_normal_init, hessian_maps, hessian_ranks, predicted_ranks
+from rankrepro.hessian import MLP, data_rank, glorot_normal_init, map_ranks, predicted_ranks
 from rankrepro.plotting import add_caption, add_title, apply_style, caption_text, save_figure
 from rankrepro.seeding import seeded_generator
 
 log = logging.getLogger(__name__)
 
-#: bump when the way a point is computed changes (invalidates cached point files)
-POINT_FORMAT = 1
+#: bump when the way a point is computed changes (invalidates cached point files); 2: map_ranks (structural maps,
+#: decomposed on a subspace that holds their range) instead of autodiff maps decomposed whole
+POINT_FORMAT = 2
 DATASETS = ("mnist", "fashion-mnist", "cifar-10")
 #: weights of R, G, B in the grey value of a colour image (ITU-R 601-2, as PIL's "L" mode)
 LUMA = (0.299, 0.587, 0.114)
@@ -114,9 +116,7 @@ def compute_point(X: torch.Tensor, Y: torch.Tensor, loss: str, activation: str, 
     started = time.time()
     mlp, theta = network_for(point, X.shape[1], Y.shape[1], activation, bool(settings["bias"]), int(settings["seed"]))
     r = data_rank(X)
-    maps = hessian_maps(mlp, theta.to(device), X.to(device), Y.to(device), loss)
-    reports = hessian_ranks(maps)
-    del maps
+    reports = map_ranks(mlp, theta.to(device), X.to(device), Y.to(device), loss)
     return {
         "n": int(X.shape[0]), "d": int(X.shape[1]), "K": int(Y.shape[1]), "hidden": list(point.hidden),
         "p": mlp.num_params, "r": r,
@@ -267,7 +267,8 @@ def data_details(settings: dict) -> str:
     return (f"First n training images, pixels/255, {settings['resize']}-resized to {side}×{side} (d = {side * side}), "
             f"one-hot labels (K = 10); bias-free networks{' with biases' if settings['bias'] else ''}, Glorot-normal "
             f"init (one draw per architecture, seed {settings['seed']}), at initialisation, float64. Rank: eigenvalues "
-            f"of the symmetric Hessian above |λ|max·p·eps (H_O from the squared singular values of its nK×p factor).")
+            f"of the symmetric Hessian above |λ|max·p·eps (H_O from the squared singular values of its nK×p factor), "
+            f"each map decomposed on a subspace that holds its range (exact; H_L and H_F whole where p < 800).")
 
 
 def substitutions(summary: dict) -> str:
