@@ -141,3 +141,30 @@ def test_dense_gat_forward_refuses_attention_dropout():
     conv = DenseGATConv(3, 2, heads=2, dropout=0.5)
     with pytest.raises(ConfigError, match="dropout"):
         gnn.dense_gat_forward(conv, torch.randn(2, 4, 3), isc.shared_adjacency()[:, :4, :4])
+
+
+# ------------------------------------------------------------------------------- learnable edge weights (UGS)
+def test_weighted_gcn_operator_is_gcn_norm_with_edge_weights_and_differentiable():
+    """The stacked GCN on a WeightedGCNOperator = torch_geometric's GCN with ``edge_weight`` (both directions):
+    logits and the gradients of the parameters and of the edge weights."""
+    from rankrepro.gnn import StackedStructure, WeightedGCNOperator
+
+    edges = random_graph(20, 0.2, seed=3)
+    torch.manual_seed(0)
+    model = GNN("gcn", 5, 8, 2, 3, graph_level=False)
+    x = torch.randn(20, 5)
+    weight = torch.rand(len(edges), requires_grad=True)
+    reference_weight = weight.detach().clone().requires_grad_()
+    stacked = StackedGNN.from_models([model])
+    structure = StackedStructure(1, 20, propagation=WeightedGCNOperator.pattern(edges, 20).with_weight(weight))
+    logits = stacked.forward(x, structure, training=True)[0]
+    expected = model(x, torch.from_numpy(directed_edge_index(edges)), edge_weight=reference_weight.repeat(2))
+    assert torch.allclose(logits, expected, atol=1e-12)
+    probe = torch.randn_like(logits)
+    grads = torch.autograd.grad((logits * probe).sum(), [weight, *stacked.params.values()])
+    (expected * probe).sum().backward()
+    assert torch.allclose(grads[0], reference_weight.grad, atol=1e-10)
+    for g, (name, parameter) in zip(grads[1:], model.named_parameters()):
+        assert torch.allclose(g[0], parameter.grad, atol=1e-10), name
+    with pytest.raises(ValueError, match="with_weight"):
+        WeightedGCNOperator.pattern(edges, 20) @ x

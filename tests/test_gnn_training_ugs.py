@@ -233,6 +233,35 @@ def test_ugs_mask_learns_lower_weights_for_edges_across_the_classes(seed):
     assert across.any() and magnitude[across].mean() < magnitude[~across].mean() - 0.05
 
 
+def reference_train_masked(model, features, labels, train_mask, edges, *, l1, epochs, lr, weight_decay):
+    """UGS's mask training as it was written with torch_geometric's GCN (``edge_weight``), the reference."""
+    mask = torch.nn.Parameter(torch.ones(len(edges), dtype=features.dtype))
+    edge_index = torch.from_numpy(directed_edge_index(edges))
+    optimizer = torch.optim.Adam([{"params": model.parameters(), "weight_decay": weight_decay},
+                                  {"params": [mask], "weight_decay": 0.0}], lr=lr)
+    model.train()
+    for _ in range(epochs):
+        logits = model(features, edge_index, edge_weight=mask.abs().repeat(2))
+        loss = F.cross_entropy(logits[train_mask], labels[train_mask]) + l1 * mask.abs().sum()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return mask.detach().abs()
+
+
+def test_ugs_mask_training_matches_the_torch_geometric_reference():
+    features, labels, edges, _ = two_community_graph(seed=2)
+    masks = gnn_training.random_split(len(labels), (0.6, 0.2, 0.2), 0)
+    torch.manual_seed(1)
+    model = GNN("gcn", 2, 8, 2, 2, graph_level=False)
+    options = {"l1": 1e-2, "epochs": 30, "lr": 1e-2, "weight_decay": 1e-3}
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    ours = ugs.train_masked(model, features, labels, masks["train"], edges, **options)
+    assert all(torch.equal(p, before[name]) for name, p in model.named_parameters())  # the model is not trained
+    expected = reference_train_masked(model, features, labels, masks["train"], edges, **options)
+    assert torch.allclose(ours, expected, atol=1e-10)
+
+
 def test_bad_ugs_settings_are_config_errors():
     _, _, edges, _ = two_community_graph()
     with pytest.raises(ConfigError, match="prune_fraction"):

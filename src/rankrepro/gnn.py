@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -206,6 +206,66 @@ class SparseOperator:
         return _SparseProduct.apply(self.matrix, self.transpose, dense)
 
 
+class _WeightedSymmetricProduct(torch.autograd.Function):
+    """``A @ H`` for a symmetric sparse ``A`` with a fixed CSR pattern and differentiable values: ∂/∂H = A G
+    (A = Aᵀ) and ∂/∂a_ij = ⟨G_i, H_j⟩ (one sampled product over the pattern)."""
+
+    @staticmethod
+    def forward(ctx, values: Tensor, dense: Tensor, crow: Tensor, col: Tensor) -> Tensor:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            matrix = torch.sparse_csr_tensor(crow, col, values.detach(), (len(crow) - 1, dense.shape[0]),
+                                             check_invariants=False)
+        ctx.matrix = matrix
+        ctx.save_for_backward(dense)
+        return matrix @ dense
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, None, None]:
+        (dense,) = ctx.saved_tensors
+        grad_values = torch.sparse.sampled_addmm(ctx.matrix, grad, dense.t(), beta=0.0).values()
+        return grad_values, ctx.matrix @ grad, None, None
+
+
+@dataclass(frozen=True, eq=False)
+class WeightedGCNOperator:
+    """GCN propagation D^-1/2 (A_w + I) D^-1/2 of one graph with learnable edge weights w (torch_geometric's
+    ``gcn_norm`` with ``edge_weight``: d_i = 1 + Σ_j w_ij, entry (i, j) = w_ij / sqrt(d_i d_j), self-loop
+    1 / d_i): the CSR pattern of A + I is fixed (:meth:`pattern`), the entries are computed once per weight
+    (:meth:`with_weight`) and carry the gradient to it."""
+
+    crow: Tensor
+    col: Tensor
+    row: Tensor
+    source: Tensor  # per CSR entry: its undirected edge, or m + v for the self-loop of v
+    num_nodes: int
+    values: Tensor | None = None
+
+    @classmethod
+    def pattern(cls, edges: np.ndarray, num_nodes: int) -> WeightedGCNOperator:
+        """The (weightless) pattern of undirected ``edges`` ``(m, 2)``, u < v, with a self-loop per vertex."""
+        pairs = np.asarray(edges, dtype=np.int64).reshape(-1, 2)
+        m, loops = len(pairs), np.arange(num_nodes)
+        rows = np.concatenate([pairs[:, 0], pairs[:, 1], loops])
+        cols = np.concatenate([pairs[:, 1], pairs[:, 0], loops])
+        source = np.concatenate([np.arange(m), np.arange(m), m + loops])
+        order = np.lexsort((cols, rows))
+        crow = np.searchsorted(rows[order], np.arange(num_nodes + 1))
+        return cls(torch.from_numpy(crow), torch.from_numpy(cols[order]), torch.from_numpy(rows[order]),
+                   torch.from_numpy(source[order]), num_nodes)
+
+    def with_weight(self, weight: Tensor) -> WeightedGCNOperator:
+        """The operator for edge weights ``weight`` ``(m,)`` (one per undirected edge, both directions)."""
+        raw = torch.cat([weight, weight.new_ones(self.num_nodes)])[self.source]
+        scale = torch.zeros(self.num_nodes, dtype=raw.dtype).index_add_(0, self.row, raw).rsqrt()
+        return replace(self, values=scale[self.row] * raw * scale[self.col])
+
+    def __matmul__(self, dense: Tensor) -> Tensor:
+        if self.values is None:
+            raise ValueError("a WeightedGCNOperator needs its edge weights (with_weight) before a product")
+        return _WeightedSymmetricProduct.apply(self.values, dense, self.crow, self.col)
+
+
 #: below this fraction of non-zeros, shared input features enter as a sparse operator
 SPARSE_FEATURES_DENSITY = 0.1
 
@@ -227,7 +287,7 @@ class StackedStructure:
 
     runs: int
     num_nodes: int
-    propagation: SparseOperator | None = None
+    propagation: SparseOperator | WeightedGCNOperator | None = None
     source: Tensor | None = None
     target: Tensor | None = None
 
@@ -275,7 +335,7 @@ def _linear(h: Tensor | SparseOperator, weight: Tensor, bias: Tensor | None = No
     return torch.baddbmm(bias[:, None], h, weight.transpose(1, 2))
 
 
-def _propagate(operator: SparseOperator, h: Tensor) -> Tensor:
+def _propagate(operator: SparseOperator | WeightedGCNOperator, h: Tensor) -> Tensor:
     """The block-diagonal operator applied to every run's features: ``(k, n, c)`` → ``(k, n, c)``."""
     runs, n, c = h.shape
     return (operator @ h.reshape(runs * n, c)).view(runs, n, c)
