@@ -135,7 +135,8 @@ def dense_gat_forward(conv: nn.Module, x: Tensor, adj: Tensor) -> Tensor:
         e_ij = LeakyReLU(⟨a_dst, z_i⟩ + ⟨a_src, z_j⟩)  for j ∈ N(i) ∪ {i},   α_ij = softmax_j e_ij,
         out_i = ‖_h Σ_j α_ij z_j + bias   (heads concatenated; averaged when ``concat`` is false).
 
-    The logits are laid out ``(B, H, N, N)``, so the softmax runs over the contiguous last axis with an additive −∞
+    The 2H attention scores of every vertex come from one product with the block-diagonal [a_src | a_dst]; the
+    logits are laid out ``(B, H, N, N)``, so the softmax runs over the contiguous last axis with an additive −∞
     mask; graphs go in chunks of at most :data:`GAT_CHUNK_ENTRIES` attention entries. ``x``: ``(B, N, F)``;
     ``adj``: ``(B or 1, N, N)`` 0/1 without self-loops."""
     if conv.training and conv.dropout > 0:
@@ -145,16 +146,18 @@ def dense_gat_forward(conv: nn.Module, x: Tensor, adj: Tensor) -> Tensor:
     batch, n, _ = x.shape
     heads, channels = conv.heads, conv.out_channels
     mask = _attention_mask(adj)
-    z = conv.lin(x).view(batch, n, heads, channels).transpose(1, 2)  # (B, H, N, C)
-    att_src, att_dst = conv.att_src.view(heads, channels, 1), conv.att_dst.view(heads, channels, 1)
+    flat = conv.lin(x)  # (B, N, H·C)
+    scores_matrix = torch.cat([torch.block_diag(*conv.att_src.view(heads, channels, 1)),
+                               torch.block_diag(*conv.att_dst.view(heads, channels, 1))], dim=1)  # (H·C, 2H)
+    scores = (flat @ scores_matrix).transpose(1, 2).contiguous()  # (B, 2H, N): ⟨a_src, z_j⟩, ⟨a_dst, z_i⟩
+    source, target = scores[:, :heads, None, :], scores[:, heads:, :, None]  # (B, H, 1, N), (B, H, N, 1)
+    z = flat.view(batch, n, heads, channels).transpose(1, 2).contiguous()  # (B, H, N, C)
     step = max(1, GAT_CHUNK_ENTRIES // (heads * n * n))
     outs = []
     for start in range(0, batch, step):
-        part = z[start:start + step]
-        source, target = (part @ att_src).transpose(-1, -2), part @ att_dst  # (b, H, 1, N), (b, H, N, 1)
-        logits = F.leaky_relu(target + source, conv.negative_slope)
-        part_mask = mask if mask.shape[0] == 1 else mask[start:start + step]
-        outs.append(torch.softmax(logits + part_mask, dim=-1) @ part)  # (b, H, N, C)
+        part = slice(start, start + step)
+        logits = F.leaky_relu(target[part] + source[part], conv.negative_slope)
+        outs.append(torch.softmax(logits + (mask if mask.shape[0] == 1 else mask[part]), dim=-1) @ z[part])
     out = torch.cat(outs).transpose(1, 2)  # (B, N, H, C)
     out = out.reshape(batch, n, heads * channels) if conv.concat else out.mean(dim=2)
     return out + conv.bias if conv.bias is not None else out
