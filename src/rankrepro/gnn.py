@@ -153,11 +153,10 @@ def dense_gat_forward(conv: nn.Module, x: Tensor, adj: Tensor) -> Tensor:
     source, target = scores[:, :heads, None, :], scores[:, heads:, :, None]  # (B, H, 1, N), (B, H, N, 1)
     z = flat.view(batch, n, heads, channels).transpose(1, 2).contiguous()  # (B, H, N, C)
     step = max(1, GAT_CHUNK_ENTRIES // (heads * n * n))
-    outs = []
-    for start in range(0, batch, step):
-        part = slice(start, start + step)
-        logits = F.leaky_relu(target[part] + source[part], conv.negative_slope)
-        outs.append(torch.softmax(logits + (mask if mask.shape[0] == 1 else mask[part]), dim=-1) @ z[part])
+    masks = [mask] * len(range(0, batch, step)) if mask.shape[0] == 1 else mask.split(step)
+    outs = []  # split, not sliced: one backward step gathers the chunks' gradients
+    for t, s, m, part in zip(target.split(step), source.split(step), masks, z.split(step)):
+        outs.append(torch.softmax(F.leaky_relu(t + s, conv.negative_slope) + m, dim=-1) @ part)
     out = torch.cat(outs).transpose(1, 2)  # (B, N, H, C)
     out = out.reshape(batch, n, heads * channels) if conv.concat else out.mean(dim=2)
     return out + conv.bias if conv.bias is not None else out
