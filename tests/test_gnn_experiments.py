@@ -234,3 +234,16 @@ def test_sparsification_config_errors():
         sparsification.run({**SPARSIFY, "optimizer": {}}, "unused", CTX, FakeData())
     with pytest.raises(DataError, match="dblp"):
         sparsification.run({**SPARSIFY, "datasets": ["dblp"], "optional_datasets": []}, "unused", CTX, FakeData())
+
+
+@pytest.mark.parametrize("tier", ["smoke", "config", "paper"])
+def test_every_tier_config_gives_the_chapter4_defaults(tier):
+    """Defaults the experiments read are filled in every tier (a default beside a bare $ref would not be)."""
+    from pathlib import Path
+
+    from rankrepro.config import load_config
+
+    experiments = load_config(Path(__file__).parents[1] / "config" / f"{tier}.yaml")["experiments"]
+    assert experiments["edge_sparsification"]["models"] and experiments["edge_sparsification"]["batch_runs"] >= 1
+    assert experiments["is_same_class_gnn"]["models"]
+    assert experiments["is_same_class_gnn"]["normalize"] == {"mean": 0.286, "std": 0.353}
