@@ -50,7 +50,7 @@ TABLE1 = {"seed": 1, "dataset": "fashion-mnist", "datasets": ["fashion-mnist"], 
 SPARSIFY = {"seed": 1, "datasets": ["cora"], "optional_datasets": ["dblp"], "models": ["gcn"],
             "methods": ["random", "spectral", "ugs", "one_wis", "two_wis"], "two_wis_datasets": ["cora"],
             "two_wis_chunk": 2, "removed_percents": [0, 30, 60, 100], "seeds": 2, "width": 8, "heads": 2,
-            "depth": {"gcn": 2, "gat": 2, "gin": 2, "resgcn": 3}, "max_epochs": 3, "patience": 3,
+            "depth": {"gcn": 2, "gat": 2, "gin": 2, "resgcn": 3}, "max_epochs": 3, "patience": 3, "batch_runs": 4,
             "split": [0.6, 0.2, 0.2], "optimizer": {"cora": {"lr": 1e-2, "weight_decay": 0.0},
                                                     "dblp": {"lr": 1e-3, "weight_decay": 0.0}},
             "ugs": {"l1": 1e-2, "rounds": 2, "prune_fraction": 0.2, "epochs": 2},
@@ -149,9 +149,45 @@ def test_sparsification_orders_are_cached_per_dataset_method_and_seed(sparsifica
     assert orders == ["cora_one_wis", "cora_random_seed0", "cora_random_seed1", "cora_spectral_seed0",
                       "cora_spectral_seed1", "cora_two_wis", "cora_ugs_seed0", "cora_ugs_seed1"]
     monkeypatch.setattr(sparsification, "compute_order", lambda *a, **k: pytest.fail("an order was recomputed"))
-    monkeypatch.setattr(sparsification.gnn_training, "train_vertex_classifier",
+    monkeypatch.setattr(sparsification.gnn_training, "train_vertex_classifiers",
                         lambda *a, **k: pytest.fail("a run was recomputed"))
     sparsification.run(SPARSIFY, sparsification_results, CTX, FakeData())
+
+
+def test_sparsification_batches_depend_on_the_settings_only():
+    """Runs of one model and seed, in order, in chunks of batch_runs: 12 runs per seed → 4 + 4 + 4."""
+    kept = np.arange(3)
+    specs = [sparsification.RunSpec(model, "random", q, seed, kept, f"{model}_{q}_{seed}")
+             for seed in (0, 1) for q in range(6) for model in ("gcn", "gin")]
+    chunks = sparsification.batches(specs, ["gcn", "gin"], 2, 4)
+    assert [len(c) for c in chunks] == [4, 2, 4, 2, 4, 2, 4, 2]
+    assert [s.key for s in chunks[0]] == ["gcn_0_0", "gcn_1_0", "gcn_2_0", "gcn_3_0"]
+    assert all(len({(s.model, s.seed_index) for s in c}) == 1 for c in chunks)
+
+
+def test_sparsification_recomputes_a_lost_run_with_its_whole_batch_bit_for_bit(sparsification_results, tmp_path,
+                                                                                 monkeypatch):
+    """A killed job leaves whole batches: deleting one run's file retrains exactly its batch, whose numbers come
+    back identical; every other batch is read from the cache."""
+    import shutil
+    out = tmp_path / "copy"
+    shutil.copytree(sparsification_results, out)
+    before = pd.read_csv(out / "metrics.csv")
+    (out / "batches" / "cora_gcn_random_r30_seed0.json").unlink()
+    trained = []
+    original = sparsification.gnn_training.train_vertex_classifiers
+
+    def spy(model, *args, **kwargs):
+        trained.append(model.runs)
+        return original(model, *args, **kwargs)
+
+    monkeypatch.setattr(sparsification.gnn_training, "train_vertex_classifiers", spy)
+    torch.set_default_dtype(torch.float32)  # as when the module's results were made (restored by conftest)
+    sparsification.run(SPARSIFY, out, CTX, FakeData())
+    assert trained == [SPARSIFY["batch_runs"]]
+    after = pd.read_csv(out / "metrics.csv")
+    columns = ["test_acc", "val_acc", "train_acc", "epochs", "best_epoch"]
+    pd.testing.assert_frame_equal(before[columns], after[columns])
 
 
 def test_sparsification_caches_the_library_order(sparsification_results):
@@ -198,3 +234,16 @@ def test_sparsification_config_errors():
         sparsification.run({**SPARSIFY, "optimizer": {}}, "unused", CTX, FakeData())
     with pytest.raises(DataError, match="dblp"):
         sparsification.run({**SPARSIFY, "datasets": ["dblp"], "optional_datasets": []}, "unused", CTX, FakeData())
+
+
+@pytest.mark.parametrize("tier", ["smoke", "config", "paper"])
+def test_every_tier_config_gives_the_chapter4_defaults(tier):
+    """Defaults the experiments read are filled in every tier (a default beside a bare $ref would not be)."""
+    from pathlib import Path
+
+    from rankrepro.config import load_config
+
+    experiments = load_config(Path(__file__).parents[1] / "config" / f"{tier}.yaml")["experiments"]
+    assert experiments["edge_sparsification"]["models"] and experiments["edge_sparsification"]["batch_runs"] >= 1
+    assert experiments["is_same_class_gnn"]["models"]
+    assert experiments["is_same_class_gnn"]["normalize"] == {"mean": 0.286, "std": 0.353}

@@ -13,7 +13,6 @@ With f = 5 % and R = 20 the rounds prune 1 − 0.95²⁰ ≈ 64 % of the edges.
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable
 
@@ -23,22 +22,27 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from rankrepro.errors import ConfigError
-from rankrepro.graphs import check_edges, directed_edge_index
+from rankrepro.gnn import SparseOperator, StackedGNN, StackedStructure, WeightedGCNOperator, shared_features
+from rankrepro.graphs import check_edges
 
 
-def train_masked(model: nn.Module, features: Tensor, labels: Tensor, train_mask: Tensor, edges: np.ndarray, *,
-                 l1: float, epochs: int, lr: float, weight_decay: float) -> Tensor:
-    """Train ``model`` and a mask over ``edges`` (both from their current state / all ones) for ``epochs`` full-batch
-    Adam steps on CE(train) + l1·‖m‖₁ (weight decay on the weights only); return |m| per edge."""
-    mask = nn.Parameter(torch.ones(len(edges), dtype=features.dtype))
-    edge_index = torch.from_numpy(directed_edge_index(edges))
-    optimizer = torch.optim.Adam([{"params": model.parameters(), "weight_decay": weight_decay},
+def train_masked(model: nn.Module, features: Tensor | SparseOperator, labels: Tensor, train_mask: Tensor,
+                 edges: np.ndarray, *, l1: float, epochs: int, lr: float, weight_decay: float) -> Tensor:
+    """Train a copy of the GCN ``model`` (from its current weights) and a mask over ``edges`` (all ones) for
+    ``epochs`` full-batch Adam steps on CE(train) + l1·‖m‖₁ (weight decay on the weights only), the mask as the
+    edge weight |m| of both directions (:class:`~rankrepro.gnn.WeightedGCNOperator`); return |m| per edge.
+    ``model`` itself is left unchanged."""
+    stacked = StackedGNN.from_models([model])
+    dtype = next(iter(stacked.params.values())).dtype
+    mask = nn.Parameter(torch.ones(len(edges), dtype=dtype))
+    pattern = WeightedGCNOperator.pattern(edges, len(labels))
+    optimizer = torch.optim.Adam([{"params": list(stacked.params.values()), "weight_decay": weight_decay},
                                   {"params": [mask], "weight_decay": 0.0}], lr=lr)
-    model.train()
+    train_index = train_mask.nonzero().squeeze(1)
     for _ in range(epochs):
-        weight = mask.abs().repeat(2)
-        logits = model(features, edge_index, edge_weight=weight)
-        loss = F.cross_entropy(logits[train_mask], labels[train_mask]) + l1 * mask.abs().sum()
+        structure = StackedStructure(1, len(labels), propagation=pattern.with_weight(mask.abs()))
+        logits = stacked.forward(features, structure, training=True)[0]
+        loss = F.cross_entropy(logits[train_index], labels[train_index]) + l1 * mask.abs().sum()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -54,16 +58,15 @@ def ugs_removal_order(make_model: Callable[[], nn.Module], features: Tensor, lab
     if rounds < 0 or not 0.0 < prune_fraction < 1.0 or l1 < 0 or epochs < 1:
         raise ConfigError(f"UGS needs rounds ≥ 0, 0 < prune_fraction < 1, l1 ≥ 0 and epochs ≥ 1 (got rounds "
                           f"{rounds}, prune_fraction {prune_fraction}, l1 {l1}, epochs {epochs})")
-    model = make_model()
-    initial = copy.deepcopy(model.state_dict())
+    initial = make_model()  # never trained: every round starts from these weights
+    features = shared_features(features)
     alive = np.arange(len(edges))
     order: list[int] = []
     magnitudes = np.zeros(len(alive))
     for _ in range(max(rounds, 1)):
         if len(alive) == 0:
             break
-        model.load_state_dict(initial)
-        magnitudes = train_masked(model, features, labels, train_mask, edges[alive], l1=l1, epochs=epochs, lr=lr,
+        magnitudes = train_masked(initial, features, labels, train_mask, edges[alive], l1=l1, epochs=epochs, lr=lr,
                                   weight_decay=weight_decay).numpy()
         if rounds == 0:
             break

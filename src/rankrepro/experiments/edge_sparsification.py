@@ -7,13 +7,16 @@ percentage q, a GNN (GCN depth 3 width 64 in the main figure) is trained full ba
 split with early stopping on validation accuracy, and its test accuracy at the best-validation epoch is recorded
 (cached per run in ``batches/``). Seed s fixes the model's initial weights (shared by every method and level: paired
 comparisons) and the random orders (random, spectral, UGS). At q = 0 % and 100 % every method gives the same graph:
-those runs are shared.
+those runs are shared. The runs of one model and seed are trained ``batch_runs`` at a time as one stacked program
+(:class:`~rankrepro.gnn.StackedGNN`, :func:`~rankrepro.gnn_training.train_vertex_classifiers`): the same
+trainings, with each run's own early stopping, computed together.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -26,9 +29,9 @@ from rankrepro import gnn, gnn_training, spectral_sparsify, ugs, wis
 from rankrepro.claims import DATA_UNAVAILABLE, ClaimResult, decide
 from rankrepro.datasets import DataSource, available_datasets
 from rankrepro.errors import ConfigError
-from rankrepro.experiments.base import (BATCH_DIR, Context, cached_batch, load_results,
+from rankrepro.experiments.base import (BATCH_DIR, Context, cached_batch, load_batch, load_results,
                                         mechanism_hash, run_fingerprint, write_results)
-from rankrepro.graphs import directed_edge_index
+from rankrepro.io import atomic_write_json
 from rankrepro.plotting import add_caption, add_title, apply_style, caption_text, save_figure
 from rankrepro.seeding import derived_seed
 
@@ -121,8 +124,44 @@ def levels(settings: dict) -> list[int]:
     return sorted(int(q) for q in settings["removed_percents"])
 
 
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run: its model, removal method (``all`` at 0 and 100 %), level, seed, kept edges and key."""
+
+    model: str
+    method: str
+    removed: int
+    seed_index: int
+    kept: np.ndarray
+    key: str
+
+
+def batches(specs: list[RunSpec], models: list[str], seeds: int, size: int) -> list[list[RunSpec]]:
+    """The stacked programs: the runs of each model and seed, in order, cut into consecutive chunks of ``size``.
+    The chunks depend on the settings only (never on what is cached), so a recomputed batch repeats its numbers
+    bit for bit."""
+    out = []
+    for model in models:
+        for seed_index in range(seeds):
+            group = [spec for spec in specs if spec.model == model and spec.seed_index == seed_index]
+            out += [group[start:start + size] for start in range(0, len(group), size)]
+    return out
+
+
+def train_batch(settings: dict, graph, specs: list[RunSpec], features, labels: torch.Tensor, masks: dict,
+                optimizer: dict) -> list[gnn_training.TrainingOutcome]:
+    """Train the runs ``specs`` (one model) as one stacked program: run r from its seed's initial weights
+    (:func:`make_model`) on its kept edges."""
+    models = [make_model(settings, spec.model, graph, spec.seed_index) for spec in specs]
+    return gnn_training.train_vertex_classifiers(
+        gnn.StackedGNN.from_models(models), features, labels, [graph.edges[spec.kept] for spec in specs], masks,
+        lr=optimizer["lr"], weight_decay=optimizer["weight_decay"], max_epochs=settings["max_epochs"],
+        patience=settings["patience"])
+
+
 def run_dataset(settings: dict, out: Path, dataset: str, graph, common: dict) -> tuple[list[dict], dict]:
-    """Orders (cached) and training runs (cached) of one dataset: metric rows and an order report."""
+    """Orders (cached) and training runs (cached per run, trained ``batch_runs`` at a time per model and seed) of
+    one dataset: metric rows and an order report."""
     masks = gnn_training.random_split(graph.num_nodes, tuple(settings["split"]), derived_seed(settings["seed"], 1))
     features, labels = tensors(graph)
     optimizer = dataset_settings(settings, dataset)
@@ -137,7 +176,7 @@ def run_dataset(settings: dict, out: Path, dataset: str, graph, common: dict) ->
                 num_projections=settings["spectral"]["projections"], seed=derived_seed(settings["seed"], 2))
         return cache["r"]
 
-    report, rows, orders = {"nodes": graph.num_nodes, "edges": m, "orders": {}}, [], {}
+    report, specs, orders = {"nodes": graph.num_nodes, "edges": m, "orders": {}}, [], {}
     methods = methods_for(settings, dataset)
     for seed_index in range(settings["seeds"]):
         for method in methods:
@@ -163,26 +202,33 @@ def run_dataset(settings: dict, out: Path, dataset: str, graph, common: dict) ->
                 kept = np.sort(order[len(wis.removal_prefix(order, m, 1 - removed / 100)):])
                 for model in settings["models"]:
                     label = "all" if removed in (0, 100) else method
-                    run_key = f"{dataset}_{model}_{label}_r{removed}_seed{seed_index}"
-                    run_fp = run_fingerprint(common, run_key, optimizer, settings["depth"][model], _mechanism())
-
-                    def train(model=model, kept=kept, run_fp=run_fp, seed_index=seed_index):
-                        edge_index = torch.from_numpy(directed_edge_index(graph.edges[kept]))
-                        outcome = gnn_training.train_vertex_classifier(
-                            make_model(settings, model, graph, seed_index), features, labels, edge_index, masks,
-                            lr=optimizer["lr"], weight_decay=optimizer["weight_decay"],
-                            max_epochs=settings["max_epochs"], patience=settings["patience"])
-                        return {"fingerprint": run_fp, **{f"{k}_acc": v for k, v in outcome.accuracies.items()},
-                                "epochs": outcome.epochs, "best_epoch": outcome.best_epoch,
-                                "time_s": round(outcome.time_s, 3)}
-
-                    result, hit = cached_batch(out / BATCH_DIR / f"{run_key}.json", run_fp, train)
-                    log.info("%s: test %.3f (best val %.3f at epoch %d; %s, %.1f s)", run_key, result["test_acc"],
-                             result["val_acc"], result["best_epoch"], "cached" if hit else "computed",
-                             result["time_s"])
-                    rows.append({"dataset": dataset, "model": model, "method": label, "removed_pct": removed,
-                                 "seed": seed_index, "edges_kept": len(kept),
-                                 **{column: result[column] for column in RUN_COLUMNS}})
+                    specs.append(RunSpec(model, label, removed, seed_index, kept,
+                                         f"{dataset}_{model}_{label}_r{removed}_seed{seed_index}"))
+    features_in, results, hits = gnn.shared_features(features), {}, set()
+    for batch in batches(specs, settings["models"], settings["seeds"], settings["batch_runs"]):
+        members = [spec.key for spec in batch]  # a run's numbers depend on its batch companions to rounding
+        fingerprints = [run_fingerprint(common, spec.key, optimizer, settings["depth"][spec.model], members,
+                                        _mechanism()) for spec in batch]
+        records = [load_batch(out / BATCH_DIR / f"{spec.key}.json", fp) for spec, fp in zip(batch, fingerprints)]
+        if all(record is not None for record in records):
+            hits.update(members)
+        else:
+            outcomes = train_batch(settings, graph, batch, features_in, labels, masks, optimizer)
+            records = [{"fingerprint": fp, **{f"{k}_acc": v for k, v in outcome.accuracies.items()},
+                        "epochs": outcome.epochs, "best_epoch": outcome.best_epoch, "time_s": round(outcome.time_s, 3)}
+                       for fp, outcome in zip(fingerprints, outcomes)]
+            for spec, record in zip(batch, records):
+                atomic_write_json(out / BATCH_DIR / f"{spec.key}.json", record)
+        results.update(zip(members, records))
+    rows = []
+    for spec in specs:
+        result = results[spec.key]
+        log.info("%s: test %.3f (best val %.3f at epoch %d; %s, %.1f s)", spec.key, result["test_acc"],
+                 result["val_acc"], result["best_epoch"], "cached" if spec.key in hits else "computed",
+                 result["time_s"])
+        rows.append({"dataset": dataset, "model": spec.model, "method": spec.method, "removed_pct": spec.removed,
+                     "seed": spec.seed_index, "edges_kept": len(spec.kept),
+                     **{column: result[column] for column in RUN_COLUMNS}})
     return rows, report
 
 
@@ -192,7 +238,7 @@ def run(settings: dict, out: Path, ctx: Context, data: DataSource) -> None:
     out = Path(out)
     common = {k: v for k, v in settings.items()
               if k not in ("datasets", "optional_datasets", "models", "methods", "removed_percents", "seeds",
-                           "optimizer", "depth", "two_wis_datasets")}
+                           "optimizer", "depth", "two_wis_datasets", "batch_runs")}
     for dataset in [*settings["datasets"], *settings["optional_datasets"]]:
         dataset_settings(settings, dataset)  # a missing optimizer entry fails before any training
     rows, reports, unavailable = [], {}, {}
