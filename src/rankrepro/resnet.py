@@ -155,8 +155,8 @@ class BatchNormInputGradient(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             k_dy = -weight * r * r * b  # coefficient of dy
             k_x = -weight * r * r * r * (c - a * b)  # coefficient of x (x̂ = (x − mean) r)
-            g_x = g_dy * _channel(-r * a)
-            g_x.addcmul_(dy, _channel(k_dy)).addcmul_(x, _channel(k_x)).sub_(_channel(k_dy * mean_dy + k_x * mean))
+            g_x = torch.addcmul(_channel(-k_dy * mean_dy - k_x * mean), g_dy, _channel(-r * a))
+            g_x.addcmul_(dy, _channel(k_dy)).addcmul_(x, _channel(k_x))
         g_weight = r * count * c if ctx.needs_input_grad[2] else None
         return g_dy if ctx.needs_input_grad[0] else None, g_x, g_weight, None, None, None
 
