@@ -210,6 +210,27 @@ def test_batch_norm_input_gradient_backward_matches_finite_differences(generator
     torch.testing.assert_close(BatchNormInputGradient.apply(dy, x, bn.weight, *stats, 1e-3), expected)
 
 
+@pytest.mark.parametrize("momentum,track", [(0.1, True), (None, True), (0.1, False)])
+def test_batch_norm_matches_the_module(momentum, track, generator):
+    """batch_norm gives nn.BatchNorm2d's output and running-statistics update in train mode (exponential or
+    cumulative average, or none), with the batch statistics it used; in eval mode the module's output and no
+    statistics."""
+    x = torch.randn(4, 3, 5, 6, generator=generator) * 2 + 1
+    module = torch.nn.BatchNorm2d(3, momentum=momentum, track_running_stats=track).double()
+    module.weight.data.uniform_(0.5, 1.5, generator=generator)
+    twin = copy.deepcopy(module)
+    for _ in range(2):
+        expected = module(x)
+        y, stats = batch_norm(twin, x)
+        assert torch.equal(y, expected)
+    assert all(torch.equal(a, b) for a, b in zip(module.buffers(), twin.buffers()))
+    torch.testing.assert_close(stats.mean, x.mean(dim=(0, 2, 3)))
+    torch.testing.assert_close(stats.invstd, 1 / torch.sqrt(x.var(dim=(0, 2, 3), unbiased=False) + module.eps))
+    if track:
+        y, stats = batch_norm(twin.eval(), x)
+        assert stats is None and torch.equal(y, module.eval()(x))
+
+
 @pytest.mark.parametrize("side", [7, 8])
 def test_conv_input_gradient_restores_the_input_size(side, generator):
     block = BasicBlock(2, 3, stride=2).double()
