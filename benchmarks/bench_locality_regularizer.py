@@ -5,12 +5,13 @@ one).
 Every step is the library's own ``rankrepro.locality_training.train_step`` (BCE, or BCE + λ·penalty: the penalty's
 forward pass on x shared with the loss, a second one on x' — x with region J of each sample taken from the next
 sample — and back-propagation through both input gradients) on a fresh small ResNet-18 (widths 8/16/32/64, 3×3
-stride-1 stem), SGD lr 0.05 momentum 0.9. Four ways:
+stride-1 stem), SGD lr 0.05 momentum 0.9, the same initial weights. Two networks, each plain and regularized:
 
-- ``plain, channels-first`` / ``plain, channels-last`` (``MEMORY_FORMAT``, what training uses now);
-- ``regularized, before``: channels-first, the input gradient by ``torch.autograd.grad(create_graph=True)``
-  (the model wrapped so that the penalty cannot see its explicit input gradient) — the implementation before;
-- ``regularized, now``: channels-last, the ResNet's explicit input gradient (``logits_and_input_gradient``).
+- ``before``: the network's nn.Conv2d / nn.BatchNorm2d modules called directly, as the network's forward pass was
+  written before (:class:`ModuleForward`), so autograd uses PyTorch's own backward of every layer, and the penalty's
+  input gradient is ``torch.autograd.grad(create_graph=True)`` (double back-propagation);
+- ``now``: the ResNet itself — stride-1 convolutions with the fast input gradient (``SameConvolution``), and the
+  penalty's input gradient by its explicit backward pass (``logits_and_input_gradient``).
 
 ``--task isc``: batches of two random 14 px images 64 px apart on the 14 × 92 canvas, I and J the two images;
 ``--task pathfinder``: 32 × 32 Pathfinder images (L = 9), I and J random 2 × 2 patches. The median CPU time
@@ -34,27 +35,32 @@ from _report import machine, write_json
 from torch import Tensor, nn
 
 from rankrepro.locality import Region, canvas_images, random_patch_pair, sample_pairs
-from rankrepro.locality_training import MEMORY_FORMAT, train_step
+from rankrepro.locality_training import train_step
 from rankrepro.pathfinder import default_settings, generate
 from rankrepro.resnet import SMALL_WIDTHS, ResNet18, ResNetConfig
 
 BATCH = 64
-WAYS = {"plain, channels-first": (False, torch.contiguous_format, False),
-        "plain, channels-last": (False, MEMORY_FORMAT, False),
-        "regularized, before (autograd double backward, channels-first)": (True, torch.contiguous_format, True),
-        "regularized, now (explicit input gradient, channels-last)": (True, MEMORY_FORMAT, False)}
+#: (regularized, before) per way; the ratios below index this order
+WAYS = {"plain, before (PyTorch's layer backward)": (False, True),
+        "plain, now (SameConvolution)": (False, False),
+        "regularized, before (autograd double backward)": (True, True),
+        "regularized, now (explicit input gradient)": (True, False)}
 
 
-class AutogradOnly(nn.Module):
-    """The wrapped network's forward pass without its explicit input gradient: the penalty falls back to
-    ``torch.autograd.grad(create_graph=True)``, as before."""
+class ModuleForward(nn.Module):
+    """The wrapped ResNet as its forward pass was written before: its modules called directly (PyTorch's backward
+    and double backward of every layer), and no explicit input gradient, so the penalty uses
+    ``torch.autograd.grad(create_graph=True)``."""
 
-    def __init__(self, net: nn.Module) -> None:
+    def __init__(self, net: ResNet18) -> None:
         super().__init__()
         self.net = net
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x)
+        hidden = self.net.stem(x)
+        for b in self.net.blocks:
+            hidden = torch.relu(b.bn2(b.conv2(torch.relu(b.bn1(b.conv1(hidden))))) + b.shortcut(hidden))
+        return self.net.head(hidden.mean(dim=(-2, -1)))
 
 
 def task_batch(task: str, rng: np.random.Generator) -> tuple[Tensor, Tensor, Callable[[], tuple[Region, Region]]]:
@@ -70,16 +76,13 @@ def task_batch(task: str, rng: np.random.Generator) -> tuple[Tensor, Tensor, Cal
             lambda: random_patch_pair((32, 32), 2, rng))
 
 
-def make_step(regularized: bool, memory_format: torch.memory_format, autograd: bool, x: Tensor, y: Tensor,
+def make_step(regularized: bool, before: bool, x: Tensor, y: Tensor,
               draw: Callable[[], tuple[Region, Region]]) -> Callable[[], None]:
     """One ``train_step`` of a fresh network (the same initial weights for every way)."""
     net = ResNet18(ResNetConfig(SMALL_WIDTHS, "small", 1), generator=torch.Generator().manual_seed(0))
-    net = net.to(memory_format=memory_format)
-    model = AutogradOnly(net) if autograd else net
+    model = ModuleForward(net) if before else net
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    inputs = x.contiguous(memory_format=memory_format)
-    return lambda: train_step(model, optimizer, inputs.clone(memory_format=torch.preserve_format), y,
-                              1.0 if regularized else 0.0, draw())
+    return lambda: train_step(model, optimizer, x.clone(), y, 1.0 if regularized else 0.0, draw())
 
 
 def median_cpu_seconds(steps: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
@@ -108,16 +111,16 @@ def main(argv: list[str] | None = None) -> dict:
     seconds = median_cpu_seconds(steps, args.repeats)
     names = list(WAYS)
     plain = seconds[names[0]]
-    rows = [{"step": way, "cpu_seconds": seconds[way], "ratio_to_plain_channels_first": seconds[way] / plain}
+    rows = [{"step": way, "cpu_seconds": seconds[way], "ratio_to_plain_before": seconds[way] / plain}
             for way in names]
     shape = "14 × 92 Is-Same-Class canvases" if args.task == "isc" else "32 × 32 Pathfinder images"
     print(f"One SGD step (library train_step), small ResNet-18 (widths {'/'.join(map(str, SMALL_WIDTHS))}), batch "
           f"{BATCH} of {shape}, {args.threads} thread(s), median CPU time of {args.repeats}")
     print()
-    print("| step | CPU time | × plain (channels-first) |")
+    print("| step | CPU time | × plain step before |")
     print("|---|---:|---:|")
     for row in rows:
-        print(f"| {row['step']} | {1e3 * row['cpu_seconds']:.0f} ms | {row['ratio_to_plain_channels_first']:.2f}× |")
+        print(f"| {row['step']} | {1e3 * row['cpu_seconds']:.0f} ms | {row['ratio_to_plain_before']:.2f}× |")
     regularized_speedup = seconds[names[2]] / seconds[names[3]]
     plain_speedup = seconds[names[0]] / seconds[names[1]]
     print()

@@ -10,10 +10,6 @@ gives the logits of the loss from its own forward pass; λ = 0 is plain training
 back-propagation). Training stops ``stop_after_fit`` epochs after the
 first epoch with 100 % training accuracy, or at ``max_epochs`` (the paper: 20 epochs after fitting, ≤ 150 epochs).
 Test accuracy is measured once, after the last epoch. Images are stored as uint8 and scaled to [0, 1] per batch, in the dtype of the model's parameters.
-
-Weights and inputs are kept channels-last (``MEMORY_FORMAT``): the same numbers up to floating-point summation order,
-and on CPU the narrow full-resolution convolutions (8 channels) run about 30 % faster than channel-first, their input
-gradient several times faster (``benchmarks/bench_locality_regularizer.py``).
 """
 
 from __future__ import annotations
@@ -32,8 +28,6 @@ from rankrepro.locality import Region, penalty_and_logits
 
 #: draws the regions (I, J) of one batch from a numpy generator
 RegionSampler = Callable[[np.random.Generator], tuple[Region, Region]]
-#: memory format of the network's weights and input batches during training and evaluation
-MEMORY_FORMAT = torch.channels_last
 
 
 @dataclass(frozen=True)
@@ -69,9 +63,8 @@ class LocalityOutcome:
 
 
 def as_input(images: Tensor, like: Tensor) -> Tensor:
-    """uint8 ``(B, C, H, W)`` → floats in [0, 1] of the dtype and on the device of ``like`` (a model parameter), in
-    ``MEMORY_FORMAT``."""
-    return images.to(device=like.device, dtype=like.dtype).div_(255.0).contiguous(memory_format=MEMORY_FORMAT)
+    """uint8 ``(B, C, H, W)`` → floats in [0, 1] of the dtype and on the device of ``like`` (a model parameter)."""
+    return images.to(device=like.device, dtype=like.dtype).div_(255.0)
 
 
 def binary_accuracy(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int) -> float:
@@ -118,7 +111,7 @@ def train_locality_classifier(model: nn.Module, train: tuple[Tensor, Tensor], te
     if strength > 0 and draw_regions is None:
         raise ConfigError("λ > 0 needs a region sampler")
     images, labels = train
-    like = next(model.to(device=device, memory_format=MEMORY_FORMAT).parameters())
+    like = next(model.to(device).parameters())
     optimizer = torch.optim.SGD(model.parameters(), lr=schedule.lr, momentum=schedule.momentum)
     outcome, started = LocalityOutcome(), time.time()
     for epoch in range(1, schedule.max_epochs + 1):

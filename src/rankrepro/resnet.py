@@ -23,9 +23,16 @@ ReLU's is the incoming gradient masked by its output, a train-mode BatchNorm's i
 (whose own backward is written out, see there) — so that back-propagating a function of that gradient w.r.t. the
 parameters is an ordinary first-order backward pass. It is the same quantity as
 ``torch.autograd.grad(f(x).sum(), x, create_graph=True)``, with BatchNorm in train mode coupling the samples through
-the batch statistics, and back-propagates the same gradient, but costs about half as much CPU time: PyTorch's generic
-double backward of a convolution computes the weight gradient as a convolution with a feature-map-sized kernel, and
-that of BatchNorm spends ≈ 30 passes over each feature map (``benchmarks/bench_locality_regularizer.py``).
+the batch statistics, and back-propagates the same gradient, at about half the CPU time: PyTorch's generic double
+backward of a convolution computes the weight gradient as a convolution with a feature-map-sized kernel, and that of
+BatchNorm spends ≈ 30 passes over each feature map (``benchmarks/bench_locality_regularizer.py``).
+
+CPU kernels. Stride-1 convolutions run through :class:`SameConvolution`, whose input gradient is a forward
+convolution with the flipped weight: for the 8-channel full-resolution layers of the small tier, PyTorch's (oneDNN's)
+channel-first input-gradient kernel is 3–4× slower than a forward convolution of the same size. Tensors stay
+channel-first: in channels-last layout the CPU BatchNorm kernels accumulate their batch statistics far less accurately
+(relative errors ≈ 1e-5 instead of ≈ 1e-7 in float32), which the input gradient at a small patch, a small difference of
+large terms, turns into a 20–30 % error of the penalty's parameter gradient on Pathfinder (tested).
 """
 
 from __future__ import annotations
@@ -169,9 +176,55 @@ def batch_norm_input_gradient(bn: nn.BatchNorm2d, dy: Tensor, x: Tensor, stats: 
     return BatchNormInputGradient.apply(dy, x, bn.weight, stats.mean, stats.invstd, bn.eps)
 
 
+def _flipped(weight: Tensor) -> Tensor:
+    """The weight of the adjoint of a stride-1 convolution: in and out channels swapped, the kernel rotated by 180°."""
+    return weight.transpose(0, 1).flip(2, 3)
+
+
+def _is_same(conv: nn.Conv2d) -> bool:
+    """Whether ``conv`` is a stride-1, dilation-1, ungrouped convolution padded to keep the size (odd kernel)."""
+    return (conv.stride == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1 and isinstance(conv.padding, tuple)
+            and all(2 * p == k - 1 for p, k in zip(conv.padding, conv.kernel_size)))
+
+
+class SameConvolution(torch.autograd.Function):
+    """``conv2d(x, W)`` (stride 1, no bias, padding ``p = (k − 1) / 2`` keeping the size) with a fast backward: the
+    input gradient ``conv2d(dy, W̃)``, ``W̃`` the flipped weight (:func:`_flipped`), is itself a forward convolution
+    (and again a :class:`SameConvolution`, so the trick holds at every order); the weight gradient is PyTorch's.
+    The same values as ``nn.Conv2d``; differentiable as often as needed."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, weight: Tensor, padding: tuple[int, int]) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.padding = padding
+        return F.conv2d(x, weight, padding=padding)
+
+    @staticmethod
+    def backward(ctx: Any, dy: Tensor) -> tuple[Tensor | None, ...]:
+        x, weight = ctx.saved_tensors
+        g_x = g_weight = None
+        if ctx.needs_input_grad[0]:
+            g_x = SameConvolution.apply(dy, _flipped(weight), ctx.padding)
+        if ctx.needs_input_grad[1]:
+            g_weight = torch.ops.aten.convolution_backward(dy, x, weight, None, [1, 1], list(ctx.padding), [1, 1],
+                                                           False, [0, 0], 1, [False, True, False])[1]
+        return g_x, g_weight, None
+
+
+def convolve(conv: nn.Conv2d, x: Tensor) -> Tensor:
+    """``conv(x)`` for a bias-free ``conv``, through :class:`SameConvolution` when it is a stride-1 'same' one."""
+    if conv.bias is None and _is_same(conv):
+        return SameConvolution.apply(x, conv.weight, conv.padding)
+    return conv(x)
+
+
 def conv_input_gradient(conv: nn.Conv2d, dy: Tensor, input_shape: torch.Size) -> Tensor:
-    """∂⟨dy, conv(x)⟩/∂x for a bias-free ``conv``: the transposed convolution of ``dy`` with the same weight, its
-    ``output_padding`` restoring the input's size (a stride-2 layer maps sizes 2n and 2n − 1 to the same n)."""
+    """∂⟨dy, conv(x)⟩/∂x for a bias-free ``conv``: the transposed convolution of ``dy`` with the same weight — for a
+    stride-1 'same' convolution the forward convolution with the flipped weight (:class:`SameConvolution`), else
+    ``conv_transpose2d`` with the ``output_padding`` that restores the input's size (a stride-2 layer maps sizes 2n and
+    2n − 1 to the same n)."""
+    if _is_same(conv):
+        return SameConvolution.apply(dy, _flipped(conv.weight), conv.padding)
     (stride_h, stride_w), (pad_h, pad_w) = conv.stride, conv.padding
     (kernel_h, kernel_w), (dilation_h, dilation_w) = conv.kernel_size, conv.dilation
     padding = [input_shape[2] - ((dy.shape[2] - 1) * stride_h - 2 * pad_h + dilation_h * (kernel_h - 1) + 1),
@@ -184,6 +237,16 @@ def relu_input_gradient(dy: Tensor, out: Tensor) -> Tensor:
     """∂⟨dy, relu(z)⟩/∂z given ``out = relu(z)``: ``dy`` where ``out > 0``, else 0 (ReLU's own backward kernel; the
     mask is piecewise constant, so no gradient flows into ``out``)."""
     return torch.ops.aten.threshold_backward(dy, out.detach(), 0)
+
+
+class StemTape(NamedTuple):
+    """What the stem's input gradient needs: the pre-BatchNorm map and batch statistics, the ReLU's output and the
+    max-pool's argmax indices (None without a max-pool)."""
+
+    conv: Tensor
+    stats: BatchNormStats | None
+    out: Tensor
+    pool_indices: Tensor | None
 
 
 class BlockTape(NamedTuple):
@@ -221,14 +284,14 @@ class BasicBlock(nn.Module):
 
     def forward_and_tape(self, x: Tensor) -> tuple[Tensor, BlockTape]:
         """The block's output and what its input gradient needs (:class:`BlockTape`)."""
-        conv1 = self.conv1(x)
+        conv1 = convolve(self.conv1, x)
         normalized1, stats1 = batch_norm(self.bn1, conv1)
         hidden = torch.relu(normalized1)
-        conv2 = self.conv2(hidden)
+        conv2 = convolve(self.conv2, hidden)
         normalized2, stats2 = batch_norm(self.bn2, conv2)
         shortcut, shortcut_stats, skip = None, None, x
         if isinstance(self.shortcut, nn.Sequential):
-            shortcut = self.shortcut[0](x)
+            shortcut = convolve(self.shortcut[0], x)
             skip, shortcut_stats = batch_norm(self.shortcut[1], shortcut)
         out = torch.relu(normalized2 + skip)
         return out, BlockTape(x.shape, conv1, stats1, hidden, conv2, stats2, shortcut, shortcut_stats, out)
@@ -282,9 +345,31 @@ class ResNet18(nn.Module):
                 nn.init.uniform_(module.weight, -bound, bound, generator=generator)
                 nn.init.uniform_(module.bias, -bound, bound, generator=generator)
 
+    def stem_forward_and_tape(self, x: Tensor) -> tuple[Tensor, StemTape]:
+        """The stem's output and what its input gradient needs (:class:`StemTape`)."""
+        conv = convolve(self.stem[0], x)
+        normalized, stats = batch_norm(self.stem[1], conv)
+        out = hidden = torch.relu(normalized)
+        indices = None
+        if self.config.stem == "paper":
+            pool = self.stem[3]
+            hidden, indices = F.max_pool2d(out, pool.kernel_size, pool.stride, pool.padding, pool.dilation,
+                                           ceil_mode=pool.ceil_mode, return_indices=True)
+        return hidden, StemTape(conv, stats, out, indices)
+
+    def stem_input_gradient(self, d_out: Tensor, tape: StemTape, input_shape: torch.Size) -> Tensor:
+        """∂⟨d_out, stem(x)⟩/∂x (differentiable once more)."""
+        if tape.pool_indices is not None:
+            pool = self.stem[3]
+            d_out = torch.ops.aten.max_pool2d_with_indices_backward(
+                d_out, tape.out.detach(), pool.kernel_size, pool.stride, pool.padding, pool.dilation, pool.ceil_mode,
+                tape.pool_indices)
+        d_conv = batch_norm_input_gradient(self.stem[1], relu_input_gradient(d_out, tape.out), tape.conv, tape.stats)
+        return conv_input_gradient(self.stem[0], d_conv, input_shape)
+
     def features(self, x: Tensor) -> Tensor:
         """The last stage's feature map ``(B, widths[-1], H', W')`` before pooling."""
-        return self.blocks(self.stem(x))
+        return self.blocks(self.stem_forward_and_tape(x)[0])
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.features(x).mean(dim=(-2, -1)))
@@ -294,14 +379,7 @@ class ResNet18(nn.Module):
         operations, so that a loss on it back-propagates to the parameters by an ordinary ``backward()`` (see the
         module docstring). One forward pass: the same logits and, in train mode, the same BatchNorm running-statistics
         update as ``self(x)``; equal to ``torch.autograd.grad(self(x).sum(), x, create_graph=True)``."""
-        conv, bn = self.stem[0], self.stem[1]
-        stem_conv = conv(x)
-        normalized, stats = batch_norm(bn, stem_conv)
-        stem_out = hidden = torch.relu(normalized)
-        if self.config.stem == "paper":
-            pool = self.stem[3]
-            hidden, indices = F.max_pool2d(stem_out, pool.kernel_size, pool.stride, pool.padding, pool.dilation,
-                                           ceil_mode=pool.ceil_mode, return_indices=True)
+        hidden, stem_tape = self.stem_forward_and_tape(x)
         tapes = []
         for block in self.blocks:
             hidden, tape = block.forward_and_tape(hidden)
@@ -311,9 +389,4 @@ class ResNet18(nn.Module):
         grad = (self.head.weight.reshape(1, -1, 1, 1) / (hidden.shape[-2] * hidden.shape[-1])).expand(hidden.shape)
         for block, tape in zip(reversed(self.blocks), reversed(tapes)):
             grad = block.input_gradient(grad, tape)
-        if self.config.stem == "paper":
-            grad = torch.ops.aten.max_pool2d_with_indices_backward(
-                grad, stem_out.detach(), pool.kernel_size, pool.stride, pool.padding, pool.dilation, pool.ceil_mode,
-                indices)
-        grad = batch_norm_input_gradient(bn, relu_input_gradient(grad, stem_out), stem_conv, stats)
-        return logits, conv_input_gradient(conv, grad, x.shape)
+        return logits, self.stem_input_gradient(grad, stem_tape, x.shape)
