@@ -1,15 +1,24 @@
-"""Benchmark: one SGD step of the small-tier ResNet-18 on Is-Same-Class canvases, with and without the input-gradient
-change penalty of chapter 3 §3.2 (the spec expects the regularized step to cost ≈ 3–4× a plain step).
+"""Benchmark: one SGD step of the default tier's ResNet-18 on §3.2 inputs, plain and with the input-gradient-change
+penalty of chapter 3, the former way and the current way (the spec expects a regularized step to cost ≈ 3–4× a plain
+one).
 
-A plain step is forward, BCE, backward and an SGD step (lr 0.05, momentum 0.9). A regularized step adds
-λ·penalty: two first-order input gradients kept in the graph (x and x' with the other image taken from the next
-sample), a second forward pass on x', and back-propagation through both gradients (double back-propagation). The
-penalty either shares the loss's forward pass (``logits=``, as the paper's code does) or runs its own. Inputs are
-``--batch`` canvases of two random ``--image``-pixel grey images ``--distance`` px apart on a 16 × 96 canvas, the
-network the small ResNet-18 layout (widths 8/16/32/64, 3×3 stride-1 stem, receptive field 109 px). The median of
-``--repeats`` steps after one warm-up step is reported, the three modes interleaved.
+Every step is the library's own ``rankrepro.locality_training.train_step`` (BCE, or BCE + λ·penalty: the penalty's
+forward pass on x shared with the loss, a second one on x' — x with region J of each sample taken from the next
+sample — and back-propagation through both input gradients) on a fresh small ResNet-18 (widths 8/16/32/64, 3×3
+stride-1 stem), SGD lr 0.05 momentum 0.9, the same initial weights. Two networks, each plain and regularized:
 
-    python benchmarks/bench_locality_regularizer.py [--batch 64] [--distance 64] [--repeats 10] [--threads 1]
+- ``before``: the network's nn.Conv2d / nn.BatchNorm2d modules called directly, as the network's forward pass was
+  written before (:class:`ModuleForward`), so autograd uses PyTorch's own backward of every layer, and the penalty's
+  input gradient is ``torch.autograd.grad(create_graph=True)`` (double back-propagation);
+- ``now``: the ResNet itself — stride-1 convolutions with the fast input gradient (``SameConvolution``), and the
+  penalty's input gradient by its explicit backward pass (``logits_and_input_gradient``).
+
+``--task isc``: batches of two random 14 px images 64 px apart on the 14 × 92 canvas, I and J the two images;
+``--task pathfinder``: 32 × 32 Pathfinder images (L = 9), I and J random 2 × 2 patches. The median CPU time
+(``time.process_time``, robust to a shared machine) of ``--repeats`` steps per way after one warm-up step each is
+reported, the ways interleaved round-robin.
+
+    python benchmarks/bench_locality_regularizer.py [--task isc|pathfinder] [--repeats 10] [--threads 1]
         [--out f.json]
 """
 
@@ -17,84 +26,108 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import time
 from collections.abc import Callable
 
 import numpy as np
 import torch
-from _report import machine, timed, write_json
+from _report import machine, write_json
+from torch import Tensor, nn
 
-from rankrepro.locality import canvas_images, input_gradient_change_penalty, sample_pairs
-from rankrepro.resnet import SMALL_WIDTHS, ResNet18, ResNetConfig, receptive_field
+from rankrepro.locality import Region, canvas_images, random_patch_pair, sample_pairs
+from rankrepro.locality_training import train_step
+from rankrepro.pathfinder import default_settings, generate
+from rankrepro.resnet import SMALL_WIDTHS, ResNet18, ResNetConfig
 
-CANVAS = (16, 96)
+BATCH = 64
+#: (regularized, before) per way; the ratios below index this order
+WAYS = {"plain, before (PyTorch's layer backward)": (False, True),
+        "plain, now (SameConvolution)": (False, False),
+        "regularized, before (autograd double backward)": (True, True),
+        "regularized, now (explicit input gradient)": (True, False)}
 
 
-def make_step(mode: str, x: torch.Tensor, y: torch.Tensor, regions: tuple, lam: float) -> Callable[[], None]:
-    """One SGD step of a fresh small ResNet in ``mode``: ``plain``, ``shared`` (penalty reusing the loss's forward
-    pass) or ``separate`` (penalty with its own forward pass)."""
-    model = ResNet18(ResNetConfig(SMALL_WIDTHS, "small", 1), generator=torch.Generator().manual_seed(0))
+class ModuleForward(nn.Module):
+    """The wrapped ResNet as its forward pass was written before: its modules called directly (PyTorch's backward
+    and double backward of every layer), and no explicit input gradient, so the penalty uses
+    ``torch.autograd.grad(create_graph=True)``."""
+
+    def __init__(self, net: ResNet18) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: Tensor) -> Tensor:
+        hidden = self.net.stem(x)
+        for b in self.net.blocks:
+            hidden = torch.relu(b.bn2(b.conv2(torch.relu(b.bn1(b.conv1(hidden))))) + b.shortcut(hidden))
+        return self.net.head(hidden.mean(dim=(-2, -1)))
+
+
+def task_batch(task: str, rng: np.random.Generator) -> tuple[Tensor, Tensor, Callable[[], tuple[Region, Region]]]:
+    """One batch of inputs in [0, 1], its labels and a region sampler, for ``task``."""
+    if task == "isc":
+        images = rng.integers(0, 256, size=(200, 14, 14), dtype=np.uint8)
+        pairs = sample_pairs(rng.integers(0, 10, size=200), BATCH, rng)
+        canvases, first, second = canvas_images(images, pairs, 64, (14, 92))
+        return (torch.from_numpy(canvases).float() / 255, torch.from_numpy(pairs[:, 2]),
+                lambda: (first, second))
+    images, labels = generate(BATCH, 9, default_settings(32, 9), rng)
+    return (torch.from_numpy(images[:, None]).float() / 255, torch.from_numpy(labels),
+            lambda: random_patch_pair((32, 32), 2, rng))
+
+
+def make_step(regularized: bool, before: bool, x: Tensor, y: Tensor,
+              draw: Callable[[], tuple[Region, Region]]) -> Callable[[], None]:
+    """One ``train_step`` of a fresh network (the same initial weights for every way)."""
+    net = ResNet18(ResNetConfig(SMALL_WIDTHS, "small", 1), generator=torch.Generator().manual_seed(0))
+    model = ModuleForward(net) if before else net
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-
-    def step() -> None:
-        inputs = x.clone().requires_grad_(mode == "shared")
-        logits = model(inputs)
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.squeeze(1), y)
-        if mode != "plain":
-            shared = logits if mode == "shared" else None
-            loss = loss + lam * input_gradient_change_penalty(model, inputs, *regions, logits=shared)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-
-    return step
+    return lambda: train_step(model, optimizer, x.clone(), y, 1.0 if regularized else 0.0, draw())
 
 
-def median_seconds(steps: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
-    """Median seconds per step of each mode after one warm-up step each, the modes interleaved round-robin so that
-    a change of machine load affects them alike."""
-    times: dict[str, list[float]] = {mode: [] for mode in steps}
+def median_cpu_seconds(steps: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
+    """Median CPU seconds per step of each way after one warm-up step each, the ways interleaved round-robin."""
+    times: dict[str, list[float]] = {way: [] for way in steps}
     for step in steps.values():
         step()
     for _ in range(repeats):
-        for mode, step in steps.items():
-            times[mode].append(timed(step)[0])
-    return {mode: statistics.median(values) for mode, values in times.items()}
+        for way, step in steps.items():
+            started = time.process_time()
+            step()
+            times[way].append(time.process_time() - started)
+    return {way: statistics.median(values) for way, values in times.items()}
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--image", type=int, default=16)
-    parser.add_argument("--distance", type=int, default=64)
-    parser.add_argument("--lam", type=float, default=1.0)
+    parser.add_argument("--task", choices=["isc", "pathfinder"], default="isc")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", help="also write the results as JSON here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, size=(200, args.image, args.image), dtype=np.uint8)
-    pairs = sample_pairs(rng.integers(0, 10, size=200), args.batch, rng)
-    canvases, first, second = canvas_images(images, pairs, args.distance, CANVAS)
-    x = torch.from_numpy(canvases).float() / 255.0
-    y = torch.from_numpy(pairs[:, 2]).float()
-    steps = {mode: make_step(mode, x, y, (first, second), args.lam) for mode in ("plain", "shared", "separate")}
-    rows = [{"step": mode, "seconds": seconds} for mode, seconds in median_seconds(steps, args.repeats).items()]
-    for row in rows:
-        row["ratio"] = row["seconds"] / rows[0]["seconds"]
-    labels = {"plain": "plain (BCE)", "shared": "BCE + λ·penalty, shared forward pass",
-              "separate": "BCE + λ·penalty, own forward pass"}
-    config = ResNetConfig(SMALL_WIDTHS, "small", 1)
-    print(f"One SGD step, small ResNet-18 (widths {'/'.join(map(str, SMALL_WIDTHS))}, receptive field "
-          f"{receptive_field(config)} px), batch {args.batch} of {CANVAS[0]}×{CANVAS[1]} canvases "
-          f"(distance {args.distance}), {args.threads} thread(s)")
+    x, y, draw = task_batch(args.task, np.random.default_rng(0))
+    steps = {way: make_step(*spec, x, y, draw) for way, spec in WAYS.items()}
+    seconds = median_cpu_seconds(steps, args.repeats)
+    names = list(WAYS)
+    plain = seconds[names[0]]
+    rows = [{"step": way, "cpu_seconds": seconds[way], "ratio_to_plain_before": seconds[way] / plain}
+            for way in names]
+    shape = "14 × 92 Is-Same-Class canvases" if args.task == "isc" else "32 × 32 Pathfinder images"
+    print(f"One SGD step (library train_step), small ResNet-18 (widths {'/'.join(map(str, SMALL_WIDTHS))}), batch "
+          f"{BATCH} of {shape}, {args.threads} thread(s), median CPU time of {args.repeats}")
     print()
-    print("| step | time | × plain |")
+    print("| step | CPU time | × plain step before |")
     print("|---|---:|---:|")
     for row in rows:
-        print(f"| {labels[row['step']]} | {1e3 * row['seconds']:.0f} ms | {row['ratio']:.2f}× |")
-    result = {"benchmark": "locality_regularizer", "machine": machine(), "batch": args.batch, "canvas": CANVAS,
-              "distance": args.distance, "lam": args.lam, "rows": rows}
+        print(f"| {row['step']} | {1e3 * row['cpu_seconds']:.0f} ms | {row['ratio_to_plain_before']:.2f}× |")
+    regularized_speedup = seconds[names[2]] / seconds[names[3]]
+    plain_speedup = seconds[names[0]] / seconds[names[1]]
+    print()
+    print(f"regularized step: now {regularized_speedup:.2f}× faster than before, {seconds[names[3]] / seconds[names[1]]:.2f}× "
+          f"a plain step (before: {seconds[names[2]] / plain:.2f}×); plain step {plain_speedup:.2f}× faster")
+    result = {"benchmark": "locality_regularizer", "machine": machine(), "task": args.task, "batch": BATCH,
+              "rows": rows, "regularized_speedup": regularized_speedup, "plain_speedup": plain_speedup}
     write_json(args.out, result)
     return result
 

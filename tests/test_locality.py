@@ -3,15 +3,18 @@ layout (shapes, initialisation, receptive field)."""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
 
 from rankrepro import is_same_class_graphs, locality
 from rankrepro.errors import ConfigError
-from rankrepro.locality import Region, canvas_images, choose_pair, input_gradient_change_penalty, random_patch_pair
-from rankrepro.resnet import (PAPER_WIDTHS, SMALL_WIDTHS, ResNet18, ResNetConfig, conv_layout,
-                              receptive_field)
+from rankrepro.locality import (ExplicitInputGradient, Region, autograd_logits_and_input_gradient, canvas_images,
+                                choose_pair, input_gradient_change_penalty, penalty_and_logits, random_patch_pair)
+from rankrepro.resnet import (PAPER_WIDTHS, SMALL_WIDTHS, BasicBlock, BatchNormInputGradient, ResNet18, ResNetConfig,
+                              SameConvolution, batch_norm, conv_input_gradient, conv_layout, receptive_field)
 
 I, J = Region(1, 0, 3, 3), Region(0, 4, 4, 2)  # disjoint regions of a (C, 4, 6) input
 
@@ -74,15 +77,13 @@ def test_penalty_gradient_matches_finite_differences(generator):
     assert torch.autograd.gradcheck(penalty, (conv_weight, head), eps=1e-6, atol=1e-6)
 
 
-def test_shared_forward_pass_gives_the_same_penalty(generator):
+def test_penalty_and_logits_share_the_forward_pass(generator):
     x = _batch(generator, size=4, channels=1)
     model = _tiny_conv_model(torch.randn(2, 1, 3, 3, generator=generator), torch.randn(48, generator=generator))
-    own = input_gradient_change_penalty(model, x, I, J)
-    shared_x = x.clone().requires_grad_(True)
-    shared = input_gradient_change_penalty(model, shared_x, I, J, logits=model(shared_x))
-    assert shared.item() == pytest.approx(own.item(), abs=1e-12)
-    with pytest.raises(ConfigError, match="requires_grad"):
-        input_gradient_change_penalty(model, x, I, J, logits=model(x))
+    penalty, logits = penalty_and_logits(model, x, I, J)
+    assert penalty.item() == pytest.approx(input_gradient_change_penalty(model, x, I, J).item(), abs=1e-12)
+    assert torch.equal(logits, model(x))
+    assert not x.requires_grad  # the caller's batch is left alone
 
 
 def test_penalty_rejects_bad_arguments(generator):
@@ -101,17 +102,185 @@ def test_penalty_rejects_bad_arguments(generator):
 @pytest.mark.parametrize("stem", ["small", "paper"])
 def test_penalty_back_propagates_through_the_resnet(stem, generator):
     model = ResNet18(ResNetConfig((4, 4, 8, 8), stem, 1), generator=generator)
-    x = torch.randn(4, 1, 16, 32, generator=generator, requires_grad=True)
-    logits = model(x)
+    x = torch.randn(4, 1, 16, 32, generator=generator)
     left, right = Region(0, 0, 16, 16), Region(0, 16, 16, 16)
-    loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.squeeze(1), torch.tensor([0.0, 1, 0, 1]))
-    penalty = input_gradient_change_penalty(model, x, left, right, logits=logits)
+    penalty, logits = penalty_and_logits(model, x, left, right)
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.tensor([0.0, 1, 0, 1]))
     assert 0 < penalty.item() <= 1
     (loss + penalty).backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
     model.zero_grad()
     input_gradient_change_penalty(model, x, left, right).backward()
     assert model.blocks[0].conv1.weight.grad.abs().sum() > 0  # the penalty alone moves the parameters
+
+
+def _old_penalty(model, x, region_i, region_j, logits, eps=1e-12):
+    """The penalty as implemented before the explicit input gradient (generic autograd double back-propagation,
+    sharing the loss's forward pass on ``x``, which requires grad), kept verbatim as the reference."""
+    def region_gradient(out, inputs):
+        (grad,) = torch.autograd.grad(out.sum(), inputs, create_graph=True)
+        return grad[..., region_i.rows, region_i.cols].reshape(len(inputs), -1)
+
+    grad = region_gradient(logits.reshape(len(x)), x)
+    shifted = x.detach().clone()
+    shifted[..., region_j.rows, region_j.cols] = torch.roll(shifted[..., region_j.rows, region_j.cols], -1, dims=0)
+    shifted.requires_grad_(True)
+    grad_shifted = region_gradient(model(shifted).reshape(len(x)), shifted)
+    norms = (grad.norm(dim=1) * grad_shifted.norm(dim=1)).clamp_min(eps)
+    return ((grad * grad_shifted).sum(dim=1).abs() / norms).mean()
+
+
+def _random_resnet(stem: str, generator: torch.Generator, dtype: torch.dtype) -> ResNet18:
+    """A small ResNet-18 with random BatchNorm affine parameters (γ ≠ 1, β ≠ 0) and running statistics."""
+    model = ResNet18(ResNetConfig((3, 4, 5, 6), stem, 1), generator=generator).to(dtype)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.weight.data.uniform_(0.5, 1.5, generator=generator)
+            module.bias.data.normal_(0, 0.3, generator=generator)
+            module.running_mean.normal_(0, 0.3, generator=generator)
+            module.running_var.uniform_(0.5, 2.0, generator=generator)
+    return model
+
+
+def _reference_forward(model: ResNet18, x: torch.Tensor) -> torch.Tensor:
+    """The network's forward pass as before: its nn.Conv2d / nn.BatchNorm2d modules called directly, so that autograd
+    uses PyTorch's own backward and double backward of every layer."""
+    hidden = model.stem(x)
+    for block in model.blocks:
+        hidden = torch.relu(block.bn2(block.conv2(torch.relu(block.bn1(block.conv1(hidden))))) + block.shortcut(hidden))
+    return model.head(hidden.mean(dim=(-2, -1)))
+
+
+@pytest.mark.parametrize("stem,train,dtype", [("small", True, torch.float64), ("paper", True, torch.float64),
+                                              ("small", False, torch.float64), ("small", True, torch.float32),
+                                              ("paper", True, torch.float32)])
+def test_resnet_penalty_equals_the_old_implementation(stem, train, dtype, generator):
+    """The explicit input gradient of the ResNet gives the same logits, penalty, parameter gradient of
+    BCE + λ·penalty and BatchNorm running statistics as the former implementation (the network's modules, autograd's
+    double back-propagation), to float tolerance."""
+    reference = _random_resnet(stem, generator, dtype).train(train)
+    model = copy.deepcopy(reference)
+    assert isinstance(model, ExplicitInputGradient)
+    side = 40 if stem == "paper" else 13  # odd and even sizes through the stride-2 layers
+    x = torch.rand(6, 1, side, 2 * side + 3, generator=generator, dtype=dtype)
+    y = torch.tensor([0.0, 1, 1, 0, 1, 0], dtype=dtype)
+    region_i, region_j = Region(0, 0, side, side), Region(0, side + 3, side, side)
+
+    def old_model(inputs):
+        return _reference_forward(reference, inputs)
+
+    x_old = x.clone().requires_grad_(True)
+    logits_old = old_model(x_old).reshape(-1)
+    penalty_old = _old_penalty(old_model, x_old, region_i, region_j, logits_old)
+    (torch.nn.functional.binary_cross_entropy_with_logits(logits_old, y) + 3.0 * penalty_old).backward()
+
+    penalty, logits = penalty_and_logits(model, x, region_i, region_j)
+    (torch.nn.functional.binary_cross_entropy_with_logits(logits, y) + 3.0 * penalty).backward()
+
+    # float32: gradients relative to their largest entry within 1e-4 (rounding, amplified by the double backward)
+    tolerance = {"rtol": 1e-9, "atol": 1e-12} if dtype == torch.float64 else {"rtol": 1e-4, "atol": 1e-4}
+    torch.testing.assert_close(logits, logits_old.detach(), **tolerance)
+    torch.testing.assert_close(penalty, penalty_old.detach(), **tolerance)
+    assert 0 < penalty.item() < 1
+    for (name, old), new in zip(reference.named_parameters(), model.parameters()):
+        scale = old.grad.abs().max()
+        torch.testing.assert_close(new.grad / scale, old.grad / scale, **tolerance, msg=name)
+    for (name, old), new in zip(reference.named_buffers(), model.buffers()):
+        torch.testing.assert_close(new, old, **tolerance, msg=name)
+
+
+def test_float32_penalty_gradient_is_accurate_on_small_patches():
+    """On Pathfinder-like inputs with 2 × 2 patches (the input gradient at a patch is a small difference of large
+    terms) the float32 parameter gradient of BCE + 3·penalty stays within 1e-3 of the float64 one (channel-first
+    kernels: ≈ 3e-5; channels-last CPU BatchNorm gave 20–30 %)."""
+    from rankrepro.pathfinder import default_settings, generate
+
+    rng = np.random.default_rng(0)
+    images, labels = generate(64, 3, default_settings(32, 3), rng)
+    x, y = torch.from_numpy(images[:, None]) / 255.0, torch.from_numpy(labels).double()
+    region_i, region_j = random_patch_pair((32, 32), 2, rng)
+    model = ResNet18(ResNetConfig(SMALL_WIDTHS, "small", 1), generator=torch.Generator().manual_seed(0))
+
+    def gradient(dtype):
+        net = copy.deepcopy(model).to(dtype)
+        penalty, logits = penalty_and_logits(net, x.to(dtype), region_i, region_j)
+        (torch.nn.functional.binary_cross_entropy_with_logits(logits, y.to(dtype)) + 3 * penalty).backward()
+        return torch.cat([p.grad.flatten().double() for p in net.parameters()])
+
+    exact = gradient(torch.float64)
+    assert (gradient(torch.float32) - exact).norm() / exact.norm() < 1e-3
+
+
+def test_resnet_input_gradient_equals_autograd(generator):
+    """logits_and_input_gradient is ∇_x Σ_b f_b(x) of the network's own forward pass, BatchNorm in train mode."""
+    model = _random_resnet("small", generator, torch.float64)
+    x = torch.rand(5, 1, 12, 17, generator=generator)
+    logits, grad = copy.deepcopy(model).logits_and_input_gradient(x)
+    logits_ref, grad_ref = autograd_logits_and_input_gradient(model, x)
+    assert torch.equal(logits, logits_ref)
+    torch.testing.assert_close(grad, grad_ref, rtol=1e-10, atol=1e-13)
+
+
+def test_batch_norm_input_gradient_backward_matches_finite_differences(generator):
+    """The hand-written backward of the train-mode BatchNorm input gradient, w.r.t. dy, x (through the batch
+    statistics too) and γ, against finite differences."""
+    dy = torch.randn(3, 2, 4, 5, generator=generator, requires_grad=True)
+    x = torch.randn(3, 2, 4, 5, generator=generator, requires_grad=True)
+    weight = torch.tensor([0.7, -1.3], requires_grad=True)
+
+    def input_gradient(dy, x, weight):
+        _, mean, invstd = torch.native_batch_norm(x.detach(), weight.detach(), None, None, None, True, 0.0, 1e-3)
+        # the statistics as functions of x: only their values enter the Function, whose backward covers their
+        # dependence on x; recompute them from x.detach() so that gradcheck perturbs them consistently
+        return BatchNormInputGradient.apply(dy, x, weight, mean, invstd, 1e-3)
+
+    assert torch.autograd.gradcheck(input_gradient, (dy, x, weight), eps=1e-6, atol=1e-6)
+    bn = torch.nn.BatchNorm2d(2, eps=1e-3).double()
+    bn.weight.data = weight.detach().clone()
+    _, stats = batch_norm(bn, x.detach())
+    expected = torch.autograd.grad(bn(x), x, dy.detach())[0]
+    torch.testing.assert_close(BatchNormInputGradient.apply(dy, x, bn.weight, *stats, 1e-3), expected)
+
+
+@pytest.mark.parametrize("momentum,track", [(0.1, True), (None, True), (0.1, False)])
+def test_batch_norm_matches_the_module(momentum, track, generator):
+    """batch_norm gives nn.BatchNorm2d's output and running-statistics update in train mode (exponential or
+    cumulative average, or none), with the batch statistics it used; in eval mode the module's output and no
+    statistics."""
+    x = torch.randn(4, 3, 5, 6, generator=generator) * 2 + 1
+    module = torch.nn.BatchNorm2d(3, momentum=momentum, track_running_stats=track).double()
+    module.weight.data.uniform_(0.5, 1.5, generator=generator)
+    twin = copy.deepcopy(module)
+    for _ in range(2):
+        expected = module(x)
+        y, stats = batch_norm(twin, x)
+        assert torch.equal(y, expected)
+    assert all(torch.equal(a, b) for a, b in zip(module.buffers(), twin.buffers()))
+    torch.testing.assert_close(stats.mean, x.mean(dim=(0, 2, 3)))
+    torch.testing.assert_close(stats.invstd, 1 / torch.sqrt(x.var(dim=(0, 2, 3), unbiased=False) + module.eps))
+    if track:
+        y, stats = batch_norm(twin.eval(), x)
+        assert stats is None and torch.equal(y, module.eval()(x))
+
+
+def test_same_convolution_and_its_gradients_match_conv2d(generator):
+    """SameConvolution: the values of nn.Conv2d, and first and second derivatives w.r.t. input and weight equal to
+    those of torch's own convolution (its input gradient is a convolution with the flipped weight)."""
+    conv = torch.nn.Conv2d(3, 4, 3, padding=1, bias=False).double()
+    x = torch.randn(2, 3, 5, 6, generator=generator, requires_grad=True)
+    assert torch.equal(SameConvolution.apply(x, conv.weight, conv.padding), conv(x))
+    assert torch.autograd.gradcheck(lambda a, w: SameConvolution.apply(a, w, (1, 1)), (x, conv.weight))
+    assert torch.autograd.gradgradcheck(lambda a, w: SameConvolution.apply(a, w, (1, 1)), (x, conv.weight))
+
+
+@pytest.mark.parametrize("side", [7, 8])
+def test_conv_input_gradient_restores_the_input_size(side, generator):
+    block = BasicBlock(2, 3, stride=2).double()
+    for conv in (block.conv1, block.conv2, block.shortcut[0]):
+        x = torch.randn(2, conv.in_channels, side, side + 1, generator=generator)
+        dy = torch.randn_like(conv(x))
+        expected = torch.autograd.grad(conv(x.requires_grad_(True)), x, dy)[0]
+        torch.testing.assert_close(conv_input_gradient(conv, dy, x.shape), expected)
 
 
 def test_canvas_geometry():

@@ -132,6 +132,26 @@ def test_the_penalty_changes_the_update_of_a_model_with_interaction():
     assert not torch.allclose(steps[0], steps[1])
 
 
+def test_train_step_uses_the_resnets_explicit_input_gradient(monkeypatch):
+    """With a ResNet-18 the regularized step takes the network's explicit input gradient, never autograd's double
+    backward, and updates every parameter."""
+    from rankrepro import locality
+    from rankrepro.resnet import ResNet18, ResNetConfig
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the generic autograd input gradient was used")
+
+    monkeypatch.setattr(locality, "autograd_logits_and_input_gradient", refuse)
+    model = ResNet18(ResNetConfig((2, 2, 4, 4), "small", 1), generator=torch.Generator().manual_seed(0))
+    before = [p.detach().clone() for p in model.parameters()]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    x = torch.rand(4, 1, 6, 14, generator=torch.Generator().manual_seed(1))
+    _, penalty, _ = train_step(model, optimizer, x, torch.tensor([0, 1, 1, 0]), 1.0,
+                               (Region(0, 0, 6, 6), Region(0, 8, 6, 6)))
+    assert 0 < penalty <= 1
+    assert all(not torch.equal(p, q) for p, q in zip(model.parameters(), before))
+
+
 @pytest.mark.parametrize("kwargs,match", [
     ({"lr": 0.0}, "lr > 0"), ({"momentum": 1.0}, "momentum"), ({"batch_size": 1}, "batch_size ≥ 2"),
     ({"max_epochs": 0}, "max_epochs"),

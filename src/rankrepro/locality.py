@@ -10,12 +10,17 @@ region J of sample b replaced by region J of sample b + 1 (cyclically); ``g'_b =
 ``∇_{x_I} f`` keeps its direction when x_J changes and every cosine is ±1: the penalty is 1 exactly when the gradient
 w.r.t. I does not react to J, and penalising it (loss + λ·penalty, by double back-propagation) promotes interaction
 between the two regions.
+
+The input gradients come from :func:`logits_and_input_gradient`: a model that computes its own (the ResNet-18 of
+:mod:`rankrepro.resnet`, by an explicit backward pass about twice as cheap to back-propagate through) or, for any
+other model, ``torch.autograd.grad(..., create_graph=True)``. Both give the same quantity and the same gradient
+w.r.t. the parameters (tested).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -24,7 +29,8 @@ from torch import Tensor
 from rankrepro.errors import ConfigError
 from rankrepro.is_same_class_graphs import sample_pairs
 
-__all__ = ["Region", "input_gradient_change_penalty", "sample_pairs", "resize_images", "canvas_images", "choose_pair",
+__all__ = ["Region", "input_gradient_change_penalty", "penalty_and_logits", "logits_and_input_gradient",
+           "gradient_change_penalty", "sample_pairs", "resize_images", "canvas_images", "choose_pair",
            "random_patch_pair"]
 
 
@@ -66,6 +72,14 @@ def _check_region(region: Region, height: int, width: int, name: str) -> None:
                           f"{height} × {width} input")
 
 
+@runtime_checkable
+class ExplicitInputGradient(Protocol):
+    """A model that returns its logits and ``∇_x Σ_b f_b(x)`` from one forward pass, the gradient differentiable
+    w.r.t. the parameters by an ordinary backward pass (:meth:`rankrepro.resnet.ResNet18.logits_and_input_gradient`)."""
+
+    def logits_and_input_gradient(self, x: Tensor) -> tuple[Tensor, Tensor]: ...
+
+
 def _logits(model: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
     """``(B,)`` scalar logits of ``model`` (output ``(B,)`` or ``(B, 1)``)."""
     out = model(x)
@@ -75,43 +89,73 @@ def _logits(model: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
     return out.reshape(len(x))
 
 
-def _region_gradient(logits: Tensor, x: Tensor, region: Region) -> Tensor:
-    """``(B, C·h·w)``: ``∇_{x_I} Σ_b f_b`` flattened per sample, keeping the graph (create_graph) for double
-    back-propagation. Samples only interact through batch statistics (BatchNorm in train mode), so this is the
-    per-sample gradient ``∇_{x_{b,I}} f_b`` up to those terms, as in the paper's implementation."""
+def autograd_logits_and_input_gradient(model: Callable[[Tensor], Tensor], x: Tensor) -> tuple[Tensor, Tensor]:
+    """``(f(x) (B,), ∇_x Σ_b f_b(x) (B, C, H, W))`` for any model, by ``torch.autograd.grad`` keeping the graph
+    (create_graph) for double back-propagation. Samples only interact through batch statistics (BatchNorm in train
+    mode), so this is the per-sample gradient ``∇_{x_b} f_b`` up to those terms, as in the paper's implementation."""
+    x = x.detach().requires_grad_(True)
+    logits = _logits(model, x)
     (grad,) = torch.autograd.grad(logits.sum(), x, create_graph=True)
-    return grad[..., region.rows, region.cols].reshape(len(x), -1)
+    return logits, grad
 
 
-def input_gradient_change_penalty(model: Callable[[Tensor], Tensor], x: Tensor, region_i: Region, region_j: Region,
-                                  *, logits: Tensor | None = None, eps: float = 1e-12) -> Tensor:
-    """Scalar ``mean_b |⟨g_b, g'_b⟩| / max(‖g_b‖·‖g'_b‖, eps)``, with ``g = ∇_{x_I} f(x)``, ``g' = ∇_{x_I} f(x')``
-    and ``x'`` = ``x`` with region J of each sample taken from the next sample of the batch (``roll(x, −1)``),
-    differentiable w.r.t. the parameters of ``model`` (add ``λ·penalty`` to the loss and back-propagate).
+def logits_and_input_gradient(model: Callable[[Tensor], Tensor], x: Tensor) -> tuple[Tensor, Tensor]:
+    """``(f(x), ∇_x Σ_b f_b(x))``: the model's own explicit computation when it has one
+    (:class:`ExplicitInputGradient`), else :func:`autograd_logits_and_input_gradient`."""
+    if not isinstance(model, ExplicitInputGradient):
+        return autograd_logits_and_input_gradient(model, x)
+    logits, grad = model.logits_and_input_gradient(x)
+    if logits.numel() != len(x):
+        raise ConfigError(f"the model must give one logit per sample, got {tuple(logits.shape)} for a batch of "
+                          f"{len(x)}")
+    return logits.reshape(len(x)), grad
 
-    ``x`` is a channel-first batch ``(B, C, H, W)`` with B ≥ 2; I and J must be disjoint regions inside it. To share
-    the forward pass with the loss, pass ``logits = model(x)`` computed after ``x.requires_grad_(True)``; otherwise
-    the function runs its own forward pass on a copy of ``x``. A zero gradient gives a cosine of 0 (``eps`` guard).
-    In train mode, the forward pass on ``x'`` also updates BatchNorm running statistics."""
+
+def gradient_change_penalty(grad: Tensor, grad_shifted: Tensor, region_i: Region, *, eps: float = 1e-12) -> Tensor:
+    """``mean_b |⟨g_b, g'_b⟩| / max(‖g_b‖·‖g'_b‖, eps)`` of the two input gradients restricted to region I
+    (``g = grad[b, :, I]`` flattened per sample); a zero gradient gives a cosine of 0 (``eps`` guard)."""
+    g = grad[..., region_i.rows, region_i.cols].reshape(len(grad), -1)
+    g_shifted = grad_shifted[..., region_i.rows, region_i.cols].reshape(len(grad), -1)
+    norms = (g.norm(dim=1) * g_shifted.norm(dim=1)).clamp_min(eps)
+    return ((g * g_shifted).sum(dim=1).abs() / norms).mean()
+
+
+def shift_region(x: Tensor, region: Region) -> Tensor:
+    """``x'``: a copy of ``x`` with the region of each sample b taken from sample b + 1 (cyclically)."""
+    shifted = x.detach().clone()
+    shifted[..., region.rows, region.cols] = torch.roll(shifted[..., region.rows, region.cols], -1, dims=0)
+    return shifted
+
+
+def _check_penalty_arguments(x: Tensor, region_i: Region, region_j: Region) -> None:
+    """ConfigError unless ``x`` is a channel-first batch of ≥ 2 samples holding the disjoint regions I and J."""
     if x.ndim != 4 or len(x) < 2:
         raise ConfigError(f"the penalty needs a channel-first batch (B ≥ 2, C, H, W), got {tuple(x.shape)}")
     _check_region(region_i, x.shape[-2], x.shape[-1], "I")
     _check_region(region_j, x.shape[-2], x.shape[-1], "J")
     if region_i.overlaps(region_j):
         raise ConfigError(f"regions I {tuple(region_i)} and J {tuple(region_j)} overlap")
-    if logits is None:
-        x = x.detach().clone().requires_grad_(True)
-        logits = _logits(model, x)
-    elif not x.requires_grad:
-        raise ConfigError("logits were passed but x does not require grad: call x.requires_grad_(True) before the "
-                          "forward pass that produced them")
-    grad = _region_gradient(logits.reshape(len(x)), x, region_i)
-    shifted = x.detach().clone()
-    shifted[..., region_j.rows, region_j.cols] = torch.roll(shifted[..., region_j.rows, region_j.cols], -1, dims=0)
-    shifted.requires_grad_(True)
-    grad_shifted = _region_gradient(_logits(model, shifted), shifted, region_i)
-    norms = (grad.norm(dim=1) * grad_shifted.norm(dim=1)).clamp_min(eps)
-    return ((grad * grad_shifted).sum(dim=1).abs() / norms).mean()
+
+
+def penalty_and_logits(model: Callable[[Tensor], Tensor], x: Tensor, region_i: Region, region_j: Region,
+                       *, eps: float = 1e-12) -> tuple[Tensor, Tensor]:
+    """The penalty ``mean_b |cos(∇_{x_I} f(x)_b, ∇_{x_I} f(x')_b)|`` (:func:`gradient_change_penalty`), with ``x'``
+    = ``x`` with region J of each sample taken from the next sample of the batch (:func:`shift_region`), and the
+    logits ``f(x)`` ``(B,)`` of the same forward pass (for the loss): both differentiable w.r.t. the parameters of
+    ``model`` (add ``λ·penalty`` to the loss and back-propagate).
+
+    ``x`` is a channel-first batch ``(B, C, H, W)`` with B ≥ 2; I and J must be disjoint regions inside it. The model
+    runs on ``x``, then on ``x'``: in train mode both passes update the BatchNorm running statistics, in that order."""
+    _check_penalty_arguments(x, region_i, region_j)
+    logits, grad = logits_and_input_gradient(model, x)
+    _, grad_shifted = logits_and_input_gradient(model, shift_region(x, region_j))
+    return gradient_change_penalty(grad, grad_shifted, region_i, eps=eps), logits
+
+
+def input_gradient_change_penalty(model: Callable[[Tensor], Tensor], x: Tensor, region_i: Region, region_j: Region,
+                                  *, eps: float = 1e-12) -> Tensor:
+    """The penalty of :func:`penalty_and_logits` alone (a scalar, differentiable w.r.t. the parameters)."""
+    return penalty_and_logits(model, x, region_i, region_j, eps=eps)[0]
 
 
 def resize_images(images: np.ndarray, side: int) -> np.ndarray:

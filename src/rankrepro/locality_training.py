@@ -5,8 +5,9 @@ momentum on mini-batches of the loss
 
     L(θ) = BCE(f(x; θ), y) + λ · mean_b |cos(∇_{x_I} f(x)_b, ∇_{x_I} f(x')_b)|,
 
-where the regions (I, J) are drawn afresh for every batch (:func:`rankrepro.locality.input_gradient_change_penalty`;
-λ = 0 is plain training and skips the double back-propagation). Training stops ``stop_after_fit`` epochs after the
+where the regions (I, J) are drawn afresh for every batch (:func:`rankrepro.locality.penalty_and_logits`, which also
+gives the logits of the loss from its own forward pass; λ = 0 is plain training and skips the double
+back-propagation). Training stops ``stop_after_fit`` epochs after the
 first epoch with 100 % training accuracy, or at ``max_epochs`` (the paper: 20 epochs after fitting, ≤ 150 epochs).
 Test accuracy is measured once, after the last epoch. Images are stored as uint8 and scaled to [0, 1] per batch, in the dtype of the model's parameters.
 """
@@ -23,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from rankrepro.errors import ConfigError
-from rankrepro.locality import Region, input_gradient_change_penalty
+from rankrepro.locality import Region, penalty_and_logits
 
 #: draws the regions (I, J) of one batch from a numpy generator
 RegionSampler = Callable[[np.random.Generator], tuple[Region, Region]]
@@ -70,7 +71,7 @@ def binary_accuracy(model: nn.Module, images: Tensor, labels: Tensor, batch_size
     """Fraction of samples with ``(f(x) > 0) == y``, in eval mode (BatchNorm running statistics), in batches."""
     model.eval()
     like, correct = next(model.parameters()), 0
-    with torch.no_grad():
+    with torch.inference_mode():
         for start in range(0, len(images), batch_size):
             logits = model(as_input(images[start:start + batch_size], like)).reshape(-1)
             correct += int(((logits > 0).long() == labels[start:start + batch_size].to(like.device)).sum())
@@ -82,14 +83,14 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, y:
     """One SGD step on BCE + λ·penalty; returns (BCE, penalty (NaN when λ = 0), correct predictions)."""
     model.train()
     optimizer.zero_grad(set_to_none=True)
-    regularized = strength > 0 and regions is not None
-    if regularized:
-        x.requires_grad_(True)
-    logits = model(x).reshape(-1)
+    term = None
+    if strength > 0 and regions is not None:
+        term, logits = penalty_and_logits(model, x, regions[0], regions[1])
+    else:
+        logits = model(x).reshape(-1)
     bce = nn.functional.binary_cross_entropy_with_logits(logits, y.to(logits.dtype))
     loss, penalty = bce, math.nan
-    if regularized:
-        term = input_gradient_change_penalty(model, x, regions[0], regions[1], logits=logits)
+    if term is not None:
         loss = bce + strength * term
         penalty = float(term.detach())
     loss.backward()

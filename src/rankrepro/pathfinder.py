@@ -31,7 +31,7 @@ between them and varied their contrast): paddles touch, pixels are binary, and t
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -180,6 +180,12 @@ class Shape:
     radius: float
     arc_start: float
     arc_end: float
+    #: bounding box of the segment ``(low row, high row, low column, high column)``, for a quick rejection test
+    box: tuple[float, float, float, float] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "box", (min(self.a[0], self.b[0]), max(self.a[0], self.b[0]),
+                                         min(self.a[1], self.b[1]), max(self.a[1], self.b[1])))
 
 
 def is_clear(a: Point, b: Point, radius: float, others: list[Shape], clearance: float) -> bool:
@@ -189,8 +195,9 @@ def is_clear(a: Point, b: Point, radius: float, others: list[Shape], clearance: 
     low_c, high_c = min(a[1], b[1]), max(a[1], b[1])
     for shape in others:
         reach = radius + shape.radius + clearance
-        if (min(shape.a[0], shape.b[0]) - reach > high_r or max(shape.a[0], shape.b[0]) + reach < low_r
-                or min(shape.a[1], shape.b[1]) - reach > high_c or max(shape.a[1], shape.b[1]) + reach < low_c):
+        shape_low_r, shape_high_r, shape_low_c, shape_high_c = shape.box
+        if (shape_low_r - reach > high_r or shape_high_r + reach < low_r
+                or shape_low_c - reach > high_c or shape_high_c + reach < low_c):
             continue
         if segment_distance(a, b, shape.a, shape.b) < reach:
             return False
