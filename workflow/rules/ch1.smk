@@ -28,6 +28,7 @@ rule ch1_run:
     wildcard_constraints:
         experiment=one_of(CH1),
     threads: THREADS
+    priority: run_priority
     resources:
         mem_mb=run_resource(CH1_RUN_RESOURCES, 0),
         runtime=run_resource(CH1_RUN_RESOURCES, 1),

@@ -29,6 +29,7 @@ rule ch2_run:
     wildcard_constraints:
         experiment=one_of(CH2),
     threads: THREADS
+    priority: run_priority
     resources:
         mem_mb=run_resource(CH2_RUN_RESOURCES, 0),
         runtime=run_resource(CH2_RUN_RESOURCES, 1),

@@ -33,6 +33,7 @@ rule ch3_run:
     wildcard_constraints:
         experiment=one_of(CH3),
     threads: THREADS
+    priority: run_priority
     resources:
         mem_mb=run_resource(CH3_RUN_RESOURCES, 0),
         runtime=run_resource(CH3_RUN_RESOURCES, 1),

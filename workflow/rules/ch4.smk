@@ -33,6 +33,7 @@ rule ch4_run:
     wildcard_constraints:
         experiment=one_of(CH4),
     threads: THREADS
+    priority: run_priority
     resources:
         mem_mb=run_resource(CH4_RUN_RESOURCES, 0),
         runtime=run_resource(CH4_RUN_RESOURCES, 1),

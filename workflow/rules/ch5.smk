@@ -36,6 +36,7 @@ rule ch5_run:
     wildcard_constraints:
         experiment=one_of(CH5),
     threads: THREADS
+    priority: run_priority
     resources:
         mem_mb=run_resource(CH5_RUN_RESOURCES, 0),
         runtime=run_resource(CH5_RUN_RESOURCES, 1),

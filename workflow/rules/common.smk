@@ -239,6 +239,31 @@ def run_resource(table: dict, index: int):
     return lookup
 
 
+# Scheduling: on a few cores the DAG's wall time is about max(longest job, total / cores) only when the longest jobs
+# start first. A run job's priority is its measured job time in minutes on the default tier (1 thread, from
+# logs/default/*/*.run.benchmark.tsv via benchmarks/dag_wall_times.py); tiers differ in scale, not in which jobs are
+# long. Experiments not listed get 0.
+RUN_PRIORITY_MINUTES = {
+    "is_same_class_cnn": 20,
+    "pathfinder_cnn": 20,
+    "tensor_completion_vs_linear": 9,
+    "tensor_rank_mnist": 8,
+    "is_same_class_gnn": 6,
+    "edge_sparsification": 6,
+    "tf_component_norms": 4,
+    "incremental_rank_learning_sensing": 3,
+    "hessian_rank_vs_depth": 2,
+    "tf_sensing_component_norms": 2,
+    "hessian_rank_vs_sample_size": 2,
+    "hessian_rank_vs_width": 1,
+}
+
+
+def run_priority(wildcards) -> int:
+    """Snakemake priority of an experiment's run job: longer jobs first (:data:`RUN_PRIORITY_MINUTES`)."""
+    return RUN_PRIORITY_MINUTES.get(wildcards.experiment, 0)
+
+
 def gpu_request(benefits: bool) -> int:
     """GPUs a job asks the scheduler for: 1 for rules that benefit from one unless the tier says `device: cpu`.
 
