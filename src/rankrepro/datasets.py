@@ -85,10 +85,10 @@ class DatasetSpec:
     """A dataset: its registry ``name``, a ``title``, the ``folder`` it has in the mirror and in the cache, its files,
     licence and homepage, (classification datasets) the names of its classes in label order, the ``reader`` of its
     files — ``idx`` (MNIST's four IDX files), ``cifar-binary`` (the CIFAR-10 binary tarball), ``planetoid`` (the
-    Planetoid raw files, read by torch_geometric), ``npz-graph`` (a heterophilous-graphs .npz), ``gnn-benchmark-npz``
-    (a graph2gauss / gnn-benchmark .npz of CSR matrices) or ``ogbn-zip`` (an OGB node-property-prediction zip) — and
-    the ``mirror_folder`` holding its files in the mirror when that differs from ``folder`` (Cora and CiteSeer share
-    ``planetoid/``).
+    Planetoid raw files: pickles, read without unpickling by :mod:`rankrepro.pickle_free`), ``npz-graph`` (a
+    heterophilous-graphs .npz), ``gnn-benchmark-npz`` (a graph2gauss / gnn-benchmark .npz of CSR matrices) or
+    ``ogbn-zip`` (an OGB node-property-prediction zip) — and the ``mirror_folder`` holding its files in the mirror when
+    that differs from ``folder`` (Cora and CiteSeer share ``planetoid/``).
 
     The workflow's ``data_fetch`` rule writes ``<cache>/<name>/MANIFEST.json``, so ``folder`` equals ``name``.
     """
@@ -142,8 +142,8 @@ def _plain_files(md5s: dict[str, str | None], url_base: str) -> tuple[RemoteFile
                  for name, md5 in md5s.items())
 
 
-#: the Planetoid raw files (as torch_geometric's Planetoid expects them); MD5s of the kimiyoung/planetoid files, whose
-#: SHA-256 the offline mirror's README publishes
+#: the Planetoid raw files (as torch_geometric's Planetoid expects them; read by rankrepro.pickle_free); MD5s of the
+#: kimiyoung/planetoid files, whose SHA-256 the offline mirror's README publishes
 PLANETOID_URL = "https://github.com/kimiyoung/planetoid/raw/master/data/"
 PLANETOID_MD5 = {
     "cora": {"x": "190831eee19d8f330d89d94b40a65c5a", "y": "78344284e3ff7fd24eb9c307d51351eb",
@@ -513,7 +513,7 @@ def _write_manifest(spec: DatasetSpec, folder: Path, sources: dict[str, str], md
         ],
     }
     text = json.dumps(record, indent=2, sort_keys=True) + "\n"
-    if not manifest.is_file() or manifest.read_text(encoding="utf-8") != text:
+    if not manifest.is_file() or manifest.read_bytes() != text.encode("utf-8"):  # bytes: any old content is replaced
         atomic_write_text(manifest, text)
     return manifest
 
@@ -714,7 +714,7 @@ class DataSource:
         return load_image_classification(name, self.cache_root, self.mirror)
 
     def graph(self, name: str):
-        """The verified graph ``name`` (:class:`rankrepro.graph_datasets.GraphDataset`; imports torch_geometric)."""
+        """The verified graph ``name`` (:class:`rankrepro.graph_datasets.GraphDataset`)."""
         from rankrepro.graph_datasets import load_graph
 
         return load_graph(name, self.cache_root, self.mirror)
