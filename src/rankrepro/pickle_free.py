@@ -5,7 +5,7 @@ Python 2): scipy CSR matrices, numpy arrays, and a ``defaultdict(list)`` adjacen
 the stream names, so this module never calls :mod:`pickle`: it walks the opcode stream with
 :func:`pickletools.genops` (a parser: it executes nothing, imports nothing) and interprets a small whitelist of opcodes
 on a stack of inert values. ``GLOBAL`` names are only compared with :data:`ALLOWED_GLOBALS` (never imported), and the
-only "calls" are the four constructions these files contain, rebuilt by hand from their arguments:
+only "calls" are the five constructions these files contain, rebuilt by hand from their arguments:
 
 - ``numpy.core.multiarray._reconstruct(numpy.ndarray, (0,), b'b')`` + ``BUILD (version, shape, dtype, fortran,
   raw bytes)``: an array of a plain numeric dtype (bool, signed/unsigned integer, float) from its raw bytes;
