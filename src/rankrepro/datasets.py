@@ -42,7 +42,7 @@ from typing import IO, Any
 import numpy as np
 
 from rankrepro.errors import DataError
-from rankrepro.io import atomic_write, atomic_write_text
+from rankrepro.io import atomic_write, atomic_write_text, one_line
 
 log = logging.getLogger(__name__)
 
@@ -319,12 +319,6 @@ class _ChecksumMismatch(_SourceFailed):
 _READ_ERRORS = (OSError, EOFError, zlib.error, http.client.HTTPException, ValueError)
 
 
-def _one_line(exc: BaseException) -> str:
-    """An exception as one short line."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
-
-
 def _copy_verified(stream: IO[bytes], remote: RemoteFile, target: Path, expected: str | None) -> str:
     """Stream ``stream`` (decompressing if ``remote.gzipped``) into ``target`` atomically if its MD5 is ``expected``
     (any complete copy when ``expected`` is None); returns the MD5.
@@ -342,7 +336,7 @@ def _copy_verified(stream: IO[bytes], remote: RemoteFile, target: Path, expected
                 try:
                     block = reader.read(_CHUNK)
                 except _READ_ERRORS as exc:
-                    raise _SourceFailed(f"unreadable ({_one_line(exc)})") from exc
+                    raise _SourceFailed(f"unreadable ({one_line(exc)})") from exc
                 if not block:
                     break
                 digest.update(block)
@@ -363,7 +357,7 @@ def _from_mirror(path: Path, remote: RemoteFile, target: Path, expected: str | N
         where = "" if path.parent.parent.is_dir() else f"; the mirror folder {path.parent.parent} does not exist"
         raise _SourceFailed(f"no such file{where}") from None
     except OSError as exc:
-        raise _SourceFailed(f"cannot read it ({_one_line(exc)})") from exc
+        raise _SourceFailed(f"cannot read it ({one_line(exc)})") from exc
     with handle:
         return _copy_verified(handle, remote, target, expected)
 
@@ -373,7 +367,7 @@ def _from_url(url: str, opener: Opener, remote: RemoteFile, target: Path, expect
     try:
         response = opener(url, timeout=DOWNLOAD_TIMEOUT)
     except _READ_ERRORS as exc:
-        raise _SourceFailed(_one_line(exc)) from exc
+        raise _SourceFailed(one_line(exc)) from exc
     with response:
         return _copy_verified(response, remote, target, expected)
 
@@ -549,7 +543,7 @@ def fetch_dataset(name: str, cache_root: str | os.PathLike, mirror: str | os.Pat
             sources[remote.name], md5s[remote.name] = _fetch_file(spec, remote, target, mirror, opener, expected)
         _write_manifest(spec, folder, sources, md5s)
     except OSError as exc:
-        raise DataError(f"cannot write dataset '{spec.name}' into the data cache {folder}: {_one_line(exc)}") from None
+        raise DataError(f"cannot write dataset '{spec.name}' into the data cache {folder}: {one_line(exc)}") from None
     return folder
 
 
@@ -603,7 +597,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise DataError(f"cannot read IDX file {path}: {_one_line(exc)}") from None
+        raise DataError(f"cannot read IDX file {path}: {one_line(exc)}") from None
     return parse_idx(data, f"IDX file {path}")
 
 
@@ -663,7 +657,7 @@ def read_cifar_archive(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray,
                     stream = archive.extractfile(member)
                     batches[member.name] = parse_cifar_batch(stream.read(), f"{path}:{member.name}")
     except (OSError, tarfile.TarError, EOFError, zlib.error) as exc:
-        raise DataError(f"cannot read the CIFAR-10 archive {path}: {_one_line(exc)}") from None
+        raise DataError(f"cannot read the CIFAR-10 archive {path}: {one_line(exc)}") from None
     missing = [name for name in wanted if name not in batches]
     if missing:
         raise DataError(f"the CIFAR-10 archive {path} lacks {', '.join(missing)}")

@@ -25,6 +25,7 @@ import scipy.sparse as sp
 from rankrepro.datasets import DATASETS, DatasetSpec, Opener, check_labels, fetch_dataset, get_dataset
 from rankrepro.errors import DataError
 from rankrepro.graphs import undirected_edges
+from rankrepro.io import one_line
 from rankrepro.pickle_free import read_pickled_data
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ def _remove_stale_pyg(folder: Path) -> None:
             stale.unlink()
     except OSError as exc:
         log.warning("cannot remove %s (an earlier version's processed-data cache; never read): %s", stale,
-                    " ".join(str(exc).split()))
+                    one_line(exc))
         return
     log.info("removed %s (a processed-data cache of an earlier version; never read)", stale)
 
@@ -91,7 +92,7 @@ def _read_test_index(path: Path) -> np.ndarray:
         index = np.array([int(token) for token in tokens], dtype=np.int64)
     except (OSError, ValueError) as exc:
         raise DataError(f"cannot read the Planetoid test index {path} (delete it to fetch it again): "
-                        f"{' '.join(str(exc).split())[:200]}") from None
+                        f"{one_line(exc, 200)}") from None
     if index.size == 0:
         raise DataError(f"the Planetoid test index {path} is empty (delete it to fetch it again)")
     return index

@@ -36,6 +36,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from rankrepro.errors import DataError
+from rankrepro.io import one_line
 
 
 class Global(Enum):
@@ -326,7 +327,7 @@ def parse_pickled_data(data: bytes, what: str) -> PickledData:
         raise DataError(f"{what} is not a pickle this reader accepts: {exc} at byte {position} (delete it to fetch it "
                         "again)") from None
     except (ValueError, UnicodeDecodeError) as exc:  # genops on a truncated or malformed stream
-        raise DataError(f"{what} is truncated or not a pickle ({' '.join(str(exc).split())[:200]}; delete it to fetch "
+        raise DataError(f"{what} is truncated or not a pickle ({one_line(exc, 200)}; delete it to fetch "
                         "it again)") from None
     raise DataError(f"{what} is truncated: the pickle has no STOP (delete it to fetch it again)")
 
@@ -337,5 +338,5 @@ def read_pickled_data(path: str | os.PathLike) -> PickledData:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise DataError(f"cannot read {path}: {' '.join(str(exc).split())}") from None
+        raise DataError(f"cannot read {path}: {one_line(exc)}") from None
     return parse_pickled_data(data, f"the pickled file {path}")
