@@ -137,7 +137,9 @@ def _crafted(body: bytes) -> bytes:
               b"K?tb"), "dtype state"),
     (_py2_array(b"\x00" * 8), "array data of 8 bytes"),  # shape (3,) of int32 needs 12
     (_py2_array(b"\x00" * 12, code=b"O8"), "not a plain number type"),
-    (_py2_array(b"\x00" * 12, code=b"zz"), "unknown dtype code"),
+    (_py2_array(b"\x00" * 12, code=b"i3"), "unknown dtype code"),
+    (_py2_array(b"\x00" * 12, code=b"a"), "not a plain number type"),
+    (_py2_array(b"\x00" * 12, code=b"M8"), "not a plain number type"),
     (_py2_array(b"\x00" * 12)[:-1] + b"N.", "2 values left on the stack"),
     (_py2_array(b"\x00" * 12) + b"extra", "5 bytes after the end"),
     (_crafted(b"h\x07"), "memo entry 7 read before it is written"),

@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import os
 import pickletools
+import re
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -66,8 +67,8 @@ ALLOWED_GLOBALS: dict[str, Global] = {
     "_codecs encode": Global.ENCODE,
 }
 
-#: dtype kinds an array may have: bool, signed and unsigned integers, floats
-NUMERIC_KINDS = "biuf"
+#: the dtype codes an array may have: bool, signed and unsigned integers, floats, with their size in bytes ("i4")
+_NUMERIC_CODE = re.compile(r"[biuf][1-9][0-9]?")
 
 #: what the reader returns
 PickledData = np.ndarray | sp.csr_matrix | dict[int, list[int]]
@@ -176,12 +177,12 @@ def _build_dtype(stub: _Dtype, state: Any) -> None:
             and state[2:5] == (None, None, None) and state[5:8] == (-1, -1, 0) and state[8:] in ((), (None,))
             and state[1] in ("<", ">", "|", "=")):
         raise _Rejected(f"a dtype state outside the whitelist: {state!r:.100}")
+    if not _NUMERIC_CODE.fullmatch(stub.code):
+        raise _Rejected(f"a dtype {stub.code!r:.20} that is not a plain number type")
     try:
         dtype = np.dtype(stub.code)
     except (TypeError, ValueError):
         raise _Rejected(f"an unknown dtype code {stub.code!r:.20}") from None
-    if dtype.kind not in NUMERIC_KINDS or dtype.fields is not None or dtype.subdtype is not None:
-        raise _Rejected(f"a dtype {stub.code!r:.20} that is not a plain number type")
     stub.value = dtype.newbyteorder(state[1]) if state[1] in "<>" and dtype.itemsize > 1 else dtype
 
 
