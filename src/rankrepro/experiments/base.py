@@ -15,7 +15,8 @@ import torch
 from rankrepro.errors import RankreproError
 from collections.abc import Callable
 
-from rankrepro.io import atomic_write_csv, atomic_write_json, fingerprint, read_json, source_hash
+from rankrepro.io import (SealError, atomic_write_csv, atomic_write_json, atomic_write_sealed_json, fingerprint,
+                          read_json, read_sealed_json, source_hash)
 from rankrepro.runtime import provenance
 
 METRICS_FILE = "metrics.csv"
@@ -87,14 +88,15 @@ def load_results(results: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
 
 
 def load_batch(path: Path, fingerprint: str) -> dict[str, Any] | None:
-    """A finished batch record (JSON with a ``fingerprint``), or None when absent, unreadable or from other
-    settings/code."""
+    """A finished batch record (sealed JSON with a ``fingerprint``: :func:`rankrepro.io.read_sealed_json`, returned
+    without its hash), or None when absent, unreadable, without a matching content hash (corrupted, truncated, earlier
+    format: logged in one line) or from other settings/code."""
     if not path.is_file():
         return None
     try:
-        record = read_json(path)
-    except (OSError, ValueError):
-        log.warning("batch file %s is unreadable; recomputing it", path)
+        record = read_sealed_json(path)
+    except SealError as exc:
+        log.warning("batch file %s is discarded: %s; recomputing it", path, exc)
         return None
     if record.get("fingerprint") != fingerprint:
         log.info("batch file %s is from other settings or code; recomputing it", path)
@@ -104,10 +106,11 @@ def load_batch(path: Path, fingerprint: str) -> dict[str, Any] | None:
 
 def cached_batch(path: Path, fingerprint: str, compute: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any], bool]:
     """The batch record at ``path`` if valid, else ``compute()`` (which must store ``fingerprint`` in the record)
-    written atomically; and whether it was cached. Finished batches of an interrupted job are never recomputed."""
+    written atomically with its content hash; and whether it was cached. Finished batches of an interrupted job are
+    never recomputed."""
     record = load_batch(path, fingerprint)
     if record is not None:
         return record, True
     record = compute()
-    atomic_write_json(path, record)
+    atomic_write_sealed_json(path, record)
     return record, False
