@@ -6,7 +6,7 @@ Checked: every figure (PNG + PDF) and the scorecard are made, each experiment fr
 has nothing to do; a changed config value reruns exactly the affected experiment; changed library code reruns exactly
 the affected jobs; an invalid config stops Snakemake at once naming the key; a tier config may leave experiments out;
 parsing the workflow writes nothing, and a dry run with another config beside a running workflow changes nothing of
-it; the HTML report builds.
+it; the HTML report builds and every caption is clean reStructuredText.
 """
 
 from __future__ import annotations
@@ -247,6 +247,9 @@ def test_html_report(dag, tiny):
     result = snakemake(workdir, configfile, "--report", str(report))
     assert result.returncode == 0, output(result)
     assert report.stat().st_size > 10_000
+    html = report.read_text(encoding="utf-8")
+    # docutils reports a caption's RST problem inside the caption itself ("System Message: WARNING/2 …")
+    assert "System Message" not in html and "system-message" not in html, re.findall(r"System Message.{0,300}", html)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -367,3 +370,72 @@ def test_a_concurrent_dry_run_with_another_config_does_not_change_a_running_work
              if rule == "ch1_run"}
     assert rerun == set(experiments)
 
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Report captions: every caption renders as clean reStructuredText (any docutils warning fails).
+
+REPORT = REPO / "workflow" / "report"
+
+
+def render_rst(template: str, snakemake_object) -> str:
+    """Render a caption as `snakemake --report` does (Jinja with trim_blocks and lstrip_blocks, then docutils to
+    HTML), except that docutils stops at the first warning instead of printing it into the caption."""
+    import io
+
+    from docutils.core import publish_parts
+    from jinja2 import Environment
+
+    text = Environment(trim_blocks=True, lstrip_blocks=True).from_string(template).render(snakemake=snakemake_object)
+    settings = {"halt_level": 2, "report_level": 1, "warning_stream": io.StringIO()}
+    return publish_parts(text, writer="html", settings_overrides=settings)["body"]
+
+
+def smk_substitutions() -> list[str]:
+    """The `substitutions` params of the plot rules."""
+    text = "\n".join(path.read_text(encoding="utf-8") for path in (REPO / "workflow" / "rules").glob("*.smk"))
+    return re.findall(r'^\s+substitutions="([^"]*)",$', text, flags=re.MULTILINE)
+
+
+@pytest.mark.parametrize("tier", ["smoke.yaml", "config.yaml", "paper.yaml"])
+def test_every_report_caption_is_clean_rst(tier):
+    from types import SimpleNamespace
+
+    from rankrepro.config import load_config
+    from rankrepro.experiments import get_experiment
+
+    config = load_config(REPO / "config" / tier)
+    figure = (REPORT / "figure.rst").read_text(encoding="utf-8")
+    substitutions = smk_substitutions()
+    assert len(substitutions) >= 3
+    for name, section in config["experiments"].items():
+        module = get_experiment(name)
+        for params in [SimpleNamespace(section=module.SECTION, title=module.TITLE, substitutions=text)
+                       for text in substitutions] + [SimpleNamespace(section=module.SECTION, title=module.TITLE)]:
+            caption = SimpleNamespace(wildcards=SimpleNamespace(experiment=name), config=config, params=params,
+                                      input=SimpleNamespace(settings=f"results/x/settings/{name}.0123abcd.yaml"))
+            html = render_rst(figure, caption)
+            assert "Substitutions:" in html and f"<tt class=\"docutils literal\">{name}</tt>" in html
+            settings = html.split("<pre class=\"literal-block\">")[1].split("</pre>")[0].splitlines()
+            assert [line for line in settings if line and not line.startswith(" ")] == [
+                f"{key}:" + ("" if isinstance(value, dict) or (isinstance(value, list) and value
+                                                               and isinstance(value[0], dict)) else f" {value}")
+                for key, value in section.items()
+            ]  # one setting per line
+    for page in ("workflow.rst", "scorecard.rst"):
+        assert render_rst((REPORT / page).read_text(encoding="utf-8"), SimpleNamespace(config=config))
+
+
+def test_captions_keep_rst_markup_characters_as_text():
+    """A title with |, *, _ or ` (e.g. §1.3's "|w11|") is text, not a substitution, emphasis or reference."""
+    from types import SimpleNamespace
+
+    title = "Perturbed problem: |w11| grows *fast*, as_in `x` and \\ here"
+    caption = SimpleNamespace(
+        wildcards=SimpleNamespace(experiment="dmf_perturbed_problem"),
+        config={"tier": "t", "experiments": {"dmf_perturbed_problem": {"seed": 1, "epsilons": [0.0, 0.5]}}},
+        params=SimpleNamespace(section="1.3", title=title, substitutions="none_ (a|b)"),
+        input=SimpleNamespace(settings="results/t/settings/dmf_perturbed_problem.0123456789abcdef.yaml"),
+    )
+    html = render_rst((REPORT / "figure.rst").read_text(encoding="utf-8"), caption)
+    assert f"§1.3 — {title}" in html and "Substitutions: none_ (a|b)." in html
+    assert "seed: 1\nepsilons: [0.0, 0.5]\n</pre>" in html
