@@ -4,10 +4,13 @@
     rankrepro run EXPERIMENT --config FILE [--out DIR] [--threads N] [--no-progress] [--log FILE]
     rankrepro plot EXPERIMENT --config FILE [--results DIR] [--out PNG]
     rankrepro claims EXPERIMENT --config FILE [--results DIR] [--out JSON]
-    rankrepro scorecard --config FILE --out-md MD --out-json JSON CLAIMS.json ...
+    rankrepro scorecard (--tier NAME | --config FILE) --out-md MD --out-json JSON CLAIMS.json ...
     rankrepro check-scorecard SCORECARD.json
     rankrepro data list [--config FILE] [--cache DIR]
     rankrepro data fetch NAME [--config FILE] [--cache DIR] [--mirror DIR] [--log FILE]
+
+The workflow passes each experiment's settings file (results/<tier>/settings/<experiment>.<hash>.yaml, a tier config
+holding that one experiment) as ``--config``; by hand, any tier config works (config/smoke.yaml, …).
 
 `data fetch` takes the data cache and mirror from the config (`data_cache`, `data_mirror`); the
 RANKREPRO_DATA_MIRROR environment variable overrides `data_mirror`, and the flags override both.
@@ -43,7 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     def experiment_command(name: str, help_text: str) -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=help_text)
         cmd.add_argument("experiment", help="experiment name (see `rankrepro list`)")
-        cmd.add_argument("--config", required=True, help="tier config YAML (config/{smoke,config,paper}.yaml)")
+        cmd.add_argument("--config", required=True, help="tier config YAML (config/{smoke,config,paper}.yaml, or an "
+                                                         "experiment's settings file written by the workflow)")
         return cmd
 
     run = experiment_command("run", "train/compute an experiment and write its metrics and summary")
@@ -61,7 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     claims.add_argument("--out", help="claims JSON path (default <results>/claims.json)")
 
     card = sub.add_parser("scorecard", help="gather claims.json files into scorecard.md and scorecard.json")
-    card.add_argument("--config", required=True)
+    tier = card.add_mutually_exclusive_group(required=True)
+    tier.add_argument("--tier", help="tier name written into the scorecard")
+    tier.add_argument("--config", help="tier config YAML supplying the tier name")
     card.add_argument("--out-md", required=True)
     card.add_argument("--out-json", required=True)
     card.add_argument("claim_files", nargs="+")
@@ -134,8 +140,8 @@ def _command_claims(args: argparse.Namespace) -> int:
 
 
 def _command_scorecard(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    records = write_scorecard(config["tier"], args.claim_files, args.out_md, args.out_json)
+    tier = args.tier if args.tier is not None else load_config(args.config)["tier"]
+    records = write_scorecard(tier, args.claim_files, args.out_md, args.out_json)
     print(f"{len(records)} claims -> {args.out_md}")
     return 0
 
