@@ -76,10 +76,7 @@ def test_missing_scorecard(tmp_path):
 
 
 def test_usage_error_exits_2_without_traceback():
-    result = rankrepro("run")
-    assert result.returncode == 2
-    assert "Traceback" not in result.stderr
-    assert "usage:" in result.stderr
+    assert_user_error(rankrepro("run"), "required", "rankrepro run --help")
 
 
 def test_list_names_every_configured_experiment():

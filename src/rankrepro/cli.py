@@ -25,11 +25,13 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 from rankrepro.claims import write_claims
 from rankrepro.config import experiment_section, load_config, load_schema
 from rankrepro.datasets import DATASETS, MANIFEST, DataSource, cached_files, fetch_dataset, resolve_mirror
 from rankrepro.errors import RankreproError
+from rankrepro.io import one_line
 from rankrepro.experiments import EXPERIMENTS, get_experiment
 from rankrepro.experiments.base import Context, figure_path, results_dir
 from rankrepro.report import failed_claims, write_scorecard
@@ -38,8 +40,26 @@ from rankrepro.runtime import configure_threads, select_device, setup_logging
 log = logging.getLogger("rankrepro")
 
 
+def _positive_int(text: str) -> int:
+    """An integer ≥ 1 (argparse type): anything else is a usage error naming the value."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not ≥ 1")
+    return value
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (and exit code 2), like every other user error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"rankrepro: error: {message} (see `{self.prog} --help`)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rankrepro", description=__doc__.split("\n\n")[0])
+    parser = _OneLineParser(prog="rankrepro", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list the experiments")
 
@@ -52,7 +72,8 @@ def _parser() -> argparse.ArgumentParser:
 
     run = experiment_command("run", "train/compute an experiment and write its metrics and summary")
     run.add_argument("--out", help="results folder (default results/<tier>/<chapter>/<experiment>)")
-    run.add_argument("--threads", type=int, default=None, help="torch/BLAS threads (default: config 'threads')")
+    run.add_argument("--threads", type=_positive_int, default=None,
+                     help="torch/BLAS threads, ≥ 1 (default: config 'threads')")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
     run.add_argument("--log", help="also log to this file")
 
@@ -101,6 +122,7 @@ def _command_run(args: argparse.Namespace) -> int:
     module = get_experiment(args.experiment)
     settings = experiment_section(config, args.experiment)
     out = Path(args.out) if args.out else results_dir(config, module.CHAPTER, module.NAME)
+    out.mkdir(parents=True, exist_ok=True)  # an unwritable output folder stops the job here, before any work
     setup_logging(args.log)
     threads = args.threads if args.threads is not None else config["threads"]
     configure_threads(threads)
@@ -205,6 +227,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except FileNotFoundError as exc:
         print(f"rankrepro: error: file not found: {exc.filename}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a read-only folder, a full disk, …: the file and the system's reason, in one line
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"rankrepro: error: cannot access{where}: {exc.strerror or one_line(exc)}", file=sys.stderr)
         return 2
 
 

@@ -16,6 +16,7 @@ file whose content no longer matches its name.
 from __future__ import annotations
 
 import copy
+import math
 import os
 import re
 from importlib import resources
@@ -94,6 +95,19 @@ def _resolve(sub: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
     return node
 
 
+def _non_finite(value: Any, path: str = ""):
+    """(dotted key, value) of every NaN or ±inf float in a nested config (JSON schema's bounds let NaN through:
+    every comparison with NaN is false)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        yield path or "<root>", value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _non_finite(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _non_finite(item, f"{path}.{index}")
+
+
 def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     """Validate a config dict against the schema and return a copy with defaults filled in.
 
@@ -101,6 +115,10 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     """
     if not isinstance(config, dict):
         raise ConfigError("the config file must hold a mapping of keys to values")
+    bad = next(_non_finite(config), None)
+    if bad is not None:
+        key, value = bad
+        raise ConfigError(f"config key '{key}': {value} is not a finite number (YAML .nan/.inf are not allowed)")
     schema = load_schema()
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
@@ -121,6 +139,8 @@ def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None
         raise ConfigError(f"config file not found: {path}")
     try:
         config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start}: {exc.reason})") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
