@@ -329,3 +329,19 @@ def test_an_edited_settings_file_is_refused(tmp_path):
     plain = tmp_path / path.name
     plain.write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
     assert load_config(plain)["experiments"][SECTION]["seed"] == 2
+
+
+def test_a_default_written_beside_a_ref_is_filled(monkeypatch):
+    """JSON schema allows `{$ref: …, default: …}`; the default next to the reference must be filled in (it was
+    ignored: chapter 4's `models` and Table 1's `std` went missing)."""
+    from rankrepro import config as config_module
+
+    schema = {"$defs": {"positive": {"type": "number", "exclusiveMinimum": 0}, "inner": {"type": "object",
+              "properties": {"depth": {"type": "integer", "default": 3}}}},
+              "type": "object",
+              "properties": {"std": {"$ref": "#/$defs/positive", "default": 0.5},
+                             "block": {"$ref": "#/$defs/inner", "default": {}},
+                             "given": {"$ref": "#/$defs/positive", "default": 0.5}}}
+    filled = {"given": 2.0}
+    config_module._fill_defaults(filled, schema)
+    assert filled == {"std": 0.5, "block": {"depth": 3}, "given": 2.0}

@@ -74,10 +74,11 @@ def _fill_defaults(instance: Any, schema: dict[str, Any], root: dict[str, Any] |
         return
     if not isinstance(instance, dict):
         return
-    for key, sub in schema.get("properties", {}).items():
-        sub = _resolve(sub, root)
-        if key not in instance and "default" in sub:
-            instance[key] = copy.deepcopy(sub["default"])
+    for key, written in schema.get("properties", {}).items():
+        sub = _resolve(written, root)
+        default = written.get("default", sub.get("default"))  # a default beside a $ref wins over the target's
+        if key not in instance and ("default" in written or "default" in sub):
+            instance[key] = copy.deepcopy(default)
         if key in instance:
             _fill_defaults(instance[key], sub, root)
     for part in schema.get("allOf", []):  # shared property blocks: their defaults apply too
