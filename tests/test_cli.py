@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+
+from rankrepro.config import job_settings, load_config, settings_path, settings_text
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO / "config" / "config.yaml"
@@ -73,10 +76,7 @@ def test_missing_scorecard(tmp_path):
 
 
 def test_usage_error_exits_2_without_traceback():
-    result = rankrepro("run")
-    assert result.returncode == 2
-    assert "Traceback" not in result.stderr
-    assert "usage:" in result.stderr
+    assert_user_error(rankrepro("run"), "required", "rankrepro run --help")
 
 
 def test_list_names_every_configured_experiment():
@@ -85,3 +85,31 @@ def test_list_names_every_configured_experiment():
     listed = {line.split()[0] for line in result.stdout.splitlines()}
     configured = set(yaml.safe_load(DEFAULT_CONFIG.read_text())["experiments"])
     assert configured <= listed
+
+
+def test_scorecard_takes_the_tier_name_or_a_config(tmp_path):
+    claims = tmp_path / "claims.json"
+    claims.write_text(json.dumps({"tier": "unit", "claims": []}))
+    out_md, out_json = tmp_path / "card.md", tmp_path / "card.json"
+    result = rankrepro("scorecard", "--tier", "unit", "--out-md", str(out_md), "--out-json", str(out_json),
+                       str(claims))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(out_json.read_text())["tier"] == "unit"
+    result = rankrepro("scorecard", "--config", str(DEFAULT_CONFIG), "--out-md", str(out_md), "--out-json",
+                       str(out_json), str(claims))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(out_json.read_text())["tier"] == "default"
+    result = rankrepro("scorecard", "--out-md", str(out_md), "--out-json", str(out_json), str(claims))
+    assert result.returncode == 2 and "--tier" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_edited_settings_file_is_refused(tmp_path):
+    """A job's settings file is named by the hash of its content; one edited afterwards stops the job."""
+    config = load_config(DEFAULT_CONFIG)
+    settings = job_settings(config, "dmf_2x2_norms_vs_rank", reads_data=False)
+    path = Path(settings_path(str(tmp_path), "dmf_2x2_norms_vs_rank", settings))
+    path.parent.mkdir()
+    path.write_text(settings_text(path.name, settings).replace("seed: ", "seed: 1"))
+    result = rankrepro("run", "dmf_2x2_norms_vs_rank", "--config", str(path), "--out", str(tmp_path / "out"))
+    assert_user_error(result, str(path), "delete it")
+    assert not (tmp_path / "out").exists()

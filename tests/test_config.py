@@ -8,7 +8,19 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rankrepro.config import experiment_section, load_config, load_schema, validate_config
+from rankrepro.config import (
+    DATA_KEYS,
+    JOB_KEYS,
+    SETTINGS_NAME,
+    experiment_section,
+    job_settings,
+    load_config,
+    load_schema,
+    settings_hash,
+    settings_path,
+    settings_text,
+    validate_config,
+)
 from rankrepro.errors import ConfigError, RankreproError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -205,3 +217,131 @@ def test_workflow_schema_is_the_packaged_schema():
     if not workflow_schema.exists():
         pytest.skip("workflow schema not present")
     assert yaml.safe_load(workflow_schema.read_text()) == load_schema()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Settings files: one experiment's part of the resolved config, named by the hash of its content.
+
+OTHER = "dmf_larger_matrices"
+
+
+def _two_experiments() -> dict:
+    raw = _minimal()
+    shipped = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
+    raw["experiments"][OTHER] = shipped["experiments"][OTHER]
+    raw["data_mirror"] = "/mirror"
+    return validate_config(raw)
+
+
+def test_job_settings_hold_what_the_jobs_read_and_nothing_else():
+    config = _two_experiments()
+    settings = job_settings(config, SECTION, reads_data=False)
+    assert set(settings) == set(JOB_KEYS) | {"experiments"}
+    assert settings["experiments"] == {SECTION: config["experiments"][SECTION]}
+    assert all(settings[key] == config[key] for key in JOB_KEYS)
+    with_data = job_settings(config, SECTION, reads_data=True)
+    assert set(with_data) == set(JOB_KEYS) | set(DATA_KEYS) | {"experiments"} and with_data["data_mirror"] == "/mirror"
+    assert "threads" not in with_data  # Snakemake gives each job its thread count
+    with pytest.raises(ConfigError, match="tensor_rank_mnist"):
+        job_settings(config, "tensor_rank_mnist", reads_data=True)
+
+
+def test_job_settings_are_a_copy():
+    config = _two_experiments()
+    settings = job_settings(config, SECTION, reads_data=False)
+    settings["experiments"][SECTION]["runs"][0]["lr"] = 1.0
+    assert config["experiments"][SECTION]["runs"][0]["lr"] == 1e-3
+
+
+def _hash(config: dict, name: str = SECTION, reads_data: bool = False) -> str:
+    return settings_hash(job_settings(validate_config(config), name, reads_data=reads_data))
+
+
+def test_the_hash_changes_exactly_when_a_value_the_jobs_read_changes():
+    raw = _two_experiments()
+    base = _hash(raw)
+    assert _hash(copy.deepcopy(raw)) == base
+
+    spelled = copy.deepcopy(raw)
+    spelled["experiments"][SECTION]["runs"][0]["det_sign"] = 1  # the schema's default, spelled out
+    spelled["threads"] = 7  # not read from the file: Snakemake passes it
+    spelled["experiments"][OTHER]["seed"] += 1  # another experiment's section
+    spelled["data_mirror"] = "/elsewhere"  # only experiments on real data read it
+    assert _hash(spelled) == base
+    assert _hash(spelled, reads_data=True) != _hash(raw, reads_data=True)
+
+    for edit in (lambda c: c["experiments"][SECTION].update(seed=2),
+                 lambda c: c["experiments"][SECTION]["runs"][1].update(lr=2e-3),
+                 lambda c: c.update(device="cpu"),
+                 lambda c: c.update(tier="other")):
+        changed = copy.deepcopy(raw)
+        edit(changed)
+        assert _hash(changed) != base
+
+
+def test_settings_path_names_experiment_and_hash():
+    settings = job_settings(_two_experiments(), SECTION, reads_data=False)
+    path = settings_path("results/unit", SECTION, settings)
+    assert path == f"results/unit/settings/{SECTION}.{settings_hash(settings)}.yaml"
+    match = SETTINGS_NAME.match(Path(path).name)
+    assert match and match["experiment"] == SECTION and match["hash"] == settings_hash(settings)
+
+
+def write_settings(path: str, settings: dict) -> Path:
+    """Write a settings file as the workflow's rule experiment_settings does."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(settings_text(target.name, settings), encoding="utf-8")
+    return target
+
+
+@pytest.mark.parametrize("tier", ["smoke.yaml", "config.yaml", "paper.yaml"])
+def test_a_settings_file_is_a_tier_config_holding_exactly_its_settings(tmp_path, tier):
+    """For every experiment of every shipped tier: the file loads as a tier config (the CLI's --config) with the same
+    settings, and its content still hashes to its name (YAML round trip of every value)."""
+    config = load_config(ROOT / "config" / tier)
+    for name in config["experiments"]:
+        settings = job_settings(config, name, reads_data=True)
+        path = write_settings(settings_path(str(tmp_path), name, settings), settings)
+        loaded = load_config(path)
+        assert loaded["experiments"] == settings["experiments"] == {name: config["experiments"][name]}
+        assert all(loaded[key] == config[key] for key in JOB_KEYS + DATA_KEYS)
+        assert settings_hash(yaml.safe_load(path.read_text(encoding="utf-8"))) == settings_hash(settings)
+
+
+def test_settings_text_refuses_a_name_that_is_not_the_contents():
+    settings = job_settings(_two_experiments(), SECTION, reads_data=False)
+    good = Path(settings_path("results/unit", SECTION, settings)).name
+    assert settings_text(good, settings).startswith(f"# Settings of experiment {SECTION}")
+    for bad in (f"{SECTION}.{'0' * 16}.yaml", good.replace(SECTION, OTHER), "settings.yaml", good + ".tmp"):
+        with pytest.raises(ConfigError, match="not the settings file"):
+            settings_text(bad, settings)
+
+
+def test_an_edited_settings_file_is_refused(tmp_path):
+    settings = job_settings(_two_experiments(), SECTION, reads_data=False)
+    path = write_settings(settings_path(str(tmp_path), SECTION, settings), settings)
+    assert load_config(path)["experiments"][SECTION]["seed"] == 1
+    path.write_text(path.read_text(encoding="utf-8").replace("seed: 1\n", "seed: 2\n"), encoding="utf-8")
+    with pytest.raises(ConfigError, match="changed after the workflow wrote it"):
+        load_config(path)
+    # the same name outside a settings folder is an ordinary tier config
+    plain = tmp_path / path.name
+    plain.write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
+    assert load_config(plain)["experiments"][SECTION]["seed"] == 2
+
+
+def test_a_default_written_beside_a_ref_is_filled(monkeypatch):
+    """JSON schema allows `{$ref: …, default: …}`; the default next to the reference must be filled in (it was
+    ignored: chapter 4's `models` and Table 1's `std` went missing)."""
+    from rankrepro import config as config_module
+
+    schema = {"$defs": {"positive": {"type": "number", "exclusiveMinimum": 0}, "inner": {"type": "object",
+              "properties": {"depth": {"type": "integer", "default": 3}}}},
+              "type": "object",
+              "properties": {"std": {"$ref": "#/$defs/positive", "default": 0.5},
+                             "block": {"$ref": "#/$defs/inner", "default": {}},
+                             "given": {"$ref": "#/$defs/positive", "default": 0.5}}}
+    filled = {"given": 2.0}
+    config_module._fill_defaults(filled, schema)
+    assert filled == {"std": 0.5, "block": {"depth": 3}, "given": 2.0}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import shutil
 import urllib.error
 import zipfile
 from pathlib import Path
@@ -14,10 +15,11 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from rankrepro.datasets import DATASETS, MANIFEST, DataSource, mirror_path
+from rankrepro.datasets import DATASETS, MANIFEST, DataSource, fetch_dataset, mirror_path
 from rankrepro.errors import DataError
-from rankrepro.graph_datasets import _read_gnn_benchmark_npz, _read_npz_graph, _read_ogbn_zip, load_graph
-from rankrepro.graphs import check_edges
+from rankrepro.graph_datasets import (_read_gnn_benchmark_npz, _read_npz_graph, _read_ogbn_zip, _read_planetoid,
+                                      _read_test_index, assemble_planetoid, load_graph)
+from rankrepro.graphs import check_edges, undirected_edges
 
 MIRROR = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 needs_mirror = pytest.mark.skipif(not (MIRROR / "planetoid").is_dir(), reason="offline dataset mirror not present")
@@ -54,6 +56,61 @@ def test_real_graphs_have_the_published_sizes(tmp_path_factory, name, nodes, edg
     assert graph.num_nodes == nodes and len(graph.edges) == edges and graph.features.shape == (nodes, features)
     assert set(graph.labels.tolist()) == set(range(classes)) and len(graph.class_names) == classes
     check_edges(graph.edges, nodes)  # undirected, unique, no self-loops
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Cora and CiteSeer: read without unpickling, equal to torch_geometric's Planetoid
+
+
+@needs_mirror
+@pytest.mark.parametrize("name,pyg_name", [("cora", "Cora"), ("citeseer", "CiteSeer")])
+def test_planetoid_graphs_equal_torch_geometrics_planetoid(tmp_path, name, pyg_name):
+    """Features (bit for bit), labels and edge set equal what torch_geometric's Planetoid makes of the same verified
+    files (the reference unpickles them: it runs on a temporary copy); the final graph is the one the library built
+    through Planetoid before, so the chapter-4 numbers are unchanged."""
+    planetoid = pytest.importorskip("torch_geometric.datasets").Planetoid
+    folder = fetch_dataset(name, tmp_path / "cache", MIRROR)
+    raw = tmp_path / "pyg" / pyg_name / "raw"
+    raw.mkdir(parents=True)
+    for file_name in DATASETS[name].file_names:
+        shutil.copyfile(folder / file_name, raw / file_name)
+    reference = planetoid(str(tmp_path / "pyg"), pyg_name)[0]
+
+    features, labels, pairs = _read_planetoid(folder, name)
+    assert features.dtype == np.float32 and features.shape == tuple(reference.x.shape)
+    assert features.tobytes() == reference.x.numpy().tobytes()
+    assert labels.dtype == np.int64 and np.array_equal(labels, reference.y.numpy())
+    directed = {(u, v) for u, v in pairs.tolist() if u != v}
+    assert directed == {(u, v) for u, v in reference.edge_index.numpy().T.tolist()}
+
+    graph = load_graph(name, tmp_path / "cache", None)  # what the library used to build from Planetoid's output
+    assert graph.features.tobytes() == reference.x.numpy().astype(np.float32).tobytes()
+    assert np.array_equal(graph.labels, reference.y.numpy().astype(np.int64))
+    assert np.array_equal(graph.edges, undirected_edges(reference.edge_index.numpy().T))
+    test_index = _read_test_index(folder / f"ind.{name}.test.index")
+    isolated = np.setdiff1d(np.arange(test_index.min(), test_index.max() + 1), test_index)
+    assert len(isolated) == {"cora": 0, "citeseer": 15}[name]  # CiteSeer's test vertices without features
+    assert not features[isolated].any() and not reference.x.numpy()[isolated].any()
+
+
+def test_planetoid_assembly_reorders_test_rows_and_fills_missing_test_ids_with_zeros():
+    allx = np.array([[1.0, 0], [0, 1]], dtype=np.float32)
+    ally = np.array([[1, 0, 0], [0, 1, 0]])
+    tx = np.array([[10.0, 0], [20, 0], [30, 0]], dtype=np.float32)  # test rows in test-index order
+    ty = np.array([[0, 0, 1], [0, 1, 0], [1, 0, 0]])
+    features, labels = assemble_planetoid(allx, tx, ally, ty, np.array([5, 2, 3]), "toy")
+    # test ids 2..5 with 4 missing: sorted ids take tx's rows in turn (2 <- 10, 3 <- 20, 5 <- 30, 4 <- zeros), then
+    # vertex test_index[k] takes the row of sorted(test_index)[k]: 5 <- row of 2, 2 <- row of 3, 3 <- row of 5
+    assert features[:, 0].tolist() == [1, 0, 20, 30, 0, 10]
+    assert labels.tolist() == [0, 1, 1, 0, 0, 2]  # an all-zero label row counts as class 0
+    with pytest.raises(DataError, match="toy: the Planetoid blocks .* do not fit together"):
+        assemble_planetoid(allx, tx[:2], ally, ty, np.array([5, 2, 3]), "toy")
+    with pytest.raises(DataError, match="do not fit together"):
+        assemble_planetoid(allx, tx, ally, ty, np.array([2, 2, 3]), "toy")  # a repeated test id
+    with pytest.raises(DataError, match="test ids 5..7 outside the 5 vertices"):
+        assemble_planetoid(allx, tx, ally, ty, np.array([7, 5, 6]), "toy")
+    with pytest.raises(DataError, match="test ids -1..1 outside the 5 vertices"):
+        assemble_planetoid(allx, tx, ally, ty, np.array([0, 1, -1]), "toy")
 
 
 # ---------------------------------------------------------------------------------------------------------------------

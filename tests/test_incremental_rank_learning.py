@@ -22,7 +22,7 @@ from rankrepro.experiments import incremental_rank_learning_sensing as irl_sensi
 from rankrepro.experiments.base import Context
 from rankrepro.experiments.rank_dynamics_common import (MODELS, PAPER_SCALE, build_problem, check_settings,
                                                         scale_substitutions)
-from rankrepro.io import atomic_write_json, read_json
+from rankrepro.io import atomic_write_sealed_json, read_json
 from rankrepro.sensing import SensingObjective, sensing_loss
 
 TINY = Path(__file__).resolve().parent / "data" / "tiny.yaml"
@@ -141,7 +141,7 @@ def _doctored(results: Path, tmp_path: Path, change) -> Path:
     shutil.copytree(results, altered)
     summary = read_json(results / "summary.json")
     change(summary)
-    atomic_write_json(altered / "summary.json", summary)
+    atomic_write_sealed_json(altered / "summary.json", summary)
     return altered
 
 

@@ -1,4 +1,4 @@
-"""Atomic writes, JSON of numpy/torch values, hashing."""
+"""Atomic writes, JSON of numpy/torch values, hashing, sealed files."""
 
 from __future__ import annotations
 
@@ -12,16 +12,24 @@ import pytest
 import torch
 
 from rankrepro.io import (
+    SEAL_KEY,
+    SealError,
     atomic_write,
     atomic_write_csv,
     atomic_write_json,
+    atomic_write_sealed_json,
     atomic_write_text,
+    content_sha256,
     fingerprint,
+    one_line,
     read_json,
+    read_sealed_json,
+    seal_bytes,
     sha256_bytes,
     sha256_file,
     source_hash,
     to_jsonable,
+    unseal_bytes,
 )
 
 
@@ -128,3 +136,68 @@ def test_source_hash_depends_on_content_not_order(tmp_path):
     assert h == source_hash([y, x])
     y.write_text("b = 3\n")
     assert source_hash([x, y]) != h
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Sealed files
+
+
+def test_sealed_bytes_round_trip_and_reject_every_damage():
+    body = bytes(range(256)) * 3
+    data = seal_bytes(body, b"\nmagic:")
+    assert data == body + b"\nmagic:" + sha256_bytes(body).encode() + b"\n"
+    assert unseal_bytes(data, b"\nmagic:") == body
+    assert unseal_bytes(seal_bytes(b"", b"M"), b"M") == b""
+    with pytest.raises(SealError, match="does not end with a content hash"):
+        unseal_bytes(body, b"\nmagic:")  # unsealed (earlier format)
+    with pytest.raises(SealError, match="does not end with a content hash"):
+        unseal_bytes(data, b"\nother:")  # another kind of file
+    for cut in (0, 1, len(body), len(data) - 1):
+        with pytest.raises(SealError):
+            unseal_bytes(data[:cut], b"\nmagic:")
+    for position in range(0, len(data), 5):
+        corrupt = bytearray(data)
+        corrupt[position] ^= 0x04
+        with pytest.raises(SealError):
+            unseal_bytes(bytes(corrupt), b"\nmagic:")
+
+
+RECORD = {"fingerprint": "fp", "loss": [0.1, 1e-300, float("nan"), float("inf")], "n": np.int64(3),
+          "w": np.array([[1.5, -2.0]]), "t": torch.tensor(2.5), "nested": {"b": (1, 2), "a": "é ✓"}}
+
+
+def test_sealed_json_round_trip_keeps_the_content_and_its_hash(tmp_path):
+    path = tmp_path / "batch.json"
+    atomic_write_sealed_json(path, RECORD)
+    on_disk = read_json(path)
+    assert on_disk[SEAL_KEY] == content_sha256(RECORD) == content_sha256(on_disk)
+    assert read_sealed_json(path) == to_jsonable(RECORD)  # without the hash
+    path.write_text(json.dumps(on_disk, indent=None, sort_keys=False), encoding="utf-8")  # other layout, same content
+    assert read_sealed_json(path) == to_jsonable(RECORD)
+
+
+def test_sealed_json_rejects_earlier_format_truncation_and_flipped_bytes(tmp_path):
+    path = tmp_path / "batch.json"
+    atomic_write_json(path, RECORD)  # an earlier-format batch file: no hash
+    with pytest.raises(SealError, match="no content hash"):
+        read_sealed_json(path)
+    atomic_write_sealed_json(path, RECORD)
+    text = path.read_bytes()
+    path.write_bytes(text[: len(text) // 2])
+    with pytest.raises(SealError, match="unreadable"):
+        read_sealed_json(path)
+    path.write_bytes(text.replace(b"1.5", b"1.4"))  # one byte of a value
+    with pytest.raises(SealError, match="corrupted"):
+        read_sealed_json(path)
+    path.write_bytes(b"[1, 2]")
+    with pytest.raises(SealError, match="no content hash"):
+        read_sealed_json(path)
+    path.write_bytes(b"\xff\xfe")
+    with pytest.raises(SealError, match="unreadable"):
+        read_sealed_json(path)
+
+
+def test_one_line():
+    assert one_line(ValueError("a\n  b\tc")) == "a b c"
+    assert one_line(KeyError()) == "KeyError"
+    assert one_line(ValueError("x" * 500), 50) == "x" * 47 + "..."

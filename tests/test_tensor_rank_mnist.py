@@ -14,8 +14,8 @@ from rankrepro.claims import FAILED, NOT_SHOWN, PASSED
 from rankrepro.datasets import DataSource, ImageDataset
 from rankrepro.errors import ConfigError
 from rankrepro.experiments import tensor_rank_mnist as exp
-from rankrepro.experiments.base import Context
-from rankrepro.io import atomic_write_json, read_json
+from rankrepro.experiments.base import Context, store_results
+from rankrepro.io import atomic_write_sealed_json, read_json
 
 MIRROR = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
@@ -131,19 +131,19 @@ def test_claims_read_the_numbers(fake_results, tmp_path):
         run["test_error"] = 0.3 * variance if natural else 1.2 * variance
     good = tmp_path / "good"
     shutil.copytree(fake_results, good)
-    atomic_write_json(good / "summary.json", summary)
+    atomic_write_sealed_json(good / "summary.json", summary)
     assert {r.verdict for r in exp.claims(good, "test")} == {PASSED}
     for run in summary["runs"]:
         run["train_error"], run["test_error"] = (0.08, 1.2 * variance) if run["variant"] == "natural" else \
             (0.01, 0.3 * variance)
     bad = tmp_path / "bad"
     shutil.copytree(fake_results, bad)
-    atomic_write_json(bad / "summary.json", summary)
+    atomic_write_sealed_json(bad / "summary.json", summary)
     assert {r.verdict for r in exp.claims(bad, "test")} == {FAILED}
     only_natural = tmp_path / "natural"
     shutil.copytree(fake_results, only_natural)
     summary["runs"] = [r for r in summary["runs"] if r["variant"] == "natural"]
-    atomic_write_json(only_natural / "summary.json", summary)
+    atomic_write_sealed_json(only_natural / "summary.json", summary)
     verdicts = {r.claim_id: r.verdict for r in exp.claims(only_natural, "test")}
     assert verdicts["mnist_random_does_not_generalize"] == NOT_SHOWN
     assert verdicts["mnist_natural_generalizes_low_rank"] == FAILED
@@ -181,10 +181,9 @@ def test_a_failed_ratio_at_a_reduced_budget_with_a_falling_fit_is_not_shown(fake
     metrics.loc[natural, "train_error"] = 0.2 / metrics.loc[natural, "epoch"]  # still falling fast at the end
     falling = tmp_path / "falling"
     shutil.copytree(fake_results, falling)
-    atomic_write_json(falling / "summary.json", summary)
-    metrics.to_csv(falling / "metrics.csv", index=False)
+    store_results(falling, metrics, summary)
     verdict = {r.claim_id: r for r in exp.claims(falling, "test")}["mnist_natural_fit_far_better_low_rank"]
     assert verdict.verdict == NOT_SHOWN and "Adam steps" in verdict.details
     metrics.loc[natural, "train_error"] = 0.07  # levelled off: the same ratio now fails
-    metrics.to_csv(falling / "metrics.csv", index=False)
+    store_results(falling, metrics, summary)
     assert {r.claim_id: r.verdict for r in exp.claims(falling, "test")}["mnist_natural_fit_far_better_low_rank"] == FAILED

@@ -16,7 +16,7 @@ from rankrepro.claims import FAILED, NOT_SHOWN, PASSED
 from rankrepro.cp import CPCompletionObjective, cp_reconstruct, multi_indices, random_cp_tensor
 from rankrepro.cp_sensing import CPSensingObjective, cp_sensing_loss, cp_sensing_loss_and_grads, gaussian_measurements
 from rankrepro.errors import ConfigError
-from rankrepro.io import atomic_write_json, read_json
+from rankrepro.io import atomic_write_sealed_json, read_json
 from rankrepro.experiments import tf_component_norms, tf_sensing_component_norms
 from rankrepro.experiments.base import Context
 from rankrepro.experiments.tf_dynamics_common import (WithComponentNorms, check_settings, emergence_iterations,
@@ -171,7 +171,7 @@ def test_wrong_learned_rank_and_unordered_errors_fail(tiny_scale_results, tmp_pa
     smallest["reconstruction_error"] = 1.0
     altered = tmp_path / "altered"
     shutil.copytree(tiny_scale_results, altered)
-    atomic_write_json(altered / "summary.json", summary)
+    atomic_write_sealed_json(altered / "summary.json", summary)
     verdicts = {c.claim_id: c.verdict for c in tf_component_norms.claims(altered, "test")}
     assert verdicts["learned_rank_equals_true_rank"] == FAILED
     assert verdicts["error_ordered_by_init"] == FAILED

@@ -6,6 +6,7 @@ import math
 import pickle
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -91,12 +92,35 @@ def test_nan_marks_run_diverged_and_others_continue():
     assert result.stopped_at.tolist() == [3, 5, 20]
     assert result.status_names() == ["diverged", "converged", "max_iters"]
     assert result.params[0][:, 0].tolist() == [3.0, 5.0, 20.0]
-    # detection happens at sync points only: with sync_every=2 the NaN at 3 is caught at 4
-    late = _run_scripted(scripts, max_iters=20, sync_every=2)
+    # the run is frozen at its first non-finite loss whatever the sync cadence (no host synchronisation needed)
+    late = _run_scripted(scripts, max_iters=20, sync_every=7)
     assert late.status.tolist() == [DIVERGED, CONVERGED, MAX_ITERS]
-    assert late.stopped_at.tolist() == [4, 5, 20]
+    assert late.stopped_at.tolist() == [3, 5, 20]
+    assert late.params[0][:, 0].tolist() == [3.0, 5.0, 20.0]
+    frame = late.metrics_frame()
+    assert frame[(frame["run"] == 0) & ~frame["final"]]["iteration"].max() == 2  # logged up to its last finite
     inf = _run_scripted([[5, float("inf")], [5, 0.5]], max_iters=20)
     assert inf.status.tolist() == [DIVERGED, CONVERGED]
+
+
+@pytest.mark.parametrize("lr", [50.0, float("inf"), float("nan")])
+def test_diverging_dmf_run_is_recorded_and_never_reaches_the_svd(lr):
+    """A huge, infinite or NaN step size: the run is marked diverged at its first non-finite loss, its metrics are NaN
+    (no SVD of a non-finite matrix: no LinAlgError), and the other runs are untouched."""
+    objective, params, lrs = _dmf_batch()
+    reference = train(objective, params, GradientDescent(lrs), _settings())
+    lrs = lrs.clone()
+    lrs[1] = lr
+    result = train(objective, params, GradientDescent(lrs), _settings())
+    assert result.status_names()[1] == "diverged"
+    assert 0 < result.stopped_at[1].item() < N_ITERS
+    assert math.isnan(result.final_metrics["effective_rank"][1].item())
+    frame = result.metrics_frame()
+    rows = frame[(frame["run"] == 1) & ~frame["final"]]
+    assert np.isfinite(rows["loss"]).all() and rows["iteration"].max() < result.stopped_at[1].item()
+    for b in (0, 2, 3):
+        assert result.stopped_at[b].item() == reference.stopped_at[b].item()
+        assert result.final_metrics["loss"][b].item() == reference.final_metrics["loss"][b].item()
 
 
 def test_max_iters_status_and_zero_budget():
@@ -129,12 +153,12 @@ def _reference_stop(script, threshold, patience, check_every, sync_every, max_it
     below = 0
     for t in range(max_iters):
         loss = script[min(t, len(script) - 1)]
+        if not math.isfinite(loss):  # at its first non-finite loss, whatever the sync cadence
+            return t, DIVERGED
         if t % check_every == 0:
             below = below + 1 if loss < threshold else 0
             if below >= patience:
                 return t, CONVERGED
-        if t % sync_every == 0 and not math.isfinite(loss):
-            return t, DIVERGED
     return max_iters, MAX_ITERS
 
 

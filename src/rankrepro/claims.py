@@ -14,7 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rankrepro.io import atomic_write_json, read_json
+from rankrepro.errors import ResultsError
+from rankrepro.io import atomic_write_json, one_line, read_json
 
 PASSED, FAILED, NOT_SHOWN, DATA_UNAVAILABLE = "passed", "failed", "not-shown-at-this-scale", "data-unavailable"
 VERDICTS = (PASSED, FAILED, NOT_SHOWN, DATA_UNAVAILABLE)
@@ -53,5 +54,14 @@ def write_claims(path: str | os.PathLike, tier: str, results: Iterable[ClaimResu
 
 
 def read_claims(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Claim records of one ``claims.json``."""
-    return list(read_json(path)["claims"])
+    """Claim records of one ``claims.json`` or ``scorecard.json`` (its ``claims`` list of records, each with at least
+    ``experiment``, ``claim_id`` and ``verdict``); a one-line :class:`ResultsError` for anything else."""
+    try:
+        claims = read_json(path)["claims"]
+        if not all(isinstance(c, dict) and {"experiment", "claim_id", "verdict"} <= set(c) for c in claims):
+            raise ValueError("a claim record lacks experiment, claim_id or verdict")
+    except FileNotFoundError:
+        raise ResultsError(f"{path} does not exist: make it first (snakemake, or rankrepro claims …)") from None
+    except (OSError, ValueError, TypeError, KeyError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ResultsError(f"{path} is not a claims or scorecard file ({one_line(exc, 120)}); regenerate it") from None
+    return list(claims)

@@ -4,10 +4,13 @@
     rankrepro run EXPERIMENT --config FILE [--out DIR] [--threads N] [--no-progress] [--log FILE]
     rankrepro plot EXPERIMENT --config FILE [--results DIR] [--out PNG]
     rankrepro claims EXPERIMENT --config FILE [--results DIR] [--out JSON]
-    rankrepro scorecard --config FILE --out-md MD --out-json JSON CLAIMS.json ...
+    rankrepro scorecard (--tier NAME | --config FILE) --out-md MD --out-json JSON CLAIMS.json ...
     rankrepro check-scorecard SCORECARD.json
     rankrepro data list [--config FILE] [--cache DIR]
     rankrepro data fetch NAME [--config FILE] [--cache DIR] [--mirror DIR] [--log FILE]
+
+The workflow passes each experiment's settings file (results/<tier>/settings/<experiment>.<hash>.yaml, a tier config
+holding that one experiment) as ``--config``; by hand, any tier config works (config/smoke.yaml, …).
 
 `data fetch` takes the data cache and mirror from the config (`data_cache`, `data_mirror`); the
 RANKREPRO_DATA_MIRROR environment variable overrides `data_mirror`, and the flags override both.
@@ -22,11 +25,13 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 from rankrepro.claims import write_claims
 from rankrepro.config import experiment_section, load_config, load_schema
 from rankrepro.datasets import DATASETS, MANIFEST, DataSource, cached_files, fetch_dataset, resolve_mirror
 from rankrepro.errors import RankreproError
+from rankrepro.io import one_line
 from rankrepro.experiments import EXPERIMENTS, get_experiment
 from rankrepro.experiments.base import Context, figure_path, results_dir
 from rankrepro.report import failed_claims, write_scorecard
@@ -35,20 +40,40 @@ from rankrepro.runtime import configure_threads, select_device, setup_logging
 log = logging.getLogger("rankrepro")
 
 
+def _positive_int(text: str) -> int:
+    """An integer ≥ 1 (argparse type): anything else is a usage error naming the value."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not ≥ 1")
+    return value
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (and exit code 2), like every other user error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"rankrepro: error: {message} (see `{self.prog} --help`)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rankrepro", description=__doc__.split("\n\n")[0])
+    parser = _OneLineParser(prog="rankrepro", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list the experiments")
 
     def experiment_command(name: str, help_text: str) -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=help_text)
         cmd.add_argument("experiment", help="experiment name (see `rankrepro list`)")
-        cmd.add_argument("--config", required=True, help="tier config YAML (config/{smoke,config,paper}.yaml)")
+        cmd.add_argument("--config", required=True, help="tier config YAML (config/{smoke,config,paper}.yaml, or an "
+                                                         "experiment's settings file written by the workflow)")
         return cmd
 
     run = experiment_command("run", "train/compute an experiment and write its metrics and summary")
     run.add_argument("--out", help="results folder (default results/<tier>/<chapter>/<experiment>)")
-    run.add_argument("--threads", type=int, default=None, help="torch/BLAS threads (default: config 'threads')")
+    run.add_argument("--threads", type=_positive_int, default=None,
+                     help="torch/BLAS threads, ≥ 1 (default: config 'threads')")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
     run.add_argument("--log", help="also log to this file")
 
@@ -61,7 +86,9 @@ def _parser() -> argparse.ArgumentParser:
     claims.add_argument("--out", help="claims JSON path (default <results>/claims.json)")
 
     card = sub.add_parser("scorecard", help="gather claims.json files into scorecard.md and scorecard.json")
-    card.add_argument("--config", required=True)
+    tier = card.add_mutually_exclusive_group(required=True)
+    tier.add_argument("--tier", help="tier name written into the scorecard")
+    tier.add_argument("--config", help="tier config YAML supplying the tier name")
     card.add_argument("--out-md", required=True)
     card.add_argument("--out-json", required=True)
     card.add_argument("claim_files", nargs="+")
@@ -95,6 +122,7 @@ def _command_run(args: argparse.Namespace) -> int:
     module = get_experiment(args.experiment)
     settings = experiment_section(config, args.experiment)
     out = Path(args.out) if args.out else results_dir(config, module.CHAPTER, module.NAME)
+    out.mkdir(parents=True, exist_ok=True)  # an unwritable output folder stops the job here, before any work
     setup_logging(args.log)
     threads = args.threads if args.threads is not None else config["threads"]
     configure_threads(threads)
@@ -134,8 +162,8 @@ def _command_claims(args: argparse.Namespace) -> int:
 
 
 def _command_scorecard(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    records = write_scorecard(config["tier"], args.claim_files, args.out_md, args.out_json)
+    tier = args.tier if args.tier is not None else load_config(args.config)["tier"]
+    records = write_scorecard(tier, args.claim_files, args.out_md, args.out_json)
     print(f"{len(records)} claims -> {args.out_md}")
     return 0
 
@@ -199,6 +227,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except FileNotFoundError as exc:
         print(f"rankrepro: error: file not found: {exc.filename}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a read-only folder, a full disk, …: the file and the system's reason, in one line
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"rankrepro: error: cannot access{where}: {exc.strerror or one_line(exc)}", file=sys.stderr)
         return 2
 
 

@@ -42,7 +42,7 @@ from typing import IO, Any
 import numpy as np
 
 from rankrepro.errors import DataError
-from rankrepro.io import atomic_write, atomic_write_text
+from rankrepro.io import atomic_write, atomic_write_text, one_line
 
 log = logging.getLogger(__name__)
 
@@ -85,10 +85,10 @@ class DatasetSpec:
     """A dataset: its registry ``name``, a ``title``, the ``folder`` it has in the mirror and in the cache, its files,
     licence and homepage, (classification datasets) the names of its classes in label order, the ``reader`` of its
     files — ``idx`` (MNIST's four IDX files), ``cifar-binary`` (the CIFAR-10 binary tarball), ``planetoid`` (the
-    Planetoid raw files, read by torch_geometric), ``npz-graph`` (a heterophilous-graphs .npz), ``gnn-benchmark-npz``
-    (a graph2gauss / gnn-benchmark .npz of CSR matrices) or ``ogbn-zip`` (an OGB node-property-prediction zip) — and
-    the ``mirror_folder`` holding its files in the mirror when that differs from ``folder`` (Cora and CiteSeer share
-    ``planetoid/``).
+    Planetoid raw files: pickles, read without unpickling by :mod:`rankrepro.pickle_free`), ``npz-graph`` (a
+    heterophilous-graphs .npz), ``gnn-benchmark-npz`` (a graph2gauss / gnn-benchmark .npz of CSR matrices) or
+    ``ogbn-zip`` (an OGB node-property-prediction zip) — and the ``mirror_folder`` holding its files in the mirror when
+    that differs from ``folder`` (Cora and CiteSeer share ``planetoid/``).
 
     The workflow's ``data_fetch`` rule writes ``<cache>/<name>/MANIFEST.json``, so ``folder`` equals ``name``.
     """
@@ -142,8 +142,8 @@ def _plain_files(md5s: dict[str, str | None], url_base: str) -> tuple[RemoteFile
                  for name, md5 in md5s.items())
 
 
-#: the Planetoid raw files (as torch_geometric's Planetoid expects them); MD5s of the kimiyoung/planetoid files, whose
-#: SHA-256 the offline mirror's README publishes
+#: the Planetoid raw files (as torch_geometric's Planetoid expects them; read by rankrepro.pickle_free); MD5s of the
+#: kimiyoung/planetoid files, whose SHA-256 the offline mirror's README publishes
 PLANETOID_URL = "https://github.com/kimiyoung/planetoid/raw/master/data/"
 PLANETOID_MD5 = {
     "cora": {"x": "190831eee19d8f330d89d94b40a65c5a", "y": "78344284e3ff7fd24eb9c307d51351eb",
@@ -319,12 +319,6 @@ class _ChecksumMismatch(_SourceFailed):
 _READ_ERRORS = (OSError, EOFError, zlib.error, http.client.HTTPException, ValueError)
 
 
-def _one_line(exc: BaseException) -> str:
-    """An exception as one short line."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
-
-
 def _copy_verified(stream: IO[bytes], remote: RemoteFile, target: Path, expected: str | None) -> str:
     """Stream ``stream`` (decompressing if ``remote.gzipped``) into ``target`` atomically if its MD5 is ``expected``
     (any complete copy when ``expected`` is None); returns the MD5.
@@ -342,7 +336,7 @@ def _copy_verified(stream: IO[bytes], remote: RemoteFile, target: Path, expected
                 try:
                     block = reader.read(_CHUNK)
                 except _READ_ERRORS as exc:
-                    raise _SourceFailed(f"unreadable ({_one_line(exc)})") from exc
+                    raise _SourceFailed(f"unreadable ({one_line(exc)})") from exc
                 if not block:
                     break
                 digest.update(block)
@@ -363,7 +357,7 @@ def _from_mirror(path: Path, remote: RemoteFile, target: Path, expected: str | N
         where = "" if path.parent.parent.is_dir() else f"; the mirror folder {path.parent.parent} does not exist"
         raise _SourceFailed(f"no such file{where}") from None
     except OSError as exc:
-        raise _SourceFailed(f"cannot read it ({_one_line(exc)})") from exc
+        raise _SourceFailed(f"cannot read it ({one_line(exc)})") from exc
     with handle:
         return _copy_verified(handle, remote, target, expected)
 
@@ -373,7 +367,7 @@ def _from_url(url: str, opener: Opener, remote: RemoteFile, target: Path, expect
     try:
         response = opener(url, timeout=DOWNLOAD_TIMEOUT)
     except _READ_ERRORS as exc:
-        raise _SourceFailed(_one_line(exc)) from exc
+        raise _SourceFailed(one_line(exc)) from exc
     with response:
         return _copy_verified(response, remote, target, expected)
 
@@ -513,7 +507,7 @@ def _write_manifest(spec: DatasetSpec, folder: Path, sources: dict[str, str], md
         ],
     }
     text = json.dumps(record, indent=2, sort_keys=True) + "\n"
-    if not manifest.is_file() or manifest.read_text(encoding="utf-8") != text:
+    if not manifest.is_file() or manifest.read_bytes() != text.encode("utf-8"):  # bytes: any old content is replaced
         atomic_write_text(manifest, text)
     return manifest
 
@@ -549,7 +543,7 @@ def fetch_dataset(name: str, cache_root: str | os.PathLike, mirror: str | os.Pat
             sources[remote.name], md5s[remote.name] = _fetch_file(spec, remote, target, mirror, opener, expected)
         _write_manifest(spec, folder, sources, md5s)
     except OSError as exc:
-        raise DataError(f"cannot write dataset '{spec.name}' into the data cache {folder}: {_one_line(exc)}") from None
+        raise DataError(f"cannot write dataset '{spec.name}' into the data cache {folder}: {one_line(exc)}") from None
     return folder
 
 
@@ -603,7 +597,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise DataError(f"cannot read IDX file {path}: {_one_line(exc)}") from None
+        raise DataError(f"cannot read IDX file {path}: {one_line(exc)}") from None
     return parse_idx(data, f"IDX file {path}")
 
 
@@ -663,7 +657,7 @@ def read_cifar_archive(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray,
                     stream = archive.extractfile(member)
                     batches[member.name] = parse_cifar_batch(stream.read(), f"{path}:{member.name}")
     except (OSError, tarfile.TarError, EOFError, zlib.error) as exc:
-        raise DataError(f"cannot read the CIFAR-10 archive {path}: {_one_line(exc)}") from None
+        raise DataError(f"cannot read the CIFAR-10 archive {path}: {one_line(exc)}") from None
     missing = [name for name in wanted if name not in batches]
     if missing:
         raise DataError(f"the CIFAR-10 archive {path} lacks {', '.join(missing)}")
@@ -714,7 +708,7 @@ class DataSource:
         return load_image_classification(name, self.cache_root, self.mirror)
 
     def graph(self, name: str):
-        """The verified graph ``name`` (:class:`rankrepro.graph_datasets.GraphDataset`; imports torch_geometric)."""
+        """The verified graph ``name`` (:class:`rankrepro.graph_datasets.GraphDataset`)."""
         from rankrepro.graph_datasets import load_graph
 
         return load_graph(name, self.cache_root, self.mirror)

@@ -15,3 +15,7 @@ class DataError(RankreproError):
 
 class CheckpointError(RankreproError):
     """A checkpoint file cannot be read (truncated, corrupted or from an incompatible run)."""
+
+
+class ResultsError(RankreproError):
+    """An experiment's results are missing, incomplete or modified; the message says how to regenerate them."""

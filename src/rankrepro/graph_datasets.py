@@ -1,7 +1,8 @@
-"""Real graphs from the data layer: Cora and CiteSeer through torch_geometric's ``Planetoid`` loader, Chameleon and
-Squirrel from their .npz, DBLP and Amazon Computers from their graph2gauss / gnn-benchmark .npz (CSR matrices), and
-ogbn-arxiv from OGB's zip (read directly, without the ``ogb`` package); every file fetched and MD5-verified by
-:mod:`rankrepro.datasets` first.
+"""Real graphs from the data layer: Cora and CiteSeer from their Planetoid raw files (pickles, read without unpickling
+by :mod:`rankrepro.pickle_free` and assembled as torch_geometric's ``Planetoid`` does), Chameleon and Squirrel from
+their .npz, DBLP and Amazon Computers from their graph2gauss / gnn-benchmark .npz (CSR matrices), and ogbn-arxiv from
+OGB's zip (read directly, without the ``ogb`` package); every file fetched and MD5-verified by
+:mod:`rankrepro.datasets` first, and nothing but those verified files is read (no processed cache).
 
 Each comes back as a :class:`GraphDataset`: float32 vertex features, int64 labels, and the undirected simple edge
 list (u < v, unique, self-loops removed: the protocol of the edge-sparsification experiments).
@@ -24,12 +25,13 @@ import scipy.sparse as sp
 from rankrepro.datasets import DATASETS, DatasetSpec, Opener, check_labels, fetch_dataset, get_dataset
 from rankrepro.errors import DataError
 from rankrepro.graphs import undirected_edges
+from rankrepro.io import one_line
+from rankrepro.pickle_free import read_pickled_data
 
 log = logging.getLogger(__name__)
 
-#: torch_geometric's names of the Planetoid datasets
-PLANETOID_NAMES = {"cora": "Cora", "citeseer": "CiteSeer"}
-#: where, inside a dataset's cache folder, torch_geometric's Planetoid reads raw and writes processed files
+#: the folder, inside a dataset's cache folder, where torch_geometric's Planetoid once kept its raw links and processed
+#: (pickled) ``data.pt``; never read, removed when found
 PYG_ROOT = "pyg"
 #: the registry's readers of graph datasets
 GRAPH_READERS = ("planetoid", "npz-graph", "gnn-benchmark-npz", "ogbn-zip")
@@ -55,27 +57,92 @@ class GraphDataset:
         return len(self.labels)
 
 
-def _planetoid_root(folder: Path, name: str) -> Path:
-    """A Planetoid root whose ``<Name>/raw/`` holds (links to) the verified files of the cache folder."""
-    root = folder / PYG_ROOT
-    raw = root / PLANETOID_NAMES[name] / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
-    for remote in get_dataset(name).files:
-        target = raw / remote.name
-        if not target.exists():
-            try:
-                os.link(folder / remote.name, target)
-            except OSError:
-                shutil.copyfile(folder / remote.name, target)
-    return root
+def _remove_stale_pyg(folder: Path) -> None:
+    """Remove ``<folder>/pyg`` (what torch_geometric's Planetoid left in earlier versions: its processed ``data.pt`` is
+    a pickle and is never read)."""
+    stale = folder / PYG_ROOT
+    if not stale.exists() and not stale.is_symlink():
+        return
+    try:
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale)
+        else:
+            stale.unlink()
+    except OSError as exc:
+        log.warning("cannot remove %s (an earlier version's processed-data cache; never read): %s", stale,
+                    one_line(exc))
+        return
+    log.info("removed %s (a processed-data cache of an earlier version; never read)", stale)
+
+
+def _dense(value: object, path: Path) -> np.ndarray:
+    """A Planetoid matrix (a CSR matrix or a 2-d array) as a dense 2-d array."""
+    if isinstance(value, sp.csr_matrix):
+        return value.toarray()
+    if isinstance(value, np.ndarray) and value.ndim == 2:
+        return value
+    raise DataError(f"the Planetoid file {path} holds a {type(value).__name__}, not a matrix (delete it to fetch it "
+                    "again)")
+
+
+def _read_test_index(path: Path) -> np.ndarray:
+    """The vertex ids of a Planetoid ``test.index`` file (one integer per line) as int64."""
+    try:
+        tokens = path.read_text(encoding="ascii").split()
+        index = np.array([int(token) for token in tokens], dtype=np.int64)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read the Planetoid test index {path} (delete it to fetch it again): "
+                        f"{one_line(exc, 200)}") from None
+    if index.size == 0:
+        raise DataError(f"the Planetoid test index {path} is empty (delete it to fetch it again)")
+    return index
+
+
+def _adjacency_pairs(graph: object, path: Path) -> np.ndarray:
+    """The directed pairs (key, neighbour) of a Planetoid adjacency dict, in its order, as an ``(m, 2)`` int64 array."""
+    if not isinstance(graph, dict):
+        raise DataError(f"the Planetoid file {path} holds a {type(graph).__name__}, not an adjacency dict (delete it "
+                        "to fetch it again)")
+    rows = [key for key, neighbours in graph.items() for _ in neighbours]
+    cols = [neighbour for neighbours in graph.values() for neighbour in neighbours]
+    return np.array([rows, cols], dtype=np.int64).reshape(2, -1).T
+
+
+def assemble_planetoid(allx: np.ndarray, tx: np.ndarray, ally: np.ndarray, ty: np.ndarray, test_index: np.ndarray,
+                       what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Features (float32) and labels (int64) of a Planetoid graph from its dense blocks, as torch_geometric's
+    ``read_planetoid_data`` builds them: the training rows ``allx`` / ``ally`` followed by the test rows, which are
+    placed at the positions of the sorted test ids (missing ids in their range — CiteSeer's isolated test vertices —
+    get zero rows); then vertex ``test_index[k]`` takes the row of ``sorted(test_index)[k]``. Labels are the argmax
+    of the one-hot label rows (0 for an all-zero row). ``what`` names the dataset in errors."""
+    ordered = np.sort(test_index)
+    if tx.shape[0] != len(test_index) or ty.shape[0] != len(test_index) or len(np.unique(test_index)) != len(ordered) \
+            or allx.shape[0] != ally.shape[0] or allx.shape[1] != tx.shape[1] or ally.shape[1] != ty.shape[1]:
+        raise DataError(f"{what}: the Planetoid blocks allx {allx.shape}, tx {tx.shape}, ally {ally.shape}, ty "
+                        f"{ty.shape} and {len(test_index)} test ids do not fit together")
+    span = int(ordered[-1] - ordered[0]) + 1
+    test_features = np.zeros((span, tx.shape[1]), dtype=tx.dtype)
+    test_features[ordered - ordered[0]] = tx
+    test_labels = np.zeros((span, ty.shape[1]), dtype=ty.dtype)
+    test_labels[ordered - ordered[0]] = ty
+    features = np.concatenate([allx, test_features]).astype(np.float32)
+    labels = np.argmax(np.concatenate([ally, test_labels]), axis=1).astype(np.int64)
+    if ordered[0] < 0 or ordered[-1] >= len(labels):
+        raise DataError(f"{what}: test ids {ordered[0]}..{ordered[-1]} outside the {len(labels)} vertices")
+    features[test_index] = features[ordered]
+    labels[test_index] = labels[ordered]
+    return features, labels
 
 
 def _read_planetoid(folder: Path, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Features, labels and directed edge pairs through ``torch_geometric.datasets.Planetoid``."""
-    from torch_geometric.datasets import Planetoid
-
-    data = Planetoid(str(_planetoid_root(folder, name)), PLANETOID_NAMES[name])[0]
-    return data.x.numpy().astype(np.float32), data.y.numpy().astype(np.int64), data.edge_index.numpy().T
+    """Features, labels and directed edge pairs of a Planetoid dataset from its (verified) raw files in ``folder``,
+    without unpickling them."""
+    _remove_stale_pyg(folder)
+    path = {part: folder / f"ind.{name}.{part}" for part in ("allx", "tx", "ally", "ty", "graph", "test.index")}
+    blocks = {part: _dense(read_pickled_data(path[part]), path[part]) for part in ("allx", "tx", "ally", "ty")}
+    features, labels = assemble_planetoid(blocks["allx"], blocks["tx"], blocks["ally"], blocks["ty"],
+                                          _read_test_index(path["test.index"]), f"dataset '{name}'")
+    return features, labels, _adjacency_pairs(read_pickled_data(path["graph"]), path["graph"])
 
 
 def _read_npz_graph(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

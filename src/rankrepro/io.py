@@ -3,6 +3,12 @@
 Every result and checkpoint is written to a temporary file in the destination folder and moved into place with
 :func:`os.replace`, which is atomic on POSIX: a reader (or a killed job) sees either the old file or the new one,
 never a partial write.
+
+Files that are read back to resume or skip work are also *sealed*: they carry the SHA-256 of their content, checked
+when they are read, so a truncated, bit-flipped or earlier-format file is detected (:class:`SealError`) and the work
+is redone instead of resumed from wrong numbers. A sealed binary file is its body followed by a trailer (a magic tag,
+the hex SHA-256 of the body, a newline: :func:`seal_bytes`); a sealed JSON record holds the SHA-256 of its canonical
+content (everything but that key) under :data:`SEAL_KEY` (:func:`atomic_write_sealed_json`).
 """
 
 from __future__ import annotations
@@ -109,3 +115,65 @@ def source_hash(paths: Iterable[str | os.PathLike]) -> str:
         digest.update(str(path.name).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception's message as one line of at most ``limit`` characters (its type name if it has no message)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class SealError(ValueError):
+    """A sealed file has no valid content hash (earlier format, truncated) or its content does not match it."""
+
+
+#: the key of a sealed JSON record that holds the SHA-256 of the rest of its content
+SEAL_KEY = "sha256"
+_SHA256_HEX = 64
+
+
+def seal_bytes(body: bytes, magic: bytes) -> bytes:
+    """``body`` followed by its trailer: ``magic``, the hex SHA-256 of ``body``, a newline."""
+    return body + magic + sha256_bytes(body).encode("ascii") + b"\n"
+
+
+def unseal_bytes(data: bytes, magic: bytes) -> bytes:
+    """The body of sealed bytes (:func:`seal_bytes` with the same ``magic``); a :class:`SealError` if the trailer is
+    missing or malformed, or the body's SHA-256 differs from the one it records."""
+    size = len(magic) + _SHA256_HEX + 1
+    body, trailer = data[:-size], data[-size:]
+    if len(data) < size or not trailer.startswith(magic) or not trailer.endswith(b"\n"):
+        raise SealError("it does not end with a content hash (truncated, or written by an earlier version)")
+    recorded = trailer[len(magic):-1].decode("ascii", errors="replace")
+    actual = sha256_bytes(body)
+    if recorded != actual:
+        raise SealError(f"its content has SHA-256 {actual[:12]}…, not the {recorded[:12]}… it records (corrupted)")
+    return body
+
+
+def content_sha256(record: dict[str, Any]) -> str:
+    """SHA-256 of a record's canonical JSON (keys sorted, compact, :func:`to_jsonable`), :data:`SEAL_KEY` left out:
+    equal for a record and for what JSON reads back of it."""
+    content = {key: value for key, value in to_jsonable(record).items() if key != SEAL_KEY}
+    return sha256_bytes(json.dumps(content, sort_keys=True, separators=(",", ":")).encode("utf-8"))
+
+
+def atomic_write_sealed_json(path: str | os.PathLike, record: dict[str, Any]) -> Path:
+    """Write ``record`` as JSON (:func:`atomic_write_json`) with its :func:`content_sha256` under :data:`SEAL_KEY`."""
+    return atomic_write_json(path, {**to_jsonable(record), SEAL_KEY: content_sha256(record)})
+
+
+def read_sealed_json(path: str | os.PathLike) -> dict[str, Any]:
+    """The record of a file written by :func:`atomic_write_sealed_json`, without :data:`SEAL_KEY`; a
+    :class:`SealError` if it is unreadable, not a JSON object, has no hash or does not match it."""
+    try:
+        record = read_json(path)
+    except (OSError, ValueError, RecursionError) as exc:
+        raise SealError(f"it is unreadable ({one_line(exc, 120)})") from None
+    if not isinstance(record, dict) or not isinstance(record.get(SEAL_KEY), str):
+        raise SealError("it has no content hash (written by an earlier version)")
+    actual = content_sha256(record)
+    if record[SEAL_KEY] != actual:
+        raise SealError(f"its content has SHA-256 {actual[:12]}…, not the {record[SEAL_KEY][:12]}… it records "
+                        "(corrupted)")
+    return {key: value for key, value in record.items() if key != SEAL_KEY}

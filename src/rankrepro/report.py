@@ -61,5 +61,4 @@ def write_scorecard(tier: str, claim_files: Iterable[str | os.PathLike], md_path
 
 def failed_claims(scorecard_json: str | os.PathLike) -> list[str]:
     """Ids of claims with verdict ``failed`` in a ``scorecard.json``."""
-    data = json.loads(Path(scorecard_json).read_text(encoding="utf-8"))
-    return [f"{r['experiment']}:{r['claim_id']}" for r in data["claims"] if r["verdict"] == FAILED]
+    return [f"{r['experiment']}:{r['claim_id']}" for r in read_claims(scorecard_json) if r["verdict"] == FAILED]

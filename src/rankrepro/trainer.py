@@ -7,7 +7,10 @@ tensor operations, whatever the number of runs.
 
 Stopping is exact per run: the loss is evaluated at the current parameters before the update; a run whose loss
 stayed below ``threshold`` for ``patience`` consecutive checks is frozen at those parameters (its optimizer
-state stops too), so batching does not change any run's result.
+state stops too), so batching does not change any run's result. A run whose loss is not finite is frozen at that
+iteration too (on the device, without a host synchronisation) and reported as ``diverged`` with ``stopped_at`` =
+its first non-finite iteration (its last finite one is ``stopped_at − 1``); metrics are never computed from its
+non-finite parameters (they are NaN in the final row).
 
 Checkpoints (atomic) are written every ``checkpoint_every`` iterations at the top of an iteration; a restarted
 job resumes from the last one and ends with bit-identical results to an uninterrupted run.
@@ -146,6 +149,7 @@ def _fresh_state(params: list[Tensor], optimizer: Optimizer) -> dict:
         "active": torch.ones(batch, dtype=torch.bool, device=device),
         "below": torch.zeros(batch, dtype=torch.int64, device=device),
         "stopped_at": torch.full((batch,), -1, dtype=torch.int64, device=device),
+        "diverged": torch.zeros(batch, dtype=torch.bool, device=device),
         "status": torch.full((batch,), RUNNING, dtype=torch.int64, device=device),
         "log_iterations": [],
         "log_active": [],
@@ -169,7 +173,16 @@ def _resume_state(path: Path | None, fingerprint: str, device: torch.device) -> 
     if state is None:
         return None
     log.info("resuming from checkpoint %s at iteration %d", path, state["t"])
+    state.setdefault("diverged", torch.zeros_like(state["active"]))  # checkpoints written before divergence tracking
     return _to_device(state, device)
+
+
+def _log_divergence(state: dict) -> None:
+    """One warning line per newly diverged run (status still running, non-finite loss seen)."""
+    newly = state["diverged"] & (state["status"] == RUNNING)
+    for run in newly.nonzero().flatten().tolist():
+        log.warning("run %d diverged: non-finite loss at iteration %d (last finite iteration %d)", run,
+                    int(state["stopped_at"][run]), int(state["stopped_at"][run]) - 1)
 
 
 def _record(state: dict, metrics: dict[str, Tensor], loss: Tensor) -> None:
@@ -180,9 +193,23 @@ def _record(state: dict, metrics: dict[str, Tensor], loss: Tensor) -> None:
         values.setdefault(name, []).append(value.detach().clone())
 
 
-def _mark_converged(state: dict) -> None:
-    """Status of runs the stop rule has frozen (stopped_at ≥ 0) and that are still marked running: converged."""
-    state["status"] = torch.where((state["stopped_at"] >= 0) & (state["status"] == RUNNING), CONVERGED, state["status"])
+def _mark_stopped(state: dict) -> None:
+    """Status of frozen runs (stopped_at ≥ 0) still marked running: diverged if their loss was not finite, else
+    converged."""
+    frozen = (state["stopped_at"] >= 0) & (state["status"] == RUNNING)
+    outcome = torch.where(state["diverged"], DIVERGED, CONVERGED)
+    state["status"] = torch.where(frozen, outcome, state["status"])
+
+
+def _finite_params(params: list[Tensor], diverged: Tensor) -> list[Tensor]:
+    """The parameters with every diverged run's replaced by zeros (metrics of a batch never see NaN or inf)."""
+    return [torch.where(diverged.reshape((-1,) + (1,) * (p.dim() - 1)), torch.zeros_like(p), p) for p in params]
+
+
+def _nan_for(values: dict[str, Tensor], diverged: Tensor) -> dict[str, Tensor]:
+    """Metric values with every diverged run's set to NaN."""
+    return {name: torch.where(diverged.reshape((-1,) + (1,) * (v.dim() - 1)), torch.full_like(v, float("nan")), v)
+            if v.is_floating_point() else v for name, v in values.items()}
 
 
 def train(
@@ -219,9 +246,12 @@ def train(
             if path is not None and settings.checkpoint_every and t > resumed_from and t % settings.checkpoint_every == 0:
                 save_checkpoint(path, state, fingerprint)
             loss, grads = objective.loss_and_grads(state["params"])
+            newly_diverged = state["active"] & ~torch.isfinite(loss)
+            state["diverged"] = state["diverged"] | newly_diverged
+            state["stopped_at"] = torch.where(newly_diverged, t, state["stopped_at"])
+            active = state["active"] = state["active"] & ~newly_diverged
             if t % settings.log_every == 0:
-                _record(state, objective.metrics(state["params"]), loss)
-            active = state["active"]
+                _record(state, objective.metrics(_finite_params(state["params"], state["diverged"])), loss)
             if t % stop.check_every == 0:
                 below_now = loss < threshold
                 if stop.patience > 1:
@@ -231,13 +261,8 @@ def train(
                 state["stopped_at"] = torch.where(newly, t, state["stopped_at"])
                 active = state["active"] = active & ~newly
             if t % settings.sync_every == 0:
-                _mark_converged(state)
-                bad = active & ~torch.isfinite(loss)
-                if bool(bad.any()):
-                    log.warning("runs %s diverged (non-finite loss) at iteration %d", bad.nonzero().flatten().tolist(), t)
-                    state["stopped_at"] = torch.where(bad, t, state["stopped_at"])
-                    state["status"] = torch.where(bad, DIVERGED, state["status"])
-                    active = state["active"] = active & ~bad
+                _log_divergence(state)
+                _mark_stopped(state)
                 if on_sync is not None:
                     on_sync(state)
                 bar.update(t - bar.n)
@@ -245,13 +270,16 @@ def train(
                     break
             optimizer.step(state["params"], grads, state["opt_state"], active)
             state["t"] = t + 1
-        _mark_converged(state)
+        _log_divergence(state)
+        _mark_stopped(state)
         still = state["active"]
         state["stopped_at"] = torch.where(still, state["t"], state["stopped_at"])
         state["status"] = torch.where(still, MAX_ITERS, state["status"])
         state["active"] = torch.zeros_like(still)
         final_loss, _ = objective.loss_and_grads(state["params"])
-        final_metrics = {"loss": final_loss, **objective.metrics(state["params"])}
+        final_metrics = {"loss": final_loss,
+                         **_nan_for(objective.metrics(_finite_params(state["params"], state["diverged"])),
+                                    state["diverged"])}
     bar.update(state["t"] - bar.n)
     bar.close()
     if path is not None:

@@ -18,6 +18,8 @@ CH1_RUN_RESOURCES = {
 
 rule ch1_run:
     """Train/compute one chapter-1 experiment: metrics.csv (one row per run × logged step) and summary.json."""
+    input:
+        settings=settings_input,
     output:
         metrics=f"{RESULTS}/ch1/{{experiment}}/metrics.csv",
         summary=f"{RESULTS}/ch1/{{experiment}}/summary.json",
@@ -34,10 +36,8 @@ rule ch1_run:
         runtime=run_resource(CH1_RUN_RESOURCES, 1),
         gpu=gpu_request(False),
     params:
-        config=TIER_CONFIG_FILE,
         out=lambda wildcards: results_dir(wildcards.experiment),
         progress=PROGRESS_FLAG,
-        settings_hash=lambda wildcards: SETTINGS_HASH[wildcards.experiment],
         code_hash=lambda wildcards: RUN_CODE_HASH[wildcards.experiment],
     shell:
         RUN_COMMAND
@@ -46,6 +46,7 @@ rule ch1_run:
 rule ch1_plot:
     """Draw one chapter-1 figure (PNG + PDF) from the experiment's results only."""
     input:
+        settings=settings_input,
         metrics=f"{RESULTS}/ch1/{{experiment}}/metrics.csv",
         summary=f"{RESULTS}/ch1/{{experiment}}/summary.json",
     output:
@@ -70,7 +71,6 @@ rule ch1_plot:
         mem_mb=2000,
         runtime=10,
     params:
-        config=TIER_CONFIG_FILE,
         results=lambda wildcards: results_dir(wildcards.experiment),
         code_hash=lambda wildcards: OUTPUT_CODE_HASH[wildcards.experiment],
         title=lambda wildcards: EXPERIMENT_INFO[wildcards.experiment]["title"],
@@ -83,6 +83,7 @@ rule ch1_plot:
 rule ch1_claims:
     """Check the chapter's claims on one experiment's results: claims.json (verdict per claim)."""
     input:
+        settings=settings_input,
         metrics=f"{RESULTS}/ch1/{{experiment}}/metrics.csv",
         summary=f"{RESULTS}/ch1/{{experiment}}/summary.json",
     output:
@@ -96,7 +97,6 @@ rule ch1_claims:
         mem_mb=1000,
         runtime=10,
     params:
-        config=TIER_CONFIG_FILE,
         results=lambda wildcards: results_dir(wildcards.experiment),
         code_hash=lambda wildcards: OUTPUT_CODE_HASH[wildcards.experiment],
     shell:

@@ -18,6 +18,7 @@ rule ch2_run:
     """Train/compute one chapter-2 experiment: metrics.csv (one row per run × logged step) and summary.json.
     Experiments on real data wait for their datasets (data.smk): fetched and checksummed once, shared by all."""
     input:
+        settings=settings_input,
         manifests=lambda wildcards: dataset_manifests(wildcards.experiment),
     output:
         metrics=f"{RESULTS}/ch2/{{experiment}}/metrics.csv",
@@ -35,10 +36,8 @@ rule ch2_run:
         runtime=run_resource(CH2_RUN_RESOURCES, 1),
         gpu=gpu_request(False),
     params:
-        config=TIER_CONFIG_FILE,
         out=lambda wildcards: results_dir(wildcards.experiment),
         progress=PROGRESS_FLAG,
-        settings_hash=lambda wildcards: SETTINGS_HASH[wildcards.experiment],
         code_hash=lambda wildcards: RUN_CODE_HASH[wildcards.experiment],
     shell:
         RUN_COMMAND
@@ -47,6 +46,7 @@ rule ch2_run:
 rule ch2_plot:
     """Draw one chapter-2 figure (PNG + PDF) from the experiment's results only."""
     input:
+        settings=settings_input,
         metrics=f"{RESULTS}/ch2/{{experiment}}/metrics.csv",
         summary=f"{RESULTS}/ch2/{{experiment}}/summary.json",
     output:
@@ -71,7 +71,6 @@ rule ch2_plot:
         mem_mb=2000,
         runtime=10,
     params:
-        config=TIER_CONFIG_FILE,
         results=lambda wildcards: results_dir(wildcards.experiment),
         code_hash=lambda wildcards: OUTPUT_CODE_HASH[wildcards.experiment],
         title=lambda wildcards: EXPERIMENT_INFO[wildcards.experiment]["title"],
@@ -83,6 +82,7 @@ rule ch2_plot:
 rule ch2_claims:
     """Check the chapter's claims on one experiment's results: claims.json (verdict per claim)."""
     input:
+        settings=settings_input,
         metrics=f"{RESULTS}/ch2/{{experiment}}/metrics.csv",
         summary=f"{RESULTS}/ch2/{{experiment}}/summary.json",
     output:
@@ -96,7 +96,6 @@ rule ch2_claims:
         mem_mb=1000,
         runtime=10,
     params:
-        config=TIER_CONFIG_FILE,
         results=lambda wildcards: results_dir(wildcards.experiment),
         code_hash=lambda wildcards: OUTPUT_CODE_HASH[wildcards.experiment],
     shell:

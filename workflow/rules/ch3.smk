@@ -22,6 +22,7 @@ rule ch3_run:
     """Train one chapter-3 experiment: metrics.csv and summary.json. Is-Same-Class waits for its fallback dataset
     (data.smk); CIFAR-10, when configured as preferred, is tried at run time and its absence recorded."""
     input:
+        settings=settings_input,
         manifests=lambda wildcards: dataset_manifests(wildcards.experiment),
     output:
         metrics=f"{RESULTS}/ch3/{{experiment}}/metrics.csv",
@@ -39,10 +40,8 @@ rule ch3_run:
         runtime=run_resource(CH3_RUN_RESOURCES, 1),
         gpu=gpu_request(True),
     params:
-        config=TIER_CONFIG_FILE,
         out=lambda wildcards: results_dir(wildcards.experiment),
         progress=PROGRESS_FLAG,
-        settings_hash=lambda wildcards: SETTINGS_HASH[wildcards.experiment],
         code_hash=lambda wildcards: RUN_CODE_HASH[wildcards.experiment],
     shell:
         RUN_COMMAND
@@ -51,6 +50,7 @@ rule ch3_run:
 rule ch3_plot:
     """Draw one chapter-3 figure (PNG + PDF) from the experiment's results only."""
     input:
+        settings=settings_input,
         metrics=f"{RESULTS}/ch3/{{experiment}}/metrics.csv",
         summary=f"{RESULTS}/ch3/{{experiment}}/summary.json",
     output:
@@ -75,7 +75,6 @@ rule ch3_plot:
         mem_mb=2000,
         runtime=10,
     params:
-        config=TIER_CONFIG_FILE,
         results=lambda wildcards: results_dir(wildcards.experiment),
         code_hash=lambda wildcards: OUTPUT_CODE_HASH[wildcards.experiment],
         title=lambda wildcards: EXPERIMENT_INFO[wildcards.experiment]["title"],
@@ -88,6 +87,7 @@ rule ch3_plot:
 rule ch3_claims:
     """Check the chapter's claims on one experiment's results: claims.json (verdict per claim)."""
     input:
+        settings=settings_input,
         metrics=f"{RESULTS}/ch3/{{experiment}}/metrics.csv",
         summary=f"{RESULTS}/ch3/{{experiment}}/summary.json",
     output:
@@ -101,7 +101,6 @@ rule ch3_claims:
         mem_mb=1000,
         runtime=10,
     params:
-        config=TIER_CONFIG_FILE,
         results=lambda wildcards: results_dir(wildcards.experiment),
         code_hash=lambda wildcards: OUTPUT_CODE_HASH[wildcards.experiment],
     shell:

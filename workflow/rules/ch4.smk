@@ -22,6 +22,7 @@ rule ch4_run:
     summary.json. Datasets come from the data layer (data.smk), fetched and checksummed once; optional datasets
     that cannot be obtained are recorded as data-unavailable."""
     input:
+        settings=settings_input,
         manifests=lambda wildcards: dataset_manifests(wildcards.experiment),
     output:
         metrics=f"{RESULTS}/ch4/{{experiment}}/metrics.csv",
@@ -39,10 +40,8 @@ rule ch4_run:
         runtime=run_resource(CH4_RUN_RESOURCES, 1),
         gpu=gpu_request(False),
     params:
-        config=TIER_CONFIG_FILE,
         out=lambda wildcards: results_dir(wildcards.experiment),
         progress=PROGRESS_FLAG,
-        settings_hash=lambda wildcards: SETTINGS_HASH[wildcards.experiment],
         code_hash=lambda wildcards: RUN_CODE_HASH[wildcards.experiment],
     shell:
         RUN_COMMAND
@@ -51,7 +50,6 @@ rule ch4_run:
 def ch4_plot_params():
     """Params shared by the two chapter-4 plot rules."""
     return dict(
-        config=TIER_CONFIG_FILE,
         results=lambda wildcards: results_dir(wildcards.experiment),
         code_hash=lambda wildcards: OUTPUT_CODE_HASH[wildcards.experiment],
         title=lambda wildcards: EXPERIMENT_INFO[wildcards.experiment]["title"],
@@ -78,6 +76,7 @@ def ch4_report(wildcards_path: str):
 rule ch4_plot:
     """Draw one chapter-4 figure (PNG + PDF) from the experiment's results only."""
     input:
+        settings=settings_input,
         metrics=f"{RESULTS}/ch4/{{experiment}}/metrics.csv",
         summary=f"{RESULTS}/ch4/{{experiment}}/summary.json",
     output:
@@ -100,6 +99,7 @@ rule ch4_plot:
 rule ch4_plot_table:
     """Draw Table 1's bar figure (PNG + PDF) and write the table beside it (markdown + CSV), from the results only."""
     input:
+        settings=settings_input,
         metrics=f"{RESULTS}/ch4/{{experiment}}/metrics.csv",
         summary=f"{RESULTS}/ch4/{{experiment}}/summary.json",
     output:
@@ -124,6 +124,7 @@ rule ch4_plot_table:
 rule ch4_claims:
     """Check the chapter's claims on one experiment's results: claims.json (verdict per claim)."""
     input:
+        settings=settings_input,
         metrics=f"{RESULTS}/ch4/{{experiment}}/metrics.csv",
         summary=f"{RESULTS}/ch4/{{experiment}}/summary.json",
     output:
@@ -137,7 +138,6 @@ rule ch4_claims:
         mem_mb=1000,
         runtime=10,
     params:
-        config=TIER_CONFIG_FILE,
         results=lambda wildcards: results_dir(wildcards.experiment),
         code_hash=lambda wildcards: OUTPUT_CODE_HASH[wildcards.experiment],
     shell:

@@ -25,6 +25,7 @@ rule ch5_run:
     tier's device allows one (`gpu` resource), else on the CPU threads.
     Experiments on real data wait for their datasets (data.smk): fetched and checksummed once, shared by all."""
     input:
+        settings=settings_input,
         manifests=lambda wildcards: dataset_manifests(wildcards.experiment),
     output:
         metrics=f"{RESULTS}/ch5/{{experiment}}/metrics.csv",
@@ -42,10 +43,8 @@ rule ch5_run:
         runtime=run_resource(CH5_RUN_RESOURCES, 1),
         gpu=gpu_request(True),
     params:
-        config=TIER_CONFIG_FILE,
         out=lambda wildcards: results_dir(wildcards.experiment),
         progress=PROGRESS_FLAG,
-        settings_hash=lambda wildcards: SETTINGS_HASH[wildcards.experiment],
         code_hash=lambda wildcards: RUN_CODE_HASH[wildcards.experiment],
     shell:
         RUN_COMMAND
@@ -54,6 +53,7 @@ rule ch5_run:
 rule ch5_plot:
     """Draw one chapter-5 figure (PNG + PDF) from the experiment's results only."""
     input:
+        settings=settings_input,
         metrics=f"{RESULTS}/ch5/{{experiment}}/metrics.csv",
         summary=f"{RESULTS}/ch5/{{experiment}}/summary.json",
     output:
@@ -78,7 +78,6 @@ rule ch5_plot:
         mem_mb=2000,
         runtime=10,
     params:
-        config=TIER_CONFIG_FILE,
         results=lambda wildcards: results_dir(wildcards.experiment),
         code_hash=lambda wildcards: OUTPUT_CODE_HASH[wildcards.experiment],
         title=lambda wildcards: EXPERIMENT_INFO[wildcards.experiment]["title"],
@@ -90,6 +89,7 @@ rule ch5_plot:
 rule ch5_claims:
     """Check the chapter's claims on one experiment's results: claims.json (verdict per claim)."""
     input:
+        settings=settings_input,
         metrics=f"{RESULTS}/ch5/{{experiment}}/metrics.csv",
         summary=f"{RESULTS}/ch5/{{experiment}}/summary.json",
     output:
@@ -103,7 +103,6 @@ rule ch5_claims:
         mem_mb=1000,
         runtime=10,
     params:
-        config=TIER_CONFIG_FILE,
         results=lambda wildcards: results_dir(wildcards.experiment),
         code_hash=lambda wildcards: OUTPUT_CODE_HASH[wildcards.experiment],
     shell:

@@ -1,18 +1,20 @@
-# Shared by every chapter's rules: the tier, its output roots, the config file handed to the CLI, the experiments of
-# each chapter, and the hashes that make Snakemake rerun a job when its config section or its library code changes.
+# Shared by every chapter's rules: the tier, its output roots, the experiments of each chapter, the settings file each
+# experiment's jobs read (and the rule that writes it), and the hashes that make Snakemake rerun a job when its
+# settings or its library code change.
+#
+# Parsing the workflow writes nothing (`snakemake -n`, `--lint`, an invocation refused by the lock, every cluster job's
+# re-parse): files are written only by jobs.
 
 import ast
 import shlex
 import sys
 from pathlib import Path
 
-import yaml
-
 import rankrepro
-from rankrepro.config import validate_config
+from rankrepro.config import SETTINGS_DIR, job_settings, settings_path, settings_text, validate_config
 from rankrepro.datasets import DATASETS as DATASET_REGISTRY
 from rankrepro.experiments import EXPERIMENTS
-from rankrepro.io import atomic_write_text, fingerprint, source_hash
+from rankrepro.io import source_hash
 
 # ---------------------------------------------------------------------------------------------------------------------
 # The tier: validated config with every default filled in (the same function the CLI uses, so the workflow and the
@@ -28,25 +30,6 @@ SCORECARD_MD = f"{RESULTS}/scorecard.md"
 SCORECARD_JSON = f"{RESULTS}/scorecard.json"
 # The data cache (shared by every tier): <DATA_CACHE>/<dataset>/MANIFEST.json is the output of rule data_fetch.
 DATA_CACHE = TIER_CONFIG["data_cache"].rstrip("/")
-
-# The config every job reads: the resolved tier config (tier file + --config overrides + defaults), written at parse
-# time to results/<tier>/config.yaml. It is rewritten only when its content changes, and it is deliberately NOT an
-# input of any rule: an unrelated edit must not rerun every job through its mtime. What reruns a job is the hash of
-# its own config section, passed as a `params:` value (see SETTINGS_HASH below).
-TIER_CONFIG_FILE = f"{RESULTS}/config.yaml"
-
-
-def _write_if_changed(path: str, text: str) -> None:
-    target = Path(path)
-    if not target.is_file() or target.read_text(encoding="utf-8") != text:
-        atomic_write_text(target, text)
-
-
-_write_if_changed(
-    TIER_CONFIG_FILE,
-    "# Resolved configuration of this tier, written by workflow/rules/common.smk; the jobs read it.\n"
-    + yaml.safe_dump(TIER_CONFIG, sort_keys=True, allow_unicode=True),
-)
 
 # Progress bars when a person watches a terminal; plain log lines in CI and on clusters.
 PROGRESS_FLAG = "" if sys.stderr.isatty() else "--no-progress"
@@ -167,10 +150,53 @@ def all_claims() -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Rerun triggers. Snakemake (>= 9, rerun-triggers include `params`) reruns a job whose params differ from those
-# recorded when its outputs were made. Each job gets two params:
-#   settings_hash: fingerprint of its experiment's config section (defaults filled in, so spelling out a default
-#                  changes nothing);
+# Settings files. The run, plot and claims jobs of an experiment read its settings file,
+# results/<tier>/settings/<experiment>.<hash>.yaml: the part of the resolved tier config (tier file + --config
+# overrides + schema defaults) that they read, and nothing else (rankrepro.config.job_settings: the experiment's
+# section, tier, device, output roots, and for experiments on real data the data cache and mirror; not `threads`,
+# which Snakemake gives each job), named by the hash of that content. Rule experiment_settings writes it when a job
+# needs it — at job time, never at parse time. So:
+#   - an invocation with another config (even a dry run, beside a running one) names other files and never changes
+#     what a running job reads; results always match the settings file their job was given;
+#   - changing a value an experiment's jobs read changes the name of its settings file, which reruns exactly that
+#     experiment (Snakemake's `input` rerun trigger: the set of input files changed); spelling out a default, or
+#     changing `threads` or another experiment's section, names the same file and reruns nothing;
+#   - the file is an ancient() input: its name is its content, so its modification time means nothing (a settings
+#     job run again while its file exists reruns no job). The files belong to the results: a deleted one is written
+#     again and, like any deleted intermediate file, reruns its experiment.
+JOB_SETTINGS = {
+    name: job_settings(TIER_CONFIG, name, reads_data=bool(info["datasets"])) for name, info in EXPERIMENT_INFO.items()
+}
+SETTINGS_FILE = {name: settings_path(RESULTS, name, settings) for name, settings in JOB_SETTINGS.items()}
+
+
+def settings_input(wildcards):
+    """Input function of the run, plot and claims rules: the experiment's settings file (ancient, see above)."""
+    return ancient(SETTINGS_FILE[wildcards.experiment])
+
+
+# A local job that writes a few lines (a shell command: a `run:` job would re-parse the workflow in a subprocess).
+localrules:
+    experiment_settings,
+
+
+rule experiment_settings:
+    """Write the settings file of one experiment of this invocation's config (rankrepro.config.settings_text refuses
+    a file name whose hash is not that of the settings: such a target stops the DAG at once)."""
+    output:
+        settings=f"{RESULTS}/{SETTINGS_DIR}/{{experiment}}.{{hash}}.yaml",
+    wildcard_constraints:
+        experiment=one_of(list(EXPERIMENT_INFO)),
+        hash="[0-9a-f]{16}",
+    params:
+        text=lambda wildcards, output: settings_text(Path(output.settings).name, JOB_SETTINGS[wildcards.experiment]),
+    shell:
+        "printf '%s' {params.text:q} > {output.settings}"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Code hashes. Snakemake (>= 9, rerun-triggers include `params`) reruns a job whose params differ from those recorded
+# when its outputs were made. Each job gets the param
 #   code_hash:     hash of the library sources the job depends on: the transitive closure of the experiment
 #                  module's `rankrepro` imports (found with `ast`). Training ignores the presentation modules
 #                  (plotting, claims, report, cli), so a figure tweak re-draws figures without retraining.
@@ -218,7 +244,6 @@ def source_closure(roots, stop=frozenset()) -> list[Path]:
     return sorted(seen.values())
 
 
-SETTINGS_HASH = {name: fingerprint(TIER_CONFIG["experiments"][name]) for name in EXPERIMENT_INFO}
 RUN_CODE_HASH = {
     name: source_hash(source_closure([info["modname"]], PRESENTATION_MODULES)) for name, info in EXPERIMENT_INFO.items()
 }
@@ -284,14 +309,14 @@ RANKREPRO = shlex.quote(str(_cli)) if _cli.is_file() else f"{shlex.quote(sys.exe
 # of the modules its numbers depend on, so after a code change the job retrains instead of resuming a stale state.
 RUN_COMMAND = (
     RANKREPRO
-    + " run {wildcards.experiment} --config {params.config} --out {params.out} --threads {threads} "
+    + " run {wildcards.experiment} --config {input.settings} --out {params.out} --threads {threads} "
     "{params.progress} --log {log}"
 )
 PLOT_COMMAND = (
-    RANKREPRO + " plot {wildcards.experiment} --config {params.config} --results {params.results} "
+    RANKREPRO + " plot {wildcards.experiment} --config {input.settings} --results {params.results} "
     "--out {output.png} > {log} 2>&1"
 )
 CLAIMS_COMMAND = (
-    RANKREPRO + " claims {wildcards.experiment} --config {params.config} --results {params.results} "
+    RANKREPRO + " claims {wildcards.experiment} --config {input.settings} --results {params.results} "
     "--out {output.claims} > {log} 2>&1"
 )

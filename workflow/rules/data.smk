@@ -5,6 +5,7 @@
 
 import re
 
+from rankrepro.datasets import resolve_mirror
 from rankrepro.io import fingerprint
 
 for _name, _spec in DATASET_REGISTRY.items():
@@ -16,6 +17,14 @@ DATASET_HASH = {
     name: fingerprint([[f.name, f.md5, f.mirror_name, f.gzipped] for f in spec.files])
     for name, spec in DATASET_REGISTRY.items()
 }
+
+
+# The mirror the job fetches from: $RANKREPRO_DATA_MIRROR, else the config key data_mirror (resolved here as the CLI
+# would; none: the canonical URLs only). It is not a `params:` value on purpose: it says where verified data comes from,
+# not what the data is (every file is MD5-checked), so moving the mirror must not refetch and rerun every experiment
+# on real data. The shell command reads this global when the job is formatted, in the invocation that runs it.
+_mirror = resolve_mirror(TIER_CONFIG["data_mirror"])
+DATA_MIRROR_OPTION = "" if _mirror is None else f"--mirror {shlex.quote(str(_mirror))}"
 
 
 # I/O bound (a few MB to a few hundred MB): run on the submitting host, which is the one with network access on most
@@ -37,7 +46,7 @@ rule data_fetch:
         mem_mb=500,
         runtime=60,
     params:
-        config=TIER_CONFIG_FILE,
+        cache=DATA_CACHE,
         files_hash=lambda wildcards: DATASET_HASH[wildcards.dataset],
     shell:
-        RANKREPRO + " data fetch {wildcards.dataset} --config {params.config} > {log} 2>&1"
+        RANKREPRO + " data fetch {wildcards.dataset} --cache {params.cache} {DATA_MIRROR_OPTION} > {log} 2>&1"

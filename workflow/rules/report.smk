@@ -22,8 +22,8 @@ rule scorecard:
         mem_mb=1000,
         runtime=5,
     params:
-        config=TIER_CONFIG_FILE,
+        tier=TIER,
         code_hash=SCORECARD_CODE_HASH,
     shell:
-        RANKREPRO + " scorecard --config {params.config} --out-md {output.md} --out-json {output.json} "
+        RANKREPRO + " scorecard --tier {params.tier} --out-md {output.md} --out-json {output.json} "
         "{input.claims} > {log} 2>&1"

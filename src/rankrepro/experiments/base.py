@@ -12,16 +12,19 @@ from typing import Any
 import pandas as pd
 import torch
 
-from rankrepro.errors import RankreproError
 from collections.abc import Callable
 
-from rankrepro.io import atomic_write_csv, atomic_write_json, fingerprint, read_json, source_hash
+from rankrepro.errors import ResultsError
+from rankrepro.io import (SealError, atomic_write_csv, atomic_write_sealed_json, fingerprint, one_line,
+                          read_sealed_json, sha256_file, source_hash)
 from rankrepro.runtime import provenance
 
 METRICS_FILE = "metrics.csv"
 SUMMARY_FILE = "summary.json"
 CHECKPOINT_DIR = "checkpoints"
 BATCH_DIR = "batches"
+#: key of summary.json recording the SHA-256 and row count of metrics.csv
+METRICS_RECORD = "metrics_file"
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +67,10 @@ def mechanism_hash(*modules: ModuleType) -> str:
 
 def write_results(out: Path, metrics: pd.DataFrame, settings: dict[str, Any], ctx: Context, started: float,
                   extra: dict[str, Any]) -> None:
-    """Write the tidy ``metrics.csv`` and ``summary.json`` (settings, tier, provenance, wall time, extras)."""
-    atomic_write_csv(out / METRICS_FILE, metrics)
-    summary = {
+    """Write the tidy ``metrics.csv`` and then ``summary.json`` (settings, tier, provenance, wall time, extras, and the
+    SHA-256 and row count of ``metrics.csv``), sealed with its own content hash: :func:`load_results` reads only a
+    complete, unmodified pair."""
+    store_results(out, metrics, {
         "tier": ctx.tier,
         "settings": settings,
         "provenance": provenance(),
@@ -74,27 +78,53 @@ def write_results(out: Path, metrics: pd.DataFrame, settings: dict[str, Any], ct
         "threads": ctx.threads,
         "wall_time_s": round(time.time() - started, 3),
         **extra,
-    }
-    atomic_write_json(out / SUMMARY_FILE, summary)
+    })
+
+
+def store_results(out: Path, metrics: pd.DataFrame, summary: dict[str, Any]) -> None:
+    """Write ``metrics.csv``, then ``summary`` + the SHA-256 and row count of that file as sealed ``summary.json``."""
+    atomic_write_csv(out / METRICS_FILE, metrics)
+    record = {key: value for key, value in summary.items() if key != METRICS_RECORD}
+    record[METRICS_RECORD] = {"sha256": sha256_file(out / METRICS_FILE), "rows": len(metrics)}
+    atomic_write_sealed_json(out / SUMMARY_FILE, record)
 
 
 def load_results(results: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Read ``metrics.csv`` and ``summary.json`` of an experiment (clear error if the run has not happened)."""
+    """``metrics.csv`` and ``summary.json`` of an experiment, verified: the summary against its content hash, the
+    metrics file against the SHA-256 and row count the summary records. A missing, truncated, modified or
+    earlier-format pair is a one-line :class:`ResultsError` that says how to regenerate it."""
     metrics_file, summary_file = results / METRICS_FILE, results / SUMMARY_FILE
+    rerun = "rerun the experiment (rankrepro run …, or snakemake --forcerun on its run rule)"
     if not metrics_file.is_file() or not summary_file.is_file():
-        raise RankreproError(f"no results in {results}: run the experiment first (rankrepro run …)")
-    return pd.read_csv(metrics_file), read_json(summary_file)
+        raise ResultsError(f"no results in {results}: run the experiment first (rankrepro run …)")
+    try:
+        summary = read_sealed_json(summary_file)
+    except SealError as exc:
+        raise ResultsError(f"{summary_file} cannot be used: {exc}; {rerun}") from None
+    recorded = summary.get(METRICS_RECORD, {})
+    if sha256_file(metrics_file) != recorded.get("sha256"):
+        raise ResultsError(f"{metrics_file} is not the file its summary.json describes (truncated or modified); "
+                           f"{rerun}")
+    try:
+        metrics = pd.read_csv(metrics_file)
+    except (ValueError, UnicodeDecodeError) as exc:  # pandas' parser and empty-data errors are ValueErrors
+        raise ResultsError(f"{metrics_file} is unreadable ({one_line(exc, 120)}); {rerun}") from None
+    if len(metrics) != recorded.get("rows"):
+        raise ResultsError(f"{metrics_file} has {len(metrics)} rows, its summary records {recorded.get('rows')}; "
+                           f"{rerun}")
+    return metrics, summary
 
 
 def load_batch(path: Path, fingerprint: str) -> dict[str, Any] | None:
-    """A finished batch record (JSON with a ``fingerprint``), or None when absent, unreadable or from other
-    settings/code."""
+    """A finished batch record (sealed JSON with a ``fingerprint``: :func:`rankrepro.io.read_sealed_json`, returned
+    without its hash), or None when absent, unreadable, without a matching content hash (corrupted, truncated, earlier
+    format: logged in one line) or from other settings/code."""
     if not path.is_file():
         return None
     try:
-        record = read_json(path)
-    except (OSError, ValueError):
-        log.warning("batch file %s is unreadable; recomputing it", path)
+        record = read_sealed_json(path)
+    except SealError as exc:
+        log.warning("batch file %s is discarded: %s; recomputing it", path, exc)
         return None
     if record.get("fingerprint") != fingerprint:
         log.info("batch file %s is from other settings or code; recomputing it", path)
@@ -104,10 +134,11 @@ def load_batch(path: Path, fingerprint: str) -> dict[str, Any] | None:
 
 def cached_batch(path: Path, fingerprint: str, compute: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any], bool]:
     """The batch record at ``path`` if valid, else ``compute()`` (which must store ``fingerprint`` in the record)
-    written atomically; and whether it was cached. Finished batches of an interrupted job are never recomputed."""
+    written atomically with its content hash; and whether it was cached. Finished batches of an interrupted job are
+    never recomputed."""
     record = load_batch(path, fingerprint)
     if record is not None:
         return record, True
     record = compute()
-    atomic_write_json(path, record)
+    atomic_write_sealed_json(path, record)
     return record, False

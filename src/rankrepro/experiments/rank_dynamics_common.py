@@ -251,7 +251,7 @@ def check_settings(settings: dict[str, Any], name: str) -> None:
     components every model allows, and a valid HTF tree."""
     top_k, rank = int(settings["top_k"]), int(settings["target_rank"])
     if rank >= top_k:
-        raise ConfigError(f"config key '{name}.top_k': must exceed target_rank = {rank} so the first component "
+        raise ConfigError(f"config key 'experiments.{name}.top_k': must exceed target_rank = {rank} so the first component "
                           "that should stay small is tracked")
     htf.param_shapes(model_dims(settings, "htf"), settings["htf"]["widths"])
     htf.param_shapes(model_dims(settings, "htf"), settings["htf"]["target_widths"])
@@ -259,11 +259,11 @@ def check_settings(settings: dict[str, Any], name: str) -> None:
                "htf.widths": settings["htf"]["widths"][-1]}
     for key, value in allowed.items():
         if top_k > int(value):
-            raise ConfigError(f"config key '{name}.top_k': {top_k} exceeds the {value} components of {key}")
+            raise ConfigError(f"config key 'experiments.{name}.top_k': {top_k} exceeds the {value} components of {key}")
     for model in MODELS:
         numel = math.prod(model_dims(settings, model))
         if settings.get("measurement", "completion") == "completion" and int(settings["n_observed"]) > numel:
-            raise ConfigError(f"config key '{name}.n_observed': {settings['n_observed']} exceeds the {numel} "
+            raise ConfigError(f"config key 'experiments.{name}.n_observed': {settings['n_observed']} exceeds the {numel} "
                               f"entries of the {model} target")
 
 

@@ -170,13 +170,13 @@ def _check_settings(settings: dict[str, Any]) -> None:
     """What the schema cannot say: every n fits the tensor, orders appear once."""
     orders = [int(e["order"]) for e in settings["orders"]]
     if len(set(orders)) != len(orders):
-        raise ConfigError(f"config key '{NAME}.orders': each order may appear once (got {orders})")
+        raise ConfigError(f"config key 'experiments.{NAME}.orders': each order may appear once (got {orders})")
     for k, entry in enumerate(settings["orders"]):
         numel = int(entry["dim"]) ** int(entry["order"])
         bad = [int(n) for n in entry["n_observed"] if int(n) > numel]
         if bad:
-            raise ConfigError(f"config key '{NAME}.orders.{k}.n_observed': {bad} exceed the {numel} entries of an "
-                              f"order-{entry['order']} tensor of dimension {entry['dim']}")
+            raise ConfigError(f"config key 'experiments.{NAME}.orders.{k}.n_observed': {bad} exceed the {numel} "
+                              f"entries of an order-{entry['order']} tensor of dimension {entry['dim']}")
 
 
 def run(settings: dict, out: Path, ctx: Context) -> None:

@@ -172,7 +172,7 @@ def variance_line(y_train: torch.Tensor) -> float:
 def _check_settings(settings: dict[str, Any]) -> None:
     """What the schema cannot say: the variants include the natural data."""
     if "natural" not in settings["variants"]:
-        raise ConfigError(f"config key '{NAME}.variants': must include 'natural' (got {settings['variants']})")
+        raise ConfigError(f"config key 'experiments.{NAME}.variants': must include 'natural' (got {settings['variants']})")
 
 
 def run(settings: dict, out: Path, ctx: Context, data: DataSource) -> None:

@@ -95,12 +95,12 @@ def check_settings(settings: dict[str, Any], name: str) -> None:
     """What the schema cannot say: observations fit in the tensor, top_k ≤ components, the rank is reachable."""
     numel = int(settings["dim"]) ** int(settings["order"])
     if settings.get("measurement", "completion") == "completion" and int(settings["n_observed"]) > numel:
-        raise ConfigError(f"config key '{name}.n_observed': {settings['n_observed']} exceeds the {numel} entries")
+        raise ConfigError(f"config key 'experiments.{name}.n_observed': {settings['n_observed']} exceeds the {numel} entries")
     if int(settings["top_k"]) > int(settings["components"]):
-        raise ConfigError(f"config key '{name}.top_k': {settings['top_k']} exceeds components = "
+        raise ConfigError(f"config key 'experiments.{name}.top_k': {settings['top_k']} exceeds components = "
                           f"{settings['components']}")
     if int(settings["target_rank"]) >= int(settings["top_k"]):
-        raise ConfigError(f"config key '{name}.top_k': must exceed target_rank = {settings['target_rank']} so the "
+        raise ConfigError(f"config key 'experiments.{name}.top_k': must exceed target_rank = {settings['target_rank']} so the "
                           "first component that should stay small is tracked")
 
 
