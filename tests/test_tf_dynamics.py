@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rankrepro.claims import FAILED, NOT_SHOWN, PASSED
-from rankrepro.cp import CPCompletionObjective, cp_reconstruct, multi_indices, random_cp_tensor
+from rankrepro.cp import CPCompletionObjective, multi_indices, random_cp_tensor
 from rankrepro.cp_sensing import CPSensingObjective, cp_sensing_loss, cp_sensing_loss_and_grads, gaussian_measurements
 from rankrepro.errors import ConfigError
 from rankrepro.io import atomic_write_sealed_json, read_json
@@ -135,9 +135,13 @@ SMALL = {"data_seed": 1, "seed": 2, "order": 3, "dim": 10, "target_rank": 3, "n_
 @pytest.fixture(scope="module")
 def tiny_scale_results(tmp_path_factory):
     """The spec's tiny scale (order 3, dim 10, CP rank 3, R = 100, 500 observations): a few seconds."""
+    previous = torch.get_default_dtype()  # a module fixture runs outside conftest's per-test dtype guard
     torch.set_default_dtype(torch.float64)
-    out = tmp_path_factory.mktemp("tf") / "tf_component_norms"
-    tf_component_norms.run(SMALL, out, Context(tier="test", device=torch.device("cpu"), progress=False))
+    try:
+        out = tmp_path_factory.mktemp("tf") / "tf_component_norms"
+        tf_component_norms.run(SMALL, out, Context(tier="test", device=torch.device("cpu"), progress=False))
+    finally:
+        torch.set_default_dtype(previous)
     return out
 
 

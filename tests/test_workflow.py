@@ -25,6 +25,9 @@ import yaml
 
 from rankrepro.config import settings_hash
 
+#: every test here runs Snakemake (minutes in all): `pytest -m slow` runs them; plain `pytest` leaves them out
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 SNAKEFILE = REPO / "workflow" / "Snakefile"
 TINY = REPO / "tests" / "data" / "tiny.yaml"

@@ -140,5 +140,10 @@ def cached_batch(path: Path, fingerprint: str, compute: Callable[[], dict[str, A
     if record is not None:
         return record, True
     record = compute()
-    atomic_write_sealed_json(path, record)
+    save_batch(path, record)
     return record, False
+
+
+def save_batch(path: Path, record: dict[str, Any]) -> None:
+    """Write a finished batch record atomically with its content hash (what :func:`load_batch` verifies)."""
+    atomic_write_sealed_json(path, record)

@@ -11,9 +11,7 @@ import time
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
-import torch
 
 from rankrepro.claims import ClaimResult, decide
 from rankrepro.experiments import dmf_common as common

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from rankrepro.claims import ClaimResult, decide
 from rankrepro.experiments import dmf_common as common

@@ -29,9 +29,8 @@ from rankrepro import gnn, gnn_training, spectral_sparsify, ugs, wis
 from rankrepro.claims import DATA_UNAVAILABLE, ClaimResult, decide
 from rankrepro.datasets import DataSource, available_datasets
 from rankrepro.errors import ConfigError
-from rankrepro.experiments.base import (BATCH_DIR, Context, cached_batch, load_batch, load_results,
+from rankrepro.experiments.base import (BATCH_DIR, Context, cached_batch, load_batch, load_results, save_batch,
                                         mechanism_hash, run_fingerprint, write_results)
-from rankrepro.io import atomic_write_json
 from rankrepro.plotting import add_caption, add_title, apply_style, caption_text, save_figure
 from rankrepro.seeding import derived_seed
 
@@ -218,7 +217,7 @@ def run_dataset(settings: dict, out: Path, dataset: str, graph, common: dict) ->
                         "epochs": outcome.epochs, "best_epoch": outcome.best_epoch, "time_s": round(outcome.time_s, 3)}
                        for fp, outcome in zip(fingerprints, outcomes)]
             for spec, record in zip(batch, records):
-                atomic_write_json(out / BATCH_DIR / f"{spec.key}.json", record)
+                save_batch(out / BATCH_DIR / f"{spec.key}.json", record)
         results.update(zip(members, records))
     rows = []
     for spec in specs:
