@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from rankrepro.config import settings_hash
+from rankrepro.io import SEAL_KEY
 
 #: every test here runs Snakemake (minutes in all): `pytest -m slow` runs them; plain `pytest` leaves them out
 pytestmark = pytest.mark.slow
@@ -321,8 +322,8 @@ def slow_tier(tiny: dict, seed_offset: int = 0, log_every: int = 400_000) -> dic
 
 
 def comparable(summary: dict) -> dict:
-    """A summary without what differs between two identical runs (wall time, provenance)."""
-    return {key: value for key, value in summary.items() if key not in ("wall_time_s", "provenance")}
+    """A summary without what differs between two identical runs: wall time, provenance and the seal over them."""
+    return {key: value for key, value in summary.items() if key not in ("wall_time_s", "provenance", SEAL_KEY)}
 
 
 def test_a_concurrent_dry_run_with_another_config_does_not_change_a_running_workflow(tiny, tmp_path):

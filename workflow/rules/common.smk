@@ -188,6 +188,7 @@ rule experiment_settings:
     wildcard_constraints:
         experiment=one_of(list(EXPERIMENT_INFO)),
         hash="[0-9a-f]{16}",
+    priority: lambda wildcards: run_priority(wildcards)  # the run job it gates starts as early as its priority says
     params:
         text=lambda wildcards, output: settings_text(Path(output.settings).name, JOB_SETTINGS[wildcards.experiment]),
     shell:

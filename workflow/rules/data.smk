@@ -42,6 +42,7 @@ rule data_fetch:
     wildcard_constraints:
         dataset=one_of([re.escape(name) for name in DATASET_REGISTRY]),
     threads: 1
+    priority: 100  # quick, and it gates most of the long jobs
     resources:
         mem_mb=500,
         runtime=60,
