@@ -28,8 +28,15 @@ REPO = Path(__file__).resolve().parent.parent
 SCHEMA = Path("src/rankrepro/schemas/config.schema.yaml")
 OUTPUT = Path("config/README.md")
 
-TYPE_NAMES = {"integer": "int", "number": "number", "string": "str", "boolean": "bool", "null": "null",
-              "object": "object", "array": "list"}
+TYPE_NAMES = {
+    "integer": "int",
+    "number": "number",
+    "string": "str",
+    "boolean": "bool",
+    "null": "null",
+    "object": "object",
+    "array": "list",
+}
 
 
 def resolve(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
@@ -46,8 +53,10 @@ def resolve(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
             target = target[name]
         parts.append(resolve(target, root))
     # an allOf part lends its keys, not its description (that of a shared block of keys, not of this section)
-    parts.extend({key: value for key, value in resolve(part, root).items() if key != "description"}
-                 for part in schema.pop("allOf", []))
+    parts.extend(
+        {key: value for key, value in resolve(part, root).items() if key != "description"}
+        for part in schema.pop("allOf", [])
+    )
     merged: dict[str, Any] = {}
     for part in [*parts, schema]:
         for key, value in part.items():
@@ -73,8 +82,9 @@ def type_text(schema: dict[str, Any]) -> str:
     if kind is None:
         if "enum" in schema:
             kinds = sorted({type(value).__name__ for value in schema["enum"]})
-            return " \\| ".join({"NoneType": "null", "str": "str", "int": "int", "float": "number"}.get(k, k)
-                                for k in kinds)
+            return " \\| ".join(
+                {"NoneType": "null", "str": "str", "int": "int", "float": "number"}.get(k, k) for k in kinds
+            )
         return "any"
     if isinstance(kind, list):
         return " \\| ".join(type_text({**schema, "type": k}) for k in kind)
@@ -153,8 +163,15 @@ def rows(schema: dict[str, Any], prefix: str) -> list[tuple[str, str, str, str, 
     required = set(schema.get("required", []))
     for name, sub in schema.get("properties", {}).items():
         path = f"{prefix}{name}"
-        out.append((f"`{path}`", type_text(sub), default_text(name, sub, required), limits_text(sub),
-                    cell(sub.get("description", ""))))
+        out.append(
+            (
+                f"`{path}`",
+                type_text(sub),
+                default_text(name, sub, required),
+                limits_text(sub),
+                cell(sub.get("description", "")),
+            )
+        )
         out.extend(children(sub, path))
     return out
 
@@ -174,8 +191,10 @@ def children(schema: dict[str, Any], path: str) -> list[tuple[str, str, str, str
 
 def table(entries: list[tuple[str, str, str, str, str]]) -> list[str]:
     lines = ["| key | type | default | limits | description |", "|---|---|---|---|---|"]
-    lines += [f"| {key} | {kind} | {default} | {limits} | {description} |"
-              for key, kind, default, limits, description in entries]
+    lines += [
+        f"| {key} | {kind} | {default} | {limits} | {description} |"
+        for key, kind, default, limits, description in entries
+    ]
     return lines
 
 

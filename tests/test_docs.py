@@ -69,16 +69,25 @@ def test_every_claim_of_the_scorecard_is_in_the_chapter_docs():
 
 
 def _tiny_scorecard(**extra):
-    claim = {"section": "1.1", "experiment": "exp", "claim_id": "grows", "statement": "|w| grows to <tier> scale",
-             "verdict": "failed", "measured": {"w": 0.123456789, "runs": [1, 2], "ok": True, "none": None},
-             "reference": "≈ 0.12", "details": "a note"}
+    claim = {
+        "section": "1.1",
+        "experiment": "exp",
+        "claim_id": "grows",
+        "statement": "|w| grows to <tier> scale",
+        "verdict": "failed",
+        "measured": {"w": 0.123456789, "runs": [1, 2], "ok": True, "none": None},
+        "reference": "≈ 0.12",
+        "details": "a note",
+    }
     other = {**claim, "section": "2.1", "claim_id": "other", "verdict": "passed", "details": ""}
     return {"tier": "default", "counts": {}, "claims": [claim, other], **extra}
 
 
 def test_render_replaces_only_the_regions_and_is_idempotent():
-    text = ("# Chapter 1\n\nprose 1.0\n\n<!-- results:begin ch1 -->\nstale 99 %\n<!-- results:end ch1 -->\n\n"
-            "more prose\n<!-- results:begin summary -->\n<!-- results:end summary -->\n")
+    text = (
+        "# Chapter 1\n\nprose 1.0\n\n<!-- results:begin ch1 -->\nstale 99 %\n<!-- results:end ch1 -->\n\n"
+        "more prose\n<!-- results:begin summary -->\n<!-- results:end summary -->\n"
+    )
     out = results_docs.render_text(text, _tiny_scorecard(), "results/default/scorecard.json")
     assert out.startswith("# Chapter 1\n\nprose 1.0\n\n<!-- results:begin ch1 -->\n")
     assert "stale 99 %" not in out and out.count("more prose") == 1
@@ -92,16 +101,20 @@ def test_render_replaces_only_the_regions_and_is_idempotent():
 
 
 def test_render_states_the_scorecard_commit_when_it_records_one():
-    out = results_docs.render_text("<!-- results:begin ch2 -->\n<!-- results:end ch2 -->\n",
-                                   _tiny_scorecard(git_commit="abc1234"), "s.json")
+    out = results_docs.render_text(
+        "<!-- results:begin ch2 -->\n<!-- results:end ch2 -->\n", _tiny_scorecard(git_commit="abc1234"), "s.json"
+    )
     assert "tier `default`, git commit `abc1234`" in out
 
 
-@pytest.mark.parametrize("text", [
-    "<!-- results:begin ch1 -->\nno end\n",
-    "<!-- results:begin ch1 -->\n<!-- results:end ch2 -->\n",
-    "<!-- results:begin bogus -->\n<!-- results:end bogus -->\n",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "<!-- results:begin ch1 -->\nno end\n",
+        "<!-- results:begin ch1 -->\n<!-- results:end ch2 -->\n",
+        "<!-- results:begin bogus -->\n<!-- results:end bogus -->\n",
+    ],
+)
 def test_bad_regions_are_refused(text):
     with pytest.raises(results_docs.RenderError):
         results_docs.render_text(text, _tiny_scorecard(), "s.json")
@@ -121,10 +134,12 @@ def test_check_mode_reports_a_stale_file(tmp_path, capsys):
 @pytest.mark.parametrize("script", ["render_results_docs.py", "render_config_docs.py"])
 def test_the_doc_scripts_import_neither_snakemake_nor_rankrepro(script):
     tree = ast.parse((SCRIPTS / script).read_text(encoding="utf-8"))
-    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
-                for alias in node.names}
-    imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
-                 and node.module}
+    imported = {
+        alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+    }
+    imported |= {
+        node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
+    }
     assert not imported & {"snakemake", "rankrepro", "torch"}
 
 
@@ -163,7 +178,7 @@ def test_config_readme_lists_every_key_of_every_tier_file():
         for path in paths(config, ""):
             for prefix in maps:  # map entries are documented once, as <name>
                 if path.startswith(prefix):
-                    head, _, rest = path[len(prefix):].partition(".")
+                    head, _, rest = path[len(prefix) :].partition(".")
                     path = f"{prefix}<name>" + (f".{rest}" if rest else "")
             if path == "experiments" or (path.startswith("experiments.") and path.count(".") == 1):
                 assert f"## `{path.split('.')[-1]}`" in text or path == "experiments"
@@ -180,12 +195,13 @@ def test_schema_features_are_resolved():
         "type": "object",
         "required": ["x"],
         "properties": {
-            "x": {"allOf": [{"$ref": "#/$defs/base"}], "properties": {"a": {"default": 2}},
-                  "description": "section"},
+            "x": {"allOf": [{"$ref": "#/$defs/base"}], "properties": {"a": {"default": 2}}, "description": "section"},
             "y": {"$ref": "#/$defs/pos", "description": "a rate", "default": 1.0e-6},
             "z": {"type": "array", "items": {"type": "object", "properties": {"k": {"type": ["string", "null"]}}}},
-            "m": {"type": "object", "additionalProperties": {"type": "object", "properties": {"lr": {"$ref":
-                                                                                              "#/$defs/pos"}}}},
+            "m": {
+                "type": "object",
+                "additionalProperties": {"type": "object", "properties": {"lr": {"$ref": "#/$defs/pos"}}},
+            },
         },
     }
     root = config_docs.resolve(schema, schema)
