@@ -5,7 +5,7 @@
 CH1 = experiments_of("ch1")
 
 # Resources per experiment and tier: (mem_mb, runtime in minutes) of the run job. The default-tier
-# budget is ≈ 2 h for the whole DAG on 2 cores; limits are generous so that a cluster never kills a job that would
+# budget is ≈ 1 h for the whole DAG on 2 cores; limits are generous so that a cluster never kills a job that would
 # finish. Tiers not listed use the `paper` row. Override on a cluster with --set-resources ch1_run:runtime=….
 CH1_RUN_RESOURCES = {
     "dmf_2x2_norms_vs_rank": {"smoke": (2000, 30), "default": (2000, 240), "paper": (2000, 240)},

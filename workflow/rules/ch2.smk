@@ -5,7 +5,7 @@
 CH2 = experiments_of("ch2")
 
 # Resources per experiment and tier: (mem_mb, runtime in minutes) of the run job. The default-tier
-# budget is ≈ 2 h for the whole DAG on 2 cores; limits are generous so that a cluster never kills a job that would
+# budget is ≈ 1 h for the whole DAG on 2 cores; limits are generous so that a cluster never kills a job that would
 # finish. Tiers not listed use the `paper` row. Override on a cluster with --set-resources ch2_run:runtime=….
 CH2_RUN_RESOURCES = {
     "tf_component_norms": {"smoke": (2000, 30), "default": (3000, 120), "paper": (3000, 240)},

@@ -8,7 +8,7 @@
 CH5 = experiments_of("ch5")
 
 # Resources per experiment and tier: (mem_mb, runtime in minutes) of the run job. The default-tier
-# budget is ≈ 2 h for the whole DAG on 2 cores; limits are generous so that a cluster never kills a job that would
+# budget is ≈ 1 h for the whole DAG on 2 cores; limits are generous so that a cluster never kills a job that would
 # finish. Tiers not listed use the `paper` row. Override on a cluster with --set-resources ch5_run:runtime=….
 # Measured on 1 thread (default tier, maps restricted to their range): width 81 s / 1.1 GB, depth 144 s / 1.4 GB,
 # sample size 100 s / 0.6 GB (CPU time / peak RSS).
