@@ -16,8 +16,8 @@ import statistics
 import torch
 from _report import machine, timed, write_json
 
-from rankrepro import is_same_class_graphs as isc
-from rankrepro.gnn import GNN
+from rankrepro.gnn import is_same_class_graphs as isc
+from rankrepro.gnn.models import GNN
 
 
 def epoch_seconds(model: GNN, x: torch.Tensor, y: torch.Tensor, structure: tuple, repeats: int) -> float:

@@ -188,7 +188,7 @@ def output_under_a_file(folder: Path) -> list[str]:
 
 def edited_settings_file(folder: Path) -> list[str]:
     """A workflow settings file edited after the workflow wrote it."""
-    from rankrepro.config import job_settings, load_config, settings_path, settings_text
+    from rankrepro.pipeline.config import job_settings, load_config, settings_path, settings_text
 
     settings = job_settings(load_config(SMOKE), EXPERIMENT, reads_data=False)
     path = Path(settings_path(str(folder), EXPERIMENT, settings))

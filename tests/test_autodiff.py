@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from rankrepro.autodiff import autograd_loss_and_grads
+from rankrepro.core.autodiff import autograd_loss_and_grads
 
 
 def test_each_run_gets_its_own_gradient_even_under_no_grad():

@@ -7,8 +7,8 @@ import logging
 
 import pytest
 
+from rankrepro.core.io import SEAL_KEY, atomic_write_json, read_json
 from rankrepro.experiments.base import cached_batch, load_batch
-from rankrepro.io import SEAL_KEY, atomic_write_json, read_json
 
 
 def _record() -> dict:

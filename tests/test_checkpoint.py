@@ -10,9 +10,10 @@ import logging
 import pytest
 import torch
 
-from rankrepro.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_MAGIC, load_checkpoint, resume_payload, save_checkpoint
-from rankrepro.errors import CheckpointError, RankreproError
-from rankrepro.io import seal_bytes, sha256_bytes
+from rankrepro.core.checkpoint import (CHECKPOINT_FORMAT, CHECKPOINT_MAGIC, load_checkpoint, resume_payload,
+                                       save_checkpoint)
+from rankrepro.core.errors import CheckpointError, RankreproError
+from rankrepro.core.io import seal_bytes, sha256_bytes
 
 
 def _payload() -> dict:
@@ -98,7 +99,7 @@ def test_an_earlier_format_checkpoint_without_a_hash_is_discarded_in_one_line(tm
         load_checkpoint(path, "abc")
     with caplog.at_level(logging.WARNING, logger="rankrepro"):
         assert resume_payload(path, "abc") is None
-    (record,) = [record for record in caplog.records if record.name == "rankrepro.checkpoint"]
+    (record,) = [record for record in caplog.records if record.name == "rankrepro.core.checkpoint"]
     assert str(path) in record.getMessage() and "\n" not in record.getMessage() and not path.exists()
 
 

@@ -6,18 +6,9 @@ import json
 
 import pytest
 
-from rankrepro.claims import (
-    DATA_UNAVAILABLE,
-    FAILED,
-    NOT_SHOWN,
-    PASSED,
-    VERDICTS,
-    ClaimResult,
-    decide,
-    read_claims,
-    write_claims,
-)
-from rankrepro.report import collect_claims, failed_claims, scorecard_markdown, write_scorecard
+from rankrepro.pipeline.claims import (DATA_UNAVAILABLE, FAILED, NOT_SHOWN, PASSED, VERDICTS, ClaimResult, decide,
+                                       read_claims, write_claims)
+from rankrepro.pipeline.report import collect_claims, failed_claims, scorecard_markdown, write_scorecard
 
 
 def _claim(claim_id: str, verdict: str, experiment: str = "exp_a", section: str = "1.1", **kw) -> ClaimResult:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rankrepro.config import job_settings, load_config, settings_path, settings_text
+from rankrepro.pipeline.config import job_settings, load_config, settings_path, settings_text
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO / "config" / "config.yaml"

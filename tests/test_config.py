@@ -8,20 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rankrepro.config import (
-    DATA_KEYS,
-    JOB_KEYS,
-    SETTINGS_NAME,
-    experiment_section,
-    job_settings,
-    load_config,
-    load_schema,
-    settings_hash,
-    settings_path,
-    settings_text,
-    validate_config,
-)
-from rankrepro.errors import ConfigError, RankreproError
+from rankrepro.core.errors import ConfigError, RankreproError
+from rankrepro.pipeline.config import (DATA_KEYS, JOB_KEYS, SETTINGS_NAME, experiment_section, job_settings,
+                                       load_config, load_schema, settings_hash, settings_path, settings_text,
+                                       validate_config)
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "config" / "config.yaml"
@@ -334,7 +324,7 @@ def test_an_edited_settings_file_is_refused(tmp_path):
 def test_a_default_written_beside_a_ref_is_filled(monkeypatch):
     """JSON schema allows `{$ref: …, default: …}`; the default next to the reference must be filled in (it was
     ignored: chapter 4's `models` and Table 1's `std` went missing)."""
-    from rankrepro import config as config_module
+    from rankrepro.pipeline import config as config_module
 
     schema = {"$defs": {"positive": {"type": "number", "exclusiveMinimum": 0}, "inner": {"type": "object",
               "properties": {"depth": {"type": "integer", "default": 3}}}},

@@ -9,23 +9,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rankrepro.cp import (
-    CPCompletionObjective,
-    choose_method,
-    component_norms,
-    cp_loss,
-    cp_loss_and_grads_dense,
-    cp_loss_and_grads_gather,
-    cp_predict,
-    cp_reconstruct,
-    init_factors,
-    linear_completion,
-    max_cp_rank,
-    multi_indices,
-    random_cp_tensor,
-)
-from rankrepro.cp_als import ALSSettings, cp_als, estimate_cp_rank, mean_squared_error
-from rankrepro.measures import normalized_reconstruction_error
+from rankrepro.core.measures import normalized_reconstruction_error
+from rankrepro.factorization.cp import (CPCompletionObjective, choose_method, component_norms, cp_loss,
+                                        cp_loss_and_grads_dense, cp_loss_and_grads_gather, cp_predict, cp_reconstruct,
+                                        init_factors, linear_completion, max_cp_rank, multi_indices, random_cp_tensor)
+from rankrepro.factorization.cp_als import ALSSettings, cp_als, estimate_cp_rank, mean_squared_error
 
 
 def _problem(dims, rank, batch, n_obs, seed):

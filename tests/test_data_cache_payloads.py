@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import torch
 
-from rankrepro.datasets import DATASETS, MANIFEST, DataSource, fetch_dataset, md5_file
-from rankrepro.errors import DataError
-from rankrepro.graph_datasets import _read_npz_graph, _read_test_index, load_graph
-from rankrepro.pickle_free import read_pickled_data
+from rankrepro.core.errors import DataError
+from rankrepro.data.datasets import DATASETS, MANIFEST, DataSource, fetch_dataset, md5_file
+from rankrepro.data.graph_datasets import _read_npz_graph, _read_test_index, load_graph
+from rankrepro.data.pickle_free import read_pickled_data
 
 MIRROR = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 GRAPHS = ("cora", "citeseer", "chameleon")
@@ -172,7 +172,7 @@ def test_a_truncated_raw_file_without_a_source_is_one_line(verified_cache, tmp_p
 
 
 def test_loading_planetoid_imports_neither_torch_nor_torch_geometric(verified_cache):
-    code = ("import sys; from rankrepro.graph_datasets import load_graph; "
+    code = ("import sys; from rankrepro.data.graph_datasets import load_graph; "
             f"graph = load_graph('citeseer', {str(verified_cache)!r}, None); assert graph.num_nodes == 3327; "
             "print(sorted(m for m in ('torch', 'torch_geometric') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)

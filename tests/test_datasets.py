@@ -23,20 +23,9 @@ import numpy as np
 import pytest
 
 from rankrepro import cli
-from rankrepro.datasets import (
-    DATASETS,
-    DOWNLOAD_TIMEOUT,
-    IDX_FILES,
-    MANIFEST,
-    MIRROR_ENV,
-    fetch_dataset,
-    get_dataset,
-    load_image_classification,
-    md5_file,
-    read_idx,
-    resolve_mirror,
-)
-from rankrepro.errors import DataError
+from rankrepro.core.errors import DataError
+from rankrepro.data.datasets import (DATASETS, DOWNLOAD_TIMEOUT, IDX_FILES, MANIFEST, MIRROR_ENV, fetch_dataset,
+                                     get_dataset, load_image_classification, md5_file, read_idx, resolve_mirror)
 
 MIRROR = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 needs_mirror = pytest.mark.skipif(not (MIRROR / "mnist").is_dir() or not (MIRROR / "fashion-mnist").is_dir(),
@@ -194,7 +183,7 @@ def test_resolve_mirror_precedence(monkeypatch, tmp_path):
 
 
 def test_datasets_module_imports_neither_torch_nor_snakemake():
-    code = "import sys, rankrepro.datasets; print(sorted(m for m in ('torch', 'snakemake') if m in sys.modules))"
+    code = "import sys, rankrepro.data.datasets; print(sorted(m for m in ('torch', 'snakemake') if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert result.stdout.strip() == "[]"
 
@@ -532,7 +521,7 @@ def cifar_mirror(tmp_path, monkeypatch) -> Path:
     """A mirror holding a synthetic CIFAR-10 archive, registered with that archive's MD5."""
     import dataclasses
 
-    from rankrepro import datasets
+    from rankrepro.data import datasets
 
     mirror = tmp_path / "mirror"
     (mirror / "cifar-10").mkdir(parents=True)
@@ -553,7 +542,7 @@ def test_cifar_archive_is_read_member_by_member_into_hwc_images(cifar_mirror, tm
 
 
 def test_a_cifar_archive_without_a_batch_or_with_a_torn_batch_is_a_data_error(tmp_path):
-    from rankrepro.datasets import parse_cifar_batch, read_cifar_archive
+    from rankrepro.data.datasets import parse_cifar_batch, read_cifar_archive
 
     archive = tmp_path / "a.tar.gz"
     _cifar_archive(archive, drop="cifar-10-batches-bin/test_batch.bin")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rankrepro.dmf import MatrixCompletionDMF, _leading_det, init_factors, product, trainable_factor_mask
-from rankrepro.optim import GradientDescent
+from rankrepro.core.optim import GradientDescent
+from rankrepro.factorization.dmf import MatrixCompletionDMF, _leading_det, init_factors, product, trainable_factor_mask
 
 SHAPES = [(3, 3), (5, 10), (10, 5)]
 

@@ -10,12 +10,12 @@ import pandas as pd
 import pytest
 import torch
 
-from rankrepro.checkpoint import load_checkpoint
-from rankrepro.dmf import MatrixCompletionDMF, init_factors
-from rankrepro.dmf_kernel import FactorLayout, compile_dmf, flatten_factors, train_dmf, unflatten_factors
-from rankrepro.errors import ConfigError
-from rankrepro.optim import GradientDescent
-from rankrepro.trainer import CONVERGED, DIVERGED, MAX_ITERS, StopRule, TrainResult, TrainSettings, train
+from rankrepro.core.checkpoint import load_checkpoint
+from rankrepro.core.errors import ConfigError
+from rankrepro.core.optim import GradientDescent
+from rankrepro.core.trainer import CONVERGED, DIVERGED, MAX_ITERS, StopRule, TrainResult, TrainSettings, train
+from rankrepro.factorization.dmf import MatrixCompletionDMF, init_factors
+from rankrepro.factorization.dmf_kernel import FactorLayout, compile_dmf, flatten_factors, train_dmf, unflatten_factors
 
 # (m, n), hidden widths: the factors are d_(j+1) × d_j with d = (n, *hidden, m)
 LAYOUTS = [((2, 2), (2,)), ((2, 2), (2, 2)), ((5, 10), (5, 5)), ((10, 5), (5,)), ((3, 4), (6, 2, 7)), ((1, 1), ())]

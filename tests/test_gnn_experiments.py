@@ -9,14 +9,14 @@ import pandas as pd
 import pytest
 import torch
 
-from rankrepro.claims import DATA_UNAVAILABLE, FAILED, NOT_SHOWN, PASSED
-from rankrepro.datasets import ImageDataset
-from rankrepro.errors import ConfigError, DataError
-from rankrepro.experiments import edge_sparsification as sparsification
-from rankrepro.experiments import is_same_class_gnn as table1
+from rankrepro.core.errors import ConfigError, DataError
+from rankrepro.core.graphs import undirected_edges
+from rankrepro.data.datasets import ImageDataset
+from rankrepro.data.graph_datasets import GraphDataset
 from rankrepro.experiments.base import Context
-from rankrepro.graph_datasets import GraphDataset
-from rankrepro.graphs import undirected_edges
+from rankrepro.experiments.ch4 import edge_sparsification as sparsification
+from rankrepro.experiments.ch4 import is_same_class_gnn as table1
+from rankrepro.pipeline.claims import DATA_UNAVAILABLE, FAILED, NOT_SHOWN, PASSED
 
 CTX = Context(tier="test", device=torch.device("cpu"), threads=1, progress=False)
 
@@ -85,7 +85,7 @@ def test_table1_low_and_high_runs_of_a_seed_start_from_the_same_weights(monkeypa
 
     def record(model, *args, **kwargs):
         starts.setdefault(len(starts), [p.detach().clone() for p in model.parameters()])
-        from rankrepro.gnn_training import TrainingOutcome
+        from rankrepro.gnn.training import TrainingOutcome
         return TrainingOutcome({"train": 0.5, "test": 0.5}, 1, 1, 0.0)
 
     monkeypatch.setattr(table1.gnn_training, "train_graph_classifier", record)
@@ -194,7 +194,7 @@ def test_sparsification_caches_the_library_order(sparsification_results):
     """The cached 1-WIS order is the library's order of the dataset's edges."""
     order = json.loads((sparsification_results / "orders" / "cora_one_wis.json").read_text())["order"]
     graph = FakeData().graph("cora")
-    from rankrepro.wis import one_wis_order
+    from rankrepro.gnn.wis import one_wis_order
     assert order == one_wis_order(graph.edges, graph.num_nodes).tolist()
 
 
@@ -241,7 +241,7 @@ def test_every_tier_config_gives_the_chapter4_defaults(tier):
     """Defaults the experiments read are filled in every tier (a default beside a bare $ref would not be)."""
     from pathlib import Path
 
-    from rankrepro.config import load_config
+    from rankrepro.pipeline.config import load_config
 
     experiments = load_config(Path(__file__).parents[1] / "config" / f"{tier}.yaml")["experiments"]
     assert experiments["edge_sparsification"]["models"] and experiments["edge_sparsification"]["batch_runs"] >= 1

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from rankrepro import is_same_class_graphs as isc
-from rankrepro.errors import ConfigError
-from rankrepro.gnn import GNN, MODELS
-from rankrepro.walk_index import walk_index
+from rankrepro.core.errors import ConfigError
+from rankrepro.gnn import is_same_class_graphs as isc
+from rankrepro.gnn.models import GNN, MODELS
+from rankrepro.gnn.walk_index import walk_index
 
 
 @pytest.mark.parametrize("kind,expected", [("low", {2: 34, 3: 548, 4: 8806}), ("high", {2: 514, 3: 8258, 4: 132676})])

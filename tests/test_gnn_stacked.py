@@ -9,11 +9,11 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from rankrepro import gnn
-from rankrepro import is_same_class_graphs as isc
-from rankrepro.errors import ConfigError
-from rankrepro.gnn import GNN, MODELS, SparseOperator, StackedGNN, shared_features, stacked_structure
-from rankrepro.graphs import directed_edge_index, undirected_edges
+from rankrepro.core.errors import ConfigError
+from rankrepro.core.graphs import directed_edge_index, undirected_edges
+from rankrepro.gnn import models as gnn
+from rankrepro.gnn import is_same_class_graphs as isc
+from rankrepro.gnn.models import GNN, MODELS, SparseOperator, StackedGNN, shared_features, stacked_structure
 
 
 def random_graph(n: int, p: float, seed: int) -> np.ndarray:
@@ -147,7 +147,7 @@ def test_dense_gat_forward_refuses_attention_dropout():
 def test_weighted_gcn_operator_is_gcn_norm_with_edge_weights_and_differentiable():
     """The stacked GCN on a WeightedGCNOperator = torch_geometric's GCN with ``edge_weight`` (both directions):
     logits and the gradients of the parameters and of the edge weights."""
-    from rankrepro.gnn import StackedStructure, WeightedGCNOperator
+    from rankrepro.gnn.models import StackedStructure, WeightedGCNOperator
 
     edges = random_graph(20, 0.2, seed=3)
     torch.manual_seed(0)

@@ -11,10 +11,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch.nn import functional as F
 
-from rankrepro import gnn_training, ugs
-from rankrepro.errors import ConfigError
-from rankrepro.gnn import GNN, MODELS, StackedGNN, shared_features
-from rankrepro.graphs import directed_edge_index, undirected_edges
+from rankrepro.core.errors import ConfigError
+from rankrepro.core.graphs import directed_edge_index, undirected_edges
+from rankrepro.gnn import training as gnn_training, ugs
+from rankrepro.gnn.models import GNN, MODELS, StackedGNN, shared_features
 
 
 def test_patience_keeps_the_first_best_and_stops_after_patience_epochs():

@@ -9,9 +9,9 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rankrepro import hessian as hs
-from rankrepro.errors import ConfigError
-from rankrepro.hessian import MLP
+from rankrepro.core.errors import ConfigError
+from rankrepro.hessian import maps as hs
+from rankrepro.hessian.maps import MLP
 
 
 def _data(n: int, d: int, k: int, rank: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from rankrepro.claims import DATA_UNAVAILABLE, FAILED, NOT_SHOWN, PASSED
-from rankrepro.config import validate_config
-from rankrepro.datasets import ImageDataset
-from rankrepro.errors import ConfigError, DataError
-from rankrepro.experiments import hessian_rank_common as common
-from rankrepro.experiments import hessian_rank_vs_depth, hessian_rank_vs_sample_size, hessian_rank_vs_width
+from rankrepro.core.errors import ConfigError, DataError
+from rankrepro.core.io import read_json
+from rankrepro.data.datasets import ImageDataset
 from rankrepro.experiments.base import Context, load_results
-from rankrepro.io import read_json
+from rankrepro.experiments.ch5 import common
+from rankrepro.experiments.ch5 import hessian_rank_vs_depth, hessian_rank_vs_sample_size, hessian_rank_vs_width
+from rankrepro.pipeline.claims import DATA_UNAVAILABLE, FAILED, NOT_SHOWN, PASSED
+from rankrepro.pipeline.config import validate_config
 
 COMMON = {"seed": 5, "datasets": ["mnist"], "optional_datasets": [], "losses": ["mse", "ce"], "activations": ["linear", "relu"],
           "image_side": 4, "resize": "nearest", "bias": False}

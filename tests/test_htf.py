@@ -9,34 +9,16 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rankrepro.cp import cp_reconstruct, multi_indices
-from rankrepro.errors import ConfigError
-from rankrepro.htf import (
-    HTFCompletionObjective,
-    auto_gather_level,
-    embed_cp,
-    gather_level_cost,
-    hierarchical_effective_rank,
-    hierarchical_rank,
-    htf_loss,
-    htf_predict,
-    htf_reconstruct,
-    htf_structure,
-    init_htf,
-    interior_nodes,
-    local_component_norms,
-    matricization_singular_values,
-    matricize,
-    mode_tree,
-    node_param_index,
-    numerical_rank,
-    param_shapes,
-    random_htf_tensor,
-    tree_nodes,
-)
-from rankrepro.measures import effective_rank
-from rankrepro.optim import GroupRMSprop
-from rankrepro.trainer import StopRule, TrainSettings, train
+from rankrepro.core.errors import ConfigError
+from rankrepro.core.measures import effective_rank
+from rankrepro.core.optim import GroupRMSprop
+from rankrepro.core.trainer import StopRule, TrainSettings, train
+from rankrepro.factorization.cp import cp_reconstruct, multi_indices
+from rankrepro.factorization.htf import (HTFCompletionObjective, auto_gather_level, embed_cp, gather_level_cost,
+                                         hierarchical_effective_rank, hierarchical_rank, htf_loss, htf_predict,
+                                         htf_reconstruct, htf_structure, init_htf, interior_nodes,
+                                         local_component_norms, matricization_singular_values, matricize, mode_tree,
+                                         node_param_index, numerical_rank, param_shapes, random_htf_tensor, tree_nodes)
 
 
 def _hand_model() -> list[torch.Tensor]:

@@ -11,19 +11,19 @@ import pandas as pd
 import pytest
 import torch
 
-from rankrepro import dmf, htf
-from rankrepro.claims import FAILED, NOT_SHOWN
-from rankrepro.config import experiment_section, load_config
-from rankrepro.cp_sensing import gaussian_measurements
-from rankrepro.errors import ConfigError
+from rankrepro.core.errors import ConfigError
+from rankrepro.core.io import atomic_write_sealed_json, read_json
 from rankrepro.experiments import get_experiment
-from rankrepro.experiments import incremental_rank_learning as irl
-from rankrepro.experiments import incremental_rank_learning_sensing as irl_sensing
 from rankrepro.experiments.base import Context
-from rankrepro.experiments.rank_dynamics_common import (MODELS, PAPER_SCALE, build_problem, check_settings,
-                                                        scale_substitutions)
-from rankrepro.io import atomic_write_sealed_json, read_json
-from rankrepro.sensing import SensingObjective, sensing_loss
+from rankrepro.experiments.ch3 import incremental_rank_learning as irl
+from rankrepro.experiments.ch3 import incremental_rank_learning_sensing as irl_sensing
+from rankrepro.experiments.ch3.rank_dynamics_common import (MODELS, PAPER_SCALE, build_problem, check_settings,
+                                                            scale_substitutions)
+from rankrepro.factorization import dmf, htf
+from rankrepro.factorization.cp_sensing import gaussian_measurements
+from rankrepro.factorization.sensing import SensingObjective, sensing_loss
+from rankrepro.pipeline.claims import FAILED, NOT_SHOWN
+from rankrepro.pipeline.config import experiment_section, load_config
 
 TINY = Path(__file__).resolve().parent / "data" / "tiny.yaml"
 CTX = Context(tier="test", device=torch.device("cpu"), progress=False)

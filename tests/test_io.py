@@ -11,26 +11,10 @@ import pandas as pd
 import pytest
 import torch
 
-from rankrepro.io import (
-    SEAL_KEY,
-    SealError,
-    atomic_write,
-    atomic_write_csv,
-    atomic_write_json,
-    atomic_write_sealed_json,
-    atomic_write_text,
-    content_sha256,
-    fingerprint,
-    one_line,
-    read_json,
-    read_sealed_json,
-    seal_bytes,
-    sha256_bytes,
-    sha256_file,
-    source_hash,
-    to_jsonable,
-    unseal_bytes,
-)
+from rankrepro.core.io import (SEAL_KEY, SealError, atomic_write, atomic_write_csv, atomic_write_json,
+                               atomic_write_sealed_json, atomic_write_text, content_sha256, fingerprint, one_line,
+                               read_json, read_sealed_json, seal_bytes, sha256_bytes, sha256_file, source_hash,
+                               to_jsonable, unseal_bytes)
 
 
 def test_atomic_write_success_leaves_only_the_target(tmp_path):

@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from rankrepro import is_same_class_graphs, locality
-from rankrepro.errors import ConfigError
-from rankrepro.locality import (ExplicitInputGradient, Region, autograd_logits_and_input_gradient, canvas_images,
-                                choose_pair, input_gradient_change_penalty, penalty_and_logits, random_patch_pair)
-from rankrepro.resnet import (PAPER_WIDTHS, SMALL_WIDTHS, BasicBlock, BatchNormInputGradient, ResNet18, ResNetConfig,
-                              SameConvolution, batch_norm, conv_input_gradient, conv_layout, receptive_field)
+from rankrepro.cnn import locality
+from rankrepro.cnn.locality import (ExplicitInputGradient, Region, autograd_logits_and_input_gradient, canvas_images,
+                                    choose_pair, input_gradient_change_penalty, penalty_and_logits, random_patch_pair)
+from rankrepro.cnn.resnet import (PAPER_WIDTHS, SMALL_WIDTHS, BasicBlock, BatchNormInputGradient, ResNet18,
+                                  ResNetConfig, SameConvolution, batch_norm, conv_input_gradient, conv_layout,
+                                  receptive_field)
+from rankrepro.core.errors import ConfigError
+from rankrepro.gnn import is_same_class_graphs
 
 I, J = Region(1, 0, 3, 3), Region(0, 4, 4, 2)  # disjoint regions of a (C, 4, 6) input
 
@@ -193,7 +195,7 @@ def test_float32_penalty_gradient_is_accurate_on_small_patches():
     """On Pathfinder-like inputs with 2 × 2 patches (the input gradient at a patch is a small difference of large
     terms) the float32 parameter gradient of BCE + 3·penalty stays within 1e-3 of the float64 one (channel-first
     kernels: ≈ 3e-5; channels-last CPU BatchNorm gave 20–30 %)."""
-    from rankrepro.pathfinder import default_settings, generate
+    from rankrepro.cnn.pathfinder import default_settings, generate
 
     rng = np.random.default_rng(0)
     images, labels = generate(64, 3, default_settings(32, 3), rng)

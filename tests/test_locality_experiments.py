@@ -11,14 +11,14 @@ import pytest
 import torch
 from torch import nn
 
-from rankrepro.claims import FAILED, NOT_SHOWN, PASSED
-from rankrepro.datasets import ImageDataset
-from rankrepro.errors import ConfigError, DataError
-from rankrepro.experiments import is_same_class_cnn, pathfinder_cnn
+from rankrepro.cnn.locality import Region, resize_images
+from rankrepro.cnn.locality_training import SGDSchedule, train_locality_classifier, train_step
+from rankrepro.core.errors import ConfigError, DataError
+from rankrepro.data.datasets import ImageDataset
 from rankrepro.experiments.base import Context, write_results
-from rankrepro.experiments.locality_common import sweep_claims
-from rankrepro.locality import Region, resize_images
-from rankrepro.locality_training import SGDSchedule, train_locality_classifier, train_step
+from rankrepro.experiments.ch3 import is_same_class_cnn, pathfinder_cnn
+from rankrepro.experiments.ch3.locality_common import sweep_claims
+from rankrepro.pipeline.claims import FAILED, NOT_SHOWN, PASSED
 
 CTX = Context(tier="test", device=torch.device("cpu"), threads=1, progress=False)
 NET = {"widths": [2, 2, 4, 4], "stem": "small", "lr": 0.05, "momentum": 0.9, "batch_size": 8, "max_epochs": 2,
@@ -135,8 +135,8 @@ def test_the_penalty_changes_the_update_of_a_model_with_interaction():
 def test_train_step_uses_the_resnets_explicit_input_gradient(monkeypatch):
     """With a ResNet-18 the regularized step takes the network's explicit input gradient, never autograd's double
     backward, and updates every parameter."""
-    from rankrepro import locality
-    from rankrepro.resnet import ResNet18, ResNetConfig
+    from rankrepro.cnn import locality
+    from rankrepro.cnn.resnet import ResNet18, ResNetConfig
 
     def refuse(*args, **kwargs):
         raise AssertionError("the generic autograd input gradient was used")
@@ -195,7 +195,7 @@ def test_is_same_class_falls_back_from_cifar_and_runs_every_cell(isc_results):
 
 def test_is_same_class_runs_are_cached(isc_results, monkeypatch):
     out, _ = isc_results
-    monkeypatch.setattr("rankrepro.experiments.locality_common.train_run",
+    monkeypatch.setattr("rankrepro.experiments.ch3.locality_common.train_run",
                         lambda *a, **k: pytest.fail("a cached run was recomputed"))
     is_same_class_cnn.run(ISC, out, CTX, FakeData())
 

@@ -9,22 +9,13 @@ import pandas as pd
 import pytest
 import torch
 
-import rankrepro.log_cp as log_cp
-from rankrepro.checkpoint import load_checkpoint
-from rankrepro.errors import CheckpointError
-from rankrepro.log_cp import (
-    BinaryRows,
-    FitSettings,
-    binarize_images,
-    clamped_squared_error,
-    direct_product_forward,
-    epoch_permutation,
-    fit,
-    init_factors,
-    log_cp_forward,
-    log_cp_mse_and_grad,
-)
-from rankrepro.optim import Adam
+import rankrepro.factorization.log_cp as log_cp
+from rankrepro.core.checkpoint import load_checkpoint
+from rankrepro.core.errors import CheckpointError
+from rankrepro.core.optim import Adam
+from rankrepro.factorization.log_cp import (BinaryRows, FitSettings, binarize_images, clamped_squared_error,
+                                            direct_product_forward, epoch_permutation, fit, init_factors,
+                                            log_cp_forward, log_cp_mse_and_grad)
 
 ORDER, RANK, N = 6, 3, 20
 

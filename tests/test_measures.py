@@ -11,16 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from rankrepro.measures import (
-    effective_rank,
-    effective_rank_from_singular_values,
-    frobenius_norm,
-    matrix_summary,
-    normalized_reconstruction_error,
-    nuclear_norm,
-    singular_values,
-    spectral_norm,
-)
+from rankrepro.core.measures import (effective_rank, effective_rank_from_singular_values, frobenius_norm,
+                                     matrix_summary, normalized_reconstruction_error, nuclear_norm, singular_values,
+                                     spectral_norm)
 
 
 def _entropy(p: list[float]) -> float:

@@ -9,7 +9,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rankrepro.optim import GradientDescent, GroupRMSprop, make_optimizer, squared_gradient_norm
+from rankrepro.core.optim import GradientDescent, GroupRMSprop, make_optimizer, squared_gradient_norm
 
 BETA, EPS = 0.99, 1e-6
 

@@ -2,7 +2,7 @@
 
 The connectivity tests are exact, not statistical: thickness ≥ √2 makes every curve one 4-connected set of ink
 pixels, and clearance > √2 keeps ink of different curves more than √2 apart (never 8-adjacent), so on every image
-the 8-connected components are exactly the curves (see the module docstring of ``rankrepro.pathfinder``).
+the 8-connected components are exactly the curves (see the module docstring of ``rankrepro.cnn.pathfinder``).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from rankrepro import pathfinder as pf
-from rankrepro.errors import ConfigError
+from rankrepro.cnn import pathfinder as pf
+from rankrepro.core.errors import ConfigError
 
 FOUR = ndimage.generate_binary_structure(2, 1)
 EIGHT = ndimage.generate_binary_structure(2, 2)

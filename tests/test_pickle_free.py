@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from rankrepro.errors import DataError
-from rankrepro.pickle_free import parse_pickled_data, read_pickled_data
+from rankrepro.core.errors import DataError
+from rankrepro.data.pickle_free import parse_pickled_data, read_pickled_data
 
 MIRROR = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 needs_mirror = pytest.mark.skipif(not (MIRROR / "planetoid").is_dir(), reason="offline dataset mirror not present")

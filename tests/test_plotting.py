@@ -5,7 +5,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from rankrepro.plotting import add_caption, apply_style, caption_text, save_figure
+from rankrepro.pipeline.plotting import add_caption, apply_style, caption_text, save_figure
 
 
 def _figure(layout: str | None = "constrained") -> plt.Figure:

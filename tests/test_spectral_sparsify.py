@@ -10,14 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rankrepro.spectral_sparsify import (
-    approximate_effective_resistances,
-    check_edges,
-    effective_resistances,
-    exact_effective_resistances,
-    laplacian,
-    spectral_removal_order,
-)
+from rankrepro.gnn.spectral_sparsify import (approximate_effective_resistances, check_edges, effective_resistances,
+                                             exact_effective_resistances, laplacian, spectral_removal_order)
 
 
 def _edges(pairs) -> np.ndarray:

@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 import torch
 
-from rankrepro.claims import NOT_SHOWN, VERDICTS
-from rankrepro.config import validate_config
-from rankrepro.errors import ConfigError
+from rankrepro.core.errors import ConfigError
 from rankrepro.experiments import get_experiment
-from rankrepro.experiments import tensor_completion_vs_linear as tc
 from rankrepro.experiments.base import Context
+from rankrepro.experiments.ch1 import tensor_completion_vs_linear as tc
+from rankrepro.pipeline.claims import NOT_SHOWN, VERDICTS
+from rankrepro.pipeline.config import validate_config
 
 TINY = {
     "data_seed": 3, "seed": 0, "num_seeds": 2, "init_scales": [1.0e-2, 1.0e-3], "lr": 1.0e-2,

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from rankrepro.claims import FAILED, NOT_SHOWN, PASSED
-from rankrepro.datasets import DataSource, ImageDataset
-from rankrepro.errors import ConfigError
-from rankrepro.experiments import tensor_rank_mnist as exp
+from rankrepro.core.errors import ConfigError
+from rankrepro.core.io import atomic_write_sealed_json, read_json
+from rankrepro.data.datasets import DataSource, ImageDataset
 from rankrepro.experiments.base import Context, store_results
-from rankrepro.io import atomic_write_sealed_json, read_json
+from rankrepro.experiments.ch2 import tensor_rank_mnist as exp
+from rankrepro.pipeline.claims import FAILED, NOT_SHOWN, PASSED
 
 MIRROR = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 

@@ -12,16 +12,17 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rankrepro.claims import FAILED, NOT_SHOWN, PASSED
-from rankrepro.cp import CPCompletionObjective, multi_indices, random_cp_tensor
-from rankrepro.cp_sensing import CPSensingObjective, cp_sensing_loss, cp_sensing_loss_and_grads, gaussian_measurements
-from rankrepro.errors import ConfigError
-from rankrepro.io import atomic_write_sealed_json, read_json
-from rankrepro.experiments import tf_component_norms, tf_sensing_component_norms
+from rankrepro.core.errors import ConfigError
+from rankrepro.core.io import atomic_write_sealed_json, read_json
+from rankrepro.core.seeding import derived_seed, seeded_generator
 from rankrepro.experiments.base import Context
-from rankrepro.experiments.tf_dynamics_common import (WithComponentNorms, check_settings, emergence_iterations,
-                                                      learned_components)
-from rankrepro.seeding import derived_seed, seeded_generator
+from rankrepro.experiments.ch2 import tf_component_norms, tf_sensing_component_norms
+from rankrepro.experiments.ch2.common import (WithComponentNorms, check_settings, emergence_iterations,
+                                              learned_components)
+from rankrepro.factorization.cp import CPCompletionObjective, multi_indices, random_cp_tensor
+from rankrepro.factorization.cp_sensing import (CPSensingObjective, cp_sensing_loss, cp_sensing_loss_and_grads,
+                                                gaussian_measurements)
+from rankrepro.pipeline.claims import FAILED, NOT_SHOWN, PASSED
 
 
 def _factors(dims, rank, batch, seed):
@@ -183,7 +184,7 @@ def test_wrong_learned_rank_and_unordered_errors_fail(tiny_scale_results, tmp_pa
 
 
 def test_scale_substitutions_name_every_departure_from_the_paper():
-    from rankrepro.experiments.tf_dynamics_common import PAPER_SCALE, scale_substitutions
+    from rankrepro.experiments.ch2.common import PAPER_SCALE, scale_substitutions
 
     assert scale_substitutions(dict(PAPER_SCALE)) == "none"
     text = scale_substitutions({**PAPER_SCALE, "order": 3, "components": 100})

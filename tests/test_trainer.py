@@ -13,19 +13,11 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rankrepro.checkpoint import load_checkpoint
-from rankrepro.dmf import MatrixCompletionDMF, init_factors, trainable_factor_mask
-from rankrepro.errors import CheckpointError
-from rankrepro.optim import GradientDescent, GroupRMSprop
-from rankrepro.trainer import (
-    CONVERGED,
-    DIVERGED,
-    MAX_ITERS,
-    StopRule,
-    TrainResult,
-    TrainSettings,
-    train,
-)
+from rankrepro.core.checkpoint import load_checkpoint
+from rankrepro.core.errors import CheckpointError
+from rankrepro.core.optim import GradientDescent, GroupRMSprop
+from rankrepro.core.trainer import CONVERGED, DIVERGED, MAX_ITERS, StopRule, TrainResult, TrainSettings, train
+from rankrepro.factorization.dmf import MatrixCompletionDMF, init_factors, trainable_factor_mask
 
 NAN = float("nan")
 

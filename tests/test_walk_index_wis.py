@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rankrepro import walk_index as wi
-from rankrepro import wis
-from rankrepro.errors import ConfigError
-from rankrepro.graphs import adjacency as graph_adjacency
-from rankrepro.graphs import undirected_edges
+from rankrepro.core.errors import ConfigError
+from rankrepro.core.graphs import adjacency as graph_adjacency
+from rankrepro.core.graphs import undirected_edges
+from rankrepro.gnn import walk_index as wi
+from rankrepro.gnn import wis
 
 
 def is_same_class_graph() -> tuple[np.ndarray, int]:

@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rankrepro.config import settings_hash
-from rankrepro.io import SEAL_KEY
+from rankrepro.core.io import SEAL_KEY
+from rankrepro.pipeline.config import settings_hash
 
 #: every test here runs Snakemake (minutes in all): `pytest -m slow` runs them; plain `pytest` leaves them out
 pytestmark = pytest.mark.slow
@@ -202,13 +202,13 @@ def test_changed_library_code_reruns_only_dependent_jobs(dag, tmp_path):
     env = {"PYTHONPATH": str(src)}
     assert "Nothing to be done" in output(snakemake(workdir, configfile, "-n", env=env))
 
-    with open(src / "rankrepro" / "plotting.py", "a", encoding="utf-8") as handle:
+    with open(src / "rankrepro" / "pipeline" / "plotting.py", "a", encoding="utf-8") as handle:
         handle.write("\n# an edit to the figure code\n")
     jobs = planned_jobs(snakemake(workdir, configfile, "-n", env=env))
     rules = {rule for rule, _ in jobs}
     assert "ch1_plot" in rules and "ch1_run" not in rules, jobs  # figures re-drawn, nothing retrained
 
-    with open(src / "rankrepro" / "dmf.py", "a", encoding="utf-8") as handle:
+    with open(src / "rankrepro" / "factorization" / "dmf.py", "a", encoding="utf-8") as handle:
         handle.write("\n# an edit to the DMF engine\n")
     jobs = planned_jobs(snakemake(workdir, configfile, "-n", env=env))
     retrained = {experiment for rule, experiment in jobs if rule == "ch1_run"}
@@ -404,8 +404,8 @@ def smk_substitutions() -> list[str]:
 def test_every_report_caption_is_clean_rst(tier):
     from types import SimpleNamespace
 
-    from rankrepro.config import load_config
     from rankrepro.experiments import get_experiment
+    from rankrepro.pipeline.config import load_config
 
     config = load_config(REPO / "config" / tier)
     figure = (REPORT / "figure.rst").read_text(encoding="utf-8")
