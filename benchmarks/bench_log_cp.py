@@ -1,6 +1,6 @@
 """Benchmark: one training epoch of the order-784 CP classifier, log-domain float64 vs the direct float32 product.
 
-10,000 binarized 28×28 images (MNIST's first 10,000 training images when ``rankrepro.data.datasets`` is available,
+10,000 binarized 28×28 images (MNIST's first 10,000 training images when ``rankrepro.data.image_datasets`` is available,
 otherwise random binary images with MNIST's ink density ≈ 0.13 — the output says which), one-vs-all targets
 {0, 2}, mini-batches of 5,000 (2 steps per epoch), factors N(1, 1e-3), Adam lr 5e-4, one run, same machine and
 process, for R = 1, 8, 15:
@@ -56,12 +56,12 @@ N_IMAGES, BATCH, LR, TARGET_CLASS, INK_DENSITY = 10_000, 5_000, 5e-4, 6, 0.13
 def load_images(cache_root: Path, mirror: Path | None) -> tuple[Tensor, Tensor, str]:
     """(X (n, 784) float64 binary, y (n,) targets {0, 2}, description of the source)."""
     try:
-        from rankrepro.data.datasets import load_image_classification
+        from rankrepro.data.image_datasets import load_image_classification
     except ImportError as exc:
         generator = torch.Generator().manual_seed(0)
         X = (torch.rand(N_IMAGES, 784, generator=generator, dtype=torch.float64) < INK_DENSITY).to(torch.float64)
         y = 2.0 * (torch.rand(N_IMAGES, generator=generator, dtype=torch.float64) < 0.1).to(torch.float64)
-        return X, y, (f"random binary images, ink density {INK_DENSITY} (rankrepro.data.datasets unavailable: {exc}); "
+        return X, y, (f"random binary images, ink density {INK_DENSITY} (rankrepro.data.image_datasets unavailable: {exc}); "
                       "timings do not depend on the pixel values")
     data = load_image_classification("mnist", cache_root=cache_root, mirror=mirror)
     X = binarize_images(np.asarray(data.train_images[:N_IMAGES]))

@@ -24,7 +24,8 @@ import numpy as np
 import torch
 from _report import machine, timed, write_json
 
-from rankrepro.data.datasets import DataSource, resolve_mirror
+from rankrepro.data.registry import resolve_mirror
+from rankrepro.data.sources import DataSource
 from rankrepro.gnn.walk_index import vertex_walk_indices
 from rankrepro.gnn.wis import one_wis_order, one_wis_order_naive, two_wis_order
 

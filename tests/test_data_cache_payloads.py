@@ -17,9 +17,10 @@ import pytest
 import torch
 
 from rankrepro.core.errors import DataError
-from rankrepro.data.datasets import DATASETS, MANIFEST, DataSource, fetch_dataset, md5_file
 from rankrepro.data.graph_datasets import _read_npz_graph, _read_test_index, load_graph
 from rankrepro.data.pickle_free import read_pickled_data
+from rankrepro.data.registry import DATASETS, MANIFEST, fetch_dataset, md5_file
+from rankrepro.data.sources import DataSource
 
 MIRROR = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 GRAPHS = ("cora", "citeseer", "chameleon")

@@ -24,8 +24,9 @@ import pytest
 
 from rankrepro import cli
 from rankrepro.core.errors import DataError
-from rankrepro.data.datasets import (DATASETS, DOWNLOAD_TIMEOUT, IDX_FILES, MANIFEST, MIRROR_ENV, fetch_dataset,
-                                     get_dataset, load_image_classification, md5_file, read_idx, resolve_mirror)
+from rankrepro.data.image_datasets import IDX_FILES, load_image_classification, read_idx
+from rankrepro.data.registry import (DATASETS, DOWNLOAD_TIMEOUT, MANIFEST, MIRROR_ENV, fetch_dataset, get_dataset,
+                                     md5_file, resolve_mirror)
 
 MIRROR = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 needs_mirror = pytest.mark.skipif(not (MIRROR / "mnist").is_dir() or not (MIRROR / "fashion-mnist").is_dir(),
@@ -182,8 +183,9 @@ def test_resolve_mirror_precedence(monkeypatch, tmp_path):
     assert resolve_mirror(None) is None
 
 
-def test_datasets_module_imports_neither_torch_nor_snakemake():
-    code = "import sys, rankrepro.data.datasets; print(sorted(m for m in ('torch', 'snakemake') if m in sys.modules))"
+def test_data_layer_imports_neither_torch_nor_snakemake():
+    code = ("import sys, rankrepro.data.registry, rankrepro.data.image_datasets, rankrepro.data.sources; "
+            "print(sorted(m for m in ('torch', 'snakemake') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert result.stdout.strip() == "[]"
 
@@ -521,14 +523,14 @@ def cifar_mirror(tmp_path, monkeypatch) -> Path:
     """A mirror holding a synthetic CIFAR-10 archive, registered with that archive's MD5."""
     import dataclasses
 
-    from rankrepro.data import datasets
+    from rankrepro.data import registry
 
     mirror = tmp_path / "mirror"
     (mirror / "cifar-10").mkdir(parents=True)
-    data = _cifar_archive(mirror / "cifar-10" / datasets.CIFAR_ARCHIVE)
-    spec = datasets.DATASETS["cifar-10"]
+    data = _cifar_archive(mirror / "cifar-10" / registry.CIFAR_ARCHIVE)
+    spec = registry.DATASETS["cifar-10"]
     remote = dataclasses.replace(spec.files[0], md5=hashlib.md5(data).hexdigest())
-    monkeypatch.setitem(datasets.DATASETS, "cifar-10", dataclasses.replace(spec, files=(remote,)))
+    monkeypatch.setitem(registry.DATASETS, "cifar-10", dataclasses.replace(spec, files=(remote,)))
     return mirror
 
 
@@ -542,7 +544,7 @@ def test_cifar_archive_is_read_member_by_member_into_hwc_images(cifar_mirror, tm
 
 
 def test_a_cifar_archive_without_a_batch_or_with_a_torn_batch_is_a_data_error(tmp_path):
-    from rankrepro.data.datasets import parse_cifar_batch, read_cifar_archive
+    from rankrepro.data.image_datasets import parse_cifar_batch, read_cifar_archive
 
     archive = tmp_path / "a.tar.gz"
     _cifar_archive(archive, drop="cifar-10-batches-bin/test_batch.bin")

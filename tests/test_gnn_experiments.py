@@ -11,8 +11,8 @@ import torch
 
 from rankrepro.core.errors import ConfigError, DataError
 from rankrepro.core.graphs import undirected_edges
-from rankrepro.data.datasets import ImageDataset
 from rankrepro.data.graph_datasets import GraphDataset
+from rankrepro.data.image_datasets import ImageDataset
 from rankrepro.experiments.base import Context
 from rankrepro.experiments.ch4 import edge_sparsification as sparsification
 from rankrepro.experiments.ch4 import is_same_class_gnn as table1

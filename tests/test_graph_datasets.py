@@ -17,9 +17,10 @@ import scipy.sparse as sp
 
 from rankrepro.core.errors import DataError
 from rankrepro.core.graphs import check_edges, undirected_edges
-from rankrepro.data.datasets import DATASETS, MANIFEST, DataSource, fetch_dataset, mirror_path
 from rankrepro.data.graph_datasets import (_read_gnn_benchmark_npz, _read_npz_graph, _read_ogbn_zip, _read_planetoid,
                                            _read_test_index, assemble_planetoid, load_graph)
+from rankrepro.data.registry import DATASETS, MANIFEST, fetch_dataset, mirror_path
+from rankrepro.data.sources import DataSource
 
 MIRROR = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 needs_mirror = pytest.mark.skipif(not (MIRROR / "planetoid").is_dir(), reason="offline dataset mirror not present")

@@ -10,7 +10,7 @@ import torch
 
 from rankrepro.core.errors import ConfigError, DataError
 from rankrepro.core.io import read_json
-from rankrepro.data.datasets import ImageDataset
+from rankrepro.data.image_datasets import ImageDataset
 from rankrepro.experiments.base import Context, load_results
 from rankrepro.experiments.ch5 import common
 from rankrepro.experiments.ch5 import hessian_rank_vs_depth, hessian_rank_vs_sample_size, hessian_rank_vs_width

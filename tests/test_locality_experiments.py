@@ -14,7 +14,7 @@ from torch import nn
 from rankrepro.cnn.locality import Region, resize_images
 from rankrepro.cnn.locality_training import SGDSchedule, train_locality_classifier, train_step
 from rankrepro.core.errors import ConfigError, DataError
-from rankrepro.data.datasets import ImageDataset
+from rankrepro.data.image_datasets import ImageDataset
 from rankrepro.experiments.base import Context, write_results
 from rankrepro.experiments.ch3 import is_same_class_cnn, pathfinder_cnn
 from rankrepro.experiments.ch3.locality_common import sweep_claims

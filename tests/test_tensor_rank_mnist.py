@@ -12,7 +12,8 @@ import torch
 
 from rankrepro.core.errors import ConfigError
 from rankrepro.core.io import atomic_write_sealed_json, read_json
-from rankrepro.data.datasets import DataSource, ImageDataset
+from rankrepro.data.image_datasets import ImageDataset
+from rankrepro.data.sources import DataSource
 from rankrepro.experiments.base import Context, store_results
 from rankrepro.experiments.ch2 import tensor_rank_mnist as exp
 from rankrepro.pipeline.claims import FAILED, NOT_SHOWN, PASSED

@@ -30,7 +30,8 @@ from typing import NoReturn
 from rankrepro.core.errors import RankreproError
 from rankrepro.core.io import one_line
 from rankrepro.core.runtime import configure_threads, select_device, setup_logging
-from rankrepro.data.datasets import DATASETS, MANIFEST, DataSource, cached_files, fetch_dataset, resolve_mirror
+from rankrepro.data.registry import DATASETS, MANIFEST, cached_files, fetch_dataset, resolve_mirror
+from rankrepro.data.sources import DataSource
 from rankrepro.experiments import EXPERIMENTS, get_experiment
 from rankrepro.experiments.base import Context, figure_path, results_dir
 from rankrepro.pipeline.claims import write_claims

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import rankrepro
 from rankrepro.core.io import source_hash
-from rankrepro.data.datasets import DATASETS as DATASET_REGISTRY
+from rankrepro.data.registry import DATASETS as DATASET_REGISTRY
 from rankrepro.experiments import EXPERIMENTS
 from rankrepro.pipeline.config import SETTINGS_DIR, job_settings, settings_path, settings_text, validate_config
 
@@ -87,7 +87,7 @@ def _experiment_info(name: str) -> dict:
     unknown = [dataset for dataset in datasets if dataset not in DATASET_REGISTRY]
     if unknown:
         raise WorkflowError(
-            f"experiment '{name}' needs dataset(s) {unknown} that rankrepro.data.datasets.DATASETS does not know; "
+            f"experiment '{name}' needs dataset(s) {unknown} that rankrepro.data.registry.DATASETS does not know; "
             f"known datasets: {', '.join(DATASET_REGISTRY)}"
         )
     extras = info.get("FIGURE_EXTRAS", ())

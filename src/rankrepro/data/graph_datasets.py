@@ -2,7 +2,7 @@
 by :mod:`rankrepro.data.pickle_free` and assembled as torch_geometric's ``Planetoid`` does), Chameleon and Squirrel from
 their .npz, DBLP and Amazon Computers from their graph2gauss / gnn-benchmark .npz (CSR matrices), and ogbn-arxiv from
 OGB's zip (read directly, without the ``ogb`` package); every file fetched and MD5-verified by
-:mod:`rankrepro.data.datasets` first, and nothing but those verified files is read (no processed cache).
+:mod:`rankrepro.data.registry` first, and nothing but those verified files is read (no processed cache).
 
 Each comes back as a :class:`GraphDataset`: float32 vertex features, int64 labels, and the undirected simple edge
 list (u < v, unique, self-loops removed: the protocol of the edge-sparsification experiments).
@@ -25,8 +25,8 @@ import scipy.sparse as sp
 from rankrepro.core.errors import DataError
 from rankrepro.core.graphs import undirected_edges
 from rankrepro.core.io import one_line
-from rankrepro.data.datasets import DATASETS, DatasetSpec, Opener, check_labels, fetch_dataset, get_dataset
 from rankrepro.data.pickle_free import read_pickled_data
+from rankrepro.data.registry import DATASETS, DatasetSpec, Opener, check_labels, fetch_dataset, get_dataset
 
 log = logging.getLogger(__name__)
 
@@ -268,7 +268,7 @@ def graph_dataset_names() -> tuple[str, ...]:
 
 def load_graph(name: str, cache_root: str | os.PathLike, mirror: str | os.PathLike | None, *,
                opener: Opener | None = None) -> GraphDataset:
-    """Fetch (and verify) graph dataset ``name`` (``opener`` as in :func:`~rankrepro.data.datasets.fetch_dataset`), then
+    """Fetch (and verify) graph dataset ``name`` (``opener`` as in :func:`~rankrepro.data.registry.fetch_dataset`), then
     read it; the edges become undirected, unique, loop-free."""
     spec = get_dataset(name)
     if spec.reader not in GRAPH_READERS:

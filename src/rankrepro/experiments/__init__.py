@@ -5,7 +5,7 @@ Every experiment module defines ``NAME``, ``CHAPTER``, ``SECTION``, ``TITLE`` an
 
 - ``run(settings, out, ctx)``: train/compute and write ``out/metrics.csv`` and ``out/summary.json``; a module on
   real data also declares ``DATASETS = ("mnist", …)`` (the workflow fetches them first) and gets a fourth argument,
-  a :class:`rankrepro.data.datasets.DataSource`;
+  a :class:`rankrepro.data.sources.DataSource`;
 - ``plot(results, figure_png, tier)``: draw the figure (PNG + PDF) from those files only;
 - ``claims(results, tier)``: check the chapter's claims on those files, returning :class:`ClaimResult` records.
 """

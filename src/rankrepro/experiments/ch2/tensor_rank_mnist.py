@@ -31,7 +31,8 @@ import torch
 from rankrepro.core import optim
 from rankrepro.core.errors import ConfigError
 from rankrepro.core.seeding import seeded_generator
-from rankrepro.data.datasets import DataSource, ImageDataset
+from rankrepro.data.image_datasets import ImageDataset
+from rankrepro.data.sources import DataSource
 from rankrepro.experiments.base import (BATCH_DIR, CHECKPOINT_DIR, Context, cached_batch, checkpoint_path, load_results,
                                         mechanism_hash, run_fingerprint, write_results)
 from rankrepro.factorization import log_cp

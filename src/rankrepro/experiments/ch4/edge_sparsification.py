@@ -27,7 +27,7 @@ import torch
 
 from rankrepro.core.errors import ConfigError
 from rankrepro.core.seeding import derived_seed
-from rankrepro.data.datasets import DataSource, available_datasets
+from rankrepro.data.sources import DataSource, available_datasets
 from rankrepro.experiments.base import (BATCH_DIR, Context, cached_batch, load_batch, load_results, save_batch,
                                         mechanism_hash, run_fingerprint, write_results)
 from rankrepro.gnn import models as gnn, training as gnn_training, spectral_sparsify, ugs, wis

@@ -25,7 +25,7 @@ import torch
 from rankrepro.core.errors import ConfigError
 from rankrepro.core.io import atomic_write_csv, atomic_write_text
 from rankrepro.core.seeding import derived_seed
-from rankrepro.data.datasets import DataSource
+from rankrepro.data.sources import DataSource
 from rankrepro.experiments.base import (BATCH_DIR, Context, cached_batch, load_results, mechanism_hash, run_fingerprint,
                                         write_results)
 from rankrepro.gnn import models as gnn, training as gnn_training, is_same_class_graphs as isc

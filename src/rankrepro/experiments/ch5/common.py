@@ -30,7 +30,8 @@ import torch
 import torch.nn.functional as nnf
 
 from rankrepro.core.seeding import seeded_generator
-from rankrepro.data.datasets import DataSource, ImageDataset, available_datasets
+from rankrepro.data.image_datasets import ImageDataset
+from rankrepro.data.sources import DataSource, available_datasets
 from rankrepro.experiments.base import (BATCH_DIR, Context, cached_batch, load_results, mechanism_hash, run_fingerprint,
                                         write_results)
 from rankrepro.hessian import maps as hessian

@@ -1,4 +1,4 @@
-"""Real datasets: a registry, checksum-verified fetching into the project's data cache, IDX and CIFAR parsing.
+"""Real datasets: a registry and checksum-verified fetching into the project's data cache.
 
 Every dataset is described by a :class:`DatasetSpec` in :data:`DATASETS` (its files, their MD5s and canonical URLs);
 a new dataset needs a registry entry only. :func:`fetch_dataset` puts each file into ``<cache>/<folder>/``:
@@ -18,6 +18,7 @@ Finally ``<cache>/<folder>/MANIFEST.json`` is written (atomically, last): it is 
 ``data_fetch`` rule. Every failure a user can fix (unknown dataset, checksum mismatch, no source reachable) is a
 :class:`~rankrepro.core.errors.DataError` with a one-line message that says how to supply the data.
 
+The readers of the fetched files are :mod:`rankrepro.data.image_datasets` and :mod:`rankrepro.data.graph_datasets`.
 This module never imports Snakemake or torch: the workflow imports it at parse time.
 """
 
@@ -28,13 +29,11 @@ import hashlib
 import http.client
 import json
 import logging
-import math
 import os
-import tarfile
 import urllib.error
 import urllib.request
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -118,13 +117,6 @@ class DatasetSpec:
 
 #: the CIFAR-10 binary archive (kept compressed in the cache: its MD5 is the published one of the .tar.gz)
 CIFAR_ARCHIVE = "cifar-10-binary.tar.gz"
-#: its members: five training batches and the test batch of 10,000 records (1 label byte + 3 × 32 × 32 pixel bytes)
-CIFAR_TRAIN_BATCHES = tuple(f"cifar-10-batches-bin/data_batch_{k}.bin" for k in range(1, 6))
-CIFAR_TEST_BATCH = "cifar-10-batches-bin/test_batch.bin"
-CIFAR_RECORD = 1 + 3 * 32 * 32
-
-#: the four IDX files of MNIST-style datasets, in fetch order
-IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
 def _gz_files(md5s: dict[str, str], url_bases: tuple[str, ...]) -> tuple[RemoteFile, ...]:
@@ -276,6 +268,13 @@ def get_dataset(name: str) -> DatasetSpec:
         return DATASETS[name]
     except KeyError:
         raise DataError(f"unknown dataset '{name}'; known datasets: {', '.join(DATASETS)}") from None
+
+
+def check_labels(spec: DatasetSpec, labels: np.ndarray, what: str) -> None:
+    """Labels must index the dataset's classes (a DataError naming ``what`` and the labels' range otherwise)."""
+    if len(labels) and (labels.min() < 0 or labels.max() >= len(spec.classes)):
+        raise DataError(f"dataset '{spec.name}': {what}: labels {labels.min()}..{labels.max()} do not index its "
+                        f"{len(spec.classes)} classes")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -553,182 +552,3 @@ def cached_files(name: str, cache_root: str | os.PathLike) -> dict[str, int | No
     folder = Path(cache_root) / spec.folder
     return {remote.name: (folder / remote.name).stat().st_size if (folder / remote.name).is_file() else None
             for remote in spec.files}
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# IDX files (MNIST's format): magic 0x00 0x00, a type byte, the number of dimensions, big-endian int32 sizes, data.
-
-IDX_TYPES: dict[int, np.dtype] = {
-    0x08: np.dtype(">u1"),
-    0x09: np.dtype(">i1"),
-    0x0B: np.dtype(">i2"),
-    0x0C: np.dtype(">i4"),
-    0x0D: np.dtype(">f4"),
-    0x0E: np.dtype(">f8"),
-}
-
-
-def parse_idx(data: bytes, what: str = "IDX data") -> np.ndarray:
-    """Decode the bytes of an IDX file into an array of native byte order; a :class:`DataError` if malformed."""
-    if len(data) < 4 or data[0] != 0 or data[1] != 0:
-        raise DataError(f"{what} is not an IDX file (bad magic number {data[:4].hex() or 'none'})")
-    type_code, ndim = data[2], data[3]
-    if type_code not in IDX_TYPES:
-        raise DataError(f"{what} has an unknown IDX type code 0x{type_code:02x}")
-    if ndim == 0:
-        raise DataError(f"{what} declares 0 dimensions")
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise DataError(f"{what} is truncated: its header needs {header} bytes, the file has {len(data)}")
-    shape = tuple(int(size) for size in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
-    dtype = IDX_TYPES[type_code]
-    count = math.prod(shape)  # exact (no int64 overflow on a corrupt header)
-    expected = header + count * dtype.itemsize
-    if len(data) != expected:
-        state = "truncated" if len(data) < expected else "longer than its header says"
-        raise DataError(f"{what} is {state}: shape {shape} of {dtype.name} needs {expected} bytes, got {len(data)}")
-    array = np.frombuffer(data, dtype=dtype, count=count, offset=header)
-    return array.reshape(shape).astype(dtype.newbyteorder("="))
-
-
-def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """Read an (uncompressed) IDX file into a numpy array; a :class:`DataError` if it is truncated or corrupt."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise DataError(f"cannot read IDX file {path}: {one_line(exc)}") from None
-    return parse_idx(data, f"IDX file {path}")
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Image classification datasets
-
-
-@dataclass(frozen=True, eq=False)
-class ImageDataset:
-    """A train/test image classification dataset: uint8 images ``(n, height, width)`` (grey) or
-    ``(n, height, width, 3)`` (RGB), int64 labels ``(n,)``."""
-
-    name: str
-    train_images: np.ndarray
-    train_labels: np.ndarray
-    test_images: np.ndarray
-    test_labels: np.ndarray
-    class_names: tuple[str, ...]
-
-    @property
-    def num_classes(self) -> int:
-        """Number of classes."""
-        return len(self.class_names)
-
-
-def _images_and_labels(folder: Path, spec: DatasetSpec, images_name: str, labels_name: str):
-    """Read one split's images (uint8, 3-d) and labels (int64), checking they fit together and the classes."""
-    images = read_idx(folder / images_name)
-    labels = read_idx(folder / labels_name)
-    if images.ndim != 3 or images.dtype != np.uint8 or labels.ndim != 1 or len(labels) != len(images):
-        raise DataError(f"dataset '{spec.name}': {images_name} {images.shape} {images.dtype} and {labels_name} "
-                        f"{labels.shape} are not an image set and its labels")
-    labels = labels.astype(np.int64)
-    check_labels(spec, labels, labels_name)
-    return images, labels
-
-
-def parse_cifar_batch(data: bytes, what: str) -> tuple[np.ndarray, np.ndarray]:
-    """Images ``(n, 32, 32, 3)`` uint8 and labels ``(n,)`` int64 of one CIFAR-10 binary batch: n records of a label
-    byte then the red, green and blue 32 × 32 planes; a :class:`DataError` if malformed."""
-    if not data or len(data) % CIFAR_RECORD:
-        raise DataError(f"{what} is not a CIFAR-10 batch: {len(data)} bytes is not a multiple of {CIFAR_RECORD}")
-    records = np.frombuffer(data, dtype=np.uint8).reshape(-1, CIFAR_RECORD)
-    images = records[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-    return np.ascontiguousarray(images), records[:, 0].astype(np.int64)
-
-
-def read_cifar_archive(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Train images, train labels, test images, test labels of the CIFAR-10 binary archive, read member by member
-    (nothing is extracted to disk); a :class:`DataError` if a batch is missing or malformed."""
-    wanted = (*CIFAR_TRAIN_BATCHES, CIFAR_TEST_BATCH)
-    batches: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    try:
-        with tarfile.open(path, "r:gz") as archive:
-            for member in archive:
-                if member.name in wanted and member.isfile():
-                    stream = archive.extractfile(member)
-                    batches[member.name] = parse_cifar_batch(stream.read(), f"{path}:{member.name}")
-    except (OSError, tarfile.TarError, EOFError, zlib.error) as exc:
-        raise DataError(f"cannot read the CIFAR-10 archive {path}: {one_line(exc)}") from None
-    missing = [name for name in wanted if name not in batches]
-    if missing:
-        raise DataError(f"the CIFAR-10 archive {path} lacks {', '.join(missing)}")
-    train = [batches[name] for name in CIFAR_TRAIN_BATCHES]
-    test_images, test_labels = batches[CIFAR_TEST_BATCH]
-    return (np.concatenate([images for images, _ in train]), np.concatenate([labels for _, labels in train]),
-            test_images, test_labels)
-
-
-def check_labels(spec: DatasetSpec, labels: np.ndarray, what: str) -> None:
-    """Labels must index the dataset's classes (a DataError naming ``what`` and the labels' range otherwise)."""
-    if len(labels) and (labels.min() < 0 or labels.max() >= len(spec.classes)):
-        raise DataError(f"dataset '{spec.name}': {what}: labels {labels.min()}..{labels.max()} do not index its "
-                        f"{len(spec.classes)} classes")
-
-
-def load_image_classification(name: str, cache_root: str | os.PathLike, mirror: str | os.PathLike | None, *,
-                              opener: Opener | None = None) -> ImageDataset:
-    """Fetch (and verify) an image classification dataset with :func:`fetch_dataset`, then read it: the four IDX
-    files of MNIST-style datasets, or the CIFAR-10 binary archive."""
-    spec = get_dataset(name)
-    if spec.reader == "cifar-binary" and spec.classes:
-        folder = fetch_dataset(name, cache_root, mirror, opener=opener)
-        train_images, train_labels, test_images, test_labels = read_cifar_archive(folder / CIFAR_ARCHIVE)
-        check_labels(spec, train_labels, "the training batches")
-        check_labels(spec, test_labels, "the test batch")
-    elif spec.reader == "idx" and spec.classes and set(IDX_FILES) <= set(spec.file_names):
-        folder = fetch_dataset(name, cache_root, mirror, opener=opener)
-        train_images, train_labels = _images_and_labels(folder, spec, IDX_FILES[0], IDX_FILES[1])
-        test_images, test_labels = _images_and_labels(folder, spec, IDX_FILES[2], IDX_FILES[3])
-    else:
-        raise DataError(f"dataset '{name}' is not an image classification dataset (an IDX one needs the files "
-                        f"{', '.join(IDX_FILES)} and class names)")
-    return ImageDataset(name=name, train_images=train_images, train_labels=train_labels, test_images=test_images,
-                        test_labels=test_labels, class_names=spec.classes)
-
-
-@dataclass(frozen=True)
-class DataSource:
-    """Where an experiment's real datasets come from: the project's data cache and the optional offline mirror
-    (already resolved: see :func:`resolve_mirror`). Experiments that declare ``DATASETS`` receive one."""
-
-    cache_root: Path
-    mirror: Path | None = None
-
-    def image_classification(self, name: str) -> ImageDataset:
-        """The verified train/test images and labels of ``name`` (fetched into the cache first if needed)."""
-        return load_image_classification(name, self.cache_root, self.mirror)
-
-    def graph(self, name: str):
-        """The verified graph ``name`` (:class:`rankrepro.data.graph_datasets.GraphDataset`)."""
-        from rankrepro.data.graph_datasets import load_graph
-
-        return load_graph(name, self.cache_root, self.mirror)
-
-
-def available_datasets(settings: dict[str, Any], load: Callable[[str], Any],
-                       unavailable: dict[str, str]) -> Iterator[tuple[str, Any]]:
-    """Yield ``(name, load(name))`` for the required ``settings['datasets']``, then for the ``optional_datasets``
-    not among them, one at a time. A required dataset that cannot be obtained raises its :class:`DataError`; an
-    optional one is skipped with a warning and its reason stored in ``unavailable`` (the claims turn it into a
-    data-unavailable record)."""
-    required = list(settings["datasets"])
-    optional = [name for name in settings.get("optional_datasets", []) if name not in required]
-    for name in [*required, *optional]:
-        try:
-            loaded = load(name)
-        except DataError as exc:
-            if name not in optional:
-                raise
-            log.warning("optional dataset %s is unavailable, skipped: %s", name, exc)
-            unavailable[name] = str(exc)
-            continue
-        yield name, loaded
