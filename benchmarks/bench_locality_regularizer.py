@@ -34,7 +34,8 @@ import torch
 from _report import machine, write_json
 from torch import Tensor, nn
 
-from rankrepro.cnn.locality import Region, canvas_images, random_patch_pair, sample_pairs
+from rankrepro.cnn.locality import Region, canvas_images, random_patch_pair
+from rankrepro.data.pairs import sample_pairs
 from rankrepro.cnn.locality_training import train_step
 from rankrepro.cnn.pathfinder import default_settings, generate
 from rankrepro.cnn.resnet import SMALL_WIDTHS, ResNet18, ResNetConfig

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from rankrepro.core.errors import ConfigError
+from rankrepro.data.pairs import sample_pairs
 from rankrepro.gnn import is_same_class_graphs as isc
 from rankrepro.gnn.models import GNN, MODELS
 from rankrepro.gnn.walk_index import walk_index
@@ -34,8 +35,8 @@ def test_every_chunk_of_both_images_is_placed_exactly_once():
 
 def test_pairs_are_seeded_and_balanced():
     labels = np.repeat(np.arange(10), 20)
-    pairs = isc.sample_pairs(labels, 2000, np.random.default_rng(0))
-    assert np.array_equal(pairs, isc.sample_pairs(labels, 2000, np.random.default_rng(0)))
+    pairs = sample_pairs(labels, 2000, np.random.default_rng(0))
+    assert np.array_equal(pairs, sample_pairs(labels, 2000, np.random.default_rng(0)))
     same = pairs[:, 2] == 1
     assert abs(same.mean() - 0.5) < 0.05
     assert np.all(labels[pairs[same, 0]] == labels[pairs[same, 1]])

@@ -9,14 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from rankrepro.cnn import locality
 from rankrepro.cnn.locality import (ExplicitInputGradient, Region, autograd_logits_and_input_gradient, canvas_images,
                                     choose_pair, input_gradient_change_penalty, penalty_and_logits, random_patch_pair)
 from rankrepro.cnn.resnet import (PAPER_WIDTHS, SMALL_WIDTHS, BasicBlock, BatchNormInputGradient, ResNet18,
                                   ResNetConfig, SameConvolution, batch_norm, conv_input_gradient, conv_layout,
                                   receptive_field)
 from rankrepro.core.errors import ConfigError
-from rankrepro.gnn import is_same_class_graphs
+from rankrepro.data.pairs import sample_pairs
 
 I, J = Region(1, 0, 3, 3), Region(0, 4, 4, 2)  # disjoint regions of a (C, 4, 6) input
 
@@ -316,10 +315,9 @@ def test_rgb_canvases_are_channel_first():
         canvas_images(images.astype(np.float32), np.array([[0, 1]]), 0, (4, 7))
 
 
-def test_pairs_come_from_the_graph_module():
-    assert locality.sample_pairs is is_same_class_graphs.sample_pairs
+def test_pairs_label_whether_both_images_show_the_same_class():
     labels = np.repeat(np.arange(4), 5)
-    pairs = locality.sample_pairs(labels, 200, np.random.default_rng(3))
+    pairs = sample_pairs(labels, 200, np.random.default_rng(3))
     assert np.array_equal(pairs[:, 2], labels[pairs[:, 0]] == labels[pairs[:, 1]])
 
 

@@ -27,11 +27,9 @@ import torch
 from torch import Tensor
 
 from rankrepro.core.errors import ConfigError
-from rankrepro.gnn.is_same_class_graphs import sample_pairs
 
 __all__ = ["Region", "input_gradient_change_penalty", "penalty_and_logits", "logits_and_input_gradient",
-           "gradient_change_penalty", "sample_pairs", "resize_images", "canvas_images", "choose_pair",
-           "random_patch_pair"]
+           "gradient_change_penalty", "resize_images", "canvas_images", "choose_pair", "random_patch_pair"]
 
 
 class Region(NamedTuple):

@@ -54,23 +54,6 @@ def image_one_side(kind: str) -> np.ndarray:
     return arrangement(kind)[:, 0] == 0
 
 
-def sample_pairs(labels: np.ndarray, count: int, generator: np.random.Generator) -> np.ndarray:
-    """``(count, 3)``: image i, image j, same-class label. With probability ½ a class is drawn and two of its images
-    (with replacement), else two different classes and one image of each."""
-    classes = np.unique(labels)
-    by_class = {c: np.flatnonzero(labels == c) for c in classes}
-    rows = []
-    for _ in range(count):
-        if generator.random() < 0.5:
-            c = generator.choice(classes)
-            i, j = generator.choice(by_class[c], size=2, replace=True)
-            rows.append((i, j, 1))
-        else:
-            a, b = generator.choice(classes, size=2, replace=False)
-            rows.append((generator.choice(by_class[a]), generator.choice(by_class[b]), 0))
-    return np.array(rows, dtype=np.int64)
-
-
 def pair_features(images: np.ndarray, pairs: np.ndarray, kind: str, mean: float, std: float) -> Tensor:
     """``(count, 32, chunk)`` float32 vertex features: (pixels / 255 − mean) / std of the chunk each vertex holds
     (``.reshape(-1, chunk)`` stacks them for the edge-list form)."""

@@ -18,10 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rankrepro.cnn.locality import canvas_images, choose_pair, resize_images, sample_pairs
+from rankrepro.cnn.locality import canvas_images, choose_pair, resize_images
 from rankrepro.core.errors import ConfigError, DataError
 from rankrepro.core.seeding import derived_seed
 from rankrepro.data.image_datasets import ImageDataset
+from rankrepro.data.pairs import sample_pairs
 from rankrepro.data.sources import DataSource
 from rankrepro.experiments.base import Context, load_results
 from rankrepro.experiments.ch3.locality_common import (check_receptive_field, plot_sweep, run_sweep,

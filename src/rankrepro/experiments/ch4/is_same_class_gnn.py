@@ -25,6 +25,7 @@ import torch
 from rankrepro.core.errors import ConfigError
 from rankrepro.core.io import atomic_write_csv, atomic_write_text
 from rankrepro.core.seeding import derived_seed
+from rankrepro.data import pairs
 from rankrepro.data.sources import DataSource
 from rankrepro.experiments.base import (BATCH_DIR, Context, cached_batch, load_results, mechanism_hash, run_fingerprint,
                                         write_results)
@@ -54,7 +55,7 @@ log = logging.getLogger(__name__)
 
 def _mechanism() -> str:
     """Source hash of what a run depends on: a cached run made by other code is recomputed."""
-    return mechanism_hash(gnn, gnn_training, isc)
+    return mechanism_hash(gnn, gnn_training, isc, pairs)
 
 
 def arrangement_walk_indices(depth: int) -> dict[str, int]:
@@ -67,7 +68,7 @@ def arrangement_walk_indices(depth: int) -> dict[str, int]:
 
 def draw_pairs(settings: dict, labels: np.ndarray, count: int, stream: int) -> np.ndarray:
     """The seeded (image, image, same-class) pairs of one split (stream 0: train, 1: test)."""
-    return isc.sample_pairs(labels, count, np.random.default_rng(derived_seed(settings["seed"], stream)))
+    return pairs.sample_pairs(labels, count, np.random.default_rng(derived_seed(settings["seed"], stream)))
 
 
 def run_one(settings: dict, model_kind: str, kind: str, seed_index: int, train: tuple, test: tuple) -> dict:
