@@ -13,7 +13,7 @@ from rankrepro.pipeline.config import (DATA_KEYS, JOB_KEYS, SETTINGS_NAME, exper
                                        load_config, load_schema, settings_hash, settings_path, settings_text,
                                        validate_config)
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "config" / "config.yaml"
 SECTION = "dmf_2x2_norms_vs_rank"
 

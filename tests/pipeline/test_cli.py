@@ -12,7 +12,7 @@ import yaml
 
 from rankrepro.pipeline.config import job_settings, load_config, settings_path, settings_text
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = REPO / "config" / "config.yaml"
 
 

@@ -18,7 +18,7 @@ from rankrepro.experiments.base import Context, store_results
 from rankrepro.experiments.ch2 import tensor_rank_mnist as exp
 from rankrepro.pipeline.claims import FAILED, NOT_SHOWN, PASSED
 
-MIRROR = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+MIRROR = Path(__file__).resolve().parents[3] / "shared" / "datasets"
 
 
 def _images(n_train: int = 40, n_test: int = 20, seed: int = 0) -> ImageDataset:

@@ -22,7 +22,7 @@ from rankrepro.data.pickle_free import read_pickled_data
 from rankrepro.data.registry import DATASETS, MANIFEST, fetch_dataset, md5_file
 from rankrepro.data.sources import DataSource
 
-MIRROR = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+MIRROR = Path(__file__).resolve().parents[3] / "shared" / "datasets"
 GRAPHS = ("cora", "citeseer", "chameleon")
 PLANETOID_PARTS = ("x", "y", "tx", "ty", "allx", "ally", "graph", "test.index")
 

@@ -1,4 +1,4 @@
-"""End-to-end test of the Snakemake DAG on a tiny tier (tests/data/tiny.yaml, about a minute on 2 cores).
+"""End-to-end test of the Snakemake DAG on a tiny tier (tests/tiny.yaml, about a minute on 2 cores).
 
 Every Snakemake call runs from the repository root (so profiles/default applies, as for a user) with
 ``--directory <tmp>``: results, figures, logs and .snakemake/ go to the temporary folder, never into the repository.
@@ -29,9 +29,9 @@ from rankrepro.pipeline.config import settings_hash
 #: every test here runs Snakemake (minutes in all): `pytest -m slow` runs them; plain `pytest` leaves them out
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SNAKEFILE = REPO / "workflow" / "Snakefile"
-TINY = REPO / "tests" / "data" / "tiny.yaml"
+TINY = REPO / "tests" / "tiny.yaml"
 JOB_HEADER = re.compile(r"^(?:local)?rule (\w+):$")
 WILDCARD = re.compile(r"^\s+wildcards: experiment=(\w+)")
 
@@ -92,7 +92,7 @@ def tiny() -> dict:
 
 
 def test_tiny_tier_covers_every_smoke_experiment(tiny):
-    """A new experiment needs a (shrunk) section in tests/data/tiny.yaml so that this DAG test runs it too."""
+    """A new experiment needs a (shrunk) section in tests/tiny.yaml so that this DAG test runs it too."""
     smoke = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text(encoding="utf-8"))
     assert set(smoke["experiments"]) <= set(tiny["experiments"])
 

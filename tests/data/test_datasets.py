@@ -28,7 +28,7 @@ from rankrepro.data.image_datasets import IDX_FILES, load_image_classification, 
 from rankrepro.data.registry import (DATASETS, DOWNLOAD_TIMEOUT, MANIFEST, MIRROR_ENV, fetch_dataset, get_dataset,
                                      md5_file, resolve_mirror)
 
-MIRROR = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+MIRROR = Path(__file__).resolve().parents[3] / "shared" / "datasets"
 needs_mirror = pytest.mark.skipif(not (MIRROR / "mnist").is_dir() or not (MIRROR / "fashion-mnist").is_dir(),
                                   reason=f"offline dataset mirror {MIRROR} is absent")
 

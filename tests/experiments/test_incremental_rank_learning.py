@@ -25,7 +25,7 @@ from rankrepro.factorization.sensing import SensingObjective, sensing_loss
 from rankrepro.pipeline.claims import FAILED, NOT_SHOWN
 from rankrepro.pipeline.config import experiment_section, load_config
 
-TINY = Path(__file__).resolve().parent / "data" / "tiny.yaml"
+TINY = Path(__file__).resolve().parents[1] / "tiny.yaml"
 CTX = Context(tier="test", device=torch.device("cpu"), progress=False)
 
 

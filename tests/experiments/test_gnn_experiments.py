@@ -243,7 +243,7 @@ def test_every_tier_config_gives_the_chapter4_defaults(tier):
 
     from rankrepro.pipeline.config import load_config
 
-    experiments = load_config(Path(__file__).parents[1] / "config" / f"{tier}.yaml")["experiments"]
+    experiments = load_config(Path(__file__).parents[2] / "config" / f"{tier}.yaml")["experiments"]
     assert experiments["edge_sparsification"]["models"] and experiments["edge_sparsification"]["batch_runs"] >= 1
     assert experiments["is_same_class_gnn"]["models"]
     assert experiments["is_same_class_gnn"]["normalize"] == {"mean": 0.286, "std": 0.353}

@@ -15,7 +15,7 @@ import scipy.sparse as sp
 from rankrepro.core.errors import DataError
 from rankrepro.data.pickle_free import parse_pickled_data, read_pickled_data
 
-MIRROR = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+MIRROR = Path(__file__).resolve().parents[3] / "shared" / "datasets"
 needs_mirror = pytest.mark.skipif(not (MIRROR / "planetoid").is_dir(), reason="offline dataset mirror not present")
 
 

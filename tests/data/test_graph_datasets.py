@@ -22,7 +22,7 @@ from rankrepro.data.graph_datasets import (_read_gnn_benchmark_npz, _read_npz_gr
 from rankrepro.data.registry import DATASETS, MANIFEST, fetch_dataset, mirror_path
 from rankrepro.data.sources import DataSource
 
-MIRROR = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+MIRROR = Path(__file__).resolve().parents[3] / "shared" / "datasets"
 needs_mirror = pytest.mark.skipif(not (MIRROR / "planetoid").is_dir(), reason="offline dataset mirror not present")
 
 
