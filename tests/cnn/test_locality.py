@@ -15,7 +15,6 @@ from rankrepro.cnn.resnet import (PAPER_WIDTHS, SMALL_WIDTHS, BasicBlock, BatchN
                                   ResNetConfig, SameConvolution, batch_norm, conv_input_gradient, conv_layout,
                                   receptive_field)
 from rankrepro.core.errors import ConfigError
-from rankrepro.data.pairs import sample_pairs
 
 I, J = Region(1, 0, 3, 3), Region(0, 4, 4, 2)  # disjoint regions of a (C, 4, 6) input
 
@@ -313,12 +312,6 @@ def test_rgb_canvases_are_channel_first():
     assert np.array_equal(canvases[1][:, second.rows, second.cols], images[0].transpose(2, 0, 1))
     with pytest.raises(ConfigError, match="uint8"):
         canvas_images(images.astype(np.float32), np.array([[0, 1]]), 0, (4, 7))
-
-
-def test_pairs_label_whether_both_images_show_the_same_class():
-    labels = np.repeat(np.arange(4), 5)
-    pairs = sample_pairs(labels, 200, np.random.default_rng(3))
-    assert np.array_equal(pairs[:, 2], labels[pairs[:, 0]] == labels[pairs[:, 1]])
 
 
 def test_choose_pair_draws_both_orders():

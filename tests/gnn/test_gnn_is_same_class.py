@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from rankrepro.core.errors import ConfigError
-from rankrepro.data.pairs import sample_pairs
 from rankrepro.gnn import is_same_class_graphs as isc
 from rankrepro.gnn.models import GNN, MODELS
 from rankrepro.gnn.walk_index import walk_index
@@ -31,16 +30,6 @@ def test_every_chunk_of_both_images_is_placed_exactly_once():
     assert high[17].tolist() == [0, 8]
     with pytest.raises(ConfigError, match="unknown arrangement"):
         isc.arrangement("medium")
-
-
-def test_pairs_are_seeded_and_balanced():
-    labels = np.repeat(np.arange(10), 20)
-    pairs = sample_pairs(labels, 2000, np.random.default_rng(0))
-    assert np.array_equal(pairs, sample_pairs(labels, 2000, np.random.default_rng(0)))
-    same = pairs[:, 2] == 1
-    assert abs(same.mean() - 0.5) < 0.05
-    assert np.all(labels[pairs[same, 0]] == labels[pairs[same, 1]])
-    assert np.all(labels[pairs[~same, 0]] != labels[pairs[~same, 1]])
 
 
 def test_vertex_features_are_the_normalised_chunks_of_the_right_image():
