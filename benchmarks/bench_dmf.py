@@ -2,13 +2,13 @@
 
 (a) the style of the original code: one run (depth 3) as ``nn.Parameter`` factors, autograd (``loss.backward()``)
     and a ``torch.optim.SGD`` step per iteration, with the per-iteration stop check (``loss.item() < ε``);
-(b) our engine: ``rankrepro.dmf.MatrixCompletionDMF`` (analytic gradients) + ``rankrepro.optim.GradientDescent`` +
-    ``rankrepro.trainer.train`` on the 16 runs of spec §1.1–1.2 batched together — the 12 runs of §1.1 (depths
-    2/3/4 × 4 settings, padded to depth 4 with frozen identity factors), the 3 init scales of §1.2 at depth 3 and a
-    det W(0) < 0 control — with a stop threshold that is never reached (every iteration runs) and metrics
-    (SVD, norms, effective rank, tracked entries) logged every 1000 iterations;
-(c) the compiled kernel: ``rankrepro.dmf_kernel.train_dmf`` on the same 16 runs (each run's whole loop native,
-    unpadded depths, one thread), with the same stop threshold and logging.
+(b) our engine: ``rankrepro.factorization.dmf.MatrixCompletionDMF`` (analytic gradients) +
+    ``rankrepro.core.optim.GradientDescent`` + ``rankrepro.core.trainer.train`` on the 16 runs of spec §1.1–1.2 batched
+    together — the 12 runs of §1.1 (depths 2/3/4 × 4 settings, padded to depth 4 with frozen identity factors), the 3
+    init scales of §1.2 at depth 3 and a det W(0) < 0 control — with a stop threshold that is never reached (every
+    iteration runs) and metrics (SVD, norms, effective rank, tracked entries) logged every 1000 iterations;
+(c) the compiled kernel: ``rankrepro.factorization.dmf_kernel.train_dmf`` on the same 16 runs (each run's whole loop
+    native, unpadded depths, one thread), with the same stop threshold and logging.
 
 All use float64 and one thread, in the same process on the same machine. Reported: seconds per iteration of each
 program, seconds per run-iteration, and the per-run speed-ups (c over b, c over a, b over a), in wall-clock time
@@ -30,10 +30,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from rankrepro.dmf import MatrixCompletionDMF, init_factors, trainable_factor_mask
-from rankrepro.dmf_kernel import train_dmf
-from rankrepro.optim import GradientDescent
-from rankrepro.trainer import StopRule, TrainSettings, train
+from rankrepro.core.optim import GradientDescent
+from rankrepro.core.trainer import StopRule, TrainSettings, train
+from rankrepro.factorization.dmf import MatrixCompletionDMF, init_factors, trainable_factor_mask
+from rankrepro.factorization.dmf_kernel import train_dmf
 
 SHAPE = (2, 2)
 MAX_DEPTH = 4

@@ -1,8 +1,8 @@
 """Benchmark: one training epoch of the Table 1 GNNs on a batch of Is-Same-Class graphs, edge-list vs dense layers.
 
-Both forms compute the same function with the same parameters (tests/test_gnn_is_same_class.py); the edge-list form
-runs torch_geometric's scatter-based convolutions on ``pairs`` disjoint copies of the 32-vertex graph, the dense form
-the dense layers with one (1, 32, 32) adjacency broadcast over the batch. An epoch is forward, BCE, backward and an
+Both forms compute the same function with the same parameters (tests/gnn/test_gnn_is_same_class.py); the edge-list
+form runs torch_geometric's scatter-based convolutions on ``pairs`` disjoint copies of the 32-vertex graph, the dense
+form the dense layers with one (1, 32, 32) adjacency broadcast over the batch. An epoch is forward, BCE, backward and an
 Adam step on random features; the median of ``--repeats`` epochs after one warm-up is reported.
 
     python benchmarks/bench_gnn_dense.py [--pairs 1000] [--repeats 5] [--threads 1] [--out f.json]
@@ -16,8 +16,8 @@ import statistics
 import torch
 from _report import machine, timed, write_json
 
-from rankrepro import is_same_class_graphs as isc
-from rankrepro.gnn import GNN
+from rankrepro.gnn import is_same_class_graphs as isc
+from rankrepro.gnn.models import GNN
 
 
 def epoch_seconds(model: GNN, x: torch.Tensor, y: torch.Tensor, structure: tuple, repeats: int) -> float:

@@ -17,8 +17,8 @@ from unittest import mock
 import torch
 from _report import machine, write_json
 
-from rankrepro import gnn
-from rankrepro import is_same_class_graphs as isc
+from rankrepro.gnn import models as gnn
+from rankrepro.gnn import is_same_class_graphs as isc
 
 
 def epoch(model: gnn.GNN, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> float:

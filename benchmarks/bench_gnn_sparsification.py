@@ -23,8 +23,8 @@ import torch
 from _report import machine, write_json
 from torch.nn import functional as F
 
-from rankrepro import gnn, gnn_training
-from rankrepro.graphs import directed_edge_index, undirected_edges
+from rankrepro.core.graphs import directed_edge_index, undirected_edges
+from rankrepro.gnn import models as gnn, training as gnn_training
 
 NODES, EDGES, FEATURES, CLASSES, DENSITY, WIDTH, DEPTH = 2708, 5278, 1433, 7, 0.0127, 64, 3
 

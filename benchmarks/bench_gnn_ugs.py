@@ -18,8 +18,8 @@ from _report import machine, write_json
 from bench_gnn_sparsification import CLASSES, DEPTH, FEATURES, WIDTH, cora_shaped
 from torch.nn import functional as F
 
-from rankrepro import gnn, ugs
-from rankrepro.graphs import directed_edge_index
+from rankrepro.core.graphs import directed_edge_index
+from rankrepro.gnn import models as gnn, ugs
 
 OPTIONS = {"l1": 1e-2, "lr": 5e-4, "weight_decay": 1e-3}
 

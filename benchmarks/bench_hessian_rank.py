@@ -7,9 +7,9 @@ active inputs (41, 9).
 
   (a) previous: G by reverse-mode autodiff (``jacrev``), H_F by forward-over-reverse (``torch.func.hessian``),
       ``eigvalsh`` of the whole p × p H_L and H_F, ``svdvals`` of the whole nK × p factor G of H_O;
-  (b) current (:func:`rankrepro.hessian.map_ranks`): J and H_F assembled from the layer structure, the maps restricted
-      to a subspace that holds their range (linear networks: rotated coordinates; any network: without the inert
-      parameters), H_O from the singular values of the restricted G (transposed when wide).
+  (b) current (:func:`rankrepro.hessian.maps.map_ranks`): J and H_F assembled from the layer structure, the maps
+      restricted to a subspace that holds their range (linear networks: rotated coordinates; any network: without the
+      inert parameters), H_O from the singular values of the restricted G (transposed when wide).
 Both must give the same ranks at τ/100, τ and 100τ (checked). ``--plain`` adds (i): H_O and H_L formed as p × p
 matrices and ``torch.linalg.matrix_rank`` (an SVD) on each of the three maps, built the current way.
 
@@ -27,8 +27,8 @@ import time
 import torch
 from _report import machine, write_json
 
-from rankrepro.hessian import (MLP, HessianMaps, forward, functional_hessian, glorot_normal_init, hessian_maps,
-                               map_ranks, output_hessian_root, output_jacobian, rank_report, symmetric_rank)
+from rankrepro.hessian.maps import (MLP, HessianMaps, forward, functional_hessian, glorot_normal_init, hessian_maps,
+                                    map_ranks, output_hessian_root, output_jacobian, rank_report, symmetric_rank)
 
 
 def cpu_timed(function, *args, **kwargs):

@@ -6,11 +6,12 @@ the observed entries, autograd backward (per-run gradients) and a GroupRMSprop s
 
   (i)   one-hot: leaf rows G_n = einsum(O_n, W_(n)) with one-hot O_n ∈ {0,1}^{|Ω|×d}, then product pooling and the
         inner linear maps on the |Ω| gathered rows (the paper's convolutional arithmetic circuit, one-hot input);
-  (ii)  leaf gather: rankrepro.htf.htf_loss with gather_level = 0 (``index_select`` of the leaf rows, same maths);
-  (iii) auto gather: rankrepro.htf.htf_loss with the default gather level (chosen by a cost model; here 2: the
-        level-1 node tensors are computed on their 64 rows instead of per observation, the full tensor by one
+  (ii)  leaf gather: rankrepro.factorization.htf.htf_loss with gather_level = 0 (``index_select`` of the leaf rows, same
+        maths);
+  (iii) auto gather: rankrepro.factorization.htf.htf_loss with the default gather level (chosen by a cost model; here 2:
+        the level-1 node tensors are computed on their 64 rows instead of per observation, the full tensor by one
         matmul at the root, T_{01} diag(a) T_{23}ᵀ, and the observed entries gathered from it) — what
-        :class:`rankrepro.htf.HTFCompletionObjective` uses.
+        :class:`rankrepro.factorization.htf.HTFCompletionObjective` uses.
 
 Prints the per-iteration cost and the speed-up of (ii), (iii) over (i) (target ≥ 3× for the library's default)
 as a markdown table, and checks that all three give the same loss at the initial point and follow the same
@@ -29,16 +30,10 @@ import torch
 from _report import machine, write_json
 from torch import Tensor
 
-from rankrepro.cp import multi_indices
-from rankrepro.htf import (
-    auto_gather_level,
-    htf_loss,
-    init_htf,
-    mode_tree,
-    node_param_index,
-    random_htf_tensor,
-)
-from rankrepro.optim import GroupRMSprop
+from rankrepro.core.optim import GroupRMSprop
+from rankrepro.factorization.cp import multi_indices
+from rankrepro.factorization.htf import (auto_gather_level, htf_loss, init_htf, mode_tree, node_param_index,
+                                         random_htf_tensor)
 
 LossAndGrads = Callable[[list[Tensor]], tuple[Tensor, list[Tensor]]]
 Loss = Callable[[list[Tensor]], Tensor]

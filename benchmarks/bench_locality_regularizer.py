@@ -2,7 +2,7 @@
 penalty of chapter 3, the former way and the current way (the spec expects a regularized step to cost ≈ 3–4× a plain
 one).
 
-Every step is the library's own ``rankrepro.locality_training.train_step`` (BCE, or BCE + λ·penalty: the penalty's
+Every step is the library's own ``rankrepro.cnn.locality_training.train_step`` (BCE, or BCE + λ·penalty: the penalty's
 forward pass on x shared with the loss, a second one on x' — x with region J of each sample taken from the next
 sample — and back-propagation through both input gradients) on a fresh small ResNet-18 (widths 8/16/32/64, 3×3
 stride-1 stem), SGD lr 0.05 momentum 0.9, the same initial weights. Two networks, each plain and regularized:
@@ -34,10 +34,11 @@ import torch
 from _report import machine, write_json
 from torch import Tensor, nn
 
-from rankrepro.locality import Region, canvas_images, random_patch_pair, sample_pairs
-from rankrepro.locality_training import train_step
-from rankrepro.pathfinder import default_settings, generate
-from rankrepro.resnet import SMALL_WIDTHS, ResNet18, ResNetConfig
+from rankrepro.cnn.locality import Region, canvas_images, random_patch_pair
+from rankrepro.data.pairs import sample_pairs
+from rankrepro.cnn.locality_training import train_step
+from rankrepro.cnn.pathfinder import default_settings, generate
+from rankrepro.cnn.resnet import SMALL_WIDTHS, ResNet18, ResNetConfig
 
 BATCH = 64
 #: (regularized, before) per way; the ratios below index this order

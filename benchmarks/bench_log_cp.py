@@ -1,15 +1,15 @@
 """Benchmark: one training epoch of the order-784 CP classifier, log-domain float64 vs the direct float32 product.
 
-10,000 binarized 28×28 images (MNIST's first 10,000 training images when ``rankrepro.datasets`` is available,
+10,000 binarized 28×28 images (MNIST's first 10,000 training images when ``rankrepro.data.image_datasets`` is available,
 otherwise random binary images with MNIST's ink density ≈ 0.13 — the output says which), one-vs-all targets
 {0, 2}, mini-batches of 5,000 (2 steps per epoch), factors N(1, 1e-3), Adam lr 5e-4, one run, same machine and
 process, for R = 1, 8, 15:
 
   (i)  direct: gather F[p, x_p, r] and multiply the 784 factors in float32, MSE, autograd backward,
        ``torch.optim.Adam`` — what the original implementation did (and it overflows once factors drift ≈ 12 %);
-  (ii) log-domain, sparse: rankrepro.log_cp.log_cp_mse_and_grad on a BinaryRows (scipy CSR products of the ones
-       of X, float64, analytic gradient; mini-batches gathered with BinaryRows.rows, as rankrepro.log_cp.fit does on
-       CPU) and the batched rankrepro.optim.Adam;
+  (ii) log-domain, sparse: rankrepro.factorization.log_cp.log_cp_mse_and_grad on a BinaryRows (scipy CSR products of the
+       ones of X, float64, analytic gradient; mini-batches gathered with BinaryRows.rows, as
+       rankrepro.factorization.log_cp.fit does on CPU) and the batched rankrepro.core.optim.Adam;
   (iii) log-domain, dense: the same on a dense float64 X with torch matmuls (the GPU path) — for information.
 
 Mini-batches are contiguous slices for (i) and (iii) (no gather cost), gathered for (ii). Prints ms/epoch and the
@@ -39,7 +39,8 @@ import torch  # noqa: E402
 from _report import machine, write_json  # noqa: E402
 from torch import Tensor  # noqa: E402
 
-from rankrepro.log_cp import (  # noqa: E402
+from rankrepro.core.optim import Adam  # noqa: E402
+from rankrepro.factorization.log_cp import (  # noqa: E402
     BinaryRows,
     binarize_images,
     direct_product_forward,
@@ -47,7 +48,6 @@ from rankrepro.log_cp import (  # noqa: E402
     log_cp_forward,
     log_cp_mse_and_grad,
 )
-from rankrepro.optim import Adam  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 N_IMAGES, BATCH, LR, TARGET_CLASS, INK_DENSITY = 10_000, 5_000, 5e-4, 6, 0.13
@@ -56,12 +56,12 @@ N_IMAGES, BATCH, LR, TARGET_CLASS, INK_DENSITY = 10_000, 5_000, 5e-4, 6, 0.13
 def load_images(cache_root: Path, mirror: Path | None) -> tuple[Tensor, Tensor, str]:
     """(X (n, 784) float64 binary, y (n,) targets {0, 2}, description of the source)."""
     try:
-        from rankrepro.datasets import load_image_classification
+        from rankrepro.data.image_datasets import load_image_classification
     except ImportError as exc:
         generator = torch.Generator().manual_seed(0)
         X = (torch.rand(N_IMAGES, 784, generator=generator, dtype=torch.float64) < INK_DENSITY).to(torch.float64)
         y = 2.0 * (torch.rand(N_IMAGES, generator=generator, dtype=torch.float64) < 0.1).to(torch.float64)
-        return X, y, (f"random binary images, ink density {INK_DENSITY} (rankrepro.datasets unavailable: {exc}); "
+        return X, y, (f"random binary images, ink density {INK_DENSITY} (rankrepro.data.image_datasets unavailable: {exc}); "
                       "timings do not depend on the pixel values")
     data = load_image_classification("mnist", cache_root=cache_root, mirror=mirror)
     X = binarize_images(np.asarray(data.train_images[:N_IMAGES]))

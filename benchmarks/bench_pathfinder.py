@@ -1,4 +1,4 @@
-"""Benchmark: Pathfinder image generation (``rankrepro.pathfinder.generate``), images per second on one core.
+"""Benchmark: Pathfinder image generation (``rankrepro.cnn.pathfinder.generate``), images per second on one core.
 
 For each canvas side (default settings scaled to it) and path length, ``--count`` images are generated ``--repeats``
 times from a fixed seed; the best wall time counts. The reference is the original Python generator's cost quoted in
@@ -16,7 +16,7 @@ import argparse
 import numpy as np
 from _report import machine, timed, write_json
 
-from rankrepro.pathfinder import default_settings, generate
+from rankrepro.cnn.pathfinder import default_settings, generate
 
 #: seconds per 300 × 300 image of the original generator (spec, chapter 3)
 ORIGINAL_SECONDS_PER_IMAGE = 0.15

@@ -4,9 +4,10 @@ An order-4 8×8×8×8 rank-1 target, a CP model with 512 components, 2,000 obser
 iterations from the same initialization, float64, in one process on one machine:
 
   (i)   one-hot: G_n = einsum(O_n, F_n) with one-hot O_n ∈ {0,1}^{|Ω|×d_n}, prediction Σ_r ∏_n G_n, autograd backward;
-  (ii)  gather: rankrepro.cp.cp_loss_and_grads_gather (index_select rows, analytic gradient by index_add_);
-  (iii) dense: rankrepro.cp.cp_loss_and_grads_dense (masked full reconstruction, MTTKRP matmuls) — for information:
-        it is what ``method: auto`` picks for these small tensors.
+  (ii)  gather: rankrepro.factorization.cp.cp_loss_and_grads_gather (index_select rows, analytic gradient by
+        index_add_);
+  (iii) dense: rankrepro.factorization.cp.cp_loss_and_grads_dense (masked full reconstruction, MTTKRP matmuls) — for
+        information: it is what ``method: auto`` picks for these small tensors.
 
 Prints the per-iteration cost, the speed-up of (ii) over (i) (target ≥ 3×) as a markdown table, and checks that
 all three follow the same trajectory. ``--out FILE`` also writes the numbers as JSON.
@@ -24,15 +25,9 @@ import torch
 from _report import machine, write_json
 from torch import Tensor
 
-from rankrepro.cp import (
-    CPCompletionObjective,
-    cp_loss_and_grads_gather,
-    init_factors,
-    max_cp_rank,
-    multi_indices,
-    random_cp_tensor,
-)
-from rankrepro.optim import GroupRMSprop
+from rankrepro.core.optim import GroupRMSprop
+from rankrepro.factorization.cp import (CPCompletionObjective, cp_loss_and_grads_gather, init_factors, max_cp_rank,
+                                        multi_indices, random_cp_tensor)
 
 LossAndGrads = Callable[[list[Tensor]], tuple[Tensor, list[Tensor]]]
 

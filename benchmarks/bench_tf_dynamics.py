@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from _report import machine, write_json
 
-from rankrepro.cp import CPCompletionObjective, init_factors, multi_indices, random_cp_tensor
-from rankrepro.optim import GroupRMSprop
+from rankrepro.core.optim import GroupRMSprop
+from rankrepro.factorization.cp import CPCompletionObjective, init_factors, multi_indices, random_cp_tensor
 
 
 def numpy_loss_and_grads(factors: list[np.ndarray], indices: np.ndarray, values: np.ndarray,

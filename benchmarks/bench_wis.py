@@ -24,9 +24,10 @@ import numpy as np
 import torch
 from _report import machine, timed, write_json
 
-from rankrepro.datasets import DataSource, resolve_mirror
-from rankrepro.walk_index import vertex_walk_indices
-from rankrepro.wis import one_wis_order, one_wis_order_naive, two_wis_order
+from rankrepro.data.registry import resolve_mirror
+from rankrepro.data.sources import DataSource
+from rankrepro.gnn.walk_index import vertex_walk_indices
+from rankrepro.gnn.wis import one_wis_order, one_wis_order_naive, two_wis_order
 
 
 def one_wis_order_python(edges: np.ndarray, num_nodes: int) -> list[int]:

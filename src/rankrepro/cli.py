@@ -27,15 +27,16 @@ import time
 from pathlib import Path
 from typing import NoReturn
 
-from rankrepro.claims import write_claims
-from rankrepro.config import experiment_section, load_config, load_schema
-from rankrepro.datasets import DATASETS, MANIFEST, DataSource, cached_files, fetch_dataset, resolve_mirror
-from rankrepro.errors import RankreproError
-from rankrepro.io import one_line
+from rankrepro.core.errors import RankreproError
+from rankrepro.core.io import one_line
+from rankrepro.core.runtime import configure_threads, select_device, setup_logging
+from rankrepro.data.registry import DATASETS, MANIFEST, cached_files, fetch_dataset, resolve_mirror
+from rankrepro.data.sources import DataSource
 from rankrepro.experiments import EXPERIMENTS, get_experiment
 from rankrepro.experiments.base import Context, figure_path, results_dir
-from rankrepro.report import failed_claims, write_scorecard
-from rankrepro.runtime import configure_threads, select_device, setup_logging
+from rankrepro.pipeline.claims import write_claims
+from rankrepro.pipeline.config import experiment_section, load_config, load_schema
+from rankrepro.pipeline.report import failed_claims, write_scorecard
 
 log = logging.getLogger("rankrepro")
 

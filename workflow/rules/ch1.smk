@@ -1,6 +1,6 @@
 # Chapter 1 — implicit regularization in deep matrix factorization is not a norm minimization (§1.1–§1.5).
 # One run / plot / claims rule for every chapter-1 experiment of the tier (the {experiment} wildcard is limited to
-# them); the commands are in common.smk, the maths in src/rankrepro/experiments/<experiment>.py.
+# them); the commands are in common.smk, the maths in src/rankrepro/experiments/ch1/.
 
 CH1 = experiments_of("ch1")
 

@@ -1,6 +1,6 @@
 # Chapter 2 — implicit regularization in tensor factorization (§2.1 component-norm dynamics, §2.2 tensor rank of MNIST/Fashion-MNIST).
 # One run / plot / claims rule for every chapter-2 experiment of the tier (the {experiment} wildcard is limited to
-# them); the commands are in common.smk, the maths in src/rankrepro/experiments/<experiment>.py.
+# them); the commands are in common.smk, the maths in src/rankrepro/experiments/ch2/.
 
 CH2 = experiments_of("ch2")
 

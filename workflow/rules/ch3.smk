@@ -1,8 +1,8 @@
 # Chapter 3 — hierarchical tensor factorization and the locality of CNNs (Razin, Maman & Cohen 2022): §3.1 incremental
 # rank learning in MF / TF / HTF (completion and sensing), §3.2 Is-Same-Class and Pathfinder with a ResNet-18 and the
 # input-gradient-change regularizer. One run / plot / claims rule for every chapter-3 experiment of the tier; the
-# commands are in common.smk, the maths in src/rankrepro/{htf,locality,locality_training,resnet,pathfinder}.py and
-# src/rankrepro/experiments/. §3.2 run jobs cache every (range, λ, seed) run in results/<tier>/ch3/<experiment>/batches/,
+# commands are in common.smk, the maths in src/rankrepro/factorization/htf.py, src/rankrepro/cnn/ and
+# src/rankrepro/experiments/ch3/. §3.2 run jobs cache every (range, λ, seed) run in results/<tier>/ch3/<experiment>/batches/,
 # §3.1 jobs checkpoint their training, so an interrupted job resumes where it stopped.
 
 CH3 = experiments_of("ch3")

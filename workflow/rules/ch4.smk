@@ -1,8 +1,8 @@
 # Chapter 4 — GNN interactions and the walk index (Razin, Verbin & Cohen 2023): Table 1 (Is-Same-Class on graphs,
 # low vs high walk index) and edge sparsification (WIS against random, spectral and UGS removal).
 # One run / plot / claims rule for every chapter-4 experiment of the tier; Table 1's plot job also writes the table
-# (markdown + CSV) beside the figure. The commands are in common.smk, the maths in src/rankrepro/{walk_index,wis,
-# spectral_sparsify,ugs,gnn,gnn_training,is_same_class_graphs}.py and src/rankrepro/experiments/. A run job caches
+# (markdown + CSV) beside the figure. The commands are in common.smk, the maths in src/rankrepro/gnn/ and
+# src/rankrepro/experiments/ch4/. A run job caches
 # every training run (results/<tier>/ch4/<experiment>/batches/) and every removal order (…/orders/), so an
 # interrupted job resumes run by run.
 

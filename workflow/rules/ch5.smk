@@ -1,8 +1,8 @@
 # Chapter 5 — rank of neural-network Hessian maps (Singh, Bachmann & Hofmann 2021): ranks of H_L, H_O, H_F at
 # initialisation vs width (§5.1), depth (§5.2) and sample size (§5.3), against the closed forms.
 # One run / plot / claims rule for every chapter-5 experiment of the tier (the {experiment} wildcard is limited to
-# them); the commands are in common.smk, the maths in src/rankrepro/hessian.py and
-# src/rankrepro/experiments/hessian_rank_*.py. A run job caches every sweep point (results/<tier>/ch5/<experiment>/
+# them); the commands are in common.smk, the maths in src/rankrepro/hessian/maps.py and
+# src/rankrepro/experiments/ch5/. A run job caches every sweep point (results/<tier>/ch5/<experiment>/
 # batches/), so an interrupted job resumes point by point.
 
 CH5 = experiments_of("ch5")

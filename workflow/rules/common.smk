@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 
 import rankrepro
-from rankrepro.config import SETTINGS_DIR, job_settings, settings_path, settings_text, validate_config
-from rankrepro.datasets import DATASETS as DATASET_REGISTRY
+from rankrepro.core.io import source_hash
+from rankrepro.data.registry import DATASETS as DATASET_REGISTRY
 from rankrepro.experiments import EXPERIMENTS
-from rankrepro.io import source_hash
+from rankrepro.pipeline.config import SETTINGS_DIR, job_settings, settings_path, settings_text, validate_config
 
 # ---------------------------------------------------------------------------------------------------------------------
 # The tier: validated config with every default filled in (the same function the CLI uses, so the workflow and the
@@ -87,7 +87,7 @@ def _experiment_info(name: str) -> dict:
     unknown = [dataset for dataset in datasets if dataset not in DATASET_REGISTRY]
     if unknown:
         raise WorkflowError(
-            f"experiment '{name}' needs dataset(s) {unknown} that rankrepro.datasets.DATASETS does not know; "
+            f"experiment '{name}' needs dataset(s) {unknown} that rankrepro.data.registry.DATASETS does not know; "
             f"known datasets: {', '.join(DATASET_REGISTRY)}"
         )
     extras = info.get("FIGURE_EXTRAS", ())
@@ -152,10 +152,10 @@ def all_claims() -> list[str]:
 # ---------------------------------------------------------------------------------------------------------------------
 # Settings files. The run, plot and claims jobs of an experiment read its settings file,
 # results/<tier>/settings/<experiment>.<hash>.yaml: the part of the resolved tier config (tier file + --config
-# overrides + schema defaults) that they read, and nothing else (rankrepro.config.job_settings: the experiment's
-# section, tier, device, output roots, and for experiments on real data the data cache and mirror; not `threads`,
-# which Snakemake gives each job), named by the hash of that content. Rule experiment_settings writes it when a job
-# needs it — at job time, never at parse time. So:
+# overrides + schema defaults) that they read, and nothing else (rankrepro.pipeline.config.job_settings: the
+# experiment's section, tier, device, output roots, and for experiments on real data the data cache and mirror; not
+# `threads`, which Snakemake gives each job), named by the hash of that content. Rule experiment_settings writes it
+# when a job needs it — at job time, never at parse time. So:
 #   - an invocation with another config (even a dry run, beside a running one) names other files and never changes
 #     what a running job reads; results always match the settings file their job was given;
 #   - changing a value an experiment's jobs read changes the name of its settings file, which reruns exactly that
@@ -181,8 +181,8 @@ localrules:
 
 
 rule experiment_settings:
-    """Write the settings file of one experiment of this invocation's config (rankrepro.config.settings_text refuses
-    a file name whose hash is not that of the settings: such a target stops the DAG at once)."""
+    """Write the settings file of one experiment of this invocation's config (rankrepro.pipeline.config.settings_text
+    refuses a file name whose hash is not that of the settings: such a target stops the DAG at once)."""
     output:
         settings=f"{RESULTS}/{SETTINGS_DIR}/{{experiment}}.{{hash}}.yaml",
     wildcard_constraints:
@@ -204,8 +204,8 @@ rule experiment_settings:
 #                  The experiment registry (rankrepro/experiments/__init__.py, a name -> module table that every
 #                  experiment module's package import runs) is left out too: registering a new experiment must not
 #                  retrain the existing ones.
-PRESENTATION_MODULES = {"rankrepro.plotting", "rankrepro.claims", "rankrepro.report", "rankrepro.cli",
-                        "rankrepro.experiments"}
+PRESENTATION_MODULES = {"rankrepro.pipeline.plotting", "rankrepro.pipeline.claims", "rankrepro.pipeline.report",
+                        "rankrepro.cli", "rankrepro.experiments"}
 
 
 def _imported_modules(path: Path, modname: str) -> set[str]:
@@ -236,7 +236,7 @@ def source_closure(roots, stop=frozenset()) -> list[Path]:
         if modname in seen or modname in stop or not (modname == "rankrepro" or modname.startswith("rankrepro.")):
             continue
         path = _module_path(modname)
-        if path is None:  # an attribute (from rankrepro.io import fingerprint), not a module
+        if path is None:  # an attribute (from rankrepro.core.io import fingerprint), not a module
             continue
         seen[modname] = path
         parts = modname.split(".")
@@ -249,10 +249,10 @@ RUN_CODE_HASH = {
     name: source_hash(source_closure([info["modname"]], PRESENTATION_MODULES)) for name, info in EXPERIMENT_INFO.items()
 }
 OUTPUT_CODE_HASH = {
-    name: source_hash(source_closure([info["modname"], "rankrepro.plotting", "rankrepro.claims"]))
+    name: source_hash(source_closure([info["modname"], "rankrepro.pipeline.plotting", "rankrepro.pipeline.claims"]))
     for name, info in EXPERIMENT_INFO.items()
 }
-SCORECARD_CODE_HASH = source_hash(source_closure(["rankrepro.report", "rankrepro.claims"]))
+SCORECARD_CODE_HASH = source_hash(source_closure(["rankrepro.pipeline.report", "rankrepro.pipeline.claims"]))
 
 
 def run_resource(table: dict, index: int):

@@ -1,12 +1,12 @@
 # Real datasets: one job per dataset fetches its files into the data cache (tier config `data_cache`), from the
 # offline mirror (`data_mirror` / $RANKREPRO_DATA_MIRROR) or else the canonical URLs, verifying every MD5
-# (src/rankrepro/datasets.py). Its output, <data_cache>/<dataset>/MANIFEST.json, is written last; a run rule depends
-# on it with `input: manifests=lambda wildcards: dataset_manifests(wildcards.experiment)` (common.smk).
+# (src/rankrepro/data/registry.py). Its output, <data_cache>/<dataset>/MANIFEST.json, is written last; a run rule
+# depends on it with `input: manifests=lambda wildcards: dataset_manifests(wildcards.experiment)` (common.smk).
 
 import re
 
-from rankrepro.datasets import resolve_mirror
-from rankrepro.io import fingerprint
+from rankrepro.core.io import fingerprint
+from rankrepro.data.registry import resolve_mirror
 
 for _name, _spec in DATASET_REGISTRY.items():
     if _spec.folder != _name:

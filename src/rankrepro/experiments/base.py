@@ -14,10 +14,10 @@ import torch
 
 from collections.abc import Callable
 
-from rankrepro.errors import ResultsError
-from rankrepro.io import (SealError, atomic_write_csv, atomic_write_sealed_json, fingerprint, one_line,
-                          read_sealed_json, sha256_file, source_hash)
-from rankrepro.runtime import provenance
+from rankrepro.core.errors import ResultsError
+from rankrepro.core.io import (SealError, atomic_write_csv, atomic_write_sealed_json, fingerprint, one_line,
+                               read_sealed_json, sha256_file, source_hash)
+from rankrepro.core.runtime import provenance
 
 METRICS_FILE = "metrics.csv"
 SUMMARY_FILE = "summary.json"
@@ -116,7 +116,7 @@ def load_results(results: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
 
 
 def load_batch(path: Path, fingerprint: str) -> dict[str, Any] | None:
-    """A finished batch record (sealed JSON with a ``fingerprint``: :func:`rankrepro.io.read_sealed_json`, returned
+    """A finished batch record (sealed JSON with a ``fingerprint``: :func:`rankrepro.core.io.read_sealed_json`, returned
     without its hash), or None when absent, unreadable, without a matching content hash (corrupted, truncated, earlier
     format: logged in one line) or from other settings/code."""
     if not path.is_file():

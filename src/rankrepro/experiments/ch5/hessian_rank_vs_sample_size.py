@@ -1,0 +1,73 @@
+"""§5.3 — Hessian rank vs sample size: the rank depends on the data only through r = rank(Σ x xᵀ), so it grows
+with n while r does and saturates once r stops growing (at r = d for data spanning the input space).
+
+Paper: n = 10 … 400, 8×8 images, hidden widths [10, 10]. The mechanism is in
+:mod:`rankrepro.experiments.ch5.common`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rankrepro.experiments.base import load_results
+from rankrepro.experiments.ch5.common import (KINDS, REFERENCE, Point, is_well_posed, point_table, sweep_claims,
+                                              sweep_functions)
+from rankrepro.pipeline.claims import ClaimResult, decide
+
+NAME = "hessian_rank_vs_sample_size"
+CHAPTER = "ch5"
+SECTION = "5.3"
+TITLE = "Hessian rank vs sample size: it grows with the data rank r and saturates once r stops growing"
+DATASETS = ("mnist", "fashion-mnist", "cifar-10")
+#: the final plateau of r must hold at least this many sweep points for the saturation claim to show
+MIN_PLATEAU = 3
+
+
+def points(settings: dict) -> list[Point]:
+    """One point per sample size n, hidden widths ``hidden``."""
+    hidden = tuple(int(w) for w in settings["hidden"])
+    return [Point(int(n), hidden, int(n)) for n in settings["sample_sizes"]]
+
+
+def describe(settings: dict) -> str:
+    """Caption text: the networks and samples of the sweep."""
+    return f"Networks d→{'→'.join(str(w) for w in settings['hidden'])}→K on the first n images."
+
+
+run, plot = sweep_functions("sample_size", points, describe, section=SECTION, title=TITLE,
+                            xlabel="number of samples n")
+
+
+def saturation_claim(summary: dict) -> ClaimResult:
+    """Linear networks: over the final plateau of r(n) every well-defined rank (:func:`is_well_posed`) stays
+    constant; shown for a (dataset, loss) whose plateau holds at least MIN_PLATEAU points with well-defined ranks."""
+    table = point_table(summary)
+    linear = table[table["activation"] == "linear"]
+    linear = linear[[is_well_posed(row) for row in linear.itertuples()]]
+    changing, plateaus, shown = [], {}, False
+    for (dataset, loss), rows in linear.groupby(["dataset", "loss"]):
+        rows = rows.sort_values("value")
+        final_r = int(rows["r"].iloc[-1])
+        plateau = rows[rows["value"] >= rows.loc[rows["r"] == final_r, "value"].min()]
+        plateaus[f"{dataset}/{loss}"] = {"r": final_r, "d": int(rows["d"].iloc[0]),
+                                         "from_n": int(plateau["value"].min()), "points": len(plateau),
+                                         "rank_H_L": int(plateau["rank_loss"].iloc[-1])}
+        if len(plateau) < MIN_PLATEAU:
+            continue
+        shown = True
+        for kind in KINDS:
+            if plateau[f"rank_{kind}"].nunique() > 1:
+                changing.append(f"{dataset}/{loss} {kind}: {sorted(set(plateau[f'rank_{kind}']))}")
+    return ClaimResult(
+        "linear_rank_saturates_in_n", NAME, SECTION,
+        "linear networks: once r = rank(X) stops growing with n (r = d when the data span the input space), "
+        "the (well-defined) ranks of H_L, H_O and H_F stop growing", decide(not changing, shown),
+        {"plateaus": plateaus}, REFERENCE,
+        ("; ".join(changing) or "constant on every plateau")
+        + ("" if shown else f"; no plateau of r spans {MIN_PLATEAU} sweep points with well-defined ranks"))
+
+
+def claims(results: Path, tier: str) -> list[ClaimResult]:
+    """Closed forms exact for linear networks, saturation in n, exact bounds for the others."""
+    _, summary = load_results(results)
+    return sweep_claims(summary, NAME, SECTION) + [saturation_claim(summary)]

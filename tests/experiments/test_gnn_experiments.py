@@ -1,0 +1,249 @@
+"""Chapter-4 experiments end to end on small fake data: Table 1 (Is-Same-Class) and edge sparsification."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from rankrepro.core.errors import ConfigError, DataError
+from rankrepro.core.graphs import undirected_edges
+from rankrepro.data.graph_datasets import GraphDataset
+from rankrepro.data.image_datasets import ImageDataset
+from rankrepro.experiments.base import Context
+from rankrepro.experiments.ch4 import edge_sparsification as sparsification
+from rankrepro.experiments.ch4 import is_same_class_gnn as table1
+from rankrepro.pipeline.claims import DATA_UNAVAILABLE, FAILED, NOT_SHOWN, PASSED
+
+CTX = Context(tier="test", device=torch.device("cpu"), threads=1, progress=False)
+
+
+class FakeData:
+    """A DataSource stand-in: random 28×28 images (labels 0…9) and a small two-community graph; 'dblp' cannot be
+    obtained."""
+
+    def image_classification(self, name: str) -> ImageDataset:
+        rng = np.random.default_rng(0)
+        return ImageDataset(name=name, train_images=rng.integers(0, 256, (50, 28, 28), dtype=np.uint8),
+                            train_labels=np.arange(50) % 10, test_images=rng.integers(0, 256, (30, 28, 28), np.uint8),
+                            test_labels=np.arange(30) % 10, class_names=tuple("0123456789"))
+
+    def graph(self, name: str) -> GraphDataset:
+        if name == "dblp":
+            raise DataError("dataset 'dblp' is not available: offline test")
+        rng = np.random.default_rng(1)
+        labels = np.arange(30) % 3
+        pairs = [(u, v) for u in range(30) for v in range(u + 1, 30)
+                 if rng.random() < (0.4 if labels[u] == labels[v] else 0.05)]
+        features = (np.eye(3)[labels] + rng.normal(0, 1.0, (30, 3))).astype(np.float32)
+        return GraphDataset(name=name, features=features, labels=labels.astype(np.int64),
+                            edges=undirected_edges(np.array(pairs)), class_names=("a", "b", "c"))
+
+
+TABLE1 = {"seed": 1, "dataset": "fashion-mnist", "datasets": ["fashion-mnist"], "models": ["gcn", "gin"],
+          "train_pairs": 12, "test_pairs": 6, "max_epochs": 3, "patience": 3, "seeds": 2, "width": 4, "depth": 3,
+          "heads": 2, "lr": {"gcn": 5e-3, "gin": 1e-2}, "normalize": {"mean": 0.286, "std": 0.353}}
+
+SPARSIFY = {"seed": 1, "datasets": ["cora"], "optional_datasets": ["dblp"], "models": ["gcn"],
+            "methods": ["random", "spectral", "ugs", "one_wis", "two_wis"], "two_wis_datasets": ["cora"],
+            "two_wis_chunk": 2, "removed_percents": [0, 30, 60, 100], "seeds": 2, "width": 8, "heads": 2,
+            "depth": {"gcn": 2, "gat": 2, "gin": 2, "resgcn": 3}, "max_epochs": 3, "patience": 3, "batch_runs": 4,
+            "split": [0.6, 0.2, 0.2], "optimizer": {"cora": {"lr": 1e-2, "weight_decay": 0.0},
+                                                    "dblp": {"lr": 1e-3, "weight_decay": 0.0}},
+            "ugs": {"l1": 1e-2, "rounds": 2, "prune_fraction": 0.2, "epochs": 2},
+            "spectral": {"resistances": "exact", "projections": 20}}
+
+
+# ----------------------------------------------------------------------------------------------------- Table 1
+@pytest.fixture(scope="module")
+def table1_results(tmp_path_factory):
+    out = tmp_path_factory.mktemp("table1")
+    table1.run(TABLE1, out, CTX, FakeData())
+    return out
+
+
+def test_table1_runs_every_model_arrangement_and_seed(table1_results):
+    metrics = pd.read_csv(table1_results / "metrics.csv")
+    assert len(metrics) == 2 * 2 * 2 and set(metrics["arrangement"]) == {"low", "high"}
+    assert metrics["train_acc"].between(0, 1).all() and (metrics["epochs"] <= 3).all()
+    summary = json.loads((table1_results / "summary.json").read_text())
+    assert summary["walk_index"] == {"low": 548, "high": 8258}
+
+
+def test_table1_runs_are_cached(table1_results, monkeypatch):
+    before = pd.read_csv(table1_results / "metrics.csv")
+    monkeypatch.setattr(table1, "run_one", lambda *a, **k: pytest.fail("a cached run was recomputed"))
+    table1.run(TABLE1, table1_results, CTX, FakeData())
+    pd.testing.assert_frame_equal(before, pd.read_csv(table1_results / "metrics.csv"))
+
+
+def test_table1_low_and_high_runs_of_a_seed_start_from_the_same_weights(monkeypatch):
+    starts = {}
+
+    def record(model, *args, **kwargs):
+        starts.setdefault(len(starts), [p.detach().clone() for p in model.parameters()])
+        from rankrepro.gnn.training import TrainingOutcome
+        return TrainingOutcome({"train": 0.5, "test": 0.5}, 1, 1, 0.0)
+
+    monkeypatch.setattr(table1.gnn_training, "train_graph_classifier", record)
+    x = torch.zeros(2, 32, 49)
+    data = ((x, torch.zeros(2)), (x, torch.zeros(2)))
+    for kind in ("low", "high"):
+        table1.run_one(TABLE1, "gcn", kind, 0, *data)
+    table1.run_one(TABLE1, "gcn", "low", 1, *data)
+    assert all(torch.equal(a, b) for a, b in zip(starts[0], starts[1]))
+    assert not all(torch.equal(a, b) for a, b in zip(starts[0], starts[2]))
+
+
+def test_table1_plot_writes_figure_and_table(table1_results, tmp_path):
+    paths = table1.plot(table1_results, tmp_path / "is_same_class_gnn.png", "test")
+    assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size for p in paths)
+    markdown = (tmp_path / "is_same_class_gnn.md").read_text()
+    assert markdown.startswith("| model | train, low WI (548)") and "| GCN |" in markdown and "| GIN |" in markdown
+    assert len(pd.read_csv(tmp_path / "is_same_class_gnn.csv")) == 4
+
+
+def test_table1_claims_are_not_shown_at_a_tiny_scale_and_decided_on_the_means(table1_results):
+    results = {c.claim_id: c for c in table1.claims(table1_results, "test")}
+    assert results["arrangement_walk_indices"].verdict == PASSED
+    assert results["gcn_high_walk_index_fits_better"].verdict == NOT_SHOWN
+    metrics = pd.DataFrame({"model": ["gcn"] * 4, "arrangement": ["low", "low", "high", "high"], "seed": [0, 1, 0, 1],
+                            "train_acc": [0.8, 0.82, 0.9, 0.88], "test_acc": [0.5, 0.52, 0.6, 0.5]})
+    scaled = {**TABLE1, "train_pairs": 1000, "max_epochs": 300}
+    assert table1.model_claim(metrics, scaled, "gcn").verdict == PASSED
+    metrics.loc[2, "test_acc"] = 0.4
+    assert table1.model_claim(metrics, scaled, "gcn").verdict == FAILED
+
+
+def test_table1_config_errors():
+    with pytest.raises(ConfigError, match="must be listed under 'datasets'"):
+        table1.run({**TABLE1, "dataset": "mnist"}, "unused", CTX, FakeData())
+    with pytest.raises(ConfigError, match="no learning rate"):
+        table1.run({**TABLE1, "models": ["gat"]}, "unused", CTX, FakeData())
+
+
+# ----------------------------------------------------------------------------------------------------- sparsification
+@pytest.fixture(scope="module")
+def sparsification_results(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sparsify")
+    sparsification.run(SPARSIFY, out, CTX, FakeData())
+    return out
+
+
+def test_sparsification_runs_every_method_level_and_seed_sharing_the_endpoints(sparsification_results):
+    metrics = pd.read_csv(sparsification_results / "metrics.csv")
+    inner = metrics[metrics["method"] != "all"]
+    assert len(inner) == 5 * 2 * 2 and set(inner["removed_pct"]) == {30, 60}
+    shared = metrics[metrics["method"] == "all"]
+    assert sorted(shared["removed_pct"]) == [0, 0, 100, 100]
+    m = len(FakeData().graph("cora").edges)
+    assert set(shared["edges_kept"]) == {m, 0}
+    assert set(inner[inner["removed_pct"] == 30]["edges_kept"]) == {int(m * 0.7)}
+
+
+def test_sparsification_orders_are_cached_per_dataset_method_and_seed(sparsification_results, monkeypatch):
+    orders = sorted(p.stem for p in (sparsification_results / "orders").glob("*.json"))
+    assert orders == ["cora_one_wis", "cora_random_seed0", "cora_random_seed1", "cora_spectral_seed0",
+                      "cora_spectral_seed1", "cora_two_wis", "cora_ugs_seed0", "cora_ugs_seed1"]
+    monkeypatch.setattr(sparsification, "compute_order", lambda *a, **k: pytest.fail("an order was recomputed"))
+    monkeypatch.setattr(sparsification.gnn_training, "train_vertex_classifiers",
+                        lambda *a, **k: pytest.fail("a run was recomputed"))
+    sparsification.run(SPARSIFY, sparsification_results, CTX, FakeData())
+
+
+def test_sparsification_batches_depend_on_the_settings_only():
+    """Runs of one model and seed, in order, in chunks of batch_runs: 12 runs per seed → 4 + 4 + 4."""
+    kept = np.arange(3)
+    specs = [sparsification.RunSpec(model, "random", q, seed, kept, f"{model}_{q}_{seed}")
+             for seed in (0, 1) for q in range(6) for model in ("gcn", "gin")]
+    chunks = sparsification.batches(specs, ["gcn", "gin"], 2, 4)
+    assert [len(c) for c in chunks] == [4, 2, 4, 2, 4, 2, 4, 2]
+    assert [s.key for s in chunks[0]] == ["gcn_0_0", "gcn_1_0", "gcn_2_0", "gcn_3_0"]
+    assert all(len({(s.model, s.seed_index) for s in c}) == 1 for c in chunks)
+
+
+def test_sparsification_recomputes_a_lost_run_with_its_whole_batch_bit_for_bit(sparsification_results, tmp_path,
+                                                                                 monkeypatch):
+    """A killed job leaves whole batches: deleting one run's file retrains exactly its batch, whose numbers come
+    back identical; every other batch is read from the cache."""
+    import shutil
+    out = tmp_path / "copy"
+    shutil.copytree(sparsification_results, out)
+    before = pd.read_csv(out / "metrics.csv")
+    (out / "batches" / "cora_gcn_random_r30_seed0.json").unlink()
+    trained = []
+    original = sparsification.gnn_training.train_vertex_classifiers
+
+    def spy(model, *args, **kwargs):
+        trained.append(model.runs)
+        return original(model, *args, **kwargs)
+
+    monkeypatch.setattr(sparsification.gnn_training, "train_vertex_classifiers", spy)
+    torch.set_default_dtype(torch.float32)  # as when the module's results were made (restored by conftest)
+    sparsification.run(SPARSIFY, out, CTX, FakeData())
+    assert trained == [SPARSIFY["batch_runs"]]
+    after = pd.read_csv(out / "metrics.csv")
+    columns = ["test_acc", "val_acc", "train_acc", "epochs", "best_epoch"]
+    pd.testing.assert_frame_equal(before[columns], after[columns])
+
+
+def test_sparsification_caches_the_library_order(sparsification_results):
+    """The cached 1-WIS order is the library's order of the dataset's edges."""
+    order = json.loads((sparsification_results / "orders" / "cora_one_wis.json").read_text())["order"]
+    graph = FakeData().graph("cora")
+    from rankrepro.gnn.wis import one_wis_order
+    assert order == one_wis_order(graph.edges, graph.num_nodes).tolist()
+
+
+def test_sparsification_claims_endpoint_check_and_unavailable_dataset(sparsification_results):
+    results = {c.claim_id: c for c in sparsification.claims(sparsification_results, "test")}
+    assert results["cora_methods_agree_at_endpoints"].verdict == PASSED
+    assert results["cora_gcn_one_wis_beats_random"].verdict == NOT_SHOWN  # 3 epochs
+    assert results["dblp_sparsification_claims"].verdict == DATA_UNAVAILABLE
+    assert "offline test" in results["dblp_sparsification_claims"].details
+    assert {"cora_gcn_one_wis_vs_spectral", "cora_gcn_one_wis_vs_ugs", "cora_gcn_two_wis_close_to_one_wis"} <= set(
+        results)
+
+
+def test_sparsification_claims_on_known_curves():
+    """1-WIS ≥ random at every level in [30, 80] with a mean gain ≥ 2 passes; one level below random fails."""
+    rows = []
+    for method, accuracy in (("random", [80, 78, 75, 70]), ("one_wis", [84, 82, 80, 76])):
+        for q, value in zip((30, 50, 70, 80), accuracy):
+            rows += [{"dataset": "cora", "model": "gcn", "method": method, "removed_pct": q, "seed": s,
+                      "test_acc": value / 100} for s in (0, 1)]
+    settings = {**SPARSIFY, "max_epochs": 400}
+    stats = sparsification.curves(pd.DataFrame(rows))
+    claim = sparsification.comparison_claims(stats, settings, "cora", "gcn")[0]
+    assert claim.verdict == PASSED and claim.measured["mean_gain"] == pytest.approx(4.75)
+    rows[-1]["test_acc"] = rows[-2]["test_acc"] = 0.69
+    stats = sparsification.curves(pd.DataFrame(rows))
+    assert sparsification.comparison_claims(stats, settings, "cora", "gcn")[0].verdict == FAILED
+
+
+def test_sparsification_plot(sparsification_results, tmp_path):
+    paths = sparsification.plot(sparsification_results, tmp_path / "edge_sparsification.png", "test")
+    assert all(p.stat().st_size for p in paths)
+
+
+def test_sparsification_config_errors():
+    with pytest.raises(ConfigError, match="no optimizer settings"):
+        sparsification.run({**SPARSIFY, "optimizer": {}}, "unused", CTX, FakeData())
+    with pytest.raises(DataError, match="dblp"):
+        sparsification.run({**SPARSIFY, "datasets": ["dblp"], "optional_datasets": []}, "unused", CTX, FakeData())
+
+
+@pytest.mark.parametrize("tier", ["smoke", "config", "paper"])
+def test_every_tier_config_gives_the_chapter4_defaults(tier):
+    """Defaults the experiments read are filled in every tier (a default beside a bare $ref would not be)."""
+    from pathlib import Path
+
+    from rankrepro.pipeline.config import load_config
+
+    experiments = load_config(Path(__file__).parents[2] / "config" / f"{tier}.yaml")["experiments"]
+    assert experiments["edge_sparsification"]["models"] and experiments["edge_sparsification"]["batch_runs"] >= 1
+    assert experiments["is_same_class_gnn"]["models"]
+    assert experiments["is_same_class_gnn"]["normalize"] == {"mean": 0.286, "std": 0.353}

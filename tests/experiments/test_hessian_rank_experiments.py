@@ -1,0 +1,257 @@
+"""Chapter 5 experiments: data preparation, the cached/resumable sweeps, figures and the claims' logic."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from rankrepro.core.errors import ConfigError, DataError
+from rankrepro.core.io import read_json
+from rankrepro.data.image_datasets import ImageDataset
+from rankrepro.experiments.base import Context, load_results
+from rankrepro.experiments.ch5 import common
+from rankrepro.experiments.ch5 import hessian_rank_vs_depth, hessian_rank_vs_sample_size, hessian_rank_vs_width
+from rankrepro.pipeline.claims import DATA_UNAVAILABLE, FAILED, NOT_SHOWN, PASSED
+from rankrepro.pipeline.config import validate_config
+
+COMMON = {"seed": 5, "datasets": ["mnist"], "optional_datasets": [], "losses": ["mse", "ce"], "activations": ["linear", "relu"],
+          "image_side": 4, "resize": "nearest", "bias": False}
+WIDTH = {**COMMON, "num_samples": 20, "hidden_layers": 2, "widths": [2, 6, 12, 24]}
+DEPTH = {**COMMON, "num_samples": 12, "width": 5, "depths": [0, 1, 2]}
+SAMPLES = {**COMMON, "hidden": [4], "sample_sizes": [2, 6, 12, 16, 20, 24]}
+
+
+class FakeData:
+    """A DataSource stand-in: random 28×28 uint8 images with labels 0…9; CIFAR-10 cannot be obtained."""
+
+    def image_classification(self, name: str) -> ImageDataset:
+        if name == "cifar-10":
+            raise DataError("dataset 'cifar-10' is unavailable: offline test")
+        rng = np.random.default_rng(0)
+        return ImageDataset(name=name, train_images=rng.integers(0, 256, (60, 28, 28), dtype=np.uint8),
+                            train_labels=np.arange(60) % 10, test_images=np.zeros((1, 28, 28), np.uint8),
+                            test_labels=np.zeros(1, np.int64), class_names=tuple("0123456789"))
+
+
+CTX = Context(tier="test", device=torch.device("cpu"), threads=1, progress=False)
+
+
+# ----------------------------------------------------------------------------------------------------- data
+def test_downsampling_by_area_averages_blocks_and_nearest_samples_pixels():
+    image = np.arange(64, dtype=np.uint8).reshape(1, 8, 8)
+    area = common.downsample_images(image, 4, "area").reshape(4, 4) * 255
+    assert area[0, 0].item() == pytest.approx((0 + 1 + 8 + 9) / 4)
+    assert area[3, 3].item() == pytest.approx((54 + 55 + 62 + 63) / 4)
+    nearest = common.downsample_images(image, 4, "nearest").reshape(4, 4) * 255
+    assert nearest.tolist() == [[0, 2, 4, 6], [16, 18, 20, 22], [32, 34, 36, 38], [48, 50, 52, 54]]
+    assert common.downsample_images(image, 4, "nearest").dtype == torch.float64
+
+
+def test_colour_images_become_grey_by_the_itu_601_luma():
+    rgb = np.zeros((1, 2, 2, 3), np.uint8)
+    rgb[0, 0, 0] = (255, 0, 0)
+    rgb[0, 1, 1] = (255, 255, 255)
+    grey = common.grey_pixels(rgb)
+    assert grey.shape == (1, 2, 2) and grey[0, 0, 0].item() == pytest.approx(0.299)
+    assert grey[0, 1, 1].item() == pytest.approx(1.0) and grey[0, 0, 1].item() == 0.0
+    assert common.downsample_images(rgb, 1, "area").item() == pytest.approx((0.299 + 1.0) / 4)
+
+
+def test_first_samples_are_the_first_images_with_one_hot_labels():
+    images = FakeData().image_classification("mnist")
+    X, Y = common.first_samples(images, 7, 4, "nearest")
+    assert X.shape == (7, 16) and Y.shape == (7, 10)
+    assert Y.argmax(1).tolist() == list(range(7)) and torch.all(Y.sum(1) == 1)
+    assert torch.equal(X, common.downsample_images(images.train_images[:7], 4, "nearest"))
+    with pytest.raises(ValueError, match="61 samples requested"):
+        common.first_samples(images, 61, 4, "nearest")
+
+
+def test_the_network_of_an_architecture_is_the_same_for_every_loss_and_n():
+    point = common.Point(6, (6, 6), 20)
+    _, a = common.network_for(point, 16, 10, "linear", False, 5)
+    _, b = common.network_for(common.Point(6, (6, 6), 40), 16, 10, "relu", False, 5)
+    _, c = common.network_for(common.Point(7, (7, 7), 20), 16, 10, "linear", False, 5)
+    assert torch.equal(a, b) and a.shape != c.shape
+
+
+# ----------------------------------------------------------------------------------------------------- sweeps
+@pytest.fixture(scope="module")
+def width_results(tmp_path_factory):
+    out = tmp_path_factory.mktemp("width")
+    hessian_rank_vs_width.run(copy.deepcopy(WIDTH), out, CTX, FakeData())
+    return out
+
+
+def test_width_sweep_writes_one_row_per_point_and_hessian(width_results):
+    metrics, summary = load_results(width_results)
+    assert len(metrics) == 1 * 2 * 2 * 4 * 3  # datasets × losses × activations × widths × Hessians
+    assert set(metrics["kind"]) == {"loss", "outer", "functional"}
+    linear = metrics[metrics["activation"] == "linear"]
+    assert (linear["rank"] == linear["predicted"]).all()  # random 4×4 images: generic data, exact closed forms
+    assert summary["largest"]["p"] == 24 * 24 + 24 * 26
+    assert (metrics["p"] == [common.MLP((16, w, w, 10)).num_params for w in metrics["value"]]).all()
+
+
+def test_a_finished_sweep_is_served_from_its_point_files(width_results, monkeypatch):
+    def fail(*args, **kwargs):
+        raise AssertionError("a cached point was recomputed")
+
+    monkeypatch.setattr(common, "compute_point", fail)
+    hessian_rank_vs_width.run(copy.deepcopy(WIDTH), width_results, CTX, FakeData())
+
+
+def test_an_interrupted_sweep_recomputes_only_its_missing_points(tmp_path, monkeypatch):
+    settings = {**DEPTH, "losses": ["mse"], "activations": ["linear"]}
+    hessian_rank_vs_depth.run(copy.deepcopy(settings), tmp_path, CTX, FakeData())
+    before = read_json(tmp_path / "summary.json")["points"]
+    (tmp_path / "batches" / "mnist_mse_linear_1.json").unlink()
+    calls = []
+    original = common.compute_point
+    monkeypatch.setattr(common, "compute_point", lambda *a, **k: calls.append(a[4].value) or original(*a, **k))
+    hessian_rank_vs_depth.run(copy.deepcopy(settings), tmp_path, CTX, FakeData())
+    assert calls == [1]
+    after = read_json(tmp_path / "summary.json")["points"]
+    strip = [{k: v for k, v in p.items() if k != "time_s"} for p in before]
+    assert strip == [{k: v for k, v in p.items() if k != "time_s"} for p in after]
+
+
+def test_a_point_file_from_other_settings_is_recomputed(tmp_path, monkeypatch):
+    settings = {**DEPTH, "losses": ["mse"], "activations": ["linear"], "depths": [1]}
+    hessian_rank_vs_depth.run(copy.deepcopy(settings), tmp_path, CTX, FakeData())
+    calls = []
+    original = common.compute_point
+    monkeypatch.setattr(common, "compute_point", lambda *a, **k: calls.append(1) or original(*a, **k))
+    hessian_rank_vs_depth.run({**copy.deepcopy(settings), "seed": 6}, tmp_path, CTX, FakeData())
+    assert calls == [1]
+
+
+def test_width_claims_and_figure(width_results, tmp_path):
+    verdicts = {c.claim_id: c.verdict for c in hessian_rank_vs_width.claims(width_results, "test")}
+    assert verdicts["mnist_linear_mse_ranks_equal_formulas"] == PASSED
+    assert verdicts["mnist_linear_ce_ranks_equal_formulas"] == PASSED
+    assert verdicts["nonlinear_ranks_within_bounds"] == PASSED
+    # r = 16, K' = 10 for MSE: the rank is affine in w from w = 10 on and the sweep reaches 24 ≥ 2·10
+    assert verdicts["linear_rank_fraction_falls_with_width"] == PASSED
+    paths = hessian_rank_vs_width.plot(width_results, tmp_path / "fig.png", "test")
+    assert {p.suffix for p in paths} == {".png", ".pdf"} and all(p.stat().st_size > 0 for p in paths)
+
+
+def test_sample_size_sweep_saturates_once_the_data_rank_does(tmp_path):
+    settings = {**SAMPLES, "losses": ["mse"], "activations": ["linear"]}
+    hessian_rank_vs_sample_size.run(copy.deepcopy(settings), tmp_path, CTX, FakeData())
+    _, summary = load_results(tmp_path)
+    assert [p["r"] for p in summary["points"]] == [2, 6, 12, 16, 16, 16]
+    claims = {c.claim_id: c for c in hessian_rank_vs_sample_size.claims(tmp_path, "test")}
+    assert claims["linear_rank_saturates_in_n"].verdict == PASSED
+    assert claims["linear_rank_saturates_in_n"].measured["plateaus"]["mnist/mse"]["from_n"] == 16
+    assert claims["mnist_linear_mse_ranks_equal_formulas"].verdict == PASSED
+    assert [c["r"] for c in summary["data"]["mnist"]] == [2, 6, 12, 16, 16, 16]
+
+
+def test_an_optional_dataset_that_cannot_be_obtained_is_reported_as_unavailable(tmp_path):
+    settings = {**DEPTH, "losses": ["mse"], "activations": ["linear"], "depths": [1],
+                "optional_datasets": ["cifar-10"]}
+    hessian_rank_vs_depth.run(copy.deepcopy(settings), tmp_path, CTX, FakeData())
+    metrics, summary = load_results(tmp_path)
+    assert set(metrics["dataset"]) == {"mnist"} and "offline test" in summary["unavailable"]["cifar-10"]
+    claims = {c.claim_id: c for c in hessian_rank_vs_depth.claims(tmp_path, "test")}
+    assert claims["cifar-10_ranks_equal_formulas"].verdict == DATA_UNAVAILABLE
+    assert claims["mnist_linear_mse_ranks_equal_formulas"].verdict == PASSED
+    paths = hessian_rank_vs_depth.plot(tmp_path, tmp_path / "fig.png", "test")
+    assert all(p.is_file() for p in paths)
+    with pytest.raises(DataError, match="offline test"):  # a required dataset stops the run
+        hessian_rank_vs_depth.run({**copy.deepcopy(settings), "datasets": ["cifar-10"], "optional_datasets": []},
+                                  tmp_path / "again", CTX, FakeData())
+
+
+# ----------------------------------------------------------------------------------------------------- claims logic
+def _summary_with(records: list[dict], **settings) -> dict:
+    return {"settings": {**COMMON, **settings}, "points": records, "data": {"mnist": []}}
+
+
+def _record(value: int, rank: int, predicted: int, ranks_at: dict | None = None, r: int = 5, gap: float = 8.0,
+            **extra) -> dict:
+    report = {"rank": rank, "tolerance": 1e-12, "largest": 1.0, "gap_log10": gap,
+              "ranks_at": ranks_at or {"0.01": rank, "1": rank, "100": rank}}
+    return {"dataset": "mnist", "loss": "mse", "activation": "linear", "value": value, "n": 20, "d": 16, "K": 10,
+            "p": 400 + value, "r": r, "hidden": [value, value],
+            "ranks": {kind: report for kind in common.KINDS},
+            "predicted": {kind: predicted for kind in common.KINDS},
+            "bounds": {kind: 10 ** 6 for kind in common.KINDS}, **extra}
+
+
+def test_formula_claim_fails_on_a_mismatch_at_a_well_posed_point():
+    summary = _summary_with([_record(4, 100, 100), _record(8, 150, 151), _record(12, 200, 200),
+                             _record(16, 250, 250)], losses=["mse"])
+    claim = common.formula_claims(summary, "x", "5.1")[0]
+    assert claim.verdict == FAILED and claim.measured["mismatches"] == 1 and "x=8" in claim.details
+    assert claim.claim_id == "mnist_linear_mse_ranks_equal_formulas"
+
+
+def test_formula_claim_lists_ill_defined_points_and_shows_nothing_when_most_are():
+    fragile = {"0.01": 151, "1": 150, "100": 149}  # eigenvalues next to τ: the count depends on the tolerance
+    few = _summary_with([_record(4, 100, 100), _record(8, 150, 151, fragile), _record(12, 200, 200),
+                         _record(16, 250, 250), _record(20, 300, 300)], losses=["mse"])
+    claim = common.formula_claims(few, "x", "5.1")[0]
+    assert claim.verdict == PASSED and claim.measured["ill_posed_points"] == 1
+    assert claim.measured["mismatches_at_ill_posed_points"] == 1 and "ill-defined" in claim.details
+    assert claim.measured["ill_defined_points_with_formula_within_tolerance_range"] == 1
+    many = _summary_with([_record(4, 100, 100, fragile), _record(8, 150, 151, fragile)], losses=["mse"])
+    assert common.formula_claims(many, "x", "5.1")[0].verdict == NOT_SHOWN
+
+
+def test_formula_claims_do_not_apply_to_networks_with_biases():
+    summary = _summary_with([_record(4, 100, 100)], losses=["mse"], bias=True)
+    claim = common.formula_claims(summary, "x", "5.1")[0]
+    assert claim.verdict == NOT_SHOWN and "bias-free" in claim.details
+
+
+def test_bound_claim_fails_when_a_rank_exceeds_its_bound():
+    record = _record(4, 100, 90, activation="relu")
+    record["bounds"] = {"loss": 99, "outer": 10 ** 6, "functional": 10 ** 6}
+    claim = common.bound_claim(_summary_with([record]), "x", "5.1")
+    assert claim.verdict == FAILED and "100 > 99" in claim.details
+    assert claim.measured["ranges"]["relu/mse"]["rank_over_formula"] == [1.111, 1.111]
+    assert common.bound_claim(_summary_with([_record(4, 1, 1)]), "x", "5.1").verdict == NOT_SHOWN
+
+
+def test_saturation_claim_fails_when_the_rank_moves_on_the_plateau():
+    records = [_record(n, rank, rank, r=r) for n, rank, r in ((2, 10, 2), (4, 20, 4), (6, 30, 5), (8, 30, 5),
+                                                              (10, 31, 5))]
+    summary = _summary_with(records, losses=["mse"])
+    claim = hessian_rank_vs_sample_size.saturation_claim(summary)
+    assert claim.verdict == FAILED and "[30, 31]" in claim.details
+    short = _summary_with(records[:4], losses=["mse"])
+    assert hessian_rank_vs_sample_size.saturation_claim(short).verdict == NOT_SHOWN
+    # the moving rank sits at a point without a spectral gap: ill-defined, left out
+    records.append(_record(12, 30, 30, r=5))
+    records[4] = _record(10, 31, 30, {"0.01": 32, "1": 31, "100": 30}, r=5)
+    assert hessian_rank_vs_sample_size.saturation_claim(_summary_with(records, losses=["mse"])).verdict == PASSED
+
+
+def test_fraction_claim_is_not_shown_below_twice_the_bottleneck_width():
+    records = [_record(w, 40 * w, 40 * w, r=16) for w in (2, 4, 6, 8, 10, 12, 14, 16)]
+    claim = hessian_rank_vs_width.fraction_claim(_summary_with(records, losses=["mse"]))
+    assert claim.verdict == NOT_SHOWN
+
+
+# ----------------------------------------------------------------------------------------------------- config
+def test_bad_chapter5_settings_are_config_errors_naming_the_key():
+    config = {"tier": "t", "experiments": {"hessian_rank_vs_width": {**WIDTH, "losses": ["hinge"]}}}
+    with pytest.raises(ConfigError, match="experiments.hessian_rank_vs_width.losses.0"):
+        validate_config(config)
+    config["experiments"]["hessian_rank_vs_width"] = {k: v for k, v in WIDTH.items() if k != "widths"}
+    with pytest.raises(ConfigError, match="'widths' is a required property"):
+        validate_config(config)
+
+
+def test_shared_defaults_are_filled_in_from_the_common_block():
+    minimal = {"seed": 1, "image_side": 4, "num_samples": 10, "widths": [2]}
+    settings = validate_config({"tier": "t", "experiments": {"hessian_rank_vs_width": minimal}})
+    filled = settings["experiments"]["hessian_rank_vs_width"]
+    assert filled["losses"] == ["mse", "ce", "logcosh"] and filled["resize"] == "nearest"
+    assert filled["bias"] is False and filled["hidden_layers"] == 2 and filled["optional_datasets"] == []

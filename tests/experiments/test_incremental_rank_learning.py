@@ -1,0 +1,192 @@
+"""§3.1: the generic sensing objective, the MF/TF/HTF problem builders, run → plot → claims on the tiny tier, and
+claims that fail or are not shown on doctored results."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from rankrepro.core.errors import ConfigError
+from rankrepro.core.io import atomic_write_sealed_json, read_json
+from rankrepro.experiments import get_experiment
+from rankrepro.experiments.base import Context
+from rankrepro.experiments.ch3 import incremental_rank_learning as irl
+from rankrepro.experiments.ch3 import incremental_rank_learning_sensing as irl_sensing
+from rankrepro.experiments.ch3.rank_dynamics_common import (MODELS, PAPER_SCALE, build_problem, check_settings,
+                                                            scale_substitutions)
+from rankrepro.factorization import dmf, htf
+from rankrepro.factorization.cp_sensing import gaussian_measurements
+from rankrepro.factorization.sensing import SensingObjective, sensing_loss
+from rankrepro.pipeline.claims import FAILED, NOT_SHOWN
+from rankrepro.pipeline.config import experiment_section, load_config
+
+TINY = Path(__file__).resolve().parents[1] / "tiny.yaml"
+CTX = Context(tier="test", device=torch.device("cpu"), progress=False)
+
+
+def _tiny(name: str = "incremental_rank_learning") -> dict:
+    """The tiny tier's (validated, defaults filled) section of an experiment."""
+    return copy.deepcopy(experiment_section(load_config(TINY), name))
+
+
+@pytest.mark.parametrize("reconstruct, shapes", [(dmf.product, [(1, 3, 3)] * 3),
+                                                 (htf.htf_reconstruct, [(1, 2, 2)] * 4 + [(1, 2, 2)] * 2 + [(1, 2)])])
+def test_sensing_loss_gradient_check(reconstruct, shapes):
+    """∇ of (1/m) Σ (⟨A_i, W(θ)⟩ − y_i)² by autograd matches finite differences (float64 gradcheck)."""
+    g = torch.Generator().manual_seed(0)
+    params = [torch.randn(s, generator=g, dtype=torch.float64, requires_grad=True) for s in shapes]
+    numel = reconstruct(params)[0].numel()
+    matrix = gaussian_measurements(5, (numel,), g)
+    values = torch.randn(5, generator=g, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda *p: sensing_loss(reconstruct(p), matrix, values), params)
+    loss, grads = SensingObjective(reconstruct, matrix, values).loss_and_grads([p.detach() for p in params])
+    expected = torch.autograd.grad(sensing_loss(reconstruct(params), matrix, values).sum(), params)
+    assert torch.allclose(loss, sensing_loss(reconstruct(params), matrix, values).detach())
+    assert all(torch.allclose(a, b) for a, b in zip(grads, expected))
+
+
+def test_sensing_objective_rejects_mismatched_values():
+    with pytest.raises(ConfigError, match="sensing needs"):
+        SensingObjective(dmf.product, torch.zeros(4, 9), torch.zeros(3))
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("measurement", ["completion", "sensing"])
+def test_problem_builder_is_seeded_and_sized(model, measurement):
+    """Targets have the configured norm; n entries are observed (the rest held out); equal seeds, equal problems."""
+    settings = _tiny()
+    first, second = build_problem(settings, model, measurement), build_problem(settings, model, measurement)
+    assert torch.equal(first.target, second.target)
+    assert all(torch.equal(a, b) for a, b in zip(first.params, second.params))
+    assert float(first.target.norm()) == pytest.approx(settings["target_norm"])
+    held = int(first.heldout.sum())
+    assert held == (first.target.numel() - settings["n_observed"] if measurement == "completion"
+                    else first.target.numel())
+    full = first.reconstruct(first.params)
+    assert full.shape == (1, *first.target.shape)
+    assert first.components(first.params).shape == (1, first.allowed)
+    loss, grads = first.objective.loss_and_grads(first.params)
+    assert loss.shape == (1,) and [g.shape for g in grads] == [p.shape for p in first.params]
+    other = build_problem({**settings, "data_seed": settings["data_seed"] + 1}, model, measurement)
+    assert not torch.equal(first.target, other.target)
+
+
+def test_mf_completion_loss_is_the_mse_over_observed_entries():
+    problem = build_problem(_tiny(), "mf", "completion")
+    full = problem.reconstruct(problem.params)[0]
+    observed = 1.0 - problem.heldout
+    expected = ((full - problem.target) * observed).pow(2).sum() / observed.sum()
+    assert float(problem.objective.loss_and_grads(problem.params)[0][0]) == pytest.approx(float(expected))
+
+
+@pytest.mark.parametrize("change, key", [({"n_observed": 100}, "n_observed"), ({"top_k": 2}, "top_k"),
+                                         ({"top_k": 9}, "top_k")])
+def test_bad_settings_name_the_key(change, key):
+    with pytest.raises(ConfigError, match=f"incremental_rank_learning.{key}"):
+        check_settings({**_tiny(), **change}, "incremental_rank_learning")
+
+
+def test_bad_htf_widths_are_a_config_error():
+    settings = _tiny()
+    settings["htf"]["widths"] = [4]
+    with pytest.raises(ConfigError, match="widths"):
+        check_settings(settings, "incremental_rank_learning")
+
+
+def test_registered_after_tensor_rank_mnist():
+    from rankrepro.experiments import EXPERIMENTS
+
+    names = list(EXPERIMENTS)
+    at = names.index("tensor_rank_mnist")
+    assert names[at + 1: at + 3] == ["incremental_rank_learning", "incremental_rank_learning_sensing"]
+    assert get_experiment("incremental_rank_learning_sensing").CHAPTER == "ch3"
+
+
+@pytest.fixture(scope="module")
+def tiny_results(tmp_path_factory):
+    """The completion experiment on the tiny tier (a few seconds)."""
+    out = tmp_path_factory.mktemp("irl") / "incremental_rank_learning"
+    irl.run(_tiny(), out, CTX)
+    return out
+
+
+def test_run_writes_tidy_metrics_and_summary(tiny_results):
+    summary = read_json(tiny_results / "summary.json")
+    metrics = pd.read_csv(tiny_results / "metrics.csv")
+    assert set(metrics["model"]) == set(MODELS) == set(summary["models"])
+    assert {"iteration", "top_norms_0", "heldout_error", "norms_0_1_0", "sv_0_1_0", "sv_0_2_0"} <= set(metrics.columns)
+    record = summary["models"]["htf"]
+    assert {"{1}", "{1,2}", "{3,4}", "{1,3}"} <= set(record["effective_ranks"])
+    assert len(summary["models"]["mf"]["emergence_iterations"]) == 2
+
+
+def test_tiny_run_plot_and_claims(tiny_results, tmp_path):
+    paths = irl.plot(tiny_results, tmp_path / "fig.png", "test")
+    assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 0 for p in paths)
+    claims = irl.claims(tiny_results, "test")
+    ids = {c.claim_id for c in claims}
+    assert {f"{m}_{c}" for m in MODELS for c in ("emergence_separated", "few_components", "low_error")} <= ids
+    assert "htf_tree_node_effective_rank" in ids
+    assert all(c.reference for c in claims)
+
+
+def _doctored(results: Path, tmp_path: Path, change) -> Path:
+    """A copy of the results whose summary is altered by ``change(summary)``."""
+    altered = tmp_path / "altered"
+    shutil.copytree(results, altered)
+    summary = read_json(results / "summary.json")
+    change(summary)
+    atomic_write_sealed_json(altered / "summary.json", summary)
+    return altered
+
+
+def test_claims_fail_on_doctored_numbers(tiny_results, tmp_path):
+    """Emergence times not increasing, too many components or a large error fail; a capped run is not shown."""
+
+    def change(summary):
+        for record in summary["models"].values():
+            record["status"] = "converged"
+        summary["models"]["mf"]["emergence_iterations"] = [500, 100]
+        summary["models"]["tf"]["learned_components"] = 7
+        summary["models"]["htf"]["heldout_error"] = 0.5
+        summary["models"]["htf"]["effective_ranks"]["{1,2}"] = 6.5
+
+    verdicts = {c.claim_id: c.verdict for c in irl.claims(_doctored(tiny_results, tmp_path, change), "test")}
+    assert verdicts["mf_emergence_separated"] == FAILED
+    assert verdicts["tf_few_components"] == FAILED
+    assert verdicts["htf_low_error"] == FAILED
+    assert verdicts["htf_tree_node_effective_rank"] == FAILED
+
+
+def test_capped_run_is_not_shown(tiny_results, tmp_path):
+    def change(summary):
+        summary["models"]["tf"]["status"] = "max_iters"
+
+    claims = irl.claims(_doctored(tiny_results, tmp_path, change), "test")
+    assert {c.verdict for c in claims if c.claim_id.startswith("tf_")} == {NOT_SHOWN}
+
+
+def test_sensing_variant_end_to_end(tmp_path):
+    out = tmp_path / "sensing"
+    irl_sensing.run(_tiny("incremental_rank_learning_sensing"), out, CTX)
+    summary = read_json(out / "summary.json")
+    assert summary["measurement"] == "sensing"
+    for record in summary["models"].values():  # sensing: the held-out error is the reconstruction error
+        assert record["heldout_error"] == pytest.approx(record["reconstruction_error"])
+    claims = irl_sensing.claims(out, "test")
+    assert all(c.claim_id.startswith("sensing_") for c in claims)
+    assert irl_sensing.plot(out, tmp_path / "fig.png", "test")[0].is_file()
+
+
+def test_scale_substitutions_name_every_departure_from_the_paper():
+    settings = {**PAPER_SCALE, "mf": {"init": 1e-3}, "tf": {"components": 256, "init": 1e-3},
+                "htf": {"widths": [512, 512], "init": 1e-2}}
+    settings = {k: v for k, v in settings.items() if "." not in k}
+    assert scale_substitutions(settings) == "none"
+    settings["htf"] = {"widths": [64, 64], "init": 0.05}
+    assert scale_substitutions(settings) == "HTF widths [64, 64] instead of [512, 512]; htf.init 0.05 instead of 0.01"

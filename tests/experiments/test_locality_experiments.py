@@ -1,0 +1,279 @@
+"""Chapter 3 §3.2: training with the input-gradient-change regularizer, and the Is-Same-Class / Pathfinder sweeps
+end to end on small fake data (run, cache, plot, claims)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from rankrepro.cnn.locality import Region, resize_images
+from rankrepro.cnn.locality_training import SGDSchedule, train_locality_classifier, train_step
+from rankrepro.core.errors import ConfigError, DataError
+from rankrepro.data.image_datasets import ImageDataset
+from rankrepro.experiments.base import Context, write_results
+from rankrepro.experiments.ch3 import is_same_class_cnn, pathfinder_cnn
+from rankrepro.experiments.ch3.locality_common import sweep_claims
+from rankrepro.pipeline.claims import FAILED, NOT_SHOWN, PASSED
+
+CTX = Context(tier="test", device=torch.device("cpu"), threads=1, progress=False)
+NET = {"widths": [2, 2, 4, 4], "stem": "small", "lr": 0.05, "momentum": 0.9, "batch_size": 8, "max_epochs": 2,
+       "stop_after_fit": 1}
+ISC = {"seed": 1, "preferred_dataset": "cifar-10", "datasets": ["fashion-mnist"], "distances": [0, 4],
+       "strengths": [0.0, 1.0], "seeds": 2, "image_side": 6, "canvas": [8, 20], "train_pairs": 16, "test_pairs": 8,
+       **NET}
+PATHFINDER = {"seed": 1, "lengths": [3, 5], "strengths": [0.0, 2.0], "seeds": 1, "canvas": 40, "patch": 2,
+              "train_images": 12, "test_images": 8, **NET}
+
+
+class FakeData:
+    """A DataSource stand-in: CIFAR-10 cannot be obtained; random 28×28 grey images with labels 0…9 otherwise."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def image_classification(self, name: str) -> ImageDataset:
+        self.asked.append(name)
+        if name == "cifar-10":
+            raise DataError("dataset 'cifar-10' is not available: offline test")
+        rng = np.random.default_rng(0)
+        return ImageDataset(name=name, train_images=rng.integers(0, 256, (40, 28, 28), dtype=np.uint8),
+                            train_labels=np.arange(40) % 10, test_images=rng.integers(0, 256, (20, 28, 28), np.uint8),
+                            test_labels=np.arange(20) % 10, class_names=tuple("0123456789"))
+
+
+# ------------------------------------------------------------------------------------------------- training
+class LeftPixel(nn.Module):
+    """f(x) = w·x[..., 0, 0] + b: depends on one pixel only (separable, trivially learnable)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x[:, :, 0, 0])
+
+
+def toy_task(count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 (count, 1, 2, 2) images whose label is whether pixel (0, 0) is bright."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, count)
+    images = rng.integers(0, 40, (count, 1, 2, 2)).astype(np.uint8)
+    images[:, 0, 0, 0] = np.where(labels == 1, 220, 20)
+    return torch.from_numpy(images), torch.from_numpy(labels)
+
+
+def test_training_fits_a_separable_task_and_stops_after_fitting():
+    torch.manual_seed(0)
+    schedule = SGDSchedule(lr=0.5, momentum=0.9, batch_size=16, max_epochs=200, stop_after_fit=3)
+    outcome = train_locality_classifier(LeftPixel().float(), toy_task(64, 0), toy_task(32, 1), schedule, 0.0, None,
+                                        np.random.default_rng(0))
+    assert outcome.fitted_epoch is not None and outcome.epochs == outcome.fitted_epoch + 3
+    assert outcome.train_accuracy[-1] == 1.0 and outcome.test_accuracy == 1.0
+    assert all(np.isnan(outcome.penalty))  # λ = 0 never computes the penalty
+
+
+def test_training_is_seeded():
+    schedule = SGDSchedule(lr=0.05, momentum=0.9, batch_size=8, max_epochs=2, stop_after_fit=0)
+
+    def once() -> list[float]:
+        torch.manual_seed(3)
+        model = LeftPixel().float()
+        sampler = lambda g: (Region(0, 0, 1, 1), Region(1, 1, 1, 1))  # noqa: E731
+        train_locality_classifier(model, toy_task(24, 0), toy_task(8, 1), schedule, 1.0, sampler,
+                                  np.random.default_rng(5))
+        return [float(p.detach().sum()) for p in model.parameters()]
+
+    assert once() == once()
+
+
+def test_the_penalty_adds_its_gradient_and_a_separable_model_has_penalty_one():
+    """A model of one pixel of I: ∇_{x_I} f never depends on J, so |cos| = 1 exactly, and the λ step differs from the
+    plain one only through the penalty's gradient (here zero: the cosine of a constant direction is flat)."""
+    images, labels = toy_task(8, 0)
+    x = images.float() / 255
+    regions = (Region(0, 0, 1, 1), Region(1, 1, 1, 1))
+    model = LeftPixel().float()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    _, penalty, _ = train_step(model, optimizer, x.clone(), labels, 1.0, regions)
+    assert penalty == pytest.approx(1.0, abs=1e-6)
+    _, plain_penalty, _ = train_step(model, optimizer, x.clone(), labels, 0.0, regions)
+    assert np.isnan(plain_penalty)
+
+
+def test_the_penalty_changes_the_update_of_a_model_with_interaction():
+    """f = (a·x_I)(b·x_J) + c·x_I with I, J the two rows: ∇_{x_I} f = a (b·x_J) + c turns with x_J, the penalty
+    depends on the weights, and λ > 0 changes the step."""
+
+    class Interacting(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = nn.Parameter(torch.tensor([0.7, -0.4])), nn.Parameter(torch.tensor([0.3, 0.5]))
+            self.c = nn.Parameter(torch.tensor([0.2, 0.6]))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            xi, xj = x[:, 0, 0, :], x[:, 0, 1, :]
+            return ((xi @ self.a) * (xj @ self.b) + xi @ self.c)[:, None]
+
+    images, labels = toy_task(8, 2)
+    x = images.double() / 255
+    regions = (Region(0, 0, 1, 2), Region(1, 0, 1, 2))
+    steps, penalties = [], []
+    for strength in (0.0, 1.0):
+        model = Interacting()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        penalties.append(train_step(model, optimizer, x.clone(), labels, strength, regions)[1])
+        steps.append(torch.cat([p.detach().clone() for p in model.parameters()]))
+    assert 0 < penalties[1] < 1
+    assert not torch.allclose(steps[0], steps[1])
+
+
+def test_train_step_uses_the_resnets_explicit_input_gradient(monkeypatch):
+    """With a ResNet-18 the regularized step takes the network's explicit input gradient, never autograd's double
+    backward, and updates every parameter."""
+    from rankrepro.cnn import locality
+    from rankrepro.cnn.resnet import ResNet18, ResNetConfig
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the generic autograd input gradient was used")
+
+    monkeypatch.setattr(locality, "autograd_logits_and_input_gradient", refuse)
+    model = ResNet18(ResNetConfig((2, 2, 4, 4), "small", 1), generator=torch.Generator().manual_seed(0))
+    before = [p.detach().clone() for p in model.parameters()]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    x = torch.rand(4, 1, 6, 14, generator=torch.Generator().manual_seed(1))
+    _, penalty, _ = train_step(model, optimizer, x, torch.tensor([0, 1, 1, 0]), 1.0,
+                               (Region(0, 0, 6, 6), Region(0, 8, 6, 6)))
+    assert 0 < penalty <= 1
+    assert all(not torch.equal(p, q) for p, q in zip(model.parameters(), before))
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"lr": 0.0}, "lr > 0"), ({"momentum": 1.0}, "momentum"), ({"batch_size": 1}, "batch_size ≥ 2"),
+    ({"max_epochs": 0}, "max_epochs"),
+])
+def test_schedule_errors(kwargs, match):
+    base = {"lr": 0.1, "momentum": 0.9, "batch_size": 8, "max_epochs": 2, "stop_after_fit": 0}
+    with pytest.raises(ConfigError, match=match):
+        SGDSchedule(**{**base, **kwargs})
+
+
+def test_strength_errors():
+    schedule = SGDSchedule(lr=0.1, momentum=0.9, batch_size=8, max_epochs=1, stop_after_fit=0)
+    with pytest.raises(ConfigError, match="≥ 0"):
+        train_locality_classifier(LeftPixel(), toy_task(8, 0), toy_task(8, 1), schedule, -1.0, None,
+                                  np.random.default_rng(0))
+    with pytest.raises(ConfigError, match="region sampler"):
+        train_locality_classifier(LeftPixel(), toy_task(8, 0), toy_task(8, 1), schedule, 1.0, None,
+                                  np.random.default_rng(0))
+
+
+# ------------------------------------------------------------------------------------------------- sweeps
+@pytest.fixture(scope="module")
+def isc_results(tmp_path_factory):
+    out = tmp_path_factory.mktemp("isc")
+    data = FakeData()
+    is_same_class_cnn.run(ISC, out, CTX, data)
+    return out, data
+
+
+def test_is_same_class_falls_back_from_cifar_and_runs_every_cell(isc_results):
+    out, data = isc_results
+    assert data.asked == ["cifar-10", "fashion-mnist"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["dataset"] == "fashion-mnist" and "cifar-10" in summary["unavailable_datasets"]
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert len(metrics) == 2 * 2 * 2 and set(metrics["range"]) == {0, 4} and set(metrics["strength"]) == {0.0, 1.0}
+    assert metrics["test_acc"].between(0, 1).all()
+    regularized = metrics[metrics["strength"] > 0]["final_penalty"]
+    assert regularized.between(0, 1).all() and metrics[metrics["strength"] == 0]["final_penalty"].isna().all()
+
+
+def test_is_same_class_runs_are_cached(isc_results, monkeypatch):
+    out, _ = isc_results
+    monkeypatch.setattr("rankrepro.experiments.ch3.locality_common.train_run",
+                        lambda *a, **k: pytest.fail("a cached run was recomputed"))
+    is_same_class_cnn.run(ISC, out, CTX, FakeData())
+
+
+def test_is_same_class_plot_and_claims_name_the_substitute(isc_results, tmp_path):
+    out, _ = isc_results
+    paths = is_same_class_cnn.plot(out, tmp_path / "isc.png", "test")
+    assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 0 for p in paths)
+    found = is_same_class_cnn.claims(out, "test")
+    assert len(found) == 3 and all("fashion-mnist (CIFAR-10 substitute)" in c.details for c in found)
+
+
+def test_is_same_class_config_errors():
+    with pytest.raises(ConfigError, match="do not fit"):
+        is_same_class_cnn.run({**ISC, "distances": [0, 40]}, "unused", CTX, FakeData())
+    with pytest.raises(ConfigError, match="receptive field"):
+        is_same_class_cnn.run({**ISC, "canvas": [8, 400], "distances": [0, 380]}, "unused", CTX, FakeData())
+
+
+def test_pathfinder_sweep_end_to_end(tmp_path):
+    pathfinder_cnn.run(PATHFINDER, tmp_path, CTX)
+    metrics = pd.read_csv(tmp_path / "metrics.csv")
+    assert len(metrics) == 2 * 2 and set(metrics["range"]) == {3, 5}
+    assert pathfinder_cnn.plot(tmp_path, tmp_path / "pf.png", "test")[0].is_file()
+    assert [c.claim_id for c in pathfinder_cnn.claims(tmp_path, "test")] == [
+        "unregularized_falls_to_chance_with_range", "regularizer_recovers_long_range",
+        "regularizer_harmless_at_short_range"]
+    with pytest.raises(ConfigError, match="must hold 0"):
+        pathfinder_cnn.run({**PATHFINDER, "strengths": [1.0, 2.0]}, tmp_path / "bad", CTX)
+
+
+# ------------------------------------------------------------------------------------------------- claims
+def sweep(tmp_path, accuracies: dict[float, list[float]], fitted: bool = True, test_samples: int = 1000,
+          paper_geometry: bool = True):
+    """Write a two-seed sweep with the given mean test accuracies per λ at ranges 0, 1, 2."""
+    rows = [{"range": r, "strength": s, "seed": seed, "train_acc": 1.0 if fitted else 0.8,
+             "test_acc": acc + (0.01 if seed else -0.01), "epochs": 10, "fitted_epoch": 5 if fitted else None,
+             "final_penalty": None, "time_s": 1.0}
+            for s, values in accuracies.items() for r, acc in enumerate(values) for seed in (0, 1)]
+    write_results(tmp_path, pd.DataFrame(rows), {}, CTX, 0.0, {})
+    return {c.claim_id: c for c in sweep_claims(tmp_path, "x", "3.2", "ref", "distance", test_samples,
+                                                             paper_geometry)}
+
+
+def test_claims_pass_on_the_papers_pattern(tmp_path):
+    found = sweep(tmp_path, {0.0: [0.90, 0.70, 0.52], 1.0: [0.89, 0.85, 0.80]})
+    assert {c.verdict for c in found.values()} == {PASSED}
+    assert found["regularizer_recovers_long_range"].measured["gain_points"] == pytest.approx(28.0)
+
+
+def test_claims_fail_when_the_regularizer_does_not_help(tmp_path):
+    found = sweep(tmp_path, {0.0: [0.90, 0.70, 0.52], 1.0: [0.80, 0.60, 0.51]})
+    assert found["unregularized_falls_to_chance_with_range"].verdict == PASSED
+    assert found["regularizer_recovers_long_range"].verdict == FAILED
+    assert found["regularizer_harmless_at_short_range"].verdict == FAILED
+
+
+def test_claims_are_not_shown_when_the_scale_cannot_show_them(tmp_path):
+    never_learns = sweep(tmp_path / "a", {0.0: [0.55, 0.52, 0.50], 1.0: [0.55, 0.53, 0.51]})
+    assert {c.verdict for c in never_learns.values()} == {NOT_SHOWN}
+    unfit = sweep(tmp_path / "b", {0.0: [0.90, 0.70, 0.50], 1.0: [0.90, 0.70, 0.50]}, fitted=False)
+    assert unfit["regularizer_recovers_long_range"].verdict == NOT_SHOWN
+    assert "never reached 100 % train accuracy" in unfit["regularizer_recovers_long_range"].details
+    assert unfit["unregularized_falls_to_chance_with_range"].verdict == PASSED
+    too_few = sweep(tmp_path / "d", {0.0: [0.90, 0.70, 0.52], 1.0: [0.89, 0.85, 0.80]}, test_samples=100)
+    assert {c.verdict for c in too_few.values()} == {NOT_SHOWN}
+    assert "too few" in too_few["regularizer_recovers_long_range"].details
+    no_fall = sweep(tmp_path / "c", {0.0: [0.90, 0.88, 0.85], 1.0: [0.90, 0.88, 0.86]})
+    assert no_fall["unregularized_falls_to_chance_with_range"].verdict == FAILED
+    assert no_fall["regularizer_recovers_long_range"].verdict == NOT_SHOWN
+    reduced = sweep(tmp_path / "e", {0.0: [0.90, 0.88, 0.85], 1.0: [0.90, 0.88, 0.86]}, paper_geometry=False)
+    assert reduced["unregularized_falls_to_chance_with_range"].verdict == NOT_SHOWN
+    assert "not long for this network" in reduced["unregularized_falls_to_chance_with_range"].details
+
+
+def test_resize_images_averages_pixel_blocks_grey_and_rgb():
+    grey = np.array([[[0, 10, 20, 30], [2, 12, 22, 32], [100, 100, 0, 0], [100, 101, 0, 0]]], dtype=np.uint8)
+    assert resize_images(grey, 2).tolist() == [[[6, 26], [100, 0]]]  # block means 6, 26, 100.25, 0
+    rgb = np.stack([grey[0], 255 - grey[0], grey[0]], axis=-1)[None]
+    out = resize_images(rgb, 2)
+    assert out.shape == (1, 2, 2, 3) and out.dtype == np.uint8 and out[0, :, :, 1].tolist() == [[249, 229], [155, 255]]

@@ -1,0 +1,155 @@
+"""§1.5 experiment end to end on a tiny grid: run → plot → claims, batch caching, and config validation."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from rankrepro.core.errors import ConfigError
+from rankrepro.experiments import get_experiment
+from rankrepro.experiments.base import Context
+from rankrepro.experiments.ch1 import tensor_completion_vs_linear as tc
+from rankrepro.pipeline.claims import NOT_SHOWN, VERDICTS
+from rankrepro.pipeline.config import validate_config
+
+TINY = {
+    "data_seed": 3, "seed": 0, "num_seeds": 2, "init_scales": [1.0e-2, 1.0e-3], "lr": 1.0e-2,
+    "loss_threshold": 1.0e-6, "log_every": 100, "checkpoint_every": 200, "target_ranks": [1],
+    "orders": [{"order": 3, "n_observed": [50, 250, 300], "max_iters": 700}],
+    "rank_estimation": {"max_iters": 150, "restarts": 1},
+}
+
+
+def _validated(section: dict) -> dict:
+    config = validate_config({"tier": "test", "experiments": {tc.NAME: section}})
+    return config["experiments"][tc.NAME]
+
+
+@pytest.fixture(scope="module")
+def tiny_results(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tc") / "results"
+    tc.run(_validated(TINY), out, Context("test", torch.device("cpu"), threads=1, progress=False))
+    return out
+
+
+def test_registered():
+    assert get_experiment(tc.NAME) is tc
+    assert (tc.CHAPTER, tc.SECTION) == ("ch1", "1.5")
+
+
+def test_run_writes_tidy_metrics_and_summary(tiny_results):
+    metrics = pd.read_csv(tiny_results / "metrics.csv")
+    summary = json.loads((tiny_results / "summary.json").read_text())
+    assert set(metrics["model"]) == {"tf", "linear"}
+    finals = metrics[metrics["final"] & (metrics["model"] == "tf")]
+    assert len(finals) == 3 * 2 * 2  # n × init × seed
+    runs = pd.DataFrame(summary["runs"])
+    assert {"reconstruction_error", "estimated_rank", "iterations", "status", "hit_cap", "max_iters"} <= set(runs)
+    assert summary["iteration_caps"] == {"3": 700}
+    assert set(runs.loc[runs["model"] == "tf", "status"]) <= {"converged", "max_iters"}
+    assert len(summary["capped_runs"]) == int(runs["hit_cap"].sum())
+    linear = runs[runs["model"] == "linear"]
+    assert (linear["reconstruction_error"] - linear["exact_error"]).abs().max() < 1e-12
+    assert summary["targets"][0]["target_estimated_rank"] == 1
+    assert not (tiny_results / "checkpoints").exists()  # batch files supersede finished checkpoints
+    assert len(list((tiny_results / "batches").glob("*.json"))) == 3 * 2 + 1
+
+
+def test_rerun_reuses_finished_batches(tiny_results, monkeypatch):
+    before = (tiny_results / "metrics.csv").read_bytes()
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a finished batch was recomputed")
+
+    monkeypatch.setattr(tc, "_train_batch", fail)
+    monkeypatch.setattr(tc, "_linear_batch", fail)
+    tc.run(_validated(TINY), tiny_results, Context("test", torch.device("cpu"), threads=1, progress=False))
+    assert (tiny_results / "metrics.csv").read_bytes() == before
+
+
+def test_changed_settings_recompute_only_affected_batches(tiny_results, tmp_path, monkeypatch):
+    out = tmp_path / "copy"
+    out.mkdir()
+    (out / "batches").mkdir()
+    for f in (tiny_results / "batches").glob("*.json"):
+        (out / "batches" / f.name).write_bytes(f.read_bytes())
+    changed = copy.deepcopy(TINY)
+    changed["lr"] = 2.0e-2  # invalidates every training batch, not the linear baseline
+
+    class Recomputed(Exception):
+        pass
+
+    def train_batch(*args, **kwargs):
+        raise Recomputed(args[-2])  # the batch key
+
+    def linear_batch(*args, **kwargs):
+        raise AssertionError("the linear baseline does not depend on lr and must stay cached")
+
+    monkeypatch.setattr(tc, "_train_batch", train_batch)
+    monkeypatch.setattr(tc, "_linear_batch", linear_batch)
+    with pytest.raises(Recomputed, match="o3_r1_n50_init1e-02"):
+        tc.run(_validated(changed), out, Context("test", torch.device("cpu"), threads=1, progress=False))
+
+
+def test_plot_and_claims(tiny_results, tmp_path):
+    paths = tc.plot(tiny_results, tmp_path / "fig.png", "test")
+    assert [p.suffix for p in paths] == [".png", ".pdf"]
+    assert all(p.stat().st_size > 1000 for p in paths)
+    records = tc.claims(tiny_results, "test")
+    assert len(records) == 10
+    assert all(r.verdict in VERDICTS and r.reference and r.section == "1.5" for r in records)
+    by_id = {r.claim_id: r for r in records}
+    # order 4 was not run: every order-4 claim is not shown, never passed
+    assert all(by_id[f"order4_{c}"].verdict == NOT_SHOWN for c in
+               ("tf_small_init_error", "tf_beats_linear", "tf_rank_low", "linear_rank_high", "smaller_init_better"))
+    # the mid-range n = 250, 300 of order 3 are covered: the linear rank claim is decided on numbers
+    assert by_id["order3_linear_rank_high"].verdict in ("passed", "failed")
+    assert set(by_id["order3_linear_rank_high"].measured["linear_rank"]) == {250, 300}
+
+
+def test_claims_not_shown_below_threshold(tmp_path):
+    small = copy.deepcopy(TINY)
+    small["num_seeds"] = 1
+    small["init_scales"] = [1.0e-2]
+    small["orders"] = [{"order": 3, "dim": 4, "n_observed": [20, 40], "max_iters": 200}]
+    out = tmp_path / "small"
+    tc.run(_validated(small), out, Context("test", torch.device("cpu"), threads=1, progress=False))
+    verdicts = {r.claim_id: r.verdict for r in tc.claims(out, "test")}
+    assert verdicts["order3_tf_small_init_error"] == NOT_SHOWN  # no n ≥ 200, no init 1e-3
+    assert verdicts["order3_smaller_init_better"] == NOT_SHOWN  # one init only
+
+
+def test_config_rejects_negative_lr():
+    bad = copy.deepcopy(TINY)
+    bad["lr"] = -1.0e-2
+    with pytest.raises(ConfigError, match=r"tensor_completion_vs_linear\.lr"):
+        _validated(bad)
+
+
+def test_config_rejects_unknown_key_and_bad_order():
+    with pytest.raises(ConfigError, match="unknown config key"):
+        _validated({**TINY, "learning_rate": 0.1})
+    bad = copy.deepcopy(TINY)
+    bad["orders"][0]["order"] = 5
+    with pytest.raises(ConfigError, match=r"orders\.0\.order"):
+        _validated(bad)
+
+
+def test_run_rejects_more_observations_than_entries(tmp_path):
+    bad = copy.deepcopy(TINY)
+    bad["orders"][0]["n_observed"] = [600]
+    with pytest.raises(ConfigError, match="exceed the 512 entries"):
+        tc.run(_validated(bad), tmp_path, Context("test", torch.device("cpu"), threads=1, progress=False))
+
+
+def test_problem_is_seeded_and_nested():
+    a, perm_a = tc.make_problem(3, 8, 1, 5)
+    b, perm_b = tc.make_problem(3, 8, 1, 5)
+    assert torch.equal(a, b) and torch.equal(perm_a, perm_b)
+    assert a.norm().item() == pytest.approx(1.0, rel=1e-14)
+    small, large = tc.observed_indices(perm_a, 10, (8, 8, 8)), tc.observed_indices(perm_a, 20, (8, 8, 8))
+    assert torch.equal(small, large[:10])

@@ -1,0 +1,190 @@
+"""§2.2: task preparation (subsample, binarize, one-vs-all, randomized variants), the run on real data and the claims."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rankrepro.core.errors import ConfigError
+from rankrepro.core.io import atomic_write_sealed_json, read_json
+from rankrepro.data.image_datasets import ImageDataset
+from rankrepro.data.sources import DataSource
+from rankrepro.experiments.base import Context, store_results
+from rankrepro.experiments.ch2 import tensor_rank_mnist as exp
+from rankrepro.pipeline.claims import FAILED, NOT_SHOWN, PASSED
+
+MIRROR = Path(__file__).resolve().parents[3] / "shared" / "datasets"
+
+
+def _images(n_train: int = 40, n_test: int = 20, seed: int = 0) -> ImageDataset:
+    rng = np.random.default_rng(seed)
+    return ImageDataset(name="fake", train_images=rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+                        train_labels=rng.integers(0, 10, n_train), test_images=rng.integers(0, 256, (n_test, 28, 28),
+                                                                                           dtype=np.uint8),
+                        test_labels=rng.integers(0, 10, n_test), class_names=tuple("0123456789"))
+
+
+SETTINGS = {"data_seed": 3, "seed": 4, "datasets": ["mnist"], "positive_class": 6, "n_train": 30, "n_test": 10,
+            "ranks": [1, 2], "variants": ["natural", "random_labels", "random_images"], "num_seeds": 2,
+            "epochs": 3, "batch_size": 16, "lr": 1.0e-2, "init_mean": 1.0, "init_std": 1.0e-3, "eval_every": 1,
+            "checkpoint_every": 0}
+
+
+def test_one_vs_all_targets_are_two_for_the_positive_class():
+    assert exp.one_vs_all_targets(np.array([6, 1, 6, 0]), 6).tolist() == [2.0, 0.0, 2.0, 0.0]
+
+
+def test_subsample_is_seeded_sorted_and_full_when_unrestricted():
+    a = exp.subsample(100, 10, torch.Generator().manual_seed(1))
+    b = exp.subsample(100, 10, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and torch.equal(a, a.sort().values) and len(set(a.tolist())) == 10
+    assert torch.equal(exp.subsample(7, None, torch.Generator()), torch.arange(7))
+
+
+def test_prepare_task_binarizes_at_128_and_subsamples():
+    images = _images()
+    task = exp.prepare_task(images, SETTINGS, 0)
+    assert task["X_train"].shape == (30, 784) and task["X_train"].dtype == torch.bool
+    assert task["X_test"].shape == (10, 784)
+    # every training row is the binarization of one of the original images
+    originals = torch.as_tensor(images.train_images.reshape(40, 784) >= 128)
+    assert all(any(torch.equal(row, o) for o in originals) for row in task["X_train"])
+
+
+def test_variants_randomize_what_they_should():
+    X = torch.rand(500, 784, generator=torch.Generator().manual_seed(0)) < 0.2
+    y = (torch.arange(500) % 10 == 6).double() * 2
+    same_X, shuffled = exp.variant_split(X, y, "random_labels", torch.Generator().manual_seed(1))
+    assert torch.equal(same_X, X) and not torch.equal(shuffled, y) and torch.equal(shuffled.sort().values, y.sort().values)
+    noise, same_y = exp.variant_split(X, y, "random_images", torch.Generator().manual_seed(1))
+    assert torch.equal(same_y, y) and abs(float(noise.double().mean()) - 0.5) < 0.01
+    assert exp.variant_split(X, y, "natural", torch.Generator())[0] is X
+    with pytest.raises(ValueError, match="unknown variant"):
+        exp.variant_split(X, y, "shuffled", torch.Generator())
+
+
+def test_batch_data_is_the_same_for_every_rank_and_differs_across_seeds():
+    task = exp.prepare_task(_images(), SETTINGS, 0)
+    (X1, y1), _ = exp.batch_data(task, SETTINGS, 0)
+    (X2, y2), _ = exp.batch_data(task, SETTINGS, 0)
+    assert torch.equal(X1, X2) and torch.equal(y1, y2)
+    runs = exp.batch_runs(SETTINGS)
+    assert X1.shape == (len(runs), 30, 784)
+    k = runs.index(("random_images", 0))
+    assert not torch.equal(X1[k], X1[k + 1])  # seeds 0 and 1 draw different random images
+
+
+def test_variance_line_is_p_one_minus_p():
+    assert exp.variance_line(torch.tensor([2.0, 0.0, 0.0, 0.0])) == pytest.approx(0.1875)
+
+
+def test_natural_variant_is_required():
+    with pytest.raises(ConfigError, match="tensor_rank_mnist.variants"):
+        exp._check_settings({**SETTINGS, "variants": ["random_labels"]})
+
+
+class FakeSource(DataSource):
+    """A DataSource serving synthetic images (no files)."""
+
+    def image_classification(self, name: str) -> ImageDataset:
+        return _images(seed=len(name))
+
+
+@pytest.fixture(scope="module")
+def fake_results(tmp_path_factory):
+    out = tmp_path_factory.mktemp("mnist") / "tensor_rank_mnist"
+    exp.run(SETTINGS, out, Context(tier="test", device=torch.device("cpu"), progress=False), FakeSource(Path(".")))
+    return out
+
+
+def test_run_writes_curves_summary_and_cached_batches(fake_results):
+    summary = read_json(fake_results / "summary.json")
+    assert len(summary["runs"]) == 2 * 3 * 2  # ranks × variants × seeds
+    assert set(summary["variance"]) == {"mnist"}
+    assert sorted(p.name for p in (fake_results / "batches").iterdir()) == ["mnist_R1.json", "mnist_R2.json"]
+    assert not (fake_results / "checkpoints").exists()
+    # a rerun reuses the finished batches without touching the data
+    exp.run(SETTINGS, fake_results, Context(tier="test", device=torch.device("cpu"), progress=False),
+            DataSource(Path("/nonexistent")))
+
+
+def test_figure_and_claim_verdicts(fake_results, tmp_path):
+    paths = exp.plot(fake_results, tmp_path / "fig.png", "test")
+    assert all(p.stat().st_size > 0 for p in paths)
+    records = exp.claims(fake_results, "test")
+    assert [r.claim_id for r in records] == [f"mnist_{c}" for c in (
+        "natural_fit_better_every_rank", "natural_fit_far_better_low_rank", "natural_generalizes_low_rank",
+        "random_does_not_generalize")]
+
+
+def test_claims_read_the_numbers(fake_results, tmp_path):
+    """Set the final errors by hand: a clear natural ≪ random picture passes, its reverse fails."""
+    summary = read_json(fake_results / "summary.json")
+    variance = summary["variance"]["mnist"]
+    for run in summary["runs"]:
+        natural = run["variant"] == "natural"
+        run["train_error"] = 0.01 if natural else 0.08
+        run["test_error"] = 0.3 * variance if natural else 1.2 * variance
+    good = tmp_path / "good"
+    shutil.copytree(fake_results, good)
+    atomic_write_sealed_json(good / "summary.json", summary)
+    assert {r.verdict for r in exp.claims(good, "test")} == {PASSED}
+    for run in summary["runs"]:
+        run["train_error"], run["test_error"] = (0.08, 1.2 * variance) if run["variant"] == "natural" else \
+            (0.01, 0.3 * variance)
+    bad = tmp_path / "bad"
+    shutil.copytree(fake_results, bad)
+    atomic_write_sealed_json(bad / "summary.json", summary)
+    assert {r.verdict for r in exp.claims(bad, "test")} == {FAILED}
+    only_natural = tmp_path / "natural"
+    shutil.copytree(fake_results, only_natural)
+    summary["runs"] = [r for r in summary["runs"] if r["variant"] == "natural"]
+    atomic_write_sealed_json(only_natural / "summary.json", summary)
+    verdicts = {r.claim_id: r.verdict for r in exp.claims(only_natural, "test")}
+    assert verdicts["mnist_random_does_not_generalize"] == NOT_SHOWN
+    assert verdicts["mnist_natural_generalizes_low_rank"] == FAILED
+
+
+@pytest.mark.skipif(not MIRROR.is_dir(), reason="the dataset mirror ../shared/datasets is not present")
+def test_real_mnist_task_has_the_expected_positive_fraction(tmp_path):
+    source = DataSource(tmp_path / "cache", MIRROR)
+    task = exp.prepare_task(source.image_classification("mnist"), {**SETTINGS, "n_train": None, "n_test": None}, 0)
+    assert task["X_train"].shape == (60000, 784)
+    assert float((task["y_train"] > 0).double().mean()) == pytest.approx(5918 / 60000)
+    assert 0.12 < float(task["X_train"].double().mean()) < 0.14  # binarized MNIST is ≈ 13 % ink
+    assert os.listdir(tmp_path / "cache") == ["mnist"]
+
+
+def test_still_improving_measures_the_drop_over_the_last_fifth():
+    import pandas as pd
+
+    epochs = list(range(10, 110, 10))
+    curves = pd.DataFrame({"variant": "natural", "rank": 1, "seed": 0, "epoch": epochs,
+                           "train_error": [0.1 - 0.001 * e / 10 for e in epochs]})
+    flat = curves.assign(rank=2, train_error=0.05)
+    drops = exp.still_improving(pd.concat([curves, flat]), [1, 2])
+    assert list(drops) == [1] and drops[1] == pytest.approx((0.092 - 0.09) / 0.092, abs=1e-4)
+
+
+def test_a_failed_ratio_at_a_reduced_budget_with_a_falling_fit_is_not_shown(fake_results, tmp_path):
+    import pandas as pd
+
+    summary = read_json(fake_results / "summary.json")
+    for run in summary["runs"]:
+        run["train_error"] = 0.07 if run["variant"] == "natural" else 0.09
+    metrics = pd.read_csv(fake_results / "metrics.csv")
+    natural = metrics["variant"] == "natural"
+    metrics.loc[natural, "train_error"] = 0.2 / metrics.loc[natural, "epoch"]  # still falling fast at the end
+    falling = tmp_path / "falling"
+    shutil.copytree(fake_results, falling)
+    store_results(falling, metrics, summary)
+    verdict = {r.claim_id: r for r in exp.claims(falling, "test")}["mnist_natural_fit_far_better_low_rank"]
+    assert verdict.verdict == NOT_SHOWN and "Adam steps" in verdict.details
+    metrics.loc[natural, "train_error"] = 0.07  # levelled off: the same ratio now fails
+    store_results(falling, metrics, summary)
+    assert {r.claim_id: r.verdict for r in exp.claims(falling, "test")}["mnist_natural_fit_far_better_low_rank"] == FAILED
