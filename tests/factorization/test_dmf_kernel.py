@@ -236,3 +236,13 @@ def test_kill_and_resume_is_bit_identical(tmp_path: Path):
     fresh = train_dmf(factors, targets, masks, lrs, settings, ((0, 0),), checkpoint_path=path, fingerprint="other")
     assert fresh.resumed_from == 0
     _equal(fresh, reference)
+
+
+def test_compiled_kernels_are_never_cached_on_disk():
+    """numba keeps one on-disk index for every closure of a function; processes compiling different shapes at once
+    can leave an entry that points at another shape's machine code. The kernels must therefore compile per process
+    (a NullCache), and two shapes compiled in one process must not share code."""
+    small, large = compile_dmf((2, 2, 2)), compile_dmf((5, 5, 5, 10))
+    for kernel in (small.loss_and_gradient, small.gd_chunk, large.loss_and_gradient, large.gd_chunk):
+        assert type(kernel._cache).__name__ == "NullCache"
+    assert small.gd_chunk is not large.gd_chunk

@@ -100,8 +100,10 @@ def compile_dmf(dims: tuple[int, ...]) -> CompiledDMF:
     """Native loss/gradient and GD loop for factors of shapes d_{j+1} × d_j, ``dims`` = (d_0 = n, …, d_N = m).
 
     The shape is baked into the machine code (closure constants: every loop has a constant trip count, so LLVM
-    unrolls the tiny matrix products — 4× faster than the same code with run-time shapes); numba caches each shape's
-    code on disk, so a shape compiles once per machine (≈ 0.5 s).
+    unrolls the tiny matrix products — 4× faster than the same code with run-time shapes); each shape compiles once
+    per process (≈ 0.5 s). Never cached on disk: numba's on-disk index is one file for every closure of this function,
+    and processes compiling different shapes at once (two Snakemake jobs, a test run beside them) can leave an index
+    entry pointing at another shape's machine code — observed here as silently wrong trajectories.
 
     ``loss_and_gradient(flat, target, mask, prefixes, back, back_next, grad)`` returns ℓ = ½‖P_Ω(W − Y)‖² at the
     factors in ``flat`` and writes ∂ℓ/∂W_j into ``grad`` (same layout as ``flat``). Forward: P_0 = W_1,
@@ -123,7 +125,7 @@ def compile_dmf(dims: tuple[int, ...]) -> CompiledDMF:
     n_params, n_prefix, widest = factor_offsets[-1], prefix_offsets[-1], max(dims) * n
     last = prefix_offsets[depth - 1]
 
-    @numba.njit(cache=True, nogil=True)
+    @numba.njit(nogil=True)
     def loss_and_gradient(flat, target, mask, prefixes, back, back_next, grad):
         for idx in range(dims[1] * n):
             prefixes[idx] = flat[idx]
@@ -165,7 +167,7 @@ def compile_dmf(dims: tuple[int, ...]) -> CompiledDMF:
                     back[idx] = back_next[idx]
         return loss
 
-    @numba.njit(cache=True, nogil=True)
+    @numba.njit(nogil=True)
     def gd_chunk(flat, target, mask, lr, threshold, patience, check_every, t_start, t_end, state, log_iterations,
                  log_loss, log_matrix):
         prefixes = np.empty(n_prefix)
