@@ -33,7 +33,8 @@ from rankrepro.datasets import DATASETS, MANIFEST, DataSource, cached_files, fet
 from rankrepro.errors import RankreproError
 from rankrepro.io import one_line
 from rankrepro.experiments import EXPERIMENTS, get_experiment
-from rankrepro.experiments.base import Context, figure_path, results_dir
+from rankrepro.experiments.base import Context
+from rankrepro.pipeline.workflow import CLAIMS_FILE, figure_path, results_dir
 from rankrepro.report import failed_claims, write_scorecard
 from rankrepro.runtime import configure_threads, select_device, setup_logging
 
@@ -153,7 +154,7 @@ def _command_claims(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     module = get_experiment(args.experiment)
     results = Path(args.results) if args.results else results_dir(config, module.CHAPTER, module.NAME)
-    out = Path(args.out) if args.out else results / "claims.json"
+    out = Path(args.out) if args.out else results / CLAIMS_FILE
     records = module.claims(results, config["tier"])
     write_claims(out, config["tier"], records)
     for record in records:

@@ -1,0 +1,1 @@
+"""The pipeline: config, claims, scorecard, plotting and the helpers the Snakemake workflow calls."""
