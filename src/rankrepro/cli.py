@@ -32,11 +32,12 @@ from rankrepro.core.io import one_line
 from rankrepro.core.runtime import configure_threads, select_device, setup_logging
 from rankrepro.data.registry import DATASETS, MANIFEST, cached_files, fetch_dataset, resolve_mirror
 from rankrepro.data.sources import DataSource
-from rankrepro.experiments import EXPERIMENTS, get_experiment
-from rankrepro.experiments.base import Context, figure_path, results_dir
+from rankrepro.pipeline.registry import EXPERIMENTS, get_experiment
+from rankrepro.experiments.base import Context
 from rankrepro.pipeline.claims import write_claims
 from rankrepro.pipeline.config import experiment_section, load_config, load_schema
 from rankrepro.pipeline.report import failed_claims, write_scorecard
+from rankrepro.pipeline.workflow import CLAIMS_FILE, figure_path, results_dir
 
 log = logging.getLogger("rankrepro")
 
@@ -154,7 +155,7 @@ def _command_claims(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     module = get_experiment(args.experiment)
     results = Path(args.results) if args.results else results_dir(config, module.CHAPTER, module.NAME)
-    out = Path(args.out) if args.out else results / "claims.json"
+    out = Path(args.out) if args.out else results / CLAIMS_FILE
     records = module.claims(results, config["tier"])
     write_claims(out, config["tier"], records)
     for record in records:

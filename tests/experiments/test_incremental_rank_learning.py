@@ -13,7 +13,7 @@ import torch
 
 from rankrepro.core.errors import ConfigError
 from rankrepro.core.io import atomic_write_sealed_json, read_json
-from rankrepro.experiments import get_experiment
+from rankrepro.pipeline.registry import get_experiment
 from rankrepro.experiments.base import Context
 from rankrepro.experiments.ch3 import incremental_rank_learning as irl
 from rankrepro.experiments.ch3 import incremental_rank_learning_sensing as irl_sensing
@@ -99,7 +99,7 @@ def test_bad_htf_widths_are_a_config_error():
 
 
 def test_registered_after_tensor_rank_mnist():
-    from rankrepro.experiments import EXPERIMENTS
+    from rankrepro.pipeline.registry import EXPERIMENTS
 
     names = list(EXPERIMENTS)
     at = names.index("tensor_rank_mnist")

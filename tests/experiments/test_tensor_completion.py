@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from rankrepro.core.errors import ConfigError
-from rankrepro.experiments import get_experiment
+from rankrepro.pipeline.registry import get_experiment
 from rankrepro.experiments.base import Context
 from rankrepro.experiments.ch1 import tensor_completion_vs_linear as tc
 from rankrepro.pipeline.claims import NOT_SHOWN, VERDICTS

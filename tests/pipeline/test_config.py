@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 from rankrepro.core.errors import ConfigError, RankreproError
-from rankrepro.pipeline.config import (DATA_KEYS, JOB_KEYS, SETTINGS_NAME, experiment_section, job_settings,
-                                       load_config, load_schema, settings_hash, settings_path, settings_text,
-                                       validate_config)
+from rankrepro.pipeline.config import (DATA_KEYS, JOB_KEYS, SETTINGS_NAME, WORKFLOW_KEYS, experiment_section,
+                                       job_settings, load_config, load_schema, settings_hash, settings_path,
+                                       settings_text, validate_config)
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "config" / "config.yaml"
@@ -227,13 +227,33 @@ def test_job_settings_hold_what_the_jobs_read_and_nothing_else():
     config = _two_experiments()
     settings = job_settings(config, SECTION, reads_data=False)
     assert set(settings) == set(JOB_KEYS) | {"experiments"}
-    assert settings["experiments"] == {SECTION: config["experiments"][SECTION]}
+    assert settings["experiments"] == {SECTION: experiment_section(config, SECTION)}
     assert all(settings[key] == config[key] for key in JOB_KEYS)
     with_data = job_settings(config, SECTION, reads_data=True)
     assert set(with_data) == set(JOB_KEYS) | set(DATA_KEYS) | {"experiments"} and with_data["data_mirror"] == "/mirror"
     assert "threads" not in with_data  # Snakemake gives each job its thread count
     with pytest.raises(ConfigError, match="tensor_rank_mnist"):
         job_settings(config, "tensor_rank_mnist", reads_data=True)
+
+
+def test_an_experiments_settings_leave_out_what_only_the_workflow_reads():
+    """A section's `resources` (what its run job asks the scheduler for) are filled in by the schema, never handed to
+    the experiment: not in its settings, its settings file or its summary."""
+    config = _two_experiments()
+    assert config["experiments"][SECTION]["resources"] == {"mem_mb": 4000, "runtime": 240, "priority": 0}
+    section = experiment_section(config, SECTION)
+    assert set(section) == set(config["experiments"][SECTION]) - set(WORKFLOW_KEYS) and "seed" in section
+    assert "resources" not in job_settings(config, SECTION, reads_data=True)["experiments"][SECTION]
+
+
+@pytest.mark.parametrize(("resources", "key"), [({"mem_mb": 0}, "resources.mem_mb"),
+                                                ({"runtime": 1.5}, "resources.runtime"),
+                                                ({"priority": -1}, "resources.priority"),
+                                                ({"gpus": 1}, "gpus")])
+def test_bad_resources_name_the_key(resources, key):
+    raw = _minimal()
+    raw["experiments"][SECTION]["resources"] = resources
+    assert key in _error(raw)
 
 
 def test_job_settings_are_a_copy():
@@ -259,6 +279,9 @@ def test_the_hash_changes_exactly_when_a_value_the_jobs_read_changes():
     spelled["data_mirror"] = "/elsewhere"  # only experiments on real data read it
     assert _hash(spelled) == base
     assert _hash(spelled, reads_data=True) != _hash(raw, reads_data=True)
+
+    spelled["experiments"][SECTION]["resources"] = {"mem_mb": 99, "runtime": 9, "priority": 5}  # the workflow's
+    assert _hash(spelled) == base
 
     for edit in (lambda c: c["experiments"][SECTION].update(seed=2),
                  lambda c: c["experiments"][SECTION]["runs"][1].update(lr=2e-3),
@@ -294,7 +317,8 @@ def test_a_settings_file_is_a_tier_config_holding_exactly_its_settings(tmp_path,
         settings = job_settings(config, name, reads_data=True)
         path = write_settings(settings_path(str(tmp_path), name, settings), settings)
         loaded = load_config(path)
-        assert loaded["experiments"] == settings["experiments"] == {name: config["experiments"][name]}
+        assert {name: experiment_section(loaded, name)} == settings["experiments"] == {
+            name: experiment_section(config, name)}
         assert all(loaded[key] == config[key] for key in JOB_KEYS + DATA_KEYS)
         assert settings_hash(yaml.safe_load(path.read_text(encoding="utf-8"))) == settings_hash(settings)
 

@@ -3,10 +3,11 @@
 Every Snakemake call runs from the repository root (so profiles/default applies, as for a user) with
 ``--directory <tmp>``: results, figures, logs and .snakemake/ go to the temporary folder, never into the repository.
 Checked: every figure (PNG + PDF) and the scorecard are made, each experiment from its own settings file; a second run
-has nothing to do; a changed config value reruns exactly the affected experiment; changed library code reruns exactly
-the affected jobs; an invalid config stops Snakemake at once naming the key; a tier config may leave experiments out;
-parsing the workflow writes nothing, and a dry run with another config beside a running workflow changes nothing of
-it; the HTML report builds and every caption is clean reStructuredText.
+has nothing to do; a changed config value reruns exactly the affected experiment, a changed run-job resource nothing;
+changed library code reruns exactly the affected jobs (a plot function: its plot job only); an invalid config stops
+Snakemake at once naming the key; a tier config may leave experiments out; parsing the workflow writes nothing and
+imports no torch, and a dry run with another config beside a running workflow changes nothing of it; the HTML report
+builds and every caption is clean reStructuredText.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ REPO = Path(__file__).resolve().parents[2]
 SNAKEFILE = REPO / "workflow" / "Snakefile"
 TINY = REPO / "tests" / "tiny.yaml"
 JOB_HEADER = re.compile(r"^(?:local)?rule (\w+):$")
-WILDCARD = re.compile(r"^\s+wildcards: experiment=(\w+)")
+WILDCARD = re.compile(r"^\s+wildcards: (?:chapter=\w+, )?experiment=(\w+)")
 
 
 def snakemake(workdir: Path, configfile: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -154,9 +155,9 @@ def test_changed_config_value_reruns_only_that_experiment(dag, tiny, tmp_path):
     result = snakemake(workdir, write_config(tmp_path / "changed.yaml", changed), "-n")
     assert result.returncode == 0, output(result)
     jobs = planned_jobs(result)
-    assert {job for job in jobs if job[0].endswith("_run")} == {("ch1_run", "dmf_perturbed_problem")}, jobs
+    assert {job for job in jobs if job[0] == "run"} == {("run", "dmf_perturbed_problem")}, jobs
     assert {job for job in jobs if job[0] == "experiment_settings"} == {("experiment_settings", "dmf_perturbed_problem")}
-    assert ("ch1_plot", "dmf_perturbed_problem") in jobs and ("scorecard", None) in jobs
+    assert ("plot", "dmf_perturbed_problem") in jobs and ("scorecard", None) in jobs
     assert "Set of input files has changed since last execution" in output(result)  # another settings file
 
 
@@ -181,7 +182,7 @@ def test_global_settings_rerun_exactly_the_experiments_that_read_them(dag, tiny,
 
     changed["device"] = "auto"
     result = snakemake(workdir, write_config(tmp_path / "device.yaml", changed), "-n")
-    rerun = {experiment for rule, experiment in planned_jobs(result) if rule.endswith("_run")}
+    rerun = {experiment for rule, experiment in planned_jobs(result) if rule == "run"}
     assert rerun == set(tiny["experiments"]), output(result)
 
     if tiny.get("data_mirror"):
@@ -189,31 +190,76 @@ def test_global_settings_rerun_exactly_the_experiments_that_read_them(dag, tiny,
         moved["data_mirror"] = str(tmp_path / "elsewhere")
         result = snakemake(workdir, write_config(tmp_path / "mirror.yaml", moved), "-n")
         jobs = planned_jobs(result)
-        rerun = {experiment for rule, experiment in jobs if rule.endswith("_run")}
+        rerun = {experiment for rule, experiment in jobs if rule == "run"}
         assert rerun == set(REAL_DATA_EXPERIMENTS) & set(tiny["experiments"]), output(result)
         assert "data_fetch" not in {rule for rule, _ in jobs}
 
 
-def test_changed_library_code_reruns_only_dependent_jobs(dag, tmp_path):
-    """A copy of src/rankrepro put first on PYTHONPATH stands in for an edited checkout."""
-    workdir, configfile = dag
+def edit_source(path: Path, old: str, new: str) -> None:
+    """Replace the one occurrence of ``old`` in a source file by ``new``."""
+    text = path.read_text(encoding="utf-8")
+    assert text.count(old) == 1, old
+    path.write_text(text.replace(old, new), encoding="utf-8")
+
+
+@pytest.fixture()
+def edited_source(tmp_path) -> tuple[Path, dict]:
+    """A copy of src/rankrepro, put first on PYTHONPATH, stands in for an edited checkout: (its package, env)."""
     src = tmp_path / "src"
     shutil.copytree(REPO / "src" / "rankrepro", src / "rankrepro", ignore=shutil.ignore_patterns("__pycache__"))
-    env = {"PYTHONPATH": str(src)}
+    return src / "rankrepro", {"PYTHONPATH": str(src)}
+
+
+#: experiments whose run and plot are made by one factory call (``run, plot = sweep_functions(…)``): their run job's
+#: code slice holds the factory's plot code too (tests/pipeline/test_workflow_plan.py::FACTORY_MADE)
+FACTORY_MADE = {"incremental_rank_learning", "incremental_rank_learning_sensing", "hessian_rank_vs_width",
+                "hessian_rank_vs_depth", "hessian_rank_vs_sample_size"}
+
+
+def test_changed_library_code_reruns_only_dependent_jobs(dag, tiny, edited_source):
+    workdir, configfile = dag
+    package, env = edited_source
+    assert "Nothing to be done" in output(snakemake(workdir, configfile, "-n", env=env))
+    with open(package / "pipeline" / "plotting.py", "a", encoding="utf-8") as handle:  # a comment: no code changed
+        handle.write("\n# a comment\n")
     assert "Nothing to be done" in output(snakemake(workdir, configfile, "-n", env=env))
 
-    with open(src / "rankrepro" / "pipeline" / "plotting.py", "a", encoding="utf-8") as handle:
-        handle.write("\n# an edit to the figure code\n")
+    edit_source(package / "pipeline" / "plotting.py", "def save_figure(", "def save_figure(  # an edit to the figure code\n")
     jobs = planned_jobs(snakemake(workdir, configfile, "-n", env=env))
-    rules = {rule for rule, _ in jobs}
-    assert "ch1_plot" in rules and "ch1_run" not in rules, jobs  # figures re-drawn, nothing retrained
+    assert "plot" in {rule for rule, _ in jobs}, jobs  # figures re-drawn, nothing retrained ...
+    retrained = {experiment for rule, experiment in jobs if rule == "run"}
+    assert retrained == FACTORY_MADE & set(tiny["experiments"]), jobs  # ... but where one call makes run and plot
 
-    with open(src / "rankrepro" / "factorization" / "dmf.py", "a", encoding="utf-8") as handle:
-        handle.write("\n# an edit to the DMF engine\n")
+    edit_source(package / "factorization" / "dmf.py", "def init_factors(", "def init_factors(  # an edit to the DMF engine\n")
     jobs = planned_jobs(snakemake(workdir, configfile, "-n", env=env))
-    retrained = {experiment for rule, experiment in jobs if rule == "ch1_run"}
+    retrained = {experiment for rule, experiment in jobs if rule == "run"}
     assert {"dmf_2x2_norms_vs_rank", "dmf_larger_matrices"} <= retrained, jobs
     assert "tensor_completion_vs_linear" not in retrained  # does not use the DMF engine
+
+
+def test_a_changed_plot_function_reruns_only_its_plot_job(dag, edited_source):
+    """Fixing one figure's caption re-draws that figure: its experiment is not retrained, its claims not re-checked."""
+    workdir, configfile = dag
+    package, env = edited_source
+    edit_source(package / "experiments" / "dmf_perturbed_problem.py",
+                '"""|w11| vs loss, one curve per ε (colour = iteration)."""',
+                '"""|w11| against the loss, one curve per ε (colour = iteration)."""')
+    result = snakemake(workdir, configfile, "-n", env=env)
+    assert planned_jobs(result) == {("plot", "dmf_perturbed_problem"), ("all", None)}, output(result)
+
+
+def test_changed_resources_rerun_nothing(dag, tiny, tmp_path):
+    """A run job's memory, runtime and priority are the scheduler's business: the job asks for the new values, its
+    settings file (hence its results) stays the same."""
+    workdir, _ = dag
+    changed = yaml.safe_load(yaml.safe_dump(tiny))
+    changed["experiments"]["dmf_perturbed_problem"]["resources"] = {"mem_mb": 1234, "runtime": 7, "priority": 42}
+    configfile = write_config(tmp_path / "resources.yaml", changed)
+    result = snakemake(workdir, configfile, "-n")
+    assert "Nothing to be done" in output(result), output(result)
+    result = snakemake(tmp_path / "fresh", configfile, "-n", "results/test/ch1/dmf_perturbed_problem/summary.json")
+    job = output(result).split("rule run:")[1].split("\n\n")[0]
+    assert "priority: 42" in job and re.search(r"mem_mb=1234\b", job) and re.search(r"runtime=7\b", job), job
 
 
 @pytest.mark.parametrize(
@@ -282,10 +328,10 @@ def test_parsing_the_workflow_writes_nothing(dag, tiny, tmp_path):
 
     result = snakemake(workdir, other_file, "-n")
     assert result.returncode == 0, output(result)
-    assert ("ch1_run", "dmf_perturbed_problem") in planned_jobs(result)
+    assert ("run", "dmf_perturbed_problem") in planned_jobs(result)
 
     result = snakemake(workdir, other_file, "--lint")
-    assert "Lints for rule ch1_run" in output(result), output(result)  # the workflow was parsed
+    assert "Lints for rule run " in output(result), output(result)  # the workflow was parsed
 
     lock = workdir / ".snakemake" / "locks" / "0.output.lock"  # what a killed Snakemake leaves behind
     lock.parent.mkdir(parents=True, exist_ok=True)
@@ -297,6 +343,17 @@ def test_parsing_the_workflow_writes_nothing(dag, tiny, tmp_path):
     assert result.returncode != 0 and "cannot be locked" in output(result), output(result)
 
     assert tree_state(workdir) == before
+
+
+def test_parsing_the_workflow_imports_no_torch(tiny, tmp_path):
+    """Every cluster job re-parses the Snakefile: experiment modules are read with ast, never imported."""
+    command = [sys.executable, "-X", "importtime", "-m", "snakemake", "-s", str(SNAKEFILE), "--directory",
+               str(tmp_path / "work"), "--configfile", str(write_config(tmp_path / "tiny.yaml", tiny)), "-n"]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    assert "rankrepro.pipeline.workflow" in imported
+    assert not {name for name in imported if name.split(".")[0] in ("torch", "matplotlib")}
 
 
 def test_a_dry_run_of_another_tier_creates_nothing(tiny, tmp_path):
@@ -371,7 +428,7 @@ def test_a_concurrent_dry_run_with_another_config_does_not_change_a_running_work
 
     assert "Nothing to be done" in output(snakemake(workdir, first, "-n", *targets))
     rerun = {experiment for rule, experiment in planned_jobs(snakemake(workdir, other, "-n", *targets))
-             if rule == "ch1_run"}
+             if rule == "run"}
     assert rerun == set(experiments)
 
 
@@ -394,27 +451,29 @@ def render_rst(template: str, snakemake_object) -> str:
     return publish_parts(text, writer="html", settings_overrides=settings)["body"]
 
 
-def smk_substitutions() -> list[str]:
-    """The `substitutions` params of the plot rules."""
-    text = "\n".join(path.read_text(encoding="utf-8") for path in (REPO / "workflow" / "rules").glob("*.smk"))
-    return re.findall(r'^\s+substitutions="([^"]*)",$', text, flags=re.MULTILINE)
+def chapter_substitutions() -> list[str]:
+    """The `substitutions` params of the plot rules (the chapters that state them)."""
+    from rankrepro.pipeline.workflow import CHAPTERS
+
+    return [chapter.substitutions for chapter in CHAPTERS.values() if chapter.substitutions]
 
 
 @pytest.mark.parametrize("tier", ["smoke.yaml", "config.yaml", "paper.yaml"])
 def test_every_report_caption_is_clean_rst(tier):
     from types import SimpleNamespace
 
-    from rankrepro.experiments import get_experiment
+    from rankrepro.pipeline.registry import get_experiment
     from rankrepro.pipeline.config import load_config
 
     config = load_config(REPO / "config" / tier)
     figure = (REPORT / "figure.rst").read_text(encoding="utf-8")
-    substitutions = smk_substitutions()
+    substitutions = chapter_substitutions()
     assert len(substitutions) >= 3
     for name, section in config["experiments"].items():
         module = get_experiment(name)
         for params in [SimpleNamespace(section=module.SECTION, title=module.TITLE, substitutions=text)
-                       for text in substitutions] + [SimpleNamespace(section=module.SECTION, title=module.TITLE)]:
+                       for text in substitutions] + [SimpleNamespace(section=module.SECTION, title=module.TITLE),
+                                     SimpleNamespace(section=module.SECTION, title=module.TITLE, substitutions=None)]:
             caption = SimpleNamespace(wildcards=SimpleNamespace(experiment=name), config=config, params=params,
                                       input=SimpleNamespace(settings=f"results/x/settings/{name}.0123abcd.yaml"))
             html = render_rst(figure, caption)
@@ -423,8 +482,8 @@ def test_every_report_caption_is_clean_rst(tier):
             assert [line for line in settings if line and not line.startswith(" ")] == [
                 f"{key}:" + ("" if isinstance(value, dict) or (isinstance(value, list) and value
                                                                and isinstance(value[0], dict)) else f" {value}")
-                for key, value in section.items()
-            ]  # one setting per line
+                for key, value in section.items() if key != "resources"
+            ]  # one setting per line, not the run job's resources (no setting of the experiment)
     for page in ("workflow.rst", "scorecard.rst"):
         assert render_rst((REPORT / page).read_text(encoding="utf-8"), SimpleNamespace(config=config))
 

@@ -1,12 +1,12 @@
 # The scorecard: every claims.json of the tier gathered into results/<tier>/scorecard.{md,json}.
-# `snakemake --report results/<tier>/report.html` adds the figures (registered with report() in the chapter files)
+# `snakemake --report results/<tier>/report.html` adds the figures (registered with report() in experiments.smk)
 # and the scorecard to a self-contained HTML report.
 
 
 rule scorecard:
     """Gather every claim of the tier, with its verdict, measured and reference values, into the scorecard."""
     input:
-        claims=all_claims(),
+        claims=PLAN.all_claims(),
     output:
         md=report(
             SCORECARD_MD,
@@ -23,7 +23,7 @@ rule scorecard:
         runtime=5,
     params:
         tier=TIER,
-        code_hash=SCORECARD_CODE_HASH,
+        code_hash=PLAN.scorecard_hash,
     shell:
         RANKREPRO + " scorecard --tier {params.tier} --out-md {output.md} --out-json {output.json} "
         "{input.claims} > {log} 2>&1"

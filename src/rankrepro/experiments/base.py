@@ -1,4 +1,5 @@
-"""What every experiment shares: its run context, output layout and summary record."""
+"""What every experiment shares: its run context, results files (named by :mod:`rankrepro.pipeline.workflow`, which
+owns the output layout) and summary record."""
 
 from __future__ import annotations
 
@@ -18,9 +19,8 @@ from rankrepro.core.errors import ResultsError
 from rankrepro.core.io import (SealError, atomic_write_csv, atomic_write_sealed_json, fingerprint, one_line,
                                read_sealed_json, sha256_file, source_hash)
 from rankrepro.core.runtime import provenance
+from rankrepro.pipeline.workflow import METRICS_FILE, SUMMARY_FILE
 
-METRICS_FILE = "metrics.csv"
-SUMMARY_FILE = "summary.json"
 CHECKPOINT_DIR = "checkpoints"
 BATCH_DIR = "batches"
 #: key of summary.json recording the SHA-256 and row count of metrics.csv
@@ -37,16 +37,6 @@ class Context:
     device: torch.device
     threads: int = 1
     progress: bool = True
-
-
-def results_dir(config: dict[str, Any], chapter: str, name: str) -> Path:
-    """``results/<tier>/<chapter>/<name>``: where an experiment writes its files for this tier."""
-    return Path(config.get("results_root", "results")) / config["tier"] / chapter / name
-
-
-def figure_path(config: dict[str, Any], chapter: str, name: str) -> Path:
-    """``figures/<tier>/<chapter>/<name>.png`` (the PDF lies beside it)."""
-    return Path(config.get("figures_root", "figures")) / config["tier"] / chapter / f"{name}.png"
 
 
 def checkpoint_path(out: Path, key: str) -> Path:

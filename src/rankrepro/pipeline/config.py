@@ -40,6 +40,10 @@ SETTINGS_NAME = re.compile(r"^(?P<experiment>[a-z][a-z0-9_]*)\.(?P<hash>[0-9a-f]
 JOB_KEYS = ("tier", "device", "results_root", "figures_root")
 #: top-level keys that the run job of an experiment on real data reads as well
 DATA_KEYS = ("data_cache", "data_mirror")
+#: key of an experiment's section holding what its run job asks the scheduler for (memory, runtime, priority)
+RESOURCES_KEY = "resources"
+#: keys of an experiment's section that only the workflow reads: never part of the settings its jobs get
+WORKFLOW_KEYS = (RESOURCES_KEY,)
 
 
 def load_schema() -> dict[str, Any]:
@@ -154,22 +158,25 @@ def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None
 
 
 def experiment_section(config: dict[str, Any], name: str) -> dict[str, Any]:
-    """The settings of experiment ``name`` in a validated config."""
+    """The settings of experiment ``name`` in a validated config: its section without the keys only the workflow
+    reads (:data:`WORKFLOW_KEYS`), so that a run job's resources reach neither its settings file nor its results."""
     try:
-        return config["experiments"][name]
+        section = config["experiments"][name]
     except KeyError:
         raise ConfigError(
             f"experiment '{name}' has no section under 'experiments' in this config (tier '{config.get('tier')}')"
         ) from None
+    return {key: value for key, value in section.items() if key not in WORKFLOW_KEYS}
 
 
 def job_settings(config: dict[str, Any], experiment: str, *, reads_data: bool) -> dict[str, Any]:
     """The settings of one experiment's jobs: the part of the validated tier config ``config`` that its run, plot and
     claims jobs read, as a tier config of its own with the one experiment section.
 
-    That is the experiment's section and the global keys :data:`JOB_KEYS`, plus :data:`DATA_KEYS` when the experiment
-    reads datasets (``reads_data``): moving the data mirror changes nothing for an experiment on synthetic data.
-    ``threads`` is left out (Snakemake gives each job its thread count). The workflow writes this to the experiment's
+    That is the experiment's section (without its ``resources``: :func:`experiment_section`) and the global keys
+    :data:`JOB_KEYS`, plus :data:`DATA_KEYS` when the experiment reads datasets (``reads_data``): moving the data
+    mirror changes nothing for an experiment on synthetic data. ``threads`` is left out (Snakemake gives each job its
+    thread count). The workflow writes this to the experiment's
     settings file, so a change of any of these values, and only of these, reruns the experiment.
     """
     keys = JOB_KEYS + (DATA_KEYS if reads_data else ())
