@@ -6,8 +6,8 @@ import json
 import os
 import platform
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -15,8 +15,12 @@ import torch
 
 def machine() -> dict[str, Any]:
     """Platform, processor, torch version and thread count of this run."""
-    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "torch": torch.__version__, "threads": torch.get_num_threads()}
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
 
 
 def write_json(path: str | os.PathLike | None, result: dict[str, Any]) -> None:

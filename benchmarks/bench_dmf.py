@@ -39,10 +39,21 @@ SHAPE = (2, 2)
 MAX_DEPTH = 4
 # (depth, lr, init scale, balanced, det sign): spec §1.1 (12 runs), §1.2 init sweep (3 runs), a det < 0 control
 RUNS = [
-    (2, 6e-3, 1e-5, False, 1), (2, 6e-3, 1e-5, True, 1), (2, 3e-3, 1e-6, False, 1), (2, 3e-3, 1e-6, True, 1),
-    (3, 6e-3, 1e-5, False, 1), (3, 6e-3, 1e-5, True, 1), (3, 3e-3, 1e-6, False, 1), (3, 3e-3, 1e-6, True, 1),
-    (4, 3e-3, 1e-3, False, 1), (4, 3e-3, 1e-3, True, 1), (4, 1.5e-3, 1e-4, False, 1), (4, 1.5e-3, 1e-4, True, 1),
-    (3, 3e-3, 1e-3, True, 1), (3, 3e-3, 1e-4, True, 1), (3, 3e-3, 1e-5, True, 1),
+    (2, 6e-3, 1e-5, False, 1),
+    (2, 6e-3, 1e-5, True, 1),
+    (2, 3e-3, 1e-6, False, 1),
+    (2, 3e-3, 1e-6, True, 1),
+    (3, 6e-3, 1e-5, False, 1),
+    (3, 6e-3, 1e-5, True, 1),
+    (3, 3e-3, 1e-6, False, 1),
+    (3, 3e-3, 1e-6, True, 1),
+    (4, 3e-3, 1e-3, False, 1),
+    (4, 3e-3, 1e-3, True, 1),
+    (4, 1.5e-3, 1e-4, False, 1),
+    (4, 1.5e-3, 1e-4, True, 1),
+    (3, 3e-3, 1e-3, True, 1),
+    (3, 3e-3, 1e-4, True, 1),
+    (3, 3e-3, 1e-5, True, 1),
     (3, 6e-3, 1e-5, True, -1),
 ]
 LOG_EVERY = 1000
@@ -80,26 +91,34 @@ def bench_plain_loop(iters: int, warmup: int) -> dict:
         if step():
             done = t + 1
             break
-    return {"runs": 1, "iterations": done, "seconds": time.perf_counter() - start,
-            "cpu_seconds": time.process_time() - cpu}
+    return {
+        "runs": 1,
+        "iterations": done,
+        "seconds": time.perf_counter() - start,
+        "cpu_seconds": time.process_time() - cpu,
+    }
 
 
 def bench_engine(iters: int, warmup: int) -> dict:
     """The 16 runs as one batched tensor program through the trainer loop."""
     target, mask = problem()
-    per_run = [init_factors(SHAPE, d, MAX_DEPTH, a, bal, sign, torch.Generator().manual_seed(SEED + b))[0]
-               for b, (d, _, a, bal, sign) in enumerate(RUNS)]
+    per_run = [
+        init_factors(SHAPE, d, MAX_DEPTH, a, bal, sign, torch.Generator().manual_seed(SEED + b))[0]
+        for b, (d, _, a, bal, sign) in enumerate(RUNS)
+    ]
     batch = len(RUNS)
     params = [torch.stack([f[j] for f in per_run]) for j in range(MAX_DEPTH)]
     trainable = torch.stack([trainable_factor_mask(r[0], MAX_DEPTH) for r in RUNS])
-    objective = MatrixCompletionDMF(target.expand(batch, 2, 2), mask.expand(batch, 2, 2), trainable,
-                                    ((0, 0), (0, 1), (1, 0), (1, 1)))
+    objective = MatrixCompletionDMF(
+        target.expand(batch, 2, 2), mask.expand(batch, 2, 2), trainable, ((0, 0), (0, 1), (1, 0), (1, 1))
+    )
     optimizer = GradientDescent(torch.tensor([r[1] for r in RUNS], dtype=torch.float64))
 
     def settings(n: int) -> TrainSettings:
         # threshold 0: ½SSE < 0 never holds, so every run does every iteration
-        return TrainSettings(max_iters=n, stop=StopRule(threshold=0.0), log_every=LOG_EVERY,
-                             sync_every=max(LOG_EVERY, 10_000))
+        return TrainSettings(
+            max_iters=n, stop=StopRule(threshold=0.0), log_every=LOG_EVERY, sync_every=max(LOG_EVERY, 10_000)
+        )
 
     train(objective, params, optimizer, settings(warmup))
     start, cpu = time.perf_counter(), time.process_time()
@@ -107,15 +126,22 @@ def bench_engine(iters: int, warmup: int) -> dict:
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
     assert int(result.stopped_at.min()) == iters, "a run stopped early: the benchmark must run every iteration"
     assert bool(torch.isfinite(result.final_metrics["loss"]).all())
-    return {"runs": batch, "iterations": iters, "seconds": seconds, "cpu_seconds": cpu_seconds,
-            "logged_rows": int(len(result.log_iterations) * batch)}
+    return {
+        "runs": batch,
+        "iterations": iters,
+        "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
+        "logged_rows": int(len(result.log_iterations) * batch),
+    }
 
 
 def bench_kernel(iters: int, warmup: int) -> dict:
     """The 16 runs through the compiled kernel (compilation happens in the untimed warm-up)."""
     target, mask = problem()
-    per_run = [init_factors(SHAPE, d, d, a, bal, sign, torch.Generator().manual_seed(SEED + b))[0]
-               for b, (d, _, a, bal, sign) in enumerate(RUNS)]
+    per_run = [
+        init_factors(SHAPE, d, d, a, bal, sign, torch.Generator().manual_seed(SEED + b))[0]
+        for b, (d, _, a, bal, sign) in enumerate(RUNS)
+    ]
     batch = len(RUNS)
     lrs = [r[1] for r in RUNS]
     tracked = ((0, 0), (0, 1), (1, 0), (1, 1))
@@ -129,8 +155,13 @@ def bench_kernel(iters: int, warmup: int) -> dict:
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
     assert int(result.stopped_at.min()) == iters, "a run stopped early: the benchmark must run every iteration"
     assert bool(torch.isfinite(result.final_metrics["loss"]).all())
-    return {"runs": batch, "iterations": iters, "seconds": seconds, "cpu_seconds": cpu_seconds,
-            "logged_rows": int(len(result.log_iterations) * batch)}
+    return {
+        "runs": batch,
+        "iterations": iters,
+        "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
+        "logged_rows": int(len(result.log_iterations) * batch),
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -174,16 +205,22 @@ def main(argv: list[str] | None = None) -> dict:
     print()
     print("| program | runs | iterations | wall s | µs / iteration | µs / run-iteration | CPU µs / run-iteration |")
     print("|---|---:|---:|---:|---:|---:|---:|")
-    for name, r in (("(a) per-run loop: nn.Parameter + autograd + optim.SGD", plain),
-                    ("(b) batched engine: MatrixCompletionDMF + GradientDescent + train", engine),
-                    ("(c) compiled kernel: dmf_kernel.train_dmf", kernel)):
-        print(f"| {name} | {r['runs']} | {r['iterations']:,} | {r['seconds']:.2f} | {r['s_per_iteration'] * us:.3f} | "
-              f"{r['s_per_run_iteration'] * us:.4f} | {r['cpu_s_per_run_iteration'] * us:.4f} |")
+    for name, r in (
+        ("(a) per-run loop: nn.Parameter + autograd + optim.SGD", plain),
+        ("(b) batched engine: MatrixCompletionDMF + GradientDescent + train", engine),
+        ("(c) compiled kernel: dmf_kernel.train_dmf", kernel),
+    ):
+        print(
+            f"| {name} | {r['runs']} | {r['iterations']:,} | {r['seconds']:.2f} | {r['s_per_iteration'] * us:.3f} | "
+            f"{r['s_per_run_iteration'] * us:.4f} | {r['cpu_s_per_run_iteration'] * us:.4f} |"
+        )
     print()
-    print(f"per-run speed-ups (wall / CPU time): kernel over engine {ratio(engine, kernel):.0f}× / "
-          f"{report['speedup_kernel_over_engine_cpu_time']:.0f}× (target ≥ 100×); kernel over the per-run loop "
-          f"{ratio(plain, kernel):.0f}× / {report['speedup_kernel_over_plain_cpu_time']:.0f}× (target ≥ 1000×); "
-          f"engine over the per-run loop {ratio(plain, engine):.1f}×")
+    print(
+        f"per-run speed-ups (wall / CPU time): kernel over engine {ratio(engine, kernel):.0f}× / "
+        f"{report['speedup_kernel_over_engine_cpu_time']:.0f}× (target ≥ 100×); kernel over the per-run loop "
+        f"{ratio(plain, kernel):.0f}× / {report['speedup_kernel_over_plain_cpu_time']:.0f}× (target ≥ 1000×); "
+        f"engine over the per-run loop {ratio(plain, engine):.1f}×"
+    )
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

@@ -14,8 +14,8 @@ import argparse
 import statistics
 
 import torch
-from _report import machine, timed, write_json
 
+from _report import machine, timed, write_json
 from rankrepro.gnn import is_same_class_graphs as isc
 from rankrepro.gnn.models import GNN
 
@@ -48,18 +48,22 @@ def main(argv: list[str] | None = None) -> dict:
     edge_index, batch = isc.batched_graphs(args.pairs)
     rows = []
     for kind in ("gcn", "gat", "gin"):
-        sparse = epoch_seconds(GNN(kind, 49, 16, 3, 1, graph_level=True), x.reshape(-1, 49), y, (edge_index, batch),
-                               args.repeats)
-        dense = epoch_seconds(GNN(kind, 49, 16, 3, 1, graph_level=True, dense=True), x, y,
-                              (isc.shared_adjacency(),), args.repeats)
+        sparse = epoch_seconds(
+            GNN(kind, 49, 16, 3, 1, graph_level=True), x.reshape(-1, 49), y, (edge_index, batch), args.repeats
+        )
+        dense = epoch_seconds(
+            GNN(kind, 49, 16, 3, 1, graph_level=True, dense=True), x, y, (isc.shared_adjacency(),), args.repeats
+        )
         rows.append({"model": kind, "edge_list_s": sparse, "dense_s": dense, "speedup": sparse / dense})
     print(f"Table 1 GNN epoch ({args.pairs:,} graphs of 32 vertices, depth 3, width 16), {args.threads} thread(s)")
     print()
     print("| model | edge-list layers (scatter) | dense layers, shared adjacency | speed-up |")
     print("|---|---:|---:|---:|")
     for row in rows:
-        print(f"| {row['model']} | {1e3 * row['edge_list_s']:.0f} ms | {1e3 * row['dense_s']:.0f} ms | "
-              f"{row['speedup']:.1f}× |")
+        print(
+            f"| {row['model']} | {1e3 * row['edge_list_s']:.0f} ms | {1e3 * row['dense_s']:.0f} ms | "
+            f"{row['speedup']:.1f}× |"
+        )
     result = {"benchmark": "gnn_dense", "machine": machine(), "pairs": args.pairs, "rows": rows}
     write_json(args.out, result)
     return result

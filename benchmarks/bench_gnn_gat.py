@@ -15,10 +15,10 @@ import time
 from unittest import mock
 
 import torch
-from _report import machine, write_json
 
-from rankrepro.gnn import models as gnn
+from _report import machine, write_json
 from rankrepro.gnn import is_same_class_graphs as isc
+from rankrepro.gnn import models as gnn
 
 
 def epoch(model: gnn.GNN, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -53,14 +53,22 @@ def main(argv: list[str] | None = None) -> dict:
         with torch_geometric:
             old = min(old, epoch(model, optimizer, x, y))
         new = min(new, epoch(model, optimizer, x, y))
-    print(f"Table 1 GAT epoch ({args.pairs:,} graphs of 32 vertices, depth 3, width 16, 4 heads), {args.threads} "
-          f"thread(s), CPU time, best of {args.repeats}")
+    print(
+        f"Table 1 GAT epoch ({args.pairs:,} graphs of 32 vertices, depth 3, width 16, 4 heads), {args.threads} "
+        f"thread(s), CPU time, best of {args.repeats}"
+    )
     print()
     print("| DenseGATConv | dense_gat_forward | speed-up |")
     print("|---:|---:|---:|")
     print(f"| {1e3 * old:.0f} ms | {1e3 * new:.0f} ms | {old / new:.1f}× |")
-    result = {"benchmark": "gnn_gat", "machine": machine(), "pairs": args.pairs,
-              "dense_gat_conv_s": old, "dense_gat_forward_s": new, "speedup": old / new}
+    result = {
+        "benchmark": "gnn_gat",
+        "machine": machine(),
+        "pairs": args.pairs,
+        "dense_gat_conv_s": old,
+        "dense_gat_forward_s": new,
+        "speedup": old / new,
+    }
     write_json(args.out, result)
     return result
 

@@ -20,11 +20,12 @@ import time
 
 import numpy as np
 import torch
-from _report import machine, write_json
 from torch.nn import functional as F
 
+from _report import machine, write_json
 from rankrepro.core.graphs import directed_edge_index, undirected_edges
-from rankrepro.gnn import models as gnn, training as gnn_training
+from rankrepro.gnn import models as gnn
+from rankrepro.gnn import training as gnn_training
 
 NODES, EDGES, FEATURES, CLASSES, DENSITY, WIDTH, DEPTH = 2708, 5278, 1433, 7, 0.0127, 64, 3
 
@@ -39,8 +40,14 @@ def cora_shaped(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, 
     return features, labels, edges, gnn_training.random_split(NODES, (0.8, 0.1, 0.1), seed)
 
 
-def one_at_a_time(models: list[gnn.GNN], features: torch.Tensor, labels: torch.Tensor,
-                  edge_sets: list[np.ndarray], masks: dict[str, torch.Tensor], epochs: int) -> float:
+def one_at_a_time(
+    models: list[gnn.GNN],
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    edge_sets: list[np.ndarray],
+    masks: dict[str, torch.Tensor],
+    epochs: int,
+) -> float:
     """CPU seconds of ``epochs`` epochs of every run, one run after the other (the former trainer's epoch)."""
     started = time.process_time()
     for model, edges in zip(models, edge_sets):
@@ -59,13 +66,27 @@ def one_at_a_time(models: list[gnn.GNN], features: torch.Tensor, labels: torch.T
     return time.process_time() - started
 
 
-def stacked(models: list[gnn.GNN], features: torch.Tensor, labels: torch.Tensor, edge_sets: list[np.ndarray],
-            masks: dict[str, torch.Tensor], epochs: int) -> float:
+def stacked(
+    models: list[gnn.GNN],
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    edge_sets: list[np.ndarray],
+    masks: dict[str, torch.Tensor],
+    epochs: int,
+) -> float:
     """CPU seconds of ``epochs`` epochs of all runs as one stacked program (the current trainer)."""
     started = time.process_time()
-    gnn_training.train_vertex_classifiers(gnn.StackedGNN.from_models(models), gnn.shared_features(features), labels,
-                                          edge_sets, masks, lr=5e-4, weight_decay=1e-3, max_epochs=epochs,
-                                          patience=epochs)
+    gnn_training.train_vertex_classifiers(
+        gnn.StackedGNN.from_models(models),
+        gnn.shared_features(features),
+        labels,
+        edge_sets,
+        masks,
+        lr=5e-4,
+        weight_decay=1e-3,
+        max_epochs=epochs,
+        patience=epochs,
+    )
     return time.process_time() - started
 
 
@@ -81,9 +102,10 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     features, labels, edges, masks = cora_shaped()
     rng = np.random.default_rng(1)
-    edge_sets = [edges[np.sort(rng.permutation(len(edges))[:len(edges) // 2])] for _ in range(args.runs)]
+    edge_sets = [edges[np.sort(rng.permutation(len(edges))[: len(edges) // 2])] for _ in range(args.runs)]
     rows = []
     for kind in args.models:
+
         def fresh() -> list[gnn.GNN]:
             torch.manual_seed(0)
             return [gnn.GNN(kind, FEATURES, WIDTH, DEPTH, CLASSES, graph_level=False) for _ in range(args.runs)]
@@ -93,18 +115,33 @@ def main(argv: list[str] | None = None) -> dict:
             old = min(old, one_at_a_time(fresh(), features, labels, edge_sets, masks, args.epochs))
             new = min(new, stacked(fresh(), features, labels, edge_sets, masks, args.epochs))
         per_run_epoch = args.runs * args.epochs
-        rows.append({"model": kind, "one_at_a_time_ms": 1e3 * old / per_run_epoch,
-                     "stacked_ms": 1e3 * new / per_run_epoch, "speedup": old / new})
-    print(f"Edge-sparsification training, CPU ms per run and epoch ({args.runs} runs of a Cora-shaped graph, depth "
-          f"{DEPTH}, width {WIDTH}, {args.epochs} epochs, best of {args.repeats}), {args.threads} thread(s)")
+        rows.append(
+            {
+                "model": kind,
+                "one_at_a_time_ms": 1e3 * old / per_run_epoch,
+                "stacked_ms": 1e3 * new / per_run_epoch,
+                "speedup": old / new,
+            }
+        )
+    print(
+        f"Edge-sparsification training, CPU ms per run and epoch ({args.runs} runs of a Cora-shaped graph, depth "
+        f"{DEPTH}, width {WIDTH}, {args.epochs} epochs, best of {args.repeats}), {args.threads} thread(s)"
+    )
     print()
     print("| model | one run at a time (torch_geometric) | stacked runs | speed-up |")
     print("|---|---:|---:|---:|")
     for row in rows:
-        print(f"| {row['model']} | {row['one_at_a_time_ms']:.1f} ms | {row['stacked_ms']:.1f} ms | "
-              f"{row['speedup']:.1f}× |")
-    result = {"benchmark": "gnn_sparsification", "machine": machine(), "runs": args.runs, "epochs": args.epochs,
-              "rows": rows}
+        print(
+            f"| {row['model']} | {row['one_at_a_time_ms']:.1f} ms | {row['stacked_ms']:.1f} ms | "
+            f"{row['speedup']:.1f}× |"
+        )
+    result = {
+        "benchmark": "gnn_sparsification",
+        "machine": machine(),
+        "runs": args.runs,
+        "epochs": args.epochs,
+        "rows": rows,
+    }
     write_json(args.out, result)
     return result
 

@@ -14,12 +14,13 @@ import argparse
 import time
 
 import torch
-from _report import machine, write_json
-from bench_gnn_sparsification import CLASSES, DEPTH, FEATURES, WIDTH, cora_shaped
 from torch.nn import functional as F
 
+from _report import machine, write_json
+from bench_gnn_sparsification import CLASSES, DEPTH, FEATURES, WIDTH, cora_shaped
 from rankrepro.core.graphs import directed_edge_index
-from rankrepro.gnn import models as gnn, ugs
+from rankrepro.gnn import models as gnn
+from rankrepro.gnn import ugs
 
 OPTIONS = {"l1": 1e-2, "lr": 5e-4, "weight_decay": 1e-3}
 
@@ -29,8 +30,13 @@ def torch_geometric_epochs(model: gnn.GNN, features, labels, train_mask, edges, 
     started = time.process_time()
     mask = torch.nn.Parameter(torch.ones(len(edges)))
     edge_index = torch.from_numpy(directed_edge_index(edges))
-    optimizer = torch.optim.Adam([{"params": model.parameters(), "weight_decay": OPTIONS["weight_decay"]},
-                                  {"params": [mask], "weight_decay": 0.0}], lr=OPTIONS["lr"])
+    optimizer = torch.optim.Adam(
+        [
+            {"params": model.parameters(), "weight_decay": OPTIONS["weight_decay"]},
+            {"params": [mask], "weight_decay": 0.0},
+        ],
+        lr=OPTIONS["lr"],
+    )
     for _ in range(epochs):
         logits = model(features, edge_index, edge_weight=mask.abs().repeat(2))
         loss = F.cross_entropy(logits[train_mask], labels[train_mask]) + OPTIONS["l1"] * mask.abs().sum()
@@ -66,14 +72,22 @@ def main(argv: list[str] | None = None) -> dict:
         model = gnn.GNN("gcn", FEATURES, WIDTH, DEPTH, CLASSES, graph_level=False)
         new = min(new, stacked_epochs(model, sparse, labels, masks["train"], edges, args.epochs))
     old_ms, new_ms = 1e3 * old / args.epochs, 1e3 * new / args.epochs
-    print(f"UGS mask training, CPU ms per epoch (Cora-shaped graph, GCN depth {DEPTH}, width {WIDTH}, best of "
-          f"{args.repeats}), {args.threads} thread(s)")
+    print(
+        f"UGS mask training, CPU ms per epoch (Cora-shaped graph, GCN depth {DEPTH}, width {WIDTH}, best of "
+        f"{args.repeats}), {args.threads} thread(s)"
+    )
     print()
     print("| torch_geometric GCN + edge_weight | stacked GCN + WeightedGCNOperator | speed-up |")
     print("|---:|---:|---:|")
     print(f"| {old_ms:.1f} ms | {new_ms:.1f} ms | {old / new:.1f}× |")
-    result = {"benchmark": "gnn_ugs", "machine": machine(), "epochs": args.epochs,
-              "torch_geometric_ms": old_ms, "stacked_ms": new_ms, "speedup": old / new}
+    result = {
+        "benchmark": "gnn_ugs",
+        "machine": machine(),
+        "epochs": args.epochs,
+        "torch_geometric_ms": old_ms,
+        "stacked_ms": new_ms,
+        "speedup": old / new,
+    }
     write_json(args.out, result)
     return result
 

@@ -25,10 +25,21 @@ import argparse
 import time
 
 import torch
-from _report import machine, write_json
 
-from rankrepro.hessian.maps import (MLP, HessianMaps, forward, functional_hessian, glorot_normal_init, hessian_maps,
-                                    map_ranks, output_hessian_root, output_jacobian, rank_report, symmetric_rank)
+from _report import machine, write_json
+from rankrepro.hessian.maps import (
+    MLP,
+    HessianMaps,
+    forward,
+    functional_hessian,
+    glorot_normal_init,
+    hessian_maps,
+    map_ranks,
+    output_hessian_root,
+    output_jacobian,
+    rank_report,
+    symmetric_rank,
+)
 
 
 def cpu_timed(function, *args, **kwargs):
@@ -46,16 +57,21 @@ def previous_ranks(mlp: MLP, theta: torch.Tensor, X: torch.Tensor, Y: torch.Tens
     functional = functional_hessian(mlp, theta, X, Y, loss)
     loss_matrix = factor.T @ factor + functional
     size = mlp.num_params
-    return {"loss": symmetric_rank(loss_matrix), "outer": rank_report(torch.linalg.svdvals(factor) ** 2, size),
-            "functional": symmetric_rank(functional)}
+    return {
+        "loss": symmetric_rank(loss_matrix),
+        "outer": rank_report(torch.linalg.svdvals(factor) ** 2, size),
+        "functional": symmetric_rank(functional),
+    }
 
 
 def plain_ranks(maps: HessianMaps) -> dict[str, int]:
     """(i): every Hessian formed as a p × p matrix, ranked by ``torch.linalg.matrix_rank``."""
     outer = maps.outer
-    return {"loss": int(torch.linalg.matrix_rank(outer + maps.functional)),
-            "outer": int(torch.linalg.matrix_rank(outer)),
-            "functional": int(torch.linalg.matrix_rank(maps.functional))}
+    return {
+        "loss": int(torch.linalg.matrix_rank(outer + maps.functional)),
+        "outer": int(torch.linalg.matrix_rank(outer)),
+        "functional": int(torch.linalg.matrix_rank(maps.functional)),
+    }
 
 
 def data(n: int, side: int, zero: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,8 +100,15 @@ def measure(point: str, activation: str, loss: str, plain: bool, generator: torc
     for kind in old:
         if (old[kind].rank, old[kind].ranks_at) != (new[kind].rank, new[kind].ranks_at):
             raise SystemExit(f"{point} {activation}: {kind} differs: previous {old[kind]}, current {new[kind]}")
-    row = {"point": point, "activation": activation, "params": mlp.num_params, "previous_s": old_s,
-           "current_s": new_s, "speedup": old_s / new_s, "ranks": {kind: r.rank for kind, r in new.items()}}
+    row = {
+        "point": point,
+        "activation": activation,
+        "params": mlp.num_params,
+        "previous_s": old_s,
+        "current_s": new_s,
+        "speedup": old_s / new_s,
+        "ranks": {kind: r.rank for kind, r in new.items()},
+    }
     if plain:
         plain_s, by_matrix_rank = cpu_timed(lambda: plain_ranks(hessian_maps(mlp, theta, X, Y, loss)))
         if by_matrix_rank != row["ranks"]:
@@ -108,21 +131,30 @@ def main(argv: list[str] | None = None) -> dict:
     generator = torch.Generator().manual_seed(0)
     warm = torch.randn(64, 64, generator=generator, dtype=torch.float64)
     torch.linalg.eigvalsh(warm @ warm.T), torch.linalg.svdvals(warm), torch.linalg.matrix_rank(warm)  # LAPACK warm-up
-    rows = [measure(point, activation, args.loss, args.plain, generator)
-            for point in args.points for activation in args.activations]
+    rows = [
+        measure(point, activation, args.loss, args.plain, generator)
+        for point in args.points
+        for activation in args.activations
+    ]
 
-    print(f"chapter-5 points ({args.loss}, float64, {torch.get_num_threads()} thread(s), torch {torch.__version__}); "
-          f"process CPU seconds per point")
+    print(
+        f"chapter-5 points ({args.loss}, float64, {torch.get_num_threads()} thread(s), torch {torch.__version__}); "
+        f"process CPU seconds per point"
+    )
     print()
-    print("| point | activation | p | (a) previous (s) | (b) current (s) | speed-up | matrix_rank ×3 (s) | "
-          "ranks H_L / H_O / H_F |")
+    print(
+        "| point | activation | p | (a) previous (s) | (b) current (s) | speed-up | matrix_rank ×3 (s) | "
+        "ranks H_L / H_O / H_F |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|---|")
     for row in rows:
         ranks = row["ranks"]
         plain = f"{row['plain_s']:.2f}" if "plain_s" in row else "–"
-        print(f"| {row['point']} | {row['activation']} | {row['params']:,} | {row['previous_s']:.2f} | "
-              f"{row['current_s']:.2f} | {row['speedup']:.1f}× | {plain} | "
-              f"{ranks['loss']} / {ranks['outer']} / {ranks['functional']} |")
+        print(
+            f"| {row['point']} | {row['activation']} | {row['params']:,} | {row['previous_s']:.2f} | "
+            f"{row['current_s']:.2f} | {row['speedup']:.1f}× | {plain} | "
+            f"{ranks['loss']} / {ranks['outer']} / {ranks['functional']} |"
+        )
     result = {"benchmark": "hessian_rank", "machine": machine(), "loss": args.loss, "rows": rows}
     write_json(args.out, result)
     return result

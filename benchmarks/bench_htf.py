@@ -27,13 +27,19 @@ import time
 from collections.abc import Callable
 
 import torch
-from _report import machine, write_json
 from torch import Tensor
 
+from _report import machine, write_json
 from rankrepro.core.optim import GroupRMSprop
 from rankrepro.factorization.cp import multi_indices
-from rankrepro.factorization.htf import (auto_gather_level, htf_loss, init_htf, mode_tree, node_param_index,
-                                         random_htf_tensor)
+from rankrepro.factorization.htf import (
+    auto_gather_level,
+    htf_loss,
+    init_htf,
+    mode_tree,
+    node_param_index,
+    random_htf_tensor,
+)
 
 LossAndGrads = Callable[[list[Tensor]], tuple[Tensor, list[Tensor]]]
 Loss = Callable[[list[Tensor]], Tensor]
@@ -67,8 +73,7 @@ def with_autograd(loss: Loss) -> LossAndGrads:
     return loss_and_grads
 
 
-def timed_run(loss_and_grads: LossAndGrads, init: list[Tensor],
-              iters: int) -> tuple[float, float, float, list[Tensor]]:
+def timed_run(loss_and_grads: LossAndGrads, init: list[Tensor], iters: int) -> tuple[float, float, float, list[Tensor]]:
     """Seconds for ``iters`` GroupRMSprop iterations, the initial and the final loss, the final parameters."""
     params = [p.clone() for p in init]
     optimizer = GroupRMSprop(torch.full((1,), 1e-2, dtype=torch.float64))
@@ -107,14 +112,22 @@ def main(argv: list[str] | None = None) -> dict:
         "one-hot einsum + autograd": with_autograd(onehot_loss(indices, values, dims)),
         "leaf gather (gather_level 0) + autograd": with_autograd(lambda p: htf_loss(p, indices, values, 0)),
         f"auto gather (gather_level {level}, library default) + autograd": with_autograd(
-            lambda p: htf_loss(p, indices, values)),
+            lambda p: htf_loss(p, indices, values)
+        ),
     }
     rows, finals = [], []
     for name, fn in methods.items():
         seconds, initial, final, params = timed_run(fn, init, args.iters)
         finals.append(params)
-        rows.append({"method": name, "seconds": seconds, "ms_per_iteration": 1e3 * seconds / args.iters,
-                     "initial_loss": initial, "final_loss": final})
+        rows.append(
+            {
+                "method": name,
+                "seconds": seconds,
+                "ms_per_iteration": 1e3 * seconds / args.iters,
+                "initial_loss": initial,
+                "final_loss": final,
+            }
+        )
     onehot_ms = rows[0]["ms_per_iteration"]
     for row in rows:
         row["speedup_vs_onehot"] = onehot_ms / row["ms_per_iteration"]
@@ -127,27 +140,45 @@ def main(argv: list[str] | None = None) -> dict:
     drift = max(float((p - q).abs().max() / q.abs().max()) for params in finals[1:] for p, q in zip(params, finals[0]))
     same_final = close([r["final_loss"] for r in rows]) and drift <= 1e-9
 
-    print(f"order-4 8^4 HTF completion: widths {list(widths)}, {args.n_obs} observations, {args.iters} iterations "
-          f"(forward + backward + GroupRMSprop step), float64, {torch.get_num_threads()} thread(s), "
-          f"torch {torch.__version__}")
+    print(
+        f"order-4 8^4 HTF completion: widths {list(widths)}, {args.n_obs} observations, {args.iters} iterations "
+        f"(forward + backward + GroupRMSprop step), float64, {torch.get_num_threads()} thread(s), "
+        f"torch {torch.__version__}"
+    )
     print()
     print("| method | ms / iteration | speed-up vs one-hot | initial train MSE | final train MSE |")
     print("|---|---:|---:|---:|---:|")
     for row in rows:
-        print(f"| {row['method']} | {row['ms_per_iteration']:.2f} | {row['speedup_vs_onehot']:.1f}× | "
-              f"{row['initial_loss']:.6e} | {row['final_loss']:.6e} |")
+        print(
+            f"| {row['method']} | {row['ms_per_iteration']:.2f} | {row['speedup_vs_onehot']:.1f}× | "
+            f"{row['initial_loss']:.6e} | {row['final_loss']:.6e} |"
+        )
     print()
     ratio = rows[2]["speedup_vs_onehot"]
-    print(f"library default vs one-hot: {ratio:.1f}× ({'meets' if ratio >= 3 else 'MISSES'} the ≥ 3× target); "
-          f"leaf gather alone: {rows[1]['speedup_vs_onehot']:.1f}×; initial losses "
-          f"{'agree' if same_initial else 'DIFFER'}, trajectories {'agree' if same_final else 'DIFFER'} "
-          f"(final parameters differ by ≤ {drift:.1e} relative)")
-    result = {"settings": {"dims": dims, "widths": widths, "n_obs": args.n_obs, "iters": args.iters,
-                           "init": args.init, "gather_level": level, "threads": torch.get_num_threads()},
-              "machine": machine(), "rows": rows, "gather_speedup_vs_onehot": ratio,
-              "leaf_gather_speedup_vs_onehot": rows[1]["speedup_vs_onehot"],
-              "initial_losses_agree": same_initial, "trajectories_agree": same_final,
-              "final_parameter_relative_difference": drift}
+    print(
+        f"library default vs one-hot: {ratio:.1f}× ({'meets' if ratio >= 3 else 'MISSES'} the ≥ 3× target); "
+        f"leaf gather alone: {rows[1]['speedup_vs_onehot']:.1f}×; initial losses "
+        f"{'agree' if same_initial else 'DIFFER'}, trajectories {'agree' if same_final else 'DIFFER'} "
+        f"(final parameters differ by ≤ {drift:.1e} relative)"
+    )
+    result = {
+        "settings": {
+            "dims": dims,
+            "widths": widths,
+            "n_obs": args.n_obs,
+            "iters": args.iters,
+            "init": args.init,
+            "gather_level": level,
+            "threads": torch.get_num_threads(),
+        },
+        "machine": machine(),
+        "rows": rows,
+        "gather_speedup_vs_onehot": ratio,
+        "leaf_gather_speedup_vs_onehot": rows[1]["speedup_vs_onehot"],
+        "initial_losses_agree": same_initial,
+        "trajectories_agree": same_final,
+        "final_parameter_relative_difference": drift,
+    }
     write_json(args.out, result)
     return result
 

@@ -31,21 +31,23 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from _report import machine, write_json
 from torch import Tensor, nn
 
+from _report import machine, write_json
 from rankrepro.cnn.locality import Region, canvas_images, random_patch_pair
-from rankrepro.data.pairs import sample_pairs
 from rankrepro.cnn.locality_training import train_step
 from rankrepro.cnn.pathfinder import default_settings, generate
 from rankrepro.cnn.resnet import SMALL_WIDTHS, ResNet18, ResNetConfig
+from rankrepro.data.pairs import sample_pairs
 
 BATCH = 64
 #: (regularized, before) per way; the ratios below index this order
-WAYS = {"plain, before (PyTorch's layer backward)": (False, True),
-        "plain, now (SameConvolution)": (False, False),
-        "regularized, before (autograd double backward)": (True, True),
-        "regularized, now (explicit input gradient)": (True, False)}
+WAYS = {
+    "plain, before (PyTorch's layer backward)": (False, True),
+    "plain, now (SameConvolution)": (False, False),
+    "regularized, before (autograd double backward)": (True, True),
+    "regularized, now (explicit input gradient)": (True, False),
+}
 
 
 class ModuleForward(nn.Module):
@@ -70,15 +72,18 @@ def task_batch(task: str, rng: np.random.Generator) -> tuple[Tensor, Tensor, Cal
         images = rng.integers(0, 256, size=(200, 14, 14), dtype=np.uint8)
         pairs = sample_pairs(rng.integers(0, 10, size=200), BATCH, rng)
         canvases, first, second = canvas_images(images, pairs, 64, (14, 92))
-        return (torch.from_numpy(canvases).float() / 255, torch.from_numpy(pairs[:, 2]),
-                lambda: (first, second))
+        return (torch.from_numpy(canvases).float() / 255, torch.from_numpy(pairs[:, 2]), lambda: (first, second))
     images, labels = generate(BATCH, 9, default_settings(32, 9), rng)
-    return (torch.from_numpy(images[:, None]).float() / 255, torch.from_numpy(labels),
-            lambda: random_patch_pair((32, 32), 2, rng))
+    return (
+        torch.from_numpy(images[:, None]).float() / 255,
+        torch.from_numpy(labels),
+        lambda: random_patch_pair((32, 32), 2, rng),
+    )
 
 
-def make_step(regularized: bool, before: bool, x: Tensor, y: Tensor,
-              draw: Callable[[], tuple[Region, Region]]) -> Callable[[], None]:
+def make_step(
+    regularized: bool, before: bool, x: Tensor, y: Tensor, draw: Callable[[], tuple[Region, Region]]
+) -> Callable[[], None]:
     """One ``train_step`` of a fresh network (the same initial weights for every way)."""
     net = ResNet18(ResNetConfig(SMALL_WIDTHS, "small", 1), generator=torch.Generator().manual_seed(0))
     model = ModuleForward(net) if before else net
@@ -112,11 +117,12 @@ def main(argv: list[str] | None = None) -> dict:
     seconds = median_cpu_seconds(steps, args.repeats)
     names = list(WAYS)
     plain = seconds[names[0]]
-    rows = [{"step": way, "cpu_seconds": seconds[way], "ratio_to_plain_before": seconds[way] / plain}
-            for way in names]
+    rows = [{"step": way, "cpu_seconds": seconds[way], "ratio_to_plain_before": seconds[way] / plain} for way in names]
     shape = "14 × 92 Is-Same-Class canvases" if args.task == "isc" else "32 × 32 Pathfinder images"
-    print(f"One SGD step (library train_step), small ResNet-18 (widths {'/'.join(map(str, SMALL_WIDTHS))}), batch "
-          f"{BATCH} of {shape}, {args.threads} thread(s), median CPU time of {args.repeats}")
+    print(
+        f"One SGD step (library train_step), small ResNet-18 (widths {'/'.join(map(str, SMALL_WIDTHS))}), batch "
+        f"{BATCH} of {shape}, {args.threads} thread(s), median CPU time of {args.repeats}"
+    )
     print()
     print("| step | CPU time | × plain step before |")
     print("|---|---:|---:|")
@@ -125,10 +131,19 @@ def main(argv: list[str] | None = None) -> dict:
     regularized_speedup = seconds[names[2]] / seconds[names[3]]
     plain_speedup = seconds[names[0]] / seconds[names[1]]
     print()
-    print(f"regularized step: now {regularized_speedup:.2f}× faster than before, {seconds[names[3]] / seconds[names[1]]:.2f}× "
-          f"a plain step (before: {seconds[names[2]] / plain:.2f}×); plain step {plain_speedup:.2f}× faster")
-    result = {"benchmark": "locality_regularizer", "machine": machine(), "task": args.task, "batch": BATCH,
-              "rows": rows, "regularized_speedup": regularized_speedup, "plain_speedup": plain_speedup}
+    print(
+        f"regularized step: now {regularized_speedup:.2f}× faster than before, {seconds[names[3]] / seconds[names[1]]:.2f}× "  # noqa: E501
+        f"a plain step (before: {seconds[names[2]] / plain:.2f}×); plain step {plain_speedup:.2f}× faster"
+    )
+    result = {
+        "benchmark": "locality_regularizer",
+        "machine": machine(),
+        "task": args.task,
+        "batch": BATCH,
+        "rows": rows,
+        "regularized_speedup": regularized_speedup,
+        "plain_speedup": plain_speedup,
+    }
     write_json(args.out, result)
     return result
 

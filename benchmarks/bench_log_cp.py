@@ -36,9 +36,9 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from _report import machine, write_json  # noqa: E402
 from torch import Tensor  # noqa: E402
 
+from _report import machine, write_json  # noqa: E402
 from rankrepro.core.optim import Adam  # noqa: E402
 from rankrepro.factorization.log_cp import (  # noqa: E402
     BinaryRows,
@@ -61,8 +61,14 @@ def load_images(cache_root: Path, mirror: Path | None) -> tuple[Tensor, Tensor, 
         generator = torch.Generator().manual_seed(0)
         X = (torch.rand(N_IMAGES, 784, generator=generator, dtype=torch.float64) < INK_DENSITY).to(torch.float64)
         y = 2.0 * (torch.rand(N_IMAGES, generator=generator, dtype=torch.float64) < 0.1).to(torch.float64)
-        return X, y, (f"random binary images, ink density {INK_DENSITY} (rankrepro.data.image_datasets unavailable: {exc}); "
-                      "timings do not depend on the pixel values")
+        return (
+            X,
+            y,
+            (
+                f"random binary images, ink density {INK_DENSITY} (rankrepro.data.image_datasets unavailable: {exc}); "
+                "timings do not depend on the pixel values"
+            ),
+        )
     data = load_image_classification("mnist", cache_root=cache_root, mirror=mirror)
     X = binarize_images(np.asarray(data.train_images[:N_IMAGES]))
     y = 2.0 * torch.as_tensor(np.asarray(data.train_labels[:N_IMAGES]) == TARGET_CLASS, dtype=torch.float64)
@@ -145,37 +151,66 @@ def main(argv: list[str] | None = None) -> dict:
         direct_s, direct_loss = time_epochs(direct_epoch_runner(init, X, y), args.epochs)
         sparse_s, sparse_loss = time_epochs(log_epoch_runner(init, rows_X, y), args.epochs)
         dense_s, dense_loss = time_epochs(log_epoch_runner(init, X, y), args.epochs)
-        rows.append({"rank": rank, "direct_float32_ms_per_epoch": 1e3 * direct_s,
-                     "log_sparse_float64_ms_per_epoch": 1e3 * sparse_s, "log_dense_float64_ms_per_epoch": 1e3 * dense_s,
-                     "speedup_sparse": direct_s / sparse_s, "speedup_dense": direct_s / dense_s,
-                     "initial_direct_max_relative_difference": agreement,
-                     "initial_sparse_max_relative_difference": sparse_agreement,
-                     "last_batch_loss": {"direct": direct_loss, "sparse": sparse_loss, "dense": dense_loss}})
+        rows.append(
+            {
+                "rank": rank,
+                "direct_float32_ms_per_epoch": 1e3 * direct_s,
+                "log_sparse_float64_ms_per_epoch": 1e3 * sparse_s,
+                "log_dense_float64_ms_per_epoch": 1e3 * dense_s,
+                "speedup_sparse": direct_s / sparse_s,
+                "speedup_dense": direct_s / dense_s,
+                "initial_direct_max_relative_difference": agreement,
+                "initial_sparse_max_relative_difference": sparse_agreement,
+                "last_batch_loss": {"direct": direct_loss, "sparse": sparse_loss, "dense": dense_loss},
+            }
+        )
 
-    print(f"order-784 CP classifier, one epoch = {N_IMAGES // BATCH} Adam steps on mini-batches of {BATCH} "
-          f"({N_IMAGES} images), {torch.get_num_threads()} torch thread(s), OMP_WAIT_POLICY="
-          f"{os.environ.get('OMP_WAIT_POLICY')}, torch {torch.__version__}")
+    print(
+        f"order-784 CP classifier, one epoch = {N_IMAGES // BATCH} Adam steps on mini-batches of {BATCH} "
+        f"({N_IMAGES} images), {torch.get_num_threads()} torch thread(s), OMP_WAIT_POLICY="
+        f"{os.environ.get('OMP_WAIT_POLICY')}, torch {torch.__version__}"
+    )
     print(f"images: {source}")
     print()
-    print("| R | (i) direct float32 + autograd, ms/epoch | (ii) log-domain sparse float64, ms/epoch | speed-up (ii) | "
-          "(iii) log-domain dense float64, ms/epoch | speed-up (iii) | initial max rel. diff (i) vs (iii) |")
+    print(
+        "| R | (i) direct float32 + autograd, ms/epoch | (ii) log-domain sparse float64, ms/epoch | speed-up (ii) | "
+        "(iii) log-domain dense float64, ms/epoch | speed-up (iii) | initial max rel. diff (i) vs (iii) |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
-        print(f"| {row['rank']} | {row['direct_float32_ms_per_epoch']:.1f} "
-              f"| {row['log_sparse_float64_ms_per_epoch']:.1f} | {row['speedup_sparse']:.1f}× "
-              f"| {row['log_dense_float64_ms_per_epoch']:.1f} | {row['speedup_dense']:.1f}× "
-              f"| {row['initial_direct_max_relative_difference']:.1e} |")
+        print(
+            f"| {row['rank']} | {row['direct_float32_ms_per_epoch']:.1f} "
+            f"| {row['log_sparse_float64_ms_per_epoch']:.1f} | {row['speedup_sparse']:.1f}× "
+            f"| {row['log_dense_float64_ms_per_epoch']:.1f} | {row['speedup_dense']:.1f}× "
+            f"| {row['initial_direct_max_relative_difference']:.1e} |"
+        )
     print()
     worst = min(row["speedup_sparse"] for row in rows)
-    agree = all(row["initial_sparse_max_relative_difference"] <= 1e-12 and
-                row["initial_direct_max_relative_difference"] <= 1e-4 for row in rows)
-    print(f"smallest speed-up of (ii) {worst:.1f}× ({'meets' if worst >= 5 else 'MISSES'} the ≥ 5× target); "
-          f"initial predictions {'agree' if agree else 'DIFFER'} (sparse vs dense ≤ 1e-12, float32 vs float64 ≤ 1e-4)")
-    result = {"settings": {"n_images": N_IMAGES, "batch_size": BATCH, "lr": LR, "ranks": args.ranks,
-                           "timed_epochs": args.epochs, "threads": torch.get_num_threads(), "images": source,
-                           "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")},
-              "machine": machine(),
-              "rows": rows, "min_speedup": worst, "meets_target": worst >= 5, "initial_predictions_agree": agree}
+    agree = all(
+        row["initial_sparse_max_relative_difference"] <= 1e-12 and row["initial_direct_max_relative_difference"] <= 1e-4
+        for row in rows
+    )
+    print(
+        f"smallest speed-up of (ii) {worst:.1f}× ({'meets' if worst >= 5 else 'MISSES'} the ≥ 5× target); "
+        f"initial predictions {'agree' if agree else 'DIFFER'} (sparse vs dense ≤ 1e-12, float32 vs float64 ≤ 1e-4)"
+    )
+    result = {
+        "settings": {
+            "n_images": N_IMAGES,
+            "batch_size": BATCH,
+            "lr": LR,
+            "ranks": args.ranks,
+            "timed_epochs": args.epochs,
+            "threads": torch.get_num_threads(),
+            "images": source,
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        },
+        "machine": machine(),
+        "rows": rows,
+        "min_speedup": worst,
+        "meets_target": worst >= 5,
+        "initial_predictions_agree": agree,
+    }
     write_json(args.out, result)
     return result
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from _report import machine, timed, write_json
 
+from _report import machine, timed, write_json
 from rankrepro.cnn.pathfinder import default_settings, generate
 
 #: seconds per 300 × 300 image of the original generator (spec, chapter 3)
@@ -38,25 +38,43 @@ def main(argv: list[str] | None = None) -> dict:
             settings = default_settings(canvas, length)
             best = float("inf")
             for _ in range(args.repeats):
-                seconds, (images, labels) = timed(generate, args.count, length, settings,
-                                                  np.random.default_rng(args.seed))
+                seconds, (images, labels) = timed(
+                    generate, args.count, length, settings, np.random.default_rng(args.seed)
+                )
                 best = min(best, seconds)
-            rows.append({"canvas": canvas, "length": length, "distractors": settings.num_distractors,
-                         "images": args.count, "seconds": best, "images_per_s": args.count / best,
-                         "ms_per_image": 1e3 * best / args.count, "ink_fraction": float((images > 0).mean()),
-                         "positives": int(labels.sum()),
-                         "speedup_vs_original": ORIGINAL_SECONDS_PER_IMAGE / (best / args.count)})
+            rows.append(
+                {
+                    "canvas": canvas,
+                    "length": length,
+                    "distractors": settings.num_distractors,
+                    "images": args.count,
+                    "seconds": best,
+                    "images_per_s": args.count / best,
+                    "ms_per_image": 1e3 * best / args.count,
+                    "ink_fraction": float((images > 0).mean()),
+                    "positives": int(labels.sum()),
+                    "speedup_vs_original": ORIGINAL_SECONDS_PER_IMAGE / (best / args.count),
+                }
+            )
 
     print(f"Pathfinder generation, {args.count} images per call, best of {args.repeats}, one process")
     print()
     print("| canvas | length | distractors | images/s | ms/image | ink | vs original 0.15 s/image (300×300) |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for row in rows:
-        print(f"| {row['canvas']}×{row['canvas']} | {row['length']} | {row['distractors']} | "
-              f"{row['images_per_s']:,.0f} | {row['ms_per_image']:.2f} | {100 * row['ink_fraction']:.1f} % | "
-              f"{row['speedup_vs_original']:.0f}× |")
-    result = {"benchmark": "pathfinder", "machine": machine(), "count": args.count, "repeats": args.repeats,
-              "original_seconds_per_image": ORIGINAL_SECONDS_PER_IMAGE, "rows": rows}
+        print(
+            f"| {row['canvas']}×{row['canvas']} | {row['length']} | {row['distractors']} | "
+            f"{row['images_per_s']:,.0f} | {row['ms_per_image']:.2f} | {100 * row['ink_fraction']:.1f} % | "
+            f"{row['speedup_vs_original']:.0f}× |"
+        )
+    result = {
+        "benchmark": "pathfinder",
+        "machine": machine(),
+        "count": args.count,
+        "repeats": args.repeats,
+        "original_seconds_per_image": ORIGINAL_SECONDS_PER_IMAGE,
+        "rows": rows,
+    }
     write_json(args.out, result)
     return result
 

@@ -22,12 +22,18 @@ import time
 from collections.abc import Callable
 
 import torch
-from _report import machine, write_json
 from torch import Tensor
 
+from _report import machine, write_json
 from rankrepro.core.optim import GroupRMSprop
-from rankrepro.factorization.cp import (CPCompletionObjective, cp_loss_and_grads_gather, init_factors, max_cp_rank,
-                                        multi_indices, random_cp_tensor)
+from rankrepro.factorization.cp import (
+    CPCompletionObjective,
+    cp_loss_and_grads_gather,
+    init_factors,
+    max_cp_rank,
+    multi_indices,
+    random_cp_tensor,
+)
 
 LossAndGrads = Callable[[list[Tensor]], tuple[Tensor, list[Tensor]]]
 
@@ -92,30 +98,52 @@ def main(argv: list[str] | None = None) -> dict:
     rows = []
     for name, fn in methods.items():
         seconds, final_loss = timed_run(fn, init, args.iters)
-        rows.append({"method": name, "seconds": seconds, "ms_per_iteration": 1e3 * seconds / args.iters,
-                     "final_loss": final_loss})
+        rows.append(
+            {
+                "method": name,
+                "seconds": seconds,
+                "ms_per_iteration": 1e3 * seconds / args.iters,
+                "final_loss": final_loss,
+            }
+        )
     onehot_ms = rows[0]["ms_per_iteration"]
     for row in rows:
         row["speedup_vs_onehot"] = onehot_ms / row["ms_per_iteration"]
     losses = [r["final_loss"] for r in rows]
     agree = max(losses) - min(losses) <= 1e-8 * max(1.0, max(abs(v) for v in losses))
 
-    print(f"order-4 8^4 tensor completion: R = {components} components, {args.n_obs} observations, "
-          f"{args.iters} GroupRMSprop iterations, float64, {torch.get_num_threads()} thread(s), torch {torch.__version__}")
+    print(
+        f"order-4 8^4 tensor completion: R = {components} components, {args.n_obs} observations, "
+        f"{args.iters} GroupRMSprop iterations, float64, {torch.get_num_threads()} thread(s), torch {torch.__version__}"
+    )
     print()
     print("| method | ms / iteration | speed-up vs one-hot | final train MSE |")
     print("|---|---:|---:|---:|")
     for row in rows:
-        print(f"| {row['method']} | {row['ms_per_iteration']:.2f} | {row['speedup_vs_onehot']:.1f}× | "
-              f"{row['final_loss']:.3e} |")
+        print(
+            f"| {row['method']} | {row['ms_per_iteration']:.2f} | {row['speedup_vs_onehot']:.1f}× | "
+            f"{row['final_loss']:.3e} |"
+        )
     print()
     ratio = rows[0]["ms_per_iteration"] / rows[1]["ms_per_iteration"]
-    print(f"gather vs one-hot: {ratio:.1f}× ({'meets' if ratio >= 3 else 'MISSES'} the ≥ 3× target); "
-          f"trajectories {'agree' if agree else 'DIFFER'} (final losses {', '.join(f'{v:.6e}' for v in losses)})")
-    result = {"settings": {"dims": dims, "components": components, "n_obs": args.n_obs, "iters": args.iters,
-                           "init": args.init, "threads": torch.get_num_threads()},
-              "machine": machine(),
-              "rows": rows, "gather_speedup_vs_onehot": ratio, "trajectories_agree": agree}
+    print(
+        f"gather vs one-hot: {ratio:.1f}× ({'meets' if ratio >= 3 else 'MISSES'} the ≥ 3× target); "
+        f"trajectories {'agree' if agree else 'DIFFER'} (final losses {', '.join(f'{v:.6e}' for v in losses)})"
+    )
+    result = {
+        "settings": {
+            "dims": dims,
+            "components": components,
+            "n_obs": args.n_obs,
+            "iters": args.iters,
+            "init": args.init,
+            "threads": torch.get_num_threads(),
+        },
+        "machine": machine(),
+        "rows": rows,
+        "gather_speedup_vs_onehot": ratio,
+        "trajectories_agree": agree,
+    }
     write_json(args.out, result)
     return result
 

@@ -20,14 +20,15 @@ import time
 
 import numpy as np
 import torch
-from _report import machine, write_json
 
+from _report import machine, write_json
 from rankrepro.core.optim import GroupRMSprop
 from rankrepro.factorization.cp import CPCompletionObjective, init_factors, multi_indices, random_cp_tensor
 
 
-def numpy_loss_and_grads(factors: list[np.ndarray], indices: np.ndarray, values: np.ndarray,
-                         onehots: list[np.ndarray]) -> tuple[float, list[np.ndarray]]:
+def numpy_loss_and_grads(
+    factors: list[np.ndarray], indices: np.ndarray, values: np.ndarray, onehots: list[np.ndarray]
+) -> tuple[float, list[np.ndarray]]:
     """(i): MSE over Ω and its gradient: gathered rows, one-hot (d_n × |Ω|) matmul scatters (one run, float64)."""
     rows = [f[indices[:, n]] for n, f in enumerate(factors)]  # (|Ω|, R) each
     prefix = [np.ones_like(rows[0])]  # prefix[n] = ∏_{m<n} rows[m]
@@ -43,12 +44,20 @@ def numpy_loss_and_grads(factors: list[np.ndarray], indices: np.ndarray, values:
     return float(np.mean(residual**2)), grads
 
 
-def numpy_run(init: list[np.ndarray], indices: np.ndarray, values: np.ndarray, iters: int,
-              lr: float = 1e-2, beta: float = 0.99, eps: float = 1e-6) -> tuple[float, float]:
+def numpy_run(
+    init: list[np.ndarray],
+    indices: np.ndarray,
+    values: np.ndarray,
+    iters: int,
+    lr: float = 1e-2,
+    beta: float = 0.99,
+    eps: float = 1e-6,
+) -> tuple[float, float]:
     """Seconds for ``iters`` numpy GroupRMSprop iterations, and the final loss."""
     params = [p.copy() for p in init]
-    onehots = [(np.arange(p.shape[0])[:, None] == indices[:, n][None, :]).astype(np.float64)
-               for n, p in enumerate(params)]
+    onehots = [
+        (np.arange(p.shape[0])[:, None] == indices[:, n][None, :]).astype(np.float64) for n, p in enumerate(params)
+    ]
     second_moment = 0.0
     started = time.perf_counter()
     for t in range(1, iters + 1):
@@ -103,29 +112,45 @@ def main(argv: list[str] | None = None) -> dict:
     rows = [
         {"method": "plain numpy, one run", "ms_per_iteration_per_run": 1e3 * numpy_s / args.iters},
         {"method": f"rankrepro ({objective.method}), one run", "ms_per_iteration_per_run": 1e3 * single_s / args.iters},
-        {"method": f"rankrepro ({objective.method}), 3 inits batched",
-         "ms_per_iteration_per_run": 1e3 * batched_s / args.iters / len(inits)},
+        {
+            "method": f"rankrepro ({objective.method}), 3 inits batched",
+            "ms_per_iteration_per_run": 1e3 * batched_s / args.iters / len(inits),
+        },
     ]
     baseline = rows[0]["ms_per_iteration_per_run"]
     for row in rows:
         row["speedup_vs_numpy"] = baseline / row["ms_per_iteration_per_run"]
-    agree = abs(numpy_loss - single_loss[0]) <= 1e-8 * max(1.0, abs(numpy_loss)) and \
-        abs(batched_loss[-1] - single_loss[0]) <= 1e-8 * max(1.0, abs(single_loss[0]))
+    agree = abs(numpy_loss - single_loss[0]) <= 1e-8 * max(1.0, abs(numpy_loss)) and abs(
+        batched_loss[-1] - single_loss[0]
+    ) <= 1e-8 * max(1.0, abs(single_loss[0]))
 
-    print(f"§2.1 paper scale: order 4, dim 10, R = {args.components}, 2,000 observations, {args.iters} GroupRMSprop "
-          f"iterations, float64, {torch.get_num_threads()} thread(s), torch {torch.__version__}, numpy {np.__version__}")
+    print(
+        f"§2.1 paper scale: order 4, dim 10, R = {args.components}, 2,000 observations, {args.iters} GroupRMSprop "
+        f"iterations, float64, {torch.get_num_threads()} thread(s), torch {torch.__version__}, numpy {np.__version__}"
+    )
     print()
     print("| implementation | ms / iteration / run | speed-up vs numpy |")
     print("|---|---:|---:|")
     for row in rows:
         print(f"| {row['method']} | {row['ms_per_iteration_per_run']:.2f} | {row['speedup_vs_numpy']:.1f}× |")
     print()
-    print(f"trajectories {'agree' if agree else 'DIFFER'} (final losses numpy {numpy_loss:.6e}, torch "
-          f"{single_loss[0]:.6e}, batched {batched_loss[-1]:.6e})")
-    result = {"settings": {"dims": dims, "components": args.components, "n_obs": 2000, "iters": args.iters,
-                           "threads": torch.get_num_threads()},
-              "machine": machine(), "numpy": np.__version__,
-              "rows": rows, "trajectories_agree": agree}
+    print(
+        f"trajectories {'agree' if agree else 'DIFFER'} (final losses numpy {numpy_loss:.6e}, torch "
+        f"{single_loss[0]:.6e}, batched {batched_loss[-1]:.6e})"
+    )
+    result = {
+        "settings": {
+            "dims": dims,
+            "components": args.components,
+            "n_obs": 2000,
+            "iters": args.iters,
+            "threads": torch.get_num_threads(),
+        },
+        "machine": machine(),
+        "numpy": np.__version__,
+        "rows": rows,
+        "trajectories_agree": agree,
+    }
     write_json(args.out, result)
     return result
 

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _report import machine, timed, write_json
 
+from _report import machine, timed, write_json
 from rankrepro.data.registry import resolve_mirror
 from rankrepro.data.sources import DataSource
 from rankrepro.gnn.walk_index import vertex_walk_indices
@@ -91,24 +91,39 @@ def main(argv: list[str] | None = None) -> dict:
         exact_s = float("nan") if args.skip_chunk1 else timed(two_wis_order, edges, n, chunk_size=1)[0]
         candidate_s = dense_candidate_seconds(edges, n, args.sample, seed=0)
         dense_s = candidate_s * candidate_evaluations(len(edges), args.chunk)
-        rows.append({"dataset": name, "nodes": n, "edges": len(edges), "one_wis_heap_s": heap_s,
-                     "one_wis_naive_s": naive_s, "one_wis_speedup": naive_s / heap_s,
-                     "one_wis_python_s": python_s, "one_wis_python_speedup": python_s / heap_s,
-                     "two_wis_fast_s": fast_s, "two_wis_fast_chunk1_s": exact_s,
-                     "dense_candidate_s": candidate_s, "two_wis_dense_extrapolated_s": dense_s,
-                     "two_wis_speedup": dense_s / fast_s})
+        rows.append(
+            {
+                "dataset": name,
+                "nodes": n,
+                "edges": len(edges),
+                "one_wis_heap_s": heap_s,
+                "one_wis_naive_s": naive_s,
+                "one_wis_speedup": naive_s / heap_s,
+                "one_wis_python_s": python_s,
+                "one_wis_python_speedup": python_s / heap_s,
+                "two_wis_fast_s": fast_s,
+                "two_wis_fast_chunk1_s": exact_s,
+                "dense_candidate_s": candidate_s,
+                "two_wis_dense_extrapolated_s": dense_s,
+                "two_wis_speedup": dense_s / fast_s,
+            }
+        )
 
     print(f"WIS removal orders, chunk {args.chunk} for 2-WIS, {torch.get_num_threads()} thread(s)")
     print()
-    print("| graph | n / m | 1-WIS heap | argmax, Python loop | speed-up | argmax, numpy | speed-up | 2-WIS fast "
-          "(chunk 1) | 2-WIS dense, extrapolated | speed-up |")
+    print(
+        "| graph | n / m | 1-WIS heap | argmax, Python loop | speed-up | argmax, numpy | speed-up | 2-WIS fast "
+        "(chunk 1) | 2-WIS dense, extrapolated | speed-up |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
-        print(f"| {row['dataset']} | {row['nodes']:,} / {row['edges']:,} | {1e3 * row['one_wis_heap_s']:.0f} ms | "
-              f"{row['one_wis_python_s']:.1f} s | {row['one_wis_python_speedup']:.0f}× | "
-              f"{row['one_wis_naive_s']:.2f} s | {row['one_wis_speedup']:.0f}× | {row['two_wis_fast_s']:.1f} s "
-              f"({row['two_wis_fast_chunk1_s']:.0f} s) | {row['two_wis_dense_extrapolated_s'] / 3600:.1f} h "
-              f"({row['dense_candidate_s']:.2f} s per candidate) | {row['two_wis_speedup']:,.0f}× |")
+        print(
+            f"| {row['dataset']} | {row['nodes']:,} / {row['edges']:,} | {1e3 * row['one_wis_heap_s']:.0f} ms | "
+            f"{row['one_wis_python_s']:.1f} s | {row['one_wis_python_speedup']:.0f}× | "
+            f"{row['one_wis_naive_s']:.2f} s | {row['one_wis_speedup']:.0f}× | {row['two_wis_fast_s']:.1f} s "
+            f"({row['two_wis_fast_chunk1_s']:.0f} s) | {row['two_wis_dense_extrapolated_s'] / 3600:.1f} h "
+            f"({row['dense_candidate_s']:.2f} s per candidate) | {row['two_wis_speedup']:,.0f}× |"
+        )
     result = {"benchmark": "wis", "machine": machine(), "chunk": args.chunk, "rows": rows}
     write_json(args.out, result)
     return result

@@ -6,7 +6,8 @@ job: wall seconds ``s``, ``cpu_time``, ``max_rss`` in MB) and, when given, the S
 Prints Markdown tables: one row per run job, one per chapter, and the totals.
 
     python benchmarks/dag_wall_times.py --tier default
-    python benchmarks/dag_wall_times.py --tier smoke --snakemake-log .snakemake/log/2026-12-05T101500.123456.snakemake.log
+    python benchmarks/dag_wall_times.py --tier smoke \
+        --snakemake-log .snakemake/log/2026-12-05T101500.123456.snakemake.log
     python benchmarks/dag_wall_times.py --tier default --latest-log      # the newest log in .snakemake/log
 """
 
@@ -27,9 +28,15 @@ def job_times(logs: Path) -> pd.DataFrame:
     rows = []
     for path in sorted(logs.glob("*/*.run.benchmark.tsv")):
         record = pd.read_csv(path, sep="\t").iloc[-1]  # a rerun appends: the last line is the last run
-        rows.append({"chapter": path.parent.name, "experiment": path.name.removesuffix(".run.benchmark.tsv"),
-                     "wall_s": float(record["s"]), "cpu_s": float(record["cpu_time"]),
-                     "max_rss_mb": float(record["max_rss"])})
+        rows.append(
+            {
+                "chapter": path.parent.name,
+                "experiment": path.name.removesuffix(".run.benchmark.tsv"),
+                "wall_s": float(record["s"]),
+                "cpu_s": float(record["cpu_time"]),
+                "max_rss_mb": float(record["max_rss"]),
+            }
+        )
     return pd.DataFrame(rows, columns=["chapter", "experiment", "wall_s", "cpu_s", "max_rss_mb"])
 
 
@@ -42,8 +49,10 @@ def dag_seconds(log_text: str) -> float | None:
 def markdown(frame: pd.DataFrame, float_format: str = "{:.1f}") -> str:
     """A Markdown table of ``frame`` (numbers with ``float_format``)."""
     header = "| " + " | ".join(frame.columns) + " |\n|" + "---|" * len(frame.columns) + "\n"
-    body = "".join("| " + " | ".join(float_format.format(v) if isinstance(v, float) else str(v) for v in row) + " |\n"
-                   for row in frame.itertuples(index=False))
+    body = "".join(
+        "| " + " | ".join(float_format.format(v) if isinstance(v, float) else str(v) for v in row) + " |\n"
+        for row in frame.itertuples(index=False)
+    )
     return header + body
 
 
@@ -61,20 +70,31 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"no run benchmarks under {args.logs_root / args.tier}: run the tier first")
     minutes = jobs.assign(wall_min=jobs["wall_s"] / 60, cpu_min=jobs["cpu_s"] / 60)
     print(f"Run jobs of tier '{args.tier}' (Snakemake benchmark records):\n")
-    print(markdown(minutes[["chapter", "experiment", "wall_min", "cpu_min", "max_rss_mb"]]
-                   .sort_values(["chapter", "experiment"]), "{:.2f}"))
+    print(
+        markdown(
+            minutes[["chapter", "experiment", "wall_min", "cpu_min", "max_rss_mb"]].sort_values(
+                ["chapter", "experiment"]
+            ),
+            "{:.2f}",
+        )
+    )
     chapters = minutes.groupby("chapter")[["wall_min", "cpu_min"]].sum().reset_index()
     print(markdown(chapters, "{:.1f}"))
-    print(f"All run jobs: {minutes['wall_min'].sum():.1f} job-minutes of wall time, "
-          f"{minutes['cpu_min'].sum():.1f} CPU-minutes.")
+    print(
+        f"All run jobs: {minutes['wall_min'].sum():.1f} job-minutes of wall time, "
+        f"{minutes['cpu_min'].sum():.1f} CPU-minutes."
+    )
     path = args.snakemake_log
     if args.latest_log:
         logs = sorted(Path(".snakemake/log").glob("*.snakemake.log"))
         path = logs[-1] if logs else None
     if path is not None:
         seconds = dag_seconds(path.read_text(encoding="utf-8", errors="replace"))
-        print(f"Whole DAG ({path.name}): {seconds / 60:.1f} min of wall time." if seconds is not None
-              else f"{path}: no time stamps")
+        print(
+            f"Whole DAG ({path.name}): {seconds / 60:.1f} min of wall time."
+            if seconds is not None
+            else f"{path}: no time stamps"
+        )
 
 
 if __name__ == "__main__":

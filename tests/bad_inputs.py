@@ -70,7 +70,7 @@ def run_case(case: BadInput, folder: Path) -> Outcome:
         except SystemExit as exc:  # argparse's usage errors
             code = int(exc.code or 0)
         finally:
-            for handler in root.handlers[len(handlers):]:
+            for handler in root.handlers[len(handlers) :]:
                 handler.close()
             root.handlers[:] = handlers
     lines = (line for line in err.getvalue().splitlines() if line.strip() and not LOG_RECORD.match(line))
@@ -144,8 +144,9 @@ def valid_results(folder: Path) -> Path:
 
     results = folder / "results"
     results.mkdir()
-    metrics = pd.DataFrame({"run": [0, 0, 1], "iteration": [0, 500, 0], "loss": [1.0, 0.5, 1.0],
-                            "final": [False, True, True]})
+    metrics = pd.DataFrame(
+        {"run": [0, 0, 1], "iteration": [0, 500, 0], "loss": [1.0, 0.5, 1.0], "final": [False, True, True]}
+    )
     store_results(results, metrics, {"tier": "smoke", "settings": {}, "runs": []})
     return results
 
@@ -212,8 +213,16 @@ def scorecard_from_claims(text: str) -> Callable[[Path], list[str]]:
 
     def prepare(folder: Path) -> list[str]:
         (folder / "claims.json").write_text(text, encoding="utf-8")
-        return ["scorecard", "--tier", "smoke", "--out-md", str(folder / "card.md"), "--out-json",
-                str(folder / "card.json"), str(folder / "claims.json")]
+        return [
+            "scorecard",
+            "--tier",
+            "smoke",
+            "--out-md",
+            str(folder / "card.md"),
+            "--out-json",
+            str(folder / "card.json"),
+            str(folder / "claims.json"),
+        ]
 
     return prepare
 
@@ -235,113 +244,224 @@ CASES: tuple[BadInput, ...] = (
     BadInput("lr-minus-inf", "a learning rate of `-.inf`", with_value(("lr",), float("-inf")), (LR, "finite")),
     BadInput("lr-string", "a learning rate given as text", with_value(("lr",), "fast"), (LR,)),
     BadInput("threshold-zero", "a stop threshold of 0", with_value(("loss_threshold",), 0.0), ("loss_threshold",)),
-    BadInput("threshold-nan", "a stop threshold of `.nan`", with_value(("loss_threshold",), float("nan")),
-             ("loss_threshold", "finite")),
+    BadInput(
+        "threshold-nan",
+        "a stop threshold of `.nan`",
+        with_value(("loss_threshold",), float("nan")),
+        ("loss_threshold", "finite"),
+    ),
     BadInput("max-iters-zero", "an iteration budget of 0", with_value(("max_iters",), 0), ("max_iters",)),
     BadInput("max-iters-float", "an iteration budget of 1.5", with_value(("max_iters",), 1.5), ("max_iters",)),
-    BadInput("max-iters-text", "an iteration budget given as text", with_value(("max_iters",), "100"),
-             ("max_iters",)),
+    BadInput("max-iters-text", "an iteration budget given as text", with_value(("max_iters",), "100"), ("max_iters",)),
     BadInput("log-every-zero", "logging every 0 iterations", with_value(("log_every",), 0), ("log_every",)),
-    BadInput("checkpoint-negative", "a negative checkpoint interval", with_value(("checkpoint_every",), -1),
-             ("checkpoint_every",)),
+    BadInput(
+        "checkpoint-negative",
+        "a negative checkpoint interval",
+        with_value(("checkpoint_every",), -1),
+        ("checkpoint_every",),
+    ),
     BadInput("seed-negative", "a negative seed", with_value(("seed",), -1), ("seed",)),
     BadInput("depth-one", "a depth-1 factorization", with_value(("depth",), 1), ("depth",)),
     BadInput("depth-nine", "a depth beyond the supported 8", with_value(("depth",), 9), ("depth",)),
     BadInput("init-zero", "an initialization scale of 0", with_value(("init_scale",), 0.0), ("init_scale",)),
     BadInput("epsilons-empty", "an empty list of ε", with_value(("epsilons",), []), ("epsilons",)),
     BadInput("epsilon-negative", "a negative ε", with_value(("epsilons",), [-0.1]), ("epsilons",)),
-    BadInput("balanced-text", "`balanced: yes` written as a quoted string", with_value(("balanced",), "yes"),
-             ("balanced",)),
-    BadInput("unknown-key", "a misspelt key in an experiment's section", with_value(("learning_rate",), 0.1),
-             ("learning_rate",)),
+    BadInput(
+        "balanced-text", "`balanced: yes` written as a quoted string", with_value(("balanced",), "yes"), ("balanced",)
+    ),
+    BadInput(
+        "unknown-key",
+        "a misspelt key in an experiment's section",
+        with_value(("learning_rate",), 0.1),
+        ("learning_rate",),
+    ),
     BadInput("missing-key", "a required key left out", without("lr"), ("lr",)),
-    BadInput("run-det-sign", "a §1.1 run with det_sign 0", with_value(("runs", 0, "det_sign"), 0,
-                                                                     "dmf_2x2_norms_vs_rank"), ("det_sign",)),
-    BadInput("run-unknown-key", "a misspelt key inside a §1.1 run", with_value(("runs", 0, "detsign"), -1,
-                                                                                "dmf_2x2_norms_vs_rank"),
-             ("detsign",)),
-    BadInput("shape-too-small", "a §1.4 matrix shape with a side of 1", with_value(("shapes",), [[1, 5]],
-                                                                                  "dmf_larger_matrices"),
-             ("shapes",)),
-    BadInput("n-observed-too-large", "more observed entries than an order-3 tensor has",
-             with_value(("orders", 0, "n_observed"), [600], "tensor_completion_vs_linear"), ("n_observed", "512")),
-    BadInput("unknown-dataset", "a dataset the project does not know", with_value(("datasets",), ["imagenet"],
-                                                                                 "tensor_rank_mnist"),
-             ("datasets",)),
-    BadInput("unknown-loss", "a loss chapter 5 does not know", with_value(("losses",), ["hinge"],
-                                                                         "hessian_rank_vs_width"), ("losses",)),
+    BadInput(
+        "run-det-sign",
+        "a §1.1 run with det_sign 0",
+        with_value(("runs", 0, "det_sign"), 0, "dmf_2x2_norms_vs_rank"),
+        ("det_sign",),
+    ),
+    BadInput(
+        "run-unknown-key",
+        "a misspelt key inside a §1.1 run",
+        with_value(("runs", 0, "detsign"), -1, "dmf_2x2_norms_vs_rank"),
+        ("detsign",),
+    ),
+    BadInput(
+        "shape-too-small",
+        "a §1.4 matrix shape with a side of 1",
+        with_value(("shapes",), [[1, 5]], "dmf_larger_matrices"),
+        ("shapes",),
+    ),
+    BadInput(
+        "n-observed-too-large",
+        "more observed entries than an order-3 tensor has",
+        with_value(("orders", 0, "n_observed"), [600], "tensor_completion_vs_linear"),
+        ("n_observed", "512"),
+    ),
+    BadInput(
+        "unknown-dataset",
+        "a dataset the project does not know",
+        with_value(("datasets",), ["imagenet"], "tensor_rank_mnist"),
+        ("datasets",),
+    ),
+    BadInput(
+        "unknown-loss",
+        "a loss chapter 5 does not know",
+        with_value(("losses",), ["hinge"], "hessian_rank_vs_width"),
+        ("losses",),
+    ),
     BadInput("top-level-unknown", "a misspelt top-level key", with_value((None, "thread"), 2), ("thread",)),
     BadInput("threads-zero", "`threads: 0`", with_value((None, "threads"), 0), ("threads",)),
     BadInput("device-unknown", "`device: tpu`", with_value((None, "device"), "tpu"), ("device",)),
-    BadInput("tier-pattern", "a tier name with spaces and capitals", with_value((None, "tier"), "My Tier"),
-             ("tier",)),
-    BadInput("experiments-list", "`experiments` given as a list", with_value((None, "experiments"), ["x"]),
-             ("experiments",)),
-    BadInput("unknown-experiment-section", "a section for an experiment that does not exist",
-             with_value((None, "experiments", "no_such_experiment"), {"seed": 1}), ("no_such_experiment",)),
-    BadInput("section-missing", "a tier config without the experiment's section", missing_section,
-             (EXPERIMENT, "no section")),
+    BadInput("tier-pattern", "a tier name with spaces and capitals", with_value((None, "tier"), "My Tier"), ("tier",)),
+    BadInput(
+        "experiments-list", "`experiments` given as a list", with_value((None, "experiments"), ["x"]), ("experiments",)
+    ),
+    BadInput(
+        "unknown-experiment-section",
+        "a section for an experiment that does not exist",
+        with_value((None, "experiments", "no_such_experiment"), {"seed": 1}),
+        ("no_such_experiment",),
+    ),
+    BadInput(
+        "section-missing", "a tier config without the experiment's section", missing_section, (EXPERIMENT, "no section")
+    ),
     # --- the config file itself
-    BadInput("yaml-invalid", "a config file that is not valid YAML", config_text("tier: [unclosed\n"),
-             ("not valid YAML",)),
+    BadInput(
+        "yaml-invalid", "a config file that is not valid YAML", config_text("tier: [unclosed\n"), ("not valid YAML",)
+    ),
     BadInput("yaml-list", "a config file holding a list", config_text("- tier\n- smoke\n"), ("mapping",)),
     BadInput("yaml-empty", "an empty config file", config_text(""), ("tier",)),
-    BadInput("yaml-binary", "a config file that is not text (binary bytes)", config_text(b"\xff\xfe\x00tier\x80"),
-             ("bad.yaml",)),
-    BadInput("config-missing", "a config file that does not exist", cli("run", EXPERIMENT, "--config",
-                                                                        "/nonexistent/config.yaml"),
-             ("/nonexistent/config.yaml",)),
-    BadInput("settings-edited", "a workflow settings file edited after it was written", edited_settings_file,
-             ("changed after the workflow wrote it",)),
+    BadInput(
+        "yaml-binary",
+        "a config file that is not text (binary bytes)",
+        config_text(b"\xff\xfe\x00tier\x80"),
+        ("bad.yaml",),
+    ),
+    BadInput(
+        "config-missing",
+        "a config file that does not exist",
+        cli("run", EXPERIMENT, "--config", "/nonexistent/config.yaml"),
+        ("/nonexistent/config.yaml",),
+    ),
+    BadInput(
+        "settings-edited",
+        "a workflow settings file edited after it was written",
+        edited_settings_file,
+        ("changed after the workflow wrote it",),
+    ),
     # --- the command line
-    BadInput("experiment-unknown", "an experiment name that does not exist", cli("run", "no_such_experiment",
-                                                                                 "--config", "{smoke}"),
-             ("no_such_experiment",)),
-    BadInput("threads-arg-zero", "`--threads 0`", cli("run", EXPERIMENT, "--config", "{smoke}", "--threads", "0"),
-             ("--threads", "≥ 1")),
-    BadInput("threads-arg-negative", "`--threads -2`", cli("run", EXPERIMENT, "--config", "{smoke}", "--threads",
-                                                           "-2"), ("--threads",)),
-    BadInput("threads-arg-text", "`--threads two`", cli("run", EXPERIMENT, "--config", "{smoke}", "--threads",
-                                                        "two"), ("--threads", "two")),
+    BadInput(
+        "experiment-unknown",
+        "an experiment name that does not exist",
+        cli("run", "no_such_experiment", "--config", "{smoke}"),
+        ("no_such_experiment",),
+    ),
+    BadInput(
+        "threads-arg-zero",
+        "`--threads 0`",
+        cli("run", EXPERIMENT, "--config", "{smoke}", "--threads", "0"),
+        ("--threads", "≥ 1"),
+    ),
+    BadInput(
+        "threads-arg-negative",
+        "`--threads -2`",
+        cli("run", EXPERIMENT, "--config", "{smoke}", "--threads", "-2"),
+        ("--threads",),
+    ),
+    BadInput(
+        "threads-arg-text",
+        "`--threads two`",
+        cli("run", EXPERIMENT, "--config", "{smoke}", "--threads", "two"),
+        ("--threads", "two"),
+    ),
     BadInput("config-arg-missing", "`rankrepro run` without `--config`", cli("run", EXPERIMENT), ("--config",)),
     BadInput("command-unknown", "an unknown subcommand", cli("train", EXPERIMENT), ("train",)),
     # --- results read by plot and claims
-    BadInput("results-missing", "`claims` before the experiment ran", cli("claims", EXPERIMENT, "--config",
-                                                                          "{smoke}", "--results", "/nonexistent"),
-             ("run the experiment first",)),
-    BadInput("results-missing-plot", "`plot` before the experiment ran",
-             cli("plot", EXPERIMENT, "--config", "{smoke}", "--results", "/nonexistent", "--out", "/tmp/x.png"),
-             ("run the experiment first",)),
-    BadInput("summary-garbage", "a `summary.json` that is not JSON",
-             damaged_results(lambda r: (r / "summary.json").write_text("{not json")), ("summary.json", "rerun")),
-    BadInput("summary-digit", "a `summary.json` with one digit changed",
-             damaged_results(lambda r: flip_first_digit(r / "summary.json")), ("summary.json", "rerun")),
-    BadInput("summary-old-format", "a `summary.json` without its content hash (an earlier version's)",
-             damaged_results(lambda r: (r / "summary.json").write_text('{"tier": "smoke"}')),
-             ("summary.json", "content hash")),
-    BadInput("metrics-empty", "an empty `metrics.csv`", damaged_results(lambda r: (r / "metrics.csv").write_text("")),
-             ("metrics.csv", "rerun")),
-    BadInput("metrics-truncated", "a truncated `metrics.csv` (its last rows lost)",
-             damaged_results(lambda r: (r / "metrics.csv").write_text(
-                 "\n".join((r / "metrics.csv").read_text().splitlines()[:2]) + "\n"), "plot"), ("metrics.csv",)),
-    BadInput("metrics-digit", "a `metrics.csv` with one digit changed",
-             damaged_results(lambda r: flip_first_digit(r / "metrics.csv")), ("metrics.csv", "rerun")),
+    BadInput(
+        "results-missing",
+        "`claims` before the experiment ran",
+        cli("claims", EXPERIMENT, "--config", "{smoke}", "--results", "/nonexistent"),
+        ("run the experiment first",),
+    ),
+    BadInput(
+        "results-missing-plot",
+        "`plot` before the experiment ran",
+        cli("plot", EXPERIMENT, "--config", "{smoke}", "--results", "/nonexistent", "--out", "/tmp/x.png"),
+        ("run the experiment first",),
+    ),
+    BadInput(
+        "summary-garbage",
+        "a `summary.json` that is not JSON",
+        damaged_results(lambda r: (r / "summary.json").write_text("{not json")),
+        ("summary.json", "rerun"),
+    ),
+    BadInput(
+        "summary-digit",
+        "a `summary.json` with one digit changed",
+        damaged_results(lambda r: flip_first_digit(r / "summary.json")),
+        ("summary.json", "rerun"),
+    ),
+    BadInput(
+        "summary-old-format",
+        "a `summary.json` without its content hash (an earlier version's)",
+        damaged_results(lambda r: (r / "summary.json").write_text('{"tier": "smoke"}')),
+        ("summary.json", "content hash"),
+    ),
+    BadInput(
+        "metrics-empty",
+        "an empty `metrics.csv`",
+        damaged_results(lambda r: (r / "metrics.csv").write_text("")),
+        ("metrics.csv", "rerun"),
+    ),
+    BadInput(
+        "metrics-truncated",
+        "a truncated `metrics.csv` (its last rows lost)",
+        damaged_results(
+            lambda r: (r / "metrics.csv").write_text(
+                "\n".join((r / "metrics.csv").read_text().splitlines()[:2]) + "\n"
+            ),
+            "plot",
+        ),
+        ("metrics.csv",),
+    ),
+    BadInput(
+        "metrics-digit",
+        "a `metrics.csv` with one digit changed",
+        damaged_results(lambda r: flip_first_digit(r / "metrics.csv")),
+        ("metrics.csv", "rerun"),
+    ),
     # --- output folders
-    BadInput("output-unwritable", "an output folder that cannot be written", unwritable_output,
-             ("cannot access",)),
+    BadInput("output-unwritable", "an output folder that cannot be written", unwritable_output, ("cannot access",)),
     BadInput("output-under-file", "an output folder inside a regular file", output_under_a_file, ("a-file",)),
     # --- scorecards and claims
-    BadInput("scorecard-missing", "`check-scorecard` of a missing file", cli("check-scorecard", "/nonexistent.json"),
-             ("/nonexistent.json",)),
-    BadInput("scorecard-garbage", "`check-scorecard` of a file that is not JSON", scorecard_of("{oops"),
-             ("scorecard.json",)),
-    BadInput("scorecard-shape", "`check-scorecard` of JSON without claims", scorecard_of("[1, 2, 3]"),
-             ("scorecard.json",)),
-    BadInput("claims-garbage", "`scorecard` gathering a claims file that is not JSON", scorecard_from_claims("{"),
-             ("claims.json",)),
+    BadInput(
+        "scorecard-missing",
+        "`check-scorecard` of a missing file",
+        cli("check-scorecard", "/nonexistent.json"),
+        ("/nonexistent.json",),
+    ),
+    BadInput(
+        "scorecard-garbage", "`check-scorecard` of a file that is not JSON", scorecard_of("{oops"), ("scorecard.json",)
+    ),
+    BadInput(
+        "scorecard-shape", "`check-scorecard` of JSON without claims", scorecard_of("[1, 2, 3]"), ("scorecard.json",)
+    ),
+    BadInput(
+        "claims-garbage",
+        "`scorecard` gathering a claims file that is not JSON",
+        scorecard_from_claims("{"),
+        ("claims.json",),
+    ),
     # --- data
-    BadInput("dataset-unknown", "`data fetch` of a dataset the project does not know",
-             cli("data", "fetch", "imagenet", "--config", "{smoke}"), ("imagenet",)),
+    BadInput(
+        "dataset-unknown",
+        "`data fetch` of a dataset the project does not know",
+        cli("data", "fetch", "imagenet", "--config", "{smoke}"),
+        ("imagenet",),
+    ),
 )
 
 
@@ -359,7 +479,9 @@ def markdown_table(folder_root: Path | None = None) -> str:
 
 
 if __name__ == "__main__":
-    sys.stdout.write("# Bad inputs and what rankrepro says\n\nGenerated by `python tests/bad_inputs.py` from the "
-                     f"{len(CASES)} cases that `tests/pipeline/test_bad_inputs.py` checks: every one exits with code 2 "
-                     "and writes exactly one line to stderr (temporary folders shown as `…`).\n\n")
+    sys.stdout.write(
+        "# Bad inputs and what rankrepro says\n\nGenerated by `python tests/bad_inputs.py` from the "
+        f"{len(CASES)} cases that `tests/pipeline/test_bad_inputs.py` checks: every one exits with code 2 "
+        "and writes exactly one line to stderr (temporary folders shown as `…`).\n\n"
+    )
     sys.stdout.write(markdown_table())

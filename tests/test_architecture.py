@@ -6,9 +6,9 @@ imports its own package and the floors below it, never a floor above and never a
 topics meet only in ``core`` and ``data``). Within ``experiments``, a chapter imports ``experiments.base``, its own
 modules and earlier chapters' (chapter 3's rank dynamics reuse §2.1's emergence analysis), never a later chapter's.
 Every ``import`` counts, also one inside a function. The root package ``rankrepro`` (its version) may be imported by
-all and imports nothing; so do the sub-packages' ``__init__.py`` (the experiment registry is
-``pipeline.registry``), so that importing one module loads no sibling: parsing the workflow stays free of torch, and a job's code hash
-(workflow/rules/common.smk) covers only the modules it uses. No import cycle, between modules or between packages.
+all and imports nothing; so do the sub-packages' ``__init__.py`` (the experiment registry is ``pipeline.registry``),
+so that importing one module loads no sibling: parsing the workflow stays free of torch, and a job's code hash
+(rankrepro.pipeline.workflow) covers only the modules it uses. No import cycle, between modules or between packages.
 """
 
 from __future__ import annotations
@@ -111,8 +111,8 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
             elif successor in stack:
                 low[node] = min(low[node], index[successor])
         if low[node] == index[node]:
-            component = stack[stack.index(node):]
-            del stack[stack.index(node):]
+            component = stack[stack.index(node) :]
+            del stack[stack.index(node) :]
             if len(component) > 1 or node in graph.get(node, ()):
                 found.append(sorted(component))
 
@@ -124,6 +124,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def package_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
     """Sub-package → the sub-packages it imports (each chapter a package of its own)."""
+
     def unit(module: str) -> str:
         chapter = chapter_of(module)
         return f"experiments.ch{chapter}" if chapter else package_of(module)
@@ -138,8 +139,10 @@ def problems(src: Path) -> list[str]:
     """Every layering violation and import cycle of the library under ``src``."""
     modules = library(src)
     graph = import_graph(modules)
-    return [*layering_violations(modules, graph),
-            *(f"import cycle: {' -> '.join(c)}" for c in cycles(graph) + cycles(package_graph(graph)))]
+    return [
+        *layering_violations(modules, graph),
+        *(f"import cycle: {' -> '.join(c)}" for c in cycles(graph) + cycles(package_graph(graph))),
+    ]
 
 
 def test_every_package_has_a_floor():
@@ -191,7 +194,9 @@ def test_parsing_the_workflow_loads_neither_torch_nor_snakemake_from_the_library
     """Every cluster job re-parses the Snakefile: the library modules it imports must stay light."""
     modules = workflow_imports()
     assert {"rankrepro.pipeline.workflow", "rankrepro.pipeline.config", "rankrepro.core.errors"} <= set(modules)
-    code = (f"import sys; import {', '.join(modules)}; "
-            "print(sorted(m for m in ('torch', 'snakemake', 'matplotlib', 'scipy') if m in sys.modules))")
+    code = (
+        f"import sys; import {', '.join(modules)}; "
+        "print(sorted(m for m in ('torch', 'snakemake', 'matplotlib', 'scipy') if m in sys.modules))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert result.stdout.strip() == "[]"

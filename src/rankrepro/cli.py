@@ -32,10 +32,10 @@ from rankrepro.core.io import one_line
 from rankrepro.core.runtime import configure_threads, select_device, setup_logging
 from rankrepro.data.registry import DATASETS, MANIFEST, cached_files, fetch_dataset, resolve_mirror
 from rankrepro.data.sources import DataSource
-from rankrepro.pipeline.registry import EXPERIMENTS, get_experiment
 from rankrepro.experiments.base import Context
 from rankrepro.pipeline.claims import write_claims
 from rankrepro.pipeline.config import experiment_section, load_config, load_schema
+from rankrepro.pipeline.registry import EXPERIMENTS, get_experiment
 from rankrepro.pipeline.report import failed_claims, write_scorecard
 from rankrepro.pipeline.workflow import CLAIMS_FILE, figure_path, results_dir
 
@@ -68,20 +68,27 @@ def _parser() -> argparse.ArgumentParser:
     def experiment_command(name: str, help_text: str) -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=help_text)
         cmd.add_argument("experiment", help="experiment name (see `rankrepro list`)")
-        cmd.add_argument("--config", required=True, help="tier config YAML (config/{smoke,config,paper}.yaml, or an "
-                                                         "experiment's settings file written by the workflow)")
+        cmd.add_argument(
+            "--config",
+            required=True,
+            help="tier config YAML (config/{smoke,config,paper}.yaml, or an "
+            "experiment's settings file written by the workflow)",
+        )
         return cmd
 
     run = experiment_command("run", "train/compute an experiment and write its metrics and summary")
     run.add_argument("--out", help="results folder (default results/<tier>/<chapter>/<experiment>)")
-    run.add_argument("--threads", type=_positive_int, default=None,
-                     help="torch/BLAS threads, ≥ 1 (default: config 'threads')")
+    run.add_argument(
+        "--threads", type=_positive_int, default=None, help="torch/BLAS threads, ≥ 1 (default: config 'threads')"
+    )
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
     run.add_argument("--log", help="also log to this file")
 
     plot = experiment_command("plot", "draw an experiment's figure from its results")
     plot.add_argument("--results", help="results folder (default results/<tier>/<chapter>/<experiment>)")
-    plot.add_argument("--out", help="figure PNG path (PDF beside it); default figures/<tier>/<chapter>/<experiment>.png")
+    plot.add_argument(
+        "--out", help="figure PNG path (PDF beside it); default figures/<tier>/<chapter>/<experiment>.png"
+    )
 
     claims = experiment_command("claims", "check an experiment's claims and write claims.json")
     claims.add_argument("--results", help="results folder (default results/<tier>/<chapter>/<experiment>)")
@@ -103,8 +110,11 @@ def _parser() -> argparse.ArgumentParser:
     listing = data_sub.add_parser("list", help="list the datasets, their files and the cached sizes")
     fetch = data_sub.add_parser("fetch", help="fetch a dataset into the data cache (mirror first, then its URLs)")
     fetch.add_argument("dataset", help="dataset name (see `rankrepro data list`)")
-    fetch.add_argument("--mirror", help="offline mirror folder laid out like shared/datasets (overrides the config "
-                                        "key data_mirror and RANKREPRO_DATA_MIRROR)")
+    fetch.add_argument(
+        "--mirror",
+        help="offline mirror folder laid out like shared/datasets (overrides the config "
+        "key data_mirror and RANKREPRO_DATA_MIRROR)",
+    )
     fetch.add_argument("--log", help="also log to this file")
     for cmd in (listing, fetch):
         cmd.add_argument("--config", help="tier config YAML supplying data_cache and data_mirror")
@@ -128,8 +138,9 @@ def _command_run(args: argparse.Namespace) -> int:
     setup_logging(args.log)
     threads = args.threads if args.threads is not None else config["threads"]
     configure_threads(threads)
-    ctx = Context(tier=config["tier"], device=select_device(config["device"]), threads=threads,
-                  progress=not args.no_progress)
+    ctx = Context(
+        tier=config["tier"], device=select_device(config["device"]), threads=threads, progress=not args.no_progress
+    )
     started = time.time()
     log.info("running %s (tier %s) into %s on %s with %d thread(s)", module.NAME, ctx.tier, out, ctx.device, threads)
     if getattr(module, "DATASETS", ()):  # experiments on real data get the data cache and the mirror
@@ -214,9 +225,15 @@ def _command_data_fetch(args: argparse.Namespace) -> int:
 DATA_COMMANDS = {"list": _command_data_list, "fetch": _command_data_fetch}
 
 
-COMMANDS = {"list": lambda a: _command_list(), "run": _command_run, "plot": _command_plot, "claims": _command_claims,
-            "scorecard": _command_scorecard, "check-scorecard": _command_check,
-            "data": lambda a: DATA_COMMANDS[a.data_command](a)}
+COMMANDS = {
+    "list": lambda a: _command_list(),
+    "run": _command_run,
+    "plot": _command_plot,
+    "claims": _command_claims,
+    "scorecard": _command_scorecard,
+    "check-scorecard": _command_check,
+    "data": lambda a: DATA_COMMANDS[a.data_command](a),
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,11 +9,29 @@ import numpy as np
 import pytest
 import torch
 
-from rankrepro.cnn.locality import (ExplicitInputGradient, Region, autograd_logits_and_input_gradient, canvas_images,
-                                    choose_pair, input_gradient_change_penalty, penalty_and_logits, random_patch_pair)
-from rankrepro.cnn.resnet import (PAPER_WIDTHS, SMALL_WIDTHS, BasicBlock, BatchNormInputGradient, ResNet18,
-                                  ResNetConfig, SameConvolution, batch_norm, conv_input_gradient, conv_layout,
-                                  receptive_field)
+from rankrepro.cnn.locality import (
+    ExplicitInputGradient,
+    Region,
+    autograd_logits_and_input_gradient,
+    canvas_images,
+    choose_pair,
+    input_gradient_change_penalty,
+    penalty_and_logits,
+    random_patch_pair,
+)
+from rankrepro.cnn.resnet import (
+    PAPER_WIDTHS,
+    SMALL_WIDTHS,
+    BasicBlock,
+    BatchNormInputGradient,
+    ResNet18,
+    ResNetConfig,
+    SameConvolution,
+    batch_norm,
+    conv_input_gradient,
+    conv_layout,
+    receptive_field,
+)
 from rankrepro.core.errors import ConfigError
 
 I, J = Region(1, 0, 3, 3), Region(0, 4, 4, 2)  # disjoint regions of a (C, 4, 6) input
@@ -117,6 +135,7 @@ def test_penalty_back_propagates_through_the_resnet(stem, generator):
 def _old_penalty(model, x, region_i, region_j, logits, eps=1e-12):
     """The penalty as implemented before the explicit input gradient (generic autograd double back-propagation,
     sharing the loss's forward pass on ``x``, which requires grad), kept verbatim as the reference."""
+
     def region_gradient(out, inputs):
         (grad,) = torch.autograd.grad(out.sum(), inputs, create_graph=True)
         return grad[..., region_i.rows, region_i.cols].reshape(len(inputs), -1)
@@ -151,9 +170,16 @@ def _reference_forward(model: ResNet18, x: torch.Tensor) -> torch.Tensor:
     return model.head(hidden.mean(dim=(-2, -1)))
 
 
-@pytest.mark.parametrize("stem,train,dtype", [("small", True, torch.float64), ("paper", True, torch.float64),
-                                              ("small", False, torch.float64), ("small", True, torch.float32),
-                                              ("paper", True, torch.float32)])
+@pytest.mark.parametrize(
+    "stem,train,dtype",
+    [
+        ("small", True, torch.float64),
+        ("paper", True, torch.float64),
+        ("small", False, torch.float64),
+        ("small", True, torch.float32),
+        ("paper", True, torch.float32),
+    ],
+)
 def test_resnet_penalty_equals_the_old_implementation(stem, train, dtype, generator):
     """The explicit input gradient of the ResNet gives the same logits, penalty, parameter gradient of
     BCE + λ·penalty and BatchNorm running statistics as the former implementation (the network's modules, autograd's
@@ -342,8 +368,13 @@ def test_random_patch_pair_is_seeded_and_disjoint():
         random_patch_pair((2, 3), 4, np.random.default_rng(0))
 
 
-@pytest.mark.parametrize("config,shape", [(ResNetConfig(SMALL_WIDTHS, "small", 1), (3, 1, 16, 96)),
-                                          (ResNetConfig(PAPER_WIDTHS, "paper", 3), (2, 3, 32, 32))])
+@pytest.mark.parametrize(
+    "config,shape",
+    [
+        (ResNetConfig(SMALL_WIDTHS, "small", 1), (3, 1, 16, 96)),
+        (ResNetConfig(PAPER_WIDTHS, "paper", 3), (2, 3, 32, 32)),
+    ],
+)
 def test_resnet_output_shape_and_seeded_init(config, shape, generator):
     model = ResNet18(config, generator=torch.Generator().manual_seed(0))
     assert model(torch.randn(*shape, generator=generator)).shape == (shape[0], 1)
@@ -386,4 +417,4 @@ def test_receptive_field_matches_the_gradient_support():
     (grad,) = torch.autograd.grad(features[0, 0, 8, 8], x)
     rows, cols = np.nonzero(grad[0, 0].numpy())
     assert rows.max() - rows.min() + 1 == cols.max() - cols.min() + 1 == 109
-    assert (grad[0, 0, rows.min():rows.max() + 1, cols.min():cols.max() + 1] > 0).all()
+    assert (grad[0, 0, rows.min() : rows.max() + 1, cols.min() : cols.max() + 1] > 0).all()

@@ -25,9 +25,12 @@ CASES = [(32, 3), (32, 9), (64, 3), (64, 5), (64, 7), (64, 9), (150, 9)]
 @pytest.fixture(scope="module")
 def batches() -> dict[tuple[int, int], tuple[np.ndarray, np.ndarray, list[pf.PathfinderRecord]]]:
     """40 images (with records) per (canvas, length) case."""
-    return {(canvas, length): pf.generate_records(40, length, pf.default_settings(canvas, length),
-                                                  np.random.default_rng(canvas * 100 + length))
-            for canvas, length in CASES}
+    return {
+        (canvas, length): pf.generate_records(
+            40, length, pf.default_settings(canvas, length), np.random.default_rng(canvas * 100 + length)
+        )
+        for canvas, length in CASES
+    }
 
 
 def dense_points(curve: np.ndarray, per_paddle: int = 40) -> np.ndarray:
@@ -122,9 +125,14 @@ def test_components_are_exactly_the_curves_and_distractor_count(batches, canvas,
 @pytest.mark.parametrize("paddle_length, max_turn", [(1.0, math.pi / 2), (3.0, math.pi / 6), (7.3, 0.0)])
 def test_components_exact_at_the_thinnest_allowed_settings(paddle_length, max_turn):
     """The exactness argument at its limits: thickness √2, marker radius √2/2, clearance 1.5, odd paddle lengths."""
-    settings = dataclasses.replace(pf.default_settings(64, 7), paddle_length=paddle_length, max_turn=max_turn,
-                                   thickness=pf.MIN_THICKNESS, marker_radius=pf.MIN_THICKNESS / 2,
-                                   clearance=pf.MIN_CLEARANCE)
+    settings = dataclasses.replace(
+        pf.default_settings(64, 7),
+        paddle_length=paddle_length,
+        max_turn=max_turn,
+        thickness=pf.MIN_THICKNESS,
+        marker_radius=pf.MIN_THICKNESS / 2,
+        clearance=pf.MIN_CLEARANCE,
+    )
     images, labels, records = pf.generate_records(40, 7, settings, np.random.default_rng(11))
     for image, label, record in zip(images, labels, records):
         four, count4 = ndimage.label(image > 0, FOUR)
@@ -168,16 +176,32 @@ def test_segment_distance_against_sampling():
         if rng.random() < 0.2:
             d = c  # a point
         exact = pf.segment_distance(tuple(a), tuple(b), tuple(c), tuple(d))
-        sampled = np.min(np.hypot(*(dense_points(np.array([a, b]), 400)[:, None, :]
-                                   - dense_points(np.array([c, d]), 400)[None, :, :]).transpose(2, 0, 1)))
+        sampled = np.min(
+            np.hypot(
+                *(
+                    dense_points(np.array([a, b]), 400)[:, None, :] - dense_points(np.array([c, d]), 400)[None, :, :]
+                ).transpose(2, 0, 1)
+            )
+        )
         assert exact <= sampled + 1e-9 and sampled - exact < 0.05
 
 
-@pytest.mark.parametrize("field, value", [
-    ("canvas", 4), ("canvas", 64.0), ("length", 1), ("paddle_length", 0.5), ("thickness", 1.0),
-    ("marker_radius", 0.5), ("num_distractors", -1), ("max_turn", -0.1), ("max_turn", math.pi),
-    ("clearance", 1.0), ("paddle_length", float("nan")),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("canvas", 4),
+        ("canvas", 64.0),
+        ("length", 1),
+        ("paddle_length", 0.5),
+        ("thickness", 1.0),
+        ("marker_radius", 0.5),
+        ("num_distractors", -1),
+        ("max_turn", -0.1),
+        ("max_turn", math.pi),
+        ("clearance", 1.0),
+        ("paddle_length", float("nan")),
+    ],
+)
 def test_bad_settings_raise(field, value):
     with pytest.raises(ConfigError, match=field):
         dataclasses.replace(pf.default_settings(64, 5), **{field: value})

@@ -14,5 +14,5 @@ def test_each_run_gets_its_own_gradient_even_under_no_grad():
     with torch.no_grad():
         loss, (gx, gy) = autograd_loss_and_grads(lambda p: (a * p[0] ** 2).sum(-1) + p[1] ** 3, [x, y])
     assert torch.allclose(loss, torch.tensor([1 + 2 + 12 + 8.0, 0.25 + 0 + 12 - 1.0]))
-    assert torch.allclose(gx, 2 * a * x) and torch.allclose(gy, 3 * y ** 2)
+    assert torch.allclose(gx, 2 * a * x) and torch.allclose(gy, 3 * y**2)
     assert not loss.requires_grad and not gx.requires_grad and not x.requires_grad

@@ -10,8 +10,13 @@ import logging
 import pytest
 import torch
 
-from rankrepro.core.checkpoint import (CHECKPOINT_FORMAT, CHECKPOINT_MAGIC, load_checkpoint, resume_payload,
-                                       save_checkpoint)
+from rankrepro.core.checkpoint import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_MAGIC,
+    load_checkpoint,
+    resume_payload,
+    save_checkpoint,
+)
 from rankrepro.core.errors import CheckpointError, RankreproError
 from rankrepro.core.io import seal_bytes, sha256_bytes
 
@@ -59,7 +64,7 @@ def test_saved_file_is_a_plain_weights_only_record_followed_by_its_sha256(tmp_pa
     path = tmp_path / "ckpt.pt"
     save_checkpoint(path, _payload(), "abc")
     data = path.read_bytes()
-    body, trailer = data[:-_trailer_size()], data[-_trailer_size():]
+    body, trailer = data[: -_trailer_size()], data[-_trailer_size() :]
     assert trailer == CHECKPOINT_MAGIC + sha256_bytes(body).encode() + b"\n"
     record = torch.load(io.BytesIO(body), weights_only=True)
     assert record["format"] == CHECKPOINT_FORMAT and record["fingerprint"] == "abc"
@@ -113,15 +118,14 @@ def test_a_flipped_byte_in_the_middle_of_a_tensor_is_detected(tmp_path, caplog):
     data[start + 4000 + 3] ^= 0x01  # one bit of weights[500]
     path.write_bytes(bytes(data))
     # without the hash the damage would go unnoticed: the tensor loads, with another value
-    loaded = torch.load(io.BytesIO(bytes(data[:-_trailer_size()])), weights_only=True)["payload"]["weights"]
+    loaded = torch.load(io.BytesIO(bytes(data[: -_trailer_size()])), weights_only=True)["payload"]["weights"]
     assert not torch.equal(loaded, weights) and (loaded != weights).sum() == 1
     with pytest.raises(CheckpointError, match="corrupted or truncated: its content has SHA-256"):
         load_checkpoint(path, "abc")
     with caplog.at_level(logging.WARNING, logger="rankrepro"):
         assert resume_payload(path, "abc") is None  # the run recomputes
     assert not path.exists()
-    assert any("discarding it" in record.getMessage() and "\n" not in record.getMessage()
-               for record in caplog.records)
+    assert any("discarding it" in record.getMessage() and "\n" not in record.getMessage() for record in caplog.records)
 
 
 def test_every_flipped_byte_is_detected(tmp_path):

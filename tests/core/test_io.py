@@ -11,10 +11,26 @@ import pandas as pd
 import pytest
 import torch
 
-from rankrepro.core.io import (SEAL_KEY, SealError, atomic_write, atomic_write_csv, atomic_write_json,
-                               atomic_write_sealed_json, atomic_write_text, content_sha256, fingerprint, one_line,
-                               read_json, read_sealed_json, seal_bytes, sha256_bytes, sha256_file, source_hash,
-                               to_jsonable, unseal_bytes)
+from rankrepro.core.io import (
+    SEAL_KEY,
+    SealError,
+    atomic_write,
+    atomic_write_csv,
+    atomic_write_json,
+    atomic_write_sealed_json,
+    atomic_write_text,
+    content_sha256,
+    fingerprint,
+    one_line,
+    read_json,
+    read_sealed_json,
+    seal_bytes,
+    sha256_bytes,
+    sha256_file,
+    source_hash,
+    to_jsonable,
+    unseal_bytes,
+)
 
 
 def test_atomic_write_success_leaves_only_the_target(tmp_path):
@@ -72,9 +88,21 @@ def test_to_jsonable_numpy_and_torch_values():
     }
     out = to_jsonable(value)
     assert out == {
-        "np_int": 3, "np_float": 0.5, "np_bool": True, "np_array": [0, 1, 2], "torch_scalar": 2.5,
-        "torch_matrix": [[1.0, 0.0], [0.0, 1.0]], "torch_int": [1, 2], "nan": "nan", "np_nan": "nan", "inf": "inf",
-        "ninf": "-inf", "tensor_nan": [1.0, "nan"], "path": "a/b", "tuple": [1, 2], "3": "int key",
+        "np_int": 3,
+        "np_float": 0.5,
+        "np_bool": True,
+        "np_array": [0, 1, 2],
+        "torch_scalar": 2.5,
+        "torch_matrix": [[1.0, 0.0], [0.0, 1.0]],
+        "torch_int": [1, 2],
+        "nan": "nan",
+        "np_nan": "nan",
+        "inf": "inf",
+        "ninf": "-inf",
+        "tensor_nan": [1.0, "nan"],
+        "path": "a/b",
+        "tuple": [1, 2],
+        "3": "int key",
     }
     assert type(out["np_int"]) is int and type(out["np_bool"]) is bool and type(out["torch_scalar"]) is float
     json.dumps(out, allow_nan=False)  # strictly valid JSON
@@ -146,8 +174,14 @@ def test_sealed_bytes_round_trip_and_reject_every_damage():
             unseal_bytes(bytes(corrupt), b"\nmagic:")
 
 
-RECORD = {"fingerprint": "fp", "loss": [0.1, 1e-300, float("nan"), float("inf")], "n": np.int64(3),
-          "w": np.array([[1.5, -2.0]]), "t": torch.tensor(2.5), "nested": {"b": (1, 2), "a": "é ✓"}}
+RECORD = {
+    "fingerprint": "fp",
+    "loss": [0.1, 1e-300, float("nan"), float("inf")],
+    "n": np.int64(3),
+    "w": np.array([[1.5, -2.0]]),
+    "t": torch.tensor(2.5),
+    "nested": {"b": (1, 2), "a": "é ✓"},
+}
 
 
 def test_sealed_json_round_trip_keeps_the_content_and_its_hash(tmp_path):

@@ -11,9 +11,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from rankrepro.core.measures import (effective_rank, effective_rank_from_singular_values, frobenius_norm,
-                                     matrix_summary, normalized_reconstruction_error, nuclear_norm, singular_values,
-                                     spectral_norm)
+from rankrepro.core.measures import (
+    effective_rank,
+    effective_rank_from_singular_values,
+    frobenius_norm,
+    matrix_summary,
+    normalized_reconstruction_error,
+    nuclear_norm,
+    singular_values,
+    spectral_norm,
+)
 
 
 def _entropy(p: list[float]) -> float:
@@ -53,8 +60,14 @@ def test_effective_rank_of_zero_matrix_is_zero_by_convention():
 
 
 def test_effective_rank_is_batched_and_matches_single_calls():
-    batch = torch.stack([torch.eye(3), torch.diag(torch.tensor([3.0, 1.0, 0.0])), torch.zeros(3, 3),
-                         torch.diag(torch.tensor([1.0, 1.0, 0.0]))])
+    batch = torch.stack(
+        [
+            torch.eye(3),
+            torch.diag(torch.tensor([3.0, 1.0, 0.0])),
+            torch.zeros(3, 3),
+            torch.diag(torch.tensor([1.0, 1.0, 0.0])),
+        ]
+    )
     got = effective_rank(batch)
     assert got.shape == (4,)
     expected = torch.tensor([3.0, math.exp(_entropy([0.75, 0.25])), 0.0, 2.0])
@@ -70,8 +83,13 @@ def test_zero_tol_drops_small_singular_values():
     assert effective_rank_from_singular_values(sigma, zero_tol=1e-6).item() == pytest.approx(2.0, rel=1e-15)
 
 
-@given(arrays(np.float64, st.tuples(st.integers(1, 5), st.integers(1, 5)),
-              elements=st.floats(-10, 10, allow_nan=False, allow_subnormal=False)))
+@given(
+    arrays(
+        np.float64,
+        st.tuples(st.integers(1, 5), st.integers(1, 5)),
+        elements=st.floats(-10, 10, allow_nan=False, allow_subnormal=False),
+    )
+)
 def test_effective_rank_bounds_and_scale_invariance(a):
     w = torch.from_numpy(a)
     er = effective_rank(w).item()
@@ -87,8 +105,13 @@ def test_effective_rank_bounds_and_scale_invariance(a):
     assert er == pytest.approx(math.exp(-(p * np.log(p)).sum()), rel=1e-10)
 
 
-@given(arrays(np.float64, st.tuples(st.integers(1, 3), st.integers(1, 5), st.integers(1, 5)),
-              elements=st.floats(-100, 100, allow_nan=False, allow_subnormal=False)))
+@given(
+    arrays(
+        np.float64,
+        st.tuples(st.integers(1, 3), st.integers(1, 5), st.integers(1, 5)),
+        elements=st.floats(-100, 100, allow_nan=False, allow_subnormal=False),
+    )
+)
 def test_norms_match_numpy(a):
     w = torch.from_numpy(a)
     fro = np.array([np.linalg.norm(m, "fro") for m in a])
@@ -101,8 +124,9 @@ def test_norms_match_numpy(a):
     np.testing.assert_allclose(summary["fro_norm"].numpy(), fro, rtol=1e-12, atol=1e-10)
     np.testing.assert_allclose(summary["nuclear_norm"].numpy(), nuc, rtol=1e-12, atol=1e-10)
     np.testing.assert_allclose(summary["spectral_norm"].numpy(), spec, rtol=1e-12, atol=1e-10)
-    np.testing.assert_allclose(summary["singular_values"].numpy(), np.linalg.svd(a, compute_uv=False), rtol=1e-12,
-                               atol=1e-10)
+    np.testing.assert_allclose(
+        summary["singular_values"].numpy(), np.linalg.svd(a, compute_uv=False), rtol=1e-12, atol=1e-10
+    )
     torch.testing.assert_close(summary["effective_rank"], effective_rank(w), rtol=1e-12, atol=1e-12)
 
 

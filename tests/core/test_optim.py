@@ -73,8 +73,10 @@ def test_group_rmsprop_state_is_one_scalar_per_run_not_per_parameter():
     torch.testing.assert_close(ratio, torch.full((3,), 10.0), rtol=1e-14, atol=0)
 
 
-@given(st.lists(st.floats(-5, 5, allow_nan=False, allow_subnormal=False), min_size=18, max_size=18),
-       st.lists(st.floats(1e-4, 1.0), min_size=3, max_size=3))
+@given(
+    st.lists(st.floats(-5, 5, allow_nan=False, allow_subnormal=False), min_size=18, max_size=18),
+    st.lists(st.floats(1e-4, 1.0), min_size=3, max_size=3),
+)
 def test_batched_runs_are_independent(values, lrs):
     """Three runs stepped together equal each run stepped alone, bit for bit."""
     g = torch.tensor(values).reshape(3, 3, 2)  # 3 steps × 3 runs × 2 coordinates
@@ -89,8 +91,12 @@ def test_batched_runs_are_independent(values, lrs):
         opt1 = GroupRMSprop(lr[b : b + 1])
         state1 = opt1.init_state(single)
         for step in range(3):
-            opt1.step(single, [g[step][b : b + 1, None, :], g[step][b : b + 1, :1] * 0.5], state1,
-                      torch.ones(1, dtype=torch.bool))
+            opt1.step(
+                single,
+                [g[step][b : b + 1, None, :], g[step][b : b + 1, :1] * 0.5],
+                state1,
+                torch.ones(1, dtype=torch.bool),
+            )
         assert torch.equal(single[0][0], batched[0][b])
         assert torch.equal(single[1][0], batched[1][b])
         assert torch.equal(state1["second_moment"][0], state["second_moment"][b])
@@ -101,8 +107,11 @@ def test_frozen_runs_do_not_advance_state_or_parameters():
     params = [torch.tensor([[1.0, 2.0], [1.0, 2.0]])]
     opt = GroupRMSprop(lr)
     state = opt.init_state(params)
-    grads_seq = [torch.tensor([[1.0, 1.0], [1.0, 1.0]]), torch.tensor([[3.0, -1.0], [7.0, 7.0]]),
-                 torch.tensor([[0.5, 2.0], [0.5, 2.0]])]
+    grads_seq = [
+        torch.tensor([[1.0, 1.0], [1.0, 1.0]]),
+        torch.tensor([[3.0, -1.0], [7.0, 7.0]]),
+        torch.tensor([[0.5, 2.0], [0.5, 2.0]]),
+    ]
     opt.step(params, [grads_seq[0]], state, torch.tensor([True, True]))
     before = params[0][1].clone(), state["second_moment"][1].clone()
     opt.step(params, [grads_seq[1]], state, torch.tensor([True, False]))  # run 1 frozen: its gradient is ignored

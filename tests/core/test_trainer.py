@@ -48,8 +48,9 @@ class ScriptedObjective:
 
 def _run_scripted(scripts, max_iters=50, threshold=1.0, patience=1, check_every=1, sync_every=1, log_every=1):
     obj = ScriptedObjective(scripts)
-    settings = TrainSettings(max_iters=max_iters, stop=StopRule(threshold, patience, check_every), log_every=log_every,
-                             sync_every=sync_every)
+    settings = TrainSettings(
+        max_iters=max_iters, stop=StopRule(threshold, patience, check_every), log_every=log_every, sync_every=sync_every
+    )
     return train(obj, obj.params(len(scripts)), GradientDescent(torch.ones(len(scripts))), settings)
 
 
@@ -155,8 +156,9 @@ def _reference_stop(script, threshold, patience, check_every, sync_every, max_it
 
 
 @given(
-    scripts=st.lists(st.lists(st.sampled_from([0.5, 2.0, 0.9, NAN, float("inf")]), min_size=1, max_size=12),
-                     min_size=1, max_size=5),
+    scripts=st.lists(
+        st.lists(st.sampled_from([0.5, 2.0, 0.9, NAN, float("inf")]), min_size=1, max_size=12), min_size=1, max_size=5
+    ),
     patience=st.integers(1, 3),
     check_every=st.integers(1, 3),
     sync_every=st.integers(1, 4),
@@ -164,8 +166,9 @@ def _reference_stop(script, threshold, patience, check_every, sync_every, max_it
 )
 def test_batched_stopping_equals_per_run_reference(scripts, patience, check_every, sync_every, max_iters):
     """Whatever the mix of runs, each run's outcome is the one it would have alone."""
-    result = _run_scripted(scripts, max_iters=max_iters, patience=patience, check_every=check_every,
-                           sync_every=sync_every, log_every=3)
+    result = _run_scripted(
+        scripts, max_iters=max_iters, patience=patience, check_every=check_every, sync_every=sync_every, log_every=3
+    )
     expected = [_reference_stop(s, 1.0, patience, check_every, sync_every, max_iters) for s in scripts]
     assert result.stopped_at.tolist() == [e[0] for e in expected]
     assert result.status.tolist() == [e[1] for e in expected]
@@ -216,8 +219,10 @@ CKPT = 200
 
 
 def _dmf_batch(runs=RUNS):
-    factors = [init_factors((2, 2), d, 4, a, bal, 1, torch.Generator().manual_seed(i))[0]
-               for i, (d, _, a, bal) in enumerate(runs)]
+    factors = [
+        init_factors((2, 2), d, 4, a, bal, 1, torch.Generator().manual_seed(i))[0]
+        for i, (d, _, a, bal) in enumerate(runs)
+    ]
     params = [torch.stack([f[j] for f in factors]) for j in range(4)]
     trainable = torch.stack([trainable_factor_mask(d, 4) for d, *_ in runs])
     b = len(runs)
@@ -227,8 +232,13 @@ def _dmf_batch(runs=RUNS):
 
 
 def _settings(checkpoint_every=0, sync_every=100):
-    return TrainSettings(max_iters=N_ITERS, stop=StopRule(THRESHOLD), log_every=50, sync_every=sync_every,
-                         checkpoint_every=checkpoint_every)
+    return TrainSettings(
+        max_iters=N_ITERS,
+        stop=StopRule(THRESHOLD),
+        log_every=50,
+        sync_every=sync_every,
+        checkpoint_every=checkpoint_every,
+    )
 
 
 def test_dmf_stopping_matches_unbatched_reference_loop():
@@ -279,8 +289,15 @@ def _interrupted(path: Path, optimizer, fingerprint="fp", at=500):
 
     objective, params, _ = _dmf_batch()
     with pytest.raises(Interrupt):
-        train(objective, params, optimizer, _settings(checkpoint_every=CKPT), checkpoint_path=path,
-              fingerprint=fingerprint, on_sync=kill)
+        train(
+            objective,
+            params,
+            optimizer,
+            _settings(checkpoint_every=CKPT),
+            checkpoint_path=path,
+            fingerprint=fingerprint,
+            on_sync=kill,
+        )
     assert path.exists()
     assert load_checkpoint(path, fingerprint)["t"] == 400
 
@@ -303,8 +320,14 @@ def test_resume_equals_uninterrupted(tmp_path, opt_name, uninterrupted_gd):
     _interrupted(path, make())
     objective, params, _ = _dmf_batch()
     # the restart is handed a different initial point: it must be ignored in favour of the checkpoint
-    resumed = train(objective, [p * 0 + 1 for p in params], make(), _settings(checkpoint_every=CKPT),
-                    checkpoint_path=path, fingerprint="fp")
+    resumed = train(
+        objective,
+        [p * 0 + 1 for p in params],
+        make(),
+        _settings(checkpoint_every=CKPT),
+        checkpoint_path=path,
+        fingerprint="fp",
+    )
     assert resumed.resumed_from == 400
     _frames_equal(resumed, reference)
     assert [p.name for p in path.parent.iterdir()] == ["batch.pt"]  # no temp files left behind
@@ -327,8 +350,9 @@ def test_corrupted_checkpoint_is_detected_and_training_restarts(tmp_path, damage
         path.write_bytes(b"")
     with pytest.raises(CheckpointError, match="corrupted"):
         load_checkpoint(path, "fp")
-    result = train(objective, params, GradientDescent(lr), _settings(checkpoint_every=CKPT), checkpoint_path=path,
-                   fingerprint="fp")
+    result = train(
+        objective, params, GradientDescent(lr), _settings(checkpoint_every=CKPT), checkpoint_path=path, fingerprint="fp"
+    )
     assert result.resumed_from == 0
     _frames_equal(result, uninterrupted_gd)
 
@@ -339,8 +363,9 @@ def test_checkpoint_of_another_configuration_is_not_used(tmp_path, uninterrupted
     _interrupted(path, GradientDescent(lr), fingerprint="other-config")
     with pytest.raises(CheckpointError, match="another configuration"):
         load_checkpoint(path, "fp")
-    result = train(objective, params, GradientDescent(lr), _settings(checkpoint_every=CKPT), checkpoint_path=path,
-                   fingerprint="fp")
+    result = train(
+        objective, params, GradientDescent(lr), _settings(checkpoint_every=CKPT), checkpoint_path=path, fingerprint="fp"
+    )
     assert result.resumed_from == 0
     _frames_equal(result, uninterrupted_gd)
     assert load_checkpoint(path, "fp")["t"] == N_ITERS  # the final checkpoint now belongs to this config
@@ -371,16 +396,28 @@ def test_checkpoint_with_arbitrary_object_is_rejected(tmp_path):
         load_checkpoint(path, "fp")
     assert not marker.exists()
     objective, params, lr = _dmf_batch()
-    result = train(objective, params, GradientDescent(lr), TrainSettings(max_iters=3, stop=StopRule(1e-9), log_every=1),
-                   checkpoint_path=path, fingerprint="fp")
+    result = train(
+        objective,
+        params,
+        GradientDescent(lr),
+        TrainSettings(max_iters=3, stop=StopRule(1e-9), log_every=1),
+        checkpoint_path=path,
+        fingerprint="fp",
+    )
     assert result.resumed_from == 0 and not marker.exists()
 
 
 def test_checkpoint_of_finished_run_reloads_with_weights_only(tmp_path):
     objective, params, lr = _dmf_batch()
     path = tmp_path / "batch.pt"
-    result = train(objective, params, GroupRMSprop(lr), TrainSettings(max_iters=20, stop=StopRule(1e-9), log_every=5),
-                   checkpoint_path=path, fingerprint="fp")
+    result = train(
+        objective,
+        params,
+        GroupRMSprop(lr),
+        TrainSettings(max_iters=20, stop=StopRule(1e-9), log_every=5),
+        checkpoint_path=path,
+        fingerprint="fp",
+    )
     raw = torch.load(path, weights_only=True)
     assert raw["format"] == 1 and raw["fingerprint"] == "fp"
     state = raw["payload"]

@@ -26,9 +26,10 @@ MIRROR = Path(__file__).resolve().parents[3] / "shared" / "datasets"
 GRAPHS = ("cora", "citeseer", "chameleon")
 PLANETOID_PARTS = ("x", "y", "tx", "ty", "allx", "ally", "graph", "test.index")
 
-pytestmark = pytest.mark.skipif(not all((MIRROR / folder).is_dir() for folder in ("planetoid", "heterophilous",
-                                                                                  "mnist")),
-                                reason="offline dataset mirror not present")
+pytestmark = pytest.mark.skipif(
+    not all((MIRROR / folder).is_dir() for folder in ("planetoid", "heterophilous", "mnist")),
+    reason="offline dataset mirror not present",
+)
 
 
 class Payload:
@@ -48,17 +49,23 @@ def plant(path: Path, marker: Path) -> None:
     if path.suffix == ".pt":
         torch.save(Payload(marker), path)
     elif path.suffix == ".npz":
-        np.savez(path, node_features=np.array([Payload(marker)], dtype=object), node_labels=np.array([0]),
-                 edges=np.zeros((0, 2), dtype=np.int64))
+        np.savez(
+            path,
+            node_features=np.array([Payload(marker)], dtype=object),
+            node_labels=np.array([0]),
+            edges=np.zeros((0, 2), dtype=np.int64),
+        )
     else:
         path.write_bytes(pickle.dumps(Payload(marker), protocol=2))
 
 
 def test_the_planted_payloads_are_live(tmp_path):
     """Each planted form runs its payload when loaded the unsafe way (so its not running below means something)."""
-    for suffix, unsafe_load in [(".pt", lambda p: torch.load(p, weights_only=False)),
-                                (".npz", lambda p: np.load(p, allow_pickle=True)["node_features"]),
-                                ("", lambda p: pickle.loads(p.read_bytes()))]:
+    for suffix, unsafe_load in [
+        (".pt", lambda p: torch.load(p, weights_only=False)),
+        (".npz", lambda p: np.load(p, allow_pickle=True)["node_features"]),
+        ("", lambda p: pickle.loads(p.read_bytes())),
+    ]:
         marker = tmp_path / f"marker{suffix}"
         plant(tmp_path / f"planted{suffix}", marker)
         unsafe_load(tmp_path / f"planted{suffix}")
@@ -82,6 +89,7 @@ def clean_graphs(verified_cache):
 @pytest.fixture
 def nothing_unpickles(monkeypatch):
     """Every unpickling entry point fails the test if called."""
+
     def refuse(*args, **kwargs):
         raise AssertionError("something was unpickled")
 
@@ -90,22 +98,33 @@ def nothing_unpickles(monkeypatch):
 
 
 def same_graph(a, b) -> bool:
-    return (a.features.tobytes() == b.features.tobytes() and a.features.shape == b.features.shape
-            and np.array_equal(a.labels, b.labels) and np.array_equal(a.edges, b.edges))
+    return (
+        a.features.tobytes() == b.features.tobytes()
+        and a.features.shape == b.features.shape
+        and np.array_equal(a.labels, b.labels)
+        and np.array_equal(a.edges, b.edges)
+    )
 
 
 #: (dataset, path below its cache folder) of every file the project reads, and of Planetoid's old processed cache
-PLANTED = [("cora", "pyg/Cora/processed/data.pt"), ("citeseer", "pyg/CiteSeer/processed/data.pt"),
-           ("cora", "pyg/Cora/raw/ind.cora.graph"),
-           *(("cora", f"ind.cora.{part}") for part in PLANETOID_PARTS),
-           *(("citeseer", f"ind.citeseer.{part}") for part in PLANETOID_PARTS),
-           ("chameleon", "chameleon.npz"), ("cora", MANIFEST), ("chameleon", MANIFEST), ("cora", "stray.pkl"),
-           ("cora", "processed/data.pt")]
+PLANTED = [
+    ("cora", "pyg/Cora/processed/data.pt"),
+    ("citeseer", "pyg/CiteSeer/processed/data.pt"),
+    ("cora", "pyg/Cora/raw/ind.cora.graph"),
+    *(("cora", f"ind.cora.{part}") for part in PLANETOID_PARTS),
+    *(("citeseer", f"ind.citeseer.{part}") for part in PLANETOID_PARTS),
+    ("chameleon", "chameleon.npz"),
+    ("cora", MANIFEST),
+    ("chameleon", MANIFEST),
+    ("cora", "stray.pkl"),
+    ("cora", "processed/data.pt"),
+]
 
 
 @pytest.mark.parametrize("name,relative", PLANTED)
-def test_a_payload_planted_in_the_graph_cache_never_runs(verified_cache, clean_graphs, tmp_path, caplog,
-                                                         nothing_unpickles, name, relative):
+def test_a_payload_planted_in_the_graph_cache_never_runs(
+    verified_cache, clean_graphs, tmp_path, caplog, nothing_unpickles, name, relative
+):
     cache = Path(shutil.copytree(verified_cache, tmp_path / "cache"))
     marker = tmp_path / "marker"
     target = cache / name / relative
@@ -117,8 +136,10 @@ def test_a_payload_planted_in_the_graph_cache_never_runs(verified_cache, clean_g
     spec = DATASETS[name]
     if relative in spec.file_names:  # a registry file: detected by its MD5, fetched again from the mirror, verified
         assert md5_file(target) == spec.file(relative).md5
-        assert any(str(target) in record.getMessage() and "fetching it again" in record.getMessage()
-                   for record in caplog.records)
+        assert any(
+            str(target) in record.getMessage() and "fetching it again" in record.getMessage()
+            for record in caplog.records
+        )
     if relative.startswith("pyg/"):  # torch_geometric's old cache folder is removed, unread
         assert not (cache / name / "pyg").exists()
 
@@ -137,9 +158,12 @@ def test_a_payload_planted_in_an_image_dataset_never_runs(verified_cache, tmp_pa
 def test_the_readers_reject_payloads_in_one_line(tmp_path):
     """Read directly (as if the checksum had been bypassed), a payload is a one-line DataError naming the file."""
     marker = tmp_path / "marker"
-    for path, read in [(tmp_path / "ind.cora.allx", read_pickled_data),
-                       (tmp_path / "ind.cora.graph", read_pickled_data), (tmp_path / "chameleon.npz", _read_npz_graph),
-                       (tmp_path / "ind.cora.test.index", _read_test_index)]:
+    for path, read in [
+        (tmp_path / "ind.cora.allx", read_pickled_data),
+        (tmp_path / "ind.cora.graph", read_pickled_data),
+        (tmp_path / "chameleon.npz", _read_npz_graph),
+        (tmp_path / "ind.cora.test.index", _read_test_index),
+    ]:
         plant(path, marker)
         with pytest.raises(DataError, match=str(path)) as info:
             read(path)
@@ -173,8 +197,10 @@ def test_a_truncated_raw_file_without_a_source_is_one_line(verified_cache, tmp_p
 
 
 def test_loading_planetoid_imports_neither_torch_nor_torch_geometric(verified_cache):
-    code = ("import sys; from rankrepro.data.graph_datasets import load_graph; "
-            f"graph = load_graph('citeseer', {str(verified_cache)!r}, None); assert graph.num_nodes == 3327; "
-            "print(sorted(m for m in ('torch', 'torch_geometric') if m in sys.modules))")
+    code = (
+        "import sys; from rankrepro.data.graph_datasets import load_graph; "
+        f"graph = load_graph('citeseer', {str(verified_cache)!r}, None); assert graph.num_nodes == 3327; "
+        "print(sorted(m for m in ('torch', 'torch_geometric') if m in sys.modules))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert result.stdout.strip() == "[]"

@@ -25,12 +25,22 @@ import pytest
 from rankrepro import cli
 from rankrepro.core.errors import DataError
 from rankrepro.data.image_datasets import IDX_FILES, load_image_classification, read_idx
-from rankrepro.data.registry import (DATASETS, DOWNLOAD_TIMEOUT, MANIFEST, MIRROR_ENV, fetch_dataset, get_dataset,
-                                     md5_file, resolve_mirror)
+from rankrepro.data.registry import (
+    DATASETS,
+    DOWNLOAD_TIMEOUT,
+    MANIFEST,
+    MIRROR_ENV,
+    fetch_dataset,
+    get_dataset,
+    md5_file,
+    resolve_mirror,
+)
 
 MIRROR = Path(__file__).resolve().parents[3] / "shared" / "datasets"
-needs_mirror = pytest.mark.skipif(not (MIRROR / "mnist").is_dir() or not (MIRROR / "fashion-mnist").is_dir(),
-                                  reason=f"offline dataset mirror {MIRROR} is absent")
+needs_mirror = pytest.mark.skipif(
+    not (MIRROR / "mnist").is_dir() or not (MIRROR / "fashion-mnist").is_dir(),
+    reason=f"offline dataset mirror {MIRROR} is absent",
+)
 
 
 class FakeNetwork:
@@ -146,8 +156,14 @@ def test_read_idx_rejects_corrupt_files(tmp_path, content, fragment):
 
 def test_registry_entries_are_well_formed():
     assert {"mnist", "fashion-mnist", "cifar-10"} <= set(DATASETS)
-    assert {spec.reader for spec in DATASETS.values()} <= {"idx", "cifar-binary", "planetoid", "npz-graph",
-                                                           "gnn-benchmark-npz", "ogbn-zip"}
+    assert {spec.reader for spec in DATASETS.values()} <= {
+        "idx",
+        "cifar-binary",
+        "planetoid",
+        "npz-graph",
+        "gnn-benchmark-npz",
+        "ogbn-zip",
+    }
     for name, spec in DATASETS.items():
         assert spec.name == name and spec.folder == name  # the data_fetch rule writes <cache>/<name>/MANIFEST.json
         assert len(set(spec.file_names)) == len(spec.files)
@@ -184,8 +200,10 @@ def test_resolve_mirror_precedence(monkeypatch, tmp_path):
 
 
 def test_data_layer_imports_neither_torch_nor_snakemake():
-    code = ("import sys, rankrepro.data.registry, rankrepro.data.image_datasets, rankrepro.data.sources; "
-            "print(sorted(m for m in ('torch', 'snakemake') if m in sys.modules))")
+    code = (
+        "import sys, rankrepro.data.registry, rankrepro.data.image_datasets, rankrepro.data.sources; "
+        "print(sorted(m for m in ('torch', 'snakemake') if m in sys.modules))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert result.stdout.strip() == "[]"
 
@@ -252,8 +270,14 @@ def test_checksum_mismatch_stores_nothing_then_falls_back_to_a_good_source(tmp_p
     with pytest.raises(DataError) as info:
         fetch_dataset("mnist", cache, bad_mirror, opener=FakeNetwork())
     message = str(info.value)
-    for fragment in ("checksum mismatch", "'mnist'", "'train-images-idx3-ubyte'", remote.md5,
-                     hashlib.md5(altered).hexdigest(), str(bad_mirror / "mnist" / remote.mirror_name)):
+    for fragment in (
+        "checksum mismatch",
+        "'mnist'",
+        "'train-images-idx3-ubyte'",
+        remote.md5,
+        hashlib.md5(altered).hexdigest(),
+        str(bad_mirror / "mnist" / remote.mirror_name),
+    ):
         assert fragment in message
     assert "\n" not in message
     assert files_under(cache) == []  # no temporary, no partial, no manifest
@@ -263,8 +287,9 @@ def test_checksum_mismatch_stores_nothing_then_falls_back_to_a_good_source(tmp_p
     with caplog.at_level(logging.INFO, logger="rankrepro"):
         fetch_dataset("mnist", cache, bad_mirror, opener=network)
     assert md5_file(cache / "mnist" / remote.name) == remote.md5
-    assert any(record.levelno == logging.WARNING and "checksum mismatch" in record.getMessage()
-               for record in caplog.records)
+    assert any(
+        record.levelno == logging.WARNING and "checksum mismatch" in record.getMessage() for record in caplog.records
+    )
 
 
 @needs_mirror
@@ -295,8 +320,10 @@ def test_tampered_cache_is_detected_and_replaced(tmp_path, real_cache, caplog):
     with caplog.at_level(logging.WARNING, logger="rankrepro"):
         fetch_dataset("mnist", tmp_path / "cache", MIRROR, opener=no_network)
     assert md5_file(target) == DATASETS["mnist"].file(target.name).md5
-    assert any("t10k-labels-idx1-ubyte" in record.getMessage() and "expected" in record.getMessage()
-               for record in caplog.records)
+    assert any(
+        "t10k-labels-idx1-ubyte" in record.getMessage() and "expected" in record.getMessage()
+        for record in caplog.records
+    )
     sources = {entry["name"]: entry["source"] for entry in json.loads((folder / MANIFEST).read_text())["files"]}
     assert sources[target.name].startswith("mirror ")
 
@@ -309,8 +336,15 @@ def test_unavailable_dataset_says_how_to_supply_it(tmp_path):
         fetch_dataset("mnist", tmp_path / "cache", empty, opener=network)
     message = str(info.value)
     remote = DATASETS["mnist"].file("train-images-idx3-ubyte")
-    for fragment in ("dataset 'mnist'", "data_mirror", MIRROR_ENV, "<mirror>/mnist/train-images-idx3-ubyte.gz",
-                     str(empty / "mnist" / remote.mirror_name), *remote.urls, "offline test network"):
+    for fragment in (
+        "dataset 'mnist'",
+        "data_mirror",
+        MIRROR_ENV,
+        "<mirror>/mnist/train-images-idx3-ubyte.gz",
+        str(empty / "mnist" / remote.mirror_name),
+        *remote.urls,
+        "offline test network",
+    ):
         assert fragment in message
     assert "\n" not in message
     assert network.urls == list(remote.urls)
@@ -390,8 +424,12 @@ def test_unpublished_checksum_first_fetch_is_accepted_with_a_warning_and_recorde
     entry = manifest_entry(folder)
     assert entry["md5"] == hashlib.md5(payload).hexdigest() and entry["source"] == remote.urls[0]
     assert entry["checksum"].startswith("no published checksum") and entry["bytes"] == len(payload)
-    assert any(record.levelno == logging.WARNING and "could not be verified" in record.getMessage()
-               and entry["md5"] in record.getMessage() for record in caplog.records)
+    assert any(
+        record.levelno == logging.WARNING
+        and "could not be verified" in record.getMessage()
+        and entry["md5"] in record.getMessage()
+        for record in caplog.records
+    )
 
 
 def test_unpublished_checksum_second_run_verifies_the_cache_against_the_recorded_md5(tmp_path):
@@ -415,16 +453,24 @@ def test_unpublished_checksum_corrupted_cache_is_refetched_and_checked_against_t
     with caplog.at_level(logging.WARNING, logger="rankrepro"):
         fetch_dataset(UNPUBLISHED, cache, None, opener=FakeNetwork({remote.urls[0]: b"original"}))
     assert target.read_bytes() == b"original" and manifest_entry(folder)["md5"] == recorded
-    assert any(f"expected {recorded}" in record.getMessage() and "fetching it again" in record.getMessage()
-               for record in caplog.records)
+    assert any(
+        f"expected {recorded}" in record.getMessage() and "fetching it again" in record.getMessage()
+        for record in caplog.records
+    )
 
     # corrupted, and the download differs from the record: a checksum mismatch, nothing stored
     target.write_bytes(b"0riginal")
     with pytest.raises(DataError) as info:
         fetch_dataset(UNPUBLISHED, cache, None, opener=FakeNetwork({remote.urls[0]: b"changed upstream"}))
     message = str(info.value)
-    for fragment in ("checksum mismatch", f"'{UNPUBLISHED}'", f"expected MD5 {recorded}", "no checksum is published",
-                     f"delete {folder}", hashlib.md5(b"changed upstream").hexdigest()):
+    for fragment in (
+        "checksum mismatch",
+        f"'{UNPUBLISHED}'",
+        f"expected MD5 {recorded}",
+        "no checksum is published",
+        f"delete {folder}",
+        hashlib.md5(b"changed upstream").hexdigest(),
+    ):
         assert fragment in message
     assert "\n" not in message and files_under(folder) == []
 
@@ -454,8 +500,10 @@ def test_unpublished_checksum_cached_file_without_a_record_is_accepted_and_recor
 
 @pytest.fixture(scope="session")
 def image_datasets(real_cache):
-    return {name: load_image_classification(name, real_cache, None, opener=no_network)
-            for name in ("mnist", "fashion-mnist")}
+    return {
+        name: load_image_classification(name, real_cache, None, opener=no_network)
+        for name in ("mnist", "fashion-mnist")
+    }
 
 
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
@@ -464,8 +512,10 @@ MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 @pytest.mark.parametrize(
     ("name", "train_counts", "test_counts", "mean", "std"),
-    [("mnist", MNIST_TRAIN_COUNTS, MNIST_TEST_COUNTS, 0.1307, 0.3081),
-     ("fashion-mnist", [6000] * 10, [1000] * 10, 0.2860, 0.3530)],
+    [
+        ("mnist", MNIST_TRAIN_COUNTS, MNIST_TEST_COUNTS, 0.1307, 0.3081),
+        ("fashion-mnist", [6000] * 10, [1000] * 10, 0.2860, 0.3530),
+    ],
 )
 def test_real_image_datasets(image_datasets, name, train_counts, test_counts, mean, std):
     data = image_datasets[name]
@@ -486,8 +536,18 @@ def test_real_image_datasets(image_datasets, name, train_counts, test_counts, me
 
 def test_class_names():
     assert DATASETS["mnist"].classes == tuple("0123456789")
-    assert DATASETS["fashion-mnist"].classes == ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
-                                                 "Shirt", "Sneaker", "Bag", "Ankle boot")
+    assert DATASETS["fashion-mnist"].classes == (
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------------

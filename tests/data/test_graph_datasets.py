@@ -17,8 +17,15 @@ import scipy.sparse as sp
 
 from rankrepro.core.errors import DataError
 from rankrepro.core.graphs import check_edges, undirected_edges
-from rankrepro.data.graph_datasets import (_read_gnn_benchmark_npz, _read_npz_graph, _read_ogbn_zip, _read_planetoid,
-                                           _read_test_index, assemble_planetoid, load_graph)
+from rankrepro.data.graph_datasets import (
+    _read_gnn_benchmark_npz,
+    _read_npz_graph,
+    _read_ogbn_zip,
+    _read_planetoid,
+    _read_test_index,
+    assemble_planetoid,
+    load_graph,
+)
 from rankrepro.data.registry import DATASETS, MANIFEST, fetch_dataset, mirror_path
 from rankrepro.data.sources import DataSource
 
@@ -29,7 +36,8 @@ needs_mirror = pytest.mark.skipif(not (MIRROR / "planetoid").is_dir(), reason="o
 def test_graph_datasets_live_in_the_mirror_folders_of_their_family():
     assert mirror_path(Path("/m"), DATASETS["cora"], DATASETS["cora"].files[0]) == Path("/m/planetoid/ind.cora.x")
     assert mirror_path(Path("/m"), DATASETS["squirrel"], DATASETS["squirrel"].files[0]) == Path(
-        "/m/heterophilous/squirrel.npz")
+        "/m/heterophilous/squirrel.npz"
+    )
     assert all(len(DATASETS[name].files) == 8 for name in ("cora", "citeseer"))
 
 
@@ -42,16 +50,26 @@ def test_a_non_graph_dataset_or_a_corrupt_archive_is_a_data_error(tmp_path):
 
 
 def test_npz_graphs_are_read_without_pickle(tmp_path):
-    np.savez(tmp_path / "g.npz", node_features=np.ones((3, 2)), node_labels=np.array([0, 1, 1]),
-             edges=np.array([[0, 1], [1, 2]]))
+    np.savez(
+        tmp_path / "g.npz",
+        node_features=np.ones((3, 2)),
+        node_labels=np.array([0, 1, 1]),
+        edges=np.array([[0, 1], [1, 2]]),
+    )
     features, labels, edges = _read_npz_graph(tmp_path / "g.npz")
     assert features.dtype == np.float32 and labels.tolist() == [0, 1, 1] and edges.tolist() == [[0, 1], [1, 2]]
 
 
 @needs_mirror
-@pytest.mark.parametrize("name,nodes,edges,features,classes", [
-    ("cora", 2708, 5278, 1433, 7), ("citeseer", 3327, 4552, 3703, 6),
-    ("chameleon", 2277, 31371, 2325, 5), ("squirrel", 5201, 198353, 2089, 5)])
+@pytest.mark.parametrize(
+    "name,nodes,edges,features,classes",
+    [
+        ("cora", 2708, 5278, 1433, 7),
+        ("citeseer", 3327, 4552, 3703, 6),
+        ("chameleon", 2277, 31371, 2325, 5),
+        ("squirrel", 5201, 198353, 2089, 5),
+    ],
+)
 def test_real_graphs_have_the_published_sizes(tmp_path_factory, name, nodes, edges, features, classes):
     graph = DataSource(tmp_path_factory.getbasetemp() / "graph-cache", MIRROR).graph(name)
     assert graph.num_nodes == nodes and len(graph.edges) == edges and graph.features.shape == (nodes, features)
@@ -120,8 +138,11 @@ def test_planetoid_assembly_reorders_test_rows_and_fills_missing_test_ids_with_z
 
 UNPUBLISHED_GRAPHS = {
     "dblp": ("https://github.com/abojchevski/graph2gauss/raw/master/data/dblp.npz", "gnn-benchmark-npz", 4),
-    "amazon-computers": ("https://github.com/shchur/gnn-benchmark/raw/master/data/npz/amazon_electronics_computers.npz",
-                         "gnn-benchmark-npz", 10),
+    "amazon-computers": (
+        "https://github.com/shchur/gnn-benchmark/raw/master/data/npz/amazon_electronics_computers.npz",
+        "gnn-benchmark-npz",
+        10,
+    ),
     "ogbn-arxiv": ("http://snap.stanford.edu/ogb/data/nodeproppred/arxiv.zip", "ogbn-zip", 40),
 }
 #: directed pairs with a reversed duplicate (1, 0), a repeat (1, 2) and a self-loop (2, 2): 3 undirected edges remain
@@ -131,10 +152,12 @@ CLEAN_EDGES = [[0, 1], [0, 3], [1, 2]]
 
 def serve(payloads: dict[str, bytes]):
     """An ``urlopen`` stand-in serving ``payloads`` by URL; every other URL is unreachable."""
+
     def opener(url: str, timeout: float | None = None) -> io.BytesIO:
         if url in payloads:
             return io.BytesIO(payloads[url])
         raise urllib.error.URLError(f"offline test network: {url}")
+
     return opener
 
 
@@ -146,9 +169,17 @@ def gnn_benchmark_npz(path: Path, labels: list[int], class_names=None) -> bytes:
     row_of_entry = np.repeat(np.arange(4), np.diff(adjacency.indptr))
     adjacency.data[(row_of_entry == 2) & (adjacency.indices == 3)] = 0.0  # stored, but no edge
     features = sp.csr_matrix(np.array([[k, 0, 0.5] for k in range(4)], dtype=np.float64))
-    arrays = {"adj_data": adjacency.data, "adj_indices": adjacency.indices, "adj_indptr": adjacency.indptr,
-              "adj_shape": np.array(adjacency.shape), "attr_data": features.data, "attr_indices": features.indices,
-              "attr_indptr": features.indptr, "attr_shape": np.array(features.shape), "labels": np.array(labels)}
+    arrays = {
+        "adj_data": adjacency.data,
+        "adj_indices": adjacency.indices,
+        "adj_indptr": adjacency.indptr,
+        "adj_shape": np.array(adjacency.shape),
+        "attr_data": features.data,
+        "attr_indices": features.indices,
+        "attr_indptr": features.indptr,
+        "attr_shape": np.array(features.shape),
+        "labels": np.array(labels),
+    }
     if class_names is not None:
         arrays["class_names"] = class_names
     np.savez(path, **arrays)
@@ -158,6 +189,7 @@ def gnn_benchmark_npz(path: Path, labels: list[int], class_names=None) -> bytes:
 def ogbn_zip(path: Path, labels: list[int], class_rows: list[str] | None = None) -> bytes:
     """An OGB node-property-prediction zip of 4 vertices laid out like arxiv.zip (RAW_PAIRS as citations,
     2 features per vertex: (k, -k / 2))."""
+
     def csv_gz(lines: list[str]) -> bytes:
         return gzip.compress("".join(f"{line}\n" for line in lines).encode())
 
@@ -204,8 +236,12 @@ def test_gnn_benchmark_npz_loads_into_a_clean_graph(tmp_path, name):
 def test_gnn_benchmark_class_names_are_read_without_pickle(tmp_path):
     names = np.array(["Databases", "Data Mining", "AI", "Computer Vision"])
     url = UNPUBLISHED_GRAPHS["dblp"][0]
-    graph = load_graph("dblp", tmp_path / "cache", None,
-                       opener=serve({url: gnn_benchmark_npz(tmp_path / "g.npz", [0, 1, 2, 3], names)}))
+    graph = load_graph(
+        "dblp",
+        tmp_path / "cache",
+        None,
+        opener=serve({url: gnn_benchmark_npz(tmp_path / "g.npz", [0, 1, 2, 3], names)}),
+    )
     assert graph.class_names == tuple(names)
     # pickled class names (an object array) are never unpickled: the reader reports none (numbered names are used)
     gnn_benchmark_npz(tmp_path / "pickled.npz", [0, 1, 2, 3], np.array(list(names), dtype=object))
@@ -224,8 +260,9 @@ def test_a_corrupt_gnn_benchmark_npz_is_a_data_error(tmp_path):
 def test_labels_outside_the_classes_are_a_data_error(tmp_path):
     url = UNPUBLISHED_GRAPHS["dblp"][0]
     with pytest.raises(DataError, match="labels 0..4 do not index its 4 classes"):
-        load_graph("dblp", tmp_path / "cache", None,
-                   opener=serve({url: gnn_benchmark_npz(tmp_path / "g.npz", [0, 1, 2, 4])}))
+        load_graph(
+            "dblp", tmp_path / "cache", None, opener=serve({url: gnn_benchmark_npz(tmp_path / "g.npz", [0, 1, 2, 4])})
+        )
 
 
 def test_ogbn_zip_loads_into_a_clean_graph_with_arxiv_category_names(tmp_path):

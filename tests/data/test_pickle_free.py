@@ -40,11 +40,20 @@ def _parse(obj, protocol: int = 2):
     return parse_pickled_data(pickle.dumps(obj, protocol=protocol), "test stream")
 
 
-@pytest.mark.parametrize("array", [
-    np.arange(6, dtype=np.float32).reshape(2, 3), np.array([[0.1, -2.5e300]], dtype=np.float64),
-    np.array([[0, 1], [1, 0]], dtype=np.int32), np.arange(-3, 3, dtype=np.int64), np.array([True, False]),
-    np.arange(256, dtype=np.uint8), np.array([1, 2, 3], dtype=">i4"), np.asfortranarray(np.arange(6.0).reshape(2, 3)),
-    np.array(7.5)])
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.arange(6, dtype=np.float32).reshape(2, 3),
+        np.array([[0.1, -2.5e300]], dtype=np.float64),
+        np.array([[0, 1], [1, 0]], dtype=np.int32),
+        np.arange(-3, 3, dtype=np.int64),
+        np.array([True, False]),
+        np.arange(256, dtype=np.uint8),
+        np.array([1, 2, 3], dtype=">i4"),
+        np.asfortranarray(np.arange(6.0).reshape(2, 3)),
+        np.array(7.5),
+    ],
+)
 def test_arrays_of_plain_number_types_are_rebuilt_exactly(array):
     rebuilt = _parse(array)
     assert isinstance(rebuilt, np.ndarray) and rebuilt.dtype == array.dtype and rebuilt.shape == array.shape
@@ -66,10 +75,11 @@ def test_csr_matrices_and_adjacency_dicts_are_rebuilt_exactly():
 
 def _py2_array(raw: bytes, code: bytes = b"i4", shape: bytes = b"K\x03\x85") -> bytes:
     """A 1-d array pickled as Python 2 wrote them (protocol 2, data as a BINSTRING, Planetoid's ``y`` files)."""
-    return (b"\x80\x02cnumpy.core.multiarray\n_reconstruct\nq\x01cnumpy\nndarray\nq\x02K\x00\x85U\x01b\x87Rq\x03"
-            b"(K\x01" + shape + b"cnumpy\ndtype\nq\x04U" + bytes([len(code)]) + code + b"K\x00K\x01\x87Rq\x05"
-            b"(K\x03U\x01<NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb\x89T" + struct.pack("<i", len(raw)) + raw
-            + b"tb.")
+    return (
+        b"\x80\x02cnumpy.core.multiarray\n_reconstruct\nq\x01cnumpy\nndarray\nq\x02K\x00\x85U\x01b\x87Rq\x03"
+        b"(K\x01" + shape + b"cnumpy\ndtype\nq\x04U" + bytes([len(code)]) + code + b"K\x00K\x01\x87Rq\x05"
+        b"(K\x03U\x01<NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb\x89T" + struct.pack("<i", len(raw)) + raw + b"tb."
+    )
 
 
 def test_python2_strings_are_read_as_latin1_bytes():
@@ -108,18 +118,29 @@ def test_a_payload_is_rejected_naming_the_file_and_never_runs(tmp_path, protocol
     assert "\n" not in str(info.value) and not marker.exists()
 
 
-@pytest.mark.parametrize("make", [
-    lambda marker: np.array([Payload(marker)], dtype=object),  # an object array
-    lambda marker: sp.csr_matrix(np.eye(2)).__class__,  # a class
-    lambda marker: {"data": Payload(marker)},
-    lambda marker: collections.defaultdict(list, {0: [Payload(marker)]}),
-    lambda marker: collections.OrderedDict({0: [1]}),
-    lambda marker: [np.arange(3)], lambda marker: (1, 2), lambda marker: 42, lambda marker: "text",
-    lambda marker: {"a": [1]}, lambda marker: {0: (1, 2)}, lambda marker: {0: [1.5]},
-    lambda marker: np.array(["a", "b"]), lambda marker: np.zeros(2, dtype=[("a", "i4"), ("b", "f4")]),
-    lambda marker: np.array([1 + 2j]), lambda marker: sp.coo_matrix(np.eye(2)), lambda marker: sp.csc_matrix(np.eye(2)),
-    lambda marker: np.ma.masked_array([1, 2]),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda marker: np.array([Payload(marker)], dtype=object),  # an object array
+        lambda marker: sp.csr_matrix(np.eye(2)).__class__,  # a class
+        lambda marker: {"data": Payload(marker)},
+        lambda marker: collections.defaultdict(list, {0: [Payload(marker)]}),
+        lambda marker: collections.OrderedDict({0: [1]}),
+        lambda marker: [np.arange(3)],
+        lambda marker: (1, 2),
+        lambda marker: 42,
+        lambda marker: "text",
+        lambda marker: {"a": [1]},
+        lambda marker: {0: (1, 2)},
+        lambda marker: {0: [1.5]},
+        lambda marker: np.array(["a", "b"]),
+        lambda marker: np.zeros(2, dtype=[("a", "i4"), ("b", "f4")]),
+        lambda marker: np.array([1 + 2j]),
+        lambda marker: sp.coo_matrix(np.eye(2)),
+        lambda marker: sp.csc_matrix(np.eye(2)),
+        lambda marker: np.ma.masked_array([1, 2]),
+    ],
+)
 def test_anything_but_the_whitelisted_structures_is_a_data_error(tmp_path, make):
     marker = tmp_path / "marker"
     with pytest.raises(DataError, match="test stream") as info:
@@ -131,24 +152,35 @@ def _crafted(body: bytes) -> bytes:
     return b"\x80\x02" + body + b"."
 
 
-@pytest.mark.parametrize("stream,reason", [
-    (_crafted(b"c_codecs\nencode\nX\x01\x00\x00\x00bX\x05\x00\x00\x00rot13\x86R"), "arguments outside the whitelist"),
-    (_crafted(b"cnumpy\ndtype\nX\x02\x00\x00\x00O8K\x00K\x01\x87R(K\x03U\x01|NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xff"
-              b"K?tb"), "dtype state"),
-    (_py2_array(b"\x00" * 8), "array data of 8 bytes"),  # shape (3,) of int32 needs 12
-    (_py2_array(b"\x00" * 12, code=b"O8"), "not a plain number type"),
-    (_py2_array(b"\x00" * 12, code=b"i3"), "unknown dtype code"),
-    (_py2_array(b"\x00" * 12, code=b"a"), "not a plain number type"),
-    (_py2_array(b"\x00" * 12, code=b"M8"), "not a plain number type"),
-    (_py2_array(b"\x00" * 12)[:-1] + b"N.", "2 values left on the stack"),
-    (_py2_array(b"\x00" * 12) + b"extra", "5 bytes after the end"),
-    (_crafted(b"h\x07"), "memo entry 7 read before it is written"),
-    (_crafted(b"R"), "stack underflow"),
-    (_crafted(b"e"), "no MARK"),
-    (_crafted(b"}(]K\x02u"), "a dict key of type list"),
-    (_crafted(b"N)b"), "BUILD of a NoneType"),
-    (_crafted(b"cposix\nsystem\n"), "the global 'posix system'"),
-])
+@pytest.mark.parametrize(
+    "stream,reason",
+    [
+        (
+            _crafted(b"c_codecs\nencode\nX\x01\x00\x00\x00bX\x05\x00\x00\x00rot13\x86R"),
+            "arguments outside the whitelist",
+        ),
+        (
+            _crafted(
+                b"cnumpy\ndtype\nX\x02\x00\x00\x00O8K\x00K\x01\x87R(K\x03U\x01|NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xff"
+                b"K?tb"
+            ),
+            "dtype state",
+        ),
+        (_py2_array(b"\x00" * 8), "array data of 8 bytes"),  # shape (3,) of int32 needs 12
+        (_py2_array(b"\x00" * 12, code=b"O8"), "not a plain number type"),
+        (_py2_array(b"\x00" * 12, code=b"i3"), "unknown dtype code"),
+        (_py2_array(b"\x00" * 12, code=b"a"), "not a plain number type"),
+        (_py2_array(b"\x00" * 12, code=b"M8"), "not a plain number type"),
+        (_py2_array(b"\x00" * 12)[:-1] + b"N.", "2 values left on the stack"),
+        (_py2_array(b"\x00" * 12) + b"extra", "5 bytes after the end"),
+        (_crafted(b"h\x07"), "memo entry 7 read before it is written"),
+        (_crafted(b"R"), "stack underflow"),
+        (_crafted(b"e"), "no MARK"),
+        (_crafted(b"}(]K\x02u"), "a dict key of type list"),
+        (_crafted(b"N)b"), "BUILD of a NoneType"),
+        (_crafted(b"cposix\nsystem\n"), "the global 'posix system'"),
+    ],
+)
 def test_malformed_streams_are_one_line_data_errors(stream, reason):
     with pytest.raises(DataError, match=reason) as info:
         parse_pickled_data(stream, "test stream")
@@ -175,9 +207,11 @@ def test_truncated_raw_files_are_one_line_data_errors(tmp_path, part):
 
 
 def test_every_flipped_byte_gives_a_data_error_or_a_whitelisted_value():
-    streams = [pickle.dumps(sp.csr_matrix(np.eye(2, dtype=np.float32)), protocol=2),
-               pickle.dumps(collections.defaultdict(list, {0: [1, 2], 1: [0]}), protocol=2),
-               _py2_array(np.arange(3, dtype="<i4").tobytes())]
+    streams = [
+        pickle.dumps(sp.csr_matrix(np.eye(2, dtype=np.float32)), protocol=2),
+        pickle.dumps(collections.defaultdict(list, {0: [1, 2], 1: [0]}), protocol=2),
+        _py2_array(np.arange(3, dtype="<i4").tobytes()),
+    ]
     outcomes = collections.Counter()
     for stream in streams:
         for position in range(len(stream)):

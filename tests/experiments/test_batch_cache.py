@@ -12,8 +12,12 @@ from rankrepro.experiments.base import cached_batch, load_batch
 
 
 def _record() -> dict:
-    return {"fingerprint": "fp", "final_loss": [0.123456789012345, 2.5e-7, float("nan")], "steps": 1000,
-            "ranks": {"4": [1, 2, 3]}}
+    return {
+        "fingerprint": "fp",
+        "final_loss": [0.123456789012345, 2.5e-7, float("nan")],
+        "steps": 1000,
+        "ranks": {"4": [1, 2, 3]},
+    }
 
 
 class Compute:
@@ -42,7 +46,7 @@ def _flip_digit(path) -> None:
     """Change one digit in the middle of a stored number (the silent corruption of the issue)."""
     text = path.read_text(encoding="utf-8")
     position = text.index("0.123456789012345") + 8
-    path.write_text(text[:position] + ("5" if text[position] != "5" else "6") + text[position + 1:], encoding="utf-8")
+    path.write_text(text[:position] + ("5" if text[position] != "5" else "6") + text[position + 1 :], encoding="utf-8")
 
 
 def test_a_flipped_digit_is_detected_logged_in_one_line_and_recomputed(tmp_path, caplog):

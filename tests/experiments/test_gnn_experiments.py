@@ -27,34 +27,74 @@ class FakeData:
 
     def image_classification(self, name: str) -> ImageDataset:
         rng = np.random.default_rng(0)
-        return ImageDataset(name=name, train_images=rng.integers(0, 256, (50, 28, 28), dtype=np.uint8),
-                            train_labels=np.arange(50) % 10, test_images=rng.integers(0, 256, (30, 28, 28), np.uint8),
-                            test_labels=np.arange(30) % 10, class_names=tuple("0123456789"))
+        return ImageDataset(
+            name=name,
+            train_images=rng.integers(0, 256, (50, 28, 28), dtype=np.uint8),
+            train_labels=np.arange(50) % 10,
+            test_images=rng.integers(0, 256, (30, 28, 28), np.uint8),
+            test_labels=np.arange(30) % 10,
+            class_names=tuple("0123456789"),
+        )
 
     def graph(self, name: str) -> GraphDataset:
         if name == "dblp":
             raise DataError("dataset 'dblp' is not available: offline test")
         rng = np.random.default_rng(1)
         labels = np.arange(30) % 3
-        pairs = [(u, v) for u in range(30) for v in range(u + 1, 30)
-                 if rng.random() < (0.4 if labels[u] == labels[v] else 0.05)]
+        pairs = [
+            (u, v)
+            for u in range(30)
+            for v in range(u + 1, 30)
+            if rng.random() < (0.4 if labels[u] == labels[v] else 0.05)
+        ]
         features = (np.eye(3)[labels] + rng.normal(0, 1.0, (30, 3))).astype(np.float32)
-        return GraphDataset(name=name, features=features, labels=labels.astype(np.int64),
-                            edges=undirected_edges(np.array(pairs)), class_names=("a", "b", "c"))
+        return GraphDataset(
+            name=name,
+            features=features,
+            labels=labels.astype(np.int64),
+            edges=undirected_edges(np.array(pairs)),
+            class_names=("a", "b", "c"),
+        )
 
 
-TABLE1 = {"seed": 1, "dataset": "fashion-mnist", "datasets": ["fashion-mnist"], "models": ["gcn", "gin"],
-          "train_pairs": 12, "test_pairs": 6, "max_epochs": 3, "patience": 3, "seeds": 2, "width": 4, "depth": 3,
-          "heads": 2, "lr": {"gcn": 5e-3, "gin": 1e-2}, "normalize": {"mean": 0.286, "std": 0.353}}
+TABLE1 = {
+    "seed": 1,
+    "dataset": "fashion-mnist",
+    "datasets": ["fashion-mnist"],
+    "models": ["gcn", "gin"],
+    "train_pairs": 12,
+    "test_pairs": 6,
+    "max_epochs": 3,
+    "patience": 3,
+    "seeds": 2,
+    "width": 4,
+    "depth": 3,
+    "heads": 2,
+    "lr": {"gcn": 5e-3, "gin": 1e-2},
+    "normalize": {"mean": 0.286, "std": 0.353},
+}
 
-SPARSIFY = {"seed": 1, "datasets": ["cora"], "optional_datasets": ["dblp"], "models": ["gcn"],
-            "methods": ["random", "spectral", "ugs", "one_wis", "two_wis"], "two_wis_datasets": ["cora"],
-            "two_wis_chunk": 2, "removed_percents": [0, 30, 60, 100], "seeds": 2, "width": 8, "heads": 2,
-            "depth": {"gcn": 2, "gat": 2, "gin": 2, "resgcn": 3}, "max_epochs": 3, "patience": 3, "batch_runs": 4,
-            "split": [0.6, 0.2, 0.2], "optimizer": {"cora": {"lr": 1e-2, "weight_decay": 0.0},
-                                                    "dblp": {"lr": 1e-3, "weight_decay": 0.0}},
-            "ugs": {"l1": 1e-2, "rounds": 2, "prune_fraction": 0.2, "epochs": 2},
-            "spectral": {"resistances": "exact", "projections": 20}}
+SPARSIFY = {
+    "seed": 1,
+    "datasets": ["cora"],
+    "optional_datasets": ["dblp"],
+    "models": ["gcn"],
+    "methods": ["random", "spectral", "ugs", "one_wis", "two_wis"],
+    "two_wis_datasets": ["cora"],
+    "two_wis_chunk": 2,
+    "removed_percents": [0, 30, 60, 100],
+    "seeds": 2,
+    "width": 8,
+    "heads": 2,
+    "depth": {"gcn": 2, "gat": 2, "gin": 2, "resgcn": 3},
+    "max_epochs": 3,
+    "patience": 3,
+    "batch_runs": 4,
+    "split": [0.6, 0.2, 0.2],
+    "optimizer": {"cora": {"lr": 1e-2, "weight_decay": 0.0}, "dblp": {"lr": 1e-3, "weight_decay": 0.0}},
+    "ugs": {"l1": 1e-2, "rounds": 2, "prune_fraction": 0.2, "epochs": 2},
+    "spectral": {"resistances": "exact", "projections": 20},
+}
 
 
 # ----------------------------------------------------------------------------------------------------- Table 1
@@ -86,6 +126,7 @@ def test_table1_low_and_high_runs_of_a_seed_start_from_the_same_weights(monkeypa
     def record(model, *args, **kwargs):
         starts.setdefault(len(starts), [p.detach().clone() for p in model.parameters()])
         from rankrepro.gnn.training import TrainingOutcome
+
         return TrainingOutcome({"train": 0.5, "test": 0.5}, 1, 1, 0.0)
 
     monkeypatch.setattr(table1.gnn_training, "train_graph_classifier", record)
@@ -110,8 +151,15 @@ def test_table1_claims_are_not_shown_at_a_tiny_scale_and_decided_on_the_means(ta
     results = {c.claim_id: c for c in table1.claims(table1_results, "test")}
     assert results["arrangement_walk_indices"].verdict == PASSED
     assert results["gcn_high_walk_index_fits_better"].verdict == NOT_SHOWN
-    metrics = pd.DataFrame({"model": ["gcn"] * 4, "arrangement": ["low", "low", "high", "high"], "seed": [0, 1, 0, 1],
-                            "train_acc": [0.8, 0.82, 0.9, 0.88], "test_acc": [0.5, 0.52, 0.6, 0.5]})
+    metrics = pd.DataFrame(
+        {
+            "model": ["gcn"] * 4,
+            "arrangement": ["low", "low", "high", "high"],
+            "seed": [0, 1, 0, 1],
+            "train_acc": [0.8, 0.82, 0.9, 0.88],
+            "test_acc": [0.5, 0.52, 0.6, 0.5],
+        }
+    )
     scaled = {**TABLE1, "train_pairs": 1000, "max_epochs": 300}
     assert table1.model_claim(metrics, scaled, "gcn").verdict == PASSED
     metrics.loc[2, "test_acc"] = 0.4
@@ -146,30 +194,45 @@ def test_sparsification_runs_every_method_level_and_seed_sharing_the_endpoints(s
 
 def test_sparsification_orders_are_cached_per_dataset_method_and_seed(sparsification_results, monkeypatch):
     orders = sorted(p.stem for p in (sparsification_results / "orders").glob("*.json"))
-    assert orders == ["cora_one_wis", "cora_random_seed0", "cora_random_seed1", "cora_spectral_seed0",
-                      "cora_spectral_seed1", "cora_two_wis", "cora_ugs_seed0", "cora_ugs_seed1"]
+    assert orders == [
+        "cora_one_wis",
+        "cora_random_seed0",
+        "cora_random_seed1",
+        "cora_spectral_seed0",
+        "cora_spectral_seed1",
+        "cora_two_wis",
+        "cora_ugs_seed0",
+        "cora_ugs_seed1",
+    ]
     monkeypatch.setattr(sparsification, "compute_order", lambda *a, **k: pytest.fail("an order was recomputed"))
-    monkeypatch.setattr(sparsification.gnn_training, "train_vertex_classifiers",
-                        lambda *a, **k: pytest.fail("a run was recomputed"))
+    monkeypatch.setattr(
+        sparsification.gnn_training, "train_vertex_classifiers", lambda *a, **k: pytest.fail("a run was recomputed")
+    )
     sparsification.run(SPARSIFY, sparsification_results, CTX, FakeData())
 
 
 def test_sparsification_batches_depend_on_the_settings_only():
     """Runs of one model and seed, in order, in chunks of batch_runs: 12 runs per seed → 4 + 4 + 4."""
     kept = np.arange(3)
-    specs = [sparsification.RunSpec(model, "random", q, seed, kept, f"{model}_{q}_{seed}")
-             for seed in (0, 1) for q in range(6) for model in ("gcn", "gin")]
+    specs = [
+        sparsification.RunSpec(model, "random", q, seed, kept, f"{model}_{q}_{seed}")
+        for seed in (0, 1)
+        for q in range(6)
+        for model in ("gcn", "gin")
+    ]
     chunks = sparsification.batches(specs, ["gcn", "gin"], 2, 4)
     assert [len(c) for c in chunks] == [4, 2, 4, 2, 4, 2, 4, 2]
     assert [s.key for s in chunks[0]] == ["gcn_0_0", "gcn_1_0", "gcn_2_0", "gcn_3_0"]
     assert all(len({(s.model, s.seed_index) for s in c}) == 1 for c in chunks)
 
 
-def test_sparsification_recomputes_a_lost_run_with_its_whole_batch_bit_for_bit(sparsification_results, tmp_path,
-                                                                                 monkeypatch):
+def test_sparsification_recomputes_a_lost_run_with_its_whole_batch_bit_for_bit(
+    sparsification_results, tmp_path, monkeypatch
+):
     """A killed job leaves whole batches: deleting one run's file retrains exactly its batch, whose numbers come
     back identical; every other batch is read from the cache."""
     import shutil
+
     out = tmp_path / "copy"
     shutil.copytree(sparsification_results, out)
     before = pd.read_csv(out / "metrics.csv")
@@ -195,6 +258,7 @@ def test_sparsification_caches_the_library_order(sparsification_results):
     order = json.loads((sparsification_results / "orders" / "cora_one_wis.json").read_text())["order"]
     graph = FakeData().graph("cora")
     from rankrepro.gnn.wis import one_wis_order
+
     assert order == one_wis_order(graph.edges, graph.num_nodes).tolist()
 
 
@@ -205,7 +269,8 @@ def test_sparsification_claims_endpoint_check_and_unavailable_dataset(sparsifica
     assert results["dblp_sparsification_claims"].verdict == DATA_UNAVAILABLE
     assert "offline test" in results["dblp_sparsification_claims"].details
     assert {"cora_gcn_one_wis_vs_spectral", "cora_gcn_one_wis_vs_ugs", "cora_gcn_two_wis_close_to_one_wis"} <= set(
-        results)
+        results
+    )
 
 
 def test_sparsification_claims_on_known_curves():
@@ -213,8 +278,17 @@ def test_sparsification_claims_on_known_curves():
     rows = []
     for method, accuracy in (("random", [80, 78, 75, 70]), ("one_wis", [84, 82, 80, 76])):
         for q, value in zip((30, 50, 70, 80), accuracy):
-            rows += [{"dataset": "cora", "model": "gcn", "method": method, "removed_pct": q, "seed": s,
-                      "test_acc": value / 100} for s in (0, 1)]
+            rows += [
+                {
+                    "dataset": "cora",
+                    "model": "gcn",
+                    "method": method,
+                    "removed_pct": q,
+                    "seed": s,
+                    "test_acc": value / 100,
+                }
+                for s in (0, 1)
+            ]
     settings = {**SPARSIFY, "max_epochs": 400}
     stats = sparsification.curves(pd.DataFrame(rows))
     claim = sparsification.comparison_claims(stats, settings, "cora", "gcn")[0]

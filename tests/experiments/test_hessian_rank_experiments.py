@@ -12,13 +12,20 @@ from rankrepro.core.errors import ConfigError, DataError
 from rankrepro.core.io import read_json
 from rankrepro.data.image_datasets import ImageDataset
 from rankrepro.experiments.base import Context, load_results
-from rankrepro.experiments.ch5 import common
-from rankrepro.experiments.ch5 import hessian_rank_vs_depth, hessian_rank_vs_sample_size, hessian_rank_vs_width
+from rankrepro.experiments.ch5 import common, hessian_rank_vs_depth, hessian_rank_vs_sample_size, hessian_rank_vs_width
 from rankrepro.pipeline.claims import DATA_UNAVAILABLE, FAILED, NOT_SHOWN, PASSED
 from rankrepro.pipeline.config import validate_config
 
-COMMON = {"seed": 5, "datasets": ["mnist"], "optional_datasets": [], "losses": ["mse", "ce"], "activations": ["linear", "relu"],
-          "image_side": 4, "resize": "nearest", "bias": False}
+COMMON = {
+    "seed": 5,
+    "datasets": ["mnist"],
+    "optional_datasets": [],
+    "losses": ["mse", "ce"],
+    "activations": ["linear", "relu"],
+    "image_side": 4,
+    "resize": "nearest",
+    "bias": False,
+}
 WIDTH = {**COMMON, "num_samples": 20, "hidden_layers": 2, "widths": [2, 6, 12, 24]}
 DEPTH = {**COMMON, "num_samples": 12, "width": 5, "depths": [0, 1, 2]}
 SAMPLES = {**COMMON, "hidden": [4], "sample_sizes": [2, 6, 12, 16, 20, 24]}
@@ -31,9 +38,14 @@ class FakeData:
         if name == "cifar-10":
             raise DataError("dataset 'cifar-10' is unavailable: offline test")
         rng = np.random.default_rng(0)
-        return ImageDataset(name=name, train_images=rng.integers(0, 256, (60, 28, 28), dtype=np.uint8),
-                            train_labels=np.arange(60) % 10, test_images=np.zeros((1, 28, 28), np.uint8),
-                            test_labels=np.zeros(1, np.int64), class_names=tuple("0123456789"))
+        return ImageDataset(
+            name=name,
+            train_images=rng.integers(0, 256, (60, 28, 28), dtype=np.uint8),
+            train_labels=np.arange(60) % 10,
+            test_images=np.zeros((1, 28, 28), np.uint8),
+            test_labels=np.zeros(1, np.int64),
+            class_names=tuple("0123456789"),
+        )
 
 
 CTX = Context(tier="test", device=torch.device("cpu"), threads=1, progress=False)
@@ -153,8 +165,7 @@ def test_sample_size_sweep_saturates_once_the_data_rank_does(tmp_path):
 
 
 def test_an_optional_dataset_that_cannot_be_obtained_is_reported_as_unavailable(tmp_path):
-    settings = {**DEPTH, "losses": ["mse"], "activations": ["linear"], "depths": [1],
-                "optional_datasets": ["cifar-10"]}
+    settings = {**DEPTH, "losses": ["mse"], "activations": ["linear"], "depths": [1], "optional_datasets": ["cifar-10"]}
     hessian_rank_vs_depth.run(copy.deepcopy(settings), tmp_path, CTX, FakeData())
     metrics, summary = load_results(tmp_path)
     assert set(metrics["dataset"]) == {"mnist"} and "offline test" in summary["unavailable"]["cifar-10"]
@@ -164,8 +175,12 @@ def test_an_optional_dataset_that_cannot_be_obtained_is_reported_as_unavailable(
     paths = hessian_rank_vs_depth.plot(tmp_path, tmp_path / "fig.png", "test")
     assert all(p.is_file() for p in paths)
     with pytest.raises(DataError, match="offline test"):  # a required dataset stops the run
-        hessian_rank_vs_depth.run({**copy.deepcopy(settings), "datasets": ["cifar-10"], "optional_datasets": []},
-                                  tmp_path / "again", CTX, FakeData())
+        hessian_rank_vs_depth.run(
+            {**copy.deepcopy(settings), "datasets": ["cifar-10"], "optional_datasets": []},
+            tmp_path / "again",
+            CTX,
+            FakeData(),
+        )
 
 
 # ----------------------------------------------------------------------------------------------------- claims logic
@@ -173,20 +188,38 @@ def _summary_with(records: list[dict], **settings) -> dict:
     return {"settings": {**COMMON, **settings}, "points": records, "data": {"mnist": []}}
 
 
-def _record(value: int, rank: int, predicted: int, ranks_at: dict | None = None, r: int = 5, gap: float = 8.0,
-            **extra) -> dict:
-    report = {"rank": rank, "tolerance": 1e-12, "largest": 1.0, "gap_log10": gap,
-              "ranks_at": ranks_at or {"0.01": rank, "1": rank, "100": rank}}
-    return {"dataset": "mnist", "loss": "mse", "activation": "linear", "value": value, "n": 20, "d": 16, "K": 10,
-            "p": 400 + value, "r": r, "hidden": [value, value],
-            "ranks": {kind: report for kind in common.KINDS},
-            "predicted": {kind: predicted for kind in common.KINDS},
-            "bounds": {kind: 10 ** 6 for kind in common.KINDS}, **extra}
+def _record(
+    value: int, rank: int, predicted: int, ranks_at: dict | None = None, r: int = 5, gap: float = 8.0, **extra
+) -> dict:
+    report = {
+        "rank": rank,
+        "tolerance": 1e-12,
+        "largest": 1.0,
+        "gap_log10": gap,
+        "ranks_at": ranks_at or {"0.01": rank, "1": rank, "100": rank},
+    }
+    return {
+        "dataset": "mnist",
+        "loss": "mse",
+        "activation": "linear",
+        "value": value,
+        "n": 20,
+        "d": 16,
+        "K": 10,
+        "p": 400 + value,
+        "r": r,
+        "hidden": [value, value],
+        "ranks": {kind: report for kind in common.KINDS},
+        "predicted": {kind: predicted for kind in common.KINDS},
+        "bounds": {kind: 10**6 for kind in common.KINDS},
+        **extra,
+    }
 
 
 def test_formula_claim_fails_on_a_mismatch_at_a_well_posed_point():
-    summary = _summary_with([_record(4, 100, 100), _record(8, 150, 151), _record(12, 200, 200),
-                             _record(16, 250, 250)], losses=["mse"])
+    summary = _summary_with(
+        [_record(4, 100, 100), _record(8, 150, 151), _record(12, 200, 200), _record(16, 250, 250)], losses=["mse"]
+    )
     claim = common.formula_claims(summary, "x", "5.1")[0]
     assert claim.verdict == FAILED and claim.measured["mismatches"] == 1 and "x=8" in claim.details
     assert claim.claim_id == "mnist_linear_mse_ranks_equal_formulas"
@@ -194,8 +227,16 @@ def test_formula_claim_fails_on_a_mismatch_at_a_well_posed_point():
 
 def test_formula_claim_lists_ill_defined_points_and_shows_nothing_when_most_are():
     fragile = {"0.01": 151, "1": 150, "100": 149}  # eigenvalues next to τ: the count depends on the tolerance
-    few = _summary_with([_record(4, 100, 100), _record(8, 150, 151, fragile), _record(12, 200, 200),
-                         _record(16, 250, 250), _record(20, 300, 300)], losses=["mse"])
+    few = _summary_with(
+        [
+            _record(4, 100, 100),
+            _record(8, 150, 151, fragile),
+            _record(12, 200, 200),
+            _record(16, 250, 250),
+            _record(20, 300, 300),
+        ],
+        losses=["mse"],
+    )
     claim = common.formula_claims(few, "x", "5.1")[0]
     assert claim.verdict == PASSED and claim.measured["ill_posed_points"] == 1
     assert claim.measured["mismatches_at_ill_posed_points"] == 1 and "ill-defined" in claim.details
@@ -212,7 +253,7 @@ def test_formula_claims_do_not_apply_to_networks_with_biases():
 
 def test_bound_claim_fails_when_a_rank_exceeds_its_bound():
     record = _record(4, 100, 90, activation="relu")
-    record["bounds"] = {"loss": 99, "outer": 10 ** 6, "functional": 10 ** 6}
+    record["bounds"] = {"loss": 99, "outer": 10**6, "functional": 10**6}
     claim = common.bound_claim(_summary_with([record]), "x", "5.1")
     assert claim.verdict == FAILED and "100 > 99" in claim.details
     assert claim.measured["ranges"]["relu/mse"]["rank_over_formula"] == [1.111, 1.111]
@@ -220,8 +261,9 @@ def test_bound_claim_fails_when_a_rank_exceeds_its_bound():
 
 
 def test_saturation_claim_fails_when_the_rank_moves_on_the_plateau():
-    records = [_record(n, rank, rank, r=r) for n, rank, r in ((2, 10, 2), (4, 20, 4), (6, 30, 5), (8, 30, 5),
-                                                              (10, 31, 5))]
+    records = [
+        _record(n, rank, rank, r=r) for n, rank, r in ((2, 10, 2), (4, 20, 4), (6, 30, 5), (8, 30, 5), (10, 31, 5))
+    ]
     summary = _summary_with(records, losses=["mse"])
     claim = hessian_rank_vs_sample_size.saturation_claim(summary)
     assert claim.verdict == FAILED and "[30, 31]" in claim.details

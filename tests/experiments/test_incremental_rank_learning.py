@@ -13,17 +13,22 @@ import torch
 
 from rankrepro.core.errors import ConfigError
 from rankrepro.core.io import atomic_write_sealed_json, read_json
-from rankrepro.pipeline.registry import get_experiment
 from rankrepro.experiments.base import Context
 from rankrepro.experiments.ch3 import incremental_rank_learning as irl
 from rankrepro.experiments.ch3 import incremental_rank_learning_sensing as irl_sensing
-from rankrepro.experiments.ch3.rank_dynamics_common import (MODELS, PAPER_SCALE, build_problem, check_settings,
-                                                            scale_substitutions)
+from rankrepro.experiments.ch3.rank_dynamics_common import (
+    MODELS,
+    PAPER_SCALE,
+    build_problem,
+    check_settings,
+    scale_substitutions,
+)
 from rankrepro.factorization import dmf, htf
 from rankrepro.factorization.cp_sensing import gaussian_measurements
 from rankrepro.factorization.sensing import SensingObjective, sensing_loss
 from rankrepro.pipeline.claims import FAILED, NOT_SHOWN
 from rankrepro.pipeline.config import experiment_section, load_config
+from rankrepro.pipeline.registry import get_experiment
 
 TINY = Path(__file__).resolve().parents[1] / "tiny.yaml"
 CTX = Context(tier="test", device=torch.device("cpu"), progress=False)
@@ -34,8 +39,10 @@ def _tiny(name: str = "incremental_rank_learning") -> dict:
     return copy.deepcopy(experiment_section(load_config(TINY), name))
 
 
-@pytest.mark.parametrize("reconstruct, shapes", [(dmf.product, [(1, 3, 3)] * 3),
-                                                 (htf.htf_reconstruct, [(1, 2, 2)] * 4 + [(1, 2, 2)] * 2 + [(1, 2)])])
+@pytest.mark.parametrize(
+    "reconstruct, shapes",
+    [(dmf.product, [(1, 3, 3)] * 3), (htf.htf_reconstruct, [(1, 2, 2)] * 4 + [(1, 2, 2)] * 2 + [(1, 2)])],
+)
 def test_sensing_loss_gradient_check(reconstruct, shapes):
     """∇ of (1/m) Σ (⟨A_i, W(θ)⟩ − y_i)² by autograd matches finite differences (float64 gradcheck)."""
     g = torch.Generator().manual_seed(0)
@@ -65,8 +72,9 @@ def test_problem_builder_is_seeded_and_sized(model, measurement):
     assert all(torch.equal(a, b) for a, b in zip(first.params, second.params))
     assert float(first.target.norm()) == pytest.approx(settings["target_norm"])
     held = int(first.heldout.sum())
-    assert held == (first.target.numel() - settings["n_observed"] if measurement == "completion"
-                    else first.target.numel())
+    assert held == (
+        first.target.numel() - settings["n_observed"] if measurement == "completion" else first.target.numel()
+    )
     full = first.reconstruct(first.params)
     assert full.shape == (1, *first.target.shape)
     assert first.components(first.params).shape == (1, first.allowed)
@@ -84,8 +92,9 @@ def test_mf_completion_loss_is_the_mse_over_observed_entries():
     assert float(problem.objective.loss_and_grads(problem.params)[0][0]) == pytest.approx(float(expected))
 
 
-@pytest.mark.parametrize("change, key", [({"n_observed": 100}, "n_observed"), ({"top_k": 2}, "top_k"),
-                                         ({"top_k": 9}, "top_k")])
+@pytest.mark.parametrize(
+    "change, key", [({"n_observed": 100}, "n_observed"), ({"top_k": 2}, "top_k"), ({"top_k": 9}, "top_k")]
+)
 def test_bad_settings_name_the_key(change, key):
     with pytest.raises(ConfigError, match=f"incremental_rank_learning.{key}"):
         check_settings({**_tiny(), **change}, "incremental_rank_learning")
@@ -103,7 +112,7 @@ def test_registered_after_tensor_rank_mnist():
 
     names = list(EXPERIMENTS)
     at = names.index("tensor_rank_mnist")
-    assert names[at + 1: at + 3] == ["incremental_rank_learning", "incremental_rank_learning_sensing"]
+    assert names[at + 1 : at + 3] == ["incremental_rank_learning", "incremental_rank_learning_sensing"]
     assert get_experiment("incremental_rank_learning_sensing").CHAPTER == "ch3"
 
 
@@ -184,8 +193,12 @@ def test_sensing_variant_end_to_end(tmp_path):
 
 
 def test_scale_substitutions_name_every_departure_from_the_paper():
-    settings = {**PAPER_SCALE, "mf": {"init": 1e-3}, "tf": {"components": 256, "init": 1e-3},
-                "htf": {"widths": [512, 512], "init": 1e-2}}
+    settings = {
+        **PAPER_SCALE,
+        "mf": {"init": 1e-3},
+        "tf": {"components": 256, "init": 1e-3},
+        "htf": {"widths": [512, 512], "init": 1e-2},
+    }
     settings = {k: v for k, v in settings.items() if "." not in k}
     assert scale_substitutions(settings) == "none"
     settings["htf"] = {"widths": [64, 64], "init": 0.05}

@@ -21,13 +21,39 @@ from rankrepro.experiments.ch3.locality_common import sweep_claims
 from rankrepro.pipeline.claims import FAILED, NOT_SHOWN, PASSED
 
 CTX = Context(tier="test", device=torch.device("cpu"), threads=1, progress=False)
-NET = {"widths": [2, 2, 4, 4], "stem": "small", "lr": 0.05, "momentum": 0.9, "batch_size": 8, "max_epochs": 2,
-       "stop_after_fit": 1}
-ISC = {"seed": 1, "preferred_dataset": "cifar-10", "datasets": ["fashion-mnist"], "distances": [0, 4],
-       "strengths": [0.0, 1.0], "seeds": 2, "image_side": 6, "canvas": [8, 20], "train_pairs": 16, "test_pairs": 8,
-       **NET}
-PATHFINDER = {"seed": 1, "lengths": [3, 5], "strengths": [0.0, 2.0], "seeds": 1, "canvas": 40, "patch": 2,
-              "train_images": 12, "test_images": 8, **NET}
+NET = {
+    "widths": [2, 2, 4, 4],
+    "stem": "small",
+    "lr": 0.05,
+    "momentum": 0.9,
+    "batch_size": 8,
+    "max_epochs": 2,
+    "stop_after_fit": 1,
+}
+ISC = {
+    "seed": 1,
+    "preferred_dataset": "cifar-10",
+    "datasets": ["fashion-mnist"],
+    "distances": [0, 4],
+    "strengths": [0.0, 1.0],
+    "seeds": 2,
+    "image_side": 6,
+    "canvas": [8, 20],
+    "train_pairs": 16,
+    "test_pairs": 8,
+    **NET,
+}
+PATHFINDER = {
+    "seed": 1,
+    "lengths": [3, 5],
+    "strengths": [0.0, 2.0],
+    "seeds": 1,
+    "canvas": 40,
+    "patch": 2,
+    "train_images": 12,
+    "test_images": 8,
+    **NET,
+}
 
 
 class FakeData:
@@ -41,9 +67,14 @@ class FakeData:
         if name == "cifar-10":
             raise DataError("dataset 'cifar-10' is not available: offline test")
         rng = np.random.default_rng(0)
-        return ImageDataset(name=name, train_images=rng.integers(0, 256, (40, 28, 28), dtype=np.uint8),
-                            train_labels=np.arange(40) % 10, test_images=rng.integers(0, 256, (20, 28, 28), np.uint8),
-                            test_labels=np.arange(20) % 10, class_names=tuple("0123456789"))
+        return ImageDataset(
+            name=name,
+            train_images=rng.integers(0, 256, (40, 28, 28), dtype=np.uint8),
+            train_labels=np.arange(40) % 10,
+            test_images=rng.integers(0, 256, (20, 28, 28), np.uint8),
+            test_labels=np.arange(20) % 10,
+            class_names=tuple("0123456789"),
+        )
 
 
 # ------------------------------------------------------------------------------------------------- training
@@ -70,8 +101,9 @@ def toy_task(count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 def test_training_fits_a_separable_task_and_stops_after_fitting():
     torch.manual_seed(0)
     schedule = SGDSchedule(lr=0.5, momentum=0.9, batch_size=16, max_epochs=200, stop_after_fit=3)
-    outcome = train_locality_classifier(LeftPixel().float(), toy_task(64, 0), toy_task(32, 1), schedule, 0.0, None,
-                                        np.random.default_rng(0))
+    outcome = train_locality_classifier(
+        LeftPixel().float(), toy_task(64, 0), toy_task(32, 1), schedule, 0.0, None, np.random.default_rng(0)
+    )
     assert outcome.fitted_epoch is not None and outcome.epochs == outcome.fitted_epoch + 3
     assert outcome.train_accuracy[-1] == 1.0 and outcome.test_accuracy == 1.0
     assert all(np.isnan(outcome.penalty))  # λ = 0 never computes the penalty
@@ -84,8 +116,9 @@ def test_training_is_seeded():
         torch.manual_seed(3)
         model = LeftPixel().float()
         sampler = lambda g: (Region(0, 0, 1, 1), Region(1, 1, 1, 1))  # noqa: E731
-        train_locality_classifier(model, toy_task(24, 0), toy_task(8, 1), schedule, 1.0, sampler,
-                                  np.random.default_rng(5))
+        train_locality_classifier(
+            model, toy_task(24, 0), toy_task(8, 1), schedule, 1.0, sampler, np.random.default_rng(5)
+        )
         return [float(p.detach().sum()) for p in model.parameters()]
 
     assert once() == once()
@@ -146,16 +179,22 @@ def test_train_step_uses_the_resnets_explicit_input_gradient(monkeypatch):
     before = [p.detach().clone() for p in model.parameters()]
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     x = torch.rand(4, 1, 6, 14, generator=torch.Generator().manual_seed(1))
-    _, penalty, _ = train_step(model, optimizer, x, torch.tensor([0, 1, 1, 0]), 1.0,
-                               (Region(0, 0, 6, 6), Region(0, 8, 6, 6)))
+    _, penalty, _ = train_step(
+        model, optimizer, x, torch.tensor([0, 1, 1, 0]), 1.0, (Region(0, 0, 6, 6), Region(0, 8, 6, 6))
+    )
     assert 0 < penalty <= 1
     assert all(not torch.equal(p, q) for p, q in zip(model.parameters(), before))
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"lr": 0.0}, "lr > 0"), ({"momentum": 1.0}, "momentum"), ({"batch_size": 1}, "batch_size ≥ 2"),
-    ({"max_epochs": 0}, "max_epochs"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"lr": 0.0}, "lr > 0"),
+        ({"momentum": 1.0}, "momentum"),
+        ({"batch_size": 1}, "batch_size ≥ 2"),
+        ({"max_epochs": 0}, "max_epochs"),
+    ],
+)
 def test_schedule_errors(kwargs, match):
     base = {"lr": 0.1, "momentum": 0.9, "batch_size": 8, "max_epochs": 2, "stop_after_fit": 0}
     with pytest.raises(ConfigError, match=match):
@@ -165,11 +204,13 @@ def test_schedule_errors(kwargs, match):
 def test_strength_errors():
     schedule = SGDSchedule(lr=0.1, momentum=0.9, batch_size=8, max_epochs=1, stop_after_fit=0)
     with pytest.raises(ConfigError, match="≥ 0"):
-        train_locality_classifier(LeftPixel(), toy_task(8, 0), toy_task(8, 1), schedule, -1.0, None,
-                                  np.random.default_rng(0))
+        train_locality_classifier(
+            LeftPixel(), toy_task(8, 0), toy_task(8, 1), schedule, -1.0, None, np.random.default_rng(0)
+        )
     with pytest.raises(ConfigError, match="region sampler"):
-        train_locality_classifier(LeftPixel(), toy_task(8, 0), toy_task(8, 1), schedule, 1.0, None,
-                                  np.random.default_rng(0))
+        train_locality_classifier(
+            LeftPixel(), toy_task(8, 0), toy_task(8, 1), schedule, 1.0, None, np.random.default_rng(0)
+        )
 
 
 # ------------------------------------------------------------------------------------------------- sweeps
@@ -195,8 +236,10 @@ def test_is_same_class_falls_back_from_cifar_and_runs_every_cell(isc_results):
 
 def test_is_same_class_runs_are_cached(isc_results, monkeypatch):
     out, _ = isc_results
-    monkeypatch.setattr("rankrepro.experiments.ch3.locality_common.train_run",
-                        lambda *a, **k: pytest.fail("a cached run was recomputed"))
+    monkeypatch.setattr(
+        "rankrepro.experiments.ch3.locality_common.train_run",
+        lambda *a, **k: pytest.fail("a cached run was recomputed"),
+    )
     is_same_class_cnn.run(ISC, out, CTX, FakeData())
 
 
@@ -221,23 +264,41 @@ def test_pathfinder_sweep_end_to_end(tmp_path):
     assert len(metrics) == 2 * 2 and set(metrics["range"]) == {3, 5}
     assert pathfinder_cnn.plot(tmp_path, tmp_path / "pf.png", "test")[0].is_file()
     assert [c.claim_id for c in pathfinder_cnn.claims(tmp_path, "test")] == [
-        "unregularized_falls_to_chance_with_range", "regularizer_recovers_long_range",
-        "regularizer_harmless_at_short_range"]
+        "unregularized_falls_to_chance_with_range",
+        "regularizer_recovers_long_range",
+        "regularizer_harmless_at_short_range",
+    ]
     with pytest.raises(ConfigError, match="must hold 0"):
         pathfinder_cnn.run({**PATHFINDER, "strengths": [1.0, 2.0]}, tmp_path / "bad", CTX)
 
 
 # ------------------------------------------------------------------------------------------------- claims
-def sweep(tmp_path, accuracies: dict[float, list[float]], fitted: bool = True, test_samples: int = 1000,
-          paper_geometry: bool = True):
+def sweep(
+    tmp_path,
+    accuracies: dict[float, list[float]],
+    fitted: bool = True,
+    test_samples: int = 1000,
+    paper_geometry: bool = True,
+):
     """Write a two-seed sweep with the given mean test accuracies per λ at ranges 0, 1, 2."""
-    rows = [{"range": r, "strength": s, "seed": seed, "train_acc": 1.0 if fitted else 0.8,
-             "test_acc": acc + (0.01 if seed else -0.01), "epochs": 10, "fitted_epoch": 5 if fitted else None,
-             "final_penalty": None, "time_s": 1.0}
-            for s, values in accuracies.items() for r, acc in enumerate(values) for seed in (0, 1)]
+    rows = [
+        {
+            "range": r,
+            "strength": s,
+            "seed": seed,
+            "train_acc": 1.0 if fitted else 0.8,
+            "test_acc": acc + (0.01 if seed else -0.01),
+            "epochs": 10,
+            "fitted_epoch": 5 if fitted else None,
+            "final_penalty": None,
+            "time_s": 1.0,
+        }
+        for s, values in accuracies.items()
+        for r, acc in enumerate(values)
+        for seed in (0, 1)
+    ]
     write_results(tmp_path, pd.DataFrame(rows), {}, CTX, 0.0, {})
-    return {c.claim_id: c for c in sweep_claims(tmp_path, "x", "3.2", "ref", "distance", test_samples,
-                                                             paper_geometry)}
+    return {c.claim_id: c for c in sweep_claims(tmp_path, "x", "3.2", "ref", "distance", test_samples, paper_geometry)}
 
 
 def test_claims_pass_on_the_papers_pattern(tmp_path):

@@ -10,15 +10,22 @@ import pytest
 import torch
 
 from rankrepro.core.errors import ConfigError
-from rankrepro.pipeline.registry import get_experiment
 from rankrepro.experiments.base import Context
 from rankrepro.experiments.ch1 import tensor_completion_vs_linear as tc
 from rankrepro.pipeline.claims import NOT_SHOWN, VERDICTS
 from rankrepro.pipeline.config import validate_config
+from rankrepro.pipeline.registry import get_experiment
 
 TINY = {
-    "data_seed": 3, "seed": 0, "num_seeds": 2, "init_scales": [1.0e-2, 1.0e-3], "lr": 1.0e-2,
-    "loss_threshold": 1.0e-6, "log_every": 100, "checkpoint_every": 200, "target_ranks": [1],
+    "data_seed": 3,
+    "seed": 0,
+    "num_seeds": 2,
+    "init_scales": [1.0e-2, 1.0e-3],
+    "lr": 1.0e-2,
+    "loss_threshold": 1.0e-6,
+    "log_every": 100,
+    "checkpoint_every": 200,
+    "target_ranks": [1],
     "orders": [{"order": 3, "n_observed": [50, 250, 300], "max_iters": 700}],
     "rank_estimation": {"max_iters": 150, "restarts": 1},
 }
@@ -104,8 +111,10 @@ def test_plot_and_claims(tiny_results, tmp_path):
     assert all(r.verdict in VERDICTS and r.reference and r.section == "1.5" for r in records)
     by_id = {r.claim_id: r for r in records}
     # order 4 was not run: every order-4 claim is not shown, never passed
-    assert all(by_id[f"order4_{c}"].verdict == NOT_SHOWN for c in
-               ("tf_small_init_error", "tf_beats_linear", "tf_rank_low", "linear_rank_high", "smaller_init_better"))
+    assert all(
+        by_id[f"order4_{c}"].verdict == NOT_SHOWN
+        for c in ("tf_small_init_error", "tf_beats_linear", "tf_rank_low", "linear_rank_high", "smaller_init_better")
+    )
     # the mid-range n = 250, 300 of order 3 are covered: the linear rank claim is decided on numbers
     assert by_id["order3_linear_rank_high"].verdict in ("passed", "failed")
     assert set(by_id["order3_linear_rank_high"].measured["linear_rank"]) == {250, 300}

@@ -1,4 +1,4 @@
-"""§2.2: task preparation (subsample, binarize, one-vs-all, randomized variants), the run on real data and the claims."""
+"""§2.2: task preparation (subsample, binarize, one-vs-all, randomized variants), the run on real data, the claims."""
 
 from __future__ import annotations
 
@@ -23,16 +23,34 @@ MIRROR = Path(__file__).resolve().parents[3] / "shared" / "datasets"
 
 def _images(n_train: int = 40, n_test: int = 20, seed: int = 0) -> ImageDataset:
     rng = np.random.default_rng(seed)
-    return ImageDataset(name="fake", train_images=rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
-                        train_labels=rng.integers(0, 10, n_train), test_images=rng.integers(0, 256, (n_test, 28, 28),
-                                                                                           dtype=np.uint8),
-                        test_labels=rng.integers(0, 10, n_test), class_names=tuple("0123456789"))
+    return ImageDataset(
+        name="fake",
+        train_images=rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        train_labels=rng.integers(0, 10, n_train),
+        test_images=rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        test_labels=rng.integers(0, 10, n_test),
+        class_names=tuple("0123456789"),
+    )
 
 
-SETTINGS = {"data_seed": 3, "seed": 4, "datasets": ["mnist"], "positive_class": 6, "n_train": 30, "n_test": 10,
-            "ranks": [1, 2], "variants": ["natural", "random_labels", "random_images"], "num_seeds": 2,
-            "epochs": 3, "batch_size": 16, "lr": 1.0e-2, "init_mean": 1.0, "init_std": 1.0e-3, "eval_every": 1,
-            "checkpoint_every": 0}
+SETTINGS = {
+    "data_seed": 3,
+    "seed": 4,
+    "datasets": ["mnist"],
+    "positive_class": 6,
+    "n_train": 30,
+    "n_test": 10,
+    "ranks": [1, 2],
+    "variants": ["natural", "random_labels", "random_images"],
+    "num_seeds": 2,
+    "epochs": 3,
+    "batch_size": 16,
+    "lr": 1.0e-2,
+    "init_mean": 1.0,
+    "init_std": 1.0e-3,
+    "eval_every": 1,
+    "checkpoint_every": 0,
+}
 
 
 def test_one_vs_all_targets_are_two_for_the_positive_class():
@@ -60,7 +78,9 @@ def test_variants_randomize_what_they_should():
     X = torch.rand(500, 784, generator=torch.Generator().manual_seed(0)) < 0.2
     y = (torch.arange(500) % 10 == 6).double() * 2
     same_X, shuffled = exp.variant_split(X, y, "random_labels", torch.Generator().manual_seed(1))
-    assert torch.equal(same_X, X) and not torch.equal(shuffled, y) and torch.equal(shuffled.sort().values, y.sort().values)
+    assert (
+        torch.equal(same_X, X) and not torch.equal(shuffled, y) and torch.equal(shuffled.sort().values, y.sort().values)
+    )
     noise, same_y = exp.variant_split(X, y, "random_images", torch.Generator().manual_seed(1))
     assert torch.equal(same_y, y) and abs(float(noise.double().mean()) - 0.5) < 0.01
     assert exp.variant_split(X, y, "natural", torch.Generator())[0] is X
@@ -109,17 +129,27 @@ def test_run_writes_curves_summary_and_cached_batches(fake_results):
     assert sorted(p.name for p in (fake_results / "batches").iterdir()) == ["mnist_R1.json", "mnist_R2.json"]
     assert not (fake_results / "checkpoints").exists()
     # a rerun reuses the finished batches without touching the data
-    exp.run(SETTINGS, fake_results, Context(tier="test", device=torch.device("cpu"), progress=False),
-            DataSource(Path("/nonexistent")))
+    exp.run(
+        SETTINGS,
+        fake_results,
+        Context(tier="test", device=torch.device("cpu"), progress=False),
+        DataSource(Path("/nonexistent")),
+    )
 
 
 def test_figure_and_claim_verdicts(fake_results, tmp_path):
     paths = exp.plot(fake_results, tmp_path / "fig.png", "test")
     assert all(p.stat().st_size > 0 for p in paths)
     records = exp.claims(fake_results, "test")
-    assert [r.claim_id for r in records] == [f"mnist_{c}" for c in (
-        "natural_fit_better_every_rank", "natural_fit_far_better_low_rank", "natural_generalizes_low_rank",
-        "random_does_not_generalize")]
+    assert [r.claim_id for r in records] == [
+        f"mnist_{c}"
+        for c in (
+            "natural_fit_better_every_rank",
+            "natural_fit_far_better_low_rank",
+            "natural_generalizes_low_rank",
+            "random_does_not_generalize",
+        )
+    ]
 
 
 def test_claims_read_the_numbers(fake_results, tmp_path):
@@ -135,8 +165,9 @@ def test_claims_read_the_numbers(fake_results, tmp_path):
     atomic_write_sealed_json(good / "summary.json", summary)
     assert {r.verdict for r in exp.claims(good, "test")} == {PASSED}
     for run in summary["runs"]:
-        run["train_error"], run["test_error"] = (0.08, 1.2 * variance) if run["variant"] == "natural" else \
-            (0.01, 0.3 * variance)
+        run["train_error"], run["test_error"] = (
+            (0.08, 1.2 * variance) if run["variant"] == "natural" else (0.01, 0.3 * variance)
+        )
     bad = tmp_path / "bad"
     shutil.copytree(fake_results, bad)
     atomic_write_sealed_json(bad / "summary.json", summary)
@@ -164,8 +195,15 @@ def test_still_improving_measures_the_drop_over_the_last_fifth():
     import pandas as pd
 
     epochs = list(range(10, 110, 10))
-    curves = pd.DataFrame({"variant": "natural", "rank": 1, "seed": 0, "epoch": epochs,
-                           "train_error": [0.1 - 0.001 * e / 10 for e in epochs]})
+    curves = pd.DataFrame(
+        {
+            "variant": "natural",
+            "rank": 1,
+            "seed": 0,
+            "epoch": epochs,
+            "train_error": [0.1 - 0.001 * e / 10 for e in epochs],
+        }
+    )
     flat = curves.assign(rank=2, train_error=0.05)
     drops = exp.still_improving(pd.concat([curves, flat]), [1, 2])
     assert list(drops) == [1] and drops[1] == pytest.approx((0.092 - 0.09) / 0.092, abs=1e-4)
@@ -187,4 +225,6 @@ def test_a_failed_ratio_at_a_reduced_budget_with_a_falling_fit_is_not_shown(fake
     assert verdict.verdict == NOT_SHOWN and "Adam steps" in verdict.details
     metrics.loc[natural, "train_error"] = 0.07  # levelled off: the same ratio now fails
     store_results(falling, metrics, summary)
-    assert {r.claim_id: r.verdict for r in exp.claims(falling, "test")}["mnist_natural_fit_far_better_low_rank"] == FAILED
+    assert {r.claim_id: r.verdict for r in exp.claims(falling, "test")}[
+        "mnist_natural_fit_far_better_low_rank"
+    ] == FAILED

@@ -17,11 +17,19 @@ from rankrepro.core.io import atomic_write_sealed_json, read_json
 from rankrepro.core.seeding import derived_seed, seeded_generator
 from rankrepro.experiments.base import Context
 from rankrepro.experiments.ch2 import tf_component_norms, tf_sensing_component_norms
-from rankrepro.experiments.ch2.common import (WithComponentNorms, check_settings, emergence_iterations,
-                                              learned_components)
+from rankrepro.experiments.ch2.common import (
+    WithComponentNorms,
+    check_settings,
+    emergence_iterations,
+    learned_components,
+)
 from rankrepro.factorization.cp import CPCompletionObjective, multi_indices, random_cp_tensor
-from rankrepro.factorization.cp_sensing import (CPSensingObjective, cp_sensing_loss, cp_sensing_loss_and_grads,
-                                                gaussian_measurements)
+from rankrepro.factorization.cp_sensing import (
+    CPSensingObjective,
+    cp_sensing_loss,
+    cp_sensing_loss_and_grads,
+    gaussian_measurements,
+)
 from rankrepro.pipeline.claims import FAILED, NOT_SHOWN, PASSED
 
 
@@ -30,8 +38,13 @@ def _factors(dims, rank, batch, seed):
     return [torch.randn(batch, d, rank, generator=g) for d in dims]
 
 
-@given(dims=st.lists(st.integers(1, 4), min_size=2, max_size=4), rank=st.integers(1, 4), batch=st.integers(1, 3),
-       m=st.integers(1, 12), seed=st.integers(0, 10_000))
+@given(
+    dims=st.lists(st.integers(1, 4), min_size=2, max_size=4),
+    rank=st.integers(1, 4),
+    batch=st.integers(1, 3),
+    m=st.integers(1, 12),
+    seed=st.integers(0, 10_000),
+)
 def test_sensing_gradient_matches_autograd(dims, rank, batch, m, seed):
     factors = _factors(dims, rank, batch, seed)
     measurements = gaussian_measurements(m, dims, torch.Generator().manual_seed(seed + 1))
@@ -52,13 +65,15 @@ def test_sensing_gradient_matches_finite_differences():
     values = torch.randn(5, generator=torch.Generator().manual_seed(9))
     _, grads = cp_sensing_loss_and_grads(factors, measurements, values)
     step = 1e-6
-    for n, factor in enumerate(factors):
+    for n in range(len(factors)):
         for index in [(0, 0, 0), (0, dims[n] - 1, rank - 1)]:
             plus = [f.clone() for f in factors]
             minus = [f.clone() for f in factors]
             plus[n][index] += step
             minus[n][index] -= step
-            numeric = (cp_sensing_loss(plus, measurements, values) - cp_sensing_loss(minus, measurements, values)) / (2 * step)
+            numeric = (cp_sensing_loss(plus, measurements, values) - cp_sensing_loss(minus, measurements, values)) / (
+                2 * step
+            )
             assert math.isclose(float(numeric[0]), float(grads[n][index]), rel_tol=1e-6, abs_tol=1e-9)
 
 
@@ -101,10 +116,14 @@ def test_top_norms_are_the_sorted_largest_component_norms():
 
 
 def test_emergence_iterations_first_reach_half_the_final_value():
-    curve = pd.DataFrame({"iteration": [0, 10, 20, 30, 40],
-                          "top_norms_0": [0.0, 0.6, 1.0, 1.0, 1.0],
-                          "top_norms_1": [0.0, 0.0, 0.1, 0.3, 0.5],
-                          "top_norms_2": [0.0, 0.0, 0.0, 0.0, 0.0]})
+    curve = pd.DataFrame(
+        {
+            "iteration": [0, 10, 20, 30, 40],
+            "top_norms_0": [0.0, 0.6, 1.0, 1.0, 1.0],
+            "top_norms_1": [0.0, 0.0, 0.1, 0.3, 0.5],
+            "top_norms_2": [0.0, 0.0, 0.0, 0.0, 0.0],
+        }
+    )
     assert emergence_iterations(curve, 3) == [10, 30, None]
 
 
@@ -113,8 +132,9 @@ def test_learned_components_counts_norms_above_five_percent_of_the_largest():
     assert learned_components(np.array([])) == 0
 
 
-@pytest.mark.parametrize("change, key", [({"n_observed": 2000}, "n_observed"), ({"top_k": 50}, "top_k"),
-                                         ({"top_k": 3}, "top_k")])
+@pytest.mark.parametrize(
+    "change, key", [({"n_observed": 2000}, "n_observed"), ({"top_k": 50}, "top_k"), ({"top_k": 3}, "top_k")]
+)
 def test_bad_dynamics_settings_name_the_key(change, key):
     settings = {"order": 3, "dim": 10, "n_observed": 500, "components": 20, "top_k": 10, "target_rank": 3, **change}
     with pytest.raises(ConfigError, match=f"tf_component_norms.{key}"):
@@ -127,10 +147,26 @@ def test_derived_seeds_are_stable_and_distinct():
     assert torch.equal(torch.rand(3, generator=a), torch.rand(3, generator=b))
 
 
-SMALL = {"data_seed": 1, "seed": 2, "order": 3, "dim": 10, "target_rank": 3, "n_observed": 500, "components": 100,
-         "init_scales": [1.0e-2, 1.0e-3], "optimizer": "group_rmsprop", "lr": 1.0e-2, "loss_threshold": 1.0e-8,
-         "stop_patience": 50, "check_every": 5, "max_iters": 20000, "log_every": 5, "checkpoint_every": 0,
-         "top_k": 6, "method": "auto"}
+SMALL = {
+    "data_seed": 1,
+    "seed": 2,
+    "order": 3,
+    "dim": 10,
+    "target_rank": 3,
+    "n_observed": 500,
+    "components": 100,
+    "init_scales": [1.0e-2, 1.0e-3],
+    "optimizer": "group_rmsprop",
+    "lr": 1.0e-2,
+    "loss_threshold": 1.0e-8,
+    "stop_patience": 50,
+    "check_every": 5,
+    "max_iters": 20000,
+    "log_every": 5,
+    "checkpoint_every": 0,
+    "top_k": 6,
+    "method": "auto",
+}
 
 
 @pytest.fixture(scope="module")
@@ -161,8 +197,9 @@ def test_tiny_scale_figure(tiny_scale_results, tmp_path):
 def test_capped_run_is_not_shown(tmp_path):
     """A run stopped by the iteration cap before the loss criterion shows no claim (never a silent pass)."""
     capped = tmp_path / "capped"
-    tf_sensing_component_norms.run({**SMALL, "max_iters": 200}, capped,
-                                   Context(tier="test", device=torch.device("cpu"), progress=False))
+    tf_sensing_component_norms.run(
+        {**SMALL, "max_iters": 200}, capped, Context(tier="test", device=torch.device("cpu"), progress=False)
+    )
     claims = tf_sensing_component_norms.claims(capped, "test")
     assert {c.verdict for c in claims} == {NOT_SHOWN}
     assert all(c.claim_id.startswith("sensing_") for c in claims)

@@ -10,9 +10,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rankrepro.core.measures import normalized_reconstruction_error
-from rankrepro.factorization.cp import (CPCompletionObjective, choose_method, component_norms, cp_loss,
-                                        cp_loss_and_grads_dense, cp_loss_and_grads_gather, cp_predict, cp_reconstruct,
-                                        init_factors, linear_completion, max_cp_rank, multi_indices, random_cp_tensor)
+from rankrepro.factorization.cp import (
+    CPCompletionObjective,
+    choose_method,
+    component_norms,
+    cp_loss,
+    cp_loss_and_grads_dense,
+    cp_loss_and_grads_gather,
+    cp_predict,
+    cp_reconstruct,
+    init_factors,
+    linear_completion,
+    max_cp_rank,
+    multi_indices,
+    random_cp_tensor,
+)
 from rankrepro.factorization.cp_als import ALSSettings, cp_als, estimate_cp_rank, mean_squared_error
 
 
@@ -55,8 +67,13 @@ def test_multi_indices_are_row_major():
 
 
 @settings(max_examples=25)
-@given(dims=shapes, rank=st.integers(1, 4), batch=st.integers(1, 3), seed=st.integers(0, 10_000),
-       chunk=st.sampled_from([1, 7, 1 << 16]))
+@given(
+    dims=shapes,
+    rank=st.integers(1, 4),
+    batch=st.integers(1, 3),
+    seed=st.integers(0, 10_000),
+    chunk=st.sampled_from([1, 7, 1 << 16]),
+)
 def test_gather_and_dense_gradients_match_autograd(dims, rank, batch, seed, chunk):
     n_obs = max(1, (2 * math.prod(dims)) // 3)
     factors, indices, values = _problem(dims, rank, batch, n_obs, seed)
@@ -83,7 +100,7 @@ def test_gradient_matches_finite_differences():
     factors, indices, values = _problem(dims, rank, 1, 40, seed=7)
     _, grads = cp_loss_and_grads_gather(factors, indices, values)
     h = 1e-6
-    for n, factor in enumerate(factors):
+    for n in range(len(factors)):
         for pos in [(0, 0, 0), (0, dims[n] - 1, rank - 1), (0, 1, 1)]:
             plus = [f.clone() for f in factors]
             minus = [f.clone() for f in factors]
@@ -168,8 +185,7 @@ def test_cp_als_fits_a_rank_two_tensor():
 
 def test_rank_estimation_recovers_known_ranks_and_zero():
     g = torch.Generator().manual_seed(3)
-    tensors = torch.stack([random_cp_tensor((8, 8, 8), 1, g), random_cp_tensor((8, 8, 8), 3, g),
-                           torch.zeros(8, 8, 8)])
+    tensors = torch.stack([random_cp_tensor((8, 8, 8), 1, g), random_cp_tensor((8, 8, 8), 3, g), torch.zeros(8, 8, 8)])
     estimate = estimate_cp_rank(tensors, FAST_ALS)
     assert estimate.ranks.tolist() == [1, 3, 0]
     assert estimate.found.tolist() == [True, True, True]

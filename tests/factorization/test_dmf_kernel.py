@@ -23,8 +23,10 @@ LAYOUTS = [((2, 2), (2,)), ((2, 2), (2, 2)), ((5, 10), (5, 5)), ((10, 5), (5,)),
 
 def _factors(shape, hidden, scale, generator) -> list[torch.Tensor]:
     dims = [shape[1], *hidden, shape[0]]
-    return [scale * torch.randn(dims[i + 1], dims[i], generator=generator, dtype=torch.float64)
-            for i in range(len(dims) - 1)]
+    return [
+        scale * torch.randn(dims[i + 1], dims[i], generator=generator, dtype=torch.float64)
+        for i in range(len(dims) - 1)
+    ]
 
 
 def _problem(shape, generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -38,8 +40,15 @@ def _kernel_loss_and_grad(factors, target, mask) -> tuple[float, list[np.ndarray
     widest = int(layout.dims.max()) * int(layout.dims[0])
     grad = np.empty_like(flat)
     kernels = compile_dmf(tuple(int(d) for d in layout.dims))
-    loss = kernels.loss_and_gradient(flat, target.numpy().ravel().copy(), mask.numpy().ravel().copy(),
-                                     np.empty(layout.prefix_offsets[-1]), np.empty(widest), np.empty(widest), grad)
+    loss = kernels.loss_and_gradient(
+        flat,
+        target.numpy().ravel().copy(),
+        mask.numpy().ravel().copy(),
+        np.empty(layout.prefix_offsets[-1]),
+        np.empty(widest),
+        np.empty(widest),
+        grad,
+    )
     return loss, unflatten_factors(grad, layout)
 
 
@@ -95,6 +104,7 @@ def test_layout_rejects_factors_that_do_not_chain():
 
 # --- whole trajectories against the torch engine ------------------------------------------------------------------
 
+
 def _engine_run(factors, target, mask, lr, settings, tracked) -> TrainResult:
     objective = MatrixCompletionDMF(target[None], mask[None], torch.ones(1, len(factors)), tracked)
     return train(objective, [f[None].clone() for f in factors], GradientDescent(torch.tensor([lr])), settings)
@@ -105,8 +115,10 @@ def _relative_gap(a: np.ndarray, b: np.ndarray) -> float:
     return float((np.linalg.norm(a - b, axis=-1) / np.linalg.norm(b, axis=-1)).max())
 
 
-@pytest.mark.parametrize("shape, depth, scale, lr", [((2, 2), 3, 1e-3, 6e-3), ((2, 2), 4, 0.3, 1e-2),
-                                                    ((5, 10), 3, 1e-2, 3e-3), ((5, 5), 2, 0.5, 1e-2)])
+@pytest.mark.parametrize(
+    "shape, depth, scale, lr",
+    [((2, 2), 3, 1e-3, 6e-3), ((2, 2), 4, 0.3, 1e-2), ((5, 10), 3, 1e-2, 3e-3), ((5, 5), 2, 0.5, 1e-2)],
+)
 def test_trajectory_equals_the_torch_engine_over_10k_iterations(shape, depth, scale, lr, generator):
     target, mask = _problem(shape, generator)
     factors, _ = init_factors(shape, depth, depth, scale, True, 1, torch.Generator().manual_seed(3))
@@ -130,8 +142,10 @@ def _mixed_batch():
     target = torch.tensor([[0.0, 1.0], [1.0, 0.0]], dtype=torch.float64)
     mask = torch.tensor([[0.0, 1.0], [1.0, 1.0]], dtype=torch.float64)
     runs = [(3, 0.05, 1.0, True), (4, 0.03, 1.0, False), (2, 0.05, 1.0, True), (3, 0.02, 1.0, False)]
-    factors = [init_factors((2, 2), d, d, a, bal, 1, torch.Generator().manual_seed(i))[0]
-               for i, (d, _, a, bal) in enumerate(runs)]
+    factors = [
+        init_factors((2, 2), d, d, a, bal, 1, torch.Generator().manual_seed(i))[0]
+        for i, (d, _, a, bal) in enumerate(runs)
+    ]
     return factors, target.expand(4, 2, 2), mask.expand(4, 2, 2), [r[1] for r in runs]
 
 
@@ -172,8 +186,10 @@ def test_diverging_run_stops_at_its_first_non_finite_loss_and_others_continue():
 def test_threads_do_not_change_the_result():
     factors, targets, masks, lrs = _mixed_batch()
     settings = TrainSettings(max_iters=560, stop=StopRule(1e-2), log_every=25, checkpoint_every=100)
-    _equal(train_dmf(factors, targets, masks, lrs, settings, ((0, 0),), threads=1),
-           train_dmf(factors, targets, masks, lrs, settings, ((0, 0),), threads=3))
+    _equal(
+        train_dmf(factors, targets, masks, lrs, settings, ((0, 0),), threads=1),
+        train_dmf(factors, targets, masks, lrs, settings, ((0, 0),), threads=3),
+    )
 
 
 def test_zero_budget_and_log_overflow():
@@ -195,6 +211,7 @@ def test_inputs_are_validated():
 
 
 # --- kill and resume ----------------------------------------------------------------------------------------------
+
 
 class Interrupt(Exception):
     """Simulates the job being killed."""
@@ -223,8 +240,9 @@ def test_kill_and_resume_is_bit_identical(tmp_path: Path):
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        train_dmf(factors, targets, masks, lrs, settings, ((0, 0),), checkpoint_path=path, fingerprint="fp",
-                  on_chunk=kill)
+        train_dmf(
+            factors, targets, masks, lrs, settings, ((0, 0),), checkpoint_path=path, fingerprint="fp", on_chunk=kill
+        )
     assert load_checkpoint(path, "fp")["t"] == 400
     # the restart is handed other initial factors: the checkpoint wins
     other = [[f * 0 + 1 for f in run] for run in factors]

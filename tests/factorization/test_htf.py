@@ -14,11 +14,29 @@ from rankrepro.core.measures import effective_rank
 from rankrepro.core.optim import GroupRMSprop
 from rankrepro.core.trainer import StopRule, TrainSettings, train
 from rankrepro.factorization.cp import cp_reconstruct, multi_indices
-from rankrepro.factorization.htf import (HTFCompletionObjective, auto_gather_level, embed_cp, gather_level_cost,
-                                         hierarchical_effective_rank, hierarchical_rank, htf_loss, htf_predict,
-                                         htf_reconstruct, htf_structure, init_htf, interior_nodes,
-                                         local_component_norms, matricization_singular_values, matricize, mode_tree,
-                                         node_param_index, numerical_rank, param_shapes, random_htf_tensor, tree_nodes)
+from rankrepro.factorization.htf import (
+    HTFCompletionObjective,
+    auto_gather_level,
+    embed_cp,
+    gather_level_cost,
+    hierarchical_effective_rank,
+    hierarchical_rank,
+    htf_loss,
+    htf_predict,
+    htf_reconstruct,
+    htf_structure,
+    init_htf,
+    interior_nodes,
+    local_component_norms,
+    matricization_singular_values,
+    matricize,
+    mode_tree,
+    node_param_index,
+    numerical_rank,
+    param_shapes,
+    random_htf_tensor,
+    tree_nodes,
+)
 
 
 def _hand_model() -> list[torch.Tensor]:
@@ -82,19 +100,18 @@ def test_hand_computed_local_component_norms():
     norms = local_component_norms(_hand_model())
     assert list(norms) == [(0, 1), (2, 3), (0, 1, 2, 3)]
     # node {0,1}: r=0: ‖(1,0)‖·‖(1,2)‖·‖(1)‖ = √5; r=1: ‖(2,1)‖·‖(0,1)‖·‖(2)‖ = 2√5
-    assert torch.allclose(norms[(0, 1)], torch.tensor([[5 ** 0.5, 2 * 5 ** 0.5]]))
+    assert torch.allclose(norms[(0, 1)], torch.tensor([[5**0.5, 2 * 5**0.5]]))
     # node {2,3}: r=0: ‖(1,1)‖·‖(0,1)‖·3 = 3√2; r=1: ‖(1,0)‖·‖(1,3)‖·1 = √10
-    assert torch.allclose(norms[(2, 3)], torch.tensor([[3 * 2 ** 0.5, 10 ** 0.5]]))
+    assert torch.allclose(norms[(2, 3)], torch.tensor([[3 * 2**0.5, 10**0.5]]))
     # root: ‖W01[:, 0]‖·‖W23[:, 0]‖·|a_0| = √5·√10·2 = 10√2
-    assert torch.allclose(norms[(0, 1, 2, 3)], torch.tensor([[10 * 2 ** 0.5]]))
+    assert torch.allclose(norms[(0, 1, 2, 3)], torch.tensor([[10 * 2**0.5]]))
 
 
 def test_hand_computed_hierarchical_rank():
     # W = 2·M ⊗ N with M, N invertible 2×2: leaves have rank 2, {0,1} and {2,3} rank 1, {0,2} (not a node) rank 4
     tensor = htf_reconstruct(_hand_model())
     ranks = hierarchical_rank(tensor)
-    assert {node: int(r[0]) for node, r in ranks.items()} == {(0,): 2, (1,): 2, (2,): 2, (3,): 2, (0, 1): 1,
-                                                               (2, 3): 1}
+    assert {node: int(r[0]) for node, r in ranks.items()} == {(0,): 2, (1,): 2, (2,): 2, (3,): 2, (0, 1): 1, (2, 3): 1}
     assert int(numerical_rank(matricization_singular_values(tensor, (0, 2)))[0]) == 4
 
 
@@ -136,7 +153,7 @@ def test_per_run_indices():
     for level in range(3):
         per_run = htf_predict(params, indices, level)
         for b in range(3):
-            single = htf_predict([p[b:b + 1] for p in params], indices[b], level)
+            single = htf_predict([p[b : b + 1] for p in params], indices[b], level)
             assert torch.allclose(per_run[b], single[0], rtol=1e-12, atol=1e-14)
 
 
@@ -204,7 +221,7 @@ def test_batched_runs_are_independent():
         assert moved_loss[b] == loss[b]
         assert all(torch.equal(a[b], c[b]) for a, c in zip(grads, moved_grads))
     for b in range(3):
-        single_loss, single_grads = objective.loss_and_grads([p[b:b + 1] for p in params])
+        single_loss, single_grads = objective.loss_and_grads([p[b : b + 1] for p in params])
         assert torch.allclose(single_loss[0], loss[b], rtol=1e-13)
         assert all(torch.allclose(s[0], a[b], rtol=1e-12, atol=1e-15) for s, a in zip(single_grads, grads))
 
@@ -240,8 +257,9 @@ def test_low_hierarchical_rank_target(seed):
 
 def test_init_scales_and_shared_directions():
     dims, widths = (8, 8, 8, 8), (16, 16)
-    params = init_htf(dims, widths, torch.tensor([1e-2, 2e-2]),
-                      [torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)])
+    params = init_htf(
+        dims, widths, torch.tensor([1e-2, 2e-2]), [torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)]
+    )
     assert [tuple(p.shape) for p in params] == [(2, *s) for s in param_shapes(dims, widths)]
     assert all(torch.allclose(p[1], 2 * p[0]) for p in params)
     leaves = torch.cat([p[0].flatten() for p in params[:4]])
@@ -262,12 +280,20 @@ def test_objective_metrics():
     truth = _random_params(dims, (2, 2), 1, 99)
     target = htf_reconstruct(truth)[0]
     indices = multi_indices(torch.randperm(81, generator=torch.Generator().manual_seed(0))[:40], dims)
-    objective = HTFCompletionObjective(target, indices, top_k=3, track_nodes=[(0, 1)],
-                                       track_matricizations=[(0, 1), (0, 2)])
+    objective = HTFCompletionObjective(
+        target, indices, top_k=3, track_nodes=[(0, 1)], track_matricizations=[(0, 1), (0, 2)]
+    )
     params = _random_params(dims, widths, 2, 5)
     metrics = objective.metrics(params)
-    assert set(metrics) == {"train_loss", "reconstruction_error", "heldout_error", "root_norms", "norms_0_1",
-                            "sv_0_1", "sv_0_2"}
+    assert set(metrics) == {
+        "train_loss",
+        "reconstruction_error",
+        "heldout_error",
+        "root_norms",
+        "norms_0_1",
+        "sv_0_1",
+        "sv_0_2",
+    }
     assert torch.allclose(metrics["train_loss"], objective.loss_and_grads(params)[0])
     assert metrics["root_norms"].shape == (2, 3) and metrics["sv_0_2"].shape == (2, 3)
     assert bool((metrics["root_norms"].diff(dim=-1) <= 0).all())

@@ -13,9 +13,18 @@ import rankrepro.factorization.log_cp as log_cp
 from rankrepro.core.checkpoint import load_checkpoint
 from rankrepro.core.errors import CheckpointError
 from rankrepro.core.optim import Adam
-from rankrepro.factorization.log_cp import (BinaryRows, FitSettings, binarize_images, clamped_squared_error,
-                                            direct_product_forward, epoch_permutation, fit, init_factors,
-                                            log_cp_forward, log_cp_mse_and_grad)
+from rankrepro.factorization.log_cp import (
+    BinaryRows,
+    FitSettings,
+    binarize_images,
+    clamped_squared_error,
+    direct_product_forward,
+    epoch_permutation,
+    fit,
+    init_factors,
+    log_cp_forward,
+    log_cp_mse_and_grad,
+)
 
 ORDER, RANK, N = 6, 3, 20
 
@@ -176,8 +185,9 @@ def test_binary_rows_gather_and_chunked_forward():
     rows = BinaryRows.from_dense(X)
     index = torch.tensor([7, 3, 3, 49, 0])
     assert torch.equal(rows.rows(index).to_dense(), X[index])
-    torch.testing.assert_close(log_cp_forward(factors, rows, chunk_size=7), log_cp_forward(factors, X), rtol=1e-14,
-                               atol=0)
+    torch.testing.assert_close(
+        log_cp_forward(factors, rows, chunk_size=7), log_cp_forward(factors, X), rtol=1e-14, atol=0
+    )
     with pytest.raises(ValueError, match="0/1"):
         BinaryRows.from_dense(X * 2)
 
@@ -327,8 +337,9 @@ def test_fit_reduces_loss_and_records_tidy_history():
     assert (result.train_mse < initial).all() and not result.diverged.any()
     final_pred = log_cp_forward(result.factors, train[0])
     torch.testing.assert_close(result.train_mse, (final_pred - train[1]).pow(2).mean(1), rtol=1e-14, atol=0)
-    torch.testing.assert_close(result.test_error, clamped_squared_error(log_cp_forward(result.factors, test[0]),
-                                                                        test[1]), rtol=1e-14, atol=0)
+    torch.testing.assert_close(
+        result.test_error, clamped_squared_error(log_cp_forward(result.factors, test[0]), test[1]), rtol=1e-14, atol=0
+    )
     assert history["train_mse"].iloc[-2:].tolist() == result.train_mse.tolist()
     # the input factors are not modified; uint8 X gives the same result; the dense backend agrees to rounding
     assert torch.equal(factors, _fit_problem()[0])

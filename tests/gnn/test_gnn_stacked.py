@@ -11,8 +11,8 @@ import torch
 
 from rankrepro.core.errors import ConfigError
 from rankrepro.core.graphs import directed_edge_index, undirected_edges
-from rankrepro.gnn import models as gnn
 from rankrepro.gnn import is_same_class_graphs as isc
+from rankrepro.gnn import models as gnn
 from rankrepro.gnn.models import GNN, MODELS, SparseOperator, StackedGNN, shared_features, stacked_structure
 
 
@@ -41,12 +41,29 @@ def test_stacked_structure_of_a_path_and_a_triangle():
     assert np.allclose(gcn[:3, :3], [[1 / 2, s, 0], [s, 1 / 3, s], [0, s, 1 / 2]])
     assert np.allclose(gcn[3:, 3:], np.full((3, 3), 1 / 3)) and not gcn[:3, 3:].any() and not gcn[3:, :3].any()
     gin = stacked_structure("gin", [path, triangle], 3).propagation.matrix.to_dense().numpy()
-    assert np.array_equal(gin[:3, :3], [[1, 1, 0], [1, 1, 1], [0, 1, 1]]) and np.array_equal(gin[3:, 3:],
-                                                                                             np.ones((3, 3)))
+    assert np.array_equal(gin[:3, :3], [[1, 1, 0], [1, 1, 1], [0, 1, 1]]) and np.array_equal(
+        gin[3:, 3:], np.ones((3, 3))
+    )
     gat = stacked_structure("gat", [path, triangle], 3)
     pairs = set(zip(gat.source.tolist(), gat.target.tolist()))
-    assert pairs == {(0, 1), (1, 2), (1, 0), (2, 1), (0, 0), (1, 1), (2, 2),
-                     (3, 4), (3, 5), (4, 5), (4, 3), (5, 3), (5, 4), (3, 3), (4, 4), (5, 5)}
+    assert pairs == {
+        (0, 1),
+        (1, 2),
+        (1, 0),
+        (2, 1),
+        (0, 0),
+        (1, 1),
+        (2, 2),
+        (3, 4),
+        (3, 5),
+        (4, 5),
+        (4, 3),
+        (5, 3),
+        (5, 4),
+        (3, 3),
+        (4, 4),
+        (5, 5),
+    }
     with pytest.raises(ConfigError, match="unknown GNN"):
         stacked_structure("mlp", [path], 3)
 

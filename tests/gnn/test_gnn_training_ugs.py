@@ -13,7 +13,8 @@ from torch.nn import functional as F
 
 from rankrepro.core.errors import ConfigError
 from rankrepro.core.graphs import directed_edge_index, undirected_edges
-from rankrepro.gnn import training as gnn_training, ugs
+from rankrepro.gnn import training as gnn_training
+from rankrepro.gnn import ugs
 from rankrepro.gnn.models import GNN, MODELS, StackedGNN, shared_features
 
 
@@ -69,15 +70,21 @@ def two_community_graph(n: int = 40, seed: int = 0):
     """Two dense communities (the classes) with features = noisy class indicators; few edges across."""
     rng = np.random.default_rng(seed)
     labels = np.arange(n) % 2
-    pairs = [(u, v) for u in range(n) for v in range(u + 1, n)
-             if rng.random() < (0.3 if labels[u] == labels[v] else 0.02)]
+    pairs = [
+        (u, v) for u in range(n) for v in range(u + 1, n) if rng.random() < (0.3 if labels[u] == labels[v] else 0.02)
+    ]
     features = np.eye(2)[labels] + rng.normal(0, 1.5, (n, 2))
-    return (torch.tensor(features, dtype=torch.get_default_dtype()), torch.tensor(labels),
-            undirected_edges(np.array(pairs)), labels)
+    return (
+        torch.tensor(features, dtype=torch.get_default_dtype()),
+        torch.tensor(labels),
+        undirected_edges(np.array(pairs)),
+        labels,
+    )
 
 
-def reference_vertex_training(model: GNN, features, labels, edge_index, masks, *, lr, weight_decay, max_epochs,
-                              patience):
+def reference_vertex_training(
+    model: GNN, features, labels, edge_index, masks, *, lr, weight_decay, max_epochs, patience
+):
     """The single-run trainer the stacked one replaced (torch_geometric layers, torch's Adam), as the reference:
     per epoch an Adam step on the training cross-entropy, then accuracies in eval mode; stop when the validation
     accuracy has not improved for ``patience`` epochs; accuracies at the best-validation epoch."""
@@ -104,8 +111,9 @@ def three_class_problem(n: int = 60, runs: int = 5, seed: int = 0):
     """Features, labels, split and ``runs`` different edge subsets (20 %, 40 %, … of a homophilous graph)."""
     rng = np.random.default_rng(seed)
     classes = np.arange(n) % 3
-    pairs = [(u, v) for u in range(n) for v in range(u + 1, n)
-             if rng.random() < (0.3 if classes[u] == classes[v] else 0.05)]
+    pairs = [
+        (u, v) for u in range(n) for v in range(u + 1, n) if rng.random() < (0.3 if classes[u] == classes[v] else 0.05)
+    ]
     edges = undirected_edges(np.array(pairs))
     features = torch.tensor(np.eye(3)[classes] + rng.normal(0, 1.5, (n, 3)))
     masks = gnn_training.random_split(n, (0.5, 0.25, 0.25), 1)
@@ -124,12 +132,14 @@ def test_stacked_trainer_reproduces_each_run_of_the_single_run_trainer(kind):
         torch.manual_seed(4)
         return [GNN(kind, 3, 8, 2, 3, graph_level=False, heads=2) for _ in edge_sets]
 
-    outcomes = gnn_training.train_vertex_classifiers(StackedGNN.from_models(models()), shared_features(features),
-                                                     labels, edge_sets, masks, **options)
+    outcomes = gnn_training.train_vertex_classifiers(
+        StackedGNN.from_models(models()), shared_features(features), labels, edge_sets, masks, **options
+    )
     for model, edges, outcome in zip(models(), edge_sets, outcomes):
         edge_index = torch.from_numpy(directed_edge_index(edges))
-        accuracies, epochs, best_epoch = reference_vertex_training(model, features, labels, edge_index, masks,
-                                                                   **options)
+        accuracies, epochs, best_epoch = reference_vertex_training(
+            model, features, labels, edge_index, masks, **options
+        )
         assert (outcome.epochs, outcome.best_epoch) == (epochs, best_epoch)
         assert outcome.accuracies == pytest.approx(accuracies, abs=1e-12)
         assert outcome.epochs == min(options["max_epochs"], outcome.best_epoch + options["patience"])
@@ -148,13 +158,16 @@ def test_a_run_trains_the_same_alone_or_in_a_batch():
             models.append(GNN("gin", 3, 8, 2, 3, graph_level=False))
         return StackedGNN.from_models(models)
 
-    together = gnn_training.train_vertex_classifiers(stacked(range(4)), features, labels, edge_sets, masks,
-                                                     **options)
+    together = gnn_training.train_vertex_classifiers(stacked(range(4)), features, labels, edge_sets, masks, **options)
     for r in range(4):
-        alone = gnn_training.train_vertex_classifiers(stacked([r]), features, labels, [edge_sets[r]], masks,
-                                                      **options)[0]
-        assert (alone.epochs, alone.best_epoch, alone.accuracies) == (together[r].epochs, together[r].best_epoch,
-                                                                      together[r].accuracies)
+        alone = gnn_training.train_vertex_classifiers(stacked([r]), features, labels, [edge_sets[r]], masks, **options)[
+            0
+        ]
+        assert (alone.epochs, alone.best_epoch, alone.accuracies) == (
+            together[r].epochs,
+            together[r].best_epoch,
+            together[r].accuracies,
+        )
         assert [point[1] for point in alone.curve] == pytest.approx([p[1] for p in together[r].curve], rel=1e-9)
 
 
@@ -163,8 +176,9 @@ def test_stacked_vertex_classifier_learns_and_reports_the_best_validation_epoch(
     features, labels, edges, _ = two_community_graph()
     masks = gnn_training.random_split(len(labels), (0.5, 0.25, 0.25), 1)
     model = StackedGNN.from_models([GNN("gcn", 2, 16, 2, 2, graph_level=False)])
-    (outcome,) = gnn_training.train_vertex_classifiers(model, features, labels, [edges], masks, lr=1e-2,
-                                                       weight_decay=0.0, max_epochs=300, patience=30)
+    (outcome,) = gnn_training.train_vertex_classifiers(
+        model, features, labels, [edges], masks, lr=1e-2, weight_decay=0.0, max_epochs=300, patience=30
+    )
     assert outcome.accuracies["val"] >= 0.8 and outcome.accuracies["test"] >= 0.7
     assert outcome.epochs == min(300, outcome.best_epoch + 30) and outcome.curve
 
@@ -175,8 +189,9 @@ def test_graph_classifier_fits_a_separable_problem_and_stops_early():
     y = (x[:, :, 0].mean(1) > 0).float()
     adjacency = torch.ones(1, 5, 5) - torch.eye(5)
     model = GNN("gin", 3, 8, 1, 1, graph_level=True, dense=True)
-    outcome = gnn_training.train_graph_classifier(model, (x, y), (x, y), adjacency, lr=2e-2, max_epochs=2000,
-                                                  patience=50)
+    outcome = gnn_training.train_graph_classifier(
+        model, (x, y), (x, y), adjacency, lr=2e-2, max_epochs=2000, patience=50
+    )
     assert outcome.accuracies["train"] == 1.0 and outcome.epochs < 2000
     assert outcome.epochs - outcome.best_epoch == 50
 
@@ -227,8 +242,9 @@ def test_ugs_mask_learns_lower_weights_for_edges_across_the_classes(seed):
     features, labels, edges, classes = two_community_graph(seed=seed)
     masks = gnn_training.random_split(len(labels), (0.6, 0.2, 0.2), 0)
     model = GNN("gcn", 2, 8, 2, 2, graph_level=False)
-    magnitude = ugs.train_masked(model, features, labels, masks["train"], edges, l1=0.0, epochs=100, lr=1e-2,
-                                 weight_decay=0.0).numpy()
+    magnitude = ugs.train_masked(
+        model, features, labels, masks["train"], edges, l1=0.0, epochs=100, lr=1e-2, weight_decay=0.0
+    ).numpy()
     across = classes[edges[:, 0]] != classes[edges[:, 1]]
     assert across.any() and magnitude[across].mean() < magnitude[~across].mean() - 0.05
 
@@ -237,8 +253,9 @@ def reference_train_masked(model, features, labels, train_mask, edges, *, l1, ep
     """UGS's mask training as it was written with torch_geometric's GCN (``edge_weight``), the reference."""
     mask = torch.nn.Parameter(torch.ones(len(edges), dtype=features.dtype))
     edge_index = torch.from_numpy(directed_edge_index(edges))
-    optimizer = torch.optim.Adam([{"params": model.parameters(), "weight_decay": weight_decay},
-                                  {"params": [mask], "weight_decay": 0.0}], lr=lr)
+    optimizer = torch.optim.Adam(
+        [{"params": model.parameters(), "weight_decay": weight_decay}, {"params": [mask], "weight_decay": 0.0}], lr=lr
+    )
     model.train()
     for _ in range(epochs):
         logits = model(features, edge_index, edge_weight=mask.abs().repeat(2))

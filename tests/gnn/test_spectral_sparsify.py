@@ -10,8 +10,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rankrepro.gnn.spectral_sparsify import (approximate_effective_resistances, check_edges, effective_resistances,
-                                             exact_effective_resistances, laplacian, spectral_removal_order)
+from rankrepro.gnn.spectral_sparsify import (
+    approximate_effective_resistances,
+    check_edges,
+    effective_resistances,
+    exact_effective_resistances,
+    laplacian,
+    spectral_removal_order,
+)
 
 
 def _edges(pairs) -> np.ndarray:
@@ -215,7 +221,7 @@ def test_bridges_are_removed_last():
     edges = np.concatenate([clique, path])
     num_nodes, m = 22, edges.shape[0]
     is_bridge = np.zeros(m, dtype=bool)
-    is_bridge[clique.shape[0]:] = True
+    is_bridge[clique.shape[0] :] = True
     r = exact_effective_resistances(edges, num_nodes)
     np.testing.assert_allclose(r[is_bridge], 1.0, rtol=1e-10)
     np.testing.assert_allclose(r[~is_bridge], 1 / 6, rtol=1e-10)

@@ -36,8 +36,7 @@ def random_graph(num_nodes: int, probability: float, seed: int) -> np.ndarray:
     return np.array(pairs, dtype=np.int64).reshape(-1, 2)
 
 
-def brute_force_walks(edges: np.ndarray, num_nodes: int, starts: np.ndarray, length: int,
-                      target: int | None) -> int:
+def brute_force_walks(edges: np.ndarray, num_nodes: int, starts: np.ndarray, length: int, target: int | None) -> int:
     """Count walks on A + I by enumerating every sequence of vertices (tiny graphs only)."""
     allowed = np.eye(num_nodes, dtype=bool)
     allowed[edges[:, 0], edges[:, 1]] = allowed[edges[:, 1], edges[:, 0]] = True
@@ -66,8 +65,13 @@ def test_the_boundary_holds_both_ends_of_every_crossing_edge():
     assert wi.boundary(edges, high).all()
 
 
-@given(n=st.integers(2, 5), p=st.floats(0.2, 0.9), length=st.integers(0, 3), seed=st.integers(0, 10_000),
-       with_target=st.booleans())
+@given(
+    n=st.integers(2, 5),
+    p=st.floats(0.2, 0.9),
+    length=st.integers(0, 3),
+    seed=st.integers(0, 10_000),
+    with_target=st.booleans(),
+)
 def test_walk_index_equals_a_brute_force_walk_count(n, p, length, seed, with_target):
     edges = random_graph(n, p, seed)
     rng = np.random.default_rng(seed)

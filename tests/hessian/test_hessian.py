@@ -26,8 +26,9 @@ def _net(widths: tuple[int, ...], activation: str = "linear", bias: bool = False
     mlp = MLP(widths, activation=activation, bias=bias)
     theta = hs.glorot_normal_init(mlp, torch.Generator().manual_seed(seed))
     if bias:  # non-zero biases, so that they matter in the checks
-        theta = theta + 0.1 * torch.randn(theta.shape, generator=torch.Generator().manual_seed(seed + 1),
-                                           dtype=torch.float64)
+        theta = theta + 0.1 * torch.randn(
+            theta.shape, generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64
+        )
     return mlp, theta
 
 
@@ -79,7 +80,7 @@ def test_output_gradient_and_hessian_match_autograd(loss):
     grad = torch.func.grad(lambda f: hs.loss_value(loss, f, Y))(F)
     assert torch.allclose(hs.output_gradient(loss, F, Y), grad, atol=1e-12)
     for i in range(4):  # per-sample curvature: the loss is a sum over samples
-        exact = torch.func.hessian(lambda f: hs.loss_value(loss, f[None], Y[i:i + 1]))(F[i])
+        exact = torch.func.hessian(lambda f: hs.loss_value(loss, f[None], Y[i : i + 1]))(F[i])
         assert torch.allclose(hs.output_hessian(loss, F, Y)[i], exact, atol=1e-12)
     root = hs.output_hessian_root(loss, F, Y)
     assert torch.allclose(root.transpose(-1, -2) @ root, hs.output_hessian(loss, F, Y), atol=1e-12)
@@ -138,8 +139,10 @@ def test_functional_hessian_of_a_network_without_hidden_layer_is_exactly_zero():
 def _autodiff_and_structural(mlp, theta, X, Y, loss):
     derivatives = hs.network_derivatives(mlp, theta, X)
     residual = hs.output_gradient(loss, derivatives.outputs, Y)
-    return ((hs.output_jacobian(mlp, theta, X), hs.structural_jacobian(derivatives)),
-            (hs.functional_hessian(mlp, theta, X, Y, loss), hs.structural_functional_hessian(derivatives, residual)))
+    return (
+        (hs.output_jacobian(mlp, theta, X), hs.structural_jacobian(derivatives)),
+        (hs.functional_hessian(mlp, theta, X, Y, loss), hs.structural_functional_hessian(derivatives, residual)),
+    )
 
 
 def _close(reference: torch.Tensor, value: torch.Tensor) -> bool:
@@ -154,7 +157,7 @@ def test_flatten_layer_puts_weights_row_major_then_biases():
     assert hs.flatten_layer(block, False).tolist() == list(range(8))
     mlp = MLP((3, 2), bias=True)  # the same layout as unflatten
     theta = torch.arange(mlp.num_params, dtype=torch.float64)
-    (weight, bias), = hs.unflatten(mlp, theta)
+    ((weight, bias),) = hs.unflatten(mlp, theta)
     assert torch.equal(hs.flatten_layer(torch.cat([weight, bias[:, None]], dim=1), True), theta)
 
 
@@ -171,8 +174,10 @@ def test_chain_jacobians_of_a_linear_network_are_weight_products():
 
 
 @pytest.mark.parametrize("loss", hs.LOSSES)
-@pytest.mark.parametrize("activation,bias", [("linear", False), ("linear", True), ("relu", False), ("relu", True),
-                                             ("tanh", False), ("tanh", True)])
+@pytest.mark.parametrize(
+    "activation,bias",
+    [("linear", False), ("linear", True), ("relu", False), ("relu", True), ("tanh", False), ("tanh", True)],
+)
 @pytest.mark.parametrize("widths", [(4, 3), (4, 5, 3), (3, 4, 2, 5, 3)])
 def test_structural_maps_equal_autodiff(widths, activation, bias, loss):
     mlp, theta = _net(widths, activation, bias=bias, seed=len(widths))
@@ -204,9 +209,16 @@ def test_structural_gram_is_the_outer_product_hessian(activation, bias, loss):
     assert torch.equal(maps.restricted(index).gram, gram[index][:, index])
 
 
-@given(n=st.integers(1, 6), d=st.integers(1, 5), k=st.integers(1, 4), hidden=st.lists(st.integers(1, 4), max_size=3),
-       activation=st.sampled_from(hs.ACTIVATIONS), bias=st.booleans(), loss=st.sampled_from(hs.LOSSES),
-       seed=st.integers(0, 2**16))
+@given(
+    n=st.integers(1, 6),
+    d=st.integers(1, 5),
+    k=st.integers(1, 4),
+    hidden=st.lists(st.integers(1, 4), max_size=3),
+    activation=st.sampled_from(hs.ACTIVATIONS),
+    bias=st.booleans(),
+    loss=st.sampled_from(hs.LOSSES),
+    seed=st.integers(0, 2**16),
+)
 def test_structural_maps_equal_autodiff_on_random_networks(n, d, k, hidden, activation, bias, loss, seed):
     mlp, theta = _net((d, *hidden, k), activation, bias=bias, seed=seed)
     X, Y = _data(n, d, k, min(n, d), seed)
@@ -247,8 +259,11 @@ def test_gram_rank_equals_matrix_rank_of_the_gram_matrix(m, p, k, seed):
 
 def _dense_ranks(maps) -> dict[str, hs.RankReport]:
     """The reference: every map decomposed at its full p × p (p × nK for G) size."""
-    return {"loss": hs.symmetric_rank(maps.loss), "outer": hs.gram_rank(maps.outer_factor),
-            "functional": hs.symmetric_rank(maps.functional)}
+    return {
+        "loss": hs.symmetric_rank(maps.loss),
+        "outer": hs.gram_rank(maps.outer_factor),
+        "functional": hs.symmetric_rank(maps.functional),
+    }
 
 
 def _dead_unit_network(bias: bool = False):
@@ -289,15 +304,18 @@ def _spectra_agree(maps) -> bool:
     live = ~hs.inert_parameters(maps)
     compact = hs.HessianMaps(maps.outer_factor[:, live], maps.functional[live][:, live])
     size, eps = maps.functional.shape[-1], torch.finfo(torch.float64).eps
-    for dense, restricted in ((torch.linalg.eigvalsh(maps.loss), torch.linalg.eigvalsh(compact.loss)),
-                              (torch.linalg.svdvals(maps.outer_factor) ** 2,
-                               torch.linalg.svdvals(compact.outer_factor) ** 2),
-                              (torch.linalg.eigvalsh(maps.functional), torch.linalg.eigvalsh(compact.functional))):
+    for dense, restricted in (
+        (torch.linalg.eigvalsh(maps.loss), torch.linalg.eigvalsh(compact.loss)),
+        (torch.linalg.svdvals(maps.outer_factor) ** 2, torch.linalg.svdvals(compact.outer_factor) ** 2),
+        (torch.linalg.eigvalsh(maps.functional), torch.linalg.eigvalsh(compact.functional)),
+    ):
         dense = dense.abs().sort(descending=True).values
         restricted = restricted.abs().sort(descending=True).values
         tau = size * eps * float(dense[0])
-        if not (torch.allclose(dense[:len(restricted)], restricted, rtol=0, atol=tau)
-                and bool((dense[len(restricted):] <= tau).all())):
+        if not (
+            torch.allclose(dense[: len(restricted)], restricted, rtol=0, atol=tau)
+            and bool((dense[len(restricted) :] <= tau).all())
+        ):
             return False
     return True
 
@@ -328,11 +346,19 @@ def test_a_map_without_inert_parameters_is_decomposed_whole():
     assert all(compact[kind] == dense[kind] for kind in compact)
 
 
-@given(n=st.integers(1, 8), d=st.integers(1, 5), zero_inputs=st.integers(0, 3), k=st.integers(2, 4),
-       hidden=st.lists(st.integers(1, 5), max_size=2), activation=st.sampled_from(hs.ACTIVATIONS),
-       loss=st.sampled_from(hs.LOSSES), seed=st.integers(0, 2**16))
-def test_restricted_spectra_equal_the_dense_spectra_on_random_networks(n, d, zero_inputs, k, hidden, activation,
-                                                                        loss, seed):
+@given(
+    n=st.integers(1, 8),
+    d=st.integers(1, 5),
+    zero_inputs=st.integers(0, 3),
+    k=st.integers(2, 4),
+    hidden=st.lists(st.integers(1, 5), max_size=2),
+    activation=st.sampled_from(hs.ACTIVATIONS),
+    loss=st.sampled_from(hs.LOSSES),
+    seed=st.integers(0, 2**16),
+)
+def test_restricted_spectra_equal_the_dense_spectra_on_random_networks(
+    n, d, zero_inputs, k, hidden, activation, loss, seed
+):
     """Random networks, data with always-zero inputs (ReLU adds dead units by chance): the restricted decompositions
     give the dense spectra (minus zeros) and the same rank at τ."""
     X, Y = _data(n, d + zero_inputs, k, min(n, d + zero_inputs), seed)
@@ -419,9 +445,16 @@ def test_rotated_maps_vanish_off_the_kept_coordinates(loss):
     assert torch.linalg.norm(rotated.loss) == pytest.approx(float(torch.linalg.norm(full.loss)), rel=1e-12)
 
 
-@given(n=st.integers(1, 9), d=st.integers(1, 6), zero_inputs=st.integers(0, 2), k=st.integers(2, 4),
-       hidden=st.lists(st.integers(1, 6), max_size=3), deficiency=st.integers(0, 3), loss=st.sampled_from(hs.LOSSES),
-       seed=st.integers(0, 2**16))
+@given(
+    n=st.integers(1, 9),
+    d=st.integers(1, 6),
+    zero_inputs=st.integers(0, 2),
+    k=st.integers(2, 4),
+    hidden=st.lists(st.integers(1, 6), max_size=3),
+    deficiency=st.integers(0, 3),
+    loss=st.sampled_from(hs.LOSSES),
+    seed=st.integers(0, 2**16),
+)
 def test_reduced_maps_of_linear_networks_keep_the_spectra(n, d, zero_inputs, k, hidden, deficiency, loss, seed):
     """Bottlenecks, r < d, n < d, zero inputs: eig(QᵀHQ) = eig(H) ∪ zeros for H_L, H_O, H_F, and the ranks are the
     closed forms."""
@@ -430,15 +463,16 @@ def test_reduced_maps_of_linear_networks_keep_the_spectra(n, d, zero_inputs, k, 
     X[:, d:] = 0.0
     maps, reduced = hs.hessian_maps(mlp, theta, X, Y, loss), hs.reduced_maps(mlp, theta, X, Y, loss)
     size, eps = mlp.num_params, torch.finfo(torch.float64).eps
-    for dense, restricted in ((torch.linalg.eigvalsh(maps.loss), torch.linalg.eigvalsh(reduced.loss)),
-                              (torch.linalg.svdvals(maps.outer_factor) ** 2,
-                               torch.linalg.svdvals(reduced.outer_factor) ** 2),
-                              (torch.linalg.eigvalsh(maps.functional), torch.linalg.eigvalsh(reduced.functional))):
+    for dense, restricted in (
+        (torch.linalg.eigvalsh(maps.loss), torch.linalg.eigvalsh(reduced.loss)),
+        (torch.linalg.svdvals(maps.outer_factor) ** 2, torch.linalg.svdvals(reduced.outer_factor) ** 2),
+        (torch.linalg.eigvalsh(maps.functional), torch.linalg.eigvalsh(reduced.functional)),
+    ):
         dense = dense.abs().sort(descending=True).values
         restricted = restricted.abs().sort(descending=True).values
         tau = size * eps * float(dense[0])
-        assert torch.allclose(dense[:len(restricted)], restricted, rtol=1e-9, atol=tau)
-        assert bool((dense[len(restricted):] <= tau).all())
+        assert torch.allclose(dense[: len(restricted)], restricted, rtol=1e-9, atol=tau)
+        assert bool((dense[len(restricted) :] <= tau).all())
     ranks = hs.hessian_ranks(reduced, size)
     assert {kind: r.rank for kind, r in ranks.items()} == hs.predicted_ranks(hs.data_rank(X), hidden, k, loss)
 
@@ -448,8 +482,7 @@ def test_reduced_maps_of_other_networks_are_the_full_maps():
         mlp, theta = _net((4, 5, 3), activation, bias=bias, seed=2)
         X, Y = _data(6, 4, 3, 4, seed=2)
         reduced, full = hs.reduced_maps(mlp, theta, X, Y, "ce"), hs.hessian_maps(mlp, theta, X, Y, "ce")
-        assert torch.equal(reduced.functional, full.functional) and torch.equal(reduced.outer_factor,
-                                                                                 full.outer_factor)
+        assert torch.equal(reduced.functional, full.functional) and torch.equal(reduced.outer_factor, full.outer_factor)
 
 
 def test_small_maps_are_decomposed_whole_and_large_ones_restricted(monkeypatch):
@@ -462,8 +495,10 @@ def test_small_maps_are_decomposed_whole_and_large_ones_restricted(monkeypatch):
         ranks = hs.map_ranks(mlp, theta, X, Y, "mse")
         assert {kind: r.rank for kind, r in ranks.items()} == hs.predicted_ranks(9, widths[1:-1], 10, "mse")
         maps = hs.hessian_maps(mlp, theta, X, Y, "mse")
-        assert all(ranks[kind].tolerance == pytest.approx(report.tolerance, rel=1e-10)
-                   for kind, report in _dense_ranks(maps).items())
+        assert all(
+            ranks[kind].tolerance == pytest.approx(report.tolerance, rel=1e-10)
+            for kind, report in _dense_ranks(maps).items()
+        )
     assert calls == [1275]
 
 
@@ -484,8 +519,15 @@ def test_closed_forms_without_hidden_layer():
     assert hs.predicted_ranks(5, [], 3, "ce") == {"outer": 10, "functional": 0, "loss": 10}
 
 
-@given(n=st.integers(1, 9), d=st.integers(1, 6), k=st.integers(2, 4), hidden=st.lists(st.integers(1, 5), max_size=3),
-       deficiency=st.integers(0, 3), loss=st.sampled_from(hs.LOSSES), seed=st.integers(0, 2**16))
+@given(
+    n=st.integers(1, 9),
+    d=st.integers(1, 6),
+    k=st.integers(2, 4),
+    hidden=st.lists(st.integers(1, 5), max_size=3),
+    deficiency=st.integers(0, 3),
+    loss=st.sampled_from(hs.LOSSES),
+    seed=st.integers(0, 2**16),
+)
 def test_closed_forms_equal_numerical_ranks_of_linear_networks(n, d, k, hidden, deficiency, loss, seed):
     """The property of the paper: a generic linear network has exactly the predicted ranks, for every depth, width
     (bottlenecks included), n, d, K, loss and data rank r ≤ min(n, d)."""
@@ -498,9 +540,16 @@ def test_closed_forms_equal_numerical_ranks_of_linear_networks(n, d, k, hidden, 
     assert measured == hs.predicted_ranks(r, hidden, k, loss)
 
 
-@given(n=st.integers(2, 9), d=st.integers(2, 6), k=st.integers(2, 4), hidden=st.lists(st.integers(1, 5), max_size=2),
-       deficiency=st.integers(0, 3), loss=st.sampled_from(hs.LOSSES), activation=st.sampled_from(["relu", "tanh"]),
-       seed=st.integers(0, 2**16))
+@given(
+    n=st.integers(2, 9),
+    d=st.integers(2, 6),
+    k=st.integers(2, 4),
+    hidden=st.lists(st.integers(1, 5), max_size=2),
+    deficiency=st.integers(0, 3),
+    loss=st.sampled_from(hs.LOSSES),
+    activation=st.sampled_from(["relu", "tanh"]),
+    seed=st.integers(0, 2**16),
+)
 def test_nonlinear_ranks_respect_the_exact_bounds(n, d, k, hidden, deficiency, loss, activation, seed):
     rank = max(1, min(n, d) - deficiency)
     X, Y = _data(n, d, k, rank, seed)

@@ -6,14 +6,31 @@ import json
 
 import pytest
 
-from rankrepro.pipeline.claims import (DATA_UNAVAILABLE, FAILED, NOT_SHOWN, PASSED, VERDICTS, ClaimResult, decide,
-                                       read_claims, write_claims)
+from rankrepro.pipeline.claims import (
+    DATA_UNAVAILABLE,
+    FAILED,
+    NOT_SHOWN,
+    PASSED,
+    VERDICTS,
+    ClaimResult,
+    decide,
+    read_claims,
+    write_claims,
+)
 from rankrepro.pipeline.report import collect_claims, failed_claims, scorecard_markdown, write_scorecard
 
 
 def _claim(claim_id: str, verdict: str, experiment: str = "exp_a", section: str = "1.1", **kw) -> ClaimResult:
-    return ClaimResult(claim_id, experiment, section, kw.pop("statement", f"statement of {claim_id}"), verdict,
-                       kw.pop("measured", {"x": 1.5}), kw.pop("reference", "≈ 1.5"), **kw)
+    return ClaimResult(
+        claim_id,
+        experiment,
+        section,
+        kw.pop("statement", f"statement of {claim_id}"),
+        verdict,
+        kw.pop("measured", {"x": 1.5}),
+        kw.pop("reference", "≈ 1.5"),
+        **kw,
+    )
 
 
 def test_decide():
@@ -46,21 +63,38 @@ def test_claims_json_round_trip(tmp_path):
     assert [r["claim_id"] for r in records] == ["one", "two"]
     assert records[0]["extra"] == {"k": [1, 2]} and records[0]["details"] == "fine"
     assert records[1]["measured"] == [0.1, 0.2]
-    assert set(records[0]) == {"claim_id", "experiment", "section", "statement", "verdict", "measured", "reference",
-                               "details", "extra"}
+    assert set(records[0]) == {
+        "claim_id",
+        "experiment",
+        "section",
+        "statement",
+        "verdict",
+        "measured",
+        "reference",
+        "details",
+        "extra",
+    }
 
 
 @pytest.fixture
 def two_claim_files(tmp_path):
-    a = write_claims(tmp_path / "a" / "claims.json", "unit", [
-        _claim("grows", PASSED, measured={"w11": 70.1}),
-        _claim("rank_one", FAILED, statement="erank | ≤ 1.01", details="σ₂/σ₁ = 0.3\nsecond line"),
-    ])
-    b = write_claims(tmp_path / "b" / "claims.json", "unit", [
-        _claim("tf_beats_linear", NOT_SHOWN, experiment="exp_b", section="1.5"),
-        _claim("mnist", DATA_UNAVAILABLE, experiment="exp_b", section="1.5"),
-        _claim("monotone", FAILED, experiment="exp_b", section="1.5"),
-    ])
+    a = write_claims(
+        tmp_path / "a" / "claims.json",
+        "unit",
+        [
+            _claim("grows", PASSED, measured={"w11": 70.1}),
+            _claim("rank_one", FAILED, statement="erank | ≤ 1.01", details="σ₂/σ₁ = 0.3\nsecond line"),
+        ],
+    )
+    b = write_claims(
+        tmp_path / "b" / "claims.json",
+        "unit",
+        [
+            _claim("tf_beats_linear", NOT_SHOWN, experiment="exp_b", section="1.5"),
+            _claim("mnist", DATA_UNAVAILABLE, experiment="exp_b", section="1.5"),
+            _claim("monotone", FAILED, experiment="exp_b", section="1.5"),
+        ],
+    )
     return a, b
 
 

@@ -18,8 +18,9 @@ DEFAULT_CONFIG = REPO / "config" / "config.yaml"
 
 def rankrepro(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
     """Run the CLI in a fresh interpreter (as the Snakemake rules do)."""
-    return subprocess.run([sys.executable, "-m", "rankrepro.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "rankrepro.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
 
 
 def assert_user_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
@@ -66,8 +67,16 @@ def test_invalid_yaml(tmp_path):
 
 @pytest.mark.parametrize("command", ["plot", "claims"])
 def test_missing_results(tmp_path, command):
-    result = rankrepro(command, "dmf_2x2_norms_vs_rank", "--config", str(DEFAULT_CONFIG), "--results",
-                       str(tmp_path / "nothing"), "--out", str(tmp_path / "x.png"))
+    result = rankrepro(
+        command,
+        "dmf_2x2_norms_vs_rank",
+        "--config",
+        str(DEFAULT_CONFIG),
+        "--results",
+        str(tmp_path / "nothing"),
+        "--out",
+        str(tmp_path / "x.png"),
+    )
     assert_user_error(result, "run the experiment first")
 
 
@@ -91,12 +100,12 @@ def test_scorecard_takes_the_tier_name_or_a_config(tmp_path):
     claims = tmp_path / "claims.json"
     claims.write_text(json.dumps({"tier": "unit", "claims": []}))
     out_md, out_json = tmp_path / "card.md", tmp_path / "card.json"
-    result = rankrepro("scorecard", "--tier", "unit", "--out-md", str(out_md), "--out-json", str(out_json),
-                       str(claims))
+    result = rankrepro("scorecard", "--tier", "unit", "--out-md", str(out_md), "--out-json", str(out_json), str(claims))
     assert result.returncode == 0, result.stderr
     assert json.loads(out_json.read_text())["tier"] == "unit"
-    result = rankrepro("scorecard", "--config", str(DEFAULT_CONFIG), "--out-md", str(out_md), "--out-json",
-                       str(out_json), str(claims))
+    result = rankrepro(
+        "scorecard", "--config", str(DEFAULT_CONFIG), "--out-md", str(out_md), "--out-json", str(out_json), str(claims)
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(out_json.read_text())["tier"] == "default"
     result = rankrepro("scorecard", "--out-md", str(out_md), "--out-json", str(out_json), str(claims))

@@ -9,9 +9,20 @@ import pytest
 import yaml
 
 from rankrepro.core.errors import ConfigError, RankreproError
-from rankrepro.pipeline.config import (DATA_KEYS, JOB_KEYS, SETTINGS_NAME, WORKFLOW_KEYS, experiment_section,
-                                       job_settings, load_config, load_schema, settings_hash, settings_path,
-                                       settings_text, validate_config)
+from rankrepro.pipeline.config import (
+    DATA_KEYS,
+    JOB_KEYS,
+    SETTINGS_NAME,
+    WORKFLOW_KEYS,
+    experiment_section,
+    job_settings,
+    load_config,
+    load_schema,
+    settings_hash,
+    settings_path,
+    settings_text,
+    validate_config,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "config" / "config.yaml"
@@ -27,8 +38,10 @@ def _minimal() -> dict:
                 "loss_threshold": 1e-4,
                 "max_iters": 100,
                 "log_every": 10,
-                "runs": [{"depth": 3, "lr": 1e-3, "init_scale": 1e-3, "balanced": True},
-                         {"depth": 2, "lr": 1e-3, "init_scale": 1e-3, "balanced": False, "det_sign": -1}],
+                "runs": [
+                    {"depth": 3, "lr": 1e-3, "init_scale": 1e-3, "balanced": True},
+                    {"depth": 2, "lr": 1e-3, "init_scale": 1e-3, "balanced": False, "det_sign": -1},
+                ],
             }
         },
     }
@@ -111,8 +124,9 @@ def test_unknown_experiment():
     assert "dmf_2x2_typo" in _error(raw)
 
 
-@pytest.mark.parametrize(("key", "value"), [("max_iters", "100"), ("max_iters", 1.5), ("seed", "1"),
-                                            ("log_every", None)])
+@pytest.mark.parametrize(
+    ("key", "value"), [("max_iters", "100"), ("max_iters", 1.5), ("seed", "1"), ("log_every", None)]
+)
 def test_wrong_type_names_the_key(key, value):
     raw = _minimal()
     raw["experiments"][SECTION][key] = value
@@ -246,10 +260,15 @@ def test_an_experiments_settings_leave_out_what_only_the_workflow_reads():
     assert "resources" not in job_settings(config, SECTION, reads_data=True)["experiments"][SECTION]
 
 
-@pytest.mark.parametrize(("resources", "key"), [({"mem_mb": 0}, "resources.mem_mb"),
-                                                ({"runtime": 1.5}, "resources.runtime"),
-                                                ({"priority": -1}, "resources.priority"),
-                                                ({"gpus": 1}, "gpus")])
+@pytest.mark.parametrize(
+    ("resources", "key"),
+    [
+        ({"mem_mb": 0}, "resources.mem_mb"),
+        ({"runtime": 1.5}, "resources.runtime"),
+        ({"priority": -1}, "resources.priority"),
+        ({"gpus": 1}, "gpus"),
+    ],
+)
 def test_bad_resources_name_the_key(resources, key):
     raw = _minimal()
     raw["experiments"][SECTION]["resources"] = resources
@@ -283,10 +302,12 @@ def test_the_hash_changes_exactly_when_a_value_the_jobs_read_changes():
     spelled["experiments"][SECTION]["resources"] = {"mem_mb": 99, "runtime": 9, "priority": 5}  # the workflow's
     assert _hash(spelled) == base
 
-    for edit in (lambda c: c["experiments"][SECTION].update(seed=2),
-                 lambda c: c["experiments"][SECTION]["runs"][1].update(lr=2e-3),
-                 lambda c: c.update(device="cpu"),
-                 lambda c: c.update(tier="other")):
+    for edit in (
+        lambda c: c["experiments"][SECTION].update(seed=2),
+        lambda c: c["experiments"][SECTION]["runs"][1].update(lr=2e-3),
+        lambda c: c.update(device="cpu"),
+        lambda c: c.update(tier="other"),
+    ):
         changed = copy.deepcopy(raw)
         edit(changed)
         assert _hash(changed) != base
@@ -317,8 +338,11 @@ def test_a_settings_file_is_a_tier_config_holding_exactly_its_settings(tmp_path,
         settings = job_settings(config, name, reads_data=True)
         path = write_settings(settings_path(str(tmp_path), name, settings), settings)
         loaded = load_config(path)
-        assert {name: experiment_section(loaded, name)} == settings["experiments"] == {
-            name: experiment_section(config, name)}
+        assert (
+            {name: experiment_section(loaded, name)}
+            == settings["experiments"]
+            == {name: experiment_section(config, name)}
+        )
         assert all(loaded[key] == config[key] for key in JOB_KEYS + DATA_KEYS)
         assert settings_hash(yaml.safe_load(path.read_text(encoding="utf-8"))) == settings_hash(settings)
 
@@ -350,12 +374,18 @@ def test_a_default_written_beside_a_ref_is_filled(monkeypatch):
     ignored: chapter 4's `models` and Table 1's `std` went missing)."""
     from rankrepro.pipeline import config as config_module
 
-    schema = {"$defs": {"positive": {"type": "number", "exclusiveMinimum": 0}, "inner": {"type": "object",
-              "properties": {"depth": {"type": "integer", "default": 3}}}},
-              "type": "object",
-              "properties": {"std": {"$ref": "#/$defs/positive", "default": 0.5},
-                             "block": {"$ref": "#/$defs/inner", "default": {}},
-                             "given": {"$ref": "#/$defs/positive", "default": 0.5}}}
+    schema = {
+        "$defs": {
+            "positive": {"type": "number", "exclusiveMinimum": 0},
+            "inner": {"type": "object", "properties": {"depth": {"type": "integer", "default": 3}}},
+        },
+        "type": "object",
+        "properties": {
+            "std": {"$ref": "#/$defs/positive", "default": 0.5},
+            "block": {"$ref": "#/$defs/inner", "default": {}},
+            "given": {"$ref": "#/$defs/positive", "default": 0.5},
+        },
+    }
     filled = {"given": 2.0}
     config_module._fill_defaults(filled, schema)
     assert filled == {"std": 0.5, "block": {"depth": 3}, "given": 2.0}

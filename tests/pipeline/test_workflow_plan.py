@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rankrepro.pipeline.config import job_settings, settings_hash, settings_path, validate_config
-from rankrepro.data.registry import DATASETS
 from rankrepro.core.errors import ConfigError
-from rankrepro.pipeline.registry import EXPERIMENTS
+from rankrepro.data.registry import DATASETS
 from rankrepro.pipeline import workflow as wf
+from rankrepro.pipeline.config import job_settings, settings_hash, settings_path, validate_config
+from rankrepro.pipeline.registry import EXPERIMENTS
 
 ROOT = Path(__file__).resolve().parents[2]
 TIERS = ["smoke.yaml", "config.yaml", "paper.yaml"]
@@ -79,7 +79,11 @@ def test_module_path(tmp_path):
 
 
 def test_module_constants(tmp_path):
-    path = write_tree(tmp_path, {"m.py": """
+    path = (
+        write_tree(
+            tmp_path,
+            {
+                "m.py": """
         '''doc'''
         A = 1
         B = ("x", "y")
@@ -88,7 +92,11 @@ def test_module_constants(tmp_path):
         E: int = 5
         F, G = 1, 2
         def H(): pass
-    """}) / "m.py"
+    """
+            },
+        )
+        / "m.py"
+    )
     assert wf.module_constants(path) == {"A": 1, "B": ("x", "y"), "C": wf.NOT_LITERAL, "D": wf.NOT_LITERAL}
 
 
@@ -108,32 +116,42 @@ def experiment_tree(tmp_path: Path, extra: str = "") -> Path:
 def test_experiment_info(tmp_path):
     root = experiment_tree(tmp_path, 'DATASETS = ("mnist", "fashion-mnist")\n    FIGURE_EXTRAS = (".md", ".csv")')
     info = wf.experiment_info("e", "exps.e", root=root)
-    assert info == wf.ExperimentInfo("e", "exps.e", "ch2", "2.2", "A title", ("mnist", "fashion-mnist"), (".md", ".csv"))
+    assert info == wf.ExperimentInfo(
+        "e", "exps.e", "ch2", "2.2", "A title", ("mnist", "fashion-mnist"), (".md", ".csv")
+    )
 
 
 def test_experiment_info_defaults_and_a_single_dataset_name(tmp_path):
     assert wf.experiment_info("e", "exps.e", root=experiment_tree(tmp_path / "a")).datasets == ()
     assert wf.experiment_info("e", "exps.e", root=experiment_tree(tmp_path / "b", 'DATASETS = "mnist"')).datasets == (
-        "mnist",)
+        "mnist",
+    )
 
 
-@pytest.mark.parametrize(("extra", "message"), [
-    ("DATASETS = tuple(NAMES)", "DATASETS must be a literal tuple"),
-    ("DATASETS = (1, 2)", "DATASETS must be a literal tuple"),
-    ('DATASETS = ("mnist", "imagenet")', r"needs dataset\(s\) \['imagenet'\] that rankrepro.data.registry.DATASETS"),
-    ('FIGURE_EXTRAS = (".csv",)', "FIGURE_EXTRAS must be the literal tuple"),
-    ("FIGURE_EXTRAS = EXTRAS", "FIGURE_EXTRAS must be the literal tuple"),
-    ('TITLE = f"{SECTION}"', "TITLE must be literal strings"),
-    ('CHAPTER = "ch9"', "CHAPTER 'ch9' is none of ch1, ch2"),
-])
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("DATASETS = tuple(NAMES)", "DATASETS must be a literal tuple"),
+        ("DATASETS = (1, 2)", "DATASETS must be a literal tuple"),
+        (
+            'DATASETS = ("mnist", "imagenet")',
+            r"needs dataset\(s\) \['imagenet'\] that rankrepro.data.registry.DATASETS",
+        ),
+        ('FIGURE_EXTRAS = (".csv",)', "FIGURE_EXTRAS must be the literal tuple"),
+        ("FIGURE_EXTRAS = EXTRAS", "FIGURE_EXTRAS must be the literal tuple"),
+        ('TITLE = f"{SECTION}"', "TITLE must be literal strings"),
+        ('CHAPTER = "ch9"', "CHAPTER 'ch9' is none of ch1, ch2"),
+    ],
+)
 def test_experiment_info_refuses_what_the_workflow_cannot_use(tmp_path, extra, message):
     with pytest.raises(ConfigError, match=message):
         wf.experiment_info("e", "exps.e", root=experiment_tree(tmp_path, extra))
 
 
 def test_experiment_info_of_a_missing_module(tmp_path):
-    with pytest.raises(ConfigError, match="experiment 'gone' has a section in the tier config but its module "
-                                          "exps.gone does not exist"):
+    with pytest.raises(
+        ConfigError, match="experiment 'gone' has a section in the tier config but its module exps.gone does not exist"
+    ):
         wf.experiment_info("gone", "exps.gone", root=experiment_tree(tmp_path))
 
 
@@ -146,11 +164,15 @@ def test_every_registered_experiment_is_readable_from_its_source():
 
 
 def test_tier_experiments_follow_the_registry_order(tmp_path):
-    root = write_tree(tmp_path, {"rankrepro/experiments/__init__.py": "",
-                                 "rankrepro/experiments/b.py": EXPERIMENT_SOURCE.format(extra=""),
-                                 "rankrepro/experiments/a.py": EXPERIMENT_SOURCE.format(extra="")})
-    found = wf.tier_experiments({"experiments": {"a": {}, "b": {}}}, registry={"b": "b", "a": "a", "c": "c"},
-                                root=root)
+    root = write_tree(
+        tmp_path,
+        {
+            "rankrepro/experiments/__init__.py": "",
+            "rankrepro/experiments/b.py": EXPERIMENT_SOURCE.format(extra=""),
+            "rankrepro/experiments/a.py": EXPERIMENT_SOURCE.format(extra=""),
+        },
+    )
+    found = wf.tier_experiments({"experiments": {"a": {}, "b": {}}}, registry={"b": "b", "a": "a", "c": "c"}, root=root)
     assert list(found) == ["b", "a"] and found["a"].module == "rankrepro.experiments.a"
 
 
@@ -162,8 +184,10 @@ def test_one_of():
 
 
 def test_chapter_pattern_pairs_each_chapter_with_its_own_experiments():
-    infos = {name: wf.ExperimentInfo(name, f"m.{name}", chapter, "1", "t") for name, chapter in
-             [("rank", "ch1"), ("rank_sensing", "ch2"), ("other", "ch1")]}
+    infos = {
+        name: wf.ExperimentInfo(name, f"m.{name}", chapter, "1", "t")
+        for name, chapter in [("rank", "ch1"), ("rank_sensing", "ch2"), ("other", "ch1")]
+    }
     names = wf.one_of(infos)
     results = re.compile(f"results/t/(?P<chapter>{wf.chapter_pattern(infos)})/(?P<experiment>{names})/metrics\\.csv")
     figures = re.compile(f"figures/t/(?P<chapter>{wf.chapter_pattern(infos)})/(?P<experiment>{names})\\.png")
@@ -179,10 +203,13 @@ def test_chapter_pattern_pairs_each_chapter_with_its_own_experiments():
 # -------------------------------------------------------------------------------------------------------- datasets
 def test_dataset_manifests():
     info = wf.ExperimentInfo("e", "m", "ch2", "2.2", "t", ("mnist", "fashion-mnist"))
-    assert wf.dataset_manifests(info, {}, "cache/") == ["cache/mnist/MANIFEST.json",
-                                                        "cache/fashion-mnist/MANIFEST.json"]
+    assert wf.dataset_manifests(info, {}, "cache/") == [
+        "cache/mnist/MANIFEST.json",
+        "cache/fashion-mnist/MANIFEST.json",
+    ]
     assert wf.dataset_manifests(info, {"datasets": ["fashion-mnist"]}, "/abs/cache") == [
-        "/abs/cache/fashion-mnist/MANIFEST.json"]
+        "/abs/cache/fashion-mnist/MANIFEST.json"
+    ]
     assert wf.dataset_manifests(dataclasses.replace(info, datasets=()), {}, "cache") == []
     assert wf.manifest_path("cache", "{dataset}") == "cache/{dataset}/MANIFEST.json"
 
@@ -268,8 +295,11 @@ PACKAGE = {
 def sliced(root: Path, *roots: tuple[str, str], stop=()) -> dict[str, set[str]]:
     """The slice of ``roots`` as {module: first line of each chosen statement}."""
     tree = wf.SourceTree(root)
-    return {name: {tree.module(name).text(index).splitlines()[0] for index in indices}
-            for name, indices in wf.code_slice(roots, tree, stop).items() if indices}
+    return {
+        name: {tree.module(name).text(index).splitlines()[0] for index in indices}
+        for name, indices in wf.code_slice(roots, tree, stop).items()
+        if indices
+    }
 
 
 def hashes(root: Path, module: str = "pkg.exp") -> dict[str, str]:
@@ -291,7 +321,7 @@ def test_slice_of_run_holds_exactly_what_run_needs(tmp_path):
         "pkg.helpers": {"SCALE = 2", "def train_step(x):"},
     }
     assert sliced(root, ("pkg.exp", "plot")) == {
-        "pkg.exp": {"from pkg.helpers import caption", "TITLE = \"t\"", "def _draw():", "def plot():"},
+        "pkg.exp": {"from pkg.helpers import caption", 'TITLE = "t"', "def _draw():", "def plot():"},
         "pkg.helpers": {"def caption():"},
     }
 
@@ -374,7 +404,10 @@ def test_imports_inside_functions_are_followed(tmp_path):
 
 
 def test_import_time_effects_of_loaded_modules_are_part_of_every_slice(tmp_path):
-    files = dict(PACKAGE, **{"pkg/style.py": """
+    files = dict(
+        PACKAGE,
+        **{
+            "pkg/style.py": """
         import matplotlib
         STYLE = {}
         matplotlib.use("Agg")
@@ -382,11 +415,18 @@ def test_import_time_effects_of_loaded_modules_are_part_of_every_slice(tmp_path)
 
         if __name__ == "__main__":
             print(STYLE)
-    """})
+    """
+        },
+    )
     root = write_tree(tmp_path, files)
     edit(root, "pkg/helpers.py", "import math\n", "import math\nimport pkg.style\n")
     chosen = sliced(root, ("pkg.exp", "claims"))
-    assert chosen["pkg.style"] == {'matplotlib.use("Agg")', 'STYLE["font"] = "serif"', "import matplotlib", "STYLE = {}"}
+    assert chosen["pkg.style"] == {
+        'matplotlib.use("Agg")',
+        'STYLE["font"] = "serif"',
+        "import matplotlib",
+        "STYLE = {}",
+    }
 
 
 def test_star_imports_and_unknown_names_take_the_module_whole(tmp_path):
@@ -399,8 +439,12 @@ def test_star_imports_and_unknown_names_take_the_module_whole(tmp_path):
 
 def test_imports_of_missing_and_outside_modules(tmp_path):
     root = write_tree(tmp_path, PACKAGE)
-    edit(root, "pkg/exp.py", "from pkg import helpers\n",
-         "from pkg import helpers\nfrom pkg import nothing\nimport numpy as np\nfrom torch import nn\n")
+    edit(
+        root,
+        "pkg/exp.py",
+        "from pkg import helpers\n",
+        "from pkg import helpers\nfrom pkg import nothing\nimport numpy as np\nfrom torch import nn\n",
+    )
     edit(root, "pkg/exp.py", "return _fit(1)", "return _fit(1), nothing, np.pi, nn")
     chosen = sliced(root, ("pkg.exp", "run"))
     assert {"from pkg import nothing", "import numpy as np", "from torch import nn"} <= chosen["pkg.exp"]
@@ -414,14 +458,26 @@ def test_stop_modules_are_never_entered(tmp_path):
 
 
 def test_import_cycles_end(tmp_path):
-    root = write_tree(tmp_path, {"pkg/__init__.py": "", "pkg/a.py": "from pkg import b\ndef f():\n    return b.g()\n",
-                                 "pkg/b.py": "from pkg import a\ndef g():\n    return a.f()\n"})
-    assert sliced(root, ("pkg.a", "f")) == {"pkg.a": {"from pkg import b", "def f():"},
-                                            "pkg.b": {"from pkg import a", "def g():"}}
+    root = write_tree(
+        tmp_path,
+        {
+            "pkg/__init__.py": "",
+            "pkg/a.py": "from pkg import b\ndef f():\n    return b.g()\n",
+            "pkg/b.py": "from pkg import a\ndef g():\n    return a.f()\n",
+        },
+    )
+    assert sliced(root, ("pkg.a", "f")) == {
+        "pkg.a": {"from pkg import b", "def f():"},
+        "pkg.b": {"from pkg import a", "def g():"},
+    }
 
 
 def test_decorators_and_class_bodies_are_part_of_a_definition(tmp_path):
-    root = write_tree(tmp_path, {"pkg/__init__.py": "", "pkg/m.py": """
+    root = write_tree(
+        tmp_path,
+        {
+            "pkg/__init__.py": "",
+            "pkg/m.py": """
         import functools
 
         LIMIT = 3
@@ -435,7 +491,9 @@ def test_decorators_and_class_bodies_are_part_of_a_definition(tmp_path):
         class Box:
             def __init__(self, value):
                 self.value = value
-    """})
+    """,
+        },
+    )
     tree = wf.SourceTree(root)
     chosen = wf.code_slice([("pkg.m", "cached")], tree)
     texts = {tree.module("pkg.m").text(index) for index in chosen["pkg.m"]}
@@ -462,8 +520,12 @@ def library(tmp_path) -> Path:
 
 def library_hashes(root: Path, names: list[str]) -> dict[str, dict[str, str]]:
     tree = wf.SourceTree(root)
-    return {name: {job: wf.code_hash(tree, job, f"{wf.EXPERIMENTS_PACKAGE}.{EXPERIMENTS[name]}")
-                   for job in wf.EXPERIMENT_JOBS} for name in names}
+    return {
+        name: {
+            job: wf.code_hash(tree, job, f"{wf.EXPERIMENTS_PACKAGE}.{EXPERIMENTS[name]}") for job in wf.EXPERIMENT_JOBS
+        }
+        for name in names
+    }
 
 
 def test_the_code_of_a_missing_module_cannot_be_hashed():
@@ -474,8 +536,12 @@ def test_the_code_of_a_missing_module_cannot_be_hashed():
 def test_a_figure_fix_reruns_only_the_plot_job(library):
     names = ["dmf_perturbed_problem", "dmf_larger_matrices"]
     before = library_hashes(library, names)
-    edit(library, "rankrepro/experiments/ch1/dmf_perturbed_problem.py", '"""|w11| vs loss, one curve per ε (colour = iteration)."""',
-         '"""|w11| against the loss, one curve per ε (colour = iteration)."""')
+    edit(
+        library,
+        "rankrepro/experiments/ch1/dmf_perturbed_problem.py",
+        '"""|w11| vs loss, one curve per ε (colour = iteration)."""',
+        '"""|w11| against the loss, one curve per ε (colour = iteration)."""',
+    )
     after = library_hashes(library, names)
     assert after["dmf_larger_matrices"] == before["dmf_larger_matrices"]
     assert after["dmf_perturbed_problem"]["run"] == before["dmf_perturbed_problem"]["run"]
@@ -496,8 +562,12 @@ def test_a_training_helper_reruns_the_run_jobs_that_use_it(library):
 def test_the_registry_and_the_command_lines_other_commands_rerun_nothing(library):
     before = library_hashes(library, ["dmf_perturbed_problem"])
     scorecard = wf.code_hash(wf.SourceTree(library), "scorecard")
-    edit(library, "rankrepro/pipeline/registry.py", '    "dmf_2x2_norms_vs_rank": "ch1.dmf_2x2_norms_vs_rank",\n',
-         '    "dmf_2x2_norms_vs_rank": "ch1.dmf_2x2_norms_vs_rank",\n    "new_experiment": "ch1.new_experiment",\n')
+    edit(
+        library,
+        "rankrepro/pipeline/registry.py",
+        '    "dmf_2x2_norms_vs_rank": "ch1.dmf_2x2_norms_vs_rank",\n',
+        '    "dmf_2x2_norms_vs_rank": "ch1.dmf_2x2_norms_vs_rank",\n    "new_experiment": "ch1.new_experiment",\n',
+    )
     edit(library, "rankrepro/cli.py", "def _command_list() -> int:", "def _command_list() -> int:  # edited\n")
     assert library_hashes(library, ["dmf_perturbed_problem"]) == before
     assert wf.code_hash(wf.SourceTree(library), "scorecard") == scorecard
@@ -505,16 +575,25 @@ def test_the_registry_and_the_command_lines_other_commands_rerun_nothing(library
 
 def test_the_command_lines_job_code_is_part_of_its_jobs(library):
     before = library_hashes(library, ["dmf_perturbed_problem"])["dmf_perturbed_problem"]
-    edit(library, "rankrepro/cli.py", "def _command_claims(args: argparse.Namespace) -> int:",
-         "def _command_claims(args: argparse.Namespace) -> int:  # edited\n")
+    edit(
+        library,
+        "rankrepro/cli.py",
+        "def _command_claims(args: argparse.Namespace) -> int:",
+        "def _command_claims(args: argparse.Namespace) -> int:  # edited\n",
+    )
     after = library_hashes(library, ["dmf_perturbed_problem"])["dmf_perturbed_problem"]
     assert after["claims"] != before["claims"] and after["run"] == before["run"] and after["plot"] == before["plot"]
 
 
 #: experiments whose run, plot (and claims) are made together by one factory call (``run, plot = sweep_functions(…)``):
 #: the slicer cannot tell the closures apart, so their run hash covers the factory's plot (and claims) code too
-FACTORY_MADE = {"incremental_rank_learning", "incremental_rank_learning_sensing", "hessian_rank_vs_width",
-                "hessian_rank_vs_depth", "hessian_rank_vs_sample_size"}
+FACTORY_MADE = {
+    "incremental_rank_learning",
+    "incremental_rank_learning_sensing",
+    "hessian_rank_vs_width",
+    "hessian_rank_vs_depth",
+    "hessian_rank_vs_sample_size",
+}
 
 
 def test_run_code_never_reaches_the_presentation_code_it_does_not_use():
@@ -538,10 +617,16 @@ def test_run_resources_come_from_the_section_with_the_schemas_defaults():
     raw = tier_config("smoke.yaml")
     del raw["experiments"]["pathfinder_cnn"]["resources"]
     assert wf.run_resources(validate_config(raw)["experiments"]["pathfinder_cnn"]) == {
-        "mem_mb": 4000, "runtime": 240, "priority": 0}
+        "mem_mb": 4000,
+        "runtime": 240,
+        "priority": 0,
+    }
     raw["experiments"]["pathfinder_cnn"]["resources"] = {"runtime": 5}
     assert wf.run_resources(validate_config(raw)["experiments"]["pathfinder_cnn"]) == {
-        "mem_mb": 4000, "runtime": 5, "priority": 0}
+        "mem_mb": 4000,
+        "runtime": 5,
+        "priority": 0,
+    }
 
 
 def test_gpu_request():

@@ -39,10 +39,23 @@ WILDCARD = re.compile(r"^\s+wildcards: (?:chapter=\w+, )?experiment=(\w+)")
 
 def snakemake(workdir: Path, configfile: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """``snakemake -s workflow/Snakefile --directory WORKDIR --configfile CONFIG --cores 2 ARGS`` from the repo root."""
-    command = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--directory", str(workdir),
-               "--configfile", str(configfile), "--cores", "2", *args]
-    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900,
-                          env={**os.environ, **(env or {})})
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(SNAKEFILE),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(configfile),
+        "--cores",
+        "2",
+        *args,
+    ]
+    return subprocess.run(
+        command, cwd=REPO, capture_output=True, text=True, timeout=900, env={**os.environ, **(env or {})}
+    )
 
 
 def output(result: subprocess.CompletedProcess) -> str:
@@ -73,8 +86,15 @@ def write_config(path: Path, config: dict) -> Path:
 
 
 #: experiments of the tiny tier that read real datasets (left out when there is no mirror)
-REAL_DATA_EXPERIMENTS = ("tensor_rank_mnist", "is_same_class_cnn", "is_same_class_gnn", "edge_sparsification",
-                         "hessian_rank_vs_width", "hessian_rank_vs_depth", "hessian_rank_vs_sample_size")
+REAL_DATA_EXPERIMENTS = (
+    "tensor_rank_mnist",
+    "is_same_class_cnn",
+    "is_same_class_gnn",
+    "edge_sparsification",
+    "hessian_rank_vs_width",
+    "hessian_rank_vs_depth",
+    "hessian_rank_vs_sample_size",
+)
 
 #: the offline dataset mirror beside the checkout (CI and development); experiments on real data read it
 MIRROR = REPO.parent / "shared" / "datasets"
@@ -156,7 +176,9 @@ def test_changed_config_value_reruns_only_that_experiment(dag, tiny, tmp_path):
     assert result.returncode == 0, output(result)
     jobs = planned_jobs(result)
     assert {job for job in jobs if job[0] == "run"} == {("run", "dmf_perturbed_problem")}, jobs
-    assert {job for job in jobs if job[0] == "experiment_settings"} == {("experiment_settings", "dmf_perturbed_problem")}
+    assert {job for job in jobs if job[0] == "experiment_settings"} == {
+        ("experiment_settings", "dmf_perturbed_problem")
+    }
     assert ("plot", "dmf_perturbed_problem") in jobs and ("scorecard", None) in jobs
     assert "Set of input files has changed since last execution" in output(result)  # another settings file
 
@@ -212,8 +234,13 @@ def edited_source(tmp_path) -> tuple[Path, dict]:
 
 #: experiments whose run and plot are made by one factory call (``run, plot = sweep_functions(…)``): their run job's
 #: code slice holds the factory's plot code too (tests/pipeline/test_workflow_plan.py::FACTORY_MADE)
-FACTORY_MADE = {"incremental_rank_learning", "incremental_rank_learning_sensing", "hessian_rank_vs_width",
-                "hessian_rank_vs_depth", "hessian_rank_vs_sample_size"}
+FACTORY_MADE = {
+    "incremental_rank_learning",
+    "incremental_rank_learning_sensing",
+    "hessian_rank_vs_width",
+    "hessian_rank_vs_depth",
+    "hessian_rank_vs_sample_size",
+}
 
 
 def test_changed_library_code_reruns_only_dependent_jobs(dag, tiny, edited_source):
@@ -224,13 +251,17 @@ def test_changed_library_code_reruns_only_dependent_jobs(dag, tiny, edited_sourc
         handle.write("\n# a comment\n")
     assert "Nothing to be done" in output(snakemake(workdir, configfile, "-n", env=env))
 
-    edit_source(package / "pipeline" / "plotting.py", "def save_figure(", "def save_figure(  # an edit to the figure code\n")
+    edit_source(
+        package / "pipeline" / "plotting.py", "def save_figure(", "def save_figure(  # an edit to the figure code\n"
+    )
     jobs = planned_jobs(snakemake(workdir, configfile, "-n", env=env))
     assert "plot" in {rule for rule, _ in jobs}, jobs  # figures re-drawn, nothing retrained ...
     retrained = {experiment for rule, experiment in jobs if rule == "run"}
     assert retrained == FACTORY_MADE & set(tiny["experiments"]), jobs  # ... but where one call makes run and plot
 
-    edit_source(package / "factorization" / "dmf.py", "def init_factors(", "def init_factors(  # an edit to the DMF engine\n")
+    edit_source(
+        package / "factorization" / "dmf.py", "def init_factors(", "def init_factors(  # an edit to the DMF engine\n"
+    )
     jobs = planned_jobs(snakemake(workdir, configfile, "-n", env=env))
     retrained = {experiment for rule, experiment in jobs if rule == "run"}
     assert {"dmf_2x2_norms_vs_rank", "dmf_larger_matrices"} <= retrained, jobs
@@ -241,9 +272,11 @@ def test_a_changed_plot_function_reruns_only_its_plot_job(dag, edited_source):
     """Fixing one figure's caption re-draws that figure: its experiment is not retrained, its claims not re-checked."""
     workdir, configfile = dag
     package, env = edited_source
-    edit_source(package / "experiments" / "dmf_perturbed_problem.py",
-                '"""|w11| vs loss, one curve per ε (colour = iteration)."""',
-                '"""|w11| against the loss, one curve per ε (colour = iteration)."""')
+    edit_source(
+        package / "experiments" / "dmf_perturbed_problem.py",
+        '"""|w11| vs loss, one curve per ε (colour = iteration)."""',
+        '"""|w11| against the loss, one curve per ε (colour = iteration)."""',
+    )
     result = snakemake(workdir, configfile, "-n", env=env)
     assert planned_jobs(result) == {("plot", "dmf_perturbed_problem"), ("all", None)}, output(result)
 
@@ -347,11 +380,25 @@ def test_parsing_the_workflow_writes_nothing(dag, tiny, tmp_path):
 
 def test_parsing_the_workflow_imports_no_torch(tiny, tmp_path):
     """Every cluster job re-parses the Snakefile: experiment modules are read with ast, never imported."""
-    command = [sys.executable, "-X", "importtime", "-m", "snakemake", "-s", str(SNAKEFILE), "--directory",
-               str(tmp_path / "work"), "--configfile", str(write_config(tmp_path / "tiny.yaml", tiny)), "-n"]
+    command = [
+        sys.executable,
+        "-X",
+        "importtime",
+        "-m",
+        "snakemake",
+        "-s",
+        str(SNAKEFILE),
+        "--directory",
+        str(tmp_path / "work"),
+        "--configfile",
+        str(write_config(tmp_path / "tiny.yaml", tiny)),
+        "-n",
+    ]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
-    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    imported = {
+        line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")
+    }
     assert "rankrepro.pipeline.workflow" in imported
     assert not {name for name in imported if name.split(".")[0] in ("torch", "matplotlib")}
 
@@ -371,8 +418,14 @@ def slow_tier(tiny: dict, seed_offset: int = 0, log_every: int = 400_000) -> dic
     config = {key: value for key, value in tiny.items() if key != "experiments"}
     config["tier"] = "race"
     config["experiments"] = {
-        name: dict(tiny["experiments"][name], seed=tiny["experiments"][name]["seed"] + seed_offset,
-                   loss_threshold=1.0e-200, max_iters=40_000_000, log_every=log_every, checkpoint_every=0)
+        name: dict(
+            tiny["experiments"][name],
+            seed=tiny["experiments"][name]["seed"] + seed_offset,
+            loss_threshold=1.0e-200,
+            max_iters=40_000_000,
+            log_every=log_every,
+            checkpoint_every=0,
+        )
         for name in ("dmf_2x2_norms_vs_rank", "dmf_perturbed_problem")
     }
     return config
@@ -398,8 +451,20 @@ def test_a_concurrent_dry_run_with_another_config_does_not_change_a_running_work
     assert result.returncode == 0, output(result)[-6000:]
 
     workdir = tmp_path / "disturbed"
-    command = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--directory", str(workdir),
-               "--configfile", str(first), "--cores", "1", *targets]
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(SNAKEFILE),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(first),
+        "--cores",
+        "1",
+        *targets,
+    ]
     with open(tmp_path / "run.log", "w", encoding="utf-8") as log:
         run = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
         try:
@@ -427,8 +492,9 @@ def test_a_concurrent_dry_run_with_another_config_does_not_change_a_running_work
     assert len(list((workdir / "results" / "race" / "settings").iterdir())) == len(experiments)  # none of `other`
 
     assert "Nothing to be done" in output(snakemake(workdir, first, "-n", *targets))
-    rerun = {experiment for rule, experiment in planned_jobs(snakemake(workdir, other, "-n", *targets))
-             if rule == "run"}
+    rerun = {
+        experiment for rule, experiment in planned_jobs(snakemake(workdir, other, "-n", *targets)) if rule == "run"
+    }
     assert rerun == set(experiments)
 
 
@@ -462,8 +528,8 @@ def chapter_substitutions() -> list[str]:
 def test_every_report_caption_is_clean_rst(tier):
     from types import SimpleNamespace
 
-    from rankrepro.pipeline.registry import get_experiment
     from rankrepro.pipeline.config import load_config
+    from rankrepro.pipeline.registry import get_experiment
 
     config = load_config(REPO / "config" / tier)
     figure = (REPORT / "figure.rst").read_text(encoding="utf-8")
@@ -471,18 +537,30 @@ def test_every_report_caption_is_clean_rst(tier):
     assert len(substitutions) >= 3
     for name, section in config["experiments"].items():
         module = get_experiment(name)
-        for params in [SimpleNamespace(section=module.SECTION, title=module.TITLE, substitutions=text)
-                       for text in substitutions] + [SimpleNamespace(section=module.SECTION, title=module.TITLE),
-                                     SimpleNamespace(section=module.SECTION, title=module.TITLE, substitutions=None)]:
-            caption = SimpleNamespace(wildcards=SimpleNamespace(experiment=name), config=config, params=params,
-                                      input=SimpleNamespace(settings=f"results/x/settings/{name}.0123abcd.yaml"))
+        for params in [
+            SimpleNamespace(section=module.SECTION, title=module.TITLE, substitutions=text) for text in substitutions
+        ] + [
+            SimpleNamespace(section=module.SECTION, title=module.TITLE),
+            SimpleNamespace(section=module.SECTION, title=module.TITLE, substitutions=None),
+        ]:
+            caption = SimpleNamespace(
+                wildcards=SimpleNamespace(experiment=name),
+                config=config,
+                params=params,
+                input=SimpleNamespace(settings=f"results/x/settings/{name}.0123abcd.yaml"),
+            )
             html = render_rst(figure, caption)
-            assert "Substitutions:" in html and f"<tt class=\"docutils literal\">{name}</tt>" in html
-            settings = html.split("<pre class=\"literal-block\">")[1].split("</pre>")[0].splitlines()
+            assert "Substitutions:" in html and f'<tt class="docutils literal">{name}</tt>' in html
+            settings = html.split('<pre class="literal-block">')[1].split("</pre>")[0].splitlines()
             assert [line for line in settings if line and not line.startswith(" ")] == [
-                f"{key}:" + ("" if isinstance(value, dict) or (isinstance(value, list) and value
-                                                               and isinstance(value[0], dict)) else f" {value}")
-                for key, value in section.items() if key != "resources"
+                f"{key}:"
+                + (
+                    ""
+                    if isinstance(value, dict) or (isinstance(value, list) and value and isinstance(value[0], dict))
+                    else f" {value}"
+                )
+                for key, value in section.items()
+                if key != "resources"
             ]  # one setting per line, not the run job's resources (no setting of the experiment)
     for page in ("workflow.rst", "scorecard.rst"):
         assert render_rst((REPORT / page).read_text(encoding="utf-8"), SimpleNamespace(config=config))

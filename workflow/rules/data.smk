@@ -26,8 +26,8 @@ rule data_fetch:
         f"{LOGS}/data/{{dataset}}.log",
     wildcard_constraints:
         dataset=wf.one_of(DATASET_REGISTRY),
-    threads: 1
     priority: 100  # quick, and it gates most of the long jobs
+    threads: 1
     resources:
         mem_mb=500,
         runtime=60,

@@ -33,8 +33,8 @@ rule run:
     wildcard_constraints:
         chapter=CHAPTER,
         experiment=wf.one_of(PLAN.experiments),
-    threads: THREADS
     priority: run_priority
+    threads: THREADS
     resources:
         mem_mb=lambda wildcards: PLAN.resources[wildcards.experiment]["mem_mb"],
         runtime=lambda wildcards: PLAN.resources[wildcards.experiment]["runtime"],
@@ -76,8 +76,8 @@ PLOT_COMMAND = (
 rule plot:
     """Draw one experiment's figure (PNG + PDF) from its results only."""
     input:
-        settings=settings_input,
         **RESULT_FILES,
+        settings=settings_input,
     output:
         png=report(f"{FIGURE}.png", **FIGURE_REPORT),
         pdf=f"{FIGURE}.pdf",
@@ -100,8 +100,8 @@ rule plot_table:
     """Draw the figure (PNG + PDF) of an experiment whose module declares FIGURE_EXTRAS (Table 1) and write its table
     beside it (markdown + CSV), from its results only."""
     input:
-        settings=settings_input,
         **RESULT_FILES,
+        settings=settings_input,
     output:
         png=report(f"{FIGURE}.png", **FIGURE_REPORT),
         pdf=f"{FIGURE}.pdf",
@@ -125,8 +125,8 @@ rule plot_table:
 rule claims:
     """Check the thesis's claims on one experiment's results: claims.json (verdict per claim)."""
     input:
-        settings=settings_input,
         **RESULT_FILES,
+        settings=settings_input,
     output:
         claims=f"{RESULT}/{wf.CLAIMS_FILE}",
     log:

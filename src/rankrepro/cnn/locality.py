@@ -28,8 +28,17 @@ from torch import Tensor
 
 from rankrepro.core.errors import ConfigError
 
-__all__ = ["Region", "input_gradient_change_penalty", "penalty_and_logits", "logits_and_input_gradient",
-           "gradient_change_penalty", "resize_images", "canvas_images", "choose_pair", "random_patch_pair"]
+__all__ = [
+    "Region",
+    "input_gradient_change_penalty",
+    "penalty_and_logits",
+    "logits_and_input_gradient",
+    "gradient_change_penalty",
+    "resize_images",
+    "canvas_images",
+    "choose_pair",
+    "random_patch_pair",
+]
 
 
 class Region(NamedTuple):
@@ -52,8 +61,12 @@ class Region(NamedTuple):
 
     def overlaps(self, other: Region) -> bool:
         """Whether the two rectangles share a pixel."""
-        return (self.top < other.top + other.height and other.top < self.top + self.height
-                and self.left < other.left + other.width and other.left < self.left + self.width)
+        return (
+            self.top < other.top + other.height
+            and other.top < self.top + self.height
+            and self.left < other.left + other.width
+            and other.left < self.left + self.width
+        )
 
     def mask(self, shape: tuple[int, int]) -> np.ndarray:
         """Boolean ``(H, W)`` mask of the region."""
@@ -66,8 +79,9 @@ def _check_region(region: Region, height: int, width: int, name: str) -> None:
     """ConfigError unless ``region`` is a non-empty rectangle inside an ``height × width`` image."""
     top, left, h, w = region
     if h < 1 or w < 1 or top < 0 or left < 0 or top + h > height or left + w > width:
-        raise ConfigError(f"region {name} {tuple(region)} (top, left, height, width) is empty or outside the "
-                          f"{height} × {width} input")
+        raise ConfigError(
+            f"region {name} {tuple(region)} (top, left, height, width) is empty or outside the {height} × {width} input"
+        )
 
 
 @runtime_checkable
@@ -83,8 +97,9 @@ def _logits(model: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
     """``(B,)`` scalar logits of ``model`` (output ``(B,)`` or ``(B, 1)``)."""
     out = model(x)
     if out.numel() != len(x):
-        raise ConfigError(f"the model must give one logit per sample, got output {tuple(out.shape)} for a batch of "
-                          f"{len(x)}")
+        raise ConfigError(
+            f"the model must give one logit per sample, got output {tuple(out.shape)} for a batch of {len(x)}"
+        )
     return out.reshape(len(x))
 
 
@@ -105,8 +120,9 @@ def logits_and_input_gradient(model: Callable[[Tensor], Tensor], x: Tensor) -> t
         return autograd_logits_and_input_gradient(model, x)
     logits, grad = model.logits_and_input_gradient(x)
     if logits.numel() != len(x):
-        raise ConfigError(f"the model must give one logit per sample, got {tuple(logits.shape)} for a batch of "
-                          f"{len(x)}")
+        raise ConfigError(
+            f"the model must give one logit per sample, got {tuple(logits.shape)} for a batch of {len(x)}"
+        )
     return logits.reshape(len(x)), grad
 
 
@@ -136,8 +152,9 @@ def _check_penalty_arguments(x: Tensor, region_i: Region, region_j: Region) -> N
         raise ConfigError(f"regions I {tuple(region_i)} and J {tuple(region_j)} overlap")
 
 
-def penalty_and_logits(model: Callable[[Tensor], Tensor], x: Tensor, region_i: Region, region_j: Region,
-                       *, eps: float = 1e-12) -> tuple[Tensor, Tensor]:
+def penalty_and_logits(
+    model: Callable[[Tensor], Tensor], x: Tensor, region_i: Region, region_j: Region, *, eps: float = 1e-12
+) -> tuple[Tensor, Tensor]:
     """The penalty ``mean_b |cos(∇_{x_I} f(x)_b, ∇_{x_I} f(x')_b)|`` (:func:`gradient_change_penalty`), with ``x'``
     = ``x`` with region J of each sample taken from the next sample of the batch (:func:`shift_region`), and the
     logits ``f(x)`` ``(B,)`` of the same forward pass (for the loss): both differentiable w.r.t. the parameters of
@@ -151,8 +168,9 @@ def penalty_and_logits(model: Callable[[Tensor], Tensor], x: Tensor, region_i: R
     return gradient_change_penalty(grad, grad_shifted, region_i, eps=eps), logits
 
 
-def input_gradient_change_penalty(model: Callable[[Tensor], Tensor], x: Tensor, region_i: Region, region_j: Region,
-                                  *, eps: float = 1e-12) -> Tensor:
+def input_gradient_change_penalty(
+    model: Callable[[Tensor], Tensor], x: Tensor, region_i: Region, region_j: Region, *, eps: float = 1e-12
+) -> Tensor:
     """The penalty of :func:`penalty_and_logits` alone (a scalar, differentiable w.r.t. the parameters)."""
     return penalty_and_logits(model, x, region_i, region_j, eps=eps)[0]
 
@@ -166,8 +184,9 @@ def resize_images(images: np.ndarray, side: int) -> np.ndarray:
     return (resized[:, 0] if images.ndim == 3 else resized.permute(0, 2, 3, 1)).numpy()
 
 
-def canvas_images(images: np.ndarray, pairs: np.ndarray, distance: int,
-                  canvas_shape: tuple[int, int]) -> tuple[np.ndarray, Region, Region]:
+def canvas_images(
+    images: np.ndarray, pairs: np.ndarray, distance: int, canvas_shape: tuple[int, int]
+) -> tuple[np.ndarray, Region, Region]:
     """Is-Same-Class inputs: for each row (i, j, …) of ``pairs``, image i and image j side by side horizontally with
     ``distance`` zero columns between them, the pair centred on a zero canvas of ``canvas_shape`` (H_c, W_c).
 
@@ -182,8 +201,10 @@ def canvas_images(images: np.ndarray, pairs: np.ndarray, distance: int,
     height, width = images.shape[1:3]
     canvas_height, canvas_width = canvas_shape
     if distance < 0 or height > canvas_height or 2 * width + distance > canvas_width:
-        raise ConfigError(f"two {height} × {width} images {distance} px apart do not fit a {canvas_height} × "
-                          f"{canvas_width} canvas (need distance ≥ 0 and 2·{width} + distance ≤ {canvas_width})")
+        raise ConfigError(
+            f"two {height} × {width} images {distance} px apart do not fit a {canvas_height} × "
+            f"{canvas_width} canvas (need distance ≥ 0 and 2·{width} + distance ≤ {canvas_width})"
+        )
     top, left = (canvas_height - height) // 2, (canvas_width - 2 * width - distance) // 2
     first, second = Region(top, left, height, width), Region(top, left + width + distance, height, width)
     channel_first = images[:, None] if images.ndim == 3 else images.transpose(0, 3, 1, 2)
@@ -203,8 +224,9 @@ def choose_pair(regions: Sequence[Region], generator: np.random.Generator) -> tu
     return regions[i], regions[j + (j >= i)]
 
 
-def random_patch_pair(shape: tuple[int, int], patch: int, generator: np.random.Generator,
-                      *, gap: int = 0) -> tuple[Region, Region]:
+def random_patch_pair(
+    shape: tuple[int, int], patch: int, generator: np.random.Generator, *, gap: int = 0
+) -> tuple[Region, Region]:
     """Two square ``patch × patch`` regions of an ``(H, W)`` image (Pathfinder: patch 2): I uniform over all
     positions, J uniform over the positions whose Chebyshev gap to I is at least ``gap`` pixels (gap 0: disjoint),
     as in the paper's code."""
@@ -214,11 +236,17 @@ def random_patch_pair(shape: tuple[int, int], patch: int, generator: np.random.G
     top, left = int(generator.integers(height - patch + 1)), int(generator.integers(width - patch + 1))
     tops, lefts = np.meshgrid(np.arange(height - patch + 1), np.arange(width - patch + 1), indexing="ij")
     # J is far enough when it ends gap pixels before I starts, or starts gap pixels after I ends, on some axis.
-    far = ((tops + patch + gap <= top) | (tops >= top + patch + gap)
-           | (lefts + patch + gap <= left) | (lefts >= left + patch + gap))
+    far = (
+        (tops + patch + gap <= top)
+        | (tops >= top + patch + gap)
+        | (lefts + patch + gap <= left)
+        | (lefts >= left + patch + gap)
+    )
     candidates = np.flatnonzero(far)
     if not len(candidates):
-        raise ConfigError(f"no {patch} × {patch} patch lies {gap} px away from {Region(top, left, patch, patch)} in "
-                          f"a {height} × {width} image")
+        raise ConfigError(
+            f"no {patch} × {patch} patch lies {gap} px away from {Region(top, left, patch, patch)} in "
+            f"a {height} × {width} image"
+        )
     chosen = int(candidates[generator.integers(len(candidates))])
     return Region(top, left, patch, patch), Region(int(tops.flat[chosen]), int(lefts.flat[chosen]), patch, patch)

@@ -9,7 +9,8 @@ where the regions (I, J) are drawn afresh for every batch (:func:`rankrepro.cnn.
 gives the logits of the loss from its own forward pass; λ = 0 is plain training and skips the double
 back-propagation). Training stops ``stop_after_fit`` epochs after the
 first epoch with 100 % training accuracy, or at ``max_epochs`` (the paper: 20 epochs after fitting, ≤ 150 epochs).
-Test accuracy is measured once, after the last epoch. Images are stored as uint8 and scaled to [0, 1] per batch, in the dtype of the model's parameters.
+Test accuracy is measured once, after the last epoch. Images are stored as uint8 and scaled to [0, 1] per batch,
+in the dtype of the model's parameters.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ RegionSampler = Callable[[np.random.Generator], tuple[Region, Region]]
 
 @dataclass(frozen=True)
 class SGDSchedule:
-    """SGD with momentum: learning rate, momentum, batch size, epoch cap, epochs to go on after fitting the train set."""
+    """SGD with momentum: learning rate, momentum, batch size, epoch cap, epochs to go on after fitting the train
+    set."""
 
     lr: float
     momentum: float
@@ -44,8 +46,10 @@ class SGDSchedule:
         if not self.lr > 0 or not 0 <= self.momentum < 1:
             raise ConfigError(f"SGD needs lr > 0 and 0 ≤ momentum < 1, got lr {self.lr}, momentum {self.momentum}")
         if self.batch_size < 2 or self.max_epochs < 1 or self.stop_after_fit < 0:
-            raise ConfigError(f"need batch_size ≥ 2 (the regularizer pairs samples), max_epochs ≥ 1 and "
-                              f"stop_after_fit ≥ 0, got {self.batch_size}, {self.max_epochs}, {self.stop_after_fit}")
+            raise ConfigError(
+                f"need batch_size ≥ 2 (the regularizer pairs samples), max_epochs ≥ 1 and "
+                f"stop_after_fit ≥ 0, got {self.batch_size}, {self.max_epochs}, {self.stop_after_fit}"
+            )
 
 
 @dataclass
@@ -73,13 +77,19 @@ def binary_accuracy(model: nn.Module, images: Tensor, labels: Tensor, batch_size
     like, correct = next(model.parameters()), 0
     with torch.inference_mode():
         for start in range(0, len(images), batch_size):
-            logits = model(as_input(images[start:start + batch_size], like)).reshape(-1)
-            correct += int(((logits > 0).long() == labels[start:start + batch_size].to(like.device)).sum())
+            logits = model(as_input(images[start : start + batch_size], like)).reshape(-1)
+            correct += int(((logits > 0).long() == labels[start : start + batch_size].to(like.device)).sum())
     return correct / max(len(images), 1)
 
 
-def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, y: Tensor, strength: float,
-               regions: tuple[Region, Region] | None) -> tuple[float, float, int]:
+def train_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: Tensor,
+    y: Tensor,
+    strength: float,
+    regions: tuple[Region, Region] | None,
+) -> tuple[float, float, int]:
     """One SGD step on BCE + λ·penalty; returns (BCE, penalty (NaN when λ = 0), correct predictions)."""
     model.train()
     optimizer.zero_grad(set_to_none=True)
@@ -98,10 +108,18 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, y:
     return float(bce.detach()), penalty, int(((logits.detach() > 0).long() == y).sum())
 
 
-def train_locality_classifier(model: nn.Module, train: tuple[Tensor, Tensor], test: tuple[Tensor, Tensor],
-                              schedule: SGDSchedule, strength: float, draw_regions: RegionSampler | None,
-                              generator: np.random.Generator, *, device: torch.device = torch.device("cpu"),
-                              on_epoch: Callable[[int, float], None] | None = None) -> LocalityOutcome:
+def train_locality_classifier(
+    model: nn.Module,
+    train: tuple[Tensor, Tensor],
+    test: tuple[Tensor, Tensor],
+    schedule: SGDSchedule,
+    strength: float,
+    draw_regions: RegionSampler | None,
+    generator: np.random.Generator,
+    *,
+    device: torch.device = torch.device("cpu"),
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> LocalityOutcome:
     """Train ``model`` (one logit) on uint8 ``train = (images, labels)`` with BCE + ``strength``·penalty, shuffling
     with ``generator`` and drawing (I, J) per batch with ``draw_regions``; evaluate on ``test`` at the end.
 
@@ -118,12 +136,13 @@ def train_locality_classifier(model: nn.Module, train: tuple[Tensor, Tensor], te
         order = torch.from_numpy(generator.permutation(len(images)))
         losses, penalties, correct, seen = [], [], 0, 0
         for start in range(0, len(order), schedule.batch_size):
-            batch = order[start:start + schedule.batch_size]
+            batch = order[start : start + schedule.batch_size]
             if len(batch) < 2:
                 continue
             regions = draw_regions(generator) if strength > 0 else None
-            bce, penalty, hits = train_step(model, optimizer, as_input(images[batch], like),
-                                            labels[batch].to(device), strength, regions)
+            bce, penalty, hits = train_step(
+                model, optimizer, as_input(images[batch], like), labels[batch].to(device), strength, regions
+            )
             losses.append(bce * len(batch))
             penalties.append(penalty * len(batch))
             correct, seen = correct + hits, seen + len(batch)

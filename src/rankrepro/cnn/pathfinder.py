@@ -84,15 +84,23 @@ def check_settings(settings: PathfinderSettings) -> None:
         ("canvas", isinstance(s.canvas, (int, np.integer)) and s.canvas >= 8, "an integer ≥ 8"),
         ("length", isinstance(s.length, (int, np.integer)) and s.length >= 2, "an integer ≥ 2 (paddles)"),
         ("paddle_length", math.isfinite(s.paddle_length) and s.paddle_length >= 1.0, "≥ 1 pixel"),
-        ("thickness", math.isfinite(s.thickness) and s.thickness >= MIN_THICKNESS,
-         f"≥ √2 ≈ {MIN_THICKNESS:.3f} pixels (so every curve rasterises 4-connected)"),
-        ("marker_radius", math.isfinite(s.marker_radius) and s.marker_radius >= s.thickness / 2,
-         "≥ thickness / 2"),
-        ("num_distractors", isinstance(s.num_distractors, (int, np.integer)) and s.num_distractors >= 0,
-         "an integer ≥ 0"),
+        (
+            "thickness",
+            math.isfinite(s.thickness) and s.thickness >= MIN_THICKNESS,
+            f"≥ √2 ≈ {MIN_THICKNESS:.3f} pixels (so every curve rasterises 4-connected)",
+        ),
+        ("marker_radius", math.isfinite(s.marker_radius) and s.marker_radius >= s.thickness / 2, "≥ thickness / 2"),
+        (
+            "num_distractors",
+            isinstance(s.num_distractors, (int, np.integer)) and s.num_distractors >= 0,
+            "an integer ≥ 0",
+        ),
         ("max_turn", math.isfinite(s.max_turn) and 0.0 <= s.max_turn <= math.pi / 2, "in [0, π/2] radians"),
-        ("clearance", math.isfinite(s.clearance) and s.clearance >= MIN_CLEARANCE,
-         f"≥ {MIN_CLEARANCE} pixels (so different curves never touch, even diagonally)"),
+        (
+            "clearance",
+            math.isfinite(s.clearance) and s.clearance >= MIN_CLEARANCE,
+            f"≥ {MIN_CLEARANCE} pixels (so different curves never touch, even diagonally)",
+        ),
     ]
     for name, ok, expected in checks:
         if not ok:
@@ -113,10 +121,15 @@ def default_settings(canvas: int, length: int) -> PathfinderSettings:
     """
     scale = canvas / REFERENCE_CANVAS
     return PathfinderSettings(
-        canvas=canvas, length=length, paddle_length=18.0 * scale, thickness=max(1.5, 3.0 * scale),
+        canvas=canvas,
+        length=length,
+        paddle_length=18.0 * scale,
+        thickness=max(1.5, 3.0 * scale),
         marker_radius=max(2.0, 4.5 * scale),
         num_distractors=max(1, int(DISTRACTOR_PADDLES / distractor_length(length) + 0.5)),
-        max_turn=math.pi / 6, clearance=max(2.0, 4.5 * scale))
+        max_turn=math.pi / 6,
+        clearance=max(2.0, 4.5 * scale),
+    )
 
 
 @dataclass(frozen=True)
@@ -166,8 +179,12 @@ def segment_distance(a: Point, b: Point, c: Point, d: Point) -> float:
     four endpoint-to-segment distances."""
     if _cross(a, b, c) * _cross(a, b, d) < 0 and _cross(c, d, a) * _cross(c, d, b) < 0:
         return 0.0
-    return min(point_segment_distance(a, c, d), point_segment_distance(b, c, d),
-               point_segment_distance(c, a, b), point_segment_distance(d, a, b))
+    return min(
+        point_segment_distance(a, c, d),
+        point_segment_distance(b, c, d),
+        point_segment_distance(c, a, b),
+        point_segment_distance(d, a, b),
+    )
 
 
 @dataclass(frozen=True)
@@ -184,8 +201,16 @@ class Shape:
     box: tuple[float, float, float, float] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "box", (min(self.a[0], self.b[0]), max(self.a[0], self.b[0]),
-                                         min(self.a[1], self.b[1]), max(self.a[1], self.b[1])))
+        object.__setattr__(
+            self,
+            "box",
+            (
+                min(self.a[0], self.b[0]),
+                max(self.a[0], self.b[0]),
+                min(self.a[1], self.b[1]),
+                max(self.a[1], self.b[1]),
+            ),
+        )
 
 
 def is_clear(a: Point, b: Point, radius: float, others: list[Shape], clearance: float) -> bool:
@@ -196,8 +221,12 @@ def is_clear(a: Point, b: Point, radius: float, others: list[Shape], clearance: 
     for shape in others:
         reach = radius + shape.radius + clearance
         shape_low_r, shape_high_r, shape_low_c, shape_high_c = shape.box
-        if (shape_low_r - reach > high_r or shape_high_r + reach < low_r
-                or shape_low_c - reach > high_c or shape_high_c + reach < low_c):
+        if (
+            shape_low_r - reach > high_r
+            or shape_high_r + reach < low_r
+            or shape_low_c - reach > high_c
+            or shape_high_c + reach < low_c
+        ):
             continue
         if segment_distance(a, b, shape.a, shape.b) < reach:
             return False
@@ -212,12 +241,16 @@ def is_inside(point: Point, radius: float, canvas: int) -> bool:
 
 def _far_along(shapes: list[Shape], arc: float, radius: float, settings: PathfinderSettings) -> list[Shape]:
     """The shapes of a curve that a new shape of ``radius`` starting at arc length ``arc`` must keep clear of."""
-    return [shape for shape in shapes
-            if arc - shape.arc_end >= SELF_GAP * (radius + shape.radius + settings.clearance)]
+    return [shape for shape in shapes if arc - shape.arc_end >= SELF_GAP * (radius + shape.radius + settings.clearance)]
 
 
-def grow_curve(paddles: int, marked: tuple[bool, bool], obstacles: list[Shape], settings: PathfinderSettings,
-               generator: np.random.Generator) -> tuple[list[Point], list[Shape]] | None:
+def grow_curve(
+    paddles: int,
+    marked: tuple[bool, bool],
+    obstacles: list[Shape],
+    settings: PathfinderSettings,
+    generator: np.random.Generator,
+) -> tuple[list[Point], list[Shape]] | None:
     """One attempt at a curve of ``paddles`` paddles clear of ``obstacles``; None when the attempt fails.
 
     ``marked`` says whether the start / the end carries a marker (its disc must be clear too). Returns the
@@ -241,8 +274,11 @@ def grow_curve(paddles: int, marked: tuple[bool, bool], obstacles: list[Shape], 
         for _ in range(TURN_TRIES):
             turned = heading + float(generator.uniform(-settings.max_turn, settings.max_turn))
             end = (tail[0] + step * math.sin(turned), tail[1] + step * math.cos(turned))
-            if (is_inside(end, half, settings.canvas) and is_clear(tail, end, half, obstacles, clearance)
-                    and is_clear(tail, end, half, own, clearance)):
+            if (
+                is_inside(end, half, settings.canvas)
+                and is_clear(tail, end, half, obstacles, clearance)
+                and is_clear(tail, end, half, own, clearance)
+            ):
                 break
         else:
             return None
@@ -252,15 +288,19 @@ def grow_curve(paddles: int, marked: tuple[bool, bool], obstacles: list[Shape], 
     if marked[1]:
         tip = vertices[-1]
         own = _far_along(shapes, paddles * step, radius, settings)
-        if not (is_inside(tip, radius, settings.canvas) and is_clear(tip, tip, radius, obstacles, clearance)
-                and is_clear(tip, tip, radius, own, clearance)):
+        if not (
+            is_inside(tip, radius, settings.canvas)
+            and is_clear(tip, tip, radius, obstacles, clearance)
+            and is_clear(tip, tip, radius, own, clearance)
+        ):
             return None
         shapes.append(Shape(tip, tip, radius, paddles * step, paddles * step))
     return vertices, shapes
 
 
-def layout_image(label: int, settings: PathfinderSettings, generator: np.random.Generator,
-                 max_attempts: int = IMAGE_ATTEMPTS) -> PathfinderRecord:
+def layout_image(
+    label: int, settings: PathfinderSettings, generator: np.random.Generator, max_attempts: int = IMAGE_ATTEMPTS
+) -> PathfinderRecord:
     """Place the curves and markers of one image of ``label`` (1: markers on one curve, 0: on two curves).
 
     Raises ConfigError when ``max_attempts`` image attempts (each with ``CURVE_ATTEMPTS`` tries per curve) fail.
@@ -296,7 +336,8 @@ def layout_image(label: int, settings: PathfinderSettings, generator: np.random.
     raise ConfigError(
         f"pathfinder: could not place 2 curves of {settings.length} paddles and {settings.num_distractors} "
         f"distractors on a {settings.canvas}×{settings.canvas} canvas (clearance {settings.clearance:g} px) in "
-        f"{max_attempts} attempts; use a larger canvas, shorter paddles, fewer distractors or a smaller clearance")
+        f"{max_attempts} attempts; use a larger canvas, shorter paddles, fewer distractors or a smaller clearance"
+    )
 
 
 def primitives(record: PathfinderRecord, settings: PathfinderSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -305,7 +346,7 @@ def primitives(record: PathfinderRecord, settings: PathfinderSettings) -> tuple[
     starts = [curve[:-1] for curve in record.curves] + [record.markers]
     ends = [curve[1:] for curve in record.curves] + [record.markers]
     radii = np.full(sum(len(curve) - 1 for curve in record.curves) + len(record.markers), settings.thickness / 2)
-    radii[len(radii) - len(record.markers):] = settings.marker_radius
+    radii[len(radii) - len(record.markers) :] = settings.marker_radius
     return np.concatenate(starts), np.concatenate(ends), radii
 
 
@@ -320,8 +361,9 @@ def rasterise(starts: np.ndarray, ends: np.ndarray, radii: np.ndarray, canvas: i
     corner = np.floor(np.minimum(starts, ends) - radii[:, None]).astype(np.int64)
     rows = np.broadcast_to(corner[:, 0, None, None] + offsets[None, :, None], (len(radii), len(offsets), len(offsets)))
     cols = np.broadcast_to(corner[:, 1, None, None] + offsets[None, None, :], rows.shape)
-    distance = point_segment_distances(np.stack([rows, cols], axis=-1).astype(float), starts[:, None, None, :],
-                                       ends[:, None, None, :])
+    distance = point_segment_distances(
+        np.stack([rows, cols], axis=-1).astype(float), starts[:, None, None, :], ends[:, None, None, :]
+    )
     hit = (distance <= radii[:, None, None] + 1e-9) & (rows >= 0) & (rows < canvas) & (cols >= 0) & (cols < canvas)
     ink[rows[hit], cols[hit]] = True
     return ink
@@ -337,14 +379,21 @@ def balanced_labels(count: int, generator: np.random.Generator) -> np.ndarray:
     return generator.permutation(np.arange(count) % 2).astype(np.int64)
 
 
-def generate_records(count: int, length: int, settings: PathfinderSettings, generator: np.random.Generator,
-                     max_attempts: int = IMAGE_ATTEMPTS) -> tuple[np.ndarray, np.ndarray, list[PathfinderRecord]]:
+def generate_records(
+    count: int,
+    length: int,
+    settings: PathfinderSettings,
+    generator: np.random.Generator,
+    max_attempts: int = IMAGE_ATTEMPTS,
+) -> tuple[np.ndarray, np.ndarray, list[PathfinderRecord]]:
     """Like :func:`generate`, also returning each image's :class:`PathfinderRecord` (curves and markers)."""
     if not isinstance(count, (int, np.integer)) or count < 0:
         raise ConfigError(f"pathfinder: count must be an integer ≥ 0, got {count!r}")
     if length != settings.length:
-        raise ConfigError(f"pathfinder: length {length!r} differs from settings.length {settings.length} "
-                          f"(build the settings with default_settings(canvas, {length!r}))")
+        raise ConfigError(
+            f"pathfinder: length {length!r} differs from settings.length {settings.length} "
+            f"(build the settings with default_settings(canvas, {length!r}))"
+        )
     labels = balanced_labels(count, generator)
     records = [layout_image(int(label), settings, generator, max_attempts) for label in labels]
     images = np.zeros((count, settings.canvas, settings.canvas), dtype=np.uint8)
@@ -353,8 +402,9 @@ def generate_records(count: int, length: int, settings: PathfinderSettings, gene
     return images, labels, records
 
 
-def generate(count: int, length: int, settings: PathfinderSettings,
-             generator: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def generate(
+    count: int, length: int, settings: PathfinderSettings, generator: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """``count`` Pathfinder images of path ``length`` (paddles): uint8 ``(count, canvas, canvas)`` and int64 labels.
 
     Labels are balanced by construction (``count // 2`` ones, shuffled); the output depends only on the arguments

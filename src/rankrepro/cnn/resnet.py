@@ -75,8 +75,12 @@ def conv_layout(config: ResNetConfig) -> list[tuple[int, int]]:
     """(kernel, stride) of the spatial layers on the longest input-to-output path, in order: stem conv (and
     max-pool), then two 3×3 convs per block, the first of stages 2–4 with stride 2."""
     stem = [(7, 2), (3, 2)] if config.stem == "paper" else [(3, 1)]
-    blocks = [layer for stage in range(4) for block in range(BLOCKS_PER_STAGE)
-              for layer in ((3, 2 if stage > 0 and block == 0 else 1), (3, 1))]
+    blocks = [
+        layer
+        for stage in range(4)
+        for block in range(BLOCKS_PER_STAGE)
+        for layer in ((3, 2 if stage > 0 and block == 0 else 1), (3, 1))
+    ]
     return stem + blocks
 
 
@@ -141,10 +145,10 @@ class BatchNormInputGradient(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, dy: Tensor, x: Tensor, weight: Tensor, mean: Tensor, invstd: Tensor,
-                eps: float) -> Tensor:
+    def forward(ctx: Any, dy: Tensor, x: Tensor, weight: Tensor, mean: Tensor, invstd: Tensor, eps: float) -> Tensor:
         gx, sum_dy_xhat, sum_dy = torch.ops.aten.native_batch_norm_backward(
-            dy, x, weight, None, None, mean, invstd, True, eps, [True, True, True])
+            dy, x, weight, None, None, mean, invstd, True, eps, [True, True, True]
+        )
         ctx.save_for_backward(dy, x, weight, mean, invstd, sum_dy_xhat, sum_dy)
         ctx.eps = eps
         return gx
@@ -155,7 +159,8 @@ class BatchNormInputGradient(torch.autograd.Function):
         count = x.numel() // x.shape[1]
         # native_batch_norm_backward applied to v: γ r (v − ⟨v⟩ − x̂⟨v x̂⟩), Σ v x̂ and Σ v in one pass
         g_dy, sum_v_xhat, sum_v = torch.ops.aten.native_batch_norm_backward(
-            v, x, weight, None, None, mean, r, True, ctx.eps, [True, True, True])
+            v, x, weight, None, None, mean, r, True, ctx.eps, [True, True, True]
+        )
         a, b, mean_dy, mean_v = sum_dy_xhat / count, sum_v_xhat / count, sum_dy / count, sum_v / count
         c = (v * dy).sum(dim=(0, 2, 3)) / count - mean_v * mean_dy - a * b
         g_x = None
@@ -183,8 +188,13 @@ def _flipped(weight: Tensor) -> Tensor:
 
 def _is_same(conv: nn.Conv2d) -> bool:
     """Whether ``conv`` is a stride-1, dilation-1, ungrouped convolution padded to keep the size (odd kernel)."""
-    return (conv.stride == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1 and isinstance(conv.padding, tuple)
-            and all(2 * p == k - 1 for p, k in zip(conv.padding, conv.kernel_size)))
+    return (
+        conv.stride == (1, 1)
+        and conv.dilation == (1, 1)
+        and conv.groups == 1
+        and isinstance(conv.padding, tuple)
+        and all(2 * p == k - 1 for p, k in zip(conv.padding, conv.kernel_size))
+    )
 
 
 class SameConvolution(torch.autograd.Function):
@@ -206,8 +216,9 @@ class SameConvolution(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             g_x = SameConvolution.apply(dy, _flipped(weight), ctx.padding)
         if ctx.needs_input_grad[1]:
-            g_weight = torch.ops.aten.convolution_backward(dy, x, weight, None, [1, 1], list(ctx.padding), [1, 1],
-                                                           False, [0, 0], 1, [False, True, False])[1]
+            g_weight = torch.ops.aten.convolution_backward(
+                dy, x, weight, None, [1, 1], list(ctx.padding), [1, 1], False, [0, 0], 1, [False, True, False]
+            )[1]
         return g_x, g_weight, None
 
 
@@ -227,10 +238,19 @@ def conv_input_gradient(conv: nn.Conv2d, dy: Tensor, input_shape: torch.Size) ->
         return SameConvolution.apply(dy, _flipped(conv.weight), conv.padding)
     (stride_h, stride_w), (pad_h, pad_w) = conv.stride, conv.padding
     (kernel_h, kernel_w), (dilation_h, dilation_w) = conv.kernel_size, conv.dilation
-    padding = [input_shape[2] - ((dy.shape[2] - 1) * stride_h - 2 * pad_h + dilation_h * (kernel_h - 1) + 1),
-               input_shape[3] - ((dy.shape[3] - 1) * stride_w - 2 * pad_w + dilation_w * (kernel_w - 1) + 1)]
-    return F.conv_transpose2d(dy, conv.weight, stride=conv.stride, padding=conv.padding, output_padding=padding,
-                              groups=conv.groups, dilation=conv.dilation)
+    padding = [
+        input_shape[2] - ((dy.shape[2] - 1) * stride_h - 2 * pad_h + dilation_h * (kernel_h - 1) + 1),
+        input_shape[3] - ((dy.shape[3] - 1) * stride_w - 2 * pad_w + dilation_w * (kernel_w - 1) + 1),
+    ]
+    return F.conv_transpose2d(
+        dy,
+        conv.weight,
+        stride=conv.stride,
+        padding=conv.padding,
+        output_padding=padding,
+        groups=conv.groups,
+        dilation=conv.dilation,
+    )
 
 
 def relu_input_gradient(dy: Tensor, out: Tensor) -> Tensor:
@@ -276,8 +296,9 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(width)
         self.shortcut = nn.Identity()
         if stride != 1 or in_width != width:
-            self.shortcut = nn.Sequential(nn.Conv2d(in_width, width, 1, stride=stride, bias=False),
-                                          nn.BatchNorm2d(width))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_width, width, 1, stride=stride, bias=False), nn.BatchNorm2d(width)
+            )
 
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_and_tape(x)[0]
@@ -299,10 +320,12 @@ class BasicBlock(nn.Module):
     def input_gradient(self, d_out: Tensor, tape: BlockTape) -> Tensor:
         """∂⟨d_out, block(x)⟩/∂x by the chain rule through the layers, in reverse (differentiable once more)."""
         d_sum = relu_input_gradient(d_out, tape.out)
-        d_hidden = conv_input_gradient(self.conv2, batch_norm_input_gradient(self.bn2, d_sum, tape.conv2, tape.stats2),
-                                       tape.hidden.shape)
-        d_conv1 = batch_norm_input_gradient(self.bn1, relu_input_gradient(d_hidden, tape.hidden), tape.conv1,
-                                            tape.stats1)
+        d_hidden = conv_input_gradient(
+            self.conv2, batch_norm_input_gradient(self.bn2, d_sum, tape.conv2, tape.stats2), tape.hidden.shape
+        )
+        d_conv1 = batch_norm_input_gradient(
+            self.bn1, relu_input_gradient(d_hidden, tape.hidden), tape.conv1, tape.stats1
+        )
         d_x = conv_input_gradient(self.conv1, d_conv1, tape.input_shape)
         if tape.shortcut is None:
             return d_x + d_sum
@@ -318,11 +341,18 @@ class ResNet18(nn.Module):
         self.config = config
         first = config.widths[0]
         if config.stem == "paper":
-            self.stem = nn.Sequential(nn.Conv2d(config.in_channels, first, 7, stride=2, padding=3, bias=False),
-                                      nn.BatchNorm2d(first), nn.ReLU(), nn.MaxPool2d(3, stride=2, padding=1))
+            self.stem = nn.Sequential(
+                nn.Conv2d(config.in_channels, first, 7, stride=2, padding=3, bias=False),
+                nn.BatchNorm2d(first),
+                nn.ReLU(),
+                nn.MaxPool2d(3, stride=2, padding=1),
+            )
         else:
-            self.stem = nn.Sequential(nn.Conv2d(config.in_channels, first, 3, stride=1, padding=1, bias=False),
-                                      nn.BatchNorm2d(first), nn.ReLU())
+            self.stem = nn.Sequential(
+                nn.Conv2d(config.in_channels, first, 3, stride=1, padding=1, bias=False),
+                nn.BatchNorm2d(first),
+                nn.ReLU(),
+            )
         blocks, in_width = [], first
         for stage, width in enumerate(config.widths):
             for block in range(BLOCKS_PER_STAGE):
@@ -353,8 +383,15 @@ class ResNet18(nn.Module):
         indices = None
         if self.config.stem == "paper":
             pool = self.stem[3]
-            hidden, indices = F.max_pool2d(out, pool.kernel_size, pool.stride, pool.padding, pool.dilation,
-                                           ceil_mode=pool.ceil_mode, return_indices=True)
+            hidden, indices = F.max_pool2d(
+                out,
+                pool.kernel_size,
+                pool.stride,
+                pool.padding,
+                pool.dilation,
+                ceil_mode=pool.ceil_mode,
+                return_indices=True,
+            )
         return hidden, StemTape(conv, stats, out, indices)
 
     def stem_input_gradient(self, d_out: Tensor, tape: StemTape, input_shape: torch.Size) -> Tensor:
@@ -362,8 +399,15 @@ class ResNet18(nn.Module):
         if tape.pool_indices is not None:
             pool = self.stem[3]
             d_out = torch.ops.aten.max_pool2d_with_indices_backward(
-                d_out, tape.out.detach(), pool.kernel_size, pool.stride, pool.padding, pool.dilation, pool.ceil_mode,
-                tape.pool_indices)
+                d_out,
+                tape.out.detach(),
+                pool.kernel_size,
+                pool.stride,
+                pool.padding,
+                pool.dilation,
+                pool.ceil_mode,
+                tape.pool_indices,
+            )
         d_conv = batch_norm_input_gradient(self.stem[1], relu_input_gradient(d_out, tape.out), tape.conv, tape.stats)
         return conv_input_gradient(self.stem[0], d_conv, input_shape)
 

@@ -13,8 +13,9 @@ import torch
 from torch import Tensor
 
 
-def autograd_loss_and_grads(loss: Callable[[list[Tensor]], Tensor],
-                            params: Sequence[Tensor]) -> tuple[Tensor, list[Tensor]]:
+def autograd_loss_and_grads(
+    loss: Callable[[list[Tensor]], Tensor], params: Sequence[Tensor]
+) -> tuple[Tensor, list[Tensor]]:
     """Per-run loss ``loss(θ)`` ``(B,)`` and ∂(Σ_b ℓ_b)/∂θ for every parameter (= each run's own gradient), both
     detached; gradients are enabled for the evaluation even inside ``torch.no_grad``."""
     with torch.enable_grad():

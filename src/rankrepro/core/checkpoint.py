@@ -54,8 +54,9 @@ def load_checkpoint(path: str | os.PathLike, fingerprint: str) -> dict[str, Any]
     try:
         record = torch.load(io.BytesIO(body), map_location="cpu", weights_only=True)
     except Exception as exc:  # bytes that match their hash but do not load: written by something else
-        raise CheckpointError(f"checkpoint {path} is corrupted or truncated ({type(exc).__name__}: "
-                              f"{one_line(exc, 200)})") from None
+        raise CheckpointError(
+            f"checkpoint {path} is corrupted or truncated ({type(exc).__name__}: {one_line(exc, 200)})"
+        ) from None
     if not isinstance(record, dict) or record.get("format") != CHECKPOINT_FORMAT or "payload" not in record:
         raise CheckpointError(f"checkpoint {path} has an unknown format")
     if record.get("fingerprint") != fingerprint:

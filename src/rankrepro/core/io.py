@@ -144,7 +144,7 @@ def unseal_bytes(data: bytes, magic: bytes) -> bytes:
     body, trailer = data[:-size], data[-size:]
     if len(data) < size or not trailer.startswith(magic) or not trailer.endswith(b"\n"):
         raise SealError("it does not end with a content hash (truncated, or written by an earlier version)")
-    recorded = trailer[len(magic):-1].decode("ascii", errors="replace")
+    recorded = trailer[len(magic) : -1].decode("ascii", errors="replace")
     actual = sha256_bytes(body)
     if recorded != actual:
         raise SealError(f"its content has SHA-256 {actual[:12]}…, not the {recorded[:12]}… it records (corrupted)")
@@ -174,6 +174,7 @@ def read_sealed_json(path: str | os.PathLike) -> dict[str, Any]:
         raise SealError("it has no content hash (written by an earlier version)")
     actual = content_sha256(record)
     if record[SEAL_KEY] != actual:
-        raise SealError(f"its content has SHA-256 {actual[:12]}…, not the {record[SEAL_KEY][:12]}… it records "
-                        "(corrupted)")
+        raise SealError(
+            f"its content has SHA-256 {actual[:12]}…, not the {record[SEAL_KEY][:12]}… it records (corrupted)"
+        )
     return {key: value for key, value in record.items() if key != SEAL_KEY}

@@ -79,7 +79,9 @@ class GroupRMSprop:
         t = state["step_count"]
         s.copy_(torch.where(active, self.beta * s + (1 - self.beta) * sq, s))
         t.add_(active.to(t.dtype))
-        correction = 1 - torch.pow(torch.as_tensor(self.beta, dtype=s.dtype, device=s.device), t.clamp(min=1).to(s.dtype))
+        correction = 1 - torch.pow(
+            torch.as_tensor(self.beta, dtype=s.dtype, device=s.device), t.clamp(min=1).to(s.dtype)
+        )
         eta = self.lr / (torch.sqrt(s / correction) + self.eps)
         return torch.where(active, eta, torch.zeros_like(eta))
 

@@ -181,8 +181,12 @@ def _log_divergence(state: dict) -> None:
     """One warning line per newly diverged run (status still running, non-finite loss seen)."""
     newly = state["diverged"] & (state["status"] == RUNNING)
     for run in newly.nonzero().flatten().tolist():
-        log.warning("run %d diverged: non-finite loss at iteration %d (last finite iteration %d)", run,
-                    int(state["stopped_at"][run]), int(state["stopped_at"][run]) - 1)
+        log.warning(
+            "run %d diverged: non-finite loss at iteration %d (last finite iteration %d)",
+            run,
+            int(state["stopped_at"][run]),
+            int(state["stopped_at"][run]) - 1,
+        )
 
 
 def _record(state: dict, metrics: dict[str, Tensor], loss: Tensor) -> None:
@@ -208,8 +212,12 @@ def _finite_params(params: list[Tensor], diverged: Tensor) -> list[Tensor]:
 
 def _nan_for(values: dict[str, Tensor], diverged: Tensor) -> dict[str, Tensor]:
     """Metric values with every diverged run's set to NaN."""
-    return {name: torch.where(diverged.reshape((-1,) + (1,) * (v.dim() - 1)), torch.full_like(v, float("nan")), v)
-            if v.is_floating_point() else v for name, v in values.items()}
+    return {
+        name: torch.where(diverged.reshape((-1,) + (1,) * (v.dim() - 1)), torch.full_like(v, float("nan")), v)
+        if v.is_floating_point()
+        else v
+        for name, v in values.items()
+    }
 
 
 def train(
@@ -237,13 +245,25 @@ def train(
     stop = settings.stop
     threshold = torch.as_tensor(stop.threshold, dtype=state["params"][0].dtype, device=device)
     zero_count = torch.zeros_like(state["below"])
-    bar = tqdm(total=settings.max_iters, initial=state["t"], desc=progress, disable=progress is None,
-               mininterval=10.0, unit="it", dynamic_ncols=True)
+    bar = tqdm(
+        total=settings.max_iters,
+        initial=state["t"],
+        desc=progress,
+        disable=progress is None,
+        mininterval=10.0,
+        unit="it",
+        dynamic_ncols=True,
+    )
     finished_before = not bool(state["active"].any())
     with torch.no_grad():
         while state["t"] < settings.max_iters and not finished_before:
             t = state["t"]
-            if path is not None and settings.checkpoint_every and t > resumed_from and t % settings.checkpoint_every == 0:
+            if (
+                path is not None
+                and settings.checkpoint_every
+                and t > resumed_from
+                and t % settings.checkpoint_every == 0
+            ):
                 save_checkpoint(path, state, fingerprint)
             loss, grads = objective.loss_and_grads(state["params"])
             newly_diverged = state["active"] & ~torch.isfinite(loss)
@@ -277,9 +297,10 @@ def train(
         state["status"] = torch.where(still, MAX_ITERS, state["status"])
         state["active"] = torch.zeros_like(still)
         final_loss, _ = objective.loss_and_grads(state["params"])
-        final_metrics = {"loss": final_loss,
-                         **_nan_for(objective.metrics(_finite_params(state["params"], state["diverged"])),
-                                    state["diverged"])}
+        final_metrics = {
+            "loss": final_loss,
+            **_nan_for(objective.metrics(_finite_params(state["params"], state["diverged"])), state["diverged"]),
+        }
     bar.update(state["t"] - bar.n)
     bar.close()
     if path is not None:

@@ -69,8 +69,9 @@ def _remove_stale_pyg(folder: Path) -> None:
         else:
             stale.unlink()
     except OSError as exc:
-        log.warning("cannot remove %s (an earlier version's processed-data cache; never read): %s", stale,
-                    one_line(exc))
+        log.warning(
+            "cannot remove %s (an earlier version's processed-data cache; never read): %s", stale, one_line(exc)
+        )
         return
     log.info("removed %s (a processed-data cache of an earlier version; never read)", stale)
 
@@ -81,8 +82,9 @@ def _dense(value: object, path: Path) -> np.ndarray:
         return value.toarray()
     if isinstance(value, np.ndarray) and value.ndim == 2:
         return value
-    raise DataError(f"the Planetoid file {path} holds a {type(value).__name__}, not a matrix (delete it to fetch it "
-                    "again)")
+    raise DataError(
+        f"the Planetoid file {path} holds a {type(value).__name__}, not a matrix (delete it to fetch it again)"
+    )
 
 
 def _read_test_index(path: Path) -> np.ndarray:
@@ -91,8 +93,9 @@ def _read_test_index(path: Path) -> np.ndarray:
         tokens = path.read_text(encoding="ascii").split()
         index = np.array([int(token) for token in tokens], dtype=np.int64)
     except (OSError, ValueError) as exc:
-        raise DataError(f"cannot read the Planetoid test index {path} (delete it to fetch it again): "
-                        f"{one_line(exc, 200)}") from None
+        raise DataError(
+            f"cannot read the Planetoid test index {path} (delete it to fetch it again): {one_line(exc, 200)}"
+        ) from None
     if index.size == 0:
         raise DataError(f"the Planetoid test index {path} is empty (delete it to fetch it again)")
     return index
@@ -101,25 +104,36 @@ def _read_test_index(path: Path) -> np.ndarray:
 def _adjacency_pairs(graph: object, path: Path) -> np.ndarray:
     """The directed pairs (key, neighbour) of a Planetoid adjacency dict, in its order, as an ``(m, 2)`` int64 array."""
     if not isinstance(graph, dict):
-        raise DataError(f"the Planetoid file {path} holds a {type(graph).__name__}, not an adjacency dict (delete it "
-                        "to fetch it again)")
+        raise DataError(
+            f"the Planetoid file {path} holds a {type(graph).__name__}, not an adjacency dict (delete it "
+            "to fetch it again)"
+        )
     rows = [key for key, neighbours in graph.items() for _ in neighbours]
     cols = [neighbour for neighbours in graph.values() for neighbour in neighbours]
     return np.array([rows, cols], dtype=np.int64).reshape(2, -1).T
 
 
-def assemble_planetoid(allx: np.ndarray, tx: np.ndarray, ally: np.ndarray, ty: np.ndarray, test_index: np.ndarray,
-                       what: str) -> tuple[np.ndarray, np.ndarray]:
+def assemble_planetoid(
+    allx: np.ndarray, tx: np.ndarray, ally: np.ndarray, ty: np.ndarray, test_index: np.ndarray, what: str
+) -> tuple[np.ndarray, np.ndarray]:
     """Features (float32) and labels (int64) of a Planetoid graph from its dense blocks, as torch_geometric's
     ``read_planetoid_data`` builds them: the training rows ``allx`` / ``ally`` followed by the test rows, which are
     placed at the positions of the sorted test ids (missing ids in their range — CiteSeer's isolated test vertices —
     get zero rows); then vertex ``test_index[k]`` takes the row of ``sorted(test_index)[k]``. Labels are the argmax
     of the one-hot label rows (0 for an all-zero row). ``what`` names the dataset in errors."""
     ordered = np.sort(test_index)
-    if tx.shape[0] != len(test_index) or ty.shape[0] != len(test_index) or len(np.unique(test_index)) != len(ordered) \
-            or allx.shape[0] != ally.shape[0] or allx.shape[1] != tx.shape[1] or ally.shape[1] != ty.shape[1]:
-        raise DataError(f"{what}: the Planetoid blocks allx {allx.shape}, tx {tx.shape}, ally {ally.shape}, ty "
-                        f"{ty.shape} and {len(test_index)} test ids do not fit together")
+    if (
+        tx.shape[0] != len(test_index)
+        or ty.shape[0] != len(test_index)
+        or len(np.unique(test_index)) != len(ordered)
+        or allx.shape[0] != ally.shape[0]
+        or allx.shape[1] != tx.shape[1]
+        or ally.shape[1] != ty.shape[1]
+    ):
+        raise DataError(
+            f"{what}: the Planetoid blocks allx {allx.shape}, tx {tx.shape}, ally {ally.shape}, ty "
+            f"{ty.shape} and {len(test_index)} test ids do not fit together"
+        )
     span = int(ordered[-1] - ordered[0]) + 1
     test_features = np.zeros((span, tx.shape[1]), dtype=tx.dtype)
     test_features[ordered - ordered[0]] = tx
@@ -140,8 +154,14 @@ def _read_planetoid(folder: Path, name: str) -> tuple[np.ndarray, np.ndarray, np
     _remove_stale_pyg(folder)
     path = {part: folder / f"ind.{name}.{part}" for part in ("allx", "tx", "ally", "ty", "graph", "test.index")}
     blocks = {part: _dense(read_pickled_data(path[part]), path[part]) for part in ("allx", "tx", "ally", "ty")}
-    features, labels = assemble_planetoid(blocks["allx"], blocks["tx"], blocks["ally"], blocks["ty"],
-                                          _read_test_index(path["test.index"]), f"dataset '{name}'")
+    features, labels = assemble_planetoid(
+        blocks["allx"],
+        blocks["tx"],
+        blocks["ally"],
+        blocks["ty"],
+        _read_test_index(path["test.index"]),
+        f"dataset '{name}'",
+    )
     return features, labels, _adjacency_pairs(read_pickled_data(path["graph"]), path["graph"])
 
 
@@ -149,16 +169,21 @@ def _read_npz_graph(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Features, labels and edge pairs of a heterophilous-graphs .npz (no pickled objects allowed)."""
     try:
         with np.load(path, allow_pickle=False) as archive:
-            return (archive["node_features"].astype(np.float32), archive["node_labels"].astype(np.int64),
-                    archive["edges"].astype(np.int64))
+            return (
+                archive["node_features"].astype(np.float32),
+                archive["node_labels"].astype(np.int64),
+                archive["edges"].astype(np.int64),
+            )
     except (OSError, KeyError, ValueError) as exc:
         raise DataError(f"cannot read the graph archive {path}: {exc}") from None
 
 
 def _csr(archive, prefix: str) -> sp.csr_matrix:
     """The CSR matrix stored as ``<prefix>_data``, ``_indices``, ``_indptr`` and ``_shape`` in an open .npz."""
-    return sp.csr_matrix((archive[f"{prefix}_data"], archive[f"{prefix}_indices"], archive[f"{prefix}_indptr"]),
-                         shape=tuple(int(size) for size in archive[f"{prefix}_shape"]))
+    return sp.csr_matrix(
+        (archive[f"{prefix}_data"], archive[f"{prefix}_indices"], archive[f"{prefix}_indptr"]),
+        shape=tuple(int(size) for size in archive[f"{prefix}_shape"]),
+    )
 
 
 def _npz_class_names(archive) -> tuple[str, ...]:
@@ -188,8 +213,10 @@ def _read_gnn_benchmark_npz(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndar
     except (OSError, KeyError, ValueError, TypeError, EOFError, zlib.error) as exc:
         raise DataError(f"cannot read the graph archive {path} (delete it to fetch it again): {exc}") from None
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer) or features.ndim != 2:
-        raise DataError(f"the graph archive {path} has labels {labels.shape} {labels.dtype} and features "
-                        f"{features.shape}: expected one integer label per vertex and a feature matrix")
+        raise DataError(
+            f"the graph archive {path} has labels {labels.shape} {labels.dtype} and features "
+            f"{features.shape}: expected one integer label per vertex and a feature matrix"
+        )
     if adjacency.shape[0] != adjacency.shape[1]:
         raise DataError(f"the graph archive {path} has a non-square adjacency matrix {adjacency.shape}")
     adjacency.eliminate_zeros()
@@ -247,8 +274,10 @@ def _read_ogbn_zip(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, tupl
     except (OSError, ValueError, EOFError, zlib.error, zipfile.BadZipFile, UnicodeDecodeError) as exc:
         raise DataError(f"cannot read the OGB archive {path} (delete it to fetch it again): {exc}") from None
     if pairs.shape[1] != 2 or labels.shape[1] != 1:
-        raise DataError(f"the OGB archive {path} has edge rows of {pairs.shape[1]} values and label rows of "
-                        f"{labels.shape[1]}: expected source,target pairs and one label per vertex")
+        raise DataError(
+            f"the OGB archive {path} has edge rows of {pairs.shape[1]} values and label rows of "
+            f"{labels.shape[1]}: expected source,target pairs and one label per vertex"
+        )
     return features, labels[:, 0], pairs, names
 
 
@@ -256,8 +285,12 @@ def _class_names(spec: DatasetSpec, names: tuple[str, ...]) -> tuple[str, ...]:
     """The class names a reader found in the files if they match the registry's number of classes, else the
     registry's."""
     if names and len(names) != len(spec.classes):
-        log.warning("%s: the files name %d classes, the registry %d; using the registry's names", spec.name,
-                    len(names), len(spec.classes))
+        log.warning(
+            "%s: the files name %d classes, the registry %d; using the registry's names",
+            spec.name,
+            len(names),
+            len(spec.classes),
+        )
     return names if len(names) == len(spec.classes) else spec.classes
 
 
@@ -266,14 +299,14 @@ def graph_dataset_names() -> tuple[str, ...]:
     return tuple(name for name, spec in DATASETS.items() if spec.reader in GRAPH_READERS)
 
 
-def load_graph(name: str, cache_root: str | os.PathLike, mirror: str | os.PathLike | None, *,
-               opener: Opener | None = None) -> GraphDataset:
+def load_graph(
+    name: str, cache_root: str | os.PathLike, mirror: str | os.PathLike | None, *, opener: Opener | None = None
+) -> GraphDataset:
     """Fetch (and verify) graph dataset ``name`` (``opener`` as in :func:`~rankrepro.data.registry.fetch_dataset`), then
     read it; the edges become undirected, unique, loop-free."""
     spec = get_dataset(name)
     if spec.reader not in GRAPH_READERS:
-        raise DataError(f"dataset '{name}' is not a graph dataset (graph datasets: "
-                        f"{', '.join(graph_dataset_names())})")
+        raise DataError(f"dataset '{name}' is not a graph dataset (graph datasets: {', '.join(graph_dataset_names())})")
     folder = fetch_dataset(name, cache_root, mirror, opener=opener)
     names: tuple[str, ...] = ()
     if spec.reader == "planetoid":
@@ -285,8 +318,15 @@ def load_graph(name: str, cache_root: str | os.PathLike, mirror: str | os.PathLi
     else:
         features, labels, pairs, names = _read_ogbn_zip(folder / spec.files[0].name)
     if len(features) != len(labels) or (len(pairs) and (pairs.min() < 0 or pairs.max() >= len(labels))):
-        raise DataError(f"dataset '{name}': {len(features)} feature rows, {len(labels)} labels and vertex ids "
-                        f"{pairs.min() if len(pairs) else 0}..{pairs.max() if len(pairs) else -1} do not fit together")
+        raise DataError(
+            f"dataset '{name}': {len(features)} feature rows, {len(labels)} labels and vertex ids "
+            f"{pairs.min() if len(pairs) else 0}..{pairs.max() if len(pairs) else -1} do not fit together"
+        )
     check_labels(spec, labels, "the vertex labels")
-    return GraphDataset(name=name, features=features, labels=labels, edges=undirected_edges(pairs),
-                        class_names=_class_names(spec, names))
+    return GraphDataset(
+        name=name,
+        features=features,
+        labels=labels,
+        edges=undirected_edges(pairs),
+        class_names=_class_names(spec, names),
+    )

@@ -101,8 +101,10 @@ def _images_and_labels(folder: Path, spec: DatasetSpec, images_name: str, labels
     images = read_idx(folder / images_name)
     labels = read_idx(folder / labels_name)
     if images.ndim != 3 or images.dtype != np.uint8 or labels.ndim != 1 or len(labels) != len(images):
-        raise DataError(f"dataset '{spec.name}': {images_name} {images.shape} {images.dtype} and {labels_name} "
-                        f"{labels.shape} are not an image set and its labels")
+        raise DataError(
+            f"dataset '{spec.name}': {images_name} {images.shape} {images.dtype} and {labels_name} "
+            f"{labels.shape} are not an image set and its labels"
+        )
     labels = labels.astype(np.int64)
     check_labels(spec, labels, labels_name)
     return images, labels
@@ -136,12 +138,17 @@ def read_cifar_archive(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray,
         raise DataError(f"the CIFAR-10 archive {path} lacks {', '.join(missing)}")
     train = [batches[name] for name in CIFAR_TRAIN_BATCHES]
     test_images, test_labels = batches[CIFAR_TEST_BATCH]
-    return (np.concatenate([images for images, _ in train]), np.concatenate([labels for _, labels in train]),
-            test_images, test_labels)
+    return (
+        np.concatenate([images for images, _ in train]),
+        np.concatenate([labels for _, labels in train]),
+        test_images,
+        test_labels,
+    )
 
 
-def load_image_classification(name: str, cache_root: str | os.PathLike, mirror: str | os.PathLike | None, *,
-                              opener: Opener | None = None) -> ImageDataset:
+def load_image_classification(
+    name: str, cache_root: str | os.PathLike, mirror: str | os.PathLike | None, *, opener: Opener | None = None
+) -> ImageDataset:
     """Fetch (and verify) an image classification dataset with :func:`fetch_dataset`, then read it: the four IDX
     files of MNIST-style datasets, or the CIFAR-10 binary archive."""
     spec = get_dataset(name)
@@ -155,7 +162,15 @@ def load_image_classification(name: str, cache_root: str | os.PathLike, mirror: 
         train_images, train_labels = _images_and_labels(folder, spec, IDX_FILES[0], IDX_FILES[1])
         test_images, test_labels = _images_and_labels(folder, spec, IDX_FILES[2], IDX_FILES[3])
     else:
-        raise DataError(f"dataset '{name}' is not an image classification dataset (an IDX one needs the files "
-                        f"{', '.join(IDX_FILES)} and class names)")
-    return ImageDataset(name=name, train_images=train_images, train_labels=train_labels, test_images=test_images,
-                        test_labels=test_labels, class_names=spec.classes)
+        raise DataError(
+            f"dataset '{name}' is not an image classification dataset (an IDX one needs the files "
+            f"{', '.join(IDX_FILES)} and class names)"
+        )
+    return ImageDataset(
+        name=name,
+        train_images=train_images,
+        train_labels=train_labels,
+        test_images=test_images,
+        test_labels=test_labels,
+        class_names=spec.classes,
+    )

@@ -122,7 +122,7 @@ class _Machine:
         """The values above the topmost mark, which is removed."""
         for index in range(len(self.stack) - 1, -1, -1):
             if isinstance(self.stack[index], _Mark):
-                values = self.stack[index + 1:]
+                values = self.stack[index + 1 :]
                 del self.stack[index:]
                 return values
         raise _Rejected("no MARK on the stack")
@@ -157,11 +157,21 @@ def _reduce(func: Any, args: Any) -> Any:
     """The inert stand-in for ``func(*args)``, for the whitelisted constructions only."""
     if not isinstance(args, tuple):
         raise _Rejected("REDUCE without an argument tuple")
-    if func is Global.RECONSTRUCT and len(args) == 3 and args[0] is Global.NDARRAY and args[1] == (0,) \
-            and _text(args[2]) == "b":
+    if (
+        func is Global.RECONSTRUCT
+        and len(args) == 3
+        and args[0] is Global.NDARRAY
+        and args[1] == (0,)
+        and _text(args[2]) == "b"
+    ):
         return _Array()
-    if func is Global.DTYPE and len(args) == 3 and isinstance(args[0], str) and args[1] in (0, False) \
-            and args[2] in (1, True):
+    if (
+        func is Global.DTYPE
+        and len(args) == 3
+        and isinstance(args[0], str)
+        and args[1] in (0, False)
+        and args[2] in (1, True)
+    ):
         return _Dtype(args[0])
     if func is Global.DEFAULTDICT and args == (Global.LIST,):
         return {}
@@ -173,9 +183,15 @@ def _reduce(func: Any, args: Any) -> Any:
 
 def _build_dtype(stub: _Dtype, state: Any) -> None:
     """Give a dtype stand-in its value: a plain numeric dtype in the byte order the state names."""
-    if not (isinstance(state, tuple) and len(state) in (8, 9) and state[0] in (3, 4)
-            and state[2:5] == (None, None, None) and state[5:8] == (-1, -1, 0) and state[8:] in ((), (None,))
-            and state[1] in ("<", ">", "|", "=")):
+    if not (
+        isinstance(state, tuple)
+        and len(state) in (8, 9)
+        and state[0] in (3, 4)
+        and state[2:5] == (None, None, None)
+        and state[5:8] == (-1, -1, 0)
+        and state[8:] in ((), (None,))
+        and state[1] in ("<", ">", "|", "=")
+    ):
         raise _Rejected(f"a dtype state outside the whitelist: {state!r:.100}")
     if not _NUMERIC_CODE.fullmatch(stub.code):
         raise _Rejected(f"a dtype {stub.code!r:.20} that is not a plain number type")
@@ -190,9 +206,15 @@ def _build_array(stub: _Array, state: Any) -> None:
     """Give an array stand-in its value: ``(version, shape, dtype, is_fortran, raw bytes)`` (version optional)."""
     if isinstance(state, tuple) and len(state) == 5 and state[0] == 1:
         state = state[1:]
-    if not (isinstance(state, tuple) and len(state) == 4 and isinstance(state[0], tuple)
-            and all(type(size) is int and size >= 0 for size in state[0]) and isinstance(state[1], _Dtype)
-            and state[1].value is not None and state[2] in (0, 1)):
+    if not (
+        isinstance(state, tuple)
+        and len(state) == 4
+        and isinstance(state[0], tuple)
+        and all(type(size) is int and size >= 0 for size in state[0])
+        and isinstance(state[1], _Dtype)
+        and state[1].value is not None
+        and state[2] in (0, 1)
+    ):
         raise _Rejected(f"an array state outside the whitelist: {state!r:.100}")
     shape, dtype, fortran, raw = state[0], state[1].value, bool(state[2]), _raw_bytes(state[3])
     if len(raw) != math.prod(shape) * dtype.itemsize:
@@ -206,10 +228,13 @@ def _build_csr(stub: _Csr, state: Any) -> None:
         raise _Rejected("a csr_matrix state that is not a dict of names")
     shape = state.get("_shape", state.get("shape"))
     arrays = [state.get(key) for key in ("data", "indices", "indptr")]
-    if state.get("format", "csr") != "csr" or not isinstance(shape, tuple) or len(shape) != 2 \
-            or not all(type(size) is int and size >= 0 for size in shape) \
-            or not all(isinstance(array, _Array) and array.value is not None and array.value.ndim == 1
-                       for array in arrays):
+    if (
+        state.get("format", "csr") != "csr"
+        or not isinstance(shape, tuple)
+        or len(shape) != 2
+        or not all(type(size) is int and size >= 0 for size in shape)
+        or not all(isinstance(array, _Array) and array.value is not None and array.value.ndim == 1 for array in arrays)
+    ):
         raise _Rejected("a csr_matrix state without 1-d data, indices, indptr arrays and a 2-d shape")
     data, indices, indptr = (array.value for array in arrays)
     if indices.dtype.kind not in "iu" or indptr.dtype.kind not in "iu":
@@ -235,16 +260,28 @@ def _finished(value: Any) -> PickledData:
     """The result of the stream: an array, a CSR matrix, or an int -> list-of-int dict."""
     if isinstance(value, (_Array, _Csr)) and value.value is not None:
         return value.value
-    if isinstance(value, dict) and all(type(key) is int and isinstance(items, list)
-                                       and all(type(item) is int for item in items)
-                                       for key, items in value.items()):
+    if isinstance(value, dict) and all(
+        type(key) is int and isinstance(items, list) and all(type(item) is int for item in items)
+        for key, items in value.items()
+    ):
         return {key: list(items) for key, items in value.items()}
     raise _Rejected(f"the stream holds a {type(value).__name__}, not an array, CSR matrix or adjacency dict")
 
 
 #: opcodes that push their argument as it is
-_PUSH_ARGUMENT = {"BININT", "BININT1", "BININT2", "LONG1", "BINFLOAT", "BINSTRING", "SHORT_BINSTRING", "BINUNICODE",
-                  "SHORT_BINUNICODE", "BINBYTES", "SHORT_BINBYTES"}
+_PUSH_ARGUMENT = {
+    "BININT",
+    "BININT1",
+    "BININT2",
+    "LONG1",
+    "BINFLOAT",
+    "BINSTRING",
+    "SHORT_BINSTRING",
+    "BINUNICODE",
+    "SHORT_BINUNICODE",
+    "BINBYTES",
+    "SHORT_BINBYTES",
+}
 _PUSH_CONSTANT = {"NONE": None, "NEWTRUE": True, "NEWFALSE": False}
 _TUPLE_SIZES = {"TUPLE1": 1, "TUPLE2": 2, "TUPLE3": 3}
 
@@ -325,11 +362,13 @@ def parse_pickled_data(data: bytes, what: str) -> PickledData:
                 return _finished(machine.stack[0])
             _step(machine, opcode.name, arg)
     except _Rejected as exc:
-        raise DataError(f"{what} is not a pickle this reader accepts: {exc} at byte {position} (delete it to fetch it "
-                        "again)") from None
+        raise DataError(
+            f"{what} is not a pickle this reader accepts: {exc} at byte {position} (delete it to fetch it again)"
+        ) from None
     except (ValueError, UnicodeDecodeError) as exc:  # genops on a truncated or malformed stream
-        raise DataError(f"{what} is truncated or not a pickle ({one_line(exc, 200)}; delete it to fetch "
-                        "it again)") from None
+        raise DataError(
+            f"{what} is truncated or not a pickle ({one_line(exc, 200)}; delete it to fetch it again)"
+        ) from None
     raise DataError(f"{what} is truncated: the pickle has no STOP (delete it to fetch it again)")
 
 

@@ -122,30 +122,49 @@ CIFAR_ARCHIVE = "cifar-10-binary.tar.gz"
 def _gz_files(md5s: dict[str, str], url_bases: tuple[str, ...]) -> tuple[RemoteFile, ...]:
     """Gzipped files named ``<name>.gz`` in the mirror and at every URL base."""
     return tuple(
-        RemoteFile(name=name, md5=md5, mirror_name=f"{name}.gz", urls=tuple(f"{base}{name}.gz" for base in url_bases),
-                   gzipped=True)
+        RemoteFile(
+            name=name,
+            md5=md5,
+            mirror_name=f"{name}.gz",
+            urls=tuple(f"{base}{name}.gz" for base in url_bases),
+            gzipped=True,
+        )
         for name, md5 in md5s.items()
     )
 
 
 def _plain_files(md5s: dict[str, str | None], url_base: str) -> tuple[RemoteFile, ...]:
     """Files stored verbatim, under the same name in the mirror and at ``url_base``."""
-    return tuple(RemoteFile(name=name, md5=md5, mirror_name=name, urls=(f"{url_base}{name}",), gzipped=False)
-                 for name, md5 in md5s.items())
+    return tuple(
+        RemoteFile(name=name, md5=md5, mirror_name=name, urls=(f"{url_base}{name}",), gzipped=False)
+        for name, md5 in md5s.items()
+    )
 
 
 #: the Planetoid raw files (as torch_geometric's Planetoid expects them; read by rankrepro.data.pickle_free); MD5s of
 #: the kimiyoung/planetoid files, whose SHA-256 the offline mirror's README publishes
 PLANETOID_URL = "https://github.com/kimiyoung/planetoid/raw/master/data/"
 PLANETOID_MD5 = {
-    "cora": {"x": "190831eee19d8f330d89d94b40a65c5a", "y": "78344284e3ff7fd24eb9c307d51351eb",
-             "tx": "b29c36916768e1d2f55391c1aa9317ac", "ty": "48bf43f54fa5b86089a4bd0299795f10",
-             "allx": "c9083193a57057dd1238321e140194d7", "ally": "125d70817fe1fdbfdcad991995e81579",
-             "graph": "b37c419cec179f45834467630c278e4c", "test.index": "9b822cae1d01f41e8bf8782e20367c0e"},
-    "citeseer": {"x": "baeb0100b5a8af8d41f928113ce0a4e5", "y": "8b99f50aa950fbbf9a7a2b71ff9cac97",
-                 "tx": "c25ab826a7e95c0922ab625de705f7df", "ty": "356894a73b7a7eff43c3580f2fcf92a4",
-                 "allx": "28486b4b9c4ee076b4eee2febd89ba86", "ally": "f0df7e5f859245e32987bfd224d01657",
-                 "graph": "5f88483d5f5cc2b26b987bbbfb695005", "test.index": "70af39d4dff8aaa5c63f8dc526b16534"},
+    "cora": {
+        "x": "190831eee19d8f330d89d94b40a65c5a",
+        "y": "78344284e3ff7fd24eb9c307d51351eb",
+        "tx": "b29c36916768e1d2f55391c1aa9317ac",
+        "ty": "48bf43f54fa5b86089a4bd0299795f10",
+        "allx": "c9083193a57057dd1238321e140194d7",
+        "ally": "125d70817fe1fdbfdcad991995e81579",
+        "graph": "b37c419cec179f45834467630c278e4c",
+        "test.index": "9b822cae1d01f41e8bf8782e20367c0e",
+    },
+    "citeseer": {
+        "x": "baeb0100b5a8af8d41f928113ce0a4e5",
+        "y": "8b99f50aa950fbbf9a7a2b71ff9cac97",
+        "tx": "c25ab826a7e95c0922ab625de705f7df",
+        "ty": "356894a73b7a7eff43c3580f2fcf92a4",
+        "allx": "28486b4b9c4ee076b4eee2febd89ba86",
+        "ally": "f0df7e5f859245e32987bfd224d01657",
+        "graph": "5f88483d5f5cc2b26b987bbbfb695005",
+        "test.index": "70af39d4dff8aaa5c63f8dc526b16534",
+    },
 }
 HETEROPHILOUS_URL = "https://github.com/yandex-research/heterophilous-graphs/raw/main/data/"
 
@@ -153,10 +172,16 @@ HETEROPHILOUS_URL = "https://github.com/yandex-research/heterophilous-graphs/raw
 def _planetoid(name: str, title: str, classes: tuple[str, ...]) -> DatasetSpec:
     """Cora / CiteSeer: the eight ``ind.<name>.*`` raw files, in the mirror's ``planetoid/`` folder."""
     return DatasetSpec(
-        name=name, title=title, folder=name, mirror_folder="planetoid",
+        name=name,
+        title=title,
+        folder=name,
+        mirror_folder="planetoid",
         files=_plain_files({f"ind.{name}.{part}": md5 for part, md5 in PLANETOID_MD5[name].items()}, PLANETOID_URL),
-        licence="MIT (kimiyoung/planetoid)", homepage="https://github.com/kimiyoung/planetoid",
-        classes=classes, reader="planetoid")
+        licence="MIT (kimiyoung/planetoid)",
+        homepage="https://github.com/kimiyoung/planetoid",
+        classes=classes,
+        reader="planetoid",
+    )
 
 
 #: graph2gauss (Bojchevski & Günnemann 2018): the .npz files PyG's ``CitationFull`` downloads
@@ -170,11 +195,16 @@ OGB_NODEPROPPRED_URL = "http://snap.stanford.edu/ogb/data/nodeproppred/"
 def _heterophilous(name: str, title: str, md5: str) -> DatasetSpec:
     """Chameleon / Squirrel: one .npz (features, labels, edges, 10 splits) in the mirror's ``heterophilous/``."""
     return DatasetSpec(
-        name=name, title=title, folder=name, mirror_folder="heterophilous",
+        name=name,
+        title=title,
+        folder=name,
+        mirror_folder="heterophilous",
         files=_plain_files({f"{name}.npz": md5}, HETEROPHILOUS_URL),
         licence="MIT (yandex-research/heterophilous-graphs)",
         homepage="https://github.com/yandex-research/heterophilous-graphs",
-        classes=tuple(str(k) for k in range(5)), reader="npz-graph")
+        classes=tuple(str(k) for k in range(5)),
+        reader="npz-graph",
+    )
 
 
 #: dataset name -> spec
@@ -214,50 +244,98 @@ DATASETS: dict[str, DatasetSpec] = {
             ),
             licence="MIT (Zalando SE)",
             homepage="https://github.com/zalandoresearch/fashion-mnist",
-            classes=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-                     "Ankle boot"),
+            classes=(
+                "T-shirt/top",
+                "Trouser",
+                "Pullover",
+                "Dress",
+                "Coat",
+                "Sandal",
+                "Shirt",
+                "Sneaker",
+                "Bag",
+                "Ankle boot",
+            ),
         ),
         DatasetSpec(
             name="cifar-10",
             title="CIFAR-10 tiny images (50k train / 10k test, 32x32 colour), binary version",
             folder="cifar-10",
-            files=(RemoteFile(name=CIFAR_ARCHIVE, md5="c32a1d4ab5d03f1284b67883e8d87530", mirror_name=CIFAR_ARCHIVE,
-                              urls=(f"https://www.cs.toronto.edu/~kriz/{CIFAR_ARCHIVE}",), gzipped=False),),
+            files=(
+                RemoteFile(
+                    name=CIFAR_ARCHIVE,
+                    md5="c32a1d4ab5d03f1284b67883e8d87530",
+                    mirror_name=CIFAR_ARCHIVE,
+                    urls=(f"https://www.cs.toronto.edu/~kriz/{CIFAR_ARCHIVE}",),
+                    gzipped=False,
+                ),
+            ),
             licence="no licence stated; cite Krizhevsky (2009), Learning Multiple Layers of Features from Tiny Images",
             homepage="https://www.cs.toronto.edu/~kriz/cifar.html",
             classes=("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
             reader="cifar-binary",
         ),
-        _planetoid("cora", "Cora citation graph (2,708 papers, 5,278 undirected links, 1,433 word features)",
-                   ("Case_Based", "Genetic_Algorithms", "Neural_Networks", "Probabilistic_Methods",
-                    "Reinforcement_Learning", "Rule_Learning", "Theory")),
-        _planetoid("citeseer", "CiteSeer citation graph (3,327 papers, 3,703 word features)",
-                   ("Agents", "AI", "DB", "IR", "ML", "HCI")),
-        _heterophilous("chameleon", "Chameleon Wikipedia graph (2,277 pages, 31,371 undirected links)",
-                       "4a6594433200171f2870f9e24a839a6a"),
-        _heterophilous("squirrel", "Squirrel Wikipedia graph (5,201 pages, 198,353 undirected links)",
-                       "c13645621436ea17764600f88f48e556"),
+        _planetoid(
+            "cora",
+            "Cora citation graph (2,708 papers, 5,278 undirected links, 1,433 word features)",
+            (
+                "Case_Based",
+                "Genetic_Algorithms",
+                "Neural_Networks",
+                "Probabilistic_Methods",
+                "Reinforcement_Learning",
+                "Rule_Learning",
+                "Theory",
+            ),
+        ),
+        _planetoid(
+            "citeseer",
+            "CiteSeer citation graph (3,327 papers, 3,703 word features)",
+            ("Agents", "AI", "DB", "IR", "ML", "HCI"),
+        ),
+        _heterophilous(
+            "chameleon",
+            "Chameleon Wikipedia graph (2,277 pages, 31,371 undirected links)",
+            "4a6594433200171f2870f9e24a839a6a",
+        ),
+        _heterophilous(
+            "squirrel",
+            "Squirrel Wikipedia graph (5,201 pages, 198,353 undirected links)",
+            "c13645621436ea17764600f88f48e556",
+        ),
         # No MD5 is published for the next three files (md5=None: the first copy fetched is recorded, then verified).
         DatasetSpec(
-            name="dblp", title="DBLP citation graph, CitationFull version (17,716 papers, 1,639 word features)",
-            folder="dblp", files=_plain_files({"dblp.npz": None}, GRAPH2GAUSS_URL),
-            licence="MIT (abojchevski/graph2gauss)", homepage="https://github.com/abojchevski/graph2gauss",
-            classes=tuple(str(k) for k in range(4)), reader="gnn-benchmark-npz"),
+            name="dblp",
+            title="DBLP citation graph, CitationFull version (17,716 papers, 1,639 word features)",
+            folder="dblp",
+            files=_plain_files({"dblp.npz": None}, GRAPH2GAUSS_URL),
+            licence="MIT (abojchevski/graph2gauss)",
+            homepage="https://github.com/abojchevski/graph2gauss",
+            classes=tuple(str(k) for k in range(4)),
+            reader="gnn-benchmark-npz",
+        ),
         DatasetSpec(
             name="amazon-computers",
             title="Amazon Computers co-purchase graph (13,752 products, 767 review-word features)",
             folder="amazon-computers",
             files=_plain_files({"amazon_electronics_computers.npz": None}, GNN_BENCHMARK_URL),
-            licence="MIT (shchur/gnn-benchmark)", homepage="https://github.com/shchur/gnn-benchmark",
-            classes=tuple(str(k) for k in range(10)), reader="gnn-benchmark-npz"),
+            licence="MIT (shchur/gnn-benchmark)",
+            homepage="https://github.com/shchur/gnn-benchmark",
+            classes=tuple(str(k) for k in range(10)),
+            reader="gnn-benchmark-npz",
+        ),
         # Two public scripts pin the archive's SHA-256 (not checked here: the registry holds MD5s):
         # 49f85c801589ecdcc52cfaca99693aaea7b8af16a9ac3f41dd85a5f3193fe276
         DatasetSpec(
             name="ogbn-arxiv",
             title="ogbn-arxiv citation graph (169,343 arXiv CS papers, 1,166,243 citations, 128 features)",
-            folder="ogbn-arxiv", files=_plain_files({"arxiv.zip": None}, OGB_NODEPROPPRED_URL),
-            licence="ODC-BY (Open Graph Benchmark)", homepage="https://ogb.stanford.edu/docs/nodeprop/#ogbn-arxiv",
-            classes=tuple(str(k) for k in range(40)), reader="ogbn-zip"),
+            folder="ogbn-arxiv",
+            files=_plain_files({"arxiv.zip": None}, OGB_NODEPROPPRED_URL),
+            licence="ODC-BY (Open Graph Benchmark)",
+            homepage="https://ogb.stanford.edu/docs/nodeprop/#ogbn-arxiv",
+            classes=tuple(str(k) for k in range(40)),
+            reader="ogbn-zip",
+        ),
     )
 }
 
@@ -273,8 +351,10 @@ def get_dataset(name: str) -> DatasetSpec:
 def check_labels(spec: DatasetSpec, labels: np.ndarray, what: str) -> None:
     """Labels must index the dataset's classes (a DataError naming ``what`` and the labels' range otherwise)."""
     if len(labels) and (labels.min() < 0 or labels.max() >= len(spec.classes)):
-        raise DataError(f"dataset '{spec.name}': {what}: labels {labels.min()}..{labels.max()} do not index its "
-                        f"{len(spec.classes)} classes")
+        raise DataError(
+            f"dataset '{spec.name}': {what}: labels {labels.min()}..{labels.max()} do not index its "
+            f"{len(spec.classes)} classes"
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -381,11 +461,17 @@ def _sources(spec: DatasetSpec, remote: RemoteFile, mirror: Path | None, opener:
         yield url, lambda target, url=url: _from_url(url, opener, remote, target, expected)
 
 
-def _mismatch_error(spec: DatasetSpec, remote: RemoteFile, source: str, got: str, others: str,
-                    expected: str, folder: Path) -> DataError:
-    recorded = "" if remote.md5 is not None else (
-        f" (no checksum is published: this MD5 was recorded in {folder / MANIFEST} when the file was first fetched; "
-        f"if the upstream file really changed, delete {folder} to accept the new one)")
+def _mismatch_error(
+    spec: DatasetSpec, remote: RemoteFile, source: str, got: str, others: str, expected: str, folder: Path
+) -> DataError:
+    recorded = (
+        ""
+        if remote.md5 is not None
+        else (
+            f" (no checksum is published: this MD5 was recorded in {folder / MANIFEST} when the file was first fetched; "  # noqa: E501
+            f"if the upstream file really changed, delete {folder} to accept the new one)"
+        )
+    )
     return DataError(
         f"checksum mismatch in dataset '{spec.name}', file '{remote.name}' from {source}: expected MD5 {expected}"
         f"{recorded}, got {got}; the file was not stored (a corrupted mirror file or download: replace or delete it)"
@@ -409,8 +495,9 @@ def _describe_failures(failures: list[tuple[str, _SourceFailed]]) -> str:
     return "; ".join(f"{source}: {exc}" for source, exc in failures)
 
 
-def _fetch_file(spec: DatasetSpec, remote: RemoteFile, target: Path, mirror: Path | None, opener: Opener,
-                expected: str | None) -> tuple[str, str]:
+def _fetch_file(
+    spec: DatasetSpec, remote: RemoteFile, target: Path, mirror: Path | None, opener: Opener, expected: str | None
+) -> tuple[str, str]:
     """Put ``remote`` at ``target`` from the first source that delivers it with MD5 ``expected`` (any complete copy
     when None: no published or recorded checksum); returns the source's label and the file's MD5.
 
@@ -428,12 +515,26 @@ def _fetch_file(spec: DatasetSpec, remote: RemoteFile, target: Path, mirror: Pat
         mismatched = any(isinstance(exc, _ChecksumMismatch) for _, exc in failures)
         earlier = f" (after failures: {_describe_failures(failures)})" if failures else ""
         if expected is None:
-            log.warning("%s/%s: no published checksum, so the copy from %s could not be verified; accepted with "
-                        "MD5 %s, recorded in %s (later runs verify against it)%s", spec.name, remote.name, source,
-                        got, MANIFEST, earlier)
+            log.warning(
+                "%s/%s: no published checksum, so the copy from %s could not be verified; accepted with "
+                "MD5 %s, recorded in %s (later runs verify against it)%s",
+                spec.name,
+                remote.name,
+                source,
+                got,
+                MANIFEST,
+                earlier,
+            )
         else:
-            log.log(logging.WARNING if mismatched else logging.INFO, "%s/%s: verified MD5 %s, from %s%s", spec.name,
-                    remote.name, got, source, earlier)
+            log.log(
+                logging.WARNING if mismatched else logging.INFO,
+                "%s/%s: verified MD5 %s, from %s%s",
+                spec.name,
+                remote.name,
+                got,
+                source,
+                earlier,
+            )
         return source, got
     for source, exc in failures:
         if isinstance(exc, _ChecksumMismatch):
@@ -449,15 +550,29 @@ def _cached_md5(spec: DatasetSpec, remote: RemoteFile, target: Path, expected: s
         return None
     got = md5_file(target)
     if expected is None:
-        log.warning("%s/%s: no published or recorded checksum; the cached file %s is accepted as it is (MD5 %s, now "
-                    "recorded in %s)", spec.name, remote.name, target, got, MANIFEST)
+        log.warning(
+            "%s/%s: no published or recorded checksum; the cached file %s is accepted as it is (MD5 %s, now "
+            "recorded in %s)",
+            spec.name,
+            remote.name,
+            target,
+            got,
+            MANIFEST,
+        )
         return got
     if got == expected:
         log.info("%s/%s: cached copy verified (MD5 %s)", spec.name, remote.name, got)
         return got
     origin = "" if remote.md5 is not None else f" (recorded in {MANIFEST} when first fetched)"
-    log.warning("%s/%s: cached file %s has MD5 %s, expected %s%s; fetching it again", spec.name, remote.name, target,
-                got, expected, origin)
+    log.warning(
+        "%s/%s: cached file %s has MD5 %s, expected %s%s; fetching it again",
+        spec.name,
+        remote.name,
+        target,
+        got,
+        expected,
+        origin,
+    )
     target.unlink()
     return None
 
@@ -500,8 +615,13 @@ def _write_manifest(spec: DatasetSpec, folder: Path, sources: dict[str, str], md
         "homepage": spec.homepage,
         "checksum": "md5 of the bytes stored in this folder",
         "files": [
-            {"name": remote.name, "md5": md5s[remote.name], "bytes": (folder / remote.name).stat().st_size,
-             "source": sources[remote.name], **({} if remote.md5 is not None else {"checksum": RECORDED_CHECKSUM})}
+            {
+                "name": remote.name,
+                "md5": md5s[remote.name],
+                "bytes": (folder / remote.name).stat().st_size,
+                "source": sources[remote.name],
+                **({} if remote.md5 is not None else {"checksum": RECORDED_CHECKSUM}),
+            }
             for remote in spec.files
         ],
     }
@@ -511,8 +631,9 @@ def _write_manifest(spec: DatasetSpec, folder: Path, sources: dict[str, str], md
     return manifest
 
 
-def fetch_dataset(name: str, cache_root: str | os.PathLike, mirror: str | os.PathLike | None, *,
-                  opener: Opener | None = None) -> Path:
+def fetch_dataset(
+    name: str, cache_root: str | os.PathLike, mirror: str | os.PathLike | None, *, opener: Opener | None = None
+) -> Path:
     """Make sure every file of dataset ``name`` is in ``<cache_root>/<folder>/`` with its registry MD5 (for a file
     without one: the MD5 recorded in the manifest when it was first fetched).
 
@@ -550,5 +671,7 @@ def cached_files(name: str, cache_root: str | os.PathLike) -> dict[str, int | No
     """File name -> size in bytes of each file of dataset ``name`` in the cache (None if absent; not verified)."""
     spec = get_dataset(name)
     folder = Path(cache_root) / spec.folder
-    return {remote.name: (folder / remote.name).stat().st_size if (folder / remote.name).is_file() else None
-            for remote in spec.files}
+    return {
+        remote.name: (folder / remote.name).stat().st_size if (folder / remote.name).is_file() else None
+        for remote in spec.files
+    }

@@ -19,7 +19,8 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class DataSource:
     """Where an experiment's real datasets come from: the project's data cache and the optional offline mirror
-    (already resolved: see :func:`rankrepro.data.registry.resolve_mirror`). Experiments that declare ``DATASETS`` receive one."""
+    (already resolved: see :func:`rankrepro.data.registry.resolve_mirror`). Experiments that declare ``DATASETS``
+    receive one."""
 
     cache_root: Path
     mirror: Path | None = None
@@ -35,8 +36,9 @@ class DataSource:
         return load_graph(name, self.cache_root, self.mirror)
 
 
-def available_datasets(settings: dict[str, Any], load: Callable[[str], Any],
-                       unavailable: dict[str, str]) -> Iterator[tuple[str, Any]]:
+def available_datasets(
+    settings: dict[str, Any], load: Callable[[str], Any], unavailable: dict[str, str]
+) -> Iterator[tuple[str, Any]]:
     """Yield ``(name, load(name))`` for the required ``settings['datasets']``, then for the ``optional_datasets``
     not among them, one at a time. A required dataset that cannot be obtained raises its :class:`DataError`; an
     optional one is skipped with a warning and its reason stored in ``unavailable`` (the claims turn it into a

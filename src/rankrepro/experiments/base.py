@@ -5,19 +5,26 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from types import ModuleType
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pandas as pd
 import torch
 
-from collections.abc import Callable
-
 from rankrepro.core.errors import ResultsError
-from rankrepro.core.io import (SealError, atomic_write_csv, atomic_write_sealed_json, fingerprint, one_line,
-                               read_sealed_json, sha256_file, source_hash)
+from rankrepro.core.io import (
+    SealError,
+    atomic_write_csv,
+    atomic_write_sealed_json,
+    fingerprint,
+    one_line,
+    read_sealed_json,
+    sha256_file,
+    source_hash,
+)
 from rankrepro.core.runtime import provenance
 from rankrepro.pipeline.workflow import METRICS_FILE, SUMMARY_FILE
 
@@ -55,20 +62,25 @@ def mechanism_hash(*modules: ModuleType) -> str:
     return source_hash([module.__file__ for module in modules])
 
 
-def write_results(out: Path, metrics: pd.DataFrame, settings: dict[str, Any], ctx: Context, started: float,
-                  extra: dict[str, Any]) -> None:
+def write_results(
+    out: Path, metrics: pd.DataFrame, settings: dict[str, Any], ctx: Context, started: float, extra: dict[str, Any]
+) -> None:
     """Write the tidy ``metrics.csv`` and then ``summary.json`` (settings, tier, provenance, wall time, extras, and the
     SHA-256 and row count of ``metrics.csv``), sealed with its own content hash: :func:`load_results` reads only a
     complete, unmodified pair."""
-    store_results(out, metrics, {
-        "tier": ctx.tier,
-        "settings": settings,
-        "provenance": provenance(),
-        "device": str(ctx.device),
-        "threads": ctx.threads,
-        "wall_time_s": round(time.time() - started, 3),
-        **extra,
-    })
+    store_results(
+        out,
+        metrics,
+        {
+            "tier": ctx.tier,
+            "settings": settings,
+            "provenance": provenance(),
+            "device": str(ctx.device),
+            "threads": ctx.threads,
+            "wall_time_s": round(time.time() - started, 3),
+            **extra,
+        },
+    )
 
 
 def store_results(out: Path, metrics: pd.DataFrame, summary: dict[str, Any]) -> None:
@@ -93,15 +105,17 @@ def load_results(results: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
         raise ResultsError(f"{summary_file} cannot be used: {exc}; {rerun}") from None
     recorded = summary.get(METRICS_RECORD, {})
     if sha256_file(metrics_file) != recorded.get("sha256"):
-        raise ResultsError(f"{metrics_file} is not the file its summary.json describes (truncated or modified); "
-                           f"{rerun}")
+        raise ResultsError(
+            f"{metrics_file} is not the file its summary.json describes (truncated or modified); {rerun}"
+        )
     try:
         metrics = pd.read_csv(metrics_file)
     except (ValueError, UnicodeDecodeError) as exc:  # pandas' parser and empty-data errors are ValueErrors
         raise ResultsError(f"{metrics_file} is unreadable ({one_line(exc, 120)}); {rerun}") from None
     if len(metrics) != recorded.get("rows"):
-        raise ResultsError(f"{metrics_file} has {len(metrics)} rows, its summary records {recorded.get('rows')}; "
-                           f"{rerun}")
+        raise ResultsError(
+            f"{metrics_file} has {len(metrics)} rows, its summary records {recorded.get('rows')}; {rerun}"
+        )
     return metrics, summary
 
 

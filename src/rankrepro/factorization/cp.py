@@ -94,8 +94,9 @@ def _as_batched(values: Tensor, batch: int) -> Tensor:
     return values.expand(batch, values.shape[-1]) if values.dim() == 1 else values
 
 
-def cp_loss_and_grads_gather(factors: Sequence[Tensor], indices: Tensor, values: Tensor,
-                             chunk_elements: int = 1 << 16) -> tuple[Tensor, list[Tensor]]:
+def cp_loss_and_grads_gather(
+    factors: Sequence[Tensor], indices: Tensor, values: Tensor, chunk_elements: int = 1 << 16
+) -> tuple[Tensor, list[Tensor]]:
     """Per-run MSE over Ω and its exact gradient by gather/scatter (see the module docstring).
 
     ``indices`` ``(n_obs, N)`` int64, ``values`` ``(n_obs,)`` or ``(B, n_obs)``. The modes are split into a left
@@ -117,9 +118,9 @@ def cp_loss_and_grads_gather(factors: Sequence[Tensor], indices: Tensor, values:
     sse = left.new_zeros(batch)
     step = max(1, chunk_elements // max(1, batch * rank))
     for start in range(0, n_obs, step):
-        p, q = p_idx[start:start + step], q_idx[start:start + step]
+        p, q = p_idx[start : start + step], q_idx[start : start + step]
         rows_left, rows_right = left.index_select(1, p), right.index_select(1, q)  # (B, c, R)
-        residual = torch.einsum("bcr,bcr->bc", rows_left, rows_right) - values[:, start:start + step]
+        residual = torch.einsum("bcr,bcr->bc", rows_left, rows_right) - values[:, start : start + step]
         sse += residual.pow(2).sum(-1)
         weight = (residual * (2.0 / n_obs)).unsqueeze(-1)
         grad_left.index_add_(1, p, weight * rows_right)
@@ -148,8 +149,9 @@ def _contract_except(cross: Tensor, group: Sequence[Tensor], keep: int) -> Tenso
     return out.sum(others) if others else out
 
 
-def cp_loss_and_grads_dense(factors: Sequence[Tensor], mask: Tensor, target: Tensor,
-                            n_obs: int) -> tuple[Tensor, list[Tensor]]:
+def cp_loss_and_grads_dense(
+    factors: Sequence[Tensor], mask: Tensor, target: Tensor, n_obs: int
+) -> tuple[Tensor, list[Tensor]]:
     """Per-run MSE over Ω and its exact gradient from the dense masked residual (see the module docstring).
 
     ``mask`` (0/1) and ``target`` (zeros off Ω allowed) are ``(d_1, …, d_N)`` or ``(B, d_1, …, d_N)``.
@@ -166,8 +168,9 @@ def cp_loss_and_grads_dense(factors: Sequence[Tensor], mask: Tensor, target: Ten
     return loss, factor_grads_from_tensor_grad(factors, left, right, residual * (2.0 / n_obs))
 
 
-def factor_grads_from_tensor_grad(factors: Sequence[Tensor], left: Tensor, right: Tensor,
-                                  tensor_grad: Tensor) -> list[Tensor]:
+def factor_grads_from_tensor_grad(
+    factors: Sequence[Tensor], left: Tensor, right: Tensor, tensor_grad: Tensor
+) -> list[Tensor]:
     """∂L/∂F_n for every factor, from G = ∂L/∂W matricized as ``(B, ∏d_left, ∏d_right)`` (chain rule through W).
 
     With W_(left; right) = L·Qᵀ (L = KR(left factors) ``left``, Q = KR(right factors) ``right``): ∂L/∂L = G·Q and
@@ -201,8 +204,13 @@ def choose_method(dims: Sequence[int], n_obs: int) -> Literal["gather", "dense"]
     return "gather" if 50 * n_obs < math.prod(dims) else "dense"
 
 
-def init_factors(dims: Sequence[int], rank: int, scales: Tensor, generators: Sequence[torch.Generator],
-                 dtype: torch.dtype = torch.float64) -> list[Tensor]:
+def init_factors(
+    dims: Sequence[int],
+    rank: int,
+    scales: Tensor,
+    generators: Sequence[torch.Generator],
+    dtype: torch.dtype = torch.float64,
+) -> list[Tensor]:
     """Factors F_n[b] = scales[b]·Z_n[b] with Z_n[b] ~ N(0, 1)^{d_n×R} drawn from ``generators[b]`` (CPU).
 
     Runs that share a generator seed share the direction Z and differ only by scale.
@@ -214,8 +222,9 @@ def init_factors(dims: Sequence[int], rank: int, scales: Tensor, generators: Seq
     return [torch.stack([run[n] for run in per_run]) * scales for n in range(len(dims))]
 
 
-def random_cp_tensor(dims: Sequence[int], rank: int, generator: torch.Generator,
-                     dtype: torch.dtype = torch.float64) -> Tensor:
+def random_cp_tensor(
+    dims: Sequence[int], rank: int, generator: torch.Generator, dtype: torch.dtype = torch.float64
+) -> Tensor:
     """A random CP-rank-``rank`` tensor: factors i.i.d. N(0, 1), rescaled to unit Frobenius norm."""
     factors = [torch.randn(1, d, rank, generator=generator, dtype=dtype) for d in dims]
     tensor = cp_reconstruct(factors)[0]
@@ -235,8 +244,9 @@ def linear_completion(target: Tensor, indices: Tensor) -> Tensor:
 
 def _flat_indices(indices: Tensor, dims: Sequence[int]) -> Tensor:
     """Row-major flat positions of multi-indices ``(n_obs, N)``."""
-    strides = torch.tensor([math.prod(dims[n + 1:]) for n in range(len(dims))], dtype=torch.int64,
-                           device=indices.device)
+    strides = torch.tensor(
+        [math.prod(dims[n + 1 :]) for n in range(len(dims))], dtype=torch.int64, device=indices.device
+    )
     return (indices * strides).sum(-1)
 
 

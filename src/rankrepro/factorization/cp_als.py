@@ -64,8 +64,9 @@ def _normalize(factor: Tensor) -> tuple[Tensor, Tensor]:
     return factor / safe.unsqueeze(1), norms
 
 
-def cp_als(tensors: Tensor, rank: int, settings: ALSSettings = ALSSettings(),
-           generator: torch.Generator | None = None) -> tuple[list[Tensor], Tensor]:
+def cp_als(
+    tensors: Tensor, rank: int, settings: ALSSettings = ALSSettings(), generator: torch.Generator | None = None
+) -> tuple[list[Tensor], Tensor]:
     """Best-of-restarts CP-ALS fit of rank ``rank`` to each tensor of ``tensors`` ``(B, d_1, …, d_N)``.
 
     Returns the factors of the best restart (weights folded into the first mode, so that
@@ -167,7 +168,9 @@ def estimate_cp_rank(tensors: Tensor, settings: ALSSettings = ALSSettings(), r_m
                 candidates[b] = (lo[b] + hi[b]) // 2 if hi[b] - lo[b] > 1 else hi[b]
         for r in sorted(set(candidates.values())):
             members = [b for b, c in candidates.items() if c == r]
-            generator = torch.Generator().manual_seed(int(np.random.SeedSequence([settings.seed, r]).generate_state(1)[0]))
+            generator = torch.Generator().manual_seed(
+                int(np.random.SeedSequence([settings.seed, r]).generate_state(1)[0])
+            )
             _, mse = cp_als(tensors[members], int(r), settings, generator)
             for b, value in zip(members, mse.tolist()):
                 fits = value < settings.tol

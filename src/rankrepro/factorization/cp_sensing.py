@@ -24,15 +24,17 @@ from rankrepro.core.measures import normalized_reconstruction_error
 from rankrepro.factorization.cp import _khatri_rao, _split, cp_reconstruct, factor_grads_from_tensor_grad
 
 
-def gaussian_measurements(n_measurements: int, dims: Sequence[int], generator: torch.Generator,
-                          dtype: torch.dtype = torch.float64) -> Tensor:
+def gaussian_measurements(
+    n_measurements: int, dims: Sequence[int], generator: torch.Generator, dtype: torch.dtype = torch.float64
+) -> Tensor:
     """Measurement matrix A ``(m, ∏d)`` with i.i.d. N(0, 1/∏d) entries (so E‖A_i‖_F² = 1)."""
     numel = math.prod(dims)
     return torch.randn(n_measurements, numel, generator=generator, dtype=dtype) / math.sqrt(numel)
 
 
-def cp_sensing_loss_and_grads(factors: Sequence[Tensor], measurements: Tensor,
-                              values: Tensor) -> tuple[Tensor, list[Tensor]]:
+def cp_sensing_loss_and_grads(
+    factors: Sequence[Tensor], measurements: Tensor, values: Tensor
+) -> tuple[Tensor, list[Tensor]]:
     """Per-run loss (1/m) Σ_i (⟨A_i, W⟩ − y_i)² ``(B,)`` and its exact gradient w.r.t. every factor ``(B, d_n, R)``.
 
     ``measurements`` A is ``(m, ∏d)`` (row-major flattening of the tensor), ``values`` y is ``(m,)``.

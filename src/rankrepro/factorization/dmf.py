@@ -76,7 +76,9 @@ def init_factors(
         else:
             std = scale ** (1.0 / depth)
             dims = [n] + [k] * (depth - 1) + [m]
-            core = [torch.randn(dims[i + 1], dims[i], generator=generator, dtype=torch.float64) * std for i in range(depth)]
+            core = [
+                torch.randn(dims[i + 1], dims[i], generator=generator, dtype=torch.float64) * std for i in range(depth)
+            ]
         factors = core[:-1] + [torch.eye(k, dtype=torch.float64) for _ in range(max_depth - depth)] + core[-1:]
         if det_sign == 0 or torch.sign(_leading_det(product(factors))) == det_sign:
             return factors, attempt
@@ -99,8 +101,10 @@ class MatrixCompletionDMF:
     def __post_init__(self) -> None:
         # Precomputed once: −P_Ω(Y), and per slot either None (trained in every run) or its (B, 1, 1) 0/1 mask.
         self._neg_masked_target = -(self.mask * self.target)
-        self._slot_masks = [None if bool(self.trainable[:, j].all()) else self.trainable[:, j, None, None].clone()
-                            for j in range(self.trainable.shape[1])]
+        self._slot_masks = [
+            None if bool(self.trainable[:, j].all()) else self.trainable[:, j, None, None].clone()
+            for j in range(self.trainable.shape[1])
+        ]
 
     def residual_and_prefixes(self, factors: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
         """R = P_Ω(W − Y) = M ⊙ W − M ⊙ Y and the prefix products [W_1, W_2W_1, …, W]."""

@@ -95,7 +95,7 @@ class CompiledDMF:
     gd_chunk: Callable
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def compile_dmf(dims: tuple[int, ...]) -> CompiledDMF:
     """Native loss/gradient and GD loop for factors of shapes d_{j+1} × d_j, ``dims`` = (d_0 = n, …, d_N = m).
 
@@ -168,8 +168,21 @@ def compile_dmf(dims: tuple[int, ...]) -> CompiledDMF:
         return loss
 
     @numba.njit(nogil=True)
-    def gd_chunk(flat, target, mask, lr, threshold, patience, check_every, t_start, t_end, state, log_iterations,
-                 log_loss, log_matrix):
+    def gd_chunk(
+        flat,
+        target,
+        mask,
+        lr,
+        threshold,
+        patience,
+        check_every,
+        t_start,
+        t_end,
+        state,
+        log_iterations,
+        log_loss,
+        log_matrix,
+    ):
         prefixes = np.empty(n_prefix)
         back = np.empty(widest)
         back_next = np.empty(widest)
@@ -211,7 +224,7 @@ def flatten_factors(factors: list[torch.Tensor | np.ndarray]) -> tuple[np.ndarra
 def unflatten_factors(flat: np.ndarray, layout: FactorLayout) -> list[np.ndarray]:
     """Inverse of :func:`flatten_factors`: the factors as d_{j+1} × d_j arrays (copies)."""
     dims, offsets = layout.dims, layout.factor_offsets
-    return [flat[offsets[j]:offsets[j + 1]].reshape(dims[j + 1], dims[j]).copy() for j in range(layout.depth)]
+    return [flat[offsets[j] : offsets[j + 1]].reshape(dims[j + 1], dims[j]).copy() for j in range(layout.depth)]
 
 
 def log_schedule(settings: TrainSettings) -> np.ndarray:
@@ -230,14 +243,23 @@ class _Batch:
     log_matrix: np.ndarray  # (B, L, m·n)
 
     def to_payload(self) -> dict:
-        return {"t": self.t, "flats": [torch.from_numpy(f) for f in self.flats],
-                "states": torch.from_numpy(self.states), "log_loss": torch.from_numpy(self.log_loss),
-                "log_matrix": torch.from_numpy(self.log_matrix)}
+        return {
+            "t": self.t,
+            "flats": [torch.from_numpy(f) for f in self.flats],
+            "states": torch.from_numpy(self.states),
+            "log_loss": torch.from_numpy(self.log_loss),
+            "log_matrix": torch.from_numpy(self.log_matrix),
+        }
 
     @classmethod
     def from_payload(cls, payload: dict) -> _Batch:
-        return cls(int(payload["t"]), [f.numpy().copy() for f in payload["flats"]], payload["states"].numpy().copy(),
-                   payload["log_loss"].numpy().copy(), payload["log_matrix"].numpy().copy())
+        return cls(
+            int(payload["t"]),
+            [f.numpy().copy() for f in payload["flats"]],
+            payload["states"].numpy().copy(),
+            payload["log_loss"].numpy().copy(),
+            payload["log_matrix"].numpy().copy(),
+        )
 
 
 def _fresh_batch(factor_lists: list[list[torch.Tensor]], n_logs: int, entries: int) -> _Batch:
@@ -286,9 +308,11 @@ def train_dmf(
     entries = shape[0] * shape[1]
     n_logs = -(-settings.max_iters // settings.log_every)
     if batch * n_logs * (entries + 1) > MAX_LOGGED_VALUES:
-        raise ConfigError(f"logging {n_logs:,} iterations of {batch} runs of {shape[0]}×{shape[1]} matrices "
-                          f"needs {batch * n_logs * (entries + 1) * 8 / 2**30:.1f} GiB: raise log_every "
-                          f"(now {settings.log_every}) or lower max_iters (now {settings.max_iters})")
+        raise ConfigError(
+            f"logging {n_logs:,} iterations of {batch} runs of {shape[0]}×{shape[1]} matrices "
+            f"needs {batch * n_logs * (entries + 1) * 8 / 2**30:.1f} GiB: raise log_every "
+            f"(now {settings.log_every}) or lower max_iters (now {settings.max_iters})"
+        )
     schedule = log_schedule(settings)
 
     path = Path(checkpoint_path) if checkpoint_path is not None else None
@@ -302,12 +326,31 @@ def train_dmf(
     kernels = [compile_dmf(tuple(int(d) for d in layout.dims)).gd_chunk for layout in layouts]
 
     def advance(b: int, t_end: int) -> None:
-        kernels[b](state.flats[b], target_flat[b], mask_flat[b], float(lrs[b]), float(stop.threshold),
-                   int(stop.patience), int(stop.check_every), state.t, t_end, state.states[b], schedule,
-                   state.log_loss[b], state.log_matrix[b])
+        kernels[b](
+            state.flats[b],
+            target_flat[b],
+            mask_flat[b],
+            float(lrs[b]),
+            float(stop.threshold),
+            int(stop.patience),
+            int(stop.check_every),
+            state.t,
+            t_end,
+            state.states[b],
+            schedule,
+            state.log_loss[b],
+            state.log_matrix[b],
+        )
 
-    bar = tqdm(total=settings.max_iters, initial=state.t, desc=progress, disable=progress is None, mininterval=10.0,
-               unit="it", dynamic_ncols=True)
+    bar = tqdm(
+        total=settings.max_iters,
+        initial=state.t,
+        desc=progress,
+        disable=progress is None,
+        mininterval=10.0,
+        unit="it",
+        dynamic_ncols=True,
+    )
     chunk = settings.checkpoint_every or settings.max_iters
     with ThreadPoolExecutor(max_workers=max(1, min(threads, batch))) as pool:
         while state.t < settings.max_iters and bool((state.states[:, STATUS] == RUNNING).any()):
@@ -329,7 +372,9 @@ def train_dmf(
     return _result(state, layouts, target_flat, mask_flat, schedule, shape, tracked, resumed_from)
 
 
-def _end_to_end(flat: np.ndarray, layout: FactorLayout, target: np.ndarray, mask: np.ndarray) -> tuple[float, np.ndarray]:
+def _end_to_end(
+    flat: np.ndarray, layout: FactorLayout, target: np.ndarray, mask: np.ndarray
+) -> tuple[float, np.ndarray]:
     """(½‖P_Ω(W − Y)‖², W) at the factors in ``flat`` (a diverged run's may overflow to inf: no warning)."""
     factors = unflatten_factors(flat, layout)
     with np.errstate(over="ignore", invalid="ignore"):
@@ -340,9 +385,16 @@ def _end_to_end(flat: np.ndarray, layout: FactorLayout, target: np.ndarray, mask
         return 0.5 * float(residual @ residual), w
 
 
-def _result(state: _Batch, layouts: list[FactorLayout], target_flat: list[np.ndarray], mask_flat: list[np.ndarray],
-            schedule: np.ndarray, shape: tuple[int, int], tracked: tuple[tuple[int, int], ...],
-            resumed_from: int) -> TrainResult:
+def _result(
+    state: _Batch,
+    layouts: list[FactorLayout],
+    target_flat: list[np.ndarray],
+    mask_flat: list[np.ndarray],
+    schedule: np.ndarray,
+    shape: tuple[int, int],
+    tracked: tuple[tuple[int, int], ...],
+    resumed_from: int,
+) -> TrainResult:
     """The trainer's :class:`TrainResult` from the kernel's logs and final factors."""
     batch = len(state.flats)
     counts = state.states[:, LOG_POS]
@@ -354,8 +406,10 @@ def _result(state: _Batch, layouts: list[FactorLayout], target_flat: list[np.nda
     finals = [_end_to_end(state.flats[b], layouts[b], target_flat[b], mask_flat[b]) for b in range(batch)]
     finite = torch.tensor([bool(np.isfinite(w).all()) for _, w in finals])
     matrices = torch.from_numpy(np.stack([np.where(np.isfinite(w), w, 0.0) for _, w in finals]))
-    final = {name: torch.where(finite.reshape((batch,) + (1,) * (v.dim() - 1)), v, torch.full_like(v, float("nan")))
-             for name, v in end_to_end_metrics(matrices, tracked).items()}  # NaN metrics for a non-finite matrix
+    final = {
+        name: torch.where(finite.reshape((batch,) + (1,) * (v.dim() - 1)), v, torch.full_like(v, float("nan")))
+        for name, v in end_to_end_metrics(matrices, tracked).items()
+    }  # NaN metrics for a non-finite matrix
     final_loss = torch.tensor([loss for loss, _ in finals], dtype=torch.float64)
     return TrainResult(
         params=[torch.from_numpy(f) for f in state.flats],

@@ -58,8 +58,11 @@ from torch import Tensor
 
 from rankrepro.core.autodiff import autograd_loss_and_grads
 from rankrepro.core.errors import ConfigError
-from rankrepro.core.measures import (effective_rank_from_singular_values, normalized_reconstruction_error,
-                                     singular_values)
+from rankrepro.core.measures import (
+    effective_rank_from_singular_values,
+    normalized_reconstruction_error,
+    singular_values,
+)
 
 Node = tuple[int, ...]
 
@@ -72,15 +75,17 @@ def tree_depth(order: int) -> int:
     return order.bit_length() - 1
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def mode_tree(order: int) -> tuple[tuple[Node, ...], ...]:
     """Nodes of the perfect binary mode tree, level by level: level l holds the tuples of 2^l consecutive modes.
 
     mode_tree(4) = (((0,), (1,), (2,), (3,)), ((0, 1), (2, 3)), ((0, 1, 2, 3),)); the last level is the root.
     """
     depth = tree_depth(order)
-    return tuple(tuple(tuple(range(start, start + 2 ** level)) for start in range(0, order, 2 ** level))
-                 for level in range(depth + 1))
+    return tuple(
+        tuple(tuple(range(start, start + 2**level)) for start in range(0, order, 2**level))
+        for level in range(depth + 1)
+    )
 
 
 def tree_nodes(order: int) -> list[Node]:
@@ -122,8 +127,9 @@ def param_shapes(dims: Sequence[int], widths: Sequence[int]) -> list[tuple[int, 
     dims, widths = [int(d) for d in dims], [int(r) for r in widths]
     depth = tree_depth(len(dims))
     if len(widths) != depth:
-        raise ConfigError(f"an order-{len(dims)} HTF needs {depth} widths (one per level below the root), "
-                          f"got {len(widths)}: {widths}")
+        raise ConfigError(
+            f"an order-{len(dims)} HTF needs {depth} widths (one per level below the root), got {len(widths)}: {widths}"
+        )
     if min(dims) < 1 or min(widths) < 1:
         raise ConfigError(f"HTF mode dimensions and widths must be positive, got dims {dims}, widths {widths}")
     shapes: list[tuple[int, ...]] = [(d, widths[0]) for d in dims]
@@ -146,8 +152,10 @@ def htf_structure(params: Sequence[Tensor]) -> tuple[tuple[int, ...], tuple[int,
     expected = [(int(params[0].shape[0]), *shape) for shape in param_shapes(dims, widths)]
     actual = [tuple(p.shape) for p in params]
     if actual != expected:
-        raise ConfigError(f"HTF parameter shapes {actual} do not fit the mode tree of depth {depth}: expected "
-                          f"{expected} (dims {dims}, widths {widths}, leading run dimension)")
+        raise ConfigError(
+            f"HTF parameter shapes {actual} do not fit the mode tree of depth {depth}: expected "
+            f"{expected} (dims {dims}, widths {widths}, leading run dimension)"
+        )
     return dims, widths
 
 
@@ -175,12 +183,14 @@ def node_tensors(params: Sequence[Tensor], level: int) -> list[Tensor]:
     order = (len(params) + 1) // 2
     levels = mode_tree(order)
     tensors = list(params[:order])
-    for nodes in levels[1:level + 1]:
+    for nodes in levels[1 : level + 1]:
         if len(nodes) == 1:  # the root: T = T_{c₁} diag(a) T_{c₂}ᵀ, flattened (no Khatri–Rao product)
             first, second = tensors
             return [torch.bmm(first * params[-1].unsqueeze(1), second.transpose(1, 2)).flatten(1)]
-        tensors = [_apply_node(_pool_rows(tensors[2 * j], tensors[2 * j + 1]), params[node_param_index(node, order)])
-                   for j, node in enumerate(nodes)]
+        tensors = [
+            _apply_node(_pool_rows(tensors[2 * j], tensors[2 * j + 1]), params[node_param_index(node, order)])
+            for j, node in enumerate(nodes)
+        ]
     return tensors
 
 
@@ -258,11 +268,15 @@ def htf_predict(params: Sequence[Tensor], indices: Tensor, gather_level: int | N
     if not 0 <= level <= len(widths):
         raise ConfigError(f"gather_level must lie in [0, {len(widths)}], got {gather_level}")
     levels = mode_tree(order)
-    rows = [_gather_rows(table, _node_flat_index(indices, node, dims))
-            for table, node in zip(node_tensors(params, level), levels[level])]
-    for nodes in levels[level + 1:]:
-        rows = [_apply_node(rows[2 * j] * rows[2 * j + 1], params[node_param_index(node, order)])
-                for j, node in enumerate(nodes)]
+    rows = [
+        _gather_rows(table, _node_flat_index(indices, node, dims))
+        for table, node in zip(node_tensors(params, level), levels[level])
+    ]
+    for nodes in levels[level + 1 :]:
+        rows = [
+            _apply_node(rows[2 * j] * rows[2 * j + 1], params[node_param_index(node, order)])
+            for j, node in enumerate(nodes)
+        ]
     return rows[0]
 
 
@@ -305,8 +319,9 @@ def matricize(tensor: Tensor, modes: Sequence[int], order: int | None = None) ->
     rest = [n for n in range(order) if n not in subset]
     permuted = tensor.permute(*range(lead), *(lead + n for n in subset), *(lead + n for n in rest))
     shape = tensor.shape[lead:]
-    return permuted.reshape(*tensor.shape[:lead], math.prod(shape[n] for n in subset),
-                            math.prod(shape[n] for n in rest))
+    return permuted.reshape(
+        *tensor.shape[:lead], math.prod(shape[n] for n in subset), math.prod(shape[n] for n in rest)
+    )
 
 
 def matricization_singular_values(tensor: Tensor, modes: Sequence[int], order: int | None = None) -> Tensor:
@@ -326,20 +341,26 @@ def hierarchical_rank(tensor: Tensor, tol: float = 1e-6, order: int | None = Non
     """Hierarchical tensor rank: the numerical rank (:func:`numerical_rank`, relative ``tol``) of W_(ν; ν^c) for
     every non-root tree node ν, leaves first: ``{node: (…,) int64}`` over the leading batch dimensions."""
     order = tensor.dim() - 1 if order is None else order
-    return {node: numerical_rank(matricization_singular_values(tensor, node, order), tol)
-            for node in tree_nodes(order)}
+    return {node: numerical_rank(matricization_singular_values(tensor, node, order), tol) for node in tree_nodes(order)}
 
 
 def hierarchical_effective_rank(tensor: Tensor, order: int | None = None) -> dict[Node, Tensor]:
     """Effective rank exp(H(σ/Σσ)) (:mod:`rankrepro.core.measures`) of W_(ν; ν^c) for every non-root tree node ν."""
     order = tensor.dim() - 1 if order is None else order
-    return {node: effective_rank_from_singular_values(matricization_singular_values(tensor, node, order))
-            for node in tree_nodes(order)}
+    return {
+        node: effective_rank_from_singular_values(matricization_singular_values(tensor, node, order))
+        for node in tree_nodes(order)
+    }
 
 
 # ------------------------------------------------------------------------------------- initialization and targets
-def init_htf(dims: Sequence[int], widths: Sequence[int], scales: Tensor, generators: Sequence[torch.Generator],
-             dtype: torch.dtype = torch.float64) -> list[Tensor]:
+def init_htf(
+    dims: Sequence[int],
+    widths: Sequence[int],
+    scales: Tensor,
+    generators: Sequence[torch.Generator],
+    dtype: torch.dtype = torch.float64,
+) -> list[Tensor]:
     """Parameters P[b] = scales[b]·Z[b], Z[b] ~ N(0, 1) entrywise, drawn from ``generators[b]`` (CPU).
 
     Every factor of run b is N(0, scales[b]²); runs sharing a generator seed share the direction Z.
@@ -349,12 +370,19 @@ def init_htf(dims: Sequence[int], widths: Sequence[int], scales: Tensor, generat
     if scales.shape[0] != len(generators):
         raise ConfigError(f"init_htf needs one scale per generator, got {scales.shape[0]} and {len(generators)}")
     per_run = [[torch.randn(shape, generator=g, dtype=dtype) for shape in shapes] for g in generators]
-    return [torch.stack([run[i] for run in per_run]) * scales.reshape(-1, *[1] * len(shape))
-            for i, shape in enumerate(shapes)]
+    return [
+        torch.stack([run[i] for run in per_run]) * scales.reshape(-1, *[1] * len(shape))
+        for i, shape in enumerate(shapes)
+    ]
 
 
-def random_htf_tensor(dims: Sequence[int], widths: Sequence[int], generator: torch.Generator, norm: float = 1.0,
-                      dtype: torch.dtype = torch.float64) -> Tensor:
+def random_htf_tensor(
+    dims: Sequence[int],
+    widths: Sequence[int],
+    generator: torch.Generator,
+    norm: float = 1.0,
+    dtype: torch.dtype = torch.float64,
+) -> Tensor:
     """A random low-hierarchical-rank tensor ``(d_0, …, d_{N−1})``: an HTF with factors i.i.d. N(0, 1) and the given
     (small) widths, rescaled to Frobenius norm ``norm``. Its node-ν matricization has rank ≤ r_{level(ν)}."""
     if not norm > 0:
@@ -399,9 +427,18 @@ class HTFCompletionObjective:
     ``track_matricizations`` (e.g. (0, 1), a tree node, and (0, 2), not one).
     """
 
-    def __init__(self, target: Tensor | None, indices: Tensor, values: Tensor | None = None, *,
-                 dims: Sequence[int] | None = None, gather_level: int | None = None, top_k: int | None = None,
-                 track_nodes: Sequence[Node] = (), track_matricizations: Sequence[Sequence[int]] = ()) -> None:
+    def __init__(
+        self,
+        target: Tensor | None,
+        indices: Tensor,
+        values: Tensor | None = None,
+        *,
+        dims: Sequence[int] | None = None,
+        gather_level: int | None = None,
+        top_k: int | None = None,
+        track_nodes: Sequence[Node] = (),
+        track_matricizations: Sequence[Sequence[int]] = (),
+    ) -> None:
         if target is None and (values is None or dims is None):
             raise ConfigError("HTFCompletionObjective needs a target, or observed values and the mode dims")
         self.dims = tuple(int(d) for d in (target.shape if target is not None else dims))

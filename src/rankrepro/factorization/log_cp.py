@@ -15,8 +15,9 @@ L = log|F| and N = 1[F < 0],
     c_r(x) = #{p : F[p, x_p, r] < 0}                                               = (X·(N₁ − N₀) + 1ᵀN₀)_r,
     ∏_p F[p, x_p, r] = s_r(x)·exp ℓ_r(x),  s_r = (−1)^{c_r},
 
-i.e. one (n×P)·(P×2R) matmul for n samples (a shared X serves all runs in one product). c is a sum of at most P integers in {−1, 0, 1}: exact in float64, so
-the sign is exact. exp ℓ is finite in float64 up to ℓ ≈ 709 (factors ≈ 2.47 on average), far beyond float32.
+i.e. one (n×P)·(P×2R) matmul for n samples (a shared X serves all runs in one product). c is a sum of at most P
+integers in {−1, 0, 1}: exact in float64, so the sign is exact. exp ℓ is finite in float64 up to ℓ ≈ 709
+(factors ≈ 2.47 on average), far beyond float32.
 
 **Exact zeros.** log 0 = −∞ would make L₁ − L₀ undefined (∞ − ∞). With Z = 1[F = 0] we use L = log|F| on the
 non-zero entries and L = 0 where F = 0, and count the selected zeros z_r(x) = (X·(Z₁ − Z₀) + 1ᵀZ₀)_r (exact, as c):
@@ -100,8 +101,16 @@ def binarize_images(images: np.ndarray | Tensor) -> Tensor:
     return (tensor.reshape(tensor.shape[0], -1) >= 128).to(torch.float64)
 
 
-def init_factors(batch: int, order: int, rank: int, mean: float = 1.0, std: float = 1e-3, *,
-                 generators: Sequence[torch.Generator], dtype: torch.dtype = torch.float64) -> Tensor:
+def init_factors(
+    batch: int,
+    order: int,
+    rank: int,
+    mean: float = 1.0,
+    std: float = 1e-3,
+    *,
+    generators: Sequence[torch.Generator],
+    dtype: torch.dtype = torch.float64,
+) -> Tensor:
     """Factors F[b] = mean + std·Z[b], Z[b] ~ N(0, 1)^{order×2×rank} drawn from ``generators[b]``: ``(B, order, 2, R)``.
 
     One CPU generator per run, seeded by the caller (the draw of run b does not depend on the other runs).
@@ -353,8 +362,13 @@ class FitSettings:
     checkpoint_every: int = 0
 
     def __post_init__(self) -> None:
-        if (self.epochs < 0 or self.batch_size < 1 or not self.lr > 0 or self.eval_every < 1
-                or self.checkpoint_every < 0):
+        if (
+            self.epochs < 0
+            or self.batch_size < 1
+            or not self.lr > 0
+            or self.eval_every < 1
+            or self.checkpoint_every < 0
+        ):
             raise ValueError(f"invalid FitSettings {self}")
 
 
@@ -411,9 +425,17 @@ def _load_state(path: Path | None, fingerprint: str, device: torch.device) -> di
     return state
 
 
-def fit(factors: Tensor, train: tuple[Design, Tensor], test: tuple[Design, Tensor], settings: FitSettings, *,
-        checkpoint_path: str | os.PathLike | None = None, fingerprint: str = "", progress: bool = False,
-        backend: Backend = "auto") -> FitResult:
+def fit(
+    factors: Tensor,
+    train: tuple[Design, Tensor],
+    test: tuple[Design, Tensor],
+    settings: FitSettings,
+    *,
+    checkpoint_path: str | os.PathLike | None = None,
+    fingerprint: str = "",
+    progress: bool = False,
+    backend: Backend = "auto",
+) -> FitResult:
     """Train a batch of CP classifiers with mini-batch Adam on the MSE (log-domain forward, analytic gradient).
 
     ``train = (X, y)`` and ``test = (X, y)``: X ``(n, P)`` shared by the runs or ``(B, n, P)`` per run (binary;
@@ -437,9 +459,13 @@ def fit(factors: Tensor, train: tuple[Design, Tensor], test: tuple[Design, Tenso
     resumed_from = 0 if state is None else int(state["epoch"])
     if state is None:
         params = factors.detach().clone()
-        state = {"epoch": 0, "factors": params, "opt_state": optimizer.init_state([params]),
-                 "active": torch.ones(batch, dtype=torch.bool, device=device),
-                 "history": {"epoch": [], "train_mse": [], "test_error": []}}
+        state = {
+            "epoch": 0,
+            "factors": params,
+            "opt_state": optimizer.init_state([params]),
+            "active": torch.ones(batch, dtype=torch.bool, device=device),
+            "history": {"epoch": [], "train_mse": [], "test_error": []},
+        }
     X_train, y_train = _design(train[0], backend, device), train[1]
     n = _num_samples(X_train)
     if y_train.shape[-1] != n or _num_samples(test[0]) != test[1].shape[-1]:
@@ -454,8 +480,15 @@ def fit(factors: Tensor, train: tuple[Design, Tensor], test: tuple[Design, Tenso
         history["train_mse"].append(train_mse)
         history["test_error"].append(test_error)
 
-    bar = tqdm(total=settings.epochs, initial=state["epoch"], disable=not progress, unit="epoch",
-               mininterval=5.0, dynamic_ncols=True, desc="log-CP fit")
+    bar = tqdm(
+        total=settings.epochs,
+        initial=state["epoch"],
+        disable=not progress,
+        unit="epoch",
+        mininterval=5.0,
+        dynamic_ncols=True,
+        desc="log-CP fit",
+    )
     with torch.no_grad():
         while state["epoch"] < settings.epochs:
             epoch = state["epoch"] + 1
@@ -470,10 +503,17 @@ def fit(factors: Tensor, train: tuple[Design, Tensor], test: tuple[Design, Tenso
             if epoch % settings.eval_every == 0 or epoch == settings.epochs:
                 record(epoch)
                 if progress:
-                    bar.set_postfix(train_mse=f"{float(history['train_mse'][-1].mean()):.4g}",
-                                    test=f"{float(history['test_error'][-1].mean()):.4g}", refresh=False)
-            if path is not None and settings.checkpoint_every and epoch % settings.checkpoint_every == 0 \
-                    and epoch < settings.epochs:
+                    bar.set_postfix(
+                        train_mse=f"{float(history['train_mse'][-1].mean()):.4g}",
+                        test=f"{float(history['test_error'][-1].mean()):.4g}",
+                        refresh=False,
+                    )
+            if (
+                path is not None
+                and settings.checkpoint_every
+                and epoch % settings.checkpoint_every == 0
+                and epoch < settings.epochs
+            ):
                 save_checkpoint(path, state, fingerprint)
             bar.update(1)
         if not history["epoch"] or history["epoch"][-1] != state["epoch"]:
@@ -484,11 +524,19 @@ def fit(factors: Tensor, train: tuple[Design, Tensor], test: tuple[Design, Tenso
     epochs = np.asarray(history["epoch"], dtype=np.int64)
     train_mse = torch.stack(history["train_mse"]).cpu().numpy()  # (T, B)
     test_error = torch.stack(history["test_error"]).cpu().numpy()
-    frame = pd.DataFrame({
-        "epoch": np.repeat(epochs, batch),
-        "run": np.tile(np.arange(batch), len(epochs)),
-        "train_mse": train_mse.reshape(-1),
-        "test_error": test_error.reshape(-1),
-    })
-    return FitResult(factors=state["factors"], train_mse=history["train_mse"][-1], test_error=history["test_error"][-1],
-                     diverged=~state["active"], history=frame, resumed_from=resumed_from)
+    frame = pd.DataFrame(
+        {
+            "epoch": np.repeat(epochs, batch),
+            "run": np.tile(np.arange(batch), len(epochs)),
+            "train_mse": train_mse.reshape(-1),
+            "test_error": test_error.reshape(-1),
+        }
+    )
+    return FitResult(
+        factors=state["factors"],
+        train_mse=history["train_mse"][-1],
+        test_error=history["test_error"][-1],
+        diverged=~state["active"],
+        history=frame,
+        resumed_from=resumed_from,
+    )

@@ -41,8 +41,10 @@ class SensingObjective:
 
     def __init__(self, reconstruct: Reconstruct, measurements: Tensor, values: Tensor) -> None:
         if measurements.dim() != 2 or values.shape[-1] != measurements.shape[0]:
-            raise ConfigError(f"sensing needs measurements (m, numel) and m values, got {tuple(measurements.shape)} "
-                              f"and {tuple(values.shape)}")
+            raise ConfigError(
+                f"sensing needs measurements (m, numel) and m values, got {tuple(measurements.shape)} "
+                f"and {tuple(values.shape)}"
+            )
         self.reconstruct = reconstruct
         self.measurements = measurements
         self.values = values

@@ -69,16 +69,25 @@ class GNN(nn.Module):
     """``depth`` × (conv → ReLU → LayerNorm), optional mean pooling per graph, linear head to ``out_dim``; in the
     ``dense`` form the graph structure is an adjacency ``(B or 1, N, N)`` instead of an edge index."""
 
-    def __init__(self, kind: str, in_dim: int, width: int, depth: int, out_dim: int, *, graph_level: bool,
-                 heads: int = 4, dense: bool = False) -> None:
+    def __init__(
+        self,
+        kind: str,
+        in_dim: int,
+        width: int,
+        depth: int,
+        out_dim: int,
+        *,
+        graph_level: bool,
+        heads: int = 4,
+        dense: bool = False,
+    ) -> None:
         super().__init__()
         if kind not in MODELS:
             raise ConfigError(f"unknown GNN '{kind}' (expected one of {MODELS})")
         if depth < 1 or width < 1:
             raise ConfigError(f"a GNN needs depth ≥ 1 and width ≥ 1 (got depth {depth}, width {width})")
         self.kind, self.graph_level, self.dense = kind, graph_level, dense
-        self.convs = nn.ModuleList(_conv(kind, in_dim if k == 0 else width, width, heads, dense)
-                                   for k in range(depth))
+        self.convs = nn.ModuleList(_conv(kind, in_dim if k == 0 else width, width, heads, dense) for k in range(depth))
         self.norms = nn.ModuleList(nn.LayerNorm(width) for _ in range(depth))
         self.head = nn.Linear(width, out_dim)
 
@@ -87,8 +96,10 @@ class GNN(nn.Module):
         directions), or the adjacency in the dense form. ``edge_weight`` (a per-edge mask, for UGS) scales messages
         where the convolution supports it (GCN, edge-list form)."""
         if edge_weight is not None and (self.dense or self.kind not in ("gcn", "resgcn")):
-            raise ConfigError(f"edge weights need the edge-list form of a GCN-based model, not {self.kind}"
-                              f"{' (dense)' if self.dense else ''}")
+            raise ConfigError(
+                f"edge weights need the edge-list form of a GCN-based model, not {self.kind}"
+                f"{' (dense)' if self.dense else ''}"
+            )
         h = x
         for k, (conv, norm) in enumerate(zip(self.convs, self.norms)):
             if edge_weight is not None:
@@ -101,8 +112,9 @@ class GNN(nn.Module):
             h = h + out if self.kind == "resgcn" and k > 0 else out
         return h
 
-    def forward(self, x: Tensor, structure: Tensor, batch: Tensor | None = None,
-                edge_weight: Tensor | None = None) -> Tensor:
+    def forward(
+        self, x: Tensor, structure: Tensor, batch: Tensor | None = None, edge_weight: Tensor | None = None
+    ) -> Tensor:
         """Logits per vertex, or per graph for graph prediction: mean pooling over each graph's vertices (``batch``
         in the edge-list form, the vertex axis of ``(B, N, F)`` in the dense form)."""
         from torch_geometric.nn import global_mean_pool
@@ -148,8 +160,13 @@ def dense_gat_forward(conv: nn.Module, x: Tensor, adj: Tensor) -> Tensor:
     heads, channels = conv.heads, conv.out_channels
     mask = _attention_mask(adj)
     flat = conv.lin(x)  # (B, N, H·C)
-    scores_matrix = torch.cat([torch.block_diag(*conv.att_src.view(heads, channels, 1)),
-                               torch.block_diag(*conv.att_dst.view(heads, channels, 1))], dim=1)  # (H·C, 2H)
+    scores_matrix = torch.cat(
+        [
+            torch.block_diag(*conv.att_src.view(heads, channels, 1)),
+            torch.block_diag(*conv.att_dst.view(heads, channels, 1)),
+        ],
+        dim=1,
+    )  # (H·C, 2H)
     scores = (flat @ scores_matrix).transpose(1, 2).contiguous()  # (B, 2H, N): ⟨a_src, z_j⟩, ⟨a_dst, z_i⟩
     source, target = scores[:, :heads, None, :], scores[:, heads:, :, None]  # (B, H, 1, N), (B, H, N, 1)
     z = flat.view(batch, n, heads, channels).transpose(1, 2).contiguous()  # (B, H, N, C)
@@ -164,6 +181,7 @@ def dense_gat_forward(conv: nn.Module, x: Tensor, adj: Tensor) -> Tensor:
 
 
 # ------------------------------------------------------------------------ stacked runs (vertex prediction)
+
 
 class _SparseProduct(torch.autograd.Function):
     """``A @ H`` for a constant sparse ``A`` whose transpose is given: the backward is ``Aᵀ @ G`` without a
@@ -189,14 +207,19 @@ class SparseOperator:
     @classmethod
     def from_scipy(cls, matrix: sp.spmatrix, dtype: torch.dtype, symmetric: bool = False) -> SparseOperator:
         """Both CSR forms of a scipy matrix (the transpose is the matrix itself when ``symmetric``)."""
+
         def csr(m: sp.spmatrix) -> Tensor:
             m = sp.csr_matrix(m)
             m.sort_indices()
             with warnings.catch_warnings():  # "sparse CSR support is in beta": the product is all we use
                 warnings.simplefilter("ignore", UserWarning)
-                return torch.sparse_csr_tensor(torch.from_numpy(m.indptr.astype(np.int64)),
-                                               torch.from_numpy(m.indices.astype(np.int64)),
-                                               torch.from_numpy(m.data).to(dtype), m.shape, check_invariants=False)
+                return torch.sparse_csr_tensor(
+                    torch.from_numpy(m.indptr.astype(np.int64)),
+                    torch.from_numpy(m.indices.astype(np.int64)),
+                    torch.from_numpy(m.data).to(dtype),
+                    m.shape,
+                    check_invariants=False,
+                )
 
         forward = csr(matrix)
         return cls(forward, forward if symmetric else csr(matrix.T))
@@ -217,8 +240,9 @@ class _WeightedSymmetricProduct(torch.autograd.Function):
     def forward(ctx, values: Tensor, dense: Tensor, crow: Tensor, col: Tensor) -> Tensor:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            matrix = torch.sparse_csr_tensor(crow, col, values.detach(), (len(crow) - 1, dense.shape[0]),
-                                             check_invariants=False)
+            matrix = torch.sparse_csr_tensor(
+                crow, col, values.detach(), (len(crow) - 1, dense.shape[0]), check_invariants=False
+            )
         ctx.matrix = matrix
         ctx.save_for_backward(dense)
         return matrix @ dense
@@ -254,8 +278,13 @@ class WeightedGCNOperator:
         source = np.concatenate([np.arange(m), np.arange(m), m + loops])
         order = np.lexsort((cols, rows))
         crow = np.searchsorted(rows[order], np.arange(num_nodes + 1))
-        return cls(torch.from_numpy(crow), torch.from_numpy(cols[order]), torch.from_numpy(rows[order]),
-                   torch.from_numpy(source[order]), num_nodes)
+        return cls(
+            torch.from_numpy(crow),
+            torch.from_numpy(cols[order]),
+            torch.from_numpy(rows[order]),
+            torch.from_numpy(source[order]),
+            num_nodes,
+        )
 
     def with_weight(self, weight: Tensor) -> WeightedGCNOperator:
         """The operator for edge weights ``weight`` ``(m,)`` (one per undirected edge, both directions)."""
@@ -302,8 +331,9 @@ def _gcn_normalised(edges: np.ndarray, num_nodes: int) -> sp.csr_matrix:
     return sp.csr_matrix(scale @ a @ scale)
 
 
-def stacked_structure(kind: str, edge_sets: Sequence[np.ndarray], num_nodes: int,
-                      dtype: torch.dtype = torch.float32) -> StackedStructure:
+def stacked_structure(
+    kind: str, edge_sets: Sequence[np.ndarray], num_nodes: int, dtype: torch.dtype = torch.float32
+) -> StackedStructure:
     """What :class:`StackedGNN` of ``kind`` needs of the runs' undirected edge sets (each ``(m_r, 2)``, u < v)."""
     runs = len(edge_sets)
     if kind == "gat":
@@ -313,8 +343,12 @@ def stacked_structure(kind: str, edge_sets: Sequence[np.ndarray], num_nodes: int
             loops = np.arange(num_nodes)
             sources.append(np.concatenate([pairs[:, 0], pairs[:, 1], loops]) + r * num_nodes)
             targets.append(np.concatenate([pairs[:, 1], pairs[:, 0], loops]) + r * num_nodes)
-        return StackedStructure(runs, num_nodes, source=torch.from_numpy(np.concatenate(sources)),
-                                target=torch.from_numpy(np.concatenate(targets)))
+        return StackedStructure(
+            runs,
+            num_nodes,
+            source=torch.from_numpy(np.concatenate(sources)),
+            target=torch.from_numpy(np.concatenate(targets)),
+        )
     if kind in ("gcn", "resgcn"):
         blocks = [_gcn_normalised(edges, num_nodes) for edges in edge_sets]
     elif kind == "gin":
@@ -348,21 +382,37 @@ def _layer_norm(h: Tensor, weight: Tensor, bias: Tensor, eps: float) -> Tensor:
     """``LayerNorm`` over the channels with run r's scale and shift: ``h`` ``(k, n, c)``, one fused call per run
     (its backward gives the gradients of h, scale and shift in one pass; about twice as fast as one call without
     affine parameters followed by a broadcast scale and shift)."""
-    return torch.stack([F.layer_norm(x, x.shape[-1:], w, b, eps)
-                        for x, w, b in zip(h.unbind(0), weight.unbind(0), bias.unbind(0))])
+    return torch.stack(
+        [F.layer_norm(x, x.shape[-1:], w, b, eps) for x, w, b in zip(h.unbind(0), weight.unbind(0), bias.unbind(0))]
+    )
 
 
-def _batch_norm(h: Tensor, weight: Tensor, bias: Tensor, running_mean: Tensor, running_var: Tensor, *,
-                training: bool, momentum: float, eps: float) -> Tensor:
+def _batch_norm(
+    h: Tensor,
+    weight: Tensor,
+    bias: Tensor,
+    running_mean: Tensor,
+    running_var: Tensor,
+    *,
+    training: bool,
+    momentum: float,
+    eps: float,
+) -> Tensor:
     """``BatchNorm1d`` over each run's vertices, one fused call per run on ``h[r]`` ``(n, c)``; in training the
     running statistics ``(k, c)`` move in place."""
-    return torch.stack([F.batch_norm(x, m, v, w, b, training, momentum, eps)
-                        for x, m, v, w, b in zip(h.unbind(0), running_mean.unbind(0), running_var.unbind(0),
-                                                 weight.unbind(0), bias.unbind(0))])
+    return torch.stack(
+        [
+            F.batch_norm(x, m, v, w, b, training, momentum, eps)
+            for x, m, v, w, b in zip(
+                h.unbind(0), running_mean.unbind(0), running_var.unbind(0), weight.unbind(0), bias.unbind(0)
+            )
+        ]
+    )
 
 
-def _gat_propagate(structure: StackedStructure, z: Tensor, att_src: Tensor, att_dst: Tensor, heads: int,
-                   negative_slope: float) -> Tensor:
+def _gat_propagate(
+    structure: StackedStructure, z: Tensor, att_src: Tensor, att_dst: Tensor, heads: int, negative_slope: float
+) -> Tensor:
     """GATConv's attention on the union graph: z ``(k, n, H·C)``, att ``(k, 1, H, C)``; for every message edge
     j → i, e = LeakyReLU(⟨a_src, z_j⟩ + ⟨a_dst, z_i⟩) per head, α = softmax over i's incoming edges,
     out_i = Σ_j α_ij z_j (heads concatenated)."""
@@ -404,8 +454,11 @@ class StackedGNN:
             raise ConfigError("StackedGNN stacks edge-list vertex classifiers of one kind")
         states = [dict(m.named_parameters()) for m in models]
         params = {name: torch.stack([s[name].detach() for s in states]).requires_grad_() for name in states[0]}
-        buffers = {name: torch.stack([dict(m.named_buffers())[name] for m in models]).clone()
-                   for name, _ in first.named_buffers() if name.endswith(("running_mean", "running_var"))}
+        buffers = {
+            name: torch.stack([dict(m.named_buffers())[name] for m in models]).clone()
+            for name, _ in first.named_buffers()
+            if name.endswith(("running_mean", "running_var"))
+        }
         conv, options = first.convs[0], {"layer_norm_eps": first.norms[0].eps}
         if first.kind == "gin":
             if any(float(c.eps) != 0.0 for m in models for c in m.convs):
@@ -430,13 +483,21 @@ class StackedGNN:
         """The stacked model of the runs ``index`` (copies; new leaves)."""
         params = {name: p.detach()[index].clone().requires_grad_() for name, p in self.params.items()}
         buffers = {name: b[index].clone() for name, b in self.buffers.items()}
-        return StackedGNN(self.kind, self.depth, self.heads, params, buffers, self.momentum, self.eps,
-                          self.layer_norm_eps, self.negative_slope)
+        return StackedGNN(
+            self.kind,
+            self.depth,
+            self.heads,
+            params,
+            buffers,
+            self.momentum,
+            self.eps,
+            self.layer_norm_eps,
+            self.negative_slope,
+        )
 
     def state_dict(self, run: int) -> dict[str, Tensor]:
         """Run ``run``'s parameters and running statistics under :class:`GNN`'s names."""
-        return {**{n: p.detach()[run] for n, p in self.params.items()},
-                **{n: b[run] for n, b in self.buffers.items()}}
+        return {**{n: p.detach()[run] for n, p in self.params.items()}, **{n: b[run] for n, b in self.buffers.items()}}
 
     def _conv(self, k: int, h: Tensor | SparseOperator, structure: StackedStructure, training: bool) -> Tensor:
         """Layer k's convolution (before ReLU) for every run."""
@@ -446,12 +507,25 @@ class StackedGNN:
             return z + p[f"{name}.bias"][:, None]
         if self.kind == "gin":  # (A + I)(h W₁ᵀ) + b₁ = ((A + I) h) W₁ᵀ + b₁: the product with W₁ first
             z = _propagate(structure.propagation, _linear(h, p[f"{name}.nn.0.weight"]))
-            z = _batch_norm(z + p[f"{name}.nn.0.bias"][:, None], p[f"{name}.nn.1.weight"], p[f"{name}.nn.1.bias"],
-                            self.buffers[f"{name}.nn.1.running_mean"], self.buffers[f"{name}.nn.1.running_var"],
-                            training=training, momentum=self.momentum, eps=self.eps)
+            z = _batch_norm(
+                z + p[f"{name}.nn.0.bias"][:, None],
+                p[f"{name}.nn.1.weight"],
+                p[f"{name}.nn.1.bias"],
+                self.buffers[f"{name}.nn.1.running_mean"],
+                self.buffers[f"{name}.nn.1.running_var"],
+                training=training,
+                momentum=self.momentum,
+                eps=self.eps,
+            )
             return _linear(torch.relu(z), p[f"{name}.nn.3.weight"], p[f"{name}.nn.3.bias"])
-        z = _gat_propagate(structure, _linear(h, p[f"{name}.lin.weight"]), p[f"{name}.att_src"],
-                           p[f"{name}.att_dst"], self.heads, self.negative_slope)
+        z = _gat_propagate(
+            structure,
+            _linear(h, p[f"{name}.lin.weight"]),
+            p[f"{name}.att_src"],
+            p[f"{name}.att_dst"],
+            self.heads,
+            self.negative_slope,
+        )
         return z + p[f"{name}.bias"][:, None]
 
     def forward(self, features: Tensor | SparseOperator, structure: StackedStructure, *, training: bool) -> Tensor:
@@ -460,7 +534,8 @@ class StackedGNN:
         h: Tensor | SparseOperator = features
         for k in range(self.depth):
             out = torch.relu(self._conv(k, h, structure, training))
-            out = _layer_norm(out, self.params[f"norms.{k}.weight"], self.params[f"norms.{k}.bias"],
-                              self.layer_norm_eps)
+            out = _layer_norm(
+                out, self.params[f"norms.{k}.weight"], self.params[f"norms.{k}.bias"], self.layer_norm_eps
+            )
             h = h + out if self.kind == "resgcn" and k > 0 else out
         return _linear(h, self.params["head.weight"], self.params["head.bias"])

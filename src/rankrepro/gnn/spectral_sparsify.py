@@ -160,7 +160,8 @@ def approximate_effective_resistances(
         worst = float(np.max(np.linalg.norm(residual, axis=0) / rhs_norm))
         if worst > tol:
             warnings.warn(
-                f"Laplacian solves reached a relative residual of {worst:.3g} > tol={tol:.3g}", RuntimeWarning,
+                f"Laplacian solves reached a relative residual of {worst:.3g} > tol={tol:.3g}",
+                RuntimeWarning,
                 stacklevel=2,
             )
     potentials = np.zeros((k, num_nodes), dtype=np.float64)
@@ -221,9 +222,7 @@ def spectral_removal_order(
     edges = check_edges(edges, num_nodes)
     m = edges.shape[0]
     if resistances is None:
-        resistances = effective_resistances(
-            edges, num_nodes, method=method, num_projections=num_projections, seed=seed
-        )
+        resistances = effective_resistances(edges, num_nodes, method=method, num_projections=num_projections, seed=seed)
     resistances = _check_resistances(resistances, m)
     if m == 0:
         return np.zeros(0, dtype=np.int64)

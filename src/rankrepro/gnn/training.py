@@ -88,8 +88,16 @@ def _curve_point(epoch: int, max_epochs: int, points: int = 200) -> bool:
     return epoch % max(1, max_epochs // points) == 0
 
 
-def train_graph_classifier(model: nn.Module, train: tuple[Tensor, Tensor], test: tuple[Tensor, Tensor],
-                           structure: Tensor, *, lr: float, max_epochs: int, patience: int) -> TrainingOutcome:
+def train_graph_classifier(
+    model: nn.Module,
+    train: tuple[Tensor, Tensor],
+    test: tuple[Tensor, Tensor],
+    structure: Tensor,
+    *,
+    lr: float,
+    max_epochs: int,
+    patience: int,
+) -> TrainingOutcome:
     """Adam on the mean BCE of ``model(x, structure)`` (one logit per graph) over the whole training set; stop when
     the training accuracy (of the step's forward pass) has not improved for ``patience`` epochs. Train and test
     accuracy of the last epoch's parameters, in eval mode."""
@@ -112,8 +120,10 @@ def train_graph_classifier(model: nn.Module, train: tuple[Tensor, Tensor], test:
             break
     model.eval()
     with torch.no_grad():
-        accuracies = {"train": binary_accuracy(model(x_train, structure).squeeze(-1), y_train),
-                      "test": binary_accuracy(model(x_test, structure).squeeze(-1), y_test)}
+        accuracies = {
+            "train": binary_accuracy(model(x_train, structure).squeeze(-1), y_train),
+            "test": binary_accuracy(model(x_test, structure).squeeze(-1), y_test),
+        }
     return TrainingOutcome(accuracies, epoch, int(stopper.best_epoch.item()), time.time() - started, curve)
 
 
@@ -124,8 +134,13 @@ def per_run_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
     return losses.view(runs, n).mean(dim=1)
 
 
-def _adam(params: list[Tensor], lr: float, weight_decay: float, previous: torch.optim.Adam | None = None,
-          keep: Tensor | None = None) -> torch.optim.Adam:
+def _adam(
+    params: list[Tensor],
+    lr: float,
+    weight_decay: float,
+    previous: torch.optim.Adam | None = None,
+    keep: Tensor | None = None,
+) -> torch.optim.Adam:
     """``torch.optim.Adam`` (fused kernel; coupled weight decay g ← ∇ + λθ) over stacked parameters: its moments are
     per element, hence per run. With ``previous``, the moments of the runs ``keep`` (and the shared step count) carry
     over from that optimiser, whose parameters were the stacked ones before the selection."""
@@ -133,14 +148,26 @@ def _adam(params: list[Tensor], lr: float, weight_decay: float, previous: torch.
     if previous is not None:
         for old, new in zip(previous.param_groups[0]["params"], params):
             state = previous.state[old]
-            optimizer.state[new] = {"step": state["step"].clone(), "exp_avg": state["exp_avg"][keep].clone(),
-                                    "exp_avg_sq": state["exp_avg_sq"][keep].clone()}
+            optimizer.state[new] = {
+                "step": state["step"].clone(),
+                "exp_avg": state["exp_avg"][keep].clone(),
+                "exp_avg_sq": state["exp_avg_sq"][keep].clone(),
+            }
     return optimizer
 
 
-def train_vertex_classifiers(model: StackedGNN, features: Tensor | SparseOperator, labels: Tensor,
-                             edge_sets: Sequence[np.ndarray], masks: dict[str, Tensor], *, lr: float,
-                             weight_decay: float, max_epochs: int, patience: int) -> list[TrainingOutcome]:
+def train_vertex_classifiers(
+    model: StackedGNN,
+    features: Tensor | SparseOperator,
+    labels: Tensor,
+    edge_sets: Sequence[np.ndarray],
+    masks: dict[str, Tensor],
+    *,
+    lr: float,
+    weight_decay: float,
+    max_epochs: int,
+    patience: int,
+) -> list[TrainingOutcome]:
     """Train the k stacked runs of ``model``, run r on the graph ``edge_sets[r]``, as k independent trainings:
     every epoch, one Adam step (:func:`_adam`) on the run's mean cross-entropy over the ``masks['train']``
     vertices, then the accuracy of the updated parameters in evaluation mode on every split; a run stops once its
@@ -188,8 +215,11 @@ def train_vertex_classifiers(model: StackedGNN, features: Tensor | SparseOperato
         if not stop.any():
             continue
         for position in stop.nonzero().squeeze(1).tolist():
-            finished[int(alive[position])] = (epoch, {split: float(v[position]) for split, v in at_best.items()},
-                                              int(stopper.best_epoch[position]))
+            finished[int(alive[position])] = (
+                epoch,
+                {split: float(v[position]) for split, v in at_best.items()},
+                int(stopper.best_epoch[position]),
+            )
         if stop.all():
             break
         keep = (~stop).nonzero().squeeze(1)
@@ -198,8 +228,7 @@ def train_vertex_classifiers(model: StackedGNN, features: Tensor | SparseOperato
         model = model.select(keep)
         params = list(model.params.values())
         optimizer = _adam(params, lr, weight_decay, optimizer, keep)
-        structure = stacked_structure(model.kind, [edge_sets[r] for r in alive.tolist()], len(labels),
-                                      params[0].dtype)
+        structure = stacked_structure(model.kind, [edge_sets[r] for r in alive.tolist()], len(labels), params[0].dtype)
         logits = None
     share = (time.time() - started) / runs
     return [TrainingOutcome(finished[r][1], finished[r][0], finished[r][2], share, curves[r]) for r in range(runs)]
@@ -212,8 +241,11 @@ def random_split(num_nodes: int, fractions: tuple[float, float, float], seed: in
         raise ConfigError(f"split fractions must be three non-negative numbers summing to 1, got {fractions}")
     permutation = torch.randperm(num_nodes, generator=torch.Generator().manual_seed(seed))
     n_train, n_val = int(fractions[0] * num_nodes), int(fractions[1] * num_nodes)
-    parts = {"train": permutation[:n_train], "val": permutation[n_train:n_train + n_val],
-             "test": permutation[n_train + n_val:]}
+    parts = {
+        "train": permutation[:n_train],
+        "val": permutation[n_train : n_train + n_val],
+        "test": permutation[n_train + n_val :],
+    }
     masks = {}
     for split, index in parts.items():
         mask = torch.zeros(num_nodes, dtype=torch.bool)

@@ -26,8 +26,18 @@ from rankrepro.core.graphs import check_edges
 from rankrepro.gnn.models import SparseOperator, StackedGNN, StackedStructure, WeightedGCNOperator, shared_features
 
 
-def train_masked(model: nn.Module, features: Tensor | SparseOperator, labels: Tensor, train_mask: Tensor,
-                 edges: np.ndarray, *, l1: float, epochs: int, lr: float, weight_decay: float) -> Tensor:
+def train_masked(
+    model: nn.Module,
+    features: Tensor | SparseOperator,
+    labels: Tensor,
+    train_mask: Tensor,
+    edges: np.ndarray,
+    *,
+    l1: float,
+    epochs: int,
+    lr: float,
+    weight_decay: float,
+) -> Tensor:
     """Train a copy of the GCN ``model`` (from its current weights) and a mask over ``edges`` (all ones) for
     ``epochs`` full-batch Adam steps on CE(train) + l1·‖m‖₁ (weight decay on the weights only), the mask as the
     edge weight |m| of both directions (:class:`~rankrepro.gnn.models.WeightedGCNOperator`); return |m| per edge.
@@ -36,8 +46,13 @@ def train_masked(model: nn.Module, features: Tensor | SparseOperator, labels: Te
     dtype = next(iter(stacked.params.values())).dtype
     mask = nn.Parameter(torch.ones(len(edges), dtype=dtype))
     pattern = WeightedGCNOperator.pattern(edges, len(labels))
-    optimizer = torch.optim.Adam([{"params": list(stacked.params.values()), "weight_decay": weight_decay},
-                                  {"params": [mask], "weight_decay": 0.0}], lr=lr)
+    optimizer = torch.optim.Adam(
+        [
+            {"params": list(stacked.params.values()), "weight_decay": weight_decay},
+            {"params": [mask], "weight_decay": 0.0},
+        ],
+        lr=lr,
+    )
     train_index = train_mask.nonzero().squeeze(1)
     for _ in range(epochs):
         structure = StackedStructure(1, len(labels), propagation=pattern.with_weight(mask.abs()))
@@ -49,15 +64,29 @@ def train_masked(model: nn.Module, features: Tensor | SparseOperator, labels: Te
     return mask.detach().abs()
 
 
-def ugs_removal_order(make_model: Callable[[], nn.Module], features: Tensor, labels: Tensor, train_mask: Tensor,
-                      edges: np.ndarray, num_nodes: int, *, rounds: int, prune_fraction: float, l1: float,
-                      epochs: int, lr: float, weight_decay: float) -> np.ndarray:
+def ugs_removal_order(
+    make_model: Callable[[], nn.Module],
+    features: Tensor,
+    labels: Tensor,
+    train_mask: Tensor,
+    edges: np.ndarray,
+    num_nodes: int,
+    *,
+    rounds: int,
+    prune_fraction: float,
+    l1: float,
+    epochs: int,
+    lr: float,
+    weight_decay: float,
+) -> np.ndarray:
     """The UGS removal order of ``edges`` (a permutation of range(m)); ``make_model()`` builds the (seeded) GCN whose
     initial weights every round rewinds to."""
     edges = check_edges(edges, num_nodes)
     if rounds < 0 or not 0.0 < prune_fraction < 1.0 or l1 < 0 or epochs < 1:
-        raise ConfigError(f"UGS needs rounds ≥ 0, 0 < prune_fraction < 1, l1 ≥ 0 and epochs ≥ 1 (got rounds "
-                          f"{rounds}, prune_fraction {prune_fraction}, l1 {l1}, epochs {epochs})")
+        raise ConfigError(
+            f"UGS needs rounds ≥ 0, 0 < prune_fraction < 1, l1 ≥ 0 and epochs ≥ 1 (got rounds "
+            f"{rounds}, prune_fraction {prune_fraction}, l1 {l1}, epochs {epochs})"
+        )
     initial = make_model()  # never trained: every round starts from these weights
     features = shared_features(features)
     alive = np.arange(len(edges))
@@ -66,12 +95,13 @@ def ugs_removal_order(make_model: Callable[[], nn.Module], features: Tensor, lab
     for _ in range(max(rounds, 1)):
         if len(alive) == 0:
             break
-        magnitudes = train_masked(initial, features, labels, train_mask, edges[alive], l1=l1, epochs=epochs, lr=lr,
-                                  weight_decay=weight_decay).numpy()
+        magnitudes = train_masked(
+            initial, features, labels, train_mask, edges[alive], l1=l1, epochs=epochs, lr=lr, weight_decay=weight_decay
+        ).numpy()
         if rounds == 0:
             break
         ranked = np.argsort(magnitudes, kind="stable")
-        pruned = ranked[:math.ceil(prune_fraction * len(alive))]
+        pruned = ranked[: math.ceil(prune_fraction * len(alive))]
         order.extend(alive[pruned].tolist())
         keep = np.setdiff1d(np.arange(len(alive)), pruned)
         alive, magnitudes = alive[keep], magnitudes[keep]

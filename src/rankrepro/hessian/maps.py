@@ -102,11 +102,11 @@ def unflatten(mlp: MLP, theta: Tensor) -> list[tuple[Tensor, Tensor | None]]:
         raise ValueError(f"θ has {theta.shape[-1]} entries, the network {mlp.widths} has {mlp.num_params}")
     layers, start = [], 0
     for rows, cols in mlp.layer_shapes:
-        weight = theta[start:start + rows * cols].reshape(rows, cols)
+        weight = theta[start : start + rows * cols].reshape(rows, cols)
         start += rows * cols
         bias = None
         if mlp.bias:
-            bias = theta[start:start + rows]
+            bias = theta[start : start + rows]
             start += rows
         layers.append((weight, bias))
     return layers
@@ -295,8 +295,15 @@ def network_derivatives(mlp: MLP, theta: Tensor, X: Tensor) -> NetworkDerivative
             hidden = activation_fn(mlp.activation)(z)
         else:
             hidden = z
-    return NetworkDerivatives(mlp=mlp, weights=[weight for weight, _ in layers], inputs=inputs, slopes=slopes,
-                              bends=bends if bends else None, chain=chain, outputs=hidden)
+    return NetworkDerivatives(
+        mlp=mlp,
+        weights=[weight for weight, _ in layers],
+        inputs=inputs,
+        slopes=slopes,
+        bends=bends if bends else None,
+        chain=chain,
+        outputs=hidden,
+    )
 
 
 def flatten_layer(block: Tensor, bias: bool) -> Tensor:
@@ -322,17 +329,19 @@ def layer_offsets(mlp: MLP) -> list[int]:
 
 def _place_symmetric(matrix: Tensor, offsets: list[int], l: int, k: int, block: Tensor) -> None:
     """Write block (l, k) of a symmetric parameter-space matrix and its transpose at (k, l)."""
-    matrix[offsets[l]:offsets[l + 1], offsets[k]:offsets[k + 1]] = block
+    matrix[offsets[l] : offsets[l + 1], offsets[k] : offsets[k + 1]] = block
     if k != l:
-        matrix[offsets[k]:offsets[k + 1], offsets[l]:offsets[l + 1]] = block.T
+        matrix[offsets[k] : offsets[k + 1], offsets[l] : offsets[l + 1]] = block.T
 
 
 def layer_gradients(derivatives: NetworkDerivatives, top: int) -> Tensor:
     """∂z_top/∂θ_{≤ top} ``(n, M_top, p_top)`` (the parameters of layers 1 … top): layer l's part is
     C_{top,l}[i, j, a] ã_{l-1}[i, b]. With top = L it is the output Jacobian J."""
     bias = derivatives.mlp.bias
-    parts = [flatten_layer(derivatives.chain[top - 1][l][:, :, :, None] * derivatives.inputs[l][:, None, None, :], bias)
-             for l in range(top)]
+    parts = [
+        flatten_layer(derivatives.chain[top - 1][l][:, :, :, None] * derivatives.inputs[l][:, None, None, :], bias)
+        for l in range(top)
+    ]
     return torch.cat(parts, dim=-1)
 
 
@@ -377,7 +386,7 @@ def structural_functional_hessian(derivatives: NetworkDerivatives, residual: Ten
         for m in range(depth - 1):
             weight = derivatives.bends[m] * (deltas[m + 1] @ derivatives.weights[m + 1])
             grads = layer_gradients(derivatives, m + 1).reshape(-1, offsets[m + 1])
-            hess[:offsets[m + 1], :offsets[m + 1]] += (grads * weight.reshape(-1, 1)).T @ grads
+            hess[: offsets[m + 1], : offsets[m + 1]] += (grads * weight.reshape(-1, 1)).T @ grads
     return hess
 
 
@@ -429,9 +438,11 @@ class HessianMaps:
         gather each)."""
         index = torch.nonzero(keep).flatten()
         rows, columns = index[:, None], index[None, :]
-        return HessianMaps(outer_factor=self.outer_factor.index_select(1, index),
-                           functional=self.functional[rows, columns],
-                           gram=None if self.gram is None else self.gram[rows, columns])
+        return HessianMaps(
+            outer_factor=self.outer_factor.index_select(1, index),
+            functional=self.functional[rows, columns],
+            gram=None if self.gram is None else self.gram[rows, columns],
+        )
 
 
 def hessian_maps(mlp: MLP, theta: Tensor, X: Tensor, Y: Tensor, loss: str) -> HessianMaps:
@@ -445,9 +456,11 @@ def maps_from_derivatives(derivatives: NetworkDerivatives, Y: Tensor, loss: str,
     the residual g_i = ∂ℓ_i/∂F, and with ``gram`` also H_O = GᵀG (:func:`structural_gram`)."""
     outputs = derivatives.outputs
     root = output_hessian_root(loss, outputs, Y)
-    return HessianMaps(outer_factor=gauss_newton_factor(structural_jacobian(derivatives), root),
-                       functional=structural_functional_hessian(derivatives, output_gradient(loss, outputs, Y)),
-                       gram=structural_gram(derivatives, root) if gram else None)
+    return HessianMaps(
+        outer_factor=gauss_newton_factor(structural_jacobian(derivatives), root),
+        functional=structural_functional_hessian(derivatives, output_gradient(loss, outputs, Y)),
+        gram=structural_gram(derivatives, root) if gram else None,
+    )
 
 
 # ----------------------------------------------------------------------------------------------------- linear range
@@ -516,8 +529,11 @@ def linear_range_bases(derivatives: NetworkDerivatives, residual: Tensor) -> lis
         out_basis = leading_basis(derivatives.chain[depth - 1][l][0].T) if t < rows else torch.eye(rows, **options)
         uses_e = l < depth - 1 and t < rows and e < (nz if l == 0 else cols)
         if l == 0:  # the active inputs first (a permutation), 𝓔_0 inside them where it matters
-            inner = leading_basis(correlation if outputs <= nz else torch.eye(nz, **options)) if uses_e \
+            inner = (
+                leading_basis(correlation if outputs <= nz else torch.eye(nz, **options))
+                if uses_e
                 else torch.eye(nz, **options)
+            )
             in_basis = torch.eye(cols, **options)[:, order]
             in_basis = torch.cat([in_basis[:, :nz] @ inner, in_basis[:, nz:]], dim=1)
         else:
@@ -541,10 +557,15 @@ def rotate_derivatives(derivatives: NetworkDerivatives, bases: list[LayerBasis])
             block = derivatives.chain[m][l] @ bases[l].outputs
             row.append(block if left is None else left @ block)
         chain.append(row)
-    return NetworkDerivatives(mlp=derivatives.mlp, weights=derivatives.weights,
-                              inputs=[x @ basis.inputs for x, basis in zip(derivatives.inputs, bases)],
-                              slopes=[torch.ones_like(slope) for slope in derivatives.slopes], bends=None,
-                              chain=chain, outputs=derivatives.outputs)
+    return NetworkDerivatives(
+        mlp=derivatives.mlp,
+        weights=derivatives.weights,
+        inputs=[x @ basis.inputs for x, basis in zip(derivatives.inputs, bases)],
+        slopes=[torch.ones_like(slope) for slope in derivatives.slopes],
+        bends=None,
+        chain=chain,
+        outputs=derivatives.outputs,
+    )
 
 
 def reduced_maps(mlp: MLP, theta: Tensor, X: Tensor, Y: Tensor, loss: str) -> HessianMaps:
@@ -579,8 +600,13 @@ class RankReport:
 
     def as_dict(self) -> dict:
         """JSON-ready record."""
-        return {"rank": self.rank, "tolerance": self.tolerance, "largest": self.largest,
-                "ranks_at": dict(self.ranks_at), "gap_log10": self.gap_log10}
+        return {
+            "rank": self.rank,
+            "tolerance": self.tolerance,
+            "largest": self.largest,
+            "ranks_at": dict(self.ranks_at),
+            "gap_log10": self.gap_log10,
+        }
 
 
 def rank_report(magnitudes: Tensor, size: int) -> RankReport:
@@ -596,9 +622,13 @@ def rank_report(magnitudes: Tensor, size: int) -> RankReport:
     rank = count(tolerance)
     below = float(values[rank]) if rank < len(values) else 0.0
     gap = round(math.log10(float(values[rank - 1]) / below), 3) if 0 < rank < size and below > 0 else None
-    return RankReport(rank=rank, tolerance=tolerance, largest=largest,
-                      ranks_at={f"{factor:g}": count(tolerance * factor) for factor in TOLERANCE_FACTORS},
-                      gap_log10=gap)
+    return RankReport(
+        rank=rank,
+        tolerance=tolerance,
+        largest=largest,
+        ranks_at={f"{factor:g}": count(tolerance * factor) for factor in TOLERANCE_FACTORS},
+        gap_log10=gap,
+    )
 
 
 def symmetric_rank(matrix: Tensor, size: int | None = None) -> RankReport:
@@ -613,7 +643,7 @@ def gram_rank(factor: Tensor, size: int | None = None) -> RankReport:
     ``gesdd`` (through torch) reduces a tall matrix to its triangular QR factor first but bidiagonalises a wide one
     whole — 4–8× slower at m × p = 500 × 5,650 or 1,000 × 3,924."""
     values = torch.linalg.svdvals(factor.T if factor.shape[-2] < factor.shape[-1] else factor)
-    return rank_report(values ** 2, factor.shape[-1] if size is None else size)
+    return rank_report(values**2, factor.shape[-1] if size is None else size)
 
 
 def inert_parameters(maps: HessianMaps) -> Tensor:
@@ -648,8 +678,11 @@ def hessian_ranks(maps: HessianMaps, size: int | None = None, restrict: bool = T
     outer = gram_rank(maps.outer_factor[:, live], size)
     if restrict and not live.all():
         maps = maps.restricted(live)
-    return {"loss": symmetric_rank(maps.loss, size), "outer": outer,
-            "functional": symmetric_rank(maps.functional, size)}
+    return {
+        "loss": symmetric_rank(maps.loss, size),
+        "outer": outer,
+        "functional": symmetric_rank(maps.functional, size),
+    }
 
 
 def restricts(num_params: int) -> bool:

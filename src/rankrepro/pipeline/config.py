@@ -211,7 +211,7 @@ def settings_text(name: str, settings: dict[str, Any]) -> str:
         )
     experiment = match["experiment"]
     return (
-        f"# Settings of experiment {experiment}: its part of the resolved tier config, written by the workflow and read\n"
+        f"# Settings of experiment {experiment}: its part of the resolved tier config, written by the workflow and read\n"  # noqa: E501
         f"# by its jobs (rankrepro run|plot|claims {experiment} --config THIS_FILE). The name holds the hash of the\n"
         "# content: never edit it (rankrepro refuses a settings file whose content does not match its name).\n"
         + yaml.safe_dump(settings, sort_keys=True, allow_unicode=True, default_flow_style=None, width=120)

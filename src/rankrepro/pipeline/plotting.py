@@ -26,15 +26,17 @@ def apply_style() -> None:
     import seaborn as sns  # here, not at module level: claims jobs import this module and need no seaborn (0.6 s)
 
     sns.set_theme(style="ticks", palette=PALETTE, context="paper", font_scale=1.1)
-    plt.rcParams.update({
-        "figure.dpi": 100,
-        "savefig.dpi": 150,
-        "axes.grid": True,
-        "grid.alpha": 0.3,
-        "legend.frameon": False,
-        "svg.hashsalt": "rankrepro",
-        "pdf.fonttype": 42,
-    })
+    plt.rcParams.update(
+        {
+            "figure.dpi": 100,
+            "savefig.dpi": 150,
+            "axes.grid": True,
+            "grid.alpha": 0.3,
+            "legend.frameon": False,
+            "svg.hashsalt": "rankrepro",
+            "pdf.fonttype": 42,
+        }
+    )
 
 
 def caption_text(title: str, tier: str, details: str, substitutions: str = "none") -> str:
@@ -80,8 +82,13 @@ def save_figure(fig: plt.Figure, png_path: str | os.PathLike) -> list[Path]:
     pdf_path = png_path.with_suffix(".pdf")
     _freeze_layout(fig)
     atomic_write(png_path, lambda tmp: fig.savefig(tmp, format="png", metadata={"Software": None}))
-    atomic_write(pdf_path, lambda tmp: fig.savefig(tmp, format="pdf",
-                                                   metadata={"CreationDate": None, "ModDate": None,
-                                                             "Creator": "rankrepro", "Producer": "rankrepro"}))
+    atomic_write(
+        pdf_path,
+        lambda tmp: fig.savefig(
+            tmp,
+            format="pdf",
+            metadata={"CreationDate": None, "ModDate": None, "Creator": "rankrepro", "Producer": "rankrepro"},
+        ),
+    )
     plt.close(fig)
     return [png_path, pdf_path]

@@ -5,7 +5,6 @@ statically (``get_experiment`` imports by name), so it sits on the pipeline floo
 registering an experiment reruns none of the others.
 """
 
-
 from __future__ import annotations
 
 import importlib

@@ -11,8 +11,12 @@ from typing import Any
 from rankrepro.core.io import atomic_write_json, atomic_write_text
 from rankrepro.pipeline.claims import FAILED, VERDICTS, read_claims
 
-VERDICT_MARK = {"passed": "✅ passed", "failed": "❌ failed", "not-shown-at-this-scale": "➖ not shown at this scale",
-                "data-unavailable": "⛔ data unavailable"}
+VERDICT_MARK = {
+    "passed": "✅ passed",
+    "failed": "❌ failed",
+    "not-shown-at-this-scale": "➖ not shown at this scale",
+    "data-unavailable": "⛔ data unavailable",
+}
 
 
 def collect_claims(paths: Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
@@ -37,8 +41,13 @@ def scorecard_markdown(tier: str, records: list[dict[str, Any]]) -> str:
     for record in records:
         if record["experiment"] != experiment:
             experiment = record["experiment"]
-            lines += ["", f"## §{record['section']} `{experiment}`", "",
-                      "| claim | statement | verdict | measured | reference |", "|---|---|---|---|---|"]
+            lines += [
+                "",
+                f"## §{record['section']} `{experiment}`",
+                "",
+                "| claim | statement | verdict | measured | reference |",
+                "|---|---|---|---|---|",
+            ]
         lines.append(
             f"| `{record['claim_id']}` | {_cell(record['statement'])} | {VERDICT_MARK[record['verdict']]} | "
             f"{_cell(record['measured'])} | {_cell(record['reference'])} |"
@@ -48,8 +57,9 @@ def scorecard_markdown(tier: str, records: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_scorecard(tier: str, claim_files: Iterable[str | os.PathLike], md_path: str | os.PathLike,
-                    json_path: str | os.PathLike) -> list[dict[str, Any]]:
+def write_scorecard(
+    tier: str, claim_files: Iterable[str | os.PathLike], md_path: str | os.PathLike, json_path: str | os.PathLike
+) -> list[dict[str, Any]]:
     """Write ``scorecard.md`` and ``scorecard.json`` from the tier's ``claims.json`` files."""
     records = collect_claims(claim_files)
     counts = Counter(r["verdict"] for r in records)

@@ -32,11 +32,11 @@ from pathlib import Path
 from typing import Any
 
 import rankrepro
-from rankrepro.pipeline.config import RESOURCES_KEY, job_settings, settings_path, validate_config
-from rankrepro.data.registry import DATASETS, MANIFEST, DatasetSpec, resolve_mirror
 from rankrepro.core.errors import ConfigError
-from rankrepro.pipeline.registry import EXPERIMENTS
 from rankrepro.core.io import fingerprint
+from rankrepro.data.registry import DATASETS, MANIFEST, DatasetSpec, resolve_mirror
+from rankrepro.pipeline.config import RESOURCES_KEY, job_settings, settings_path, validate_config
+from rankrepro.pipeline.registry import EXPERIMENTS
 
 # ---------------------------------------------------------------------------------------------------------- layout
 #: files of an experiment's results folder
@@ -96,10 +96,16 @@ class Chapter:
 CHAPTERS: dict[str, Chapter] = {
     "ch1": Chapter("Chapter 1: deep matrix factorization", "none (chapter 1 uses synthetic problems only)", gpu=False),
     "ch2": Chapter("Chapter 2: tensor factorization", None, gpu=False),
-    "ch3": Chapter("Chapter 3: hierarchical tensor factorization and locality",
-                   "stated in the figure's caption (dataset, sizes, network widths, epochs, seeds)", gpu=True),
-    "ch4": Chapter("Chapter 4: GNN interactions",
-                   "stated in the figure's caption (reduced epochs, seeds and levels in the smaller tiers)", gpu=False),
+    "ch3": Chapter(
+        "Chapter 3: hierarchical tensor factorization and locality",
+        "stated in the figure's caption (dataset, sizes, network widths, epochs, seeds)",
+        gpu=True,
+    ),
+    "ch4": Chapter(
+        "Chapter 4: GNN interactions",
+        "stated in the figure's caption (reduced epochs, seeds and levels in the smaller tiers)",
+        gpu=False,
+    ),
     "ch5": Chapter("Chapter 5: Hessian rank", None, gpu=True),
 }
 
@@ -107,7 +113,8 @@ CHAPTERS: dict[str, Chapter] = {
 # ----------------------------------------------------------------------------------------------------- experiments
 #: the folder holding the ``rankrepro`` package (``src/``): module sources are read from here, never imported
 SOURCE_ROOT = Path(rankrepro.__file__).parent.parent
-#: package of the experiment modules (:data:`rankrepro.pipeline.registry.EXPERIMENTS` names one module of it per experiment)
+#: package of the experiment modules (:data:`rankrepro.pipeline.registry.EXPERIMENTS` names one module of it per
+#: experiment)
 EXPERIMENTS_PACKAGE = "rankrepro.experiments"
 
 
@@ -170,44 +177,64 @@ def _names(value: Any) -> tuple[str, ...] | None:
     return None
 
 
-def experiment_info(name: str, module: str, *, root: Path = SOURCE_ROOT,
-                    known_datasets: Collection[str] = DATASETS) -> ExperimentInfo:
+def experiment_info(
+    name: str, module: str, *, root: Path = SOURCE_ROOT, known_datasets: Collection[str] = DATASETS
+) -> ExperimentInfo:
     """The :class:`ExperimentInfo` of experiment ``name`` from the source of its ``module`` under ``root``: its
     literal ``CHAPTER``, ``SECTION``, ``TITLE`` and the optional ``DATASETS`` (names of ``known_datasets``) and
     ``FIGURE_EXTRAS``. Anything the workflow cannot use is a :class:`ConfigError` naming the module and the fix."""
     path = module_path(module, root)
     if path is None:
-        raise ConfigError(f"experiment '{name}' has a section in the tier config but its module {module} does not "
-                          "exist; remove the section from the config or add the module")
+        raise ConfigError(
+            f"experiment '{name}' has a section in the tier config but its module {module} does not "
+            "exist; remove the section from the config or add the module"
+        )
     constants = module_constants(path)
     where = f"experiment '{name}' ({module})"
     not_text = [key for key in ("CHAPTER", "SECTION", "TITLE") if not isinstance(constants.get(key), str)]
     if not_text:
-        raise ConfigError(f"{where}: {', '.join(not_text)} must be literal strings (the workflow reads them from the "
-                          "module's source without importing it)")
+        raise ConfigError(
+            f"{where}: {', '.join(not_text)} must be literal strings (the workflow reads them from the "
+            "module's source without importing it)"
+        )
     if constants["CHAPTER"] not in CHAPTERS:
-        raise ConfigError(f"{where}: CHAPTER '{constants['CHAPTER']}' is none of {', '.join(CHAPTERS)} "
-                          "(rankrepro.pipeline.workflow.CHAPTERS)")
+        raise ConfigError(
+            f"{where}: CHAPTER '{constants['CHAPTER']}' is none of {', '.join(CHAPTERS)} "
+            "(rankrepro.pipeline.workflow.CHAPTERS)"
+        )
     datasets = _names(constants.get("DATASETS", ()))
     if datasets is None:
-        raise ConfigError(f"{where}: DATASETS must be a literal tuple of dataset names, e.g. DATASETS = (\"mnist\",)")
+        raise ConfigError(f'{where}: DATASETS must be a literal tuple of dataset names, e.g. DATASETS = ("mnist",)')
     unknown = [dataset for dataset in datasets if dataset not in known_datasets]
     if unknown:
-        raise ConfigError(f"{where} needs dataset(s) {unknown} that rankrepro.data.registry.DATASETS does not know; known "
-                          f"datasets: {', '.join(known_datasets)}")
+        raise ConfigError(
+            f"{where} needs dataset(s) {unknown} that rankrepro.data.registry.DATASETS does not know; known "
+            f"datasets: {', '.join(known_datasets)}"
+        )
     extras = _names(constants.get("FIGURE_EXTRAS", ()))
     if extras not in ((), TABLE_SUFFIXES):
-        raise ConfigError(f"{where}: FIGURE_EXTRAS must be the literal tuple {TABLE_SUFFIXES} (a table beside the "
-                          "figure) or be left out")
-    return ExperimentInfo(name, module, constants["CHAPTER"], constants["SECTION"], constants["TITLE"], datasets,
-                          extras)
+        raise ConfigError(
+            f"{where}: FIGURE_EXTRAS must be the literal tuple {TABLE_SUFFIXES} (a table beside the "
+            "figure) or be left out"
+        )
+    return ExperimentInfo(
+        name, module, constants["CHAPTER"], constants["SECTION"], constants["TITLE"], datasets, extras
+    )
 
 
-def tier_experiments(config: Mapping[str, Any], *, registry: Mapping[str, str] = EXPERIMENTS,
-                     root: Path = SOURCE_ROOT, known_datasets: Collection[str] = DATASETS) -> dict[str, ExperimentInfo]:
+def tier_experiments(
+    config: Mapping[str, Any],
+    *,
+    registry: Mapping[str, str] = EXPERIMENTS,
+    root: Path = SOURCE_ROOT,
+    known_datasets: Collection[str] = DATASETS,
+) -> dict[str, ExperimentInfo]:
     """The experiments a tier config has a section for, in the registry's order (the thesis's)."""
-    return {name: experiment_info(name, f"{EXPERIMENTS_PACKAGE}.{module}", root=root, known_datasets=known_datasets)
-            for name, module in registry.items() if name in config["experiments"]}
+    return {
+        name: experiment_info(name, f"{EXPERIMENTS_PACKAGE}.{module}", root=root, known_datasets=known_datasets)
+        for name, module in registry.items()
+        if name in config["experiments"]
+    }
 
 
 def one_of(names: Iterable[str]) -> str:
@@ -233,13 +260,17 @@ def manifest_path(data_cache: str, folder: str) -> str:
     return f"{data_cache.rstrip('/')}/{folder}/{MANIFEST}"
 
 
-def dataset_manifests(info: ExperimentInfo, section: Mapping[str, Any], data_cache: str,
-                      registry: Mapping[str, DatasetSpec] = DATASETS) -> list[str]:
+def dataset_manifests(
+    info: ExperimentInfo, section: Mapping[str, Any], data_cache: str, registry: Mapping[str, DatasetSpec] = DATASETS
+) -> list[str]:
     """Manifests of the datasets an experiment's run job waits for: those its module lists in ``DATASETS``, restricted
     to those its config ``section`` names under ``datasets`` when it has that key (none for synthetic problems)."""
     wanted = section.get("datasets")
-    return [manifest_path(data_cache, registry[dataset].folder) for dataset in info.datasets
-            if wanted is None or dataset in wanted]
+    return [
+        manifest_path(data_cache, registry[dataset].folder)
+        for dataset in info.datasets
+        if wanted is None or dataset in wanted
+    ]
 
 
 def dataset_hash(spec: DatasetSpec) -> str:
@@ -292,7 +323,7 @@ class ModuleSource:
         """Source of top-level statement ``index``, decorators included (comments between statements are not)."""
         node = self.statements[index]
         first = min([node.lineno] + [decorator.lineno for decorator in getattr(node, "decorator_list", [])])
-        return "\n".join(self.lines[first - 1: node.end_lineno])
+        return "\n".join(self.lines[first - 1 : node.end_lineno])
 
 
 def absolute_module(node: ast.ImportFrom, package: str) -> str:
@@ -304,8 +335,9 @@ def absolute_module(node: ast.ImportFrom, package: str) -> str:
     return ".".join(parts + ([node.module] if node.module else []))
 
 
-def import_bindings(node: ast.Import | ast.ImportFrom, statement: int, package: str,
-                    in_tree: Callable[[str], bool]) -> list[tuple[str, Binding]]:
+def import_bindings(
+    node: ast.Import | ast.ImportFrom, statement: int, package: str, in_tree: Callable[[str], bool]
+) -> list[tuple[str, Binding]]:
     """The (name, :class:`Binding`) pairs of an import statement (a star import binds nothing known)."""
     pairs = []
     if isinstance(node, ast.Import):
@@ -357,9 +389,14 @@ def _shallow_nodes(node: ast.AST) -> Iterator[ast.AST]:
 def _is_main_guard(node: ast.stmt) -> bool:
     """``if __name__ == "__main__":`` (runs only as a script, never on import)."""
     test = node.test if isinstance(node, ast.If) else None
-    return (isinstance(test, ast.Compare) and isinstance(test.left, ast.Name) and test.left.id == "__name__"
-            and len(test.comparators) == 1 and isinstance(test.comparators[0], ast.Constant)
-            and test.comparators[0].value == "__main__")
+    return (
+        isinstance(test, ast.Compare)
+        and isinstance(test.left, ast.Name)
+        and test.left.id == "__name__"
+        and len(test.comparators) == 1
+        and isinstance(test.comparators[0], ast.Constant)
+        and test.comparators[0].value == "__main__"
+    )
 
 
 def _binds_only(node: ast.stmt) -> bool:
@@ -372,15 +409,17 @@ def _binds_only(node: ast.stmt) -> bool:
         return all(alias.name != "*" for alias in node.names)
     if isinstance(node, ast.Assign):
         targets = [target for top in node.targets for target in _shallow_nodes(top)]
-        return all(isinstance(target, (ast.Name, ast.Tuple, ast.List, ast.Starred, ast.Load, ast.Store))
-                   for target in targets)
+        return all(
+            isinstance(target, (ast.Name, ast.Tuple, ast.List, ast.Starred, ast.Load, ast.Store)) for target in targets
+        )
     if isinstance(node, ast.AnnAssign):
         return isinstance(node.target, ast.Name)
     return _is_main_guard(node)
 
 
-def statement_bindings(node: ast.stmt, statement: int, package: str,
-                       in_tree: Callable[[str], bool]) -> list[tuple[str, Binding]]:
+def statement_bindings(
+    node: ast.stmt, statement: int, package: str, in_tree: Callable[[str], bool]
+) -> list[tuple[str, Binding]]:
     """Every (name, :class:`Binding`) a top-level statement makes: a definition's name, an import's names, assigned
     names, and whatever the branches of a compound statement (``if``, ``try``, ``with``, …) bind."""
     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
@@ -414,8 +453,15 @@ def parse_module(name: str, path: Path, in_tree: Callable[[str], bool]) -> Modul
         docstring = index == 0 and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
         if not docstring and not _binds_only(node):
             effects.append(index)
-    return ModuleSource(name, package, tuple(source.splitlines()), statements,
-                        {bound: tuple(found) for bound, found in bindings.items()}, tuple(effects), frozenset(loads))
+    return ModuleSource(
+        name,
+        package,
+        tuple(source.splitlines()),
+        statements,
+        {bound: tuple(found) for bound, found in bindings.items()},
+        tuple(effects),
+        frozenset(loads),
+    )
 
 
 def name_uses(node: ast.AST) -> Iterator[tuple[str, tuple[str, ...]]]:
@@ -455,8 +501,9 @@ def statement_needs(module: ModuleSource, index: int, in_tree: Callable[[str], b
     needs: dict[Need, None] = {("refer", symbol, attrs): None for symbol, attrs in name_uses(node)}
     for inner in ast.walk(node):  # imports inside functions and blocks: what they import, whole or by name
         if isinstance(inner, ast.Import):
-            needs.update({("whole", imported): None for imported in sorted(imported_modules(inner, module.package,
-                                                                                             in_tree))})
+            needs.update(
+                {("whole", imported): None for imported in sorted(imported_modules(inner, module.package, in_tree))}
+            )
         elif isinstance(inner, ast.ImportFrom):
             for _, binding in import_bindings(inner, index, module.package, in_tree):
                 if binding.kind == "module":
@@ -593,8 +640,12 @@ def slice_hash(chosen: Mapping[str, Collection[int]], tree: SourceTree) -> str:
 
 #: the command line's module, and its function that runs each kind of job (its code is part of every such job)
 CLI_MODULE = "rankrepro.cli"
-JOB_COMMANDS = {"run": "_command_run", "plot": "_command_plot", "claims": "_command_claims",
-                "scorecard": "_command_scorecard"}
+JOB_COMMANDS = {
+    "run": "_command_run",
+    "plot": "_command_plot",
+    "claims": "_command_claims",
+    "scorecard": "_command_scorecard",
+}
 #: the kinds of an experiment's jobs: each gets the hash of its own code
 EXPERIMENT_JOBS = ("run", "plot", "claims")
 #: modules no code hash covers: the experiment registry (a name → module table that importing any experiment module
@@ -642,7 +693,9 @@ class TierPlan:
 
     config: dict[str, Any]  #: the validated tier config, schema defaults filled in
     experiments: dict[str, ExperimentInfo]  #: the tier's experiments, in thesis order
-    settings: dict[str, dict[str, Any]]  #: experiment → what its jobs read (:func:`rankrepro.pipeline.config.job_settings`)
+    settings: dict[
+        str, dict[str, Any]
+    ]  #: experiment → what its jobs read (:func:`rankrepro.pipeline.config.job_settings`)
     settings_file: dict[str, str]  #: experiment → ``<results>/settings/<experiment>.<hash>.yaml``
     manifests: dict[str, list[str]]  #: experiment → manifests of the datasets its run job waits for
     code_hash: dict[str, dict[str, str]]  #: experiment → job kind (run, plot, claims) → hash of that job's code
@@ -665,16 +718,24 @@ class TierPlan:
 
     def all_figures(self) -> list[str]:
         """PNG and PDF of every experiment of the tier, and the files its plot job writes beside them."""
-        return [self.figure_png(name)[: -len(FIGURE_SUFFIXES[0])] + suffix
-                for name, info in self.experiments.items() for suffix in FIGURE_SUFFIXES + info.figure_extras]
+        return [
+            self.figure_png(name)[: -len(FIGURE_SUFFIXES[0])] + suffix
+            for name, info in self.experiments.items()
+            for suffix in FIGURE_SUFFIXES + info.figure_extras
+        ]
 
     def all_claims(self) -> list[str]:
         """claims.json of every experiment of the tier, in thesis order (the scorecard's)."""
         return [f"{self.results_dir(name)}/{CLAIMS_FILE}" for name in self.experiments]
 
 
-def plan_tier(config: Mapping[str, Any], *, tree: SourceTree | None = None, registry: Mapping[str, str] = EXPERIMENTS,
-              datasets: Mapping[str, DatasetSpec] = DATASETS) -> TierPlan:
+def plan_tier(
+    config: Mapping[str, Any],
+    *,
+    tree: SourceTree | None = None,
+    registry: Mapping[str, str] = EXPERIMENTS,
+    datasets: Mapping[str, DatasetSpec] = DATASETS,
+) -> TierPlan:
     """The :class:`TierPlan` of a tier config (validated here; a :class:`ConfigError` names what is wrong)."""
     config = validate_config(dict(config))
     check_dataset_folders(datasets)
@@ -688,10 +749,14 @@ def plan_tier(config: Mapping[str, Any], *, tree: SourceTree | None = None, regi
         experiments=experiments,
         settings=settings,
         settings_file={name: settings_path(results, name, value) for name, value in settings.items()},
-        manifests={name: dataset_manifests(info, sections[name], config["data_cache"], datasets)
-                   for name, info in experiments.items()},
-        code_hash={name: {job: code_hash(tree, job, info.module) for job in EXPERIMENT_JOBS}
-                   for name, info in experiments.items()},
+        manifests={
+            name: dataset_manifests(info, sections[name], config["data_cache"], datasets)
+            for name, info in experiments.items()
+        },
+        code_hash={
+            name: {job: code_hash(tree, job, info.module) for job in EXPERIMENT_JOBS}
+            for name, info in experiments.items()
+        },
         scorecard_hash=code_hash(tree, "scorecard"),
         resources={name: run_resources(sections[name]) for name in experiments},
         gpu={name: gpu_request(CHAPTERS[info.chapter], config["device"]) for name, info in experiments.items()},

@@ -47,11 +47,15 @@ class DMFRun:
 
 def runs_from_settings(entries: list[dict[str, Any]]) -> list[DMFRun]:
     """DMFRun records from the config's ``runs`` list."""
-    return [DMFRun(int(e["depth"]), float(e["lr"]), float(e["init_scale"]), bool(e["balanced"]),
-                   int(e.get("det_sign", 1))) for e in entries]
+    return [
+        DMFRun(int(e["depth"]), float(e["lr"]), float(e["init_scale"]), bool(e["balanced"]), int(e.get("det_sign", 1)))
+        for e in entries
+    ]
 
 
-def completion_problem(observed: dict[tuple[int, int], float], shape: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+def completion_problem(
+    observed: dict[tuple[int, int], float], shape: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Target Y (zeros off Ω) and 0/1 mask of a completion problem with the given observed entries."""
     target = torch.zeros(shape, dtype=torch.float64)
     mask = torch.zeros(shape, dtype=torch.float64)
@@ -101,8 +105,9 @@ def train_runs(
     per_run, draws = [], []
     for b, run in enumerate(runs):
         generator = torch.Generator().manual_seed(int(settings["seed"]) + seed_offset + b)
-        factors, attempts = init_factors(shape, run.depth, run.depth, run.init_scale, run.balanced, run.det_sign,
-                                         generator)
+        factors, attempts = init_factors(
+            shape, run.depth, run.depth, run.init_scale, run.balanced, run.det_sign, generator
+        )
         per_run.append(factors)
         draws.append(attempts)
     loop = TrainSettings(
@@ -111,18 +116,35 @@ def train_runs(
         log_every=int(settings["log_every"]),
         checkpoint_every=int(settings.get("checkpoint_every", 0)),
     )
-    fp = run_fingerprint(settings, key, seed_offset, [asdict(r) for r in runs], targets.tolist(), masks.tolist(),
-                         mechanism_hash(dmf, dmf_kernel, trainer, measures))
-    result = train_dmf(per_run, targets, masks, [r.lr for r in runs], loop, tracked, threads=ctx.threads,
-                       checkpoint_path=checkpoint_path(out, key), fingerprint=fp,
-                       progress=key if ctx.progress else None)
+    fp = run_fingerprint(
+        settings,
+        key,
+        seed_offset,
+        [asdict(r) for r in runs],
+        targets.tolist(),
+        masks.tolist(),
+        mechanism_hash(dmf, dmf_kernel, trainer, measures),
+    )
+    result = train_dmf(
+        per_run,
+        targets,
+        masks,
+        [r.lr for r in runs],
+        loop,
+        tracked,
+        threads=ctx.threads,
+        checkpoint_path=checkpoint_path(out, key),
+        fingerprint=fp,
+        progress=key if ctx.progress else None,
+    )
     table = pd.DataFrame([{**asdict(r), "label": r.label} for r in runs])
     table.insert(0, "run", np.arange(len(runs)))
     table["init_draws"] = draws
     table["status"] = result.status_names()
     table["iterations"] = result.stopped_at.cpu().numpy()
-    metrics = result.metrics_frame().merge(table[["run", "depth", "lr", "init_scale", "balanced", "det_sign"]],
-                                           on="run", how="left")
+    metrics = result.metrics_frame().merge(
+        table[["run", "depth", "lr", "init_scale", "balanced", "det_sign"]], on="run", how="left"
+    )
     return metrics, table
 
 
@@ -158,8 +180,15 @@ def monotone_after(rows: pd.DataFrame, column: str, loss_below: float, rtol: flo
     return bool(np.all(np.diff(series) >= -rtol * np.abs(series[:-1])))
 
 
-def draw_unobserved_vs_loss(ax: Axes, metrics: pd.DataFrame, runs: list[int], column: str, labels: dict[int, str],
-                            max_iteration: int, loss_range: tuple[float, float]) -> object:
+def draw_unobserved_vs_loss(
+    ax: Axes,
+    metrics: pd.DataFrame,
+    runs: list[int],
+    column: str,
+    labels: dict[int, str],
+    max_iteration: int,
+    loss_range: tuple[float, float],
+) -> object:
     """Paper-style panel: |unobserved entry| vs loss (log, inverted), colour = iteration; returns the mappable.
 
     Each run is a grey line with markers coloured by iteration (log colour scale), one marker shape per run.
@@ -171,9 +200,19 @@ def draw_unobserved_vs_loss(ax: Axes, metrics: pd.DataFrame, runs: list[int], co
         rows = metrics[metrics["run"] == run].sort_values("iteration")
         ax.plot(rows["loss"], np.abs(rows[column]), color="0.55", lw=0.8, zorder=1)
         picks = _log_spaced_rows(rows, 28)
-        mappable = ax.scatter(picks["loss"], np.abs(picks[column]), c=np.maximum(picks["iteration"], 1),
-                              cmap=ITERATION_CMAP, norm=norm, marker=markers[k % len(markers)], s=20, edgecolors="k",
-                              linewidths=0.3, zorder=2, label=labels[run])
+        mappable = ax.scatter(
+            picks["loss"],
+            np.abs(picks[column]),
+            c=np.maximum(picks["iteration"], 1),
+            cmap=ITERATION_CMAP,
+            norm=norm,
+            marker=markers[k % len(markers)],
+            s=20,
+            edgecolors="k",
+            linewidths=0.3,
+            zorder=2,
+            label=labels[run],
+        )
     set_loss_axis(ax, loss_range)
     return mappable
 
@@ -193,15 +232,31 @@ def set_loss_axis(ax: Axes, loss_range: tuple[float, float]) -> None:
     ax.set_xlabel("loss ½Σ_Ω(W−Y)²  (training proceeds →)")
 
 
-def plot_unobserved_panels(metrics: pd.DataFrame, table: pd.DataFrame, groups: dict[str, list[int]], column: str,
-                           eps: float, bound: float | None, title: str, caption: str, figure_png: Path) -> list[Path]:
+def plot_unobserved_panels(
+    metrics: pd.DataFrame,
+    table: pd.DataFrame,
+    groups: dict[str, list[int]],
+    column: str,
+    eps: float,
+    bound: float | None,
+    title: str,
+    caption: str,
+    figure_png: Path,
+) -> list[Path]:
     """One paper-style panel per group of runs (|unobserved| vs inverted log loss, colour = iteration) + erank row."""
-    from rankrepro.pipeline.plotting import add_caption, add_title, apply_style, save_figure
     import matplotlib.pyplot as plt
 
+    from rankrepro.pipeline.plotting import add_caption, add_title, apply_style, save_figure
+
     apply_style()
-    fig, axes = plt.subplots(2, len(groups), figsize=(5.2 * len(groups) + 1.2, 7.8), squeeze=False,
-                             layout="constrained", height_ratios=[1.4, 0.8])
+    fig, axes = plt.subplots(
+        2,
+        len(groups),
+        figsize=(5.2 * len(groups) + 1.2, 7.8),
+        squeeze=False,
+        layout="constrained",
+        height_ratios=[1.4, 0.8],
+    )
     loss_range = (min(eps, float(metrics["loss"].min())), max(1.05, float(metrics["loss"].max())))
     max_iteration = int(metrics["iteration"].max())
     labels = dict(zip(table["run"], table["label"]))
@@ -229,8 +284,10 @@ def plot_unobserved_panels(metrics: pd.DataFrame, table: pd.DataFrame, groups: d
 
 def training_caption(settings: dict[str, Any], extra: str) -> str:
     """The part of every DMF caption that states the optimisation settings."""
-    return (f"Plain GD on ½Σ_Ω(W−Y)², float64, stop at loss < {float(settings['loss_threshold']):g} "
-            f"(≤ {int(settings['max_iters']):.0e} iterations), seed {settings['seed']}. {extra}")
+    return (
+        f"Plain GD on ½Σ_Ω(W−Y)², float64, stop at loss < {float(settings['loss_threshold']):g} "
+        f"(≤ {int(settings['max_iters']):.0e} iterations), seed {settings['seed']}. {extra}"
+    )
 
 
 def finished_table(metrics: pd.DataFrame, table: pd.DataFrame, column: str) -> pd.DataFrame:

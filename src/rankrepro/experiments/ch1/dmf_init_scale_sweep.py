@@ -24,9 +24,17 @@ TRACKED = ((0, 0), (0, 1), (1, 0), (1, 1))
 
 
 def _runs(settings: dict) -> list[common.DMFRun]:
-    return [common.DMFRun(int(settings["depth"]), float(settings["lr"]), float(a), bool(settings["balanced"]),
-                          int(settings.get("det_sign", -1)))
-            for a in settings["init_scales"] for _ in range(int(settings.get("replicates", 5)))]
+    return [
+        common.DMFRun(
+            int(settings["depth"]),
+            float(settings["lr"]),
+            float(a),
+            bool(settings["balanced"]),
+            int(settings.get("det_sign", -1)),
+        )
+        for a in settings["init_scales"]
+        for _ in range(int(settings.get("replicates", 5)))
+    ]
 
 
 def run(settings: dict, out: Path, ctx: Context) -> None:
@@ -35,8 +43,9 @@ def run(settings: dict, out: Path, ctx: Context) -> None:
     runs = _runs(settings)
     target, mask = common.problem_2x2()
     batch = len(runs)
-    metrics, table = common.train_runs(runs, target.expand(batch, 2, 2), mask.expand(batch, 2, 2), settings, out,
-                                       "batch", ctx, TRACKED)
+    metrics, table = common.train_runs(
+        runs, target.expand(batch, 2, 2), mask.expand(batch, 2, 2), settings, out, "batch", ctx, TRACKED
+    )
     table = common.finished_table(metrics, table, "w00")
     table["replicate"] = table.groupby("init_scale").cumcount()
     write_results(out, metrics, settings, ctx, started, {"runs": table.to_dict(orient="records")})
@@ -48,16 +57,23 @@ def plot(results: Path, figure_png: Path, tier: str) -> list[Path]:
     settings, table = summary["settings"], pd.DataFrame(summary["runs"])
     eps = float(settings["loss_threshold"])
     sign = "det W(0) < 0" if int(settings.get("det_sign", -1)) < 0 else "det W(0) > 0"
-    extra = (f"Depth {settings['depth']}, lr {settings['lr']}, {'balanced' if settings['balanced'] else 'unbalanced'} "
-             f"init, {sign} enforced; init α = scale of the end-to-end matrix. Red dotted line: the bound every "
-             f"det > 0 run must exceed.")
+    extra = (
+        f"Depth {settings['depth']}, lr {settings['lr']}, {'balanced' if settings['balanced'] else 'unbalanced'} "
+        f"init, {sign} enforced; init α = scale of the end-to-end matrix. Red dotted line: the bound every "
+        f"det > 0 run must exceed."
+    )
     caption = caption_text(f"§{SECTION}", tier, common.training_caption(settings, extra))
-    table["label"] = [f"replicate {r}: final |w₁₁| = {v:.1f}" for r, v in zip(table["replicate"], table["final_abs_w00"])]
+    table["label"] = [
+        f"replicate {r}: final |w₁₁| = {v:.1f}" for r, v in zip(table["replicate"], table["final_abs_w00"])
+    ]
     medians = median_final(table)
-    groups = {f"init {a:g} (median final |w₁₁| = {medians[a]:.1f})": list(table.loc[table["init_scale"] == a, "run"])
-              for a in sorted(table["init_scale"].unique(), reverse=True)}
-    return common.plot_unobserved_panels(metrics, table, groups, "w00", eps, common.blowup_bound(eps),
-                                         f"§{SECTION} {TITLE}", caption, figure_png)
+    groups = {
+        f"init {a:g} (median final |w₁₁| = {medians[a]:.1f})": list(table.loc[table["init_scale"] == a, "run"])
+        for a in sorted(table["init_scale"].unique(), reverse=True)
+    }
+    return common.plot_unobserved_panels(
+        metrics, table, groups, "w00", eps, common.blowup_bound(eps), f"§{SECTION} {TITLE}", caption, figure_png
+    )
 
 
 def median_final(table: pd.DataFrame) -> pd.Series:
@@ -76,19 +92,40 @@ def claims(results: Path, tier: str) -> list[ClaimResult]:
     converged = bool(table["status"].eq("converged").all())
     values = medians.to_numpy()
     ordered = bool(all(values[i + 1] >= 1.1 * values[i] for i in range(len(values) - 1)))
-    per_init = {f"{a:g}": sorted(round(float(v), 2) for v in g["final_abs_w00"]) for a, g in table.groupby("init_scale")}
+    per_init = {
+        f"{a:g}": sorted(round(float(v), 2) for v in g["final_abs_w00"]) for a, g in table.groupby("init_scale")
+    }
     reference = "|w11| at loss 1e-4 ≈ 24 / 36 / 50+ for init 1e-3 / 1e-4 / 1e-5 (read off the paper's figure)"
-    why = ("det W(0) < 0 as in the reference: its values (24, 36) lie below the bound (1−√(2ε))²/√(2ε) ≈ 68.7 that "
-           "any det > 0 run must exceed at 1e-4, so the sweep measures how long |w11| follows the rank-1 trajectory "
-           "before converging to a finite value") if det_sign < 0 else (
-           "det W(0) > 0: every run must exceed (1−√(2ε))²/√(2ε) whatever the init, so init cannot separate them")
+    why = (
+        (
+            "det W(0) < 0 as in the reference: its values (24, 36) lie below the bound (1−√(2ε))²/√(2ε) ≈ 68.7 that "
+            "any det > 0 run must exceed at 1e-4, so the sweep measures how long |w11| follows the rank-1 trajectory "
+            "before converging to a finite value"
+        )
+        if det_sign < 0
+        else ("det W(0) > 0: every run must exceed (1−√(2ε))²/√(2ε) whatever the init, so init cannot separate them")
+    )
     return [
-        ClaimResult("all_inits_converge", NAME, SECTION, f"every run of every init scale reaches loss < ε = {eps:g}",
-                    decide(converged), {"status_counts": table["status"].value_counts().to_dict()}, "all converge"),
-        ClaimResult("smaller_init_grows_longer", NAME, SECTION,
-                    "the median (over replicates) |w11| at the final loss grows by ≥ 10 % at each step down in init",
-                    decide(ordered and converged, shown=eps <= 1e-4),
-                    {"median_final_abs_w11": {f"{a:g}": round(float(v), 3) for a, v in medians.items()},
-                     "per_replicate": per_init}, reference,
-                    why + ("" if eps <= 1e-4 else "; shown only at ε ≤ 1e-4, where the curves have separated")),
+        ClaimResult(
+            "all_inits_converge",
+            NAME,
+            SECTION,
+            f"every run of every init scale reaches loss < ε = {eps:g}",
+            decide(converged),
+            {"status_counts": table["status"].value_counts().to_dict()},
+            "all converge",
+        ),
+        ClaimResult(
+            "smaller_init_grows_longer",
+            NAME,
+            SECTION,
+            "the median (over replicates) |w11| at the final loss grows by ≥ 10 % at each step down in init",
+            decide(ordered and converged, shown=eps <= 1e-4),
+            {
+                "median_final_abs_w11": {f"{a:g}": round(float(v), 3) for a, v in medians.items()},
+                "per_replicate": per_init,
+            },
+            reference,
+            why + ("" if eps <= 1e-4 else "; shown only at ε ≤ 1e-4, where the curves have separated"),
+        ),
     ]

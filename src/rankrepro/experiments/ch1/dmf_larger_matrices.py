@@ -28,11 +28,21 @@ def run(settings: dict, out: Path, ctx: Context) -> None:
     started = time.time()
     frames, tables = [], []
     for index, (m, n) in enumerate(settings["shapes"]):
-        run_spec = common.DMFRun(int(settings["depth"]), float(settings["lr"]), float(settings["init_scale"]),
-                                 bool(settings["balanced"]))
+        run_spec = common.DMFRun(
+            int(settings["depth"]), float(settings["lr"]), float(settings["init_scale"]), bool(settings["balanced"])
+        )
         target, mask = common.larger_problem(m, n)
-        metrics, table = common.train_runs([run_spec], target[None], mask[None], settings, out, f"shape{index}_{m}x{n}", ctx,
-                                           TRACKED, seed_offset=index)
+        metrics, table = common.train_runs(
+            [run_spec],
+            target[None],
+            mask[None],
+            settings,
+            out,
+            f"shape{index}_{m}x{n}",
+            ctx,
+            TRACKED,
+            seed_offset=index,
+        )
         table = common.finished_table(metrics, table, "w00")
         for frame in (metrics, table):
             frame["run"] = index
@@ -49,13 +59,23 @@ def plot(results: Path, figure_png: Path, tier: str) -> list[Path]:
     metrics, summary = load_results(results)
     settings, table = summary["settings"], pd.DataFrame(summary["runs"])
     eps = float(settings["loss_threshold"])
-    extra = (f"Depth {settings['depth']}, lr {settings['lr']}, init α = {settings['init_scale']:g} "
-             f"({'balanced' if settings['balanced'] else 'unbalanced'}), det > 0 of the leading square block at init; "
-             f"hidden width min(m, n). Red dotted line: the 2×2 bound (1−√(2ε))²/√(2ε) for reference.")
+    extra = (
+        f"Depth {settings['depth']}, lr {settings['lr']}, init α = {settings['init_scale']:g} "
+        f"({'balanced' if settings['balanced'] else 'unbalanced'}), det > 0 of the leading square block at init; "
+        f"hidden width min(m, n). Red dotted line: the 2×2 bound (1−√(2ε))²/√(2ε) for reference."
+    )
     caption = caption_text(f"§{SECTION}", tier, common.training_caption(settings, extra))
-    return common.plot_unobserved_panels(metrics, table, {"shapes " + ", ".join(table["shape"]): list(table["run"])},
-                                         "w00", eps, common.blowup_bound(eps), f"§{SECTION} {TITLE}", caption,
-                                         figure_png)
+    return common.plot_unobserved_panels(
+        metrics,
+        table,
+        {"shapes " + ", ".join(table["shape"]): list(table["run"])},
+        "w00",
+        eps,
+        common.blowup_bound(eps),
+        f"§{SECTION} {TITLE}",
+        caption,
+        figure_png,
+    )
 
 
 def claims(results: Path, tier: str) -> list[ClaimResult]:
@@ -67,14 +87,27 @@ def claims(results: Path, tier: str) -> list[ClaimResult]:
     out = []
     for _, row in table.iterrows():
         holds = row["status"] == "converged" and row["final_abs_w00"] >= 0.8 * bound
-        details = ("det of the leading square block changed sign during training: for a non-square W it is not "
-                   "protected by gradient flow, and the run converged to a bounded solution" if row["det_sign_changed"]
-                   else "")
-        out.append(ClaimResult(
-            f"unobserved_entry_blows_up_{row['shape'].replace('×', 'x')}", NAME, SECTION,
-            f"{row['shape']}: loss < ε = {eps:g} with |unobserved| ≥ 0.8·(1−√(2ε))²/√(2ε) = {0.8 * bound:.1f}",
-            decide(bool(holds)), {"final_abs_unobserved": round(float(row["final_abs_w00"]), 3),
-                                  "status": row["status"], "iterations": int(row["iterations"]),
-                                  "det_sign_changed": bool(row["det_sign_changed"])},
-            "all sizes reach ≈60–65 at loss 1e-4", details))
+        details = (
+            "det of the leading square block changed sign during training: for a non-square W it is not "
+            "protected by gradient flow, and the run converged to a bounded solution"
+            if row["det_sign_changed"]
+            else ""
+        )
+        out.append(
+            ClaimResult(
+                f"unobserved_entry_blows_up_{row['shape'].replace('×', 'x')}",
+                NAME,
+                SECTION,
+                f"{row['shape']}: loss < ε = {eps:g} with |unobserved| ≥ 0.8·(1−√(2ε))²/√(2ε) = {0.8 * bound:.1f}",
+                decide(bool(holds)),
+                {
+                    "final_abs_unobserved": round(float(row["final_abs_w00"]), 3),
+                    "status": row["status"],
+                    "iterations": int(row["iterations"]),
+                    "det_sign_changed": bool(row["det_sign_changed"]),
+                },
+                "all sizes reach ≈60–65 at loss 1e-4",
+                details,
+            )
+        )
     return out

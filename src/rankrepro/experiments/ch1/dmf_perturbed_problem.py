@@ -29,8 +29,16 @@ def run(settings: dict, out: Path, ctx: Context) -> None:
     """One run per ε, all with det W(0) < 0, batched; write metrics.csv and summary.json."""
     started = time.time()
     epsilons = [float(e) for e in settings["epsilons"]]
-    runs = [common.DMFRun(int(settings["depth"]), float(settings["lr"]), float(settings["init_scale"]),
-                          bool(settings["balanced"]), det_sign=-1) for _ in epsilons]
+    runs = [
+        common.DMFRun(
+            int(settings["depth"]),
+            float(settings["lr"]),
+            float(settings["init_scale"]),
+            bool(settings["balanced"]),
+            det_sign=-1,
+        )
+        for _ in epsilons
+    ]
     problems = [common.problem_2x2(-2.0, 0.5, e) for e in epsilons]
     targets = torch.stack([p[0] for p in problems])
     masks = torch.stack([p[1] for p in problems])
@@ -46,12 +54,22 @@ def plot(results: Path, figure_png: Path, tier: str) -> list[Path]:
     metrics, summary = load_results(results)
     settings, table = summary["settings"], pd.DataFrame(summary["runs"])
     table["label"] = [f"ε = {e:g}" for e in table["epsilon"]]
-    extra = (f"Depth {settings['depth']}, lr {settings['lr']}, init α = {settings['init_scale']:g} "
-             f"({'balanced' if settings['balanced'] else 'unbalanced'}), det W(0) < 0 enforced.")
+    extra = (
+        f"Depth {settings['depth']}, lr {settings['lr']}, init α = {settings['init_scale']:g} "
+        f"({'balanced' if settings['balanced'] else 'unbalanced'}), det W(0) < 0 enforced."
+    )
     caption = caption_text(f"§{SECTION}", tier, common.training_caption(settings, extra))
-    return common.plot_unobserved_panels(metrics, table, {"observed w12 = −2, w21 = 0.5, w22 = ε": list(table["run"])},
-                                         "w00", float(settings["loss_threshold"]), None, f"§{SECTION} {TITLE}",
-                                         caption, figure_png)
+    return common.plot_unobserved_panels(
+        metrics,
+        table,
+        {"observed w12 = −2, w21 = 0.5, w22 = ε": list(table["run"])},
+        "w00",
+        float(settings["loss_threshold"]),
+        None,
+        f"§{SECTION} {TITLE}",
+        caption,
+        figure_png,
+    )
 
 
 def claims(results: Path, tier: str) -> list[ClaimResult]:
@@ -67,15 +85,33 @@ def claims(results: Path, tier: str) -> list[ClaimResult]:
     reference = f"|w11| at loss 1e-4 ≈ {REFERENCE} for ε = 0, 0.01, 0.05, 0.1, 0.5"
     eps = float(summary["settings"]["loss_threshold"])
     shown = eps <= 1e-4
-    note = "" if shown else ("shown only at loss ≤ 1e-4 (the reference's loss): at larger loss the small-ε runs are "
-                             "still on the shared rank-1 trajectory and have not separated")
+    note = (
+        ""
+        if shown
+        else (
+            "shown only at loss ≤ 1e-4 (the reference's loss): at larger loss the small-ε runs are "
+            "still on the shared rank-1 trajectory and have not separated"
+        )
+    )
     return [
-        ClaimResult("abs_w11_decreases_with_epsilon", NAME, SECTION,
-                    "with det W(0) < 0, |w11| at the final loss strictly decreases as ε grows",
-                    decide(decreasing and converged, shown=shown and len(values) >= 2), {"final_abs_w11": final}, reference,
-                    note),
-        ClaimResult("abs_w11_at_least_08_over_epsilon", NAME, SECTION, "|w11| ≥ 0.8/ε for every ε ≥ 0.05",
-                    decide(above and converged, shown=shown and len(large) > 0),
-                    {"final_abs_w11": final, "0.8/eps": {f"{e:g}": round(0.8 / e, 3) for e in large["epsilon"]}},
-                    reference, note),
+        ClaimResult(
+            "abs_w11_decreases_with_epsilon",
+            NAME,
+            SECTION,
+            "with det W(0) < 0, |w11| at the final loss strictly decreases as ε grows",
+            decide(decreasing and converged, shown=shown and len(values) >= 2),
+            {"final_abs_w11": final},
+            reference,
+            note,
+        ),
+        ClaimResult(
+            "abs_w11_at_least_08_over_epsilon",
+            NAME,
+            SECTION,
+            "|w11| ≥ 0.8/ε for every ε ≥ 0.05",
+            decide(above and converged, shown=shown and len(large) > 0),
+            {"final_abs_w11": final, "0.8/eps": {f"{e:g}": round(0.8 / e, 3) for e in large["epsilon"]}},
+            reference,
+            note,
+        ),
     ]

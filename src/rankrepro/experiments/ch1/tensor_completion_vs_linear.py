@@ -31,11 +31,25 @@ from rankrepro.core.errors import ConfigError
 from rankrepro.core.optim import GroupRMSprop
 from rankrepro.core.seeding import derived_seed
 from rankrepro.core.trainer import StopRule, TrainSettings, train
-from rankrepro.experiments.base import (BATCH_DIR, CHECKPOINT_DIR, Context, cached_batch, checkpoint_path, load_results,
-                                        mechanism_hash, run_fingerprint, write_results)
+from rankrepro.experiments.base import (
+    BATCH_DIR,
+    CHECKPOINT_DIR,
+    Context,
+    cached_batch,
+    checkpoint_path,
+    load_results,
+    mechanism_hash,
+    run_fingerprint,
+    write_results,
+)
 from rankrepro.factorization import cp, cp_als
-from rankrepro.factorization.cp import (CPCompletionObjective, init_factors, linear_completion, max_cp_rank,
-                                        multi_indices)
+from rankrepro.factorization.cp import (
+    CPCompletionObjective,
+    init_factors,
+    linear_completion,
+    max_cp_rank,
+    multi_indices,
+)
 from rankrepro.factorization.cp_als import ALSSettings, estimate_cp_rank
 from rankrepro.pipeline.claims import NOT_SHOWN, ClaimResult, decide
 from rankrepro.pipeline.plotting import add_caption, apply_style, caption_text, save_figure
@@ -58,7 +72,7 @@ MIN_SEEDS_FOR_MEDIAN = 3
 SPEC_MIN_CAP = 50_000
 REFERENCE = {
     3: "order 3: tf init 1e-3 error ≈1e-1 @50, 3e-3 @100, ≈5e-6 from 200 on, rank 1 everywhere; init 1e-2 "
-       "≈1e-3…4e-4 from 300; linear error 0.95 → 0.07, rank 12–18 mid-range, 2 at 511",
+    "≈1e-3…4e-4 from 300; linear error 0.95 → 0.07, rank 12–18 mid-range, 2 at 511",
     4: "order 4: tf error ≈1e-5 (init 1e-2) / ≈7e-7 (init 1e-3) from n = 1000 on, rank 1–2; linear rank up to ≈52",
 }
 
@@ -80,8 +94,13 @@ def observed_indices(permutation: torch.Tensor, n: int, dims: tuple[int, ...]) -
 def als_settings(settings: dict[str, Any]) -> ALSSettings:
     """CP-ALS settings of the rank estimation from the config section."""
     cfg = settings["rank_estimation"]
-    return ALSSettings(tol=float(cfg["tol"]), max_iters=int(cfg["max_iters"]), restarts=int(cfg["restarts"]),
-                       ridge=float(cfg["ridge"]), seed=int(cfg["seed"]))
+    return ALSSettings(
+        tol=float(cfg["tol"]),
+        max_iters=int(cfg["max_iters"]),
+        restarts=int(cfg["restarts"]),
+        ridge=float(cfg["ridge"]),
+        seed=int(cfg["seed"]),
+    )
 
 
 def _source_hash() -> str:
@@ -101,8 +120,17 @@ def _num_seeds(settings: dict[str, Any], entry: dict[str, Any]) -> int:
 
 
 # ----------------------------------------------------------------------------------------------------- batches
-def _train_batch(settings: dict[str, Any], entry: dict[str, Any], target_rank: int, n: int, init: float,
-                 out: Path, ctx: Context, key: str, fingerprint: str) -> dict[str, Any]:
+def _train_batch(
+    settings: dict[str, Any],
+    entry: dict[str, Any],
+    target_rank: int,
+    n: int,
+    init: float,
+    out: Path,
+    ctx: Context,
+    key: str,
+    fingerprint: str,
+) -> dict[str, Any]:
     """Train every seed of one (order, target rank, n, init) as one batched program; estimate the ranks."""
     started = time.time()
     order, dim = int(entry["order"]), int(entry["dim"])
@@ -116,41 +144,66 @@ def _train_batch(settings: dict[str, Any], entry: dict[str, Any], target_rank: i
     objective = CPCompletionObjective(target.to(ctx.device), indices.to(ctx.device), settings["method"])
     optimizer = GroupRMSprop(torch.full((seeds,), float(settings["lr"]), dtype=torch.float64, device=ctx.device))
     max_iters = int(entry["max_iters"])
-    loop = TrainSettings(max_iters=max_iters,
-                         stop=StopRule(float(settings["loss_threshold"]), int(settings["stop_patience"]),
-                                       int(settings["check_every"])),
-                         log_every=int(settings["log_every"]),
-                         sync_every=max(int(settings["check_every"]), 1000),
-                         checkpoint_every=int(settings["checkpoint_every"]))
+    loop = TrainSettings(
+        max_iters=max_iters,
+        stop=StopRule(float(settings["loss_threshold"]), int(settings["stop_patience"]), int(settings["check_every"])),
+        log_every=int(settings["log_every"]),
+        sync_every=max(int(settings["check_every"]), 1000),
+        checkpoint_every=int(settings["checkpoint_every"]),
+    )
     ckpt = checkpoint_path(out, key)
-    result = train(objective, params, optimizer, loop, checkpoint_path=ckpt, fingerprint=fingerprint,
-                   progress=key if ctx.progress else None)
+    result = train(
+        objective,
+        params,
+        optimizer,
+        loop,
+        checkpoint_path=ckpt,
+        fingerprint=fingerprint,
+        progress=key if ctx.progress else None,
+    )
     trained_s = time.time() - started
     final = cp.cp_reconstruct([p.detach() for p in result.params]).cpu()
     ranks = estimate_cp_rank(final, als_settings(settings))
     frame = result.metrics_frame()
     iterations = [int(i) for i in result.stopped_at.cpu()]
     executed = max(iterations) - result.resumed_from
-    runs = [{
-        "seed": s, "status": status, "iterations": iterations[s], "hit_cap": status == "max_iters",
-        "final_loss": float(result.final_metrics["loss"][s]),
-        "reconstruction_error": float(result.final_metrics["reconstruction_error"][s]),
-        "estimated_rank": int(ranks.ranks[s]), "rank_found": bool(ranks.found[s]),
-    } for s, status in enumerate(result.status_names())]
+    runs = [
+        {
+            "seed": s,
+            "status": status,
+            "iterations": iterations[s],
+            "hit_cap": status == "max_iters",
+            "final_loss": float(result.final_metrics["loss"][s]),
+            "reconstruction_error": float(result.final_metrics["reconstruction_error"][s]),
+            "estimated_rank": int(ranks.ranks[s]),
+            "rank_found": bool(ranks.found[s]),
+        }
+        for s, status in enumerate(result.status_names())
+    ]
     ckpt.unlink(missing_ok=True)  # the batch file supersedes it
     return {
-        "fingerprint": fingerprint, "key": key, "order": order, "target_rank": target_rank, "n_observed": n,
-        "init_scale": init, "components": components, "max_iters": max_iters, "method": objective.method,
+        "fingerprint": fingerprint,
+        "key": key,
+        "order": order,
+        "target_rank": target_rank,
+        "n_observed": n,
+        "init_scale": init,
+        "components": components,
+        "max_iters": max_iters,
+        "method": objective.method,
         "runs": runs,
         "curve": {c: frame[c].tolist() for c in ("run", "iteration", "final", "loss", "reconstruction_error")},
-        "train_time_s": round(trained_s, 3), "rank_time_s": round(time.time() - started - trained_s, 3),
-        "iterations_executed": executed, "resumed_from": result.resumed_from,
+        "train_time_s": round(trained_s, 3),
+        "rank_time_s": round(time.time() - started - trained_s, 3),
+        "iterations_executed": executed,
+        "resumed_from": result.resumed_from,
         "ms_per_iteration": round(1e3 * trained_s / executed, 4) if executed > 0 else None,
     }
 
 
-def _linear_batch(settings: dict[str, Any], entry: dict[str, Any], target_rank: int, fingerprint: str,
-                  key: str) -> dict[str, Any]:
+def _linear_batch(
+    settings: dict[str, Any], entry: dict[str, Any], target_rank: int, fingerprint: str, key: str
+) -> dict[str, Any]:
     """The linear baseline at every n of the grid, and the ALS rank of the target itself (sanity check)."""
     started = time.time()
     order, dim = int(entry["order"]), int(entry["dim"])
@@ -160,12 +213,25 @@ def _linear_batch(settings: dict[str, Any], entry: dict[str, Any], target_rank: 
     tensors = torch.stack([linear_completion(target, observed_indices(permutation, n, dims)) for n in grid] + [target])
     ranks = estimate_cp_rank(tensors, als_settings(settings))
     errors = measures.normalized_reconstruction_error(tensors, target)
-    rows = [{"n_observed": n, "reconstruction_error": float(errors[i]),
-             "exact_error": math.sqrt(max(0.0, 1.0 - float(target.reshape(-1)[permutation[:n]].pow(2).sum()))),
-             "estimated_rank": int(ranks.ranks[i]), "rank_found": bool(ranks.found[i])}
-            for i, n in enumerate(grid)]
-    return {"fingerprint": fingerprint, "key": key, "order": order, "target_rank": target_rank, "rows": rows,
-            "target_estimated_rank": int(ranks.ranks[-1]), "time_s": round(time.time() - started, 3)}
+    rows = [
+        {
+            "n_observed": n,
+            "reconstruction_error": float(errors[i]),
+            "exact_error": math.sqrt(max(0.0, 1.0 - float(target.reshape(-1)[permutation[:n]].pow(2).sum()))),
+            "estimated_rank": int(ranks.ranks[i]),
+            "rank_found": bool(ranks.found[i]),
+        }
+        for i, n in enumerate(grid)
+    ]
+    return {
+        "fingerprint": fingerprint,
+        "key": key,
+        "order": order,
+        "target_rank": target_rank,
+        "rows": rows,
+        "target_estimated_rank": int(ranks.ranks[-1]),
+        "time_s": round(time.time() - started, 3),
+    }
 
 
 def _check_settings(settings: dict[str, Any]) -> None:
@@ -177,8 +243,10 @@ def _check_settings(settings: dict[str, Any]) -> None:
         numel = int(entry["dim"]) ** int(entry["order"])
         bad = [int(n) for n in entry["n_observed"] if int(n) > numel]
         if bad:
-            raise ConfigError(f"config key 'experiments.{NAME}.orders.{k}.n_observed': {bad} exceed the {numel} "
-                              f"entries of an order-{entry['order']} tensor of dimension {entry['dim']}")
+            raise ConfigError(
+                f"config key 'experiments.{NAME}.orders.{k}.n_observed': {bad} exceed the {numel} "
+                f"entries of an order-{entry['order']} tensor of dimension {entry['dim']}"
+            )
 
 
 def run(settings: dict, out: Path, ctx: Context) -> None:
@@ -192,11 +260,20 @@ def run(settings: dict, out: Path, ctx: Context) -> None:
         for entry in settings["orders"]:
             order = int(entry["order"])
             key = f"o{order}_r{target_rank}_linear"
-            fp = run_fingerprint({"grid": entry["n_observed"], "dim": entry["dim"],
-                                  "data_seed": settings["data_seed"], "rank": settings["rank_estimation"]},
-                                 key, BATCH_FORMAT, _source_hash())
-            record, hit = cached_batch(batch_dir / f"{key}.json", fp,
-                                  lambda: _linear_batch(settings, entry, int(target_rank), fp, key))
+            fp = run_fingerprint(
+                {
+                    "grid": entry["n_observed"],
+                    "dim": entry["dim"],
+                    "data_seed": settings["data_seed"],
+                    "rank": settings["rank_estimation"],
+                },
+                key,
+                BATCH_FORMAT,
+                _source_hash(),
+            )
+            record, hit = cached_batch(
+                batch_dir / f"{key}.json", fp, lambda: _linear_batch(settings, entry, int(target_rank), fp, key)
+            )
             log.info("%s: %s (%.1f s)", key, "cached" if hit else "computed", record["time_s"])
             linear_records.append(record)
             for n in entry["n_observed"]:
@@ -204,12 +281,19 @@ def run(settings: dict, out: Path, ctx: Context) -> None:
                     key = f"o{order}_r{target_rank}_n{int(n)}_init{float(init):.0e}"
                     fp = _batch_fingerprint(settings, entry, key)
                     record, hit = cached_batch(
-                        batch_dir / f"{key}.json", fp,
-                        lambda: _train_batch(settings, entry, int(target_rank), int(n), float(init), out, ctx, key, fp))
-                    log.info("%s: %s; %s iterations %s, errors %s, ranks %s", key, "cached" if hit else "trained",
-                             record["method"], [r["iterations"] for r in record["runs"]],
-                             [f"{r['reconstruction_error']:.1e}" for r in record["runs"]],
-                             [r["estimated_rank"] for r in record["runs"]])
+                        batch_dir / f"{key}.json",
+                        fp,
+                        lambda: _train_batch(settings, entry, int(target_rank), int(n), float(init), out, ctx, key, fp),
+                    )
+                    log.info(
+                        "%s: %s; %s iterations %s, errors %s, ranks %s",
+                        key,
+                        "cached" if hit else "trained",
+                        record["method"],
+                        [r["iterations"] for r in record["runs"]],
+                        [f"{r['reconstruction_error']:.1e}" for r in record["runs"]],
+                        [r["estimated_rank"] for r in record["runs"]],
+                    )
                     tf_records.append(record)
     metrics, table = _assemble(tf_records, linear_records)
     capped = table[table["hit_cap"].fillna(False).astype(bool)]
@@ -217,11 +301,27 @@ def run(settings: dict, out: Path, ctx: Context) -> None:
         "runs": table.to_dict(orient="records"),
         "iteration_caps": {str(e["order"]): int(e["max_iters"]) for e in settings["orders"]},
         "capped_runs": capped[["order", "target_rank", "n_observed", "init_scale", "seed"]].to_dict(orient="records"),
-        "targets": [{"order": r["order"], "target_rank": r["target_rank"],
-                     "target_estimated_rank": r["target_estimated_rank"]} for r in linear_records],
-        "batches": [{k: r[k] for k in ("key", "method", "components", "max_iters", "train_time_s", "rank_time_s",
-                                       "iterations_executed", "ms_per_iteration")} for r in tf_records]
-                   + [{"key": r["key"], "time_s": r["time_s"]} for r in linear_records],
+        "targets": [
+            {"order": r["order"], "target_rank": r["target_rank"], "target_estimated_rank": r["target_estimated_rank"]}
+            for r in linear_records
+        ],
+        "batches": [
+            {
+                k: r[k]
+                for k in (
+                    "key",
+                    "method",
+                    "components",
+                    "max_iters",
+                    "train_time_s",
+                    "rank_time_s",
+                    "iterations_executed",
+                    "ms_per_iteration",
+                )
+            }
+            for r in tf_records
+        ]
+        + [{"key": r["key"], "time_s": r["time_s"]} for r in linear_records],
     }
     write_results(out, metrics, settings, ctx, started, extra)
     ckpt_dir = out / CHECKPOINT_DIR
@@ -242,21 +342,71 @@ def _assemble(tf_records: list[dict], linear_records: list[dict]) -> tuple[pd.Da
             curve.insert(1, name, record[name])
         frames.append(curve)
         for run in record["runs"]:
-            rows.append({"order": record["order"], "target_rank": record["target_rank"],
-                         "n_observed": record["n_observed"], "model": "tf", "init_scale": record["init_scale"],
-                         "max_iters": record["max_iters"], "method": record["method"], **run})
+            rows.append(
+                {
+                    "order": record["order"],
+                    "target_rank": record["target_rank"],
+                    "n_observed": record["n_observed"],
+                    "model": "tf",
+                    "init_scale": record["init_scale"],
+                    "max_iters": record["max_iters"],
+                    "method": record["method"],
+                    **run,
+                }
+            )
     for record in linear_records:
         for row in record["rows"]:
-            base = {"order": record["order"], "target_rank": record["target_rank"], "n_observed": row["n_observed"],
-                    "model": "linear", "init_scale": np.nan}
-            rows.append({**base, "max_iters": None, "method": "closed form", "seed": 0, "status": "exact",
-                         "iterations": 0, "hit_cap": False, "final_loss": 0.0, **row})
-            frames.append(pd.DataFrame([{**base, "seed": 0, "iteration": 0, "final": True, "loss": 0.0,
-                                         "reconstruction_error": row["reconstruction_error"],
-                                         "estimated_rank": row["estimated_rank"], "status": "exact"}]))
+            base = {
+                "order": record["order"],
+                "target_rank": record["target_rank"],
+                "n_observed": row["n_observed"],
+                "model": "linear",
+                "init_scale": np.nan,
+            }
+            rows.append(
+                {
+                    **base,
+                    "max_iters": None,
+                    "method": "closed form",
+                    "seed": 0,
+                    "status": "exact",
+                    "iterations": 0,
+                    "hit_cap": False,
+                    "final_loss": 0.0,
+                    **row,
+                }
+            )
+            frames.append(
+                pd.DataFrame(
+                    [
+                        {
+                            **base,
+                            "seed": 0,
+                            "iteration": 0,
+                            "final": True,
+                            "loss": 0.0,
+                            "reconstruction_error": row["reconstruction_error"],
+                            "estimated_rank": row["estimated_rank"],
+                            "status": "exact",
+                        }
+                    ]
+                )
+            )
     metrics = pd.concat(frames, ignore_index=True)
-    columns = ["model", "order", "target_rank", "n_observed", "init_scale", "seed", "iteration", "final", "loss",
-               "reconstruction_error", "estimated_rank", "status"]
+    columns = [
+        "model",
+        "order",
+        "target_rank",
+        "n_observed",
+        "init_scale",
+        "seed",
+        "iteration",
+        "final",
+        "loss",
+        "reconstruction_error",
+        "estimated_rank",
+        "status",
+    ]
     return metrics[columns], pd.DataFrame(rows)
 
 
@@ -278,8 +428,7 @@ def plot(results: Path, figure_png: Path, tier: str) -> list[Path]:
     table = pd.DataFrame(summary["runs"])
     apply_style()
     panels = _panels(table)
-    fig, axes = plt.subplots(len(panels), 2, figsize=(11, 3.6 * len(panels) + 1.2), squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(len(panels), 2, figsize=(11, 3.6 * len(panels) + 1.2), squeeze=False, layout="constrained")
     inits = sorted({float(a) for a in table.loc[table["model"] == "tf", "init_scale"]}, reverse=True)
     for row, (order, rank) in enumerate(panels):
         sub = table[(table["order"] == order) & (table["target_rank"] == rank)]
@@ -299,8 +448,15 @@ def plot(results: Path, figure_png: Path, tier: str) -> list[Path]:
             capped = runs[runs["hit_cap"].astype(bool)].groupby("n_observed").size()
             if len(capped):
                 medians = _per_n(runs, "reconstruction_error").loc[capped.index, "median"]
-                err_ax.plot(capped.index, medians, "x", color=colour, ms=9, mew=2,
-                            label=f"init {init:.0e}: some runs hit the cap")
+                err_ax.plot(
+                    capped.index,
+                    medians,
+                    "x",
+                    color=colour,
+                    ms=9,
+                    mew=2,
+                    label=f"init {init:.0e}: some runs hit the cap",
+                )
         rank_ax.axhline(rank, color="k", ls="--", lw=1.2, label="ground truth rank")
         err_ax.set_yscale("log")
         err_ax.set_ylabel("normalized reconstruction error")
@@ -312,20 +468,28 @@ def plot(results: Path, figure_png: Path, tier: str) -> list[Path]:
         rank_ax.set_ylim(bottom=0)
     fig.suptitle(f"§{SECTION} {TITLE}", fontsize=11)
     seeds = {int(e["order"]): int(e.get("num_seeds", settings["num_seeds"])) for e in settings["orders"]}
-    grids = "; ".join(f"order {e['order']}: n ∈ {{{', '.join(str(n) for n in e['n_observed'])}}}, "
-                      f"{seeds[int(e['order'])]} seeds, cap {int(e['max_iters']):,} iterations" for e in settings["orders"])
+    grids = "; ".join(
+        f"order {e['order']}: n ∈ {{{', '.join(str(n) for n in e['n_observed'])}}}, "
+        f"{seeds[int(e['order'])]} seeds, cap {int(e['max_iters']):,} iterations"
+        for e in settings["orders"]
+    )
     rank_cfg = settings["rank_estimation"]
     n_capped = len(summary.get("capped_runs", []))
-    details = (f"CP model with R = ∏d/max d components (64 / 512), factors N(0, init²), GroupRMSprop lr {settings['lr']}, "
-               f"MSE over observed entries, stop when train MSE < {settings['loss_threshold']:g} at "
-               f"{settings['stop_patience']} consecutive checks every {settings['check_every']} iterations. {grids}. "
-               f"Lines: median over seeds, bands 25–75 %. {n_capped} run(s) hit the iteration cap (× markers). "
-               f"Linear = observed entries, zeros elsewhere. Estimated CP rank = smallest r whose CP-ALS fit "
-               f"(best of {rank_cfg['restarts']} seeded restarts, ≤ {rank_cfg['max_iters']} iterations) has MSE < "
-               f"{rank_cfg['tol']:g} over all entries.")
-    substitutions = ("iteration cap instead of the paper's 1e6 (the spec allows 5e4–1e5); "
-                     "reduced n-grid/seeds/caps where listed above" if tier != "paper" else
-                     "iteration cap instead of 1e6 (spec: 5e4–1e5)")
+    details = (
+        f"CP model with R = ∏d/max d components (64 / 512), factors N(0, init²), GroupRMSprop lr {settings['lr']}, "
+        f"MSE over observed entries, stop when train MSE < {settings['loss_threshold']:g} at "
+        f"{settings['stop_patience']} consecutive checks every {settings['check_every']} iterations. {grids}. "
+        f"Lines: median over seeds, bands 25–75 %. {n_capped} run(s) hit the iteration cap (× markers). "
+        f"Linear = observed entries, zeros elsewhere. Estimated CP rank = smallest r whose CP-ALS fit "
+        f"(best of {rank_cfg['restarts']} seeded restarts, ≤ {rank_cfg['max_iters']} iterations) has MSE < "
+        f"{rank_cfg['tol']:g} over all entries."
+    )
+    substitutions = (
+        "iteration cap instead of the paper's 1e6 (the spec allows 5e4–1e5); "
+        "reduced n-grid/seeds/caps where listed above"
+        if tier != "paper"
+        else "iteration cap instead of 1e6 (spec: 5e4–1e5)"
+    )
     add_caption(fig, caption_text(f"§{SECTION}", tier, details, substitutions))
     return save_figure(fig, figure_png)
 
@@ -364,20 +528,31 @@ def _order_claims(table: pd.DataFrame, order: int) -> list[ClaimResult]:
         sub = sub[sub["hit_cap"].astype(bool) & (sub["max_iters"].astype(float) < SPEC_MIN_CAP)]
         return sorted({f"n={int(n)}, init {a:.0e}" for n, a in zip(sub["n_observed"], sub["init_scale"])})
 
-    def record(claim: str, statement: str, holds: bool, shown: bool, measured: Any, details: str = "",
-               capped: list[str] | None = None) -> None:
+    def record(
+        claim: str,
+        statement: str,
+        holds: bool,
+        shown: bool,
+        measured: Any,
+        details: str = "",
+        capped: list[str] | None = None,
+    ) -> None:
         verdict = decide(holds, shown)
         if shown and not holds and capped:
             verdict = NOT_SHOWN
-            details = (f"runs hit this tier's iteration cap (< the spec's {SPEC_MIN_CAP:,}) before the stop "
-                       f"criterion: {', '.join(capped)}. " + details).strip()
+            details = (
+                f"runs hit this tier's iteration cap (< the spec's {SPEC_MIN_CAP:,}) before the stop "
+                f"criterion: {', '.join(capped)}. " + details
+            ).strip()
         if not shown and not details:
             details = "this tier's grid/seeds do not cover the claim"
             if len(tf) and not enough_seeds and claim != "linear_rank_high":
-                details = (f"{seeds} seed(s) per (n, init): a median needs ≥ {MIN_SEEDS_FOR_MEDIAN} to be robust to "
-                           f"one run")
-        out.append(ClaimResult(f"order{order}_{claim}", NAME, SECTION, statement, verdict, measured, reference,
-                               details))
+                details = (
+                    f"{seeds} seed(s) per (n, init): a median needs ≥ {MIN_SEEDS_FOR_MEDIAN} to be robust to one run"
+                )
+        out.append(
+            ClaimResult(f"order{order}_{claim}", NAME, SECTION, statement, verdict, measured, reference, details)
+        )
 
     seeds = int(tf.groupby(["n_observed", "init_scale"])["seed"].nunique().min()) if len(tf) else 0
     enough_seeds = seeds >= MIN_SEEDS_FOR_MEDIAN
@@ -385,48 +560,78 @@ def _order_claims(table: pd.DataFrame, order: int) -> list[ClaimResult]:
     # 1. small init reaches low error
     errs = medians("reconstruction_error", small, large_n) if shown_large else {}
     bad = [n for n, v in errs.items() if v > 1e-3]
-    record("tf_small_init_error",
-           f"order {order}, n ≥ {threshold}: median error of TF with the smallest init (1e-3) ≤ 1e-3 at every n",
-           not bad, shown_large and small <= 1e-3 + 1e-15,
-           {"init": None if small is None else float(small), "median_error": errs},
-           f"median error > 1e-3 at n = {bad}" if bad else "",
-           capped=capped_below_spec(large_n, [small] if inits else []))
+    record(
+        "tf_small_init_error",
+        f"order {order}, n ≥ {threshold}: median error of TF with the smallest init (1e-3) ≤ 1e-3 at every n",
+        not bad,
+        shown_large and small <= 1e-3 + 1e-15,
+        {"init": None if small is None else float(small), "median_error": errs},
+        f"median error > 1e-3 at n = {bad}" if bad else "",
+        capped=capped_below_spec(large_n, [small] if inits else []),
+    )
     # 2. TF beats linear by 10×
     ratios: dict[str, dict[int, float]] = {}
     for init in inits:
         med = medians("reconstruction_error", init, large_n)
-        ratios[f"{init:.0e}"] = {n: v / float(linear.loc[n, "reconstruction_error"]) for n, v in med.items()
-                                 if n in linear.index}
+        ratios[f"{init:.0e}"] = {
+            n: v / float(linear.loc[n, "reconstruction_error"]) for n, v in med.items() if n in linear.index
+        }
     values = [v for r in ratios.values() for v in r.values()]
-    bad = [f"init {a}, n = {n}: ratio {v:.3g} (linear error {float(linear.loc[n, 'reconstruction_error']):.3g})"
-           for a, r in ratios.items() for n, v in r.items() if v > 0.1]
-    record("tf_beats_linear",
-           f"order {order}, n ≥ {threshold}: median error of TF (every init) ≤ 0.1 × error of the linear model",
-           bool(values) and not bad, shown_large and bool(values),
-           {"error_ratio_tf_over_linear": ratios},
-           ("violated at " + "; ".join(bad) + ". Near n = ∏d the linear error is the norm of the few unobserved "
-            "entries, which depends on the target draw") if bad else "",
-           capped=capped_below_spec(large_n, inits))
+    bad = [
+        f"init {a}, n = {n}: ratio {v:.3g} (linear error {float(linear.loc[n, 'reconstruction_error']):.3g})"
+        for a, r in ratios.items()
+        for n, v in r.items()
+        if v > 0.1
+    ]
+    record(
+        "tf_beats_linear",
+        f"order {order}, n ≥ {threshold}: median error of TF (every init) ≤ 0.1 × error of the linear model",
+        bool(values) and not bad,
+        shown_large and bool(values),
+        {"error_ratio_tf_over_linear": ratios},
+        (
+            "violated at " + "; ".join(bad) + ". Near n = ∏d the linear error is the norm of the few unobserved "
+            "entries, which depends on the target draw"
+        )
+        if bad
+        else "",
+        capped=capped_below_spec(large_n, inits),
+    )
     # 3. TF has low rank
     ranks = {f"{init:.0e}": medians("estimated_rank", init, large_n) for init in inits}
-    max_ranks = {f"{init:.0e}": {int(n): int(v) for n, v in tf[np.isclose(tf["init_scale"], init)
-                                                                & tf["n_observed"].isin(large_n)]
-                                 .groupby("n_observed")["estimated_rank"].max().items()} for init in inits}
+    max_ranks = {
+        f"{init:.0e}": {
+            int(n): int(v)
+            for n, v in tf[np.isclose(tf["init_scale"], init) & tf["n_observed"].isin(large_n)]
+            .groupby("n_observed")["estimated_rank"]
+            .max()
+            .items()
+        }
+        for init in inits
+    }
     rank_values = [v for r in ranks.values() for v in r.values()]
     bad = [f"init {a}, n = {n}: {v:g}" for a, r in ranks.items() for n, v in r.items() if v > 2]
-    record("tf_rank_low", f"order {order}, n ≥ {threshold}: median estimated CP rank of TF (every init) ≤ 2",
-           bool(rank_values) and not bad, shown_large and bool(rank_values),
-           {"median_rank": ranks, "max_rank": max_ranks}, ("median rank > 2 at " + "; ".join(bad)) if bad else "",
-           capped=capped_below_spec(large_n, inits))
+    record(
+        "tf_rank_low",
+        f"order {order}, n ≥ {threshold}: median estimated CP rank of TF (every init) ≤ 2",
+        bool(rank_values) and not bad,
+        shown_large and bool(rank_values),
+        {"median_rank": ranks, "max_rank": max_ranks},
+        ("median rank > 2 at " + "; ".join(bad)) if bad else "",
+        capped=capped_below_spec(large_n, inits),
+    )
     # 4. linear has high rank mid-range
     mid = [int(n) for n in linear.index if 0.25 * numel <= n <= 0.75 * numel]
     lin_ranks = {n: int(linear.loc[n, "estimated_rank"]) for n in mid}
-    record("linear_rank_high",
-           f"order {order}: the linear model's estimated CP rank is ≥ 5 at every n in the mid-range "
-           f"[{numel // 4}, {3 * numel // 4}]",
-           bool(lin_ranks) and all(v >= 5 for v in lin_ranks.values()), bool(lin_ranks),
-           {"linear_rank": lin_ranks, "all_n": {int(n): int(v) for n, v in linear["estimated_rank"].items()}},
-           "" if mid else f"no n of the grid lies in the mid-range [{numel // 4}, {3 * numel // 4}]")
+    record(
+        "linear_rank_high",
+        f"order {order}: the linear model's estimated CP rank is ≥ 5 at every n in the mid-range "
+        f"[{numel // 4}, {3 * numel // 4}]",
+        bool(lin_ranks) and all(v >= 5 for v in lin_ranks.values()),
+        bool(lin_ranks),
+        {"linear_rank": lin_ranks, "all_n": {int(n): int(v) for n, v in linear["estimated_rank"].items()}},
+        "" if mid else f"no n of the grid lies in the mid-range [{numel // 4}, {3 * numel // 4}]",
+    )
     # 5. smaller init better at most n
     grid = sorted(tf["n_observed"].unique())
     if len(inits) >= 2:
@@ -435,10 +640,15 @@ def _order_claims(table: pd.DataFrame, order: int) -> list[ClaimResult]:
         better = {int(n): lo_err[n] < hi_err[n] for n in lo_err if n in hi_err}
     else:
         better = {}
-    record("smaller_init_better",
-           f"order {order}: median error with the smaller init < with the larger init at most (> half of the) n",
-           bool(better) and sum(better.values()) > len(better) / 2, len(better) >= 3 and enough_seeds,
-           {"smaller_better_at": [n for n, b in better.items() if b],
-            "larger_better_at": [n for n, b in better.items() if not b]},
-           capped=capped_below_spec(grid, inits))
+    record(
+        "smaller_init_better",
+        f"order {order}: median error with the smaller init < with the larger init at most (> half of the) n",
+        bool(better) and sum(better.values()) > len(better) / 2,
+        len(better) >= 3 and enough_seeds,
+        {
+            "smaller_better_at": [n for n, b in better.items() if b],
+            "larger_better_at": [n for n, b in better.items() if not b],
+        },
+        capped=capped_below_spec(grid, inits),
+    )
     return out

@@ -28,8 +28,14 @@ from rankrepro.core.errors import ConfigError
 from rankrepro.core.optim import make_optimizer
 from rankrepro.core.seeding import seeded_generator
 from rankrepro.core.trainer import StopRule, TrainSettings, train
-from rankrepro.experiments.base import (Context, checkpoint_path, load_results, mechanism_hash, run_fingerprint,
-                                        write_results)
+from rankrepro.experiments.base import (
+    Context,
+    checkpoint_path,
+    load_results,
+    mechanism_hash,
+    run_fingerprint,
+    write_results,
+)
 from rankrepro.factorization import cp, cp_sensing
 from rankrepro.factorization.cp import CPCompletionObjective, component_norms, init_factors, multi_indices
 from rankrepro.factorization.cp_sensing import CPSensingObjective, gaussian_measurements
@@ -95,13 +101,18 @@ def check_settings(settings: dict[str, Any], name: str) -> None:
     """What the schema cannot say: observations fit in the tensor, top_k ≤ components, the rank is reachable."""
     numel = int(settings["dim"]) ** int(settings["order"])
     if settings.get("measurement", "completion") == "completion" and int(settings["n_observed"]) > numel:
-        raise ConfigError(f"config key 'experiments.{name}.n_observed': {settings['n_observed']} exceeds the {numel} entries")
+        raise ConfigError(
+            f"config key 'experiments.{name}.n_observed': {settings['n_observed']} exceeds the {numel} entries"
+        )
     if int(settings["top_k"]) > int(settings["components"]):
-        raise ConfigError(f"config key 'experiments.{name}.top_k': {settings['top_k']} exceeds components = "
-                          f"{settings['components']}")
+        raise ConfigError(
+            f"config key 'experiments.{name}.top_k': {settings['top_k']} exceeds components = {settings['components']}"
+        )
     if int(settings["target_rank"]) >= int(settings["top_k"]):
-        raise ConfigError(f"config key 'experiments.{name}.top_k': must exceed target_rank = {settings['target_rank']} so the "
-                          "first component that should stay small is tracked")
+        raise ConfigError(
+            f"config key 'experiments.{name}.top_k': must exceed target_rank = {settings['target_rank']} so the "
+            "first component that should stay small is tracked"
+        )
 
 
 def run_dynamics(settings: dict[str, Any], out: Path, ctx: Context, name: str, measurement: Measurement) -> None:
@@ -113,18 +124,30 @@ def run_dynamics(settings: dict[str, Any], out: Path, ctx: Context, name: str, m
     inits = [float(a) for a in settings["init_scales"]]
     objective = WithComponentNorms(make_objective(settings, measurement, ctx.device), int(settings["top_k"]))
     generators = [seeded_generator(settings["seed"]) for _ in inits]
-    params = [p.to(ctx.device) for p in
-              init_factors(dims, int(settings["components"]), torch.tensor(inits, dtype=torch.float64), generators)]
-    optimizer = make_optimizer(settings["optimizer"], torch.full((len(inits),), float(settings["lr"]),
-                                                                 dtype=torch.float64, device=ctx.device))
-    loop = TrainSettings(max_iters=int(settings["max_iters"]),
-                         stop=StopRule(float(settings["loss_threshold"]), int(settings["stop_patience"]),
-                                       int(settings["check_every"])),
-                         log_every=int(settings["log_every"]), sync_every=max(int(settings["check_every"]), 1000),
-                         checkpoint_every=int(settings["checkpoint_every"]))
+    params = [
+        p.to(ctx.device)
+        for p in init_factors(dims, int(settings["components"]), torch.tensor(inits, dtype=torch.float64), generators)
+    ]
+    optimizer = make_optimizer(
+        settings["optimizer"], torch.full((len(inits),), float(settings["lr"]), dtype=torch.float64, device=ctx.device)
+    )
+    loop = TrainSettings(
+        max_iters=int(settings["max_iters"]),
+        stop=StopRule(float(settings["loss_threshold"]), int(settings["stop_patience"]), int(settings["check_every"])),
+        log_every=int(settings["log_every"]),
+        sync_every=max(int(settings["check_every"]), 1000),
+        checkpoint_every=int(settings["checkpoint_every"]),
+    )
     fingerprint = run_fingerprint(settings, measurement, mechanism_hash(cp, cp_sensing))
-    result = train(objective, params, optimizer, loop, checkpoint_path=checkpoint_path(out, "train"),
-                   fingerprint=fingerprint, progress=name if ctx.progress else None)
+    result = train(
+        objective,
+        params,
+        optimizer,
+        loop,
+        checkpoint_path=checkpoint_path(out, "train"),
+        fingerprint=fingerprint,
+        progress=name if ctx.progress else None,
+    )
     trained_s = time.time() - started
     frame = result.metrics_frame()
     frame["init_scale"] = frame["run"].map(dict(enumerate(inits)))
@@ -134,19 +157,28 @@ def run_dynamics(settings: dict[str, Any], out: Path, ctx: Context, name: str, m
     runs = []
     for b, status in enumerate(result.status_names()):
         curve = frame[(frame["run"] == b) & ~frame["final"]]
-        runs.append({
-            "run": b, "init_scale": inits[b], "status": status, "iterations": iterations[b],
-            "final_loss": float(result.final_metrics["loss"][b]),
-            "reconstruction_error": float(result.final_metrics["reconstruction_error"][b]),
-            "min_reconstruction_error": float(curve["reconstruction_error"].min()),
-            "min_error_iteration": int(curve["iteration"].iloc[int(np.argmin(curve["reconstruction_error"]))]),
-            "final_top_norms": [float(v) for v in top[b]],
-            "learned_components": learned_components(top[b].numpy()),
-            "emergence_iterations": emergence_iterations(curve, int(settings["target_rank"])),
-        })
+        runs.append(
+            {
+                "run": b,
+                "init_scale": inits[b],
+                "status": status,
+                "iterations": iterations[b],
+                "final_loss": float(result.final_metrics["loss"][b]),
+                "reconstruction_error": float(result.final_metrics["reconstruction_error"][b]),
+                "min_reconstruction_error": float(curve["reconstruction_error"].min()),
+                "min_error_iteration": int(curve["iteration"].iloc[int(np.argmin(curve["reconstruction_error"]))]),
+                "final_top_norms": [float(v) for v in top[b]],
+                "learned_components": learned_components(top[b].numpy()),
+                "emergence_iterations": emergence_iterations(curve, int(settings["target_rank"])),
+            }
+        )
     extra = {
-        "measurement": measurement, "runs": runs, "method": getattr(objective.objective, "method", "sensing"),
-        "train_time_s": round(trained_s, 3), "iterations_executed": executed, "resumed_from": result.resumed_from,
+        "measurement": measurement,
+        "runs": runs,
+        "method": getattr(objective.objective, "method", "sensing"),
+        "train_time_s": round(trained_s, 3),
+        "iterations_executed": executed,
+        "resumed_from": result.resumed_from,
         "ms_per_iteration": round(1e3 * trained_s / executed, 4) if executed > 0 else None,
         "ms_per_iteration_per_run": round(1e3 * trained_s / executed / len(inits), 4) if executed > 0 else None,
     }
@@ -176,15 +208,17 @@ def emergence_iterations(curve: pd.DataFrame, count: int) -> list[int | None]:
 
 # ----------------------------------------------------------------------------------------------------- figure
 #: the paper's §2.1 setting (both variants); a tier that departs from it says so in the caption
-PAPER_SCALE = {"order": 4, "dim": 10, "target_rank": 5, "n_observed": 2000, "components": 1000,
-               "max_iters": 1_000_000}
+PAPER_SCALE = {"order": 4, "dim": 10, "target_rank": 5, "n_observed": 2000, "components": 1000, "max_iters": 1_000_000}
 
 
 def scale_substitutions(settings: dict[str, Any]) -> str:
     """How the settings depart from the paper's scale (``PAPER_SCALE``), or ``none``."""
     names = {"n_observed": "observations", "components": "R", "max_iters": "iteration cap", "target_rank": "CP rank"}
-    diffs = [f"{names.get(key, key)} {settings[key]:,} instead of {value:,}" for key, value in PAPER_SCALE.items()
-             if int(settings[key]) != value]
+    diffs = [
+        f"{names.get(key, key)} {settings[key]:,} instead of {value:,}"
+        for key, value in PAPER_SCALE.items()
+        if int(settings[key]) != value
+    ]
     return "; ".join(diffs) or "none"
 
 
@@ -212,25 +246,34 @@ def plot_dynamics(results: Path, figure_png: Path, tier: str, section: str, titl
     norm_ax.legend(fontsize=7, title="k-th largest", title_fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     for _, run in runs.sort_values("init_scale", ascending=False).iterrows():
         part = curves[curves["run"] == run["run"]]
-        err_ax.plot(part["iteration"], part["reconstruction_error"], lw=1.4,
-                    label=f"init {run['init_scale']:.0e}: final {run['reconstruction_error']:.1e}, "
-                          f"lowest {run['min_reconstruction_error']:.1e}")
+        err_ax.plot(
+            part["iteration"],
+            part["reconstruction_error"],
+            lw=1.4,
+            label=f"init {run['init_scale']:.0e}: final {run['reconstruction_error']:.1e}, "
+            f"lowest {run['min_reconstruction_error']:.1e}",
+        )
     err_ax.set_yscale("log")
     err_ax.set_xlabel("iteration")
     err_ax.set_ylabel("normalized reconstruction error")
     err_ax.set_title("reconstruction error over the full tensor", fontsize=10)
     err_ax.legend(fontsize=7)
     add_title(fig, f"§{section} {title}")
-    observed = (f"{settings['n_observed']} observed entries" if summary["measurement"] == "completion" else
-                f"{settings['n_observed']} Gaussian measurements (entries N(0, 1/numel))")
+    observed = (
+        f"{settings['n_observed']} observed entries"
+        if summary["measurement"] == "completion"
+        else f"{settings['n_observed']} Gaussian measurements (entries N(0, 1/numel))"
+    )
     emergence = ", ".join("–" if t is None else f"{t:,}" for t in smallest["emergence_iterations"])
-    details = (f"Target: order {settings['order']}, dim {settings['dim']}, CP rank {settings['target_rank']}, "
-               f"‖W*‖ = 1; {observed}. CP model with R = {settings['components']} components, factors N(0, init²) "
-               f"(one init direction, scaled), {settings['optimizer']} lr {settings['lr']}, MSE, stop when loss < "
-               f"{settings['loss_threshold']:g} at {settings['stop_patience']} checks every {settings['check_every']} "
-               f"iterations (cap {int(settings['max_iters']):,}). Dotted: emergence times (k-th norm reaches half its "
-               f"final value): {emergence}. Near zero loss GroupRMSprop's normalised step grows, so the error can "
-               f"rise from its lowest value before the stop rule fires. {_timing(summary, len(runs))} {note}")
+    details = (
+        f"Target: order {settings['order']}, dim {settings['dim']}, CP rank {settings['target_rank']}, "
+        f"‖W*‖ = 1; {observed}. CP model with R = {settings['components']} components, factors N(0, init²) "
+        f"(one init direction, scaled), {settings['optimizer']} lr {settings['lr']}, MSE, stop when loss < "
+        f"{settings['loss_threshold']:g} at {settings['stop_patience']} checks every {settings['check_every']} "
+        f"iterations (cap {int(settings['max_iters']):,}). Dotted: emergence times (k-th norm reaches half its "
+        f"final value): {emergence}. Near zero loss GroupRMSprop's normalised step grows, so the error can "
+        f"rise from its lowest value before the stop rule fires. {_timing(summary, len(runs))} {note}"
+    )
     add_caption(fig, caption_text(f"§{section}", tier, details, scale_substitutions(settings)))
     return save_figure(fig, figure_png)
 
@@ -239,12 +282,15 @@ def _timing(summary: dict[str, Any], runs: int) -> str:
     """Cost per iteration of the batch, or where the numbers came from when the job only resumed a finished run."""
     if summary.get("ms_per_iteration") is None:
         return f"(Resumed from a finished checkpoint at iteration {summary['resumed_from']:,}: no timing.)"
-    return f"{summary['ms_per_iteration']:.1f} ms/iteration for the batch of {runs} runs ({summary['threads']} thread(s))."
+    return (
+        f"{summary['ms_per_iteration']:.1f} ms/iteration for the batch of {runs} runs ({summary['threads']} thread(s))."
+    )
 
 
 # ----------------------------------------------------------------------------------------------------- claims
-def dynamics_claims(results: Path, tier: str, name: str, section: str, reference: str,
-                    prefix: str = "") -> list[ClaimResult]:
+def dynamics_claims(
+    results: Path, tier: str, name: str, section: str, reference: str, prefix: str = ""
+) -> list[ClaimResult]:
     """The §2.1 claims: separated emergence times, a bounded (k+1)-th norm, error ordered by init, learned rank."""
     metrics, summary = load_results(results)
     settings = summary["settings"]
@@ -254,48 +300,75 @@ def dynamics_claims(results: Path, tier: str, name: str, section: str, reference
     times = smallest["emergence_iterations"]
     curves = metrics[(metrics["run"] == smallest["run"]) & ~metrics["final"].astype(bool)]
     converged = smallest["status"] == "converged"
-    not_converged = "" if converged else (f"the smallest-init run stopped by the iteration cap "
-                                          f"({smallest['iterations']:,}) before the loss criterion")
+    not_converged = (
+        ""
+        if converged
+        else (
+            f"the smallest-init run stopped by the iteration cap ({smallest['iterations']:,}) before the loss criterion"
+        )
+    )
     out: list[ClaimResult] = []
 
     def record(claim: str, statement: str, holds: bool, shown: bool, measured: Any, details: str = "") -> None:
-        out.append(ClaimResult(f"{prefix}{claim}", name, section, statement, decide(holds, shown), measured,
-                               reference, details))
+        out.append(
+            ClaimResult(
+                f"{prefix}{claim}", name, section, statement, decide(holds, shown), measured, reference, details
+            )
+        )
 
     # 1. one at a time
     known = [t for t in times if t is not None]
     ratios = [b / a for a, b in zip(known, known[1:]) if a > 0]
     separated = len(known) == rank and all(r >= SEPARATION for r in ratios)
-    record("emergence_separated",
-           f"smallest init: the {rank} components emerge one after another, t_1 < … < t_{rank}, each ≥ "
-           f"{SEPARATION}× the previous (t_k: the k-th largest norm reaches half its final value)",
-           separated, converged, {"emergence_iterations": times, "ratios": [round(r, 3) for r in ratios]},
-           not_converged)
+    record(
+        "emergence_separated",
+        f"smallest init: the {rank} components emerge one after another, t_1 < … < t_{rank}, each ≥ "
+        f"{SEPARATION}× the previous (t_k: the k-th largest norm reaches half its final value)",
+        separated,
+        converged,
+        {"emergence_iterations": times, "ratios": [round(r, 3) for r in ratios]},
+        not_converged,
+    )
     # 2. the next component stays small
     final_norms = smallest["final_top_norms"]
     column = f"top_norms_{rank}"
     peak_next = float(curves[column].max()) if column in curves else math.nan
     bound = LEARNED_FRACTION * final_norms[rank - 1]
-    record("next_norm_small",
-           f"smallest init: the {rank + 1}-th largest norm stays < {LEARNED_FRACTION:.0%} of the final "
-           f"{rank}-th norm throughout training",
-           peak_next < bound, converged,
-           {"max_norm_next": peak_next, "final_norm_rank": final_norms[rank - 1], "bound": bound}, not_converged)
+    record(
+        "next_norm_small",
+        f"smallest init: the {rank + 1}-th largest norm stays < {LEARNED_FRACTION:.0%} of the final "
+        f"{rank}-th norm throughout training",
+        peak_next < bound,
+        converged,
+        {"max_norm_next": peak_next, "final_norm_rank": final_norms[rank - 1], "bound": bound},
+        not_converged,
+    )
     # 3. error ordered by init
     errors = {f"{a:.0e}": float(e) for a, e in zip(runs["init_scale"], runs["reconstruction_error"])}
     lowest = {f"{a:.0e}": float(e) for a, e in zip(runs["init_scale"], runs["min_reconstruction_error"])}
     ordered = bool(np.all(np.diff(runs["reconstruction_error"].to_numpy()) > 0))
     small_error = float(smallest["reconstruction_error"])
-    record("error_ordered_by_init",
-           "final reconstruction error increases with the init scale, and the smallest init's is ≤ 0.05",
-           ordered and small_error <= 0.05, len(runs) >= 2 and converged,
-           {"reconstruction_error": errors, "lowest_error_during_training": lowest},
-           not_converged or ("final = when the stop rule fired; GroupRMSprop's normalised step grows as the gradient "
-                             "vanishes, so near zero loss the error can rise again from its lowest value"))
+    record(
+        "error_ordered_by_init",
+        "final reconstruction error increases with the init scale, and the smallest init's is ≤ 0.05",
+        ordered and small_error <= 0.05,
+        len(runs) >= 2 and converged,
+        {"reconstruction_error": errors, "lowest_error_during_training": lowest},
+        not_converged
+        or (
+            "final = when the stop rule fired; GroupRMSprop's normalised step grows as the gradient "
+            "vanishes, so near zero loss the error can rise again from its lowest value"
+        ),
+    )
     # 4. learned rank = true rank
     learned = int(smallest["learned_components"])
-    record("learned_rank_equals_true_rank",
-           f"smallest init: the number of components with norm > {LEARNED_FRACTION:.0%} of the largest equals the "
-           f"target's CP rank ({rank})",
-           learned == rank, converged, {"learned_components": learned, "target_rank": rank}, not_converged)
+    record(
+        "learned_rank_equals_true_rank",
+        f"smallest init: the number of components with norm > {LEARNED_FRACTION:.0%} of the largest equals the "
+        f"target's CP rank ({rank})",
+        learned == rank,
+        converged,
+        {"learned_components": learned, "target_rank": rank},
+        not_converged,
+    )
     return out

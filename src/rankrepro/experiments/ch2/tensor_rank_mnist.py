@@ -33,8 +33,17 @@ from rankrepro.core.errors import ConfigError
 from rankrepro.core.seeding import seeded_generator
 from rankrepro.data.image_datasets import ImageDataset
 from rankrepro.data.sources import DataSource
-from rankrepro.experiments.base import (BATCH_DIR, CHECKPOINT_DIR, Context, cached_batch, checkpoint_path, load_results,
-                                        mechanism_hash, run_fingerprint, write_results)
+from rankrepro.experiments.base import (
+    BATCH_DIR,
+    CHECKPOINT_DIR,
+    Context,
+    cached_batch,
+    checkpoint_path,
+    load_results,
+    mechanism_hash,
+    run_fingerprint,
+    write_results,
+)
 from rankrepro.factorization import log_cp
 from rankrepro.factorization.log_cp import FitSettings, binarize_images, fit, init_factors
 from rankrepro.pipeline.claims import ClaimResult, decide
@@ -61,10 +70,12 @@ LOW_RANK = 3
 PAPER_ADAM_STEPS = 120_000
 #: a natural-data fit still "improving" lost more than this fraction of its train error over the last 20 % of epochs
 STILL_IMPROVING = 0.02
-REFERENCE = ("paper (60k/10k images, 10,000 epochs): MNIST original train ≈0.023 (R=1) → 0.003 (R=15), test "
-             "≈0.02–0.03; random variants' train starts ≈0.09 and falls slowly (≈0.015–0.044 at R=15) while their "
-             "test rises to ≈0.14–0.15; Fashion-MNIST original train ≈0.033 → 0.01, test ≈0.037 → 0.055; "
-             "variance ≈0.09")
+REFERENCE = (
+    "paper (60k/10k images, 10,000 epochs): MNIST original train ≈0.023 (R=1) → 0.003 (R=15), test "
+    "≈0.02–0.03; random variants' train starts ≈0.09 and falls slowly (≈0.015–0.044 at R=15) while their "
+    "test rises to ≈0.14–0.15; Fashion-MNIST original train ≈0.033 → 0.01, test ≈0.037 → 0.055; "
+    "variance ≈0.09"
+)
 
 
 # ----------------------------------------------------------------------------------------------------- data
@@ -80,8 +91,9 @@ def one_vs_all_targets(labels: np.ndarray, positive_class: int) -> torch.Tensor:
     return torch.as_tensor(labels == positive_class, dtype=torch.float64) * POSITIVE_TARGET
 
 
-def variant_split(X: torch.Tensor, y: torch.Tensor, variant: str, generator: torch.Generator
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
+def variant_split(
+    X: torch.Tensor, y: torch.Tensor, variant: str, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One split of a variant: ``natural`` (X, y); ``random_labels`` (X, y permuted); ``random_images`` (pixels i.i.d.
     uniform on {0, 1}, labels kept). X is bool ``(n, 784)``."""
     if variant == "natural":
@@ -93,13 +105,14 @@ def variant_split(X: torch.Tensor, y: torch.Tensor, variant: str, generator: tor
     raise ValueError(f"unknown variant '{variant}' (expected one of {VARIANTS})")
 
 
-def prepare_task(images: ImageDataset, settings: dict[str, Any], dataset_index: int
-                 ) -> dict[str, torch.Tensor]:
+def prepare_task(images: ImageDataset, settings: dict[str, Any], dataset_index: int) -> dict[str, torch.Tensor]:
     """Seeded subsample, binarized images (bool ``(n, 784)``) and one-vs-all targets of the train and test sets."""
     generator = seeded_generator(settings["data_seed"], dataset_index)
     task = {}
-    for split, pixels, labels, size in (("train", images.train_images, images.train_labels, settings["n_train"]),
-                                        ("test", images.test_images, images.test_labels, settings["n_test"])):
+    for split, pixels, labels, size in (
+        ("train", images.train_images, images.train_labels, settings["n_train"]),
+        ("test", images.test_images, images.test_labels, settings["n_test"]),
+    ):
         index = subsample(len(labels), size, generator).numpy()
         task[f"X_{split}"] = binarize_images(pixels[index]).to(torch.bool)
         task[f"y_{split}"] = one_vs_all_targets(labels[index], int(settings["positive_class"]))
@@ -111,8 +124,9 @@ def batch_runs(settings: dict[str, Any]) -> list[tuple[str, int]]:
     return [(variant, seed) for variant in settings["variants"] for seed in range(int(settings["num_seeds"]))]
 
 
-def batch_data(task: dict[str, torch.Tensor], settings: dict[str, Any], dataset_index: int
-               ) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+def batch_data(
+    task: dict[str, torch.Tensor], settings: dict[str, Any], dataset_index: int
+) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
     """Per-run train and test data ``(B, n, 784)`` bool and ``(B, n)`` targets; the randomization of (variant, seed)
     is the same at every R, so the ranks of one dataset see the same random data."""
     train_X, train_y, test_X, test_y = [], [], [], []
@@ -133,35 +147,70 @@ def _source_hash() -> str:
     return mechanism_hash(log_cp, optim)
 
 
-def _fit_batch(settings: dict[str, Any], dataset: str, dataset_index: int, rank: int, task: dict[str, torch.Tensor],
-               out: Path, ctx: Context, key: str, fingerprint: str) -> dict[str, Any]:
+def _fit_batch(
+    settings: dict[str, Any],
+    dataset: str,
+    dataset_index: int,
+    rank: int,
+    task: dict[str, torch.Tensor],
+    out: Path,
+    ctx: Context,
+    key: str,
+    fingerprint: str,
+) -> dict[str, Any]:
     """Fit every (variant, seed) of one (dataset, R) as one batched program."""
     started = time.time()
     runs = batch_runs(settings)
     train, test = batch_data(task, settings, dataset_index)
     generators = [seeded_generator(settings["seed"], dataset_index, rank, seed) for _, seed in runs]
-    factors = init_factors(len(runs), train[0].shape[-1], rank, float(settings["init_mean"]),
-                           float(settings["init_std"]), generators=generators).to(ctx.device)
-    fit_settings = FitSettings(epochs=int(settings["epochs"]), batch_size=int(settings["batch_size"]),
-                               lr=float(settings["lr"]), eval_every=int(settings["eval_every"]),
-                               shuffle_seed=int(settings["seed"]) + rank,
-                               checkpoint_every=int(settings["checkpoint_every"]))
+    factors = init_factors(
+        len(runs),
+        train[0].shape[-1],
+        rank,
+        float(settings["init_mean"]),
+        float(settings["init_std"]),
+        generators=generators,
+    ).to(ctx.device)
+    fit_settings = FitSettings(
+        epochs=int(settings["epochs"]),
+        batch_size=int(settings["batch_size"]),
+        lr=float(settings["lr"]),
+        eval_every=int(settings["eval_every"]),
+        shuffle_seed=int(settings["seed"]) + rank,
+        checkpoint_every=int(settings["checkpoint_every"]),
+    )
     ckpt = checkpoint_path(out, key)
-    result = fit(factors, train, test, fit_settings, checkpoint_path=ckpt, fingerprint=fingerprint,
-                 progress=ctx.progress)
+    result = fit(
+        factors, train, test, fit_settings, checkpoint_path=ckpt, fingerprint=fingerprint, progress=ctx.progress
+    )
     ckpt.unlink(missing_ok=True)  # the batch file supersedes it
     history = result.history
     variance = variance_line(task["y_train"])
     return {
-        "fingerprint": fingerprint, "key": key, "dataset": dataset, "rank": rank, "variance": variance,
+        "fingerprint": fingerprint,
+        "key": key,
+        "dataset": dataset,
+        "rank": rank,
+        "variance": variance,
         "positive_fraction": float((task["y_train"] > 0).double().mean()),
-        "runs": [{"variant": variant, "seed": seed, "train_error": float(result.train_mse[b]) / LABEL_SCALE,
-                  "test_error": float(result.test_error[b]) / LABEL_SCALE, "diverged": bool(result.diverged[b])}
-                 for b, (variant, seed) in enumerate(runs)],
-        "curve": {"epoch": history["epoch"].tolist(), "run": history["run"].tolist(),
-                  "train_error": (history["train_mse"] / LABEL_SCALE).tolist(),
-                  "test_error": (history["test_error"] / LABEL_SCALE).tolist()},
-        "fit_time_s": round(time.time() - started, 3), "resumed_from_epoch": result.resumed_from,
+        "runs": [
+            {
+                "variant": variant,
+                "seed": seed,
+                "train_error": float(result.train_mse[b]) / LABEL_SCALE,
+                "test_error": float(result.test_error[b]) / LABEL_SCALE,
+                "diverged": bool(result.diverged[b]),
+            }
+            for b, (variant, seed) in enumerate(runs)
+        ],
+        "curve": {
+            "epoch": history["epoch"].tolist(),
+            "run": history["run"].tolist(),
+            "train_error": (history["train_mse"] / LABEL_SCALE).tolist(),
+            "test_error": (history["test_error"] / LABEL_SCALE).tolist(),
+        },
+        "fit_time_s": round(time.time() - started, 3),
+        "resumed_from_epoch": result.resumed_from,
     }
 
 
@@ -174,7 +223,9 @@ def variance_line(y_train: torch.Tensor) -> float:
 def _check_settings(settings: dict[str, Any]) -> None:
     """What the schema cannot say: the variants include the natural data."""
     if "natural" not in settings["variants"]:
-        raise ConfigError(f"config key 'experiments.{NAME}.variants': must include 'natural' (got {settings['variants']})")
+        raise ConfigError(
+            f"config key 'experiments.{NAME}.variants': must include 'natural' (got {settings['variants']})"
+        )
 
 
 def run(settings: dict, out: Path, ctx: Context, data: DataSource) -> None:
@@ -188,8 +239,9 @@ def run(settings: dict, out: Path, ctx: Context, data: DataSource) -> None:
         task = None
         for rank in settings["ranks"]:
             key = f"{dataset}_R{int(rank)}"
-            fingerprint = run_fingerprint({k: v for k, v in settings.items() if k not in ("ranks", "datasets")},
-                                          key, BATCH_FORMAT, _source_hash())
+            fingerprint = run_fingerprint(
+                {k: v for k, v in settings.items() if k not in ("ranks", "datasets")}, key, BATCH_FORMAT, _source_hash()
+            )
 
             def compute(rank=int(rank), key=key, fingerprint=fingerprint):
                 nonlocal task
@@ -199,9 +251,13 @@ def run(settings: dict, out: Path, ctx: Context, data: DataSource) -> None:
 
             record, hit = cached_batch(out / BATCH_DIR / f"{key}.json", fingerprint, compute)
             finals = pd.DataFrame(record["runs"]).groupby("variant")[["train_error", "test_error"]].mean()
-            log.info("%s: %s in %.0f s; mean train/test error %s", key, "cached" if hit else "trained",
-                     record["fit_time_s"], {v: (round(r.train_error, 4), round(r.test_error, 4))
-                                            for v, r in finals.iterrows()})
+            log.info(
+                "%s: %s in %.0f s; mean train/test error %s",
+                key,
+                "cached" if hit else "trained",
+                record["fit_time_s"],
+                {v: (round(r.train_error, 4), round(r.test_error, 4)) for v, r in finals.iterrows()},
+            )
             records.append(record)
     metrics, table = _assemble(records)
     extra = {
@@ -246,35 +302,50 @@ def plot(results: Path, figure_png: Path, tier: str) -> list[Path]:
     stats = _stats(table).fillna(0.0)
     apply_style()
     datasets = [d for d in settings["datasets"] if d in set(table["dataset"])]
-    fig, axes = plt.subplots(1, len(datasets), figsize=(5.6 * len(datasets), 4.6), squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5.6 * len(datasets), 4.6), squeeze=False, layout="constrained")
     colours = {variant: f"C{k}" for k, variant in enumerate(VARIANTS)}
     for ax, dataset in zip(axes[0], datasets):
         for variant in settings["variants"]:
             part = stats.loc[(dataset, variant)]
             for column, style in (("train_error", "-"), ("test_error", "--")):
                 mean, std = part[(column, "mean")], part[(column, "std")]
-                ax.plot(part.index, mean, style, marker="o", ms=4, color=colours[variant],
-                        label=f"{VARIANT_LABELS[variant]} {column.split('_')[0]}")
+                ax.plot(
+                    part.index,
+                    mean,
+                    style,
+                    marker="o",
+                    ms=4,
+                    color=colours[variant],
+                    label=f"{VARIANT_LABELS[variant]} {column.split('_')[0]}",
+                )
                 ax.fill_between(part.index, mean - std, mean + std, color=colours[variant], alpha=0.2, lw=0)
         ax.axhline(summary["variance"][dataset], color="0.3", ls=":", lw=1.2, label="variance p(1−p)")
         ax.set_xlabel("tensor rank R")
         ax.set_ylabel("mean error (0/1 label scale)")
         ax.set_xticks(sorted(set(table["rank"])))
         ax.set_ylim(bottom=0)
-        ax.set_title({"mnist": "MNIST (digit 6 vs rest)", "fashion-mnist": "Fashion-MNIST (shirt vs rest)"}
-                     .get(dataset, dataset), fontsize=10)
+        ax.set_title(
+            {"mnist": "MNIST (digit 6 vs rest)", "fashion-mnist": "Fashion-MNIST (shirt vs rest)"}.get(
+                dataset, dataset
+            ),
+            fontsize=10,
+        )
     axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     add_title(fig, f"§{SECTION} {TITLE}")
-    sizes = ("full 60,000 / 10,000" if settings["n_train"] is None and settings["n_test"] is None else
-             f"{settings['n_train'] or 60000:,} train / {settings['n_test'] or 10000:,} test images (seeded random "
-             f"subsample)")
-    details = (f"Binarized images (pixel ≥ 128) as indices of an order-784 tensor, one-vs-all class "
-               f"{settings['positive_class']} → 2, others → 0; {sizes}. CP model of rank R, factors N("
-               f"{settings['init_mean']}, {settings['init_std']}²), log-domain float64; Adam lr {settings['lr']}, "
-               f"batch {settings['batch_size']}, {settings['epochs']:,} epochs. Train: MSE/4; test: clamped error/4. "
-               f"Mean ± std over {settings['num_seeds']} seed(s). Random labels: permuted within train and within "
-               f"test; random images: pixels i.i.d. uniform on {{0,1}}.")
+    sizes = (
+        "full 60,000 / 10,000"
+        if settings["n_train"] is None and settings["n_test"] is None
+        else f"{settings['n_train'] or 60000:,} train / {settings['n_test'] or 10000:,} test images (seeded random "
+        f"subsample)"
+    )
+    details = (
+        f"Binarized images (pixel ≥ 128) as indices of an order-784 tensor, one-vs-all class "
+        f"{settings['positive_class']} → 2, others → 0; {sizes}. CP model of rank R, factors N("
+        f"{settings['init_mean']}, {settings['init_std']}²), log-domain float64; Adam lr {settings['lr']}, "
+        f"batch {settings['batch_size']}, {settings['epochs']:,} epochs. Train: MSE/4; test: clamped error/4. "
+        f"Mean ± std over {settings['num_seeds']} seed(s). Random labels: permuted within train and within "
+        f"test; random images: pixels i.i.d. uniform on {{0,1}}."
+    )
     substitutions = budget_substitutions(settings)
     add_caption(fig, caption_text(f"§{SECTION}", tier, details, substitutions))
     return save_figure(fig, figure_png)
@@ -289,8 +360,10 @@ def budget_substitutions(settings: dict[str, Any]) -> str:
     if sorted(settings["ranks"]) != list(range(1, 16)):
         parts.append(f"ranks {settings['ranks']} instead of 1…15")
     if (int(settings["batch_size"]), float(settings["lr"])) != (5000, 5e-4) or adam_steps(settings) != PAPER_ADAM_STEPS:
-        parts.append(f"{adam_steps(settings):,} Adam steps of batch {settings['batch_size']} at lr {settings['lr']} "
-                     f"instead of {PAPER_ADAM_STEPS:,} of batch 5,000 at lr 5e-4")
+        parts.append(
+            f"{adam_steps(settings):,} Adam steps of batch {settings['batch_size']} at lr {settings['lr']} "
+            f"instead of {PAPER_ADAM_STEPS:,} of batch 5,000 at lr 5e-4"
+        )
     return "; ".join(parts) or "none"
 
 
@@ -326,13 +399,21 @@ def claims(results: Path, tier: str) -> list[ClaimResult]:
     steps = adam_steps(summary["settings"])
     out: list[ClaimResult] = []
     for dataset in summary["settings"]["datasets"]:
-        out.extend(_dataset_claims(table[table["dataset"] == dataset], dataset, summary["variance"].get(dataset),
-                                   steps, curves[curves["dataset"] == dataset]))
+        out.extend(
+            _dataset_claims(
+                table[table["dataset"] == dataset],
+                dataset,
+                summary["variance"].get(dataset),
+                steps,
+                curves[curves["dataset"] == dataset],
+            )
+        )
     return out
 
 
-def _dataset_claims(table: pd.DataFrame, dataset: str, variance: float | None, steps: int,
-                    curves: pd.DataFrame) -> list[ClaimResult]:
+def _dataset_claims(
+    table: pd.DataFrame, dataset: str, variance: float | None, steps: int, curves: pd.DataFrame
+) -> list[ClaimResult]:
     """Four claims on one dataset; not shown when the tier lacks the random variants or the low ranks.
 
     The "far better at low rank" ratio is a statement about fits at the paper's budget: when it fails in a tier that
@@ -353,45 +434,90 @@ def _dataset_claims(table: pd.DataFrame, dataset: str, variance: float | None, s
         return float(means.loc[(variant, rank), column])
 
     def record(claim: str, statement: str, holds: bool, shown_here: bool, measured: Any, details: str) -> None:
-        out.append(ClaimResult(f"{dataset}_{claim}", NAME, SECTION, statement, decide(holds, shown_here), measured,
-                               REFERENCE, (note + details).strip()))
+        out.append(
+            ClaimResult(
+                f"{dataset}_{claim}",
+                NAME,
+                SECTION,
+                statement,
+                decide(holds, shown_here),
+                measured,
+                REFERENCE,
+                (note + details).strip(),
+            )
+        )
 
     train = {v: {r: round(value(v, r, "train_error"), 5) for r in ranks} for v in variants}
     test = {v: {r: round(value(v, r, "test_error"), 5) for r in ranks} for v in variants}
     # 1. natural data is fit at least as well at every rank
-    worse = [f"R={r}: natural {train['natural'][r]} > {v} {train[v][r]}" for v in randoms for r in ranks
-             if shown and train["natural"][r] > train[v][r]]
-    record("natural_fit_better_every_rank",
-           f"{dataset}: at every tensor rank, train error(natural) ≤ train error(random labels / random images)",
-           not worse, shown, {"train_error": train}, "; ".join(worse) or missing)
+    worse = [
+        f"R={r}: natural {train['natural'][r]} > {v} {train[v][r]}"
+        for v in randoms
+        for r in ranks
+        if shown and train["natural"][r] > train[v][r]
+    ]
+    record(
+        "natural_fit_better_every_rank",
+        f"{dataset}: at every tensor rank, train error(natural) ≤ train error(random labels / random images)",
+        not worse,
+        shown,
+        {"train_error": train},
+        "; ".join(worse) or missing,
+    )
     # 2. far better at low rank
-    ratios = {v: {r: round(train["natural"][r] / train[v][r], 4) if train[v][r] > 0 else float("inf") for r in low}
-              for v in randoms} if shown else {}
+    ratios = (
+        {
+            v: {r: round(train["natural"][r] / train[v][r], 4) if train[v][r] > 0 else float("inf") for r in low}
+            for v in randoms
+        }
+        if shown
+        else {}
+    )
     bad = [f"{v} R={r}: ratio {q}" for v, per in ratios.items() for r, q in per.items() if q > 0.5]
     improving = still_improving(curves, low) if bad and steps < PAPER_ADAM_STEPS else {}
-    budget = (f"this tier runs {steps:,} Adam steps per run (paper: {PAPER_ADAM_STEPS:,}) and the natural-data train "
-              f"error was still falling at the end (relative drop over the last 20 % of epochs: {improving}), so "
-              f"the tier cannot decide the ratio. " if improving else "")
-    record("natural_fit_far_better_low_rank",
-           f"{dataset}: at R ≤ {LOW_RANK}, train error(natural) ≤ 0.5 × train error(random)",
-           not bad, shown and bool(low) and not improving,
-           {"ratio_natural_over_random": ratios, "adam_steps": steps},
-           budget + ("; ".join(bad) or missing or ("" if low else f"the tier has no rank ≤ {LOW_RANK}")))
+    budget = (
+        f"this tier runs {steps:,} Adam steps per run (paper: {PAPER_ADAM_STEPS:,}) and the natural-data train "
+        f"error was still falling at the end (relative drop over the last 20 % of epochs: {improving}), so "
+        f"the tier cannot decide the ratio. "
+        if improving
+        else ""
+    )
+    record(
+        "natural_fit_far_better_low_rank",
+        f"{dataset}: at R ≤ {LOW_RANK}, train error(natural) ≤ 0.5 × train error(random)",
+        not bad,
+        shown and bool(low) and not improving,
+        {"ratio_natural_over_random": ratios, "adam_steps": steps},
+        budget + ("; ".join(bad) or missing or ("" if low else f"the tier has no rank ≤ {LOW_RANK}")),
+    )
     # 3. natural data generalizes at low rank
     above = [f"R={r}: {test['natural'][r]}" for r in low if variance is not None and test["natural"][r] >= variance]
-    record("natural_generalizes_low_rank",
-           f"{dataset}: at R ≤ {LOW_RANK}, test error(natural) < the variance p(1−p)",
-           not above, bool(low) and variance is not None,
-           {"test_error_natural": {r: test["natural"][r] for r in low}, "variance": variance},
-           (f"at or above the variance at {'; '.join(above)}" if above else "")
-           or ("" if low else f"the tier has no rank ≤ {LOW_RANK}"))
+    record(
+        "natural_generalizes_low_rank",
+        f"{dataset}: at R ≤ {LOW_RANK}, test error(natural) < the variance p(1−p)",
+        not above,
+        bool(low) and variance is not None,
+        {"test_error_natural": {r: test["natural"][r] for r in low}, "variance": variance},
+        (f"at or above the variance at {'; '.join(above)}" if above else "")
+        or ("" if low else f"the tier has no rank ≤ {LOW_RANK}"),
+    )
     # 4. random data does not generalize
-    below = [f"{v} R={r}: {test[v][r]}" for v in randoms for r in ranks
-             if variance is not None and test[v][r] < 0.9 * variance]
-    record("random_does_not_generalize",
-           f"{dataset}: at every tensor rank, test error(random labels / random images) ≥ 0.9 × variance",
-           not below, shown and variance is not None,
-           {"test_error_random": {v: test[v] for v in randoms}, "variance": variance,
-            "bound": None if variance is None else round(0.9 * variance, 5)},
-           ("below the bound at " + "; ".join(below)) if below else missing)
+    below = [
+        f"{v} R={r}: {test[v][r]}"
+        for v in randoms
+        for r in ranks
+        if variance is not None and test[v][r] < 0.9 * variance
+    ]
+    record(
+        "random_does_not_generalize",
+        f"{dataset}: at every tensor rank, test error(random labels / random images) ≥ 0.9 × variance",
+        not below,
+        shown and variance is not None,
+        {
+            "test_error_random": {v: test[v] for v in randoms},
+            "variance": variance,
+            "bound": None if variance is None else round(0.9 * variance, 5),
+        },
+        ("below the bound at " + "; ".join(below)) if below else missing,
+    )
     return out

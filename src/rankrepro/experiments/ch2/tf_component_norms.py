@@ -18,9 +18,11 @@ NAME = "tf_component_norms"
 CHAPTER = "ch2"
 SECTION = "2.1"
 TITLE = "Tensor factorization learns components one at a time (completion)"
-REFERENCE = ("paper (order 4, R = 1000, init 5e-3): five components jump at ≈4.2k, 5.3k, 7.0k, 9.8k, 11.3k "
-             "iterations to ≈0.63, 0.59, 0.40, 0.31, 0.21; error staircase 1.0 → 0.82 → 0.56 → 0.39 → 0.22 → 0.01; "
-             "final errors 8e-2 (init 5e-2), 3e-2 (1e-2), 7e-6 (5e-3)")
+REFERENCE = (
+    "paper (order 4, R = 1000, init 5e-3): five components jump at ≈4.2k, 5.3k, 7.0k, 9.8k, 11.3k "
+    "iterations to ≈0.63, 0.59, 0.40, 0.31, 0.21; error staircase 1.0 → 0.82 → 0.56 → 0.39 → 0.22 → 0.01; "
+    "final errors 8e-2 (init 5e-2), 3e-2 (1e-2), 7e-6 (5e-3)"
+)
 NOTE = "Synthetic target; the emergence times depend on its draw."
 
 

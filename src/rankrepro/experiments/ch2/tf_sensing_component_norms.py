@@ -17,8 +17,10 @@ NAME = "tf_sensing_component_norms"
 CHAPTER = "ch2"
 SECTION = "2.1"
 TITLE = "Tensor factorization learns components one at a time (sensing variant)"
-REFERENCE = ("paper appendix: tensor sensing shows the same incremental learning of components as completion "
-             "(no numbers are given for it in the spec)")
+REFERENCE = (
+    "paper appendix: tensor sensing shows the same incremental learning of components as completion "
+    "(no numbers are given for it in the spec)"
+)
 NOTE = "Synthetic target and Gaussian measurements."
 
 

@@ -13,9 +13,12 @@ NAME = "incremental_rank_learning_sensing"
 CHAPTER = "ch3"
 SECTION = "3.1"
 TITLE = "Incremental rank learning in MF, TF and HTF (sensing variant)"
-REFERENCE = ("paper appendix: sensing shows the same incremental rank learning as completion in all three models "
-             "(no numbers are given for it in the spec); reconstruction error < 0.1")
+REFERENCE = (
+    "paper appendix: sensing shows the same incremental rank learning as completion in all three models "
+    "(no numbers are given for it in the spec); reconstruction error < 0.1"
+)
 NOTE = "Synthetic targets and Gaussian measurements."
 
-run, plot, claims = experiment_functions(NAME, SECTION, TITLE, NOTE, "sensing", dict.fromkeys(MODELS, REFERENCE),
-                                         prefix="sensing_")
+run, plot, claims = experiment_functions(
+    NAME, SECTION, TITLE, NOTE, "sensing", dict.fromkeys(MODELS, REFERENCE), prefix="sensing_"
+)

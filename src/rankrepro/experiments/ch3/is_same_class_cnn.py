@@ -25,8 +25,14 @@ from rankrepro.data.image_datasets import ImageDataset
 from rankrepro.data.pairs import sample_pairs
 from rankrepro.data.sources import DataSource
 from rankrepro.experiments.base import Context, load_results
-from rankrepro.experiments.ch3.locality_common import (check_receptive_field, plot_sweep, run_sweep,
-                                                       scale_substitutions, sweep_claims, training_text)
+from rankrepro.experiments.ch3.locality_common import (
+    check_receptive_field,
+    plot_sweep,
+    run_sweep,
+    scale_substitutions,
+    sweep_claims,
+    training_text,
+)
 from rankrepro.pipeline.claims import ClaimResult
 
 NAME = "is_same_class_cnn"
@@ -36,11 +42,16 @@ TITLE = "Is-Same-Class with a ResNet-18: accuracy vs the distance between the im
 DATASETS = ("cifar-10", "fashion-mnist")
 #: the paper's CIFAR-10 test accuracies (%) per λ at distances 0, 40, 80, 120, 160 px
 PAPER_DISTANCES = [0, 40, 80, 120, 160]
-PAPER_ACCURACY = {0.0: [61.2, 60.0, 55.8, 50.0, 50.5], 0.1: [61.3, 60.4, 58.3, 52.5, 49.8],
-                  1.0: [61.3, 61.3, 60.5, 58.8, 58.4]}
-REFERENCE = ("Razin, Maman & Cohen 2022, Fig. 3 (CIFAR-10, 224 × 224 canvas, 5,000/10,000 pairs): test accuracy % "
-             "at d = 0/40/80/120/160 — λ = 0: 61.2, 60.0, 55.8, 50.0, 50.5; λ = 0.1: 61.3, 60.4, 58.3, 52.5, 49.8; "
-             "λ = 1: 61.3, 61.3, 60.5, 58.8, 58.4")
+PAPER_ACCURACY = {
+    0.0: [61.2, 60.0, 55.8, 50.0, 50.5],
+    0.1: [61.3, 60.4, 58.3, 52.5, 49.8],
+    1.0: [61.3, 61.3, 60.5, 58.8, 58.4],
+}
+REFERENCE = (
+    "Razin, Maman & Cohen 2022, Fig. 3 (CIFAR-10, 224 × 224 canvas, 5,000/10,000 pairs): test accuracy % "
+    "at d = 0/40/80/120/160 — λ = 0: 61.2, 60.0, 55.8, 50.0, 50.5; λ = 0.1: 61.3, 60.4, 58.3, 52.5, 49.8; "
+    "λ = 1: 61.3, 61.3, 60.5, 58.8, 58.4"
+)
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +74,9 @@ def run(settings: dict, out: Path, ctx: Context, data: DataSource) -> None:
     side, (height, width) = int(settings["image_side"]), (int(v) for v in settings["canvas"])
     distances = [int(d) for d in settings["distances"]]
     if side > height or 2 * side + max(distances) > width:
-        raise ConfigError(f"{NAME}: two {side} px images {max(distances)} px apart do not fit the {height} × {width} "
-                          f"canvas")
+        raise ConfigError(
+            f"{NAME}: two {side} px images {max(distances)} px apart do not fit the {height} × {width} canvas"
+        )
     preferred = [settings["preferred_dataset"]] if settings.get("preferred_dataset") else []
     images, unavailable = first_available(data, list(dict.fromkeys([*preferred, *settings["datasets"]])))
     train_images, test_images = resize_images(images.train_images, side), resize_images(images.test_images, side)
@@ -75,26 +87,45 @@ def run(settings: dict, out: Path, ctx: Context, data: DataSource) -> None:
     def build_task(distance: int, seed_index: int):
         if seed_index not in pairs:
             rng = np.random.default_rng(derived_seed(int(settings["seed"]), seed_index, 2))
-            pairs[seed_index] = (sample_pairs(images.train_labels, int(settings["train_pairs"]), rng),
-                                 sample_pairs(images.test_labels, int(settings["test_pairs"]), rng))
+            pairs[seed_index] = (
+                sample_pairs(images.train_labels, int(settings["train_pairs"]), rng),
+                sample_pairs(images.test_labels, int(settings["test_pairs"]), rng),
+            )
         train_pairs, test_pairs = pairs[seed_index]
         train_x, first, second = canvas_images(train_images, train_pairs, distance, (height, width))
         test_x, _, _ = canvas_images(test_images, test_pairs, distance, (height, width))
-        return ((torch.from_numpy(train_x), torch.from_numpy(train_pairs[:, 2])),
-                (torch.from_numpy(test_x), torch.from_numpy(test_pairs[:, 2])),
-                lambda generator: choose_pair([first, second], generator))
+        return (
+            (torch.from_numpy(train_x), torch.from_numpy(train_pairs[:, 2])),
+            (torch.from_numpy(test_x), torch.from_numpy(test_pairs[:, 2])),
+            lambda generator: choose_pair([first, second], generator),
+        )
 
-    run_sweep(settings, out, ctx, NAME, distances, channels, build_task,
-              {"dataset": images.name, "unavailable_datasets": unavailable, "receptive_field": field,
-               "source_image_shape": list(images.train_images.shape[1:])}, ())
+    run_sweep(
+        settings,
+        out,
+        ctx,
+        NAME,
+        distances,
+        channels,
+        build_task,
+        {
+            "dataset": images.name,
+            "unavailable_datasets": unavailable,
+            "receptive_field": field,
+            "source_image_shape": list(images.train_images.shape[1:]),
+        },
+        (),
+    )
 
 
 def substitutions(settings: dict, summary: dict) -> str:
     """How the tier departs from the paper's protocol (dataset first)."""
-    parts = [] if summary["dataset"] == "cifar-10" else [
-        f"{summary['dataset']} instead of CIFAR-10 (not obtainable here)"]
-    parts += scale_substitutions(settings, {"image_side": 32, "canvas": [224, 224], "train_pairs": 5000,
-                                            "test_pairs": 10000})
+    parts = (
+        [] if summary["dataset"] == "cifar-10" else [f"{summary['dataset']} instead of CIFAR-10 (not obtainable here)"]
+    )
+    parts += scale_substitutions(
+        settings, {"image_side": 32, "canvas": [224, 224], "train_pairs": 5000, "test_pairs": 10000}
+    )
     return "; ".join(parts) or "none"
 
 
@@ -102,20 +133,36 @@ def plot(results: Path, figure_png: Path, tier: str) -> list[Path]:
     """Test and train accuracy vs distance per λ (mean ± std over seeds)."""
     _, summary = load_results(results)
     settings = summary["settings"]
-    details = (f"{settings['train_pairs']:,} train / {settings['test_pairs']:,} test pairs of {summary['dataset']} "
-               f"images resized to {settings['image_side']} px, on a {settings['canvas'][0]} × {settings['canvas'][1]} "
-               f"zero canvas; I, J = the two images. " + training_text(settings, summary)
-               + " Dotted: the paper's CIFAR-10 values (only when the tier runs its distances).")
-    return plot_sweep(results, figure_png, tier, SECTION, TITLE, "distance between the images (px)", PAPER_ACCURACY,
-                      PAPER_DISTANCES, details, substitutions(settings, summary))
+    details = (
+        f"{settings['train_pairs']:,} train / {settings['test_pairs']:,} test pairs of {summary['dataset']} "
+        f"images resized to {settings['image_side']} px, on a {settings['canvas'][0]} × {settings['canvas'][1]} "
+        f"zero canvas; I, J = the two images. "
+        + training_text(settings, summary)
+        + " Dotted: the paper's CIFAR-10 values (only when the tier runs its distances)."
+    )
+    return plot_sweep(
+        results,
+        figure_png,
+        tier,
+        SECTION,
+        TITLE,
+        "distance between the images (px)",
+        PAPER_ACCURACY,
+        PAPER_DISTANCES,
+        details,
+        substitutions(settings, summary),
+    )
 
 
 def claims(results: Path, tier: str) -> list[ClaimResult]:
     """The §3.2 claims on the distance sweep; the dataset used is named in every claim's details."""
     _, summary = load_results(results)
     settings = summary["settings"]
-    paper_geometry = (list(settings["distances"]) == PAPER_DISTANCES and settings["image_side"] == 32
-                      and list(settings["canvas"]) == [224, 224])
+    paper_geometry = (
+        list(settings["distances"]) == PAPER_DISTANCES
+        and settings["image_side"] == 32
+        and list(settings["canvas"]) == [224, 224]
+    )
     found = sweep_claims(results, NAME, SECTION, REFERENCE, "distance", int(settings["test_pairs"]), paper_geometry)
     used = f"dataset: {summary['dataset']}" + ("" if summary["dataset"] == "cifar-10" else " (CIFAR-10 substitute)")
     return [ClaimResult(**{**vars(c), "details": "; ".join(filter(None, [used, c.details]))}) for c in found]

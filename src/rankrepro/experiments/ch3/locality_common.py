@@ -37,8 +37,15 @@ from rankrepro.cnn.locality_training import RegionSampler, SGDSchedule, train_lo
 from rankrepro.cnn.resnet import ResNet18, ResNetConfig, receptive_field
 from rankrepro.core.errors import ConfigError
 from rankrepro.core.seeding import derived_seed
-from rankrepro.experiments.base import (BATCH_DIR, Context, cached_batch, load_results, mechanism_hash, run_fingerprint,
-                                        write_results)
+from rankrepro.experiments.base import (
+    BATCH_DIR,
+    Context,
+    cached_batch,
+    load_results,
+    mechanism_hash,
+    run_fingerprint,
+    write_results,
+)
 from rankrepro.pipeline.claims import ClaimResult, decide
 from rankrepro.pipeline.plotting import add_caption, add_title, apply_style, caption_text, save_figure
 
@@ -60,16 +67,21 @@ MIN_TEST_SAMPLES = 500
 RUN_COLUMNS = ("train_acc", "test_acc", "epochs", "fitted_epoch", "final_penalty", "time_s")
 
 #: a task: (range value, seed index) → (train images, train labels), (test images, test labels), region sampler
-TaskBuilder = Callable[[int, int], tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor],
-                                         RegionSampler]]
+TaskBuilder = Callable[
+    [int, int], tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor], RegionSampler]
+]
 
 
 def schedule(settings: dict[str, Any]) -> SGDSchedule:
     """The SGD schedule of a config section (``lr``, ``momentum``, ``batch_size``, ``max_epochs``,
     ``stop_after_fit``)."""
-    return SGDSchedule(lr=float(settings["lr"]), momentum=float(settings["momentum"]),
-                       batch_size=int(settings["batch_size"]), max_epochs=int(settings["max_epochs"]),
-                       stop_after_fit=int(settings["stop_after_fit"]))
+    return SGDSchedule(
+        lr=float(settings["lr"]),
+        momentum=float(settings["momentum"]),
+        batch_size=int(settings["batch_size"]),
+        max_epochs=int(settings["max_epochs"]),
+        stop_after_fit=int(settings["stop_after_fit"]),
+    )
 
 
 def network_config(settings: dict[str, Any], in_channels: int) -> ResNetConfig:
@@ -81,13 +93,24 @@ def check_receptive_field(settings: dict[str, Any], in_channels: int, span: int,
     """The network's receptive field; a ConfigError when it cannot see ``span`` pixels (both regions at once)."""
     field = receptive_field(network_config(settings, in_channels))
     if field < span:
-        raise ConfigError(f"{name}: the ResNet's receptive field ({field} px) does not cover the {span} px the task "
-                          f"spans; widen the stem ('paper') or shrink the canvas")
+        raise ConfigError(
+            f"{name}: the ResNet's receptive field ({field} px) does not cover the {span} px the task "
+            f"spans; widen the stem ('paper') or shrink the canvas"
+        )
     return field
 
 
-def run_sweep(settings: dict[str, Any], out: Path, ctx: Context, name: str, ranges: list[int], in_channels: int,
-              build_task: TaskBuilder, extra: dict[str, Any], task_modules: tuple[ModuleType, ...]) -> None:
+def run_sweep(
+    settings: dict[str, Any],
+    out: Path,
+    ctx: Context,
+    name: str,
+    ranges: list[int],
+    in_channels: int,
+    build_task: TaskBuilder,
+    extra: dict[str, Any],
+    task_modules: tuple[ModuleType, ...],
+) -> None:
     """Every range × λ × seed run (cached per run); metrics.csv has one row per run with ``RUN_COLUMNS``.
 
     A cached run is reused only if the settings and the source of the training modules and of ``task_modules``
@@ -109,46 +132,90 @@ def run_sweep(settings: dict[str, Any], out: Path, ctx: Context, name: str, rang
                 def compute(value=value, seed_index=seed_index, strength=strength, fingerprint=fingerprint):
                     nonlocal task
                     task = task or build_task(value, seed_index)
-                    return {"fingerprint": fingerprint,
-                            **train_run(settings, plan, task, in_channels, strength, seed_index, ctx)}
+                    return {
+                        "fingerprint": fingerprint,
+                        **train_run(settings, plan, task, in_channels, strength, seed_index, ctx),
+                    }
 
                 record, hit = cached_batch(out / BATCH_DIR / f"{key}.json", fingerprint, compute)
-                log.info("%s: train %.3f test %.3f after %d epochs (%s, %.0f s)", key, record["train_acc"],
-                         record["test_acc"], record["epochs"], "cached" if hit else "computed", record["time_s"])
-                rows.append({"range": value, "strength": strength, "seed": seed_index,
-                             **{column: record[column] for column in RUN_COLUMNS}})
+                log.info(
+                    "%s: train %.3f test %.3f after %d epochs (%s, %.0f s)",
+                    key,
+                    record["train_acc"],
+                    record["test_acc"],
+                    record["epochs"],
+                    "cached" if hit else "computed",
+                    record["time_s"],
+                )
+                rows.append(
+                    {
+                        "range": value,
+                        "strength": strength,
+                        "seed": seed_index,
+                        **{column: record[column] for column in RUN_COLUMNS},
+                    }
+                )
     metrics = pd.DataFrame(rows, columns=["range", "strength", "seed", *RUN_COLUMNS])
     write_results(out, metrics, settings, ctx, started, {**extra, "torch_threads": torch.get_num_threads()})
 
 
-def train_run(settings: dict[str, Any], plan: SGDSchedule, task: tuple, in_channels: int, strength: float,
-              seed_index: int, ctx: Context) -> dict[str, Any]:
+def train_run(
+    settings: dict[str, Any],
+    plan: SGDSchedule,
+    task: tuple,
+    in_channels: int,
+    strength: float,
+    seed_index: int,
+    ctx: Context,
+) -> dict[str, Any]:
     """One run: a fresh ResNet-18 (init seeded by (seed, seed index), shared by every range and λ), trained on the
     task; its final accuracies, epochs, first fitted epoch, last epoch's mean penalty and the training curve."""
     train, test, draw_regions = task
     seed = int(settings["seed"])
     init = torch.Generator().manual_seed(derived_seed(seed, seed_index, 0))
     model = ResNet18(network_config(settings, in_channels), generator=init)
-    outcome = train_locality_classifier(model, train, test, plan, strength, draw_regions,
-                                        np.random.default_rng(derived_seed(seed, seed_index, 1)), device=ctx.device)
+    outcome = train_locality_classifier(
+        model,
+        train,
+        test,
+        plan,
+        strength,
+        draw_regions,
+        np.random.default_rng(derived_seed(seed, seed_index, 1)),
+        device=ctx.device,
+    )
     penalty = outcome.penalty[-1]
-    return {"train_acc": outcome.train_accuracy[-1], "test_acc": outcome.test_accuracy, "epochs": outcome.epochs,
-            "fitted_epoch": outcome.fitted_epoch, "final_penalty": None if np.isnan(penalty) else penalty,
-            "time_s": round(outcome.seconds, 2), "train_curve": [round(a, 4) for a in outcome.train_accuracy]}
+    return {
+        "train_acc": outcome.train_accuracy[-1],
+        "test_acc": outcome.test_accuracy,
+        "epochs": outcome.epochs,
+        "fitted_epoch": outcome.fitted_epoch,
+        "final_penalty": None if np.isnan(penalty) else penalty,
+        "time_s": round(outcome.seconds, 2),
+        "train_curve": [round(a, 4) for a in outcome.train_accuracy],
+    }
 
 
 # ------------------------------------------------------------------------------------------------------ figure
 def accuracy_table(metrics: pd.DataFrame) -> pd.DataFrame:
     """Mean and std (ddof 0) over seeds of train and test accuracy in %, one row per (strength, range)."""
     grouped = metrics.groupby(["strength", "range"])[["train_acc", "test_acc"]]
-    stats = pd.concat([100 * grouped.mean().add_suffix("_mean"), 100 * grouped.std(ddof=0).add_suffix("_std")],
-                      axis=1)
+    stats = pd.concat([100 * grouped.mean().add_suffix("_mean"), 100 * grouped.std(ddof=0).add_suffix("_std")], axis=1)
     return stats.reset_index()
 
 
-def plot_sweep(results: Path, figure_png: Path, tier: str, section: str, title: str, range_label: str,
-               reference: dict[float, list[float]], reference_ranges: list[int], details: str,
-               substitutions: str) -> list[Path]:
+def plot_sweep(
+    results: Path,
+    figure_png: Path,
+    tier: str,
+    section: str,
+    title: str,
+    range_label: str,
+    reference: dict[float, list[float]],
+    reference_ranges: list[int],
+    details: str,
+    substitutions: str,
+) -> list[Path]:
     """Left: test accuracy vs range per λ (mean ± std over seeds; the paper's values dotted on their own x axis
     when the tier runs the paper's ranges); right: final train accuracy vs range per λ."""
     metrics, summary = load_results(results)
@@ -160,8 +227,17 @@ def plot_sweep(results: Path, figure_png: Path, tier: str, section: str, title: 
     for k, strength in enumerate(strengths):
         rows = stats[stats["strength"] == strength].sort_values("range")
         for ax, split in ((test_ax, "test"), (train_ax, "train")):
-            ax.errorbar(rows["range"], rows[f"{split}_acc_mean"], yerr=rows[f"{split}_acc_std"], marker="o", ms=4,
-                        capsize=3, lw=1.4, color=f"C{k}", label=f"λ = {strength:g}")
+            ax.errorbar(
+                rows["range"],
+                rows[f"{split}_acc_mean"],
+                yerr=rows[f"{split}_acc_std"],
+                marker="o",
+                ms=4,
+                capsize=3,
+                lw=1.4,
+                color=f"C{k}",
+                label=f"λ = {strength:g}",
+            )
         if strength in reference and ranges == sorted(reference_ranges):
             test_ax.plot(reference_ranges, reference[strength], ls=":", color=f"C{k}", lw=1.2)
     for ax, label in ((test_ax, "test accuracy (%)"), (train_ax, "train accuracy, last epoch (%)")):
@@ -186,27 +262,34 @@ def scale_substitutions(settings: dict[str, Any], paper: dict[str, Any]) -> list
     """How a tier departs from the paper: every key of ``paper`` (sizes) whose value differs, the epoch cap, and the
     network when it is not the paper's ResNet-18."""
     paper = {**paper, "max_epochs": PAPER_MAX_EPOCHS}
-    parts = [f"{key.replace('_', ' ')} {settings[key]} instead of {value}" for key, value in paper.items()
-             if settings[key] != value]
+    parts = [
+        f"{key.replace('_', ' ')} {settings[key]} instead of {value}"
+        for key, value in paper.items()
+        if settings[key] != value
+    ]
     if list(settings["widths"]) != PAPER_WIDTHS or settings["stem"] != "paper":
-        parts.append(f"ResNet-18 widths {'/'.join(map(str, settings['widths']))} with a {settings['stem']} stem "
-                     "instead of 64/128/256/512 with the ImageNet stem")
+        parts.append(
+            f"ResNet-18 widths {'/'.join(map(str, settings['widths']))} with a {settings['stem']} stem "
+            "instead of 64/128/256/512 with the ImageNet stem"
+        )
     return parts
 
 
 def training_text(settings: dict[str, Any], summary: dict[str, Any]) -> str:
     """Caption text on the network and the training of a tier."""
-    fitted = (f"stop {settings['stop_after_fit']} epochs after 100 % train accuracy, ≤ {settings['max_epochs']} "
-              f"epochs")
-    return (f"ResNet-18 layout (widths {'/'.join(map(str, settings['widths']))}, {settings['stem']} stem, receptive "
-            f"field {summary['receptive_field']} px, random init), one logit, BCE + λ·input-gradient-change penalty; "
-            f"SGD lr {settings['lr']:g}, momentum {settings['momentum']:g}, batch {settings['batch_size']}, {fitted}; "
-            f"{settings['seeds']} seed(s) (the same initial weights for every range and λ of a seed).")
+    fitted = f"stop {settings['stop_after_fit']} epochs after 100 % train accuracy, ≤ {settings['max_epochs']} epochs"
+    return (
+        f"ResNet-18 layout (widths {'/'.join(map(str, settings['widths']))}, {settings['stem']} stem, receptive "
+        f"field {summary['receptive_field']} px, random init), one logit, BCE + λ·input-gradient-change penalty; "
+        f"SGD lr {settings['lr']:g}, momentum {settings['momentum']:g}, batch {settings['batch_size']}, {fitted}; "
+        f"{settings['seeds']} seed(s) (the same initial weights for every range and λ of a seed)."
+    )
 
 
 # ------------------------------------------------------------------------------------------------------ claims
-def sweep_claims(results: Path, name: str, section: str, reference: str, range_name: str,
-                 test_samples: int, paper_geometry: bool) -> list[ClaimResult]:
+def sweep_claims(
+    results: Path, name: str, section: str, reference: str, range_name: str, test_samples: int, paper_geometry: bool
+) -> list[ClaimResult]:
     """The three §3.2 claims on a sweep (see the module docstring for when each is shown; none is with fewer than
     ``MIN_TEST_SAMPLES`` test samples per run). ``paper_geometry``: the tier runs the paper's image sizes and ranges,
     so a λ = 0 that does not fall refutes the claim; on a reduced geometry it only says that the ranges are too short
@@ -225,43 +308,81 @@ def sweep_claims(results: Path, name: str, section: str, reference: str, range_n
     table = {f"λ={s:g}": {str(r): pct(means.loc[(s, r)]) for r in ranges} for s in sorted(metrics["strength"].unique())}
     out = []
 
-    needs_learning = (f"{test_samples} test samples per run: too few to resolve the effects (needs ≥ "
-                      f"{MIN_TEST_SAMPLES})" if test_samples < MIN_TEST_SAMPLES else
-                      f"λ = 0 reaches only {pct(plain_short)} % test accuracy at {range_name} {short} (needs ≥ "
-                      f"{pct(LEARNS_AT_SHORT_RANGE)} %): at this scale the network does not learn the task at all")
+    needs_learning = (
+        f"{test_samples} test samples per run: too few to resolve the effects (needs ≥ {MIN_TEST_SAMPLES})"
+        if test_samples < MIN_TEST_SAMPLES
+        else f"λ = 0 reaches only {pct(plain_short)} % test accuracy at {range_name} {short} (needs ≥ "
+        f"{pct(LEARNS_AT_SHORT_RANGE)} %): at this scale the network does not learn the task at all"
+    )
     fall = plain_short - plain_long
-    out.append(ClaimResult(
-        "unregularized_falls_to_chance_with_range", name, section,
-        f"λ = 0: test accuracy falls by ≥ {pct(MIN_FALL):g} points from the shortest to the longest {range_name}, "
-        f"to within {pct(CHANCE_BAND):g} points of chance",
-        decide(fall >= MIN_FALL and at_chance, learns and (at_chance or paper_geometry)),
-        {"test_acc_percent": table, "fall_points": pct(fall)}, reference,
-        needs_learning if not learns else ("" if at_chance or paper_geometry else
-                                           f"λ = 0 still reaches {pct(plain_long)} % at {range_name} {long}: on this "
-                                           f"reduced geometry the longest range is not long for this network")))
+    out.append(
+        ClaimResult(
+            "unregularized_falls_to_chance_with_range",
+            name,
+            section,
+            f"λ = 0: test accuracy falls by ≥ {pct(MIN_FALL):g} points from the shortest to the longest {range_name}, "
+            f"to within {pct(CHANCE_BAND):g} points of chance",
+            decide(fall >= MIN_FALL and at_chance, learns and (at_chance or paper_geometry)),
+            {"test_acc_percent": table, "fall_points": pct(fall)},
+            reference,
+            needs_learning
+            if not learns
+            else (
+                ""
+                if at_chance or paper_geometry
+                else f"λ = 0 still reaches {pct(plain_long)} % at {range_name} {long}: on this "
+                f"reduced geometry the longest range is not long for this network"
+            ),
+        )
+    )
 
     best = max(regularized, key=lambda s: float(means.loc[(s, long)]))
     gain = float(means.loc[(best, long)]) - plain_long
     not_fitted = long_runs[long_runs["fitted_epoch"].isna()]
-    unfit = (f"{len(not_fitted)} of {len(long_runs)} regularized runs at {range_name} {long} never reached 100 % "
-             f"train accuracy (last-epoch train accuracy {pct(not_fitted['train_acc'].min())}–"
-             f"{pct(not_fitted['train_acc'].max())} %): the epoch budget is too small to say what λ does")
-    reason = needs_learning if not learns else (
-        f"λ = 0 is not near chance at {range_name} {long} ({pct(plain_long)} %): nothing to repair" if not at_chance
-        else ("" if fitted else unfit))
-    out.append(ClaimResult(
-        "regularizer_recovers_long_range", name, section,
-        f"at the longest {range_name}, the best λ > 0 beats λ = 0 by ≥ {pct(MIN_REPAIR):g} test-accuracy points",
-        decide(gain >= MIN_REPAIR, learns and at_chance and fitted),
-        {"test_acc_percent": table, "best_strength": float(best), "gain_points": pct(gain),
-         "regularized_runs_fitted_at_longest": f"{len(long_runs) - len(not_fitted)}/{len(long_runs)}"},
-        reference, reason))
+    unfit = (
+        f"{len(not_fitted)} of {len(long_runs)} regularized runs at {range_name} {long} never reached 100 % "
+        f"train accuracy (last-epoch train accuracy {pct(not_fitted['train_acc'].min())}–"
+        f"{pct(not_fitted['train_acc'].max())} %): the epoch budget is too small to say what λ does"
+    )
+    reason = (
+        needs_learning
+        if not learns
+        else (
+            f"λ = 0 is not near chance at {range_name} {long} ({pct(plain_long)} %): nothing to repair"
+            if not at_chance
+            else ("" if fitted else unfit)
+        )
+    )
+    out.append(
+        ClaimResult(
+            "regularizer_recovers_long_range",
+            name,
+            section,
+            f"at the longest {range_name}, the best λ > 0 beats λ = 0 by ≥ {pct(MIN_REPAIR):g} test-accuracy points",
+            decide(gain >= MIN_REPAIR, learns and at_chance and fitted),
+            {
+                "test_acc_percent": table,
+                "best_strength": float(best),
+                "gain_points": pct(gain),
+                "regularized_runs_fitted_at_longest": f"{len(long_runs) - len(not_fitted)}/{len(long_runs)}",
+            },
+            reference,
+            reason,
+        )
+    )
 
     losses = {f"λ={s:g}": pct(plain_short - float(means.loc[(s, short)])) for s in regularized}
-    out.append(ClaimResult(
-        "regularizer_harmless_at_short_range", name, section,
-        f"at the shortest {range_name}, every λ > 0 stays within {pct(MAX_SHORT_RANGE_LOSS):g} test-accuracy points "
-        f"of λ = 0",
-        decide(max(losses.values()) <= pct(MAX_SHORT_RANGE_LOSS), learns),
-        {"test_acc_percent": table, "loss_points": losses}, reference, "" if learns else needs_learning))
+    out.append(
+        ClaimResult(
+            "regularizer_harmless_at_short_range",
+            name,
+            section,
+            f"at the shortest {range_name}, every λ > 0 stays within {pct(MAX_SHORT_RANGE_LOSS):g} test-accuracy points "  # noqa: E501
+            f"of λ = 0",
+            decide(max(losses.values()) <= pct(MAX_SHORT_RANGE_LOSS), learns),
+            {"test_acc_percent": table, "loss_points": losses},
+            reference,
+            "" if learns else needs_learning,
+        )
+    )
     return out

@@ -44,8 +44,14 @@ from rankrepro.core.measures import effective_rank, effective_rank_from_singular
 from rankrepro.core.optim import make_optimizer
 from rankrepro.core.seeding import seeded_generator
 from rankrepro.core.trainer import StopRule, TrainSettings, train
-from rankrepro.experiments.base import (Context, checkpoint_path, load_results, mechanism_hash, run_fingerprint,
-                                        write_results)
+from rankrepro.experiments.base import (
+    Context,
+    checkpoint_path,
+    load_results,
+    mechanism_hash,
+    run_fingerprint,
+    write_results,
+)
 from rankrepro.experiments.ch2.common import LEARNED_FRACTION, SEPARATION, emergence_iterations, learned_components
 from rankrepro.factorization import cp, cp_sensing, dmf, htf, sensing
 from rankrepro.factorization.cp import CPCompletionObjective, component_norms, multi_indices
@@ -141,9 +147,11 @@ class Tracked:
         """top_norms ``(B, top_k)``, reconstruction_error and heldout_error ``(B,)``, plus the extras."""
         p = self.problem
         full = p.reconstruct(params)
-        out = {"top_norms": top_sorted(p.components(params), self.top_k),
-               "reconstruction_error": normalized_reconstruction_error(full, p.target),
-               "heldout_error": heldout_error(full, p.target, p.heldout)}
+        out = {
+            "top_norms": top_sorted(p.components(params), self.top_k),
+            "reconstruction_error": normalized_reconstruction_error(full, p.target),
+            "heldout_error": heldout_error(full, p.target, p.heldout),
+        }
         return {**out, **(p.extras(params, full) if p.extras is not None else {})}
 
 
@@ -176,8 +184,9 @@ def make_target(settings: dict[str, Any], model: str) -> tuple[Tensor, torch.Gen
     generator = seeded_generator(settings["data_seed"], MODEL_IDS[model])
     rank, norm, dims = int(settings["target_rank"]), float(settings["target_norm"]), model_dims(settings, model)
     if model == "mf":
-        matrix = (torch.randn(dims[0], rank, generator=generator, dtype=torch.float64)
-                  @ torch.randn(rank, dims[1], generator=generator, dtype=torch.float64))
+        matrix = torch.randn(dims[0], rank, generator=generator, dtype=torch.float64) @ torch.randn(
+            rank, dims[1], generator=generator, dtype=torch.float64
+        )
         return matrix * (norm / matrix.norm()), generator
     if model == "tf":
         return cp.random_cp_tensor(dims, rank, generator) * norm, generator
@@ -190,8 +199,7 @@ def init_params(settings: dict[str, Any], model: str) -> list[Tensor]:
     init, dims = float(part["init"]), model_dims(settings, model)
     if model == "mf":
         depth = int(part["depth"])
-        factors, _ = dmf.init_factors(dims, depth, depth, init ** depth, balanced=False, det_sign=0,
-                                      generator=generator)
+        factors, _ = dmf.init_factors(dims, depth, depth, init**depth, balanced=False, det_sign=0, generator=generator)
         return [f.unsqueeze(0) for f in factors]
     if model == "tf":
         return cp.init_factors(dims, int(part["components"]), torch.tensor([init]), [generator])
@@ -238,14 +246,29 @@ def build_problem(settings: dict[str, Any], model: str, measurement: Measurement
         objective = completion_objective(model, settings, target, flat)
     else:
         matrix = gaussian_measurements(count, tuple(target.shape), generator)
-        objective = (CPSensingObjective(target, matrix) if model == "tf" else
-                     SensingObjective(reconstruction(model), matrix, matrix @ target.reshape(-1)))
+        objective = (
+            CPSensingObjective(target, matrix)
+            if model == "tf"
+            else SensingObjective(reconstruction(model), matrix, matrix @ target.reshape(-1))
+        )
     part = settings[model]
-    allowed = {"mf": lambda: int(part["size"]), "tf": lambda: int(part["components"]),
-               "htf": lambda: int(part["widths"][-1])}[model]()
+    allowed = {
+        "mf": lambda: int(part["size"]),
+        "tf": lambda: int(part["components"]),
+        "htf": lambda: int(part["widths"][-1]),
+    }[model]()
     extras = htf_extras(int(settings["top_k"])) if model == "htf" else None
-    return Problem(model, objective, init_params(settings, model), target, heldout, reconstruction(model),
-                   components_of(model, target.dim()), allowed, extras)
+    return Problem(
+        model,
+        objective,
+        init_params(settings, model),
+        target,
+        heldout,
+        reconstruction(model),
+        components_of(model, target.dim()),
+        allowed,
+        extras,
+    )
 
 
 def check_settings(settings: dict[str, Any], name: str) -> None:
@@ -253,30 +276,39 @@ def check_settings(settings: dict[str, Any], name: str) -> None:
     components every model allows, and a valid HTF tree."""
     top_k, rank = int(settings["top_k"]), int(settings["target_rank"])
     if rank >= top_k:
-        raise ConfigError(f"config key 'experiments.{name}.top_k': must exceed target_rank = {rank} so the first component "
-                          "that should stay small is tracked")
+        raise ConfigError(
+            f"config key 'experiments.{name}.top_k': must exceed target_rank = {rank} so the first component "
+            "that should stay small is tracked"
+        )
     htf.param_shapes(model_dims(settings, "htf"), settings["htf"]["widths"])
     htf.param_shapes(model_dims(settings, "htf"), settings["htf"]["target_widths"])
-    allowed = {"mf.size": settings["mf"]["size"], "tf.components": settings["tf"]["components"],
-               "htf.widths": settings["htf"]["widths"][-1]}
+    allowed = {
+        "mf.size": settings["mf"]["size"],
+        "tf.components": settings["tf"]["components"],
+        "htf.widths": settings["htf"]["widths"][-1],
+    }
     for key, value in allowed.items():
         if top_k > int(value):
             raise ConfigError(f"config key 'experiments.{name}.top_k': {top_k} exceeds the {value} components of {key}")
     for model in MODELS:
         numel = math.prod(model_dims(settings, model))
         if settings.get("measurement", "completion") == "completion" and int(settings["n_observed"]) > numel:
-            raise ConfigError(f"config key 'experiments.{name}.n_observed': {settings['n_observed']} exceeds the {numel} "
-                              f"entries of the {model} target")
+            raise ConfigError(
+                f"config key 'experiments.{name}.n_observed': {settings['n_observed']} exceeds the {numel} "
+                f"entries of the {model} target"
+            )
 
 
 # ----------------------------------------------------------------------------------------------------- run
 def train_settings(settings: dict[str, Any]) -> TrainSettings:
     """The trainer's budget: stop at loss < ``loss_threshold`` for ``stop_patience`` checks, ≤ ``max_iters``."""
-    return TrainSettings(max_iters=int(settings["max_iters"]),
-                         stop=StopRule(float(settings["loss_threshold"]), int(settings["stop_patience"]),
-                                       int(settings["check_every"])),
-                         log_every=int(settings["log_every"]), sync_every=max(int(settings["check_every"]), 1000),
-                         checkpoint_every=int(settings["checkpoint_every"]))
+    return TrainSettings(
+        max_iters=int(settings["max_iters"]),
+        stop=StopRule(float(settings["loss_threshold"]), int(settings["stop_patience"]), int(settings["check_every"])),
+        log_every=int(settings["log_every"]),
+        sync_every=max(int(settings["check_every"]), 1000),
+        checkpoint_every=int(settings["checkpoint_every"]),
+    )
 
 
 def final_ranks(problem: Problem, params: list[Tensor]) -> dict[str, float]:
@@ -307,20 +339,29 @@ def timed_components(problem: Problem, rank: int) -> int:
     return min(rank, int(htf.numerical_rank(sigma)))
 
 
-def train_model(settings: dict[str, Any], model: str, measurement: Measurement, out: Path, ctx: Context,
-                name: str) -> tuple[pd.DataFrame, dict[str, Any]]:
+def train_model(
+    settings: dict[str, Any], model: str, measurement: Measurement, out: Path, ctx: Context, name: str
+) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Train one model on its problem (resuming a checkpoint); its tidy metrics and its summary record."""
     started = time.time()
     problem = build_problem(settings, model, measurement)
     objective = Tracked(problem, int(settings["top_k"]))
     params = [p.to(ctx.device) for p in problem.params]
-    optimizer = make_optimizer(settings["optimizer"], torch.full((1,), float(settings["lr"]), dtype=torch.float64,
-                                                                 device=ctx.device))
-    fingerprint = run_fingerprint(settings, measurement, model,
-                                  mechanism_hash(autodiff, cp, cp_sensing, dmf, htf, measures, sensing))
-    result = train(objective, params, optimizer, train_settings(settings),
-                   checkpoint_path=checkpoint_path(out, model), fingerprint=fingerprint,
-                   progress=f"{name}:{model}" if ctx.progress else None)
+    optimizer = make_optimizer(
+        settings["optimizer"], torch.full((1,), float(settings["lr"]), dtype=torch.float64, device=ctx.device)
+    )
+    fingerprint = run_fingerprint(
+        settings, measurement, model, mechanism_hash(autodiff, cp, cp_sensing, dmf, htf, measures, sensing)
+    )
+    result = train(
+        objective,
+        params,
+        optimizer,
+        train_settings(settings),
+        checkpoint_path=checkpoint_path(out, model),
+        fingerprint=fingerprint,
+        progress=f"{name}:{model}" if ctx.progress else None,
+    )
     trained_s = time.time() - started
     frame = result.metrics_frame()
     frame.insert(0, "model", model)
@@ -331,14 +372,19 @@ def train_model(settings: dict[str, Any], model: str, measurement: Measurement, 
     with torch.no_grad():
         all_norms = problem.components(result.params)[0].cpu().numpy()
     record = {
-        "model": model, "status": result.status_names()[0], "iterations": iterations,
-        "final_loss": float(final["loss"][0]), "reconstruction_error": float(final["reconstruction_error"][0]),
+        "model": model,
+        "status": result.status_names()[0],
+        "iterations": iterations,
+        "final_loss": float(final["loss"][0]),
+        "reconstruction_error": float(final["reconstruction_error"][0]),
         "heldout_error": float(final["heldout_error"][0]),
         "final_top_norms": [float(v) for v in final["top_norms"][0].cpu()],
-        "learned_components": learned_components(all_norms), "allowed_components": problem.allowed,
+        "learned_components": learned_components(all_norms),
+        "allowed_components": problem.allowed,
         "emergence_iterations": emergence_iterations(curve, timed_components(problem, int(settings["target_rank"]))),
         "effective_ranks": final_ranks(problem, result.params),
-        "train_time_s": round(trained_s, 3), "resumed_from": result.resumed_from,
+        "train_time_s": round(trained_s, 3),
+        "resumed_from": result.resumed_from,
         "ms_per_iteration": round(1e3 * trained_s / executed, 4) if executed > 0 else None,
     }
     return frame, record
@@ -353,16 +399,38 @@ def run_rank_dynamics(settings: dict[str, Any], out: Path, ctx: Context, name: s
     for model in MODELS:
         frame, records[model] = train_model(settings, model, measurement, out, ctx, name)
         frames.append(frame)
-        log.info("%s %s: %s after %d iterations, emergence %s", name, model, records[model]["status"],
-                 records[model]["iterations"], records[model]["emergence_iterations"])
-    write_results(out, pd.concat(frames, ignore_index=True), settings, ctx, started,
-                  {"measurement": measurement, "models": records})
+        log.info(
+            "%s %s: %s after %d iterations, emergence %s",
+            name,
+            model,
+            records[model]["status"],
+            records[model]["iterations"],
+            records[model]["emergence_iterations"],
+        )
+    write_results(
+        out,
+        pd.concat(frames, ignore_index=True),
+        settings,
+        ctx,
+        started,
+        {"measurement": measurement, "models": records},
+    )
 
 
 # ----------------------------------------------------------------------------------------------------- figure
 #: the paper's §3.1 settings; a tier that departs from them says so in the caption
-PAPER_SCALE = {"n_observed": 2048, "target_norm": 64, "lr": 1e-2, "loss_threshold": 5e-5, "max_iters": 500_000,
-               "mf.init": 1e-3, "tf.components": 256, "tf.init": 1e-3, "htf.widths": [512, 512], "htf.init": 1e-2}
+PAPER_SCALE = {
+    "n_observed": 2048,
+    "target_norm": 64,
+    "lr": 1e-2,
+    "loss_threshold": 5e-5,
+    "max_iters": 500_000,
+    "mf.init": 1e-3,
+    "tf.components": 256,
+    "tf.init": 1e-3,
+    "htf.widths": [512, 512],
+    "htf.init": 1e-2,
+}
 
 
 def _lookup(settings: dict[str, Any], key: str) -> Any:
@@ -375,10 +443,18 @@ def _lookup(settings: dict[str, Any], key: str) -> Any:
 
 def scale_substitutions(settings: dict[str, Any]) -> str:
     """How the settings depart from the paper's scale (:data:`PAPER_SCALE`), or ``none``."""
-    names = {"tf.components": "TF R", "htf.widths": "HTF widths", "max_iters": "iteration cap",
-             "n_observed": "observations", "loss_threshold": "stop threshold"}
-    diffs = [f"{names.get(key, key)} {_fmt(_lookup(settings, key))} instead of {_fmt(value)}" for key, value in PAPER_SCALE.items()
-             if _lookup(settings, key) != value]
+    names = {
+        "tf.components": "TF R",
+        "htf.widths": "HTF widths",
+        "max_iters": "iteration cap",
+        "n_observed": "observations",
+        "loss_threshold": "stop threshold",
+    }
+    diffs = [
+        f"{names.get(key, key)} {_fmt(_lookup(settings, key))} instead of {_fmt(value)}"
+        for key, value in PAPER_SCALE.items()
+        if _lookup(settings, key) != value
+    ]
     return "; ".join(diffs) or "none"
 
 
@@ -387,16 +463,20 @@ def _fmt(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else f"{value}"
 
 
-def draw_components(ax: Axes, curve: pd.DataFrame, prefix: str, times: Sequence[int | None] = (),
-                    style: str = "-", label: bool = True) -> None:
+def draw_components(
+    ax: Axes, curve: pd.DataFrame, prefix: str, times: Sequence[int | None] = (), style: str = "-", label: bool = True
+) -> None:
     """The columns ``<prefix>_0 …`` of a model's curve vs iterations (k-th largest; viridis), emergence times
     dotted."""
-    columns = sorted((c for c in curve.columns if c.startswith(prefix + "_") and curve[c].notna().any()),
-                     key=lambda c: int(c.rsplit("_", 1)[1]))
+    columns = sorted(
+        (c for c in curve.columns if c.startswith(prefix + "_") and curve[c].notna().any()),
+        key=lambda c: int(c.rsplit("_", 1)[1]),
+    )
     palette = plt.get_cmap("viridis")(np.linspace(0.0, 0.9, max(len(columns), 1)))
     for k, column in enumerate(columns):
-        ax.plot(curve["iteration"], curve[column], color=palette[k], lw=1.3, ls=style,
-                label=f"#{k + 1}" if label else None)
+        ax.plot(
+            curve["iteration"], curve[column], color=palette[k], lw=1.3, ls=style, label=f"#{k + 1}" if label else None
+        )
     for t in times:
         if t is not None:
             ax.axvline(t, color="0.5", ls=":", lw=0.9)
@@ -421,9 +501,11 @@ def plot_rank_dynamics(results: Path, figure_png: Path, tier: str, section: str,
     curves = {m: metrics[(metrics["model"] == m) & ~metrics["final"].astype(bool)] for m in MODELS}
     apply_style()
     fig, axes = plt.subplots(2, 3, figsize=(14, 8.6), layout="constrained")
-    panels = [("mf", f"MF (depth {settings['mf']['depth']}): singular values of W"),
-              ("tf", f"TF (order {settings['tf']['order']}, R = {settings['tf']['components']}): component norms"),
-              ("htf", f"HTF (widths {settings['htf']['widths']}): root local-component norms")]
+    panels = [
+        ("mf", f"MF (depth {settings['mf']['depth']}): singular values of W"),
+        ("tf", f"TF (order {settings['tf']['order']}, R = {settings['tf']['components']}): component norms"),
+        ("htf", f"HTF (widths {settings['htf']['widths']}): root local-component norms"),
+    ]
     for ax, (model, heading) in zip(axes[0], panels):
         draw_components(ax, curves[model], "top_norms", records[model]["emergence_iterations"])
         ax.set_title(heading, fontsize=10)
@@ -437,15 +519,17 @@ def plot_rank_dynamics(results: Path, figure_png: Path, tier: str, section: str,
     axes[1, 1].set_title("HTF: local-component norms at the root", fontsize=10)
     draw_components(axes[1, 2], htf_curve, f"sv_{column_suffix(tree)}")
     draw_components(axes[1, 2], htf_curve, f"sv_{column_suffix(other)}", style="--", label=False)
-    axes[1, 2].set_title(f"HTF: singular values, {spec_name(tree)} (solid) vs {spec_name(other)} (dashed)",
-                         fontsize=10)
+    axes[1, 2].set_title(f"HTF: singular values, {spec_name(tree)} (solid) vs {spec_name(other)} (dashed)", fontsize=10)
     for ax in axes[1]:
         ax.set_yscale("log")
         ax.set_ylabel("norm (log)")
     axes[1, 2].set_ylabel("singular value (log)")
     add_title(fig, f"§{section} {title}")
-    observed = (f"{settings['n_observed']:,} observed entries" if summary["measurement"] == "completion" else
-                f"{settings['n_observed']:,} Gaussian measurements (entries N(0, 1/numel))")
+    observed = (
+        f"{settings['n_observed']:,} observed entries"
+        if summary["measurement"] == "completion"
+        else f"{settings['n_observed']:,} Gaussian measurements (entries N(0, 1/numel))"
+    )
     mf, tf, ht = settings["mf"], settings["tf"], settings["htf"]
     details = (
         f"Targets (‖·‖_F = {settings['target_norm']}): MF {mf['size']}×{mf['size']} rank {settings['target_rank']}; "
@@ -455,9 +539,13 @@ def plot_rank_dynamics(results: Path, figure_png: Path, tier: str, section: str,
         f"{ht['init']:g}. {settings['optimizer']} lr {settings['lr']:g}, MSE, stop at loss < "
         f"{settings['loss_threshold']:g} for {settings['stop_patience']} checks every {settings['check_every']} "
         f"(cap {int(settings['max_iters']):,}). Dotted: emergence (k-th largest reaches half its final value). "
-        + " ".join(f"{m.upper()}: {r['status']} at {r['iterations']:,}, emergence {_times(r)}, final "
-                   f"{_norms(r, len(r['emergence_iterations']))}, {_ms(r)}." for m, r in ((m, records[m]) for m in MODELS))
-        + f" Row 2: log scale; {spec_name(tree)} is a tree node, {spec_name(other)} is not. {note}")
+        + " ".join(
+            f"{m.upper()}: {r['status']} at {r['iterations']:,}, emergence {_times(r)}, final "
+            f"{_norms(r, len(r['emergence_iterations']))}, {_ms(r)}."
+            for m, r in ((m, records[m]) for m in MODELS)
+        )
+        + f" Row 2: log scale; {spec_name(tree)} is a tree node, {spec_name(other)} is not. {note}"
+    )
     add_caption(fig, caption_text(f"§{section}", tier, details, scale_substitutions(settings)))
     return save_figure(fig, figure_png)
 
@@ -472,74 +560,108 @@ def _ms(record: dict[str, Any]) -> str:
 #: the spec's reference numbers (§3.1, completion)
 REFERENCES = {
     "mf": "paper: 5 singular values rise one by one (≈ iterations 100–200, 1.2k, 2.3k, 3k, 4.5k) to ≈38, 33, 28, 23, "
-          "20; ≤ 6 of 64 non-negligible; held-out error < 0.1",
+    "20; ≤ 6 of 64 non-negligible; held-out error < 0.1",
     "tf": "paper: 5 component norms rise in turn to ≈38, 36, 24, 22, 17 (spec order 3, dim 16: emergence ≈100, "
-          "1,850, 2,800, 4,700, 5,600, stop ≈6k); ≤ 6 non-negligible; held-out error < 0.1",
+    "1,850, 2,800, 4,700, 5,600, stop ≈6k); ≤ 6 non-negligible; held-out error < 0.1",
     "htf": "paper (widths 512, init 1e-2): 5 root local components rise between ≈10k and 31k iterations (final ≈9.5, "
-           "4.8, 2.5, 1.5, 0.85); width 64, init 0.05: ≈100, 5.4k, 5.5k, 6.5k, 11.6k, stop ≈17k; tree-node "
-           "effective ranks ≤ 6; held-out error < 0.1",
+    "4.8, 2.5, 1.5, 0.85); width 64, init 0.05: ≈100, 5.4k, 5.5k, 6.5k, 11.6k, stop ≈17k; tree-node "
+    "effective ranks ≤ 6; held-out error < 0.1",
 }
 
 
-def model_claims(record: dict[str, Any], settings: dict[str, Any],
-                 measurement: Measurement) -> list[tuple[str, str, bool, Any]]:
+def model_claims(
+    record: dict[str, Any], settings: dict[str, Any], measurement: Measurement
+) -> list[tuple[str, str, bool, Any]]:
     """(claim, statement, holds, measured) of one model's §3.1 claims (run status decided by the caller)."""
     model, times = record["model"], record["emergence_iterations"]
     rank = len(times)
     known = [t for t in times if t is not None]
     ratios = [b / a for a, b in zip(known, known[1:]) if a > 0]
-    separated = len(known) == rank and all(b > a for a, b in zip(known, known[1:])) and \
-        all(r >= SEPARATION for r in ratios)
+    separated = (
+        len(known) == rank and all(b > a for a, b in zip(known, known[1:])) and all(r >= SEPARATION for r in ratios)
+    )
     error_key = "heldout_error" if measurement == "completion" else "reconstruction_error"
-    error_name = "held-out error over the unobserved entries" if measurement == "completion" else \
-        "reconstruction error"
+    error_name = "held-out error over the unobserved entries" if measurement == "completion" else "reconstruction error"
     out = [
-        ("emergence_separated",
-         f"{model.upper()}: the first {rank} components emerge one after another, t_1 < … < t_{rank}, each ≥ "
-         f"{SEPARATION}× the previous (t_k: the k-th largest reaches half its final value)",
-         separated, {"emergence_iterations": times, "ratios": [round(r, 3) for r in ratios]}),
-        ("few_components",
-         f"{model.upper()}: ≤ {MAX_COMPONENTS} non-negligible components (norm > {LEARNED_FRACTION:.0%} of the "
-         f"largest) of the {record['allowed_components']} allowed",
-         record["learned_components"] <= MAX_COMPONENTS,
-         {"learned_components": record["learned_components"], "allowed": record["allowed_components"],
-          "final_top_norms": [round(v, 4) for v in record["final_top_norms"]]}),
-        ("low_error", f"{model.upper()}: final {error_name} < {MAX_ERROR}", record[error_key] < MAX_ERROR,
-         {error_key: record[error_key], "final_loss": record["final_loss"]}),
+        (
+            "emergence_separated",
+            f"{model.upper()}: the first {rank} components emerge one after another, t_1 < … < t_{rank}, each ≥ "
+            f"{SEPARATION}× the previous (t_k: the k-th largest reaches half its final value)",
+            separated,
+            {"emergence_iterations": times, "ratios": [round(r, 3) for r in ratios]},
+        ),
+        (
+            "few_components",
+            f"{model.upper()}: ≤ {MAX_COMPONENTS} non-negligible components (norm > {LEARNED_FRACTION:.0%} of the "
+            f"largest) of the {record['allowed_components']} allowed",
+            record["learned_components"] <= MAX_COMPONENTS,
+            {
+                "learned_components": record["learned_components"],
+                "allowed": record["allowed_components"],
+                "final_top_norms": [round(v, 4) for v in record["final_top_norms"]],
+            },
+        ),
+        (
+            "low_error",
+            f"{model.upper()}: final {error_name} < {MAX_ERROR}",
+            record[error_key] < MAX_ERROR,
+            {error_key: record[error_key], "final_loss": record["final_loss"]},
+        ),
     ]
     if model == "htf":
         ranks = record["effective_ranks"]
         nodes = {spec_name(node): ranks[spec_name(node)] for node in htf.tree_nodes(int(settings["htf"]["order"]))}
         other = spec_name(HTF_MATRICIZATIONS[1])
-        out.append(("tree_node_effective_rank",
-                    f"HTF: the effective rank of every tree-node matricization is ≤ {MAX_EFFECTIVE_RANK:g} (reported "
-                    f"with that of the non-node {other})",
-                    max(nodes.values()) <= MAX_EFFECTIVE_RANK,
-                    {"tree_nodes": {k: round(v, 3) for k, v in nodes.items()}, other: round(ranks[other], 3)}))
+        out.append(
+            (
+                "tree_node_effective_rank",
+                f"HTF: the effective rank of every tree-node matricization is ≤ {MAX_EFFECTIVE_RANK:g} (reported "
+                f"with that of the non-node {other})",
+                max(nodes.values()) <= MAX_EFFECTIVE_RANK,
+                {"tree_nodes": {k: round(v, 3) for k, v in nodes.items()}, other: round(ranks[other], 3)},
+            )
+        )
     return out
 
 
-def rank_dynamics_claims(results: Path, tier: str, name: str, section: str, references: dict[str, str],
-                         prefix: str = "") -> list[ClaimResult]:
+def rank_dynamics_claims(
+    results: Path, tier: str, name: str, section: str, references: dict[str, str], prefix: str = ""
+) -> list[ClaimResult]:
     """The §3.1 claims for MF, TF and HTF; a model stopped by the iteration cap shows none of its claims."""
     _, summary = load_results(results)
     out: list[ClaimResult] = []
     for model in MODELS:
         record = summary["models"][model]
         converged = record["status"] == "converged"
-        details = "" if converged else (f"stopped by the iteration cap ({record['iterations']:,}) before the loss "
-                                        "criterion")
+        details = (
+            "" if converged else (f"stopped by the iteration cap ({record['iterations']:,}) before the loss criterion")
+        )
         for claim, statement, holds, measured in model_claims(record, summary["settings"], summary["measurement"]):
-            out.append(ClaimResult(f"{prefix}{model}_{claim}", name, section, statement,
-                                   decide(bool(holds), converged), measured, references[model], details))
+            out.append(
+                ClaimResult(
+                    f"{prefix}{model}_{claim}",
+                    name,
+                    section,
+                    statement,
+                    decide(bool(holds), converged),
+                    measured,
+                    references[model],
+                    details,
+                )
+            )
     return out
 
 
 # ----------------------------------------------------------------------------------------------------- module API
-def experiment_functions(name: str, section: str, title: str, note: str, measurement: Measurement,
-                         references: dict[str, str], prefix: str = "") -> tuple[Callable[..., None],
-                                                                                Callable[..., list[Path]],
-                                                                                Callable[..., list[ClaimResult]]]:
+def experiment_functions(
+    name: str,
+    section: str,
+    title: str,
+    note: str,
+    measurement: Measurement,
+    references: dict[str, str],
+    prefix: str = "",
+) -> tuple[Callable[..., None], Callable[..., list[Path]], Callable[..., list[ClaimResult]]]:
     """The ``run``, ``plot`` and ``claims`` functions of one §3.1 experiment module (completion or sensing)."""
 
     def run(settings: dict[str, Any], out: Path, ctx: Context) -> None:

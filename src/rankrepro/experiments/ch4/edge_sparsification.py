@@ -28,9 +28,20 @@ import torch
 from rankrepro.core.errors import ConfigError
 from rankrepro.core.seeding import derived_seed
 from rankrepro.data.sources import DataSource, available_datasets
-from rankrepro.experiments.base import (BATCH_DIR, Context, cached_batch, load_batch, load_results, save_batch,
-                                        mechanism_hash, run_fingerprint, write_results)
-from rankrepro.gnn import models as gnn, training as gnn_training, spectral_sparsify, ugs, wis
+from rankrepro.experiments.base import (
+    BATCH_DIR,
+    Context,
+    cached_batch,
+    load_batch,
+    load_results,
+    mechanism_hash,
+    run_fingerprint,
+    save_batch,
+    write_results,
+)
+from rankrepro.gnn import models as gnn
+from rankrepro.gnn import spectral_sparsify, ugs, wis
+from rankrepro.gnn import training as gnn_training
 from rankrepro.pipeline.claims import DATA_UNAVAILABLE, ClaimResult, decide
 from rankrepro.pipeline.plotting import add_caption, add_title, apply_style, caption_text, save_figure
 
@@ -41,17 +52,32 @@ TITLE = "Edge sparsification: Walk Index Sparsification against random, spectral
 DATASETS = ("cora", "citeseer", "chameleon", "squirrel")
 ORDER_DIR = "orders"
 METHODS = ("random", "spectral", "ugs", "one_wis", "two_wis")
-METHOD_LABELS = {"random": "random", "spectral": "spectral", "ugs": "UGS", "one_wis": "1-WIS", "two_wis": "2-WIS",
-                 "all": "every method (same graph)"}
-DATASET_LABELS = {"cora": "Cora", "citeseer": "CiteSeer", "chameleon": "Chameleon", "squirrel": "Squirrel",
-                  "dblp": "DBLP", "ogbn-arxiv": "ogbn-arxiv", "amazon-computers": "Amazon Computers"}
+METHOD_LABELS = {
+    "random": "random",
+    "spectral": "spectral",
+    "ugs": "UGS",
+    "one_wis": "1-WIS",
+    "two_wis": "2-WIS",
+    "all": "every method (same graph)",
+}
+DATASET_LABELS = {
+    "cora": "Cora",
+    "citeseer": "CiteSeer",
+    "chameleon": "Chameleon",
+    "squirrel": "Squirrel",
+    "dblp": "DBLP",
+    "ogbn-arxiv": "ogbn-arxiv",
+    "amazon-computers": "Amazon Computers",
+}
 MODEL_LABELS = {"gcn": "GCN", "gin": "GIN", "resgcn": "ResGCN", "gat": "GAT"}
 SEEDED = ("random", "spectral", "ugs")
 #: what metrics.csv records of each training run (besides its dataset, model, method, level, seed, kept edges)
 RUN_COLUMNS = ("test_acc", "val_acc", "train_acc", "epochs", "best_epoch", "time_s")
-REFERENCE = ("Razin, Verbin & Cohen 2023, Fig. 3 (GCN, 10 seeds, ≤ 10,000 epochs): Cora 1-WIS / random ≈ 85 / 80.5 "
-             "at 50 % removed, 79 / 75 at 80 %; spectral between random and WIS; UGS ≈ random; reduced pilot "
-             "(≤ 400 epochs, 2 seeds): 84.9 vs 79.4 @50 %, 79.8 vs 74.8 @80 %")
+REFERENCE = (
+    "Razin, Verbin & Cohen 2023, Fig. 3 (GCN, 10 seeds, ≤ 10,000 epochs): Cora 1-WIS / random ≈ 85 / 80.5 "
+    "at 50 % removed, 79 / 75 at 80 %; spectral between random and WIS; UGS ≈ random; reduced pilot "
+    "(≤ 400 epochs, 2 seeds): 84.9 vs 79.4 @50 %, 79.8 vs 74.8 @80 %"
+)
 #: the levels the WIS-vs-random claim is checked on, and what a tier must run for the claims to show
 CLAIM_RANGE = (30, 80)
 MIN_GAIN, SPECTRAL_SLACK, TWO_WIS_TOLERANCE = 2.0, 1.0, 2.0
@@ -80,8 +106,15 @@ def methods_for(settings: dict, dataset: str) -> list[str]:
 def make_model(settings: dict, model: str, graph, seed_index: int) -> gnn.GNN:
     """The seed's vertex classifier: ``depth[model]`` blocks of width ``width``, initialised from the seed."""
     torch.manual_seed(derived_seed(settings["seed"], 200 + seed_index))
-    return gnn.GNN(model, graph.features.shape[1], settings["width"], settings["depth"][model],
-                   len(graph.class_names), graph_level=False, heads=settings["heads"])
+    return gnn.GNN(
+        model,
+        graph.features.shape[1],
+        settings["width"],
+        settings["depth"][model],
+        len(graph.class_names),
+        graph_level=False,
+        heads=settings["heads"],
+    )
 
 
 def tensors(graph) -> tuple[torch.Tensor, torch.Tensor]:
@@ -89,8 +122,9 @@ def tensors(graph) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.as_tensor(graph.features, dtype=torch.float32), torch.as_tensor(graph.labels, dtype=torch.int64)
 
 
-def compute_order(settings: dict, method: str, dataset: str, graph, seed_index: int, masks: dict,
-                  resistances) -> np.ndarray:
+def compute_order(
+    settings: dict, method: str, dataset: str, graph, seed_index: int, masks: dict, resistances
+) -> np.ndarray:
     """Removal order of ``graph``'s edges by ``method`` (seeded by the seed index where the method is random)."""
     edges, n = graph.edges, graph.num_nodes
     seed = derived_seed(settings["seed"], 300 + seed_index)
@@ -105,11 +139,20 @@ def compute_order(settings: dict, method: str, dataset: str, graph, seed_index: 
     if method == "ugs":
         features, labels = tensors(graph)
         optimizer, options = dataset_settings(settings, dataset), settings["ugs"]
-        return ugs.ugs_removal_order(partial(make_model, settings, "gcn", graph, seed_index), features, labels,
-                                     masks["train"], edges, n, rounds=options["rounds"],
-                                     prune_fraction=options["prune_fraction"], l1=options["l1"],
-                                     epochs=options["epochs"], lr=optimizer["lr"],
-                                     weight_decay=optimizer["weight_decay"])
+        return ugs.ugs_removal_order(
+            partial(make_model, settings, "gcn", graph, seed_index),
+            features,
+            labels,
+            masks["train"],
+            edges,
+            n,
+            rounds=options["rounds"],
+            prune_fraction=options["prune_fraction"],
+            l1=options["l1"],
+            epochs=options["epochs"],
+            lr=optimizer["lr"],
+            weight_decay=optimizer["weight_decay"],
+        )
     raise ConfigError(f"unknown sparsification method '{method}' (expected one of {METHODS})")
 
 
@@ -143,19 +186,27 @@ def batches(specs: list[RunSpec], models: list[str], seeds: int, size: int) -> l
     for model in models:
         for seed_index in range(seeds):
             group = [spec for spec in specs if spec.model == model and spec.seed_index == seed_index]
-            out += [group[start:start + size] for start in range(0, len(group), size)]
+            out += [group[start : start + size] for start in range(0, len(group), size)]
     return out
 
 
-def train_batch(settings: dict, graph, specs: list[RunSpec], features, labels: torch.Tensor, masks: dict,
-                optimizer: dict) -> list[gnn_training.TrainingOutcome]:
+def train_batch(
+    settings: dict, graph, specs: list[RunSpec], features, labels: torch.Tensor, masks: dict, optimizer: dict
+) -> list[gnn_training.TrainingOutcome]:
     """Train the runs ``specs`` (one model) as one stacked program: run r from its seed's initial weights
     (:func:`make_model`) on its kept edges."""
     models = [make_model(settings, spec.model, graph, spec.seed_index) for spec in specs]
     return gnn_training.train_vertex_classifiers(
-        gnn.StackedGNN.from_models(models), features, labels, [graph.edges[spec.kept] for spec in specs], masks,
-        lr=optimizer["lr"], weight_decay=optimizer["weight_decay"], max_epochs=settings["max_epochs"],
-        patience=settings["patience"])
+        gnn.StackedGNN.from_models(models),
+        features,
+        labels,
+        [graph.edges[spec.kept] for spec in specs],
+        masks,
+        lr=optimizer["lr"],
+        weight_decay=optimizer["weight_decay"],
+        max_epochs=settings["max_epochs"],
+        patience=settings["patience"],
+    )
 
 
 def run_dataset(settings: dict, out: Path, dataset: str, graph, common: dict) -> tuple[list[dict], dict]:
@@ -171,8 +222,12 @@ def run_dataset(settings: dict, out: Path, dataset: str, graph, common: dict) ->
         """Effective resistances of the graph, computed once and reused by every spectral order."""
         if "r" not in cache:
             cache["r"] = spectral_sparsify.effective_resistances(
-                graph.edges, graph.num_nodes, method=settings["spectral"]["resistances"],
-                num_projections=settings["spectral"]["projections"], seed=derived_seed(settings["seed"], 2))
+                graph.edges,
+                graph.num_nodes,
+                method=settings["spectral"]["resistances"],
+                num_projections=settings["spectral"]["projections"],
+                seed=derived_seed(settings["seed"], 2),
+            )
         return cache["r"]
 
     report, specs, orders = {"nodes": graph.num_nodes, "edges": m, "orders": {}}, [], {}
@@ -187,8 +242,11 @@ def run_dataset(settings: dict, out: Path, dataset: str, graph, common: dict) ->
                 def compute(method=method, fingerprint=fingerprint, seed_index=seed_index):
                     started = time.time()
                     order = compute_order(settings, method, dataset, graph, seed_index, masks, resistances)
-                    return {"fingerprint": fingerprint, "order": order.tolist(),
-                            "time_s": round(time.time() - started, 3)}
+                    return {
+                        "fingerprint": fingerprint,
+                        "order": order.tolist(),
+                        "time_s": round(time.time() - started, 3),
+                    }
 
                 record, hit = cached_batch(out / ORDER_DIR / f"{key}.json", fingerprint, compute)
                 orders[key] = np.asarray(record["order"], dtype=np.int64)
@@ -198,36 +256,67 @@ def run_dataset(settings: dict, out: Path, dataset: str, graph, common: dict) ->
             for removed in levels(settings):
                 if removed in (0, 100) and method != methods[0]:
                     continue  # the same graph for every method: one shared run
-                kept = np.sort(order[len(wis.removal_prefix(order, m, 1 - removed / 100)):])
+                kept = np.sort(order[len(wis.removal_prefix(order, m, 1 - removed / 100)) :])
                 for model in settings["models"]:
                     label = "all" if removed in (0, 100) else method
-                    specs.append(RunSpec(model, label, removed, seed_index, kept,
-                                         f"{dataset}_{model}_{label}_r{removed}_seed{seed_index}"))
+                    specs.append(
+                        RunSpec(
+                            model,
+                            label,
+                            removed,
+                            seed_index,
+                            kept,
+                            f"{dataset}_{model}_{label}_r{removed}_seed{seed_index}",
+                        )
+                    )
     features_in, results, hits = gnn.shared_features(features), {}, set()
     for batch in batches(specs, settings["models"], settings["seeds"], settings["batch_runs"]):
         members = [spec.key for spec in batch]  # a run's numbers depend on its batch companions to rounding
-        fingerprints = [run_fingerprint(common, spec.key, optimizer, settings["depth"][spec.model], members,
-                                        _mechanism()) for spec in batch]
+        fingerprints = [
+            run_fingerprint(common, spec.key, optimizer, settings["depth"][spec.model], members, _mechanism())
+            for spec in batch
+        ]
         records = [load_batch(out / BATCH_DIR / f"{spec.key}.json", fp) for spec, fp in zip(batch, fingerprints)]
         if all(record is not None for record in records):
             hits.update(members)
         else:
             outcomes = train_batch(settings, graph, batch, features_in, labels, masks, optimizer)
-            records = [{"fingerprint": fp, **{f"{k}_acc": v for k, v in outcome.accuracies.items()},
-                        "epochs": outcome.epochs, "best_epoch": outcome.best_epoch, "time_s": round(outcome.time_s, 3)}
-                       for fp, outcome in zip(fingerprints, outcomes)]
+            records = [
+                {
+                    "fingerprint": fp,
+                    **{f"{k}_acc": v for k, v in outcome.accuracies.items()},
+                    "epochs": outcome.epochs,
+                    "best_epoch": outcome.best_epoch,
+                    "time_s": round(outcome.time_s, 3),
+                }
+                for fp, outcome in zip(fingerprints, outcomes)
+            ]
             for spec, record in zip(batch, records):
                 save_batch(out / BATCH_DIR / f"{spec.key}.json", record)
         results.update(zip(members, records))
     rows = []
     for spec in specs:
         result = results[spec.key]
-        log.info("%s: test %.3f (best val %.3f at epoch %d; %s, %.1f s)", spec.key, result["test_acc"],
-                 result["val_acc"], result["best_epoch"], "cached" if spec.key in hits else "computed",
-                 result["time_s"])
-        rows.append({"dataset": dataset, "model": spec.model, "method": spec.method, "removed_pct": spec.removed,
-                     "seed": spec.seed_index, "edges_kept": len(spec.kept),
-                     **{column: result[column] for column in RUN_COLUMNS}})
+        log.info(
+            "%s: test %.3f (best val %.3f at epoch %d; %s, %.1f s)",
+            spec.key,
+            result["test_acc"],
+            result["val_acc"],
+            result["best_epoch"],
+            "cached" if spec.key in hits else "computed",
+            result["time_s"],
+        )
+        rows.append(
+            {
+                "dataset": dataset,
+                "model": spec.model,
+                "method": spec.method,
+                "removed_pct": spec.removed,
+                "seed": spec.seed_index,
+                "edges_kept": len(spec.kept),
+                **{column: result[column] for column in RUN_COLUMNS},
+            }
+        )
     return rows, report
 
 
@@ -235,26 +324,47 @@ def run(settings: dict, out: Path, ctx: Context, data: DataSource) -> None:
     """Every dataset (optional ones when obtainable) × model × method × removed percentage × seed."""
     started = time.time()
     out = Path(out)
-    common = {k: v for k, v in settings.items()
-              if k not in ("datasets", "optional_datasets", "models", "methods", "removed_percents", "seeds",
-                           "optimizer", "depth", "two_wis_datasets", "batch_runs")}
+    common = {
+        k: v
+        for k, v in settings.items()
+        if k
+        not in (
+            "datasets",
+            "optional_datasets",
+            "models",
+            "methods",
+            "removed_percents",
+            "seeds",
+            "optimizer",
+            "depth",
+            "two_wis_datasets",
+            "batch_runs",
+        )
+    }
     for dataset in [*settings["datasets"], *settings["optional_datasets"]]:
         dataset_settings(settings, dataset)  # a missing optimizer entry fails before any training
     rows, reports, unavailable = [], {}, {}
     for dataset, graph in available_datasets(settings, data.graph, unavailable):
         dataset_rows, reports[dataset] = run_dataset(settings, out, dataset, graph, common)
         rows += dataset_rows
-    metrics = pd.DataFrame(rows, columns=["dataset", "model", "method", "removed_pct", "seed", "edges_kept",
-                                          *RUN_COLUMNS])
-    write_results(out, metrics, settings, ctx, started,
-                  {"graphs": reports, "unavailable": unavailable, "torch_threads": torch.get_num_threads()})
+    metrics = pd.DataFrame(
+        rows, columns=["dataset", "model", "method", "removed_pct", "seed", "edges_kept", *RUN_COLUMNS]
+    )
+    write_results(
+        out,
+        metrics,
+        settings,
+        ctx,
+        started,
+        {"graphs": reports, "unavailable": unavailable, "torch_threads": torch.get_num_threads()},
+    )
 
 
 def curves(metrics: pd.DataFrame) -> pd.DataFrame:
     """Test accuracy (%) mean and std over seeds per dataset, model, method and removed percentage; the shared
     endpoint runs (method ``all``) are copied to every method that ran on the dataset."""
     frames = []
-    for (dataset, model), part in metrics.groupby(["dataset", "model"], sort=False):
+    for _, part in metrics.groupby(["dataset", "model"], sort=False):
         shared = part[part["method"] == "all"]
         for method in [m for m in METHODS if m in set(part["method"])]:
             frames.append(pd.concat([part[part["method"] == method], shared.assign(method=method)]))
@@ -269,19 +379,23 @@ def curves(metrics: pd.DataFrame) -> pd.DataFrame:
 def describe(settings: dict) -> str:
     """Caption text: protocol of the tier."""
     depth = ", ".join(f"{MODEL_LABELS.get(m, m)} depth {settings['depth'][m]}" for m in settings["models"])
-    return (f"{depth}, width {settings['width']}, ReLU + LayerNorm, full batch Adam, ≤ {settings['max_epochs']:,} "
-            f"epochs, early stopping on validation accuracy (patience {settings['patience']:,}); random "
-            f"{'/'.join(str(round(100 * f)) for f in settings['split'])} vertex split; test accuracy at the best "
-            f"validation epoch, mean ± std over {settings['seeds']} seed(s) (model init and random orders). 2-WIS "
-            f"ranks every {settings['two_wis_chunk']} removals; UGS: {settings['ugs']['rounds']} rounds of "
-            f"{settings['ugs']['epochs']} epochs, λ = {settings['ugs']['l1']}, "
-            f"{100 * settings['ugs']['prune_fraction']:g} % pruned per round.")
+    return (
+        f"{depth}, width {settings['width']}, ReLU + LayerNorm, full batch Adam, ≤ {settings['max_epochs']:,} "
+        f"epochs, early stopping on validation accuracy (patience {settings['patience']:,}); random "
+        f"{'/'.join(str(round(100 * f)) for f in settings['split'])} vertex split; test accuracy at the best "
+        f"validation epoch, mean ± std over {settings['seeds']} seed(s) (model init and random orders). 2-WIS "
+        f"ranks every {settings['two_wis_chunk']} removals; UGS: {settings['ugs']['rounds']} rounds of "
+        f"{settings['ugs']['epochs']} epochs, λ = {settings['ugs']['l1']}, "
+        f"{100 * settings['ugs']['prune_fraction']:g} % pruned per round."
+    )
 
 
 def substitutions(settings: dict, summary: dict) -> str:
     """How the tier departs from the paper's protocol, and the datasets it could not obtain."""
-    parts = [f"{DATASET_LABELS.get(d, d)} unavailable here (data-unavailable in the scorecard)"
-             for d in summary.get("unavailable", {})]
+    parts = [
+        f"{DATASET_LABELS.get(d, d)} unavailable here (data-unavailable in the scorecard)"
+        for d in summary.get("unavailable", {})
+    ]
     if settings["max_epochs"] < 10_000 or settings["patience"] < 1_000:
         parts.append(f"≤ {settings['max_epochs']:,} epochs, patience {settings['patience']:,} (paper 10,000 / 1,000)")
     if settings["seeds"] < 10:
@@ -302,8 +416,13 @@ def plot(results: Path, figure_png: Path, tier: str) -> list[Path]:
     datasets = list(dict.fromkeys(stats["dataset"])) or ["none"]
     models = [m for m in settings["models"] if m in set(stats["model"])] or ["none"]
     apply_style()
-    fig, axes = plt.subplots(len(models), len(datasets), figsize=(4.6 * len(datasets) + 2, 3.2 * len(models) + 1.2),
-                             squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(
+        len(models),
+        len(datasets),
+        figsize=(4.6 * len(datasets) + 2, 3.2 * len(models) + 1.2),
+        squeeze=False,
+        layout="constrained",
+    )
     colours = {method: f"C{k}" for k, method in enumerate(METHODS)}
     for i, model in enumerate(models):
         for j, dataset in enumerate(datasets):
@@ -312,10 +431,23 @@ def plot(results: Path, figure_png: Path, tier: str) -> list[Path]:
                 rows = stats[(stats["dataset"] == dataset) & (stats["model"] == model) & (stats["method"] == method)]
                 if rows.empty:
                     continue
-                ax.plot(rows["removed_pct"], rows["mean"], "o-", ms=3, lw=1.3, color=colours[method],
-                        label=METHOD_LABELS[method])
-                ax.fill_between(rows["removed_pct"], rows["mean"] - rows["std"], rows["mean"] + rows["std"],
-                                color=colours[method], alpha=0.15, lw=0)
+                ax.plot(
+                    rows["removed_pct"],
+                    rows["mean"],
+                    "o-",
+                    ms=3,
+                    lw=1.3,
+                    color=colours[method],
+                    label=METHOD_LABELS[method],
+                )
+                ax.fill_between(
+                    rows["removed_pct"],
+                    rows["mean"] - rows["std"],
+                    rows["mean"] + rows["std"],
+                    color=colours[method],
+                    alpha=0.15,
+                    lw=0,
+                )
             ax.set_title(f"{DATASET_LABELS.get(dataset, dataset)}, {MODEL_LABELS.get(model, model)}", fontsize=10)
             ax.set_xlabel("removed edges (%)")
             if j == 0:
@@ -348,44 +480,76 @@ def comparison_claims(stats: pd.DataFrame, settings: dict, dataset: str, model: 
     """1-WIS vs random (every level in [30, 80] %, mean gain ≥ 2), vs spectral (mean ≥ −1), vs UGS (mean ≥ 0),
     and 2-WIS ≈ 1-WIS (mean |difference| ≤ 2 points) for one dataset and model."""
     trained = settings["max_epochs"] >= MIN_EPOCHS and settings["seeds"] >= MIN_SEEDS
-    scale = (f"needs ≥ {MIN_EPOCHS} epochs and ≥ {MIN_SEEDS} seeds (tier: {settings['max_epochs']}, "
-             f"{settings['seeds']})")
+    scale = f"needs ≥ {MIN_EPOCHS} epochs and ≥ {MIN_SEEDS} seeds (tier: {settings['max_epochs']}, {settings['seeds']})"
     tag, where = f"{dataset}_{model}", f"{DATASET_LABELS.get(dataset, dataset)}, {MODEL_LABELS.get(model, model)}"
     results = []
     gains = _gains(stats, dataset, model, "random", CLAIM_RANGE)
     shown = trained and len(gains) >= 2
     holds = bool((gains >= 0).all() and gains.mean() >= MIN_GAIN) if len(gains) else False
-    results.append(ClaimResult(
-        f"{tag}_one_wis_beats_random", NAME, SECTION,
-        f"{where}: 1-WIS ≥ random at every removal level in [30 %, 80 %], mean gain ≥ {MIN_GAIN:g} points",
-        decide(holds, shown), {"gain_points_by_removed_pct": gains.to_dict(),
-                               "mean_gain": round(float(gains.mean()), 2) if len(gains) else None}, REFERENCE,
-        (f"mean gain {gains.mean():+.2f} points, smallest {gains.min():+.2f}" if len(gains) else "no level in range")
-        if shown else scale if not trained else "fewer than two levels in [30 %, 80 %] with both methods"))
-    for other, bound, text in (("spectral", -SPECTRAL_SLACK, f"1-WIS ≥ spectral − {SPECTRAL_SLACK:g} point on average"),
-                               ("ugs", 0.0, "1-WIS ≥ UGS on average")):
+    results.append(
+        ClaimResult(
+            f"{tag}_one_wis_beats_random",
+            NAME,
+            SECTION,
+            f"{where}: 1-WIS ≥ random at every removal level in [30 %, 80 %], mean gain ≥ {MIN_GAIN:g} points",
+            decide(holds, shown),
+            {
+                "gain_points_by_removed_pct": gains.to_dict(),
+                "mean_gain": round(float(gains.mean()), 2) if len(gains) else None,
+            },
+            REFERENCE,
+            (
+                f"mean gain {gains.mean():+.2f} points, smallest {gains.min():+.2f}"
+                if len(gains)
+                else "no level in range"
+            )
+            if shown
+            else scale
+            if not trained
+            else "fewer than two levels in [30 %, 80 %] with both methods",
+        )
+    )
+    for other, bound, text in (
+        ("spectral", -SPECTRAL_SLACK, f"1-WIS ≥ spectral − {SPECTRAL_SLACK:g} point on average"),
+        ("ugs", 0.0, "1-WIS ≥ UGS on average"),
+    ):
         gains = _gains(stats, dataset, model, other, (1, 99))
         if _series(stats, dataset, model, other).empty:
             continue
         shown = trained and len(gains) >= 1
-        results.append(ClaimResult(
-            f"{tag}_one_wis_vs_{other}", NAME, SECTION, f"{where}: {text} over the removal levels in (0, 100) %",
-            decide(bool(gains.mean() >= bound) if len(gains) else False, shown),
-            {"gain_points_by_removed_pct": gains.to_dict(),
-             "mean_gain": round(float(gains.mean()), 2) if len(gains) else None}, REFERENCE,
-            f"mean gain {gains.mean():+.2f} points" if shown else scale))
+        results.append(
+            ClaimResult(
+                f"{tag}_one_wis_vs_{other}",
+                NAME,
+                SECTION,
+                f"{where}: {text} over the removal levels in (0, 100) %",
+                decide(bool(gains.mean() >= bound) if len(gains) else False, shown),
+                {
+                    "gain_points_by_removed_pct": gains.to_dict(),
+                    "mean_gain": round(float(gains.mean()), 2) if len(gains) else None,
+                },
+                REFERENCE,
+                f"mean gain {gains.mean():+.2f} points" if shown else scale,
+            )
+        )
     if not _series(stats, dataset, model, "two_wis").empty:
         two, one = _series(stats, dataset, model, "two_wis"), _series(stats, dataset, model, "one_wis")
         inside = [q for q in two.index.intersection(one.index) if 0 < q < 100]
         difference = (two[inside] - one[inside]).round(3)
         shown = trained and len(inside) >= 1
         mean_abs = float(difference.abs().mean()) if len(inside) else float("nan")
-        results.append(ClaimResult(
-            f"{tag}_two_wis_close_to_one_wis", NAME, SECTION,
-            f"{where}: 2-WIS ≈ 1-WIS (mean |difference| ≤ {TWO_WIS_TOLERANCE:g} points over the removal levels)",
-            decide(mean_abs <= TWO_WIS_TOLERANCE, shown),
-            {"difference_points_by_removed_pct": difference.to_dict(), "mean_abs": round(mean_abs, 2)}, REFERENCE,
-            f"mean |2-WIS − 1-WIS| = {mean_abs:.2f} points" if shown else scale))
+        results.append(
+            ClaimResult(
+                f"{tag}_two_wis_close_to_one_wis",
+                NAME,
+                SECTION,
+                f"{where}: 2-WIS ≈ 1-WIS (mean |difference| ≤ {TWO_WIS_TOLERANCE:g} points over the removal levels)",
+                decide(mean_abs <= TWO_WIS_TOLERANCE, shown),
+                {"difference_points_by_removed_pct": difference.to_dict(), "mean_abs": round(mean_abs, 2)},
+                REFERENCE,
+                f"mean |2-WIS − 1-WIS| = {mean_abs:.2f} points" if shown else scale,
+            )
+        )
     return results
 
 
@@ -394,11 +558,16 @@ def endpoint_claim(summary: dict, dataset: str) -> ClaimResult:
     orders = summary["graphs"][dataset]["orders"]
     broken = [key for key, report in orders.items() if not report["permutation"]]
     return ClaimResult(
-        f"{dataset}_methods_agree_at_endpoints", NAME, SECTION,
+        f"{dataset}_methods_agree_at_endpoints",
+        NAME,
+        SECTION,
         f"{DATASET_LABELS.get(dataset, dataset)}: all methods agree at 0 % and 100 % removed (every removal order "
         f"is a permutation of the edges, so the endpoint graphs, and their runs, are shared)",
-        decide(not broken), {"orders_checked": len(orders), "not_permutations": broken}, REFERENCE,
-        ", ".join(broken) or f"{len(orders)} orders, all permutations")
+        decide(not broken),
+        {"orders_checked": len(orders), "not_permutations": broken},
+        REFERENCE,
+        ", ".join(broken) or f"{len(orders)} orders, all permutations",
+    )
 
 
 def claims(results: Path, tier: str) -> list[ClaimResult]:
@@ -412,8 +581,17 @@ def claims(results: Path, tier: str) -> list[ClaimResult]:
         out.append(endpoint_claim(summary, dataset))
         for model in settings["models"]:
             out += comparison_claims(stats, settings, dataset, model)
-    out += [ClaimResult(f"{dataset}_sparsification_claims", NAME, SECTION,
-                        f"{DATASET_LABELS.get(dataset, dataset)}: the sparsification claims on this dataset",
-                        DATA_UNAVAILABLE, None, REFERENCE, reason)
-            for dataset, reason in summary.get("unavailable", {}).items()]
+    out += [
+        ClaimResult(
+            f"{dataset}_sparsification_claims",
+            NAME,
+            SECTION,
+            f"{DATASET_LABELS.get(dataset, dataset)}: the sparsification claims on this dataset",
+            DATA_UNAVAILABLE,
+            None,
+            REFERENCE,
+            reason,
+        )
+        for dataset, reason in summary.get("unavailable", {}).items()
+    ]
     return out

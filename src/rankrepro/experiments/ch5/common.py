@@ -23,17 +23,24 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
-from matplotlib.ticker import MaxNLocator
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as nnf
+from matplotlib.ticker import MaxNLocator
 
 from rankrepro.core.seeding import seeded_generator
 from rankrepro.data.image_datasets import ImageDataset
 from rankrepro.data.sources import DataSource, available_datasets
-from rankrepro.experiments.base import (BATCH_DIR, Context, cached_batch, load_results, mechanism_hash, run_fingerprint,
-                                        write_results)
+from rankrepro.experiments.base import (
+    BATCH_DIR,
+    Context,
+    cached_batch,
+    load_results,
+    mechanism_hash,
+    run_fingerprint,
+    write_results,
+)
 from rankrepro.hessian import maps as hessian
 from rankrepro.hessian.maps import MLP, data_rank, glorot_normal_init, map_ranks, predicted_ranks
 from rankrepro.pipeline.claims import DATA_UNAVAILABLE, ClaimResult, decide
@@ -51,9 +58,11 @@ KINDS = ("loss", "outer", "functional")
 KIND_LABELS = {"loss": "$H_L$", "outer": "$H_O$", "functional": "$H_F$"}
 LOSS_LABELS = {"mse": "MSE", "ce": "cross-entropy", "logcosh": "log-cosh"}
 DATASET_LABELS = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "cifar-10": "CIFAR-10 (grey)"}
-REFERENCE = ("Singh et al. 2021: for linear networks the numerical rank equals the closed forms at every sweep "
-             "point (authors' MNIST/CE width sweep, r = 41: rank H_L 216, 464, 639, 783 … 1,503; H_O plateaus at "
-             "9·41 = 369); rank ∝ width while p ∝ width² (rank ≈ O(√p)); ReLU/tanh ranks stay close to the formulas")
+REFERENCE = (
+    "Singh et al. 2021: for linear networks the numerical rank equals the closed forms at every sweep "
+    "point (authors' MNIST/CE width sweep, r = 41: rank H_L 216, 464, 639, 783 … 1,503; H_O plateaus at "
+    "9·41 = 369); rank ∝ width while p ∝ width² (rank ≈ O(√p)); ReLU/tanh ranks stay close to the formulas"
+)
 #: the formula claims show nothing when more than this fraction of a sweep's points have an ill-defined rank
 MAX_ILL_POSED = 0.25
 
@@ -94,8 +103,10 @@ def first_samples(images: ImageDataset, count: int, side: int, method: str) -> t
     """The first ``count`` training images (downsampled, flattened) and their one-hot labels."""
     if count > len(images.train_labels):
         raise ValueError(f"{count} samples requested, '{images.name}' has {len(images.train_labels)}")
-    return (downsample_images(images.train_images[:count], side, method),
-            one_hot(images.train_labels[:count], images.num_classes))
+    return (
+        downsample_images(images.train_images[:count], side, method),
+        one_hot(images.train_labels[:count], images.num_classes),
+    )
 
 
 # ----------------------------------------------------------------------------------------------------- compute
@@ -104,23 +115,29 @@ def point_key(dataset: str, loss: str, activation: str, point: Point) -> str:
     return f"{dataset}_{loss}_{activation}_{point.value}"
 
 
-def network_for(point: Point, num_inputs: int, num_outputs: int, activation: str, bias: bool, seed: int
-                ) -> tuple[MLP, torch.Tensor]:
+def network_for(
+    point: Point, num_inputs: int, num_outputs: int, activation: str, bias: bool, seed: int
+) -> tuple[MLP, torch.Tensor]:
     """The MLP of a point and its Glorot-normal θ, seeded by (seed, widths): one network per architecture."""
     mlp = MLP((num_inputs, *point.hidden, num_outputs), activation=activation, bias=bias)
     return mlp, glorot_normal_init(mlp, seeded_generator(seed, len(mlp.widths), *mlp.widths))
 
 
-def compute_point(X: torch.Tensor, Y: torch.Tensor, loss: str, activation: str, point: Point, settings: dict,
-                  device: torch.device) -> dict[str, Any]:
+def compute_point(
+    X: torch.Tensor, Y: torch.Tensor, loss: str, activation: str, point: Point, settings: dict, device: torch.device
+) -> dict[str, Any]:
     """Ranks (with robustness reports), closed-form predictions and bounds of one network on (X, Y)."""
     started = time.time()
     mlp, theta = network_for(point, X.shape[1], Y.shape[1], activation, bool(settings["bias"]), int(settings["seed"]))
     r = data_rank(X)
     reports = map_ranks(mlp, theta.to(device), X.to(device), Y.to(device), loss)
     return {
-        "n": int(X.shape[0]), "d": int(X.shape[1]), "K": int(Y.shape[1]), "hidden": list(point.hidden),
-        "p": mlp.num_params, "r": r,
+        "n": int(X.shape[0]),
+        "d": int(X.shape[1]),
+        "K": int(Y.shape[1]),
+        "hidden": list(point.hidden),
+        "p": mlp.num_params,
+        "r": r,
         "ranks": {kind: report.as_dict() for kind, report in reports.items()},
         "predicted": predicted_ranks(r, point.hidden, int(Y.shape[1]), loss),
         "bounds": None if mlp.bias else hessian.rank_upper_bounds(mlp, int(X.shape[0]), r, loss),
@@ -141,8 +158,9 @@ def data_conditioning(X: torch.Tensor) -> dict[str, float | int]:
     return {"n": int(X.shape[0]), "r": r, "smallest_over_largest": float(sigma[r - 1] / sigma[0]) if r else 0.0}
 
 
-def run_sweep(settings: dict, out: Path, ctx: Context, data: DataSource, sweep: str,
-              points: Callable[[dict], list[Point]]) -> None:
+def run_sweep(
+    settings: dict, out: Path, ctx: Context, data: DataSource, sweep: str, points: Callable[[dict], list[Point]]
+) -> None:
     """Compute every point of the sweep (cached per point) and write metrics (one row per point × Hessian) and the
     summary (point records, the data's rank and conditioning per n, the largest Hessian and its time)."""
     started = time.time()
@@ -162,26 +180,53 @@ def run_sweep(settings: dict, out: Path, ctx: Context, data: DataSource, sweep: 
                     fingerprint = run_fingerprint(common, key, POINT_FORMAT, _source_hash())
 
                     def compute(point=point, loss=loss, activation=activation, key=key, fingerprint=fingerprint):
-                        X, Y = X_all[:point.num_samples], Y_all[:point.num_samples]
+                        X, Y = X_all[: point.num_samples], Y_all[: point.num_samples]
                         record = compute_point(X, Y, loss, activation, point, settings, ctx.device)
-                        return {"fingerprint": fingerprint, "key": key, "dataset": dataset, "loss": loss,
-                                "activation": activation, "value": point.value, **record}
+                        return {
+                            "fingerprint": fingerprint,
+                            "key": key,
+                            "dataset": dataset,
+                            "loss": loss,
+                            "activation": activation,
+                            "value": point.value,
+                            **record,
+                        }
 
                     record, hit = cached_batch(out / BATCH_DIR / f"{key}.json", fingerprint, compute)
-                    log.info("%s: p=%d r=%d ranks %s predicted %s (%s, %.1f s)", key, record["p"], record["r"],
-                             {k: v["rank"] for k, v in record["ranks"].items()}, record["predicted"],
-                             "cached" if hit else "computed", record["time_s"])
+                    log.info(
+                        "%s: p=%d r=%d ranks %s predicted %s (%s, %.1f s)",
+                        key,
+                        record["p"],
+                        record["r"],
+                        {k: v["rank"] for k, v in record["ranks"].items()},
+                        record["predicted"],
+                        "cached" if hit else "computed",
+                        record["time_s"],
+                    )
                     records.append(record)
     metrics = tidy_metrics(records, sweep)
-    extra = {"sweep": sweep, "points": [{k: v for k, v in r.items() if k != "fingerprint"} for r in records],
-             "data": conditioning, "unavailable": unavailable, "torch_threads": torch.get_num_threads(),
-             "largest": max(({"p": r["p"], "time_s": r["time_s"], "key": r["key"]} for r in records),
-                            key=lambda item: item["p"])}
+    extra = {
+        "sweep": sweep,
+        "points": [{k: v for k, v in r.items() if k != "fingerprint"} for r in records],
+        "data": conditioning,
+        "unavailable": unavailable,
+        "torch_threads": torch.get_num_threads(),
+        "largest": max(
+            ({"p": r["p"], "time_s": r["time_s"], "key": r["key"]} for r in records), key=lambda item: item["p"]
+        ),
+    }
     write_results(out, metrics, settings, ctx, started, extra)
 
 
-def sweep_functions(sweep: str, points: Callable[[dict], list[Point]], describe: Callable[[dict], str], *,
-                    section: str, title: str, xlabel: str) -> tuple[Callable, Callable]:
+def sweep_functions(
+    sweep: str,
+    points: Callable[[dict], list[Point]],
+    describe: Callable[[dict], str],
+    *,
+    section: str,
+    title: str,
+    xlabel: str,
+) -> tuple[Callable, Callable]:
     """The ``run(settings, out, ctx, data)`` and ``plot(results, figure_png, tier)`` of a sweep experiment, from its
     points, its caption text and its figure labels."""
 
@@ -202,21 +247,46 @@ def tidy_metrics(records: list[dict], sweep: str) -> pd.DataFrame:
     for record in records:
         for kind in KINDS:
             report = record["ranks"][kind]
-            low, high = (report["ranks_at"][f"{f:g}"] for f in (hessian.TOLERANCE_FACTORS[0],
-                                                                 hessian.TOLERANCE_FACTORS[-1]))
-            rows.append({"dataset": record["dataset"], "loss": record["loss"], "activation": record["activation"],
-                         "sweep": sweep, "value": record["value"], "n": record["n"], "d": record["d"],
-                         "r": record["r"], "p": record["p"], "hidden": "x".join(map(str, record["hidden"])),
-                         "kind": kind, "rank": report["rank"], "predicted": record["predicted"][kind],
-                         "bound": None if record["bounds"] is None else record["bounds"][kind],
-                         "rank_tol_low": low, "rank_tol_high": high, "gap_log10": report["gap_log10"],
-                         "largest_eigenvalue": report["largest"], "time_s": record["time_s"]})
+            low, high = (
+                report["ranks_at"][f"{f:g}"] for f in (hessian.TOLERANCE_FACTORS[0], hessian.TOLERANCE_FACTORS[-1])
+            )
+            rows.append(
+                {
+                    "dataset": record["dataset"],
+                    "loss": record["loss"],
+                    "activation": record["activation"],
+                    "sweep": sweep,
+                    "value": record["value"],
+                    "n": record["n"],
+                    "d": record["d"],
+                    "r": record["r"],
+                    "p": record["p"],
+                    "hidden": "x".join(map(str, record["hidden"])),
+                    "kind": kind,
+                    "rank": report["rank"],
+                    "predicted": record["predicted"][kind],
+                    "bound": None if record["bounds"] is None else record["bounds"][kind],
+                    "rank_tol_low": low,
+                    "rank_tol_high": high,
+                    "gap_log10": report["gap_log10"],
+                    "largest_eigenvalue": report["largest"],
+                    "time_s": record["time_s"],
+                }
+            )
     return pd.DataFrame(rows)
 
 
 # ----------------------------------------------------------------------------------------------------- figure
-def plot_sweep(results: Path, figure_png: Path, tier: str, *, section: str, title: str, xlabel: str,
-               describe: Callable[[dict], str]) -> list[Path]:
+def plot_sweep(
+    results: Path,
+    figure_png: Path,
+    tier: str,
+    *,
+    section: str,
+    title: str,
+    xlabel: str,
+    describe: Callable[[dict], str],
+) -> list[Path]:
     """Rows = losses, columns = dataset × activation: empirical ranks of H_L, H_O, H_F (markers), the linear-network
     formulas (lines; dotted where the network is not linear, for comparison only) and p (grey dashes), log scale.
     ``describe(settings)`` says what the sweep's networks and samples are (caption)."""
@@ -224,25 +294,49 @@ def plot_sweep(results: Path, figure_png: Path, tier: str, *, section: str, titl
     settings = summary["settings"]
     details = describe(settings) + " " + data_details(settings)
     losses = [loss for loss in settings["losses"] if loss in set(metrics["loss"])]
-    columns = [(dataset, activation) for dataset in computed_datasets(summary) for activation in settings["activations"]
-               if ((metrics["dataset"] == dataset) & (metrics["activation"] == activation)).any()]
+    columns = [
+        (dataset, activation)
+        for dataset in computed_datasets(summary)
+        for activation in settings["activations"]
+        if ((metrics["dataset"] == dataset) & (metrics["activation"] == activation)).any()
+    ]
     apply_style()
-    fig, axes = plt.subplots(len(losses), len(columns), figsize=(3.4 * len(columns) + 0.6, 2.7 * len(losses) + 0.9),
-                             squeeze=False, layout="constrained", sharex=True)
+    fig, axes = plt.subplots(
+        len(losses),
+        len(columns),
+        figsize=(3.4 * len(columns) + 0.6, 2.7 * len(losses) + 0.9),
+        squeeze=False,
+        layout="constrained",
+        sharex=True,
+    )
     colours = {kind: f"C{k}" for k, kind in enumerate(KINDS)}
     markers = {"loss": "o", "outer": "s", "functional": "^"}
     for i, loss in enumerate(losses):
         for j, (dataset, activation) in enumerate(columns):
             ax = axes[i][j]
-            part = metrics[(metrics["loss"] == loss) & (metrics["dataset"] == dataset)
-                           & (metrics["activation"] == activation)]
+            part = metrics[
+                (metrics["loss"] == loss) & (metrics["dataset"] == dataset) & (metrics["activation"] == activation)
+            ]
             linear = activation == "linear"
             for kind in KINDS:
                 rows = part[part["kind"] == kind].sort_values("value")
-                ax.plot(rows["value"], rows["predicted"], "-" if linear else ":", color=colours[kind], lw=1.3,
-                        label=f"formula {KIND_LABELS[kind]}" if linear else f"linear formula {KIND_LABELS[kind]}")
-                ax.plot(rows["value"], rows["rank"], markers[kind], ms=3.5, mfc="none", color=colours[kind],
-                        label=f"rank {KIND_LABELS[kind]}")
+                ax.plot(
+                    rows["value"],
+                    rows["predicted"],
+                    "-" if linear else ":",
+                    color=colours[kind],
+                    lw=1.3,
+                    label=f"formula {KIND_LABELS[kind]}" if linear else f"linear formula {KIND_LABELS[kind]}",
+                )
+                ax.plot(
+                    rows["value"],
+                    rows["rank"],
+                    markers[kind],
+                    ms=3.5,
+                    mfc="none",
+                    color=colours[kind],
+                    label=f"rank {KIND_LABELS[kind]}",
+                )
             params = part[part["kind"] == "loss"].sort_values("value")
             ax.plot(params["value"], params["p"], "--", color="0.5", lw=1, label="#params p")
             ax.set_yscale("log")
@@ -265,11 +359,13 @@ def plot_sweep(results: Path, figure_png: Path, tier: str, *, section: str, titl
 def data_details(settings: dict) -> str:
     """Caption text on the data and the networks."""
     side = int(settings["image_side"])
-    return (f"First n training images, pixels/255, {settings['resize']}-resized to {side}×{side} (d = {side * side}), "
-            f"one-hot labels (K = 10); bias-free networks{' with biases' if settings['bias'] else ''}, Glorot-normal "
-            f"init (one draw per architecture, seed {settings['seed']}), at initialisation, float64. Rank: eigenvalues "
-            f"of the symmetric Hessian above |λ|max·p·eps (H_O from the squared singular values of its nK×p factor), "
-            f"each map decomposed on a subspace that holds its range (exact; H_L and H_F whole where p < 800).")
+    return (
+        f"First n training images, pixels/255, {settings['resize']}-resized to {side}×{side} (d = {side * side}), "
+        f"one-hot labels (K = 10); bias-free networks{' with biases' if settings['bias'] else ''}, Glorot-normal "
+        f"init (one draw per architecture, seed {settings['seed']}), at initialisation, float64. Rank: eigenvalues "
+        f"of the symmetric Hessian above |λ|max·p·eps (H_O from the squared singular values of its nK×p factor), "
+        f"each map decomposed on a subspace that holds its range (exact; H_L and H_F whole where p < 800)."
+    )
 
 
 def substitutions(summary: dict) -> str:
@@ -282,8 +378,10 @@ def substitutions(summary: dict) -> str:
     if missing:
         parts.append(f"not run in this tier: {', '.join(missing)}")
     if settings["resize"] != "nearest":
-        parts.append(f"{settings['resize']} resizing (nearest-neighbour resizing gives the authors' r = 41 for the "
-                     f"first 100 MNIST images)")
+        parts.append(
+            f"{settings['resize']} resizing (nearest-neighbour resizing gives the authors' r = 41 for the "
+            f"first 100 MNIST images)"
+        )
     return "; ".join(parts) or "none"
 
 
@@ -332,8 +430,11 @@ def _bracketed(row: Any, kind: str) -> bool:
 
 def _mismatches(row: Any) -> list[str]:
     """'kind rank vs prediction' for every Hessian of a point whose rank differs from the closed form."""
-    return [f"{kind} {getattr(row, f'rank_{kind}')} vs {getattr(row, f'predicted_{kind}')}" for kind in KINDS
-            if getattr(row, f"rank_{kind}") != getattr(row, f"predicted_{kind}")]
+    return [
+        f"{kind} {getattr(row, f'rank_{kind}')} vs {getattr(row, f'predicted_{kind}')}"
+        for kind in KINDS
+        if getattr(row, f"rank_{kind}") != getattr(row, f"predicted_{kind}")
+    ]
 
 
 def formula_claims(summary: dict, name: str, section: str) -> list[ClaimResult]:
@@ -353,35 +454,52 @@ def formula_claims(summary: dict, name: str, section: str) -> list[ClaimResult]:
             part = linear[(linear["loss"] == loss) & (linear["dataset"] == dataset)]
             rows = [(row, is_well_posed(row), _mismatches(row)) for row in part.itertuples()]
             failures = [f"x={row.value}: {', '.join(bad)}" for row, posed, bad in rows if posed and bad]
-            ill_posed = [f"x={row.value} ({', '.join(bad) or 'equal at τ'})" for row, posed, bad in rows
-                         if not posed]
+            ill_posed = [f"x={row.value} ({', '.join(bad) or 'equal at τ'})" for row, posed, bad in rows if not posed]
             k_eff = hessian.effective_outputs(10, loss)
-            bottleneck = sum(min(row.hidden, default=10 ** 9) < min(row.r, k_eff) for row, _, _ in rows)
+            bottleneck = sum(min(row.hidden, default=10**9) < min(row.r, k_eff) for row, _, _ in rows)
             deficient = int((part["r"] < part["d"]).sum())
             bracketed = sum(all(_bracketed(row, kind) for kind in KINDS) for row, posed, _ in rows if not posed)
             shown = len(part) > 0 and not settings["bias"] and len(ill_posed) <= MAX_ILL_POSED * len(part)
-            details = (f"{len(part)} points ({bottleneck} with a hidden width as the bottleneck q, {deficient} with "
-                       f"r < d); smallest spectral gap at the cut 10^{smallest_gap(part)}"
-                       + (f"; MISMATCHES: {'; '.join(failures[:8])}" if failures else "")
-                       + (f"; {len(ill_posed)} ill-defined point(s) (a rank changes between τ/100 and 100τ; the data's "
-                          f"smallest counted singular value is {'?' if worst is None else f'{worst:.1e}'} of its "
-                          f"largest): {'; '.join(ill_posed[:6])}" if ill_posed else ""))
+            details = (
+                f"{len(part)} points ({bottleneck} with a hidden width as the bottleneck q, {deficient} with "
+                f"r < d); smallest spectral gap at the cut 10^{smallest_gap(part)}"
+                + (f"; MISMATCHES: {'; '.join(failures[:8])}" if failures else "")
+                + (
+                    f"; {len(ill_posed)} ill-defined point(s) (a rank changes between τ/100 and 100τ; the data's "
+                    f"smallest counted singular value is {'?' if worst is None else f'{worst:.1e}'} of its "
+                    f"largest): {'; '.join(ill_posed[:6])}"
+                    if ill_posed
+                    else ""
+                )
+            )
             if settings["bias"]:
                 details = "the closed forms are for bias-free networks; this tier's networks have biases"
             elif part.empty:
                 details = "the tier runs no linear network"
-            out.append(ClaimResult(
-                f"{dataset}_linear_{loss}_ranks_equal_formulas", name, section,
-                f"{DATASET_LABELS.get(dataset, dataset)}, {LOSS_LABELS[loss]}, linear networks: the numerical rank "
-                f"of H_L, H_O and H_F equals the closed forms at every sweep point where it is well defined "
-                f"(the same at τ/100, τ and 100τ)",
-                decide(not failures, shown),
-                {"points": len(part), "mismatches": len(failures), "ill_posed_points": len(ill_posed),
-                 "mismatches_at_ill_posed_points": sum(bool(bad) for _, posed, bad in rows if not posed),
-                 "bottleneck_points": int(bottleneck), "rank_deficient_points": deficient,
-                 "smallest_gap_log10": smallest_gap(part), "data_smallest_singular_ratio": worst,
-                 "ill_defined_points_with_formula_within_tolerance_range": bracketed},
-                REFERENCE, details))
+            out.append(
+                ClaimResult(
+                    f"{dataset}_linear_{loss}_ranks_equal_formulas",
+                    name,
+                    section,
+                    f"{DATASET_LABELS.get(dataset, dataset)}, {LOSS_LABELS[loss]}, linear networks: the numerical rank "
+                    f"of H_L, H_O and H_F equals the closed forms at every sweep point where it is well defined "
+                    f"(the same at τ/100, τ and 100τ)",
+                    decide(not failures, shown),
+                    {
+                        "points": len(part),
+                        "mismatches": len(failures),
+                        "ill_posed_points": len(ill_posed),
+                        "mismatches_at_ill_posed_points": sum(bool(bad) for _, posed, bad in rows if not posed),
+                        "bottleneck_points": int(bottleneck),
+                        "rank_deficient_points": deficient,
+                        "smallest_gap_log10": smallest_gap(part),
+                        "data_smallest_singular_ratio": worst,
+                        "ill_defined_points_with_formula_within_tolerance_range": bracketed,
+                    },
+                    REFERENCE,
+                    details,
+                )
+            )
     return out
 
 
@@ -399,7 +517,8 @@ def estimate_ratios(nonlinear: pd.DataFrame) -> dict[str, dict[str, list[float]]
         fraction = part["rank_loss"] / part["p"]
         ratios[f"{activation}/{loss}"] = {
             "rank_over_formula": [round(float(relative.min()), 3), round(float(relative.max()), 3)],
-            "rank_over_p": [round(float(fraction.min()), 3), round(float(fraction.max()), 3)]}
+            "rank_over_p": [round(float(fraction.min()), 3), round(float(fraction.max()), 3)],
+        }
     return ratios
 
 
@@ -407,13 +526,18 @@ def bound_claim(summary: dict, name: str, section: str) -> ClaimResult:
     """Non-linear networks: every rank is within the exact upper bounds. How far the linear-network formula is from
     their rank is reported (rank/formula, rank/p), never asserted: the paper calls it an estimate."""
     nonlinear = nonlinear_rows(summary)
-    above = [f"{row.dataset} {row.loss} {row.activation} x={row.value} {kind} {getattr(row, f'rank_{kind}')} > "
-             f"{getattr(row, f'bound_{kind}')}" for row in nonlinear.itertuples() for kind in KINDS
-             if getattr(row, f"bound_{kind}") is not None
-             and getattr(row, f"rank_{kind}") > getattr(row, f"bound_{kind}")]
+    above = [
+        f"{row.dataset} {row.loss} {row.activation} x={row.value} {kind} {getattr(row, f'rank_{kind}')} > "
+        f"{getattr(row, f'bound_{kind}')}"
+        for row in nonlinear.itertuples()
+        for kind in KINDS
+        if getattr(row, f"bound_{kind}") is not None and getattr(row, f"rank_{kind}") > getattr(row, f"bound_{kind}")
+    ]
     ratios = estimate_ratios(nonlinear)
     return ClaimResult(
-        "nonlinear_ranks_within_bounds", name, section,
+        "nonlinear_ranks_within_bounds",
+        name,
+        section,
         "ReLU/tanh networks: rank ≤ p − (d − r)·M_1 (− M_{L−1} for CE), rank H_O ≤ n·K', and with one ReLU "
         "layer rank H_F ≤ 2M·min(r, K'); the linear formula is compared (rank/formula reported), never asserted",
         decide(not above, not nonlinear.empty and not summary["settings"]["bias"]),
@@ -421,22 +545,38 @@ def bound_claim(summary: dict, name: str, section: str) -> ClaimResult:
         "spec: bounds exact for any activation; ReLU −42 % … +43 % of the linear formula on 8×8 digits (dead units "
         "at small width), tanh up to +58 %",
         ("; ".join(above[:8]) + "; " if above else "")
-        + ("rank H_L / linear formula and rank H_L / p, (min, max): " + str(ratios) if ratios
-           else "the tier runs no non-linear network"))
+        + (
+            "rank H_L / linear formula and rank H_L / p, (min, max): " + str(ratios)
+            if ratios
+            else "the tier runs no non-linear network"
+        ),
+    )
 
 
 def sweep_claims(summary: dict, name: str, section: str) -> list[ClaimResult]:
     """The claims every sweep checks: closed forms (linear networks) and exact bounds (non-linear ones)."""
-    return (formula_claims(summary, name, section) + [bound_claim(summary, name, section)]
-            + unavailable_claims(summary, name, section))
+    return (
+        formula_claims(summary, name, section)
+        + [bound_claim(summary, name, section)]
+        + unavailable_claims(summary, name, section)
+    )
 
 
 def unavailable_claims(summary: dict, name: str, section: str) -> list[ClaimResult]:
     """One ``data-unavailable`` record per optional dataset the run could not obtain (with the reason)."""
-    return [ClaimResult(f"{dataset}_ranks_equal_formulas", name, section,
-                        f"{DATASET_LABELS.get(dataset, dataset)}: the sweep's claims on this dataset",
-                        DATA_UNAVAILABLE, None, REFERENCE, reason)
-            for dataset, reason in summary.get("unavailable", {}).items()]
+    return [
+        ClaimResult(
+            f"{dataset}_ranks_equal_formulas",
+            name,
+            section,
+            f"{DATASET_LABELS.get(dataset, dataset)}: the sweep's claims on this dataset",
+            DATA_UNAVAILABLE,
+            None,
+            REFERENCE,
+            reason,
+        )
+        for dataset, reason in summary.get("unavailable", {}).items()
+    ]
 
 
 def loglog_slope(x: list[float], y: list[float]) -> float | None:

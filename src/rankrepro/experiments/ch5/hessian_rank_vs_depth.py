@@ -21,8 +21,10 @@ DATASETS = ("mnist", "fashion-mnist", "cifar-10")
 
 def points(settings: dict) -> list[Point]:
     """One point per depth D: D hidden layers of width ``width``, n = ``num_samples``."""
-    return [Point(int(depth), (int(settings["width"]),) * int(depth), int(settings["num_samples"]))
-            for depth in settings["depths"]]
+    return [
+        Point(int(depth), (int(settings["width"]),) * int(depth), int(settings["num_samples"]))
+        for depth in settings["depths"]
+    ]
 
 
 def describe(settings: dict) -> str:

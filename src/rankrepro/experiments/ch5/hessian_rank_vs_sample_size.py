@@ -10,8 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from rankrepro.experiments.base import load_results
-from rankrepro.experiments.ch5.common import (KINDS, REFERENCE, Point, is_well_posed, point_table, sweep_claims,
-                                              sweep_functions)
+from rankrepro.experiments.ch5.common import (
+    KINDS,
+    REFERENCE,
+    Point,
+    is_well_posed,
+    point_table,
+    sweep_claims,
+    sweep_functions,
+)
 from rankrepro.pipeline.claims import ClaimResult, decide
 
 NAME = "hessian_rank_vs_sample_size"
@@ -34,8 +41,7 @@ def describe(settings: dict) -> str:
     return f"Networks d→{'→'.join(str(w) for w in settings['hidden'])}→K on the first n images."
 
 
-run, plot = sweep_functions("sample_size", points, describe, section=SECTION, title=TITLE,
-                            xlabel="number of samples n")
+run, plot = sweep_functions("sample_size", points, describe, section=SECTION, title=TITLE, xlabel="number of samples n")
 
 
 def saturation_claim(summary: dict) -> ClaimResult:
@@ -49,9 +55,13 @@ def saturation_claim(summary: dict) -> ClaimResult:
         rows = rows.sort_values("value")
         final_r = int(rows["r"].iloc[-1])
         plateau = rows[rows["value"] >= rows.loc[rows["r"] == final_r, "value"].min()]
-        plateaus[f"{dataset}/{loss}"] = {"r": final_r, "d": int(rows["d"].iloc[0]),
-                                         "from_n": int(plateau["value"].min()), "points": len(plateau),
-                                         "rank_H_L": int(plateau["rank_loss"].iloc[-1])}
+        plateaus[f"{dataset}/{loss}"] = {
+            "r": final_r,
+            "d": int(rows["d"].iloc[0]),
+            "from_n": int(plateau["value"].min()),
+            "points": len(plateau),
+            "rank_H_L": int(plateau["rank_loss"].iloc[-1]),
+        }
         if len(plateau) < MIN_PLATEAU:
             continue
         shown = True
@@ -59,12 +69,17 @@ def saturation_claim(summary: dict) -> ClaimResult:
             if plateau[f"rank_{kind}"].nunique() > 1:
                 changing.append(f"{dataset}/{loss} {kind}: {sorted(set(plateau[f'rank_{kind}']))}")
     return ClaimResult(
-        "linear_rank_saturates_in_n", NAME, SECTION,
+        "linear_rank_saturates_in_n",
+        NAME,
+        SECTION,
         "linear networks: once r = rank(X) stops growing with n (r = d when the data span the input space), "
-        "the (well-defined) ranks of H_L, H_O and H_F stop growing", decide(not changing, shown),
-        {"plateaus": plateaus}, REFERENCE,
+        "the (well-defined) ranks of H_L, H_O and H_F stop growing",
+        decide(not changing, shown),
+        {"plateaus": plateaus},
+        REFERENCE,
         ("; ".join(changing) or "constant on every plateau")
-        + ("" if shown else f"; no plateau of r spans {MIN_PLATEAU} sweep points with well-defined ranks"))
+        + ("" if shown else f"; no plateau of r spans {MIN_PLATEAU} sweep points with well-defined ranks"),
+    )
 
 
 def claims(results: Path, tier: str) -> list[ClaimResult]:

@@ -23,14 +23,15 @@ DATASETS = ("mnist", "fashion-mnist", "cifar-10")
 
 def points(settings: dict) -> list[Point]:
     """One point per width w: ``hidden_layers`` hidden layers of width w, n = ``num_samples``."""
-    return [Point(int(w), (int(w),) * int(settings["hidden_layers"]), int(settings["num_samples"]))
-            for w in settings["widths"]]
+    return [
+        Point(int(w), (int(w),) * int(settings["hidden_layers"]), int(settings["num_samples"]))
+        for w in settings["widths"]
+    ]
 
 
 def describe(settings: dict) -> str:
     """Caption text: the networks and samples of the sweep."""
-    return (f"Networks d→w→…→K with {settings['hidden_layers']} hidden layers of width w, n = "
-            f"{settings['num_samples']}.")
+    return f"Networks d→w→…→K with {settings['hidden_layers']} hidden layers of width w, n = {settings['num_samples']}."
 
 
 run, plot = sweep_functions("width", points, describe, section=SECTION, title=TITLE, xlabel="hidden width w")
@@ -52,17 +53,28 @@ def fraction_claim(summary: dict) -> ClaimResult:
             continue
         shown = True
         fraction = (beyond["rank_loss"] / beyond["p"]).round(4).tolist()
-        measured[f"{dataset}/{loss}"] = {"from_width": int(beyond["value"].iloc[0]), "rank_over_p": fraction,
-                                         "loglog_slope": loglog_slope(beyond["p"].tolist(),
-                                                                      beyond["rank_loss"].tolist())}
+        measured[f"{dataset}/{loss}"] = {
+            "from_width": int(beyond["value"].iloc[0]),
+            "rank_over_p": fraction,
+            "loglog_slope": loglog_slope(beyond["p"].tolist(), beyond["rank_loss"].tolist()),
+        }
         if fraction[-1] >= fraction[0]:
             rising.append(f"{dataset}/{loss}: {fraction[0]} → {fraction[-1]}")
     return ClaimResult(
-        "linear_rank_fraction_falls_with_width", NAME, SECTION,
+        "linear_rank_fraction_falls_with_width",
+        NAME,
+        SECTION,
         "linear networks: past the bottleneck, rank(H_L)/p falls as the width grows (rank linear, p quadratic in w)",
-        decide(not rising, shown), measured, REFERENCE,
-        "; ".join(rising) or ("falls for every dataset and loss" if shown else
-                              "no sweep reaches twice the width min(r, K') where the rank becomes affine in w"))
+        decide(not rising, shown),
+        measured,
+        REFERENCE,
+        "; ".join(rising)
+        or (
+            "falls for every dataset and loss"
+            if shown
+            else "no sweep reaches twice the width min(r, K') where the rank becomes affine in w"
+        ),
+    )
 
 
 def claims(results: Path, tier: str) -> list[ClaimResult]:
