@@ -273,7 +273,7 @@ def test_a_changed_plot_function_reruns_only_its_plot_job(dag, edited_source):
     workdir, configfile = dag
     package, env = edited_source
     edit_source(
-        package / "experiments" / "dmf_perturbed_problem.py",
+        package / "experiments" / "ch1" / "dmf_perturbed_problem.py",
         '"""|w11| vs loss, one curve per ε (colour = iteration)."""',
         '"""|w11| against the loss, one curve per ε (colour = iteration)."""',
     )
