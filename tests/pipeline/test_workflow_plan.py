@@ -585,29 +585,14 @@ def test_the_command_lines_job_code_is_part_of_its_jobs(library):
     assert after["claims"] != before["claims"] and after["run"] == before["run"] and after["plot"] == before["plot"]
 
 
-#: experiments whose run, plot (and claims) are made together by one factory call (``run, plot = sweep_functions(…)``):
-#: the slicer cannot tell the closures apart, so their run hash covers the factory's plot (and claims) code too
-FACTORY_MADE = {
-    "incremental_rank_learning",
-    "incremental_rank_learning_sensing",
-    "hessian_rank_vs_width",
-    "hessian_rank_vs_depth",
-    "hessian_rank_vs_sample_size",
-}
-
-
 def test_run_code_never_reaches_the_presentation_code_it_does_not_use():
     tree = wf.SourceTree()
-    reaching = set()
     for name, module in EXPERIMENTS.items():
         modname = f"{wf.EXPERIMENTS_PACKAGE}.{module}"
         chosen = wf.code_slice([(modname, "run"), (wf.CLI_MODULE, "_command_run")], tree, wf.REGISTRY_MODULES)
         assert "rankrepro.experiments" not in chosen, name
-        if {binding.statement for binding in tree.module(modname).bindings["plot"]} & chosen[modname]:
-            reaching.add(name)  # the statement that makes plot is part of run's slice
-        else:
-            assert not chosen.get("rankrepro.pipeline.claims") and not chosen.get("rankrepro.pipeline.report"), name
-    assert reaching == FACTORY_MADE
+        assert not {binding.statement for binding in tree.module(modname).bindings["plot"]} & chosen[modname], name
+        assert not chosen.get("rankrepro.pipeline.claims") and not chosen.get("rankrepro.pipeline.report"), name
 
 
 # ------------------------------------------------------------------------------------------------------ scheduling

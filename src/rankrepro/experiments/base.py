@@ -1,10 +1,12 @@
-"""What every experiment shares: its run context, results files (named by :mod:`rankrepro.pipeline.workflow`, which
-owns the output layout) and summary record."""
+"""What every experiment shares: its module contract (:class:`Experiment`, :class:`DataExperiment`), run context,
+results files (named by :mod:`rankrepro.pipeline.workflow`, which owns the output layout) and summary record."""
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
+import typing  # the contract's Protocol: a statement of its own, so no job's code slice changes with it
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,8 @@ from rankrepro.core.io import (
     source_hash,
 )
 from rankrepro.core.runtime import provenance
+from rankrepro.data.sources import DataSource
+from rankrepro.pipeline.claims import ClaimResult
 from rankrepro.pipeline.workflow import METRICS_FILE, SUMMARY_FILE
 
 CHECKPOINT_DIR = "checkpoints"
@@ -44,6 +48,83 @@ class Context:
     device: torch.device
     threads: int = 1
     progress: bool = True
+
+
+class _Presented(typing.Protocol):
+    """What every experiment module has, whatever its data: the constants the CLI, the workflow and the scorecard
+    read (literal strings: ``NAME`` its name in :mod:`rankrepro.pipeline.registry`, ``CHAPTER`` its package ``chN``,
+    ``SECTION`` the thesis section, ``TITLE`` one line), its figure and its claims."""
+
+    NAME: str
+    CHAPTER: str
+    SECTION: str
+    TITLE: str
+
+    def plot(self, results: Path, figure_png: Path, tier: str) -> list[Path]:
+        """Draw the figure from the results directory to ``figure_png`` (and siblings); the files written."""
+        ...
+
+    def claims(self, results: Path, tier: str) -> list[ClaimResult]:
+        """Check the experiment's claims on its results."""
+        ...
+
+
+class Experiment(_Presented, typing.Protocol):
+    """An experiment module on synthetic data (no ``DATASETS``): ``rankrepro run`` calls ``run(settings, out, ctx)``.
+    A module satisfies it structurally (PEP 544: module functions stand for the methods, without ``self``)."""
+
+    def run(self, settings: dict, out: Path, ctx: Context) -> None:
+        """Compute the experiment from its tier settings into ``out`` (metrics.csv, summary.json)."""
+        ...
+
+
+class DataExperiment(_Presented, typing.Protocol):
+    """An experiment module on real data: it declares ``DATASETS`` (the names in :mod:`rankrepro.data.registry` it
+    may read) and ``rankrepro run`` calls ``run(settings, out, ctx, data)`` with the data cache and mirror."""
+
+    DATASETS: tuple[str, ...]
+
+    def run(self, settings: dict, out: Path, ctx: Context, data: DataSource) -> None:
+        """Compute the experiment from its tier settings and the data source into ``out``."""
+        ...
+
+
+#: the constants of the contract, read by the CLI, the workflow and the scorecard
+CONTRACT_CONSTANTS = ("NAME", "CHAPTER", "SECTION", "TITLE")
+
+
+def contract_of(module: ModuleType) -> type[Experiment] | type[DataExperiment]:
+    """The protocol an experiment module must satisfy: :class:`DataExperiment` where it declares ``DATASETS`` (as the
+    CLI decides whether ``run`` gets a data source), :class:`Experiment` otherwise."""
+    return DataExperiment if getattr(module, "DATASETS", ()) else Experiment
+
+
+def parameter_names(function: Callable[..., Any]) -> list[str]:
+    """The names of a function's parameters, ``self`` left out (a protocol method's stand for a module function's)."""
+    return [name for name in inspect.signature(function).parameters if name != "self"]
+
+
+def contract_violations(module: ModuleType) -> list[str]:
+    """How ``module`` breaks its contract (:func:`contract_of`): a constant missing or not a string, ``DATASETS`` not a
+    tuple of names, a function missing or not taking the protocol's parameters (by name, in order); [] if none."""
+    contract = contract_of(module)
+    problems = [
+        f"{constant} is missing or not a string"
+        for constant in CONTRACT_CONSTANTS
+        if not isinstance(getattr(module, constant, None), str)
+    ]
+    if contract is DataExperiment and not (
+        isinstance(module.DATASETS, tuple) and all(isinstance(name, str) for name in module.DATASETS)
+    ):
+        problems.append("DATASETS is not a tuple of dataset names")
+    for function in ("run", "plot", "claims"):
+        expected = parameter_names(getattr(contract, function))
+        found = getattr(module, function, None)
+        if not inspect.isfunction(found):
+            problems.append(f"{function} is missing or not a function")
+        elif parameter_names(found) != expected:
+            problems.append(f"{function}{tuple(parameter_names(found))} should take {tuple(expected)}")
+    return problems
 
 
 def checkpoint_path(out: Path, key: str) -> Path:

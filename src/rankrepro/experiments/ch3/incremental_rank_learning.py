@@ -8,7 +8,17 @@ tensor) rank (see :mod:`rankrepro.experiments.ch3.rank_dynamics_common`).
 
 from __future__ import annotations
 
-from rankrepro.experiments.ch3.rank_dynamics_common import REFERENCES, experiment_functions
+from pathlib import Path
+from typing import Any
+
+from rankrepro.experiments.base import Context
+from rankrepro.experiments.ch3.rank_dynamics_common import (
+    REFERENCES,
+    plot_rank_dynamics,
+    rank_dynamics_claims,
+    run_rank_dynamics,
+)
+from rankrepro.pipeline.claims import ClaimResult
 
 NAME = "incremental_rank_learning"
 CHAPTER = "ch3"
@@ -16,4 +26,17 @@ SECTION = "3.1"
 TITLE = "Incremental rank learning in MF, TF and HTF (completion)"
 NOTE = "Synthetic targets; the emergence times depend on their draws."
 
-run, plot, claims = experiment_functions(NAME, SECTION, TITLE, NOTE, "completion", REFERENCES)
+
+def run(settings: dict[str, Any], out: Path, ctx: Context) -> None:
+    """Train MF, TF and HTF on the completion problems; write metrics.csv and summary.json."""
+    run_rank_dynamics(settings, out, ctx, NAME, "completion")
+
+
+def plot(results: Path, figure_png: Path, tier: str) -> list[Path]:
+    """Components vs iterations for the three models; HTF node/root norms and matricization spectra."""
+    return plot_rank_dynamics(results, figure_png, tier, SECTION, TITLE, NOTE)
+
+
+def claims(results: Path, tier: str) -> list[ClaimResult]:
+    """The §3.1 claims on the completion runs."""
+    return rank_dynamics_claims(results, tier, NAME, SECTION, REFERENCES)

@@ -7,7 +7,17 @@ i.i.d. N(0, 1/numel)); models, optimizer and tracking are those of the completio
 
 from __future__ import annotations
 
-from rankrepro.experiments.ch3.rank_dynamics_common import MODELS, experiment_functions
+from pathlib import Path
+from typing import Any
+
+from rankrepro.experiments.base import Context
+from rankrepro.experiments.ch3.rank_dynamics_common import (
+    MODELS,
+    plot_rank_dynamics,
+    rank_dynamics_claims,
+    run_rank_dynamics,
+)
+from rankrepro.pipeline.claims import ClaimResult
 
 NAME = "incremental_rank_learning_sensing"
 CHAPTER = "ch3"
@@ -19,6 +29,17 @@ REFERENCE = (
 )
 NOTE = "Synthetic targets and Gaussian measurements."
 
-run, plot, claims = experiment_functions(
-    NAME, SECTION, TITLE, NOTE, "sensing", dict.fromkeys(MODELS, REFERENCE), prefix="sensing_"
-)
+
+def run(settings: dict[str, Any], out: Path, ctx: Context) -> None:
+    """Train MF, TF and HTF on the sensing problems; write metrics.csv and summary.json."""
+    run_rank_dynamics(settings, out, ctx, NAME, "sensing")
+
+
+def plot(results: Path, figure_png: Path, tier: str) -> list[Path]:
+    """Components vs iterations for the three models; HTF node/root norms and matricization spectra."""
+    return plot_rank_dynamics(results, figure_png, tier, SECTION, TITLE, NOTE)
+
+
+def claims(results: Path, tier: str) -> list[ClaimResult]:
+    """The §3.1 claims on the sensing runs (ids prefixed ``sensing_``)."""
+    return rank_dynamics_claims(results, tier, NAME, SECTION, dict.fromkeys(MODELS, REFERENCE), prefix="sensing_")

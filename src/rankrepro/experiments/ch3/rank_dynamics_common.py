@@ -650,30 +650,3 @@ def rank_dynamics_claims(
                 )
             )
     return out
-
-
-# ----------------------------------------------------------------------------------------------------- module API
-def experiment_functions(
-    name: str,
-    section: str,
-    title: str,
-    note: str,
-    measurement: Measurement,
-    references: dict[str, str],
-    prefix: str = "",
-) -> tuple[Callable[..., None], Callable[..., list[Path]], Callable[..., list[ClaimResult]]]:
-    """The ``run``, ``plot`` and ``claims`` functions of one §3.1 experiment module (completion or sensing)."""
-
-    def run(settings: dict[str, Any], out: Path, ctx: Context) -> None:
-        """Train MF, TF and HTF on this experiment's problems; write metrics.csv and summary.json."""
-        run_rank_dynamics(settings, out, ctx, name, measurement)
-
-    def plot(results: Path, figure_png: Path, tier: str) -> list[Path]:
-        """Components vs iterations for the three models; HTF node/root norms and matricization spectra."""
-        return plot_rank_dynamics(results, figure_png, tier, section, title, note)
-
-    def claims(results: Path, tier: str) -> list[ClaimResult]:
-        """The §3.1 claims on this experiment's runs."""
-        return rank_dynamics_claims(results, tier, name, section, references, prefix)
-
-    return run, plot, claims

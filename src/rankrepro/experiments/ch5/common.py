@@ -218,29 +218,6 @@ def run_sweep(
     write_results(out, metrics, settings, ctx, started, extra)
 
 
-def sweep_functions(
-    sweep: str,
-    points: Callable[[dict], list[Point]],
-    describe: Callable[[dict], str],
-    *,
-    section: str,
-    title: str,
-    xlabel: str,
-) -> tuple[Callable, Callable]:
-    """The ``run(settings, out, ctx, data)`` and ``plot(results, figure_png, tier)`` of a sweep experiment, from its
-    points, its caption text and its figure labels."""
-
-    def run(settings: dict, out: Path, ctx: Context, data: DataSource) -> None:
-        """Ranks of H_L, H_O, H_F at every point, dataset, loss and activation (cached per point)."""
-        run_sweep(settings, out, ctx, data, sweep, points)
-
-    def plot(results: Path, figure_png: Path, tier: str) -> list[Path]:
-        """Ranks against the closed forms and p (PNG + PDF)."""
-        return plot_sweep(results, figure_png, tier, section=section, title=title, xlabel=xlabel, describe=describe)
-
-    return run, plot
-
-
 def tidy_metrics(records: list[dict], sweep: str) -> pd.DataFrame:
     """One row per point × Hessian: rank, prediction, bound, ranks at the other tolerances and the gap."""
     rows = []

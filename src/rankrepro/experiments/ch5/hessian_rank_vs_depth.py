@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rankrepro.experiments.base import load_results
-from rankrepro.experiments.ch5.common import Point, sweep_claims, sweep_functions
+from rankrepro.data.sources import DataSource
+from rankrepro.experiments.base import Context, load_results
+from rankrepro.experiments.ch5.common import Point, plot_sweep, run_sweep, sweep_claims
 from rankrepro.pipeline.claims import ClaimResult
 
 NAME = "hessian_rank_vs_depth"
@@ -32,7 +33,16 @@ def describe(settings: dict) -> str:
     return f"Networks with D hidden layers of width {settings['width']}, n = {settings['num_samples']}."
 
 
-run, plot = sweep_functions("depth", points, describe, section=SECTION, title=TITLE, xlabel="hidden layers D")
+def run(settings: dict, out: Path, ctx: Context, data: DataSource) -> None:
+    """Ranks of H_L, H_O, H_F at every point, dataset, loss and activation (cached per point)."""
+    run_sweep(settings, out, ctx, data, "depth", points)
+
+
+def plot(results: Path, figure_png: Path, tier: str) -> list[Path]:
+    """Ranks against the closed forms and p (PNG + PDF)."""
+    return plot_sweep(
+        results, figure_png, tier, section=SECTION, title=TITLE, xlabel="hidden layers D", describe=describe
+    )
 
 
 def claims(results: Path, tier: str) -> list[ClaimResult]:

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rankrepro.experiments.base import load_results
+from rankrepro.data.sources import DataSource
+from rankrepro.experiments.base import Context, load_results
 from rankrepro.experiments.ch5.common import (
     KINDS,
     REFERENCE,
     Point,
     is_well_posed,
+    plot_sweep,
     point_table,
+    run_sweep,
     sweep_claims,
-    sweep_functions,
 )
 from rankrepro.pipeline.claims import ClaimResult, decide
 
@@ -41,7 +43,16 @@ def describe(settings: dict) -> str:
     return f"Networks d→{'→'.join(str(w) for w in settings['hidden'])}→K on the first n images."
 
 
-run, plot = sweep_functions("sample_size", points, describe, section=SECTION, title=TITLE, xlabel="number of samples n")
+def run(settings: dict, out: Path, ctx: Context, data: DataSource) -> None:
+    """Ranks of H_L, H_O, H_F at every point, dataset, loss and activation (cached per point)."""
+    run_sweep(settings, out, ctx, data, "sample_size", points)
+
+
+def plot(results: Path, figure_png: Path, tier: str) -> list[Path]:
+    """Ranks against the closed forms and p (PNG + PDF)."""
+    return plot_sweep(
+        results, figure_png, tier, section=SECTION, title=TITLE, xlabel="number of samples n", describe=describe
+    )
 
 
 def saturation_claim(summary: dict) -> ClaimResult:

@@ -9,8 +9,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rankrepro.experiments.base import load_results
-from rankrepro.experiments.ch5.common import REFERENCE, Point, loglog_slope, point_table, sweep_claims, sweep_functions
+from rankrepro.data.sources import DataSource
+from rankrepro.experiments.base import Context, load_results
+from rankrepro.experiments.ch5.common import (
+    REFERENCE,
+    Point,
+    loglog_slope,
+    plot_sweep,
+    point_table,
+    run_sweep,
+    sweep_claims,
+)
 from rankrepro.hessian import maps as hessian
 from rankrepro.pipeline.claims import ClaimResult, decide
 
@@ -34,7 +43,16 @@ def describe(settings: dict) -> str:
     return f"Networks d→w→…→K with {settings['hidden_layers']} hidden layers of width w, n = {settings['num_samples']}."
 
 
-run, plot = sweep_functions("width", points, describe, section=SECTION, title=TITLE, xlabel="hidden width w")
+def run(settings: dict, out: Path, ctx: Context, data: DataSource) -> None:
+    """Ranks of H_L, H_O, H_F at every point, dataset, loss and activation (cached per point)."""
+    run_sweep(settings, out, ctx, data, "width", points)
+
+
+def plot(results: Path, figure_png: Path, tier: str) -> list[Path]:
+    """Ranks against the closed forms and p (PNG + PDF)."""
+    return plot_sweep(
+        results, figure_png, tier, section=SECTION, title=TITLE, xlabel="hidden width w", describe=describe
+    )
 
 
 def fraction_claim(summary: dict) -> ClaimResult:
