@@ -32,11 +32,12 @@ from rankrepro.core.io import one_line
 from rankrepro.core.runtime import configure_threads, select_device, setup_logging
 from rankrepro.data.registry import DATASETS, MANIFEST, cached_files, fetch_dataset, resolve_mirror
 from rankrepro.data.sources import DataSource
-from rankrepro.experiments.base import Context
+from rankrepro.experiments.base import Context, parameter_names
 from rankrepro.pipeline.claims import write_claims
 from rankrepro.pipeline.config import experiment_section, load_config, load_schema
 from rankrepro.pipeline.registry import EXPERIMENTS, get_experiment
 from rankrepro.pipeline.report import failed_claims, write_scorecard
+from rankrepro.pipeline.settings import FigureContext, bookkeeping_keys
 from rankrepro.pipeline.workflow import CLAIMS_FILE, figure_path, results_dir
 
 log = logging.getLogger("rankrepro")
@@ -85,6 +86,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--log", help="also log to this file")
 
     plot = experiment_command("plot", "draw an experiment's figure from its results")
+    plot.add_argument(
+        "--paper-config",
+        help="the paper tier's config (config/paper.yaml): the caption names every setting that departs from it",
+    )
     plot.add_argument("--results", help="results folder (default results/<tier>/<chapter>/<experiment>)")
     plot.add_argument(
         "--out", help="figure PNG path (PDF beside it); default figures/<tier>/<chapter>/<experiment>.png"
@@ -132,7 +137,12 @@ def _command_list() -> int:
 def _command_run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     module = get_experiment(args.experiment)
-    settings = experiment_section(config, args.experiment)
+    section = experiment_section(config, args.experiment)
+    settings = (
+        module.Settings.from_mapping(section, f"experiments.{args.experiment}")
+        if hasattr(module, "Settings")
+        else section
+    )
     out = Path(args.out) if args.out else results_dir(config, module.CHAPTER, module.NAME)
     out.mkdir(parents=True, exist_ok=True)  # an unwritable output folder stops the job here, before any work
     setup_logging(args.log)
@@ -157,9 +167,20 @@ def _command_plot(args: argparse.Namespace) -> int:
     module = get_experiment(args.experiment)
     results = Path(args.results) if args.results else results_dir(config, module.CHAPTER, module.NAME)
     out = Path(args.out) if args.out else figure_path(config, module.CHAPTER, module.NAME)
-    for path in module.plot(results, out, config["tier"]):
+    figure = figure_context(config["tier"], args.experiment, args.paper_config)
+    for path in module.plot(results, out, figure if "figure" in parameter_names(module.plot) else figure.tier):
         print(path)
     return 0
+
+
+def figure_context(tier: str, experiment: str, paper_config: str | None) -> FigureContext:
+    """What ``plot`` gets besides the results: the tier, and the paper tier's section of ``experiment`` from
+    ``paper_config`` (None when not given) with the keys that are not departures (schema ``x-bookkeeping``)."""
+    paper_tier = load_config(paper_config) if paper_config is not None else {"experiments": {}}
+    if experiment not in paper_tier["experiments"]:
+        return FigureContext(tier)
+    paper = experiment_section(paper_tier, experiment)
+    return FigureContext(tier, paper, bookkeeping_keys(load_schema(), experiment))
 
 
 def _command_claims(args: argparse.Namespace) -> int:

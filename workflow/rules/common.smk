@@ -15,10 +15,15 @@ from rankrepro.pipeline.config import SETTINGS_DIR, settings_text
 from rankrepro.core.errors import ConfigError
 from rankrepro.pipeline import workflow as wf
 
+# Every figure's caption names how its tier departs from the paper tier (config/paper.yaml): its plot job reads that
+# file too, so editing it re-draws the figures (and retrains nothing).
 try:
-    PLAN = wf.plan_tier(config)
+    PAPER_CONFIG = wf.load_paper_config()
+    PLAN = wf.plan_tier(config, paper=PAPER_CONFIG)
 except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
+PAPER_INPUT = dict(paper=wf.PAPER_CONFIG) if PAPER_CONFIG is not None else {}
+PAPER_OPTION = "--paper-config {input.paper}" if PAPER_CONFIG is not None else ""
 
 TIER_CONFIG = PLAN.config
 TIER = PLAN.tier

@@ -65,11 +65,11 @@ PLOT_PARAMS = dict(
     code_hash=lambda wildcards: PLAN.code_hash[wildcards.experiment]["plot"],
     title=lambda wildcards: PLAN.experiments[wildcards.experiment].title,
     section=lambda wildcards: PLAN.experiments[wildcards.experiment].section,
-    substitutions=lambda wildcards: wf.CHAPTERS[wildcards.chapter].substitutions,
+    substitutions=lambda wildcards: PLAN.substitutions[wildcards.experiment],
 )
 PLOT_COMMAND = (
     f"{RANKREPRO} plot {{wildcards.experiment}} --config {{input.settings}} --results {{params.results}} "
-    "--out {output.png} > {log} 2>&1"
+    f"{PAPER_OPTION} --out {{output.png}} > {{log}} 2>&1"
 )
 
 
@@ -77,6 +77,7 @@ rule plot:
     """Draw one experiment's figure (PNG + PDF) from its results only."""
     input:
         **RESULT_FILES,
+        **PAPER_INPUT,
         settings=settings_input,
     output:
         png=report(f"{FIGURE}.png", **FIGURE_REPORT),
@@ -101,6 +102,7 @@ rule plot_table:
     beside it (markdown + CSV), from its results only."""
     input:
         **RESULT_FILES,
+        **PAPER_INPUT,
         settings=settings_input,
     output:
         png=report(f"{FIGURE}.png", **FIGURE_REPORT),

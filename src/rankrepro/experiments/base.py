@@ -3,6 +3,7 @@ results files (named by :mod:`rankrepro.pipeline.workflow`, which owns the outpu
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 import time
@@ -30,6 +31,8 @@ from rankrepro.core.io import (
 from rankrepro.core.runtime import provenance
 from rankrepro.data.sources import DataSource
 from rankrepro.pipeline.claims import ClaimResult
+from rankrepro.pipeline.config import WORKFLOW_KEYS, load_schema
+from rankrepro.pipeline.settings import FigureContext, SettingsRecord, section_properties
 from rankrepro.pipeline.workflow import METRICS_FILE, SUMMARY_FILE
 
 CHECKPOINT_DIR = "checkpoints"
@@ -59,9 +62,12 @@ class _Presented(typing.Protocol):
     CHAPTER: str
     SECTION: str
     TITLE: str
+    #: its settings: a frozen dataclass with one field per key of its config section (built by the CLI)
+    Settings: type[SettingsRecord]
 
-    def plot(self, results: Path, figure_png: Path, tier: str) -> list[Path]:
-        """Draw the figure from the results directory to ``figure_png`` (and siblings); the files written."""
+    def plot(self, results: Path, figure_png: Path, figure: FigureContext) -> list[Path]:
+        """Draw the figure from the results directory to ``figure_png`` (and siblings); the files written. The
+        caption states the tier and, through ``figure.substitutions``, how the settings depart from the paper's."""
         ...
 
     def claims(self, results: Path, tier: str) -> list[ClaimResult]:
@@ -73,7 +79,7 @@ class Experiment(_Presented, typing.Protocol):
     """An experiment module on synthetic data (no ``DATASETS``): ``rankrepro run`` calls ``run(settings, out, ctx)``.
     A module satisfies it structurally (PEP 544: module functions stand for the methods, without ``self``)."""
 
-    def run(self, settings: dict, out: Path, ctx: Context) -> None:
+    def run(self, settings: SettingsRecord, out: Path, ctx: Context) -> None:
         """Compute the experiment from its tier settings into ``out`` (metrics.csv, summary.json)."""
         ...
 
@@ -84,7 +90,7 @@ class DataExperiment(_Presented, typing.Protocol):
 
     DATASETS: tuple[str, ...]
 
-    def run(self, settings: dict, out: Path, ctx: Context, data: DataSource) -> None:
+    def run(self, settings: SettingsRecord, out: Path, ctx: Context, data: DataSource) -> None:
         """Compute the experiment from its tier settings and the data source into ``out``."""
         ...
 
@@ -117,6 +123,7 @@ def contract_violations(module: ModuleType) -> list[str]:
         isinstance(module.DATASETS, tuple) and all(isinstance(name, str) for name in module.DATASETS)
     ):
         problems.append("DATASETS is not a tuple of dataset names")
+    problems += settings_violations(module)
     for function in ("run", "plot", "claims"):
         expected = parameter_names(getattr(contract, function))
         found = getattr(module, function, None)
@@ -124,6 +131,29 @@ def contract_violations(module: ModuleType) -> list[str]:
             problems.append(f"{function} is missing or not a function")
         elif parameter_names(found) != expected:
             problems.append(f"{function}{tuple(parameter_names(found))} should take {tuple(expected)}")
+    return problems
+
+
+def settings_violations(module: ModuleType) -> list[str]:
+    """How ``module.Settings`` fails to be its config section typed: not a :class:`SettingsRecord` dataclass, a key of
+    the section's schema (``resources`` aside) without a field or a field without a key, or a field with a default
+    (the schema is the one source of defaults); [] if none."""
+    cls = getattr(module, "Settings", None)
+    if not (isinstance(cls, type) and issubclass(cls, SettingsRecord) and dataclasses.is_dataclass(cls)):
+        return ["Settings is missing or not a SettingsRecord dataclass"]
+    try:
+        keys = set(section_properties(load_schema(), module.NAME)) - set(WORKFLOW_KEYS)
+    except KeyError:
+        return [f"the config schema has no section {getattr(module, 'NAME', None)!r}"]
+    fields = dataclasses.fields(cls)
+    names = {field.name for field in fields}
+    problems = [f"Settings has no field for config key(s) {sorted(keys - names)}"] if keys - names else []
+    problems += [f"Settings field(s) {sorted(names - keys)} are not config keys"] if names - keys else []
+    problems += [
+        f"Settings field {field.name} has a default (the schema is the one source of defaults)"
+        for field in fields
+        if field.default is not dataclasses.MISSING or field.default_factory is not dataclasses.MISSING
+    ]
     return problems
 
 

@@ -71,7 +71,7 @@ def _fill_defaults(instance: Any, schema: dict[str, Any], root: dict[str, Any] |
     """Fill in ``default`` values of object properties and array items, recursively (local properties first, then
     those of ``allOf`` blocks)."""
     root = schema if root is None else root
-    schema = _resolve(schema, root)
+    schema = resolve_ref(schema, root)
     if isinstance(instance, list) and isinstance(schema.get("items"), dict):
         for item in instance:
             _fill_defaults(item, schema["items"], root)
@@ -79,7 +79,7 @@ def _fill_defaults(instance: Any, schema: dict[str, Any], root: dict[str, Any] |
     if not isinstance(instance, dict):
         return
     for key, written in schema.get("properties", {}).items():
-        sub = _resolve(written, root)
+        sub = resolve_ref(written, root)
         default = written.get("default", sub.get("default"))  # a default beside a $ref wins over the target's
         if key not in instance and ("default" in written or "default" in sub):
             instance[key] = copy.deepcopy(default)
@@ -89,7 +89,7 @@ def _fill_defaults(instance: Any, schema: dict[str, Any], root: dict[str, Any] |
         _fill_defaults(instance, part, root)
 
 
-def _resolve(sub: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
+def resolve_ref(sub: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
     """Resolve a local ``$ref`` of the form ``#/$defs/name`` (the only kind the schema uses)."""
     ref = sub.get("$ref")
     if not ref:

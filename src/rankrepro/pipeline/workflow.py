@@ -35,8 +35,17 @@ import rankrepro
 from rankrepro.core.errors import ConfigError
 from rankrepro.core.io import fingerprint
 from rankrepro.data.registry import DATASETS, MANIFEST, DatasetSpec, resolve_mirror
-from rankrepro.pipeline.config import RESOURCES_KEY, job_settings, settings_path, validate_config
+from rankrepro.pipeline.config import (
+    RESOURCES_KEY,
+    experiment_section,
+    job_settings,
+    load_config,
+    load_schema,
+    settings_path,
+    validate_config,
+)
 from rankrepro.pipeline.registry import EXPERIMENTS
+from rankrepro.pipeline.settings import FigureContext, bookkeeping_keys
 
 # ---------------------------------------------------------------------------------------------------------- layout
 #: files of an experiment's results folder
@@ -49,6 +58,8 @@ FIGURE_SUFFIXES = (".png", ".pdf")
 TABLE_SUFFIXES = (".md", ".csv")
 #: folder of the jobs' logs and benchmark records (``logs/<tier>/…``, relative to the working directory)
 LOGS_ROOT = "logs"
+#: the paper tier's config, relative to the working directory: every tier's figures name how they depart from it
+PAPER_CONFIG = "config/paper.yaml"
 
 
 def tier_results(config: Mapping[str, Any]) -> Path:
@@ -88,25 +99,16 @@ class Chapter:
     """How a chapter's experiments appear in the HTML report and what their run jobs can use."""
 
     category: str  #: report category of its figures (``snakemake --report``)
-    substitutions: str | None  #: the caption's line on substitutions; None: stated in the figure's own caption
     gpu: bool  #: its run jobs benefit from a GPU
 
 
 #: the chapters of the thesis, by the ``CHAPTER`` their experiment modules declare
 CHAPTERS: dict[str, Chapter] = {
-    "ch1": Chapter("Chapter 1: deep matrix factorization", "none (chapter 1 uses synthetic problems only)", gpu=False),
-    "ch2": Chapter("Chapter 2: tensor factorization", None, gpu=False),
-    "ch3": Chapter(
-        "Chapter 3: hierarchical tensor factorization and locality",
-        "stated in the figure's caption (dataset, sizes, network widths, epochs, seeds)",
-        gpu=True,
-    ),
-    "ch4": Chapter(
-        "Chapter 4: GNN interactions",
-        "stated in the figure's caption (reduced epochs, seeds and levels in the smaller tiers)",
-        gpu=False,
-    ),
-    "ch5": Chapter("Chapter 5: Hessian rank", None, gpu=True),
+    "ch1": Chapter("Chapter 1: deep matrix factorization", gpu=False),
+    "ch2": Chapter("Chapter 2: tensor factorization", gpu=False),
+    "ch3": Chapter("Chapter 3: hierarchical tensor factorization and locality", gpu=True),
+    "ch4": Chapter("Chapter 4: GNN interactions", gpu=False),
+    "ch5": Chapter("Chapter 5: Hessian rank", gpu=True),
 }
 
 
@@ -646,6 +648,8 @@ JOB_COMMANDS = {
     "claims": "_command_claims",
     "scorecard": "_command_scorecard",
 }
+#: the typed settings class an experiment module declares; the CLI builds its run's settings with it
+SETTINGS_CLASS = "Settings"
 #: the kinds of an experiment's jobs: each gets the hash of its own code
 EXPERIMENT_JOBS = ("run", "plot", "claims")
 #: modules no code hash covers: the experiment registry (a name → module table that importing any experiment module
@@ -661,6 +665,8 @@ def code_hash(tree: SourceTree, job: str, module: str | None = None) -> str:
     if module is not None and tree.module(module) is None:
         raise ConfigError(f"no module {module} under {tree.root}: its {job} job's code cannot be hashed")
     roots = [(CLI_MODULE, JOB_COMMANDS[job])] + ([(module, job)] if module is not None else [])
+    if module is not None and job == "run" and tree.module(module).bindings.get(SETTINGS_CLASS) is not None:
+        roots.append((module, SETTINGS_CLASS))  # the CLI builds the run's settings with module.Settings
     return slice_hash(code_slice(roots, tree, REGISTRY_MODULES), tree)
 
 
@@ -702,6 +708,7 @@ class TierPlan:
     scorecard_hash: str  #: hash of the scorecard job's code
     resources: dict[str, dict[str, int]]  #: experiment → mem_mb, runtime, priority of its run job
     gpu: dict[str, int]  #: experiment → GPUs its run job asks for
+    substitutions: dict[str, str]  #: experiment → how its settings depart from the paper tier's (report captions)
 
     @property
     def tier(self) -> str:
@@ -735,9 +742,12 @@ def plan_tier(
     tree: SourceTree | None = None,
     registry: Mapping[str, str] = EXPERIMENTS,
     datasets: Mapping[str, DatasetSpec] = DATASETS,
+    paper: Mapping[str, Any] | None = None,
 ) -> TierPlan:
-    """The :class:`TierPlan` of a tier config (validated here; a :class:`ConfigError` names what is wrong)."""
+    """The :class:`TierPlan` of a tier config (validated here; a :class:`ConfigError` names what is wrong), its
+    settings compared with those of the ``paper`` tier config (validated here too; None: not compared)."""
     config = validate_config(dict(config))
+    paper = validate_config(dict(paper)) if paper is not None else None
     check_dataset_folders(datasets)
     tree = tree if tree is not None else SourceTree()
     experiments = tier_experiments(config, registry=registry, root=tree.root, known_datasets=datasets)
@@ -760,4 +770,22 @@ def plan_tier(
         scorecard_hash=code_hash(tree, "scorecard"),
         resources={name: run_resources(sections[name]) for name in experiments},
         gpu={name: gpu_request(CHAPTERS[info.chapter], config["device"]) for name, info in experiments.items()},
+        substitutions={
+            name: paper_context(paper, name).substitutions(experiment_section(config, name)) for name in experiments
+        },
     )
+
+
+def paper_context(paper: Mapping[str, Any] | None, experiment: str) -> FigureContext:
+    """How a figure of ``experiment`` states its departures from the validated ``paper`` tier config (None: no
+    comparison; an experiment the paper tier does not run: none either)."""
+    if paper is None or experiment not in paper["experiments"]:
+        return FigureContext(tier="", paper=None)
+    return FigureContext(
+        paper["tier"], experiment_section(paper, experiment), bookkeeping_keys(load_schema(), experiment)
+    )
+
+
+def load_paper_config(path: str | Path = PAPER_CONFIG) -> dict[str, Any] | None:
+    """The paper tier's config (``config/paper.yaml`` relative to the working directory), validated; None if absent."""
+    return load_config(path) if Path(path).is_file() else None
