@@ -152,6 +152,10 @@ def default_text(name: str, schema: dict[str, Any], required: set[str]) -> str:
     return "**required**" if name in required else "optional"
 
 
+#: appended to the description of a key the schema marks ``x-bookkeeping: true``
+BOOKKEEPING_NOTE = " *(bookkeeping: changes no number; not a departure from the paper tier)*"
+
+
 def cell(text: str) -> str:
     """Text safe inside a Markdown table cell (no pipe, no newline, no ``<word>`` taken for an HTML tag)."""
     return re.sub(r"<(?=[A-Za-z/!])", "&lt;", " ".join(text.replace("|", "\\|").split()))
@@ -169,7 +173,7 @@ def rows(schema: dict[str, Any], prefix: str) -> list[tuple[str, str, str, str, 
                 type_text(sub),
                 default_text(name, sub, required),
                 limits_text(sub),
-                cell(sub.get("description", "")),
+                cell(sub.get("description", "") + (BOOKKEEPING_NOTE if sub.get("x-bookkeeping") else "")),
             )
         )
         out.extend(children(sub, path))
@@ -226,7 +230,10 @@ def render(schema_path: Path) -> str:
         "",
         "Reading the tables: **required** keys have no default; *optional* keys without a default may be left out "
         "(the experiment then does without them); `key[].sub` is a key of every item of the list `key`; "
-        "`key.<name>.sub` a key of every entry of the map `key`; `a | b` a value of either type.",
+        "`key.<name>.sub` a key of every entry of the map `key`; `a | b` a value of either type. "
+        "Every figure's caption names each key whose value differs from the paper tier's "
+        "([`paper.yaml`](paper.yaml)), except the keys marked *bookkeeping* "
+        "(they change no number: logging cadence, batching).",
         "",
         "## Global settings",
         "",

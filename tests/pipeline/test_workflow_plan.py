@@ -652,6 +652,28 @@ def test_plan_of_a_shipped_tier(tier):
     assert f"figures/{plan.tier}/ch1/dmf_perturbed_problem.pdf" in figures
 
 
+def test_plan_states_how_each_experiment_departs_from_the_paper_tier():
+    paper = tier_config("paper.yaml")
+    smoke = wf.plan_tier(tier_config("smoke.yaml"), paper=paper)
+    for name, text in smoke.substitutions.items():
+        assert text.startswith("settings departing from the paper tier: "), (name, text)
+    assert smoke.substitutions["dmf_perturbed_problem"].count("(paper: ") >= 1
+    assert set(wf.plan_tier(paper, paper=paper).substitutions.values()) == {"none"}
+    unknown = wf.plan_tier(tier_config("smoke.yaml")).substitutions
+    assert all("not compared" in text for text in unknown.values())
+
+
+def test_the_run_hash_covers_the_settings_class():
+    """The CLI builds a run's settings with the module's ``Settings``: a change of that class reruns the run job."""
+    tree = wf.SourceTree()
+    module = EXPERIMENTS["dmf_perturbed_problem"]
+    name = f"{wf.EXPERIMENTS_PACKAGE}.{module}"
+    chosen = wf.code_slice([(name, "Settings")], tree)
+    run_slice = wf.code_slice([(wf.CLI_MODULE, wf.JOB_COMMANDS["run"]), (name, "run"), (name, "Settings")], tree)
+    assert chosen and all(set(lines) <= set(run_slice.get(mod, ())) for mod, lines in chosen.items())
+    assert wf.code_hash(tree, "run", name) == wf.slice_hash(run_slice, tree)
+
+
 @pytest.mark.parametrize("tier", TIERS)
 def test_resources_never_reach_the_settings_files(tier):
     """A run job's resources are the workflow's business: its settings file (hence its results, and whether it
