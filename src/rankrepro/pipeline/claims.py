@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -65,3 +65,85 @@ def read_claims(path: str | os.PathLike) -> list[dict[str, Any]]:
     except (OSError, ValueError, TypeError, KeyError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise ResultsError(f"{path} is not a claims or scorecard file ({one_line(exc, 120)}); regenerate it") from None
     return list(claims)
+
+
+# ------------------------------------------------------------------------------------------- one gate per experiment
+@dataclass(frozen=True)
+class Gate:
+    """The precondition every claim of one experiment stands on (its runs converged, its networks fit their training
+    set, …): stated once per experiment and applied to all its claims alike by :func:`apply_gate`."""
+
+    statement: str  #: what must hold, e.g. "every regularized net reaches 100 % train accuracy"
+    holds: bool
+    measured: str  #: the numbers it was decided on
+
+    def describe(self) -> str:
+        """One line for a claim's details."""
+        return f"gate: {self.statement} — {'met' if self.holds else 'NOT met'} ({self.measured})"
+
+
+def apply_gate(gate: Gate, results: Iterable[ClaimResult]) -> list[ClaimResult]:
+    """Every claim of an experiment under its one gate: when the gate holds, the verdicts stand (the gate is noted in
+    the details); when it does not, a passed or failed verdict becomes ``not-shown-at-this-scale`` — the run cannot
+    decide the claim either way — and ``data-unavailable`` stays."""
+    gated = []
+    for result in results:
+        verdict = result.verdict
+        if not gate.holds and verdict in (PASSED, FAILED):
+            verdict = NOT_SHOWN
+        details = f"{result.details} [{gate.describe()}]".strip()
+        gated.append(replace(result, verdict=verdict, details=details))
+    return gated
+
+
+# ------------------------------------------------------------------------------------------------ paired intervals
+#: confidence level of every paired interval a claim states
+CONFIDENCE = 0.95
+
+
+@dataclass(frozen=True)
+class PairedInterval:
+    """Two-sided confidence interval of the mean of paired differences d_i = a_i − b_i (Student t, n − 1 degrees of
+    freedom): mean ± t_{(1+level)/2, n−1} · s/√n, with s the sample standard deviation of the d_i."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+    level: float = CONFIDENCE
+
+    def text(self, digits: int = 3) -> str:
+        """E.g. ``mean 0.12, 95 % CI [0.05, 0.19] over 5 pairs``."""
+        fmt = f"{{:.{digits}g}}"
+        return (
+            f"mean {fmt.format(self.mean)}, {self.level:.0%} CI [{fmt.format(self.low)}, {fmt.format(self.high)}] "
+            f"over {self.n} pairs"
+        )
+
+
+def paired_interval(a: Iterable[float], b: Iterable[float], level: float = CONFIDENCE) -> PairedInterval:
+    """The :class:`PairedInterval` of a − b over paired samples (same seed, same data: a paired design removes the
+    seed-to-seed variance both share). Needs at least two pairs; equal lengths."""
+    from scipy import stats  # noqa: PLC0415 - only the claims that compare noisy quantities need scipy
+
+    a, b = [float(x) for x in a], [float(x) for x in b]
+    if len(a) != len(b) or len(a) < 2:
+        raise ValueError(f"a paired interval needs two equally long samples of ≥ 2 values, got {len(a)} and {len(b)}")
+    d = [x - y for x, y in zip(a, b)]
+    n = len(d)
+    mean = sum(d) / n
+    sd = (sum((x - mean) ** 2 for x in d) / (n - 1)) ** 0.5
+    half = float(stats.t.ppf((1 + level) / 2, n - 1)) * sd / n**0.5
+    return PairedInterval(mean, mean - half, mean + half, n, level)
+
+
+def verdict_greater(interval: PairedInterval) -> str:
+    """``passed`` when the interval of a − b lies above 0 (a > b shown at the interval's level), else ``failed``: an
+    interval that reaches 0 does not show the claim, however the means compare."""
+    return PASSED if interval.low > 0 else FAILED
+
+
+def verdict_equivalent(interval: PairedInterval, margin: float) -> str:
+    """``passed`` when the interval of a − b lies inside (−margin, margin) (a ≈ b shown: equivalence by two one-sided
+    tests, each at level (1 − level)/2), else ``failed``."""
+    return PASSED if -margin < interval.low and interval.high < margin else FAILED
