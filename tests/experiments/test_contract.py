@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import inspect
+import sys
 from types import ModuleType
 
 import pytest
@@ -64,7 +65,7 @@ def test_the_contract_is_the_signatures_the_cli_calls():
     assert parameter_names(Experiment.run) == ["settings", "out", "ctx"]
     assert parameter_names(DataExperiment.run) == ["settings", "out", "ctx", "data"]
     for contract in (Experiment, DataExperiment):
-        assert parameter_names(contract.plot) == ["results", "figure_png", "tier"]
+        assert parameter_names(contract.plot) == ["results", "figure_png", "figure"]
         assert parameter_names(contract.claims) == ["results", "tier"]
     for contract in (Experiment, DataExperiment):
         declared = {key for cls in contract.__mro__ for key in getattr(cls, "__annotations__", {})}
@@ -93,7 +94,7 @@ def test_a_planted_violation_is_found(monkeypatch, name, attribute, value, expec
     assert any(expected in problem for problem in problems), problems
 
 
-def test_a_constant_that_is_not_a_literal_is_found(tmp_path):
+def test_a_constant_that_is_not_a_literal_is_found(tmp_path, monkeypatch):
     source = inspect.getsource(get_experiment("dmf_2x2_norms_vs_rank"))
     planted = source.replace('SECTION = "1.1"', 'SECTION = ".".join(["1", "1"])')
     assert planted != source
@@ -101,6 +102,7 @@ def test_a_constant_that_is_not_a_literal_is_found(tmp_path):
     path.write_text(planted, encoding="utf-8")
     spec = importlib.util.spec_from_file_location("planted_experiment", path)
     module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # as an import does: dataclasses resolve annotations there
     spec.loader.exec_module(module)
     assert module.SECTION == "1.1" and contract_violations(module) == []
     assert registry_violations("dmf_2x2_norms_vs_rank", module) == ["SECTION is not a string literal"]

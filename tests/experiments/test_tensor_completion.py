@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -13,9 +14,11 @@ from rankrepro.core.errors import ConfigError
 from rankrepro.experiments.base import Context
 from rankrepro.experiments.ch1 import tensor_completion_vs_linear as tc
 from rankrepro.pipeline.claims import NOT_SHOWN, VERDICTS
-from rankrepro.pipeline.config import validate_config
+from rankrepro.pipeline.config import experiment_section, load_config, validate_config
 from rankrepro.pipeline.registry import get_experiment
+from rankrepro.pipeline.settings import FigureContext
 
+PAPER = Path(__file__).resolve().parents[2] / "config" / "paper.yaml"
 TINY = {
     "data_seed": 3,
     "seed": 0,
@@ -31,9 +34,10 @@ TINY = {
 }
 
 
-def _validated(section: dict) -> dict:
+def _validated(section: dict) -> tc.TensorCompletionSettings:
+    """The typed settings of ``section`` after validation (defaults filled), as the CLI builds them."""
     config = validate_config({"tier": "test", "experiments": {tc.NAME: section}})
-    return config["experiments"][tc.NAME]
+    return tc.Settings.from_mapping(experiment_section(config, tc.NAME), f"experiments.{tc.NAME}")
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +107,7 @@ def test_changed_settings_recompute_only_affected_batches(tiny_results, tmp_path
 
 
 def test_plot_and_claims(tiny_results, tmp_path):
-    paths = tc.plot(tiny_results, tmp_path / "fig.png", "test")
+    paths = tc.plot(tiny_results, tmp_path / "fig.png", FigureContext("test"))
     assert [p.suffix for p in paths] == [".png", ".pdf"]
     assert all(p.stat().st_size > 1000 for p in paths)
     records = tc.claims(tiny_results, "test")
@@ -162,3 +166,20 @@ def test_problem_is_seeded_and_nested():
     assert a.norm().item() == pytest.approx(1.0, rel=1e-14)
     small, large = tc.observed_indices(perm_a, 10, (8, 8, 8)), tc.observed_indices(perm_a, 20, (8, 8, 8))
     assert torch.equal(small, large[:10])
+
+
+def test_summary_records_the_section_unchanged(tiny_results):
+    summary = json.loads((tiny_results / "summary.json").read_text())
+    assert summary["settings"] == _validated(TINY).record()
+
+
+def test_caption_states_the_departures_from_the_paper_tier(tiny_results, tmp_path, monkeypatch):
+    paper = experiment_section(load_config(PAPER), tc.NAME)
+    captions: list[str] = []
+    monkeypatch.setattr(tc, "add_caption", lambda fig, caption: captions.append(caption))
+    tc.plot(tiny_results, tmp_path / "fig.png", FigureContext("test", paper, frozenset({"log_every"})))
+    (caption,) = captions
+    assert "Substitutions: settings departing from the paper tier: " in caption
+    assert "data_seed 3 (paper: 20,200,520)" in caption and "num_seeds 2 (paper: 5)" in caption
+    assert "log_every" not in caption and "1e6" not in caption  # bookkeeping; no paper setting written in code
+    assert "components (64)" in caption  # order 3 only: R = 8·8·8 / 8

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -23,19 +23,22 @@ from rankrepro.experiments.base import Context, checkpoint_path, mechanism_hash,
 from rankrepro.factorization import dmf, dmf_kernel
 from rankrepro.factorization.dmf import init_factors
 from rankrepro.factorization.dmf_kernel import train_dmf
+from rankrepro.pipeline.plotting import caption_text
+from rankrepro.pipeline.settings import FigureContext, SettingsRecord
 
 ITERATION_CMAP = "viridis"
 
 
 @dataclass(frozen=True)
-class DMFRun:
-    """One gradient-descent run: depth, step size, end-to-end init scale α, balanced or not, sign of det W(0)."""
+class DMFRun(SettingsRecord):
+    """One gradient-descent run: depth N, step size η, end-to-end init scale α, balanced factors or i.i.d. ones, and
+    the required sign of det W(0). An item of §1.1's ``runs`` (schema ``dmf_run``); §1.2–§1.4 build theirs."""
 
     depth: int
     lr: float
     init_scale: float
     balanced: bool
-    det_sign: int = 1
+    det_sign: Literal[-1, 1]
 
     @property
     def label(self) -> str:
@@ -45,12 +48,43 @@ class DMFRun:
         return f"lr {self.lr:.1e}, init {self.init_scale:.0e}, {kind}, {sign}"
 
 
-def runs_from_settings(entries: list[dict[str, Any]]) -> list[DMFRun]:
-    """DMFRun records from the config's ``runs`` list."""
-    return [
-        DMFRun(int(e["depth"]), float(e["lr"]), float(e["init_scale"]), bool(e["balanced"]), int(e.get("det_sign", 1)))
-        for e in entries
-    ]
+@dataclass(frozen=True)
+class DMFTraining(SettingsRecord):
+    """The gradient-descent budget and cadence every §1.1–§1.4 section shares (schema ``dmf_training``): run ``b``
+    draws its init from ``seed + b`` (+ the batch's offset); a run stops once ½Σ_Ω(W−Y)² < ``loss_threshold`` or
+    after ``max_iters`` iterations; metrics every ``log_every`` iterations, a checkpoint every ``checkpoint_every``
+    (0: none)."""
+
+    seed: int
+    loss_threshold: float
+    max_iters: int
+    log_every: int
+    checkpoint_every: int
+
+    def train_settings(self) -> TrainSettings:
+        """The trainer's loop settings: stop at the first iteration whose loss < ``loss_threshold``."""
+        return TrainSettings(
+            max_iters=self.max_iters,
+            stop=StopRule(threshold=self.loss_threshold),
+            log_every=self.log_every,
+            checkpoint_every=self.checkpoint_every,
+        )
+
+
+@dataclass(frozen=True)
+class DMFSingleRunSettings(DMFTraining):
+    """Settings of §1.3 and §1.4 (schema ``dmf_perturbed_problem``/``dmf_larger_matrices`` less their problem list):
+    the training budget and the one run — depth N, step size η, end-to-end init scale α, balanced or not — trained
+    on each of their problems."""
+
+    depth: int
+    lr: float
+    init_scale: float
+    balanced: bool
+
+    def dmf_run(self, det_sign: Literal[-1, 1]) -> DMFRun:
+        """The run these settings describe, with det W(0) of sign ``det_sign``."""
+        return DMFRun(self.depth, self.lr, self.init_scale, self.balanced, det_sign)
 
 
 def completion_problem(
@@ -89,7 +123,7 @@ def train_runs(
     runs: list[DMFRun],
     targets: torch.Tensor,
     masks: torch.Tensor,
-    settings: dict[str, Any],
+    settings: DMFTraining,
     out: Path,
     key: str,
     ctx: Context,
@@ -99,25 +133,20 @@ def train_runs(
     """Train ``runs`` (targets/masks ``(B, m, n)``) by plain GD, each run's loop compiled (:mod:`rankrepro.
     dmf_kernel`), up to ``ctx.threads`` runs at a time; return (metrics, per-run table).
 
-    Run ``b`` draws its initialization from ``torch.Generator().manual_seed(seed + seed_offset + b)``.
+    Run ``b`` draws its initialization from ``torch.Generator().manual_seed(seed + seed_offset + b)``; the checkpoint
+    is tied to the whole section ``settings`` records, the runs, the problems and the library code.
     """
     shape = (targets.shape[-2], targets.shape[-1])
     per_run, draws = [], []
     for b, run in enumerate(runs):
-        generator = torch.Generator().manual_seed(int(settings["seed"]) + seed_offset + b)
+        generator = torch.Generator().manual_seed(settings.seed + seed_offset + b)
         factors, attempts = init_factors(
             shape, run.depth, run.depth, run.init_scale, run.balanced, run.det_sign, generator
         )
         per_run.append(factors)
         draws.append(attempts)
-    loop = TrainSettings(
-        max_iters=int(settings["max_iters"]),
-        stop=StopRule(threshold=float(settings["loss_threshold"])),
-        log_every=int(settings["log_every"]),
-        checkpoint_every=int(settings.get("checkpoint_every", 0)),
-    )
     fp = run_fingerprint(
-        settings,
+        settings.record(),
         key,
         seed_offset,
         [asdict(r) for r in runs],
@@ -130,7 +159,7 @@ def train_runs(
         targets,
         masks,
         [r.lr for r in runs],
-        loop,
+        settings.train_settings(),
         tracked,
         threads=ctx.threads,
         checkpoint_path=checkpoint_path(out, key),
@@ -282,12 +311,14 @@ def plot_unobserved_panels(
     return save_figure(fig, figure_png)
 
 
-def training_caption(settings: dict[str, Any], extra: str) -> str:
-    """The part of every DMF caption that states the optimisation settings."""
-    return (
-        f"Plain GD on ½Σ_Ω(W−Y)², float64, stop at loss < {float(settings['loss_threshold']):g} "
-        f"(≤ {int(settings['max_iters']):.0e} iterations), seed {settings['seed']}. {extra}"
+def training_caption(section: str, figure: FigureContext, settings: DMFTraining, extra: str) -> str:
+    """The caption of a §1.2–§1.4 figure: the optimisation settings, ``extra``, and how ``settings`` depart from
+    the paper tier's."""
+    details = (
+        f"Plain GD on ½Σ_Ω(W−Y)², float64, stop at loss < {settings.loss_threshold:g} "
+        f"(≤ {settings.max_iters:.0e} iterations), seed {settings.seed}. {extra}"
     )
+    return caption_text(f"§{section}", figure.tier, details, figure.substitutions(settings.record()))
 
 
 def finished_table(metrics: pd.DataFrame, table: pd.DataFrame, column: str) -> pd.DataFrame:

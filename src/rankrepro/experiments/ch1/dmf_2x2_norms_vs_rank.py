@@ -8,6 +8,7 @@ while W approaches rank 1 (effective rank → 1). A det W(0) < 0 control converg
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -17,6 +18,7 @@ from rankrepro.experiments.base import Context, load_results, write_results
 from rankrepro.experiments.ch1 import common
 from rankrepro.pipeline.claims import ClaimResult, decide
 from rankrepro.pipeline.plotting import add_caption, add_title, apply_style, caption_text, save_figure
+from rankrepro.pipeline.settings import FigureContext
 
 NAME = "dmf_2x2_norms_vs_rank"
 CHAPTER = "ch1"
@@ -27,23 +29,34 @@ REFERENCE_TRAJECTORY = {"0.1": 1.9, "0.01": 6.9, "0.001": 22.3, "0.0001": 70.0}
 TRAJECTORY_LOSSES = [1e-1, 1e-2, 1e-3, 1e-4]
 
 
-def run(settings: dict, out: Path, ctx: Context) -> None:
+@dataclass(frozen=True)
+class NormsVsRankSettings(common.DMFTraining):
+    """§1.1 settings (schema ``dmf_2x2_norms_vs_rank``): the GD budget and the runs (depth, η, α, balanced, sign of
+    det W(0)), all trained on the 2×2 problem as one batched program."""
+
+    runs: tuple[common.DMFRun, ...]
+
+
+Settings = NormsVsRankSettings
+
+
+def run(settings: NormsVsRankSettings, out: Path, ctx: Context) -> None:
     """Train every configured run in one batched GD program; write metrics.csv and summary.json."""
     started = time.time()
-    runs = common.runs_from_settings(settings["runs"])
+    runs = list(settings.runs)
     target, mask = common.problem_2x2()
     batch = len(runs)
     metrics, table = common.train_runs(
         runs, target.expand(batch, 2, 2), mask.expand(batch, 2, 2), settings, out, "batch", ctx, TRACKED
     )
     table = common.finished_table(metrics, table, "w00")
-    write_results(out, metrics, settings, ctx, started, {"runs": table.to_dict(orient="records")})
+    write_results(out, metrics, settings.record(), ctx, started, {"runs": table.to_dict(orient="records")})
 
 
-def plot(results: Path, figure_png: Path, tier: str) -> list[Path]:
+def plot(results: Path, figure_png: Path, figure: FigureContext) -> list[Path]:
     """Per depth (columns): |w11| vs loss coloured by iteration; ‖W‖_F and ‖W‖_* vs loss; effective rank vs loss."""
     metrics, summary = load_results(results)
-    settings = summary["settings"]
+    settings = Settings.from_mapping(summary["settings"])
     table = pd.DataFrame(summary["runs"])
     apply_style()
     depths = sorted(table["depth"].unique())
@@ -55,7 +68,7 @@ def plot(results: Path, figure_png: Path, tier: str) -> list[Path]:
         layout="constrained",
         height_ratios=[1.3, 1, 0.8],
     )
-    eps = float(settings["loss_threshold"])
+    eps = settings.loss_threshold
     loss_range = (min(eps, float(metrics["loss"].min())), max(1.05, float(metrics["loss"].max())))
     max_iteration = int(metrics["iteration"].max())
     mappable = None
@@ -88,20 +101,20 @@ def plot(results: Path, figure_png: Path, tier: str) -> list[Path]:
         fig.colorbar(mappable, ax=axes[0, -1], label="iteration", pad=0.02)
     add_title(fig, f"§{SECTION} {TITLE}")
     details = (
-        f"Plain GD on ½Σ_Ω(W−Y)², float64, stop at loss < {eps:g} (≤ {settings['max_iters']:.0e} iterations). "
+        f"Plain GD on ½Σ_Ω(W−Y)², float64, stop at loss < {eps:g} (≤ {settings.max_iters:.0e} iterations). "
         f"Init α = scale of the end-to-end matrix (balanced: SVD split of P ~ N(0, α²); unbalanced: factors "
         f"N(0, α^(2/N))); det W(0) > 0 enforced for every run except the det<0 controls. Red dotted line: the "
         f"lower bound (1−√(2ε))²/√(2ε) on |w₁₁| for det W > 0. Depth 2 with discrete GD converges with bounded "
         f"|w₁₁| (shown, not asserted)."
     )
-    add_caption(fig, caption_text(f"§{SECTION}", tier, details))
+    add_caption(fig, caption_text(f"§{SECTION}", figure.tier, details, figure.substitutions(summary["settings"])))
     return save_figure(fig, figure_png)
 
 
 def claims(results: Path, tier: str) -> list[ClaimResult]:
     """The §1.1 claims on depth ≥ 3 runs with det W(0) > 0, and the det W(0) < 0 control."""
     metrics, summary = load_results(results)
-    eps = float(summary["settings"]["loss_threshold"])
+    eps = Settings.from_mapping(summary["settings"]).loss_threshold
     table = pd.DataFrame(summary["runs"]).set_index("run")
     bound = common.blowup_bound(eps)
     deep = table[(table["depth"] >= 3) & (table["det_sign"] > 0)]

@@ -7,14 +7,16 @@ gradient descent stays near the rank-1 trajectory along which |w11| ≈ 1/√(2�
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import pandas as pd
 
 from rankrepro.experiments.base import Context, load_results, write_results
 from rankrepro.experiments.ch1 import common
 from rankrepro.pipeline.claims import ClaimResult, decide
-from rankrepro.pipeline.plotting import caption_text
+from rankrepro.pipeline.settings import FigureContext
 
 NAME = "dmf_init_scale_sweep"
 CHAPTER = "ch1"
@@ -23,24 +25,34 @@ TITLE = "DMF on the 2×2 problem: the smaller the initialization, the longer |w1
 TRACKED = ((0, 0), (0, 1), (1, 0), (1, 1))
 
 
-def _runs(settings: dict) -> list[common.DMFRun]:
-    return [
-        common.DMFRun(
-            int(settings["depth"]),
-            float(settings["lr"]),
-            float(a),
-            bool(settings["balanced"]),
-            int(settings.get("det_sign", -1)),
-        )
-        for a in settings["init_scales"]
-        for _ in range(int(settings.get("replicates", 5)))
-    ]
+@dataclass(frozen=True)
+class InitScaleSweepSettings(common.DMFTraining):
+    """§1.2 settings (schema ``dmf_init_scale_sweep``): the GD budget, one depth N, step size η, balance and sign of
+    det W(0) for every run, and ``replicates`` independent inits per end-to-end init scale α in ``init_scales``."""
+
+    depth: int
+    lr: float
+    balanced: bool
+    det_sign: Literal[-1, 1]
+    replicates: int
+    init_scales: tuple[float, ...]
+
+    def dmf_runs(self) -> list[common.DMFRun]:
+        """The runs, init scale by init scale: ``replicates`` runs of each (they differ only in their seed)."""
+        return [
+            common.DMFRun(self.depth, self.lr, scale, self.balanced, self.det_sign)
+            for scale in self.init_scales
+            for _ in range(self.replicates)
+        ]
 
 
-def run(settings: dict, out: Path, ctx: Context) -> None:
+Settings = InitScaleSweepSettings
+
+
+def run(settings: InitScaleSweepSettings, out: Path, ctx: Context) -> None:
     """Train one run per init scale (batched); write metrics.csv and summary.json."""
     started = time.time()
-    runs = _runs(settings)
+    runs = settings.dmf_runs()
     target, mask = common.problem_2x2()
     batch = len(runs)
     metrics, table = common.train_runs(
@@ -48,21 +60,21 @@ def run(settings: dict, out: Path, ctx: Context) -> None:
     )
     table = common.finished_table(metrics, table, "w00")
     table["replicate"] = table.groupby("init_scale").cumcount()
-    write_results(out, metrics, settings, ctx, started, {"runs": table.to_dict(orient="records")})
+    write_results(out, metrics, settings.record(), ctx, started, {"runs": table.to_dict(orient="records")})
 
 
-def plot(results: Path, figure_png: Path, tier: str) -> list[Path]:
+def plot(results: Path, figure_png: Path, figure: FigureContext) -> list[Path]:
     """|w11| vs loss for every init scale on one panel (colour = iteration), effective rank below."""
     metrics, summary = load_results(results)
-    settings, table = summary["settings"], pd.DataFrame(summary["runs"])
-    eps = float(settings["loss_threshold"])
-    sign = "det W(0) < 0" if int(settings.get("det_sign", -1)) < 0 else "det W(0) > 0"
+    settings, table = Settings.from_mapping(summary["settings"]), pd.DataFrame(summary["runs"])
+    eps = settings.loss_threshold
+    sign = "det W(0) < 0" if settings.det_sign < 0 else "det W(0) > 0"
     extra = (
-        f"Depth {settings['depth']}, lr {settings['lr']}, {'balanced' if settings['balanced'] else 'unbalanced'} "
+        f"Depth {settings.depth}, lr {settings.lr}, {'balanced' if settings.balanced else 'unbalanced'} "
         f"init, {sign} enforced; init α = scale of the end-to-end matrix. Red dotted line: the bound every "
         f"det > 0 run must exceed."
     )
-    caption = caption_text(f"§{SECTION}", tier, common.training_caption(settings, extra))
+    caption = common.training_caption(SECTION, figure, settings, extra)
     table["label"] = [
         f"replicate {r}: final |w₁₁| = {v:.1f}" for r, v in zip(table["replicate"], table["final_abs_w00"])
     ]
@@ -84,9 +96,8 @@ def median_final(table: pd.DataFrame) -> pd.Series:
 def claims(results: Path, tier: str) -> list[ClaimResult]:
     """Every run converges; the median |w11| at the final loss grows (≥ 10 % per step) as the init scale shrinks."""
     _, summary = load_results(results)
-    settings = summary["settings"]
-    eps = float(settings["loss_threshold"])
-    det_sign = int(settings.get("det_sign", -1))
+    settings = Settings.from_mapping(summary["settings"])
+    eps, det_sign = settings.loss_threshold, settings.det_sign
     table = pd.DataFrame(summary["runs"])
     medians = median_final(table)
     converged = bool(table["status"].eq("converged").all())

@@ -7,6 +7,7 @@ Target W[0,1] = W[1,0] = 1, W[i,i] = 1 for i ≥ 2, zeros elsewhere; every entry
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -14,7 +15,7 @@ import pandas as pd
 from rankrepro.experiments.base import Context, load_results, write_results
 from rankrepro.experiments.ch1 import common
 from rankrepro.pipeline.claims import ClaimResult, decide
-from rankrepro.pipeline.plotting import caption_text
+from rankrepro.pipeline.settings import FigureContext
 
 NAME = "dmf_larger_matrices"
 CHAPTER = "ch1"
@@ -23,14 +24,23 @@ TITLE = "The construction on larger matrices: the unobserved entry grows as the 
 TRACKED = ((0, 0),)
 
 
-def run(settings: dict, out: Path, ctx: Context) -> None:
+@dataclass(frozen=True)
+class LargerMatricesSettings(common.DMFSingleRunSettings):
+    """§1.4 settings (schema ``dmf_larger_matrices``): the GD budget, the one run (with det > 0 of the leading square
+    block at init) and the matrix shapes (rows m, columns n), one problem each."""
+
+    shapes: tuple[tuple[int, int], ...]
+
+
+Settings = LargerMatricesSettings
+
+
+def run(settings: LargerMatricesSettings, out: Path, ctx: Context) -> None:
     """One batch per matrix shape (shapes cannot share a tensor); results concatenated with a ``shape`` column."""
     started = time.time()
     frames, tables = [], []
-    for index, (m, n) in enumerate(settings["shapes"]):
-        run_spec = common.DMFRun(
-            int(settings["depth"]), float(settings["lr"]), float(settings["init_scale"]), bool(settings["balanced"])
-        )
+    run_spec = settings.dmf_run(det_sign=1)
+    for index, (m, n) in enumerate(settings.shapes):
         target, mask = common.larger_problem(m, n)
         metrics, table = common.train_runs(
             [run_spec],
@@ -51,20 +61,20 @@ def run(settings: dict, out: Path, ctx: Context) -> None:
         frames.append(metrics)
         tables.append(table)
     metrics, table = pd.concat(frames, ignore_index=True), pd.concat(tables, ignore_index=True)
-    write_results(out, metrics, settings, ctx, started, {"runs": table.to_dict(orient="records")})
+    write_results(out, metrics, settings.record(), ctx, started, {"runs": table.to_dict(orient="records")})
 
 
-def plot(results: Path, figure_png: Path, tier: str) -> list[Path]:
+def plot(results: Path, figure_png: Path, figure: FigureContext) -> list[Path]:
     """|unobserved entry| vs loss for every shape on one panel (colour = iteration)."""
     metrics, summary = load_results(results)
-    settings, table = summary["settings"], pd.DataFrame(summary["runs"])
-    eps = float(settings["loss_threshold"])
+    settings, table = Settings.from_mapping(summary["settings"]), pd.DataFrame(summary["runs"])
+    eps = settings.loss_threshold
     extra = (
-        f"Depth {settings['depth']}, lr {settings['lr']}, init α = {settings['init_scale']:g} "
-        f"({'balanced' if settings['balanced'] else 'unbalanced'}), det > 0 of the leading square block at init; "
+        f"Depth {settings.depth}, lr {settings.lr}, init α = {settings.init_scale:g} "
+        f"({'balanced' if settings.balanced else 'unbalanced'}), det > 0 of the leading square block at init; "
         f"hidden width min(m, n). Red dotted line: the 2×2 bound (1−√(2ε))²/√(2ε) for reference."
     )
-    caption = caption_text(f"§{SECTION}", tier, common.training_caption(settings, extra))
+    caption = common.training_caption(SECTION, figure, settings, extra)
     return common.plot_unobserved_panels(
         metrics,
         table,
@@ -81,7 +91,7 @@ def plot(results: Path, figure_png: Path, tier: str) -> list[Path]:
 def claims(results: Path, tier: str) -> list[ClaimResult]:
     """Per shape: the run converges with |unobserved| ≥ 0.8·(1−√(2ε))²/√(2ε)."""
     _, summary = load_results(results)
-    eps = float(summary["settings"]["loss_threshold"])
+    eps = Settings.from_mapping(summary["settings"]).loss_threshold
     table = pd.DataFrame(summary["runs"])
     bound = common.blowup_bound(eps)
     out = []

@@ -7,6 +7,7 @@ zero loss needs w11·ε < −1, so |w11| grows towards ≈ 1/ε — unbounded fo
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -15,7 +16,7 @@ import torch
 from rankrepro.experiments.base import Context, load_results, write_results
 from rankrepro.experiments.ch1 import common
 from rankrepro.pipeline.claims import ClaimResult, decide
-from rankrepro.pipeline.plotting import caption_text
+from rankrepro.pipeline.settings import FigureContext
 
 NAME = "dmf_perturbed_problem"
 CHAPTER = "ch1"
@@ -25,20 +26,22 @@ TRACKED = ((0, 0), (0, 1), (1, 0), (1, 1))
 REFERENCE = {"0": 57, "0.01": 34, "0.05": 14, "0.1": 8.5, "0.5": 2}
 
 
-def run(settings: dict, out: Path, ctx: Context) -> None:
+@dataclass(frozen=True)
+class PerturbedProblemSettings(common.DMFSingleRunSettings):
+    """§1.3 settings (schema ``dmf_perturbed_problem``): the GD budget, the one run (with det W(0) < 0) and the
+    values of ε, one perturbed problem w12 = −2, w21 = 0.5, w22 = ε each."""
+
+    epsilons: tuple[float, ...]
+
+
+Settings = PerturbedProblemSettings
+
+
+def run(settings: PerturbedProblemSettings, out: Path, ctx: Context) -> None:
     """One run per ε, all with det W(0) < 0, batched; write metrics.csv and summary.json."""
     started = time.time()
-    epsilons = [float(e) for e in settings["epsilons"]]
-    runs = [
-        common.DMFRun(
-            int(settings["depth"]),
-            float(settings["lr"]),
-            float(settings["init_scale"]),
-            bool(settings["balanced"]),
-            det_sign=-1,
-        )
-        for _ in epsilons
-    ]
+    epsilons = list(settings.epsilons)
+    runs = [settings.dmf_run(det_sign=-1) for _ in epsilons]
     problems = [common.problem_2x2(-2.0, 0.5, e) for e in epsilons]
     targets = torch.stack([p[0] for p in problems])
     masks = torch.stack([p[1] for p in problems])
@@ -46,25 +49,25 @@ def run(settings: dict, out: Path, ctx: Context) -> None:
     table.insert(1, "epsilon", epsilons)
     metrics = metrics.merge(table[["run", "epsilon"]], on="run")
     table = common.finished_table(metrics, table, "w00")
-    write_results(out, metrics, settings, ctx, started, {"runs": table.to_dict(orient="records")})
+    write_results(out, metrics, settings.record(), ctx, started, {"runs": table.to_dict(orient="records")})
 
 
-def plot(results: Path, figure_png: Path, tier: str) -> list[Path]:
+def plot(results: Path, figure_png: Path, figure: FigureContext) -> list[Path]:
     """|w11| vs loss, one curve per ε (colour = iteration)."""
     metrics, summary = load_results(results)
-    settings, table = summary["settings"], pd.DataFrame(summary["runs"])
+    settings, table = Settings.from_mapping(summary["settings"]), pd.DataFrame(summary["runs"])
     table["label"] = [f"ε = {e:g}" for e in table["epsilon"]]
     extra = (
-        f"Depth {settings['depth']}, lr {settings['lr']}, init α = {settings['init_scale']:g} "
-        f"({'balanced' if settings['balanced'] else 'unbalanced'}), det W(0) < 0 enforced."
+        f"Depth {settings.depth}, lr {settings.lr}, init α = {settings.init_scale:g} "
+        f"({'balanced' if settings.balanced else 'unbalanced'}), det W(0) < 0 enforced."
     )
-    caption = caption_text(f"§{SECTION}", tier, common.training_caption(settings, extra))
+    caption = common.training_caption(SECTION, figure, settings, extra)
     return common.plot_unobserved_panels(
         metrics,
         table,
         {"observed w12 = −2, w21 = 0.5, w22 = ε": list(table["run"])},
         "w00",
-        float(settings["loss_threshold"]),
+        settings.loss_threshold,
         None,
         f"§{SECTION} {TITLE}",
         caption,
@@ -83,7 +86,7 @@ def claims(results: Path, tier: str) -> list[ClaimResult]:
     large = table[table["epsilon"] >= 0.05]
     above = bool((large["final_abs_w00"] >= 0.8 / large["epsilon"]).all())
     reference = f"|w11| at loss 1e-4 ≈ {REFERENCE} for ε = 0, 0.01, 0.05, 0.1, 0.5"
-    eps = float(summary["settings"]["loss_threshold"])
+    eps = Settings.from_mapping(summary["settings"]).loss_threshold
     shown = eps <= 1e-4
     note = (
         ""

@@ -18,8 +18,9 @@ from __future__ import annotations
 import logging
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -53,6 +54,7 @@ from rankrepro.factorization.cp import (
 from rankrepro.factorization.cp_als import ALSSettings, estimate_cp_rank
 from rankrepro.pipeline.claims import NOT_SHOWN, ClaimResult, decide
 from rankrepro.pipeline.plotting import add_caption, apply_style, caption_text, save_figure
+from rankrepro.pipeline.settings import FigureContext, SettingsRecord
 
 NAME = "tensor_completion_vs_linear"
 CHAPTER = "ch1"
@@ -77,6 +79,88 @@ REFERENCE = {
 }
 
 
+# ----------------------------------------------------------------------------------------------------- settings
+@dataclass(frozen=True)
+class TensorOrderSettings(SettingsRecord):
+    """One tensor order of the grid (an item of ``orders``): tensors of order N = ``order`` with every mode of
+    dimension d = ``dim``, the numbers n of observed entries, the iteration cap of every run, and its own number of
+    seeds (None: the section's ``num_seeds``)."""
+
+    order: Literal[3, 4]
+    dim: int
+    n_observed: tuple[int, ...]
+    max_iters: int
+    num_seeds: int | None
+
+    @property
+    def dims(self) -> tuple[int, ...]:
+        """The tensor's shape (d, …, d), N times."""
+        return (self.dim,) * self.order
+
+    @property
+    def numel(self) -> int:
+        """Its number of entries dᴺ."""
+        return self.dim**self.order
+
+
+@dataclass(frozen=True)
+class RankEstimationSettings(SettingsRecord):
+    """CP-ALS budget of the CP-rank estimate (``rank_estimation``): the estimated rank is the smallest r whose best
+    fit (of ``restarts`` seeded restarts, ≤ ``max_iters`` iterations, ridge ρ) has MSE < ``tol`` over all entries."""
+
+    tol: float
+    max_iters: int
+    restarts: int
+    ridge: float
+    seed: int
+
+    def als_settings(self) -> ALSSettings:
+        """The CP-ALS settings of the estimate."""
+        return ALSSettings(
+            tol=self.tol, max_iters=self.max_iters, restarts=self.restarts, ridge=self.ridge, seed=self.seed
+        )
+
+
+@dataclass(frozen=True)
+class TensorCompletionSettings(SettingsRecord):
+    """§1.5 settings (schema ``tensor_completion_vs_linear``): seeds of the targets and of the inits, seeds per
+    (order, target rank, n, init), init scales, GroupRMSprop step size, the stop rule (train MSE < ``loss_threshold``
+    at ``stop_patience`` consecutive checks every ``check_every`` iterations), logging and checkpoint cadence, the CP
+    gradient implementation, the target CP ranks, the orders and the rank-estimation budget."""
+
+    data_seed: int
+    seed: int
+    num_seeds: int
+    init_scales: tuple[float, ...]
+    lr: float
+    loss_threshold: float
+    stop_patience: int
+    check_every: int
+    log_every: int
+    checkpoint_every: int
+    method: Literal["auto", "gather", "dense"]
+    target_ranks: tuple[int, ...]
+    orders: tuple[TensorOrderSettings, ...]
+    rank_estimation: RankEstimationSettings
+
+    def seeds_of(self, entry: TensorOrderSettings) -> int:
+        """Runs per (n, init) of one order: its own ``num_seeds`` if set, else the section's."""
+        return self.num_seeds if entry.num_seeds is None else entry.num_seeds
+
+    def train_settings(self, max_iters: int) -> TrainSettings:
+        """The trainer's loop settings for a cap of ``max_iters`` iterations (host syncs every max(check, 1000))."""
+        return TrainSettings(
+            max_iters=max_iters,
+            stop=StopRule(self.loss_threshold, self.stop_patience, self.check_every),
+            log_every=self.log_every,
+            sync_every=max(self.check_every, 1000),
+            checkpoint_every=self.checkpoint_every,
+        )
+
+
+Settings = TensorCompletionSettings
+
+
 # ----------------------------------------------------------------------------------------------------- problem
 def make_problem(order: int, dim: int, target_rank: int, data_seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Target tensor (CP rank ``target_rank``, factors N(0,1), ‖·‖_F = 1) and a fixed permutation of its entries."""
@@ -91,38 +175,33 @@ def observed_indices(permutation: torch.Tensor, n: int, dims: tuple[int, ...]) -
     return multi_indices(permutation[:n], dims)
 
 
-def als_settings(settings: dict[str, Any]) -> ALSSettings:
-    """CP-ALS settings of the rank estimation from the config section."""
-    cfg = settings["rank_estimation"]
-    return ALSSettings(
-        tol=float(cfg["tol"]),
-        max_iters=int(cfg["max_iters"]),
-        restarts=int(cfg["restarts"]),
-        ridge=float(cfg["ridge"]),
-        seed=int(cfg["seed"]),
-    )
-
-
 def _source_hash() -> str:
     """Hash of the library code a batch's numbers depend on."""
     return mechanism_hash(cp, cp_als, trainer, optim, measures)
 
 
-def _batch_fingerprint(settings: dict[str, Any], entry: dict[str, Any], key: str) -> str:
+def _batch_fingerprint(settings: TensorCompletionSettings, entry: TensorOrderSettings, key: str) -> str:
     """Ties a batch file / checkpoint to everything that determines its numbers (not the other batches' grids)."""
-    relevant = {k: v for k, v in settings.items() if k not in ("orders", "target_ranks", "init_scales")}
-    relevant["order_entry"] = {k: v for k, v in entry.items() if k != "n_observed"}
+    relevant = {k: v for k, v in settings.record().items() if k not in ("orders", "target_ranks", "init_scales")}
+    relevant["order_entry"] = {k: v for k, v in entry.record().items() if k != "n_observed"}
     return run_fingerprint(relevant, key, BATCH_FORMAT, _source_hash())
 
 
-def _num_seeds(settings: dict[str, Any], entry: dict[str, Any]) -> int:
-    return int(entry.get("num_seeds", settings["num_seeds"]))
+def _linear_fingerprint(settings: TensorCompletionSettings, entry: TensorOrderSettings, key: str) -> str:
+    """Ties a linear-baseline batch file to what determines its numbers: the n-grid, the targets and the ALS budget."""
+    relevant = {
+        "grid": list(entry.n_observed),
+        "dim": entry.dim,
+        "data_seed": settings.data_seed,
+        "rank": settings.rank_estimation.record(),
+    }
+    return run_fingerprint(relevant, key, BATCH_FORMAT, _source_hash())
 
 
 # ----------------------------------------------------------------------------------------------------- batches
 def _train_batch(
-    settings: dict[str, Any],
-    entry: dict[str, Any],
+    settings: TensorCompletionSettings,
+    entry: TensorOrderSettings,
     target_rank: int,
     n: int,
     init: float,
@@ -133,37 +212,29 @@ def _train_batch(
 ) -> dict[str, Any]:
     """Train every seed of one (order, target rank, n, init) as one batched program; estimate the ranks."""
     started = time.time()
-    order, dim = int(entry["order"]), int(entry["dim"])
-    dims = (dim,) * order
-    target, permutation = make_problem(order, dim, target_rank, int(settings["data_seed"]))
+    order, dims = entry.order, entry.dims
+    target, permutation = make_problem(order, entry.dim, target_rank, settings.data_seed)
     indices = observed_indices(permutation, n, dims)
-    seeds = _num_seeds(settings, entry)
+    seeds = settings.seeds_of(entry)
     components = max_cp_rank(dims)
-    generators = [torch.Generator().manual_seed(derived_seed(settings["seed"], order, s)) for s in range(seeds)]
+    generators = [torch.Generator().manual_seed(derived_seed(settings.seed, order, s)) for s in range(seeds)]
     params = [p.to(ctx.device) for p in init_factors(dims, components, torch.full((seeds,), init), generators)]
-    objective = CPCompletionObjective(target.to(ctx.device), indices.to(ctx.device), settings["method"])
-    optimizer = GroupRMSprop(torch.full((seeds,), float(settings["lr"]), dtype=torch.float64, device=ctx.device))
-    max_iters = int(entry["max_iters"])
-    loop = TrainSettings(
-        max_iters=max_iters,
-        stop=StopRule(float(settings["loss_threshold"]), int(settings["stop_patience"]), int(settings["check_every"])),
-        log_every=int(settings["log_every"]),
-        sync_every=max(int(settings["check_every"]), 1000),
-        checkpoint_every=int(settings["checkpoint_every"]),
-    )
+    objective = CPCompletionObjective(target.to(ctx.device), indices.to(ctx.device), settings.method)
+    optimizer = GroupRMSprop(torch.full((seeds,), settings.lr, dtype=torch.float64, device=ctx.device))
+    max_iters = entry.max_iters
     ckpt = checkpoint_path(out, key)
     result = train(
         objective,
         params,
         optimizer,
-        loop,
+        settings.train_settings(max_iters),
         checkpoint_path=ckpt,
         fingerprint=fingerprint,
         progress=key if ctx.progress else None,
     )
     trained_s = time.time() - started
     final = cp.cp_reconstruct([p.detach() for p in result.params]).cpu()
-    ranks = estimate_cp_rank(final, als_settings(settings))
+    ranks = estimate_cp_rank(final, settings.rank_estimation.als_settings())
     frame = result.metrics_frame()
     iterations = [int(i) for i in result.stopped_at.cpu()]
     executed = max(iterations) - result.resumed_from
@@ -202,16 +273,15 @@ def _train_batch(
 
 
 def _linear_batch(
-    settings: dict[str, Any], entry: dict[str, Any], target_rank: int, fingerprint: str, key: str
+    settings: TensorCompletionSettings, entry: TensorOrderSettings, target_rank: int, fingerprint: str, key: str
 ) -> dict[str, Any]:
     """The linear baseline at every n of the grid, and the ALS rank of the target itself (sanity check)."""
     started = time.time()
-    order, dim = int(entry["order"]), int(entry["dim"])
-    dims = (dim,) * order
-    target, permutation = make_problem(order, dim, target_rank, int(settings["data_seed"]))
-    grid = [int(n) for n in entry["n_observed"]]
+    order, dims = entry.order, entry.dims
+    target, permutation = make_problem(order, entry.dim, target_rank, settings.data_seed)
+    grid = list(entry.n_observed)
     tensors = torch.stack([linear_completion(target, observed_indices(permutation, n, dims)) for n in grid] + [target])
-    ranks = estimate_cp_rank(tensors, als_settings(settings))
+    ranks = estimate_cp_rank(tensors, settings.rank_estimation.als_settings())
     errors = measures.normalized_reconstruction_error(tensors, target)
     rows = [
         {
@@ -234,56 +304,45 @@ def _linear_batch(
     }
 
 
-def _check_settings(settings: dict[str, Any]) -> None:
-    """What the schema cannot say: every n fits the tensor, orders appear once."""
-    orders = [int(e["order"]) for e in settings["orders"]]
+def _check_settings(settings: TensorCompletionSettings) -> None:
+    """What the schema cannot say: every n fits the tensor (n ≤ dᴺ), orders appear once."""
+    orders = [entry.order for entry in settings.orders]
     if len(set(orders)) != len(orders):
         raise ConfigError(f"config key 'experiments.{NAME}.orders': each order may appear once (got {orders})")
-    for k, entry in enumerate(settings["orders"]):
-        numel = int(entry["dim"]) ** int(entry["order"])
-        bad = [int(n) for n in entry["n_observed"] if int(n) > numel]
+    for k, entry in enumerate(settings.orders):
+        bad = [n for n in entry.n_observed if n > entry.numel]
         if bad:
             raise ConfigError(
-                f"config key 'experiments.{NAME}.orders.{k}.n_observed': {bad} exceed the {numel} "
-                f"entries of an order-{entry['order']} tensor of dimension {entry['dim']}"
+                f"config key 'experiments.{NAME}.orders.{k}.n_observed': {bad} exceed the {entry.numel} "
+                f"entries of an order-{entry.order} tensor of dimension {entry.dim}"
             )
 
 
-def run(settings: dict, out: Path, ctx: Context) -> None:
+def run(settings: TensorCompletionSettings, out: Path, ctx: Context) -> None:
     """Train every (order, target rank, n, init) batch, evaluate the linear baseline, write metrics and summary."""
     started = time.time()
     _check_settings(settings)
     out = Path(out)
     batch_dir = out / BATCH_DIR
     tf_records, linear_records = [], []
-    for target_rank in settings["target_ranks"]:
-        for entry in settings["orders"]:
-            order = int(entry["order"])
+    for target_rank in settings.target_ranks:
+        for entry in settings.orders:
+            order = entry.order
             key = f"o{order}_r{target_rank}_linear"
-            fp = run_fingerprint(
-                {
-                    "grid": entry["n_observed"],
-                    "dim": entry["dim"],
-                    "data_seed": settings["data_seed"],
-                    "rank": settings["rank_estimation"],
-                },
-                key,
-                BATCH_FORMAT,
-                _source_hash(),
-            )
+            fp = _linear_fingerprint(settings, entry, key)
             record, hit = cached_batch(
-                batch_dir / f"{key}.json", fp, lambda: _linear_batch(settings, entry, int(target_rank), fp, key)
+                batch_dir / f"{key}.json", fp, lambda: _linear_batch(settings, entry, target_rank, fp, key)
             )
             log.info("%s: %s (%.1f s)", key, "cached" if hit else "computed", record["time_s"])
             linear_records.append(record)
-            for n in entry["n_observed"]:
-                for init in settings["init_scales"]:
-                    key = f"o{order}_r{target_rank}_n{int(n)}_init{float(init):.0e}"
+            for n in entry.n_observed:
+                for init in settings.init_scales:
+                    key = f"o{order}_r{target_rank}_n{n}_init{init:.0e}"
                     fp = _batch_fingerprint(settings, entry, key)
                     record, hit = cached_batch(
                         batch_dir / f"{key}.json",
                         fp,
-                        lambda: _train_batch(settings, entry, int(target_rank), int(n), float(init), out, ctx, key, fp),
+                        lambda: _train_batch(settings, entry, target_rank, n, init, out, ctx, key, fp),
                     )
                     log.info(
                         "%s: %s; %s iterations %s, errors %s, ranks %s",
@@ -299,7 +358,7 @@ def run(settings: dict, out: Path, ctx: Context) -> None:
     capped = table[table["hit_cap"].fillna(False).astype(bool)]
     extra = {
         "runs": table.to_dict(orient="records"),
-        "iteration_caps": {str(e["order"]): int(e["max_iters"]) for e in settings["orders"]},
+        "iteration_caps": {str(entry.order): entry.max_iters for entry in settings.orders},
         "capped_runs": capped[["order", "target_rank", "n_observed", "init_scale", "seed"]].to_dict(orient="records"),
         "targets": [
             {"order": r["order"], "target_rank": r["target_rank"], "target_estimated_rank": r["target_estimated_rank"]}
@@ -323,7 +382,7 @@ def run(settings: dict, out: Path, ctx: Context) -> None:
         ]
         + [{"key": r["key"], "time_s": r["time_s"]} for r in linear_records],
     }
-    write_results(out, metrics, settings, ctx, started, extra)
+    write_results(out, metrics, settings.record(), ctx, started, extra)
     ckpt_dir = out / CHECKPOINT_DIR
     if ckpt_dir.is_dir() and not any(ckpt_dir.iterdir()):
         ckpt_dir.rmdir()
@@ -421,10 +480,11 @@ def _panels(table: pd.DataFrame) -> list[tuple[int, int]]:
     return sorted({(int(o), int(r)) for o, r in zip(table["order"], table["target_rank"])}, key=lambda x: (x[1], x[0]))
 
 
-def plot(results: Path, figure_png: Path, tier: str) -> list[Path]:
+def plot(results: Path, figure_png: Path, figure: FigureContext) -> list[Path]:
     """Per (order, target rank) a row: error (log) vs n and estimated CP rank vs n; linear vs TF per init."""
     _, summary = load_results(results)
-    settings = summary["settings"]
+    settings = Settings.from_mapping(summary["settings"])
+    shapes = {entry.order: entry.dims for entry in settings.orders}
     table = pd.DataFrame(summary["runs"])
     apply_style()
     panels = _panels(table)
@@ -463,34 +523,28 @@ def plot(results: Path, figure_png: Path, tier: str) -> list[Path]:
         rank_ax.set_ylabel("estimated CP rank")
         for ax in (err_ax, rank_ax):
             ax.set_xlabel("# observed entries n")
-            ax.set_title(f"order {order} ({'×'.join(['8'] * order)}), target CP rank {rank}", fontsize=10)
+            ax.set_title(f"order {order} ({'×'.join(map(str, shapes[order]))}), target CP rank {rank}", fontsize=10)
             ax.legend(fontsize=7)
         rank_ax.set_ylim(bottom=0)
     fig.suptitle(f"§{SECTION} {TITLE}", fontsize=11)
-    seeds = {int(e["order"]): int(e.get("num_seeds", settings["num_seeds"])) for e in settings["orders"]}
     grids = "; ".join(
-        f"order {e['order']}: n ∈ {{{', '.join(str(n) for n in e['n_observed'])}}}, "
-        f"{seeds[int(e['order'])]} seeds, cap {int(e['max_iters']):,} iterations"
-        for e in settings["orders"]
+        f"order {entry.order}: n ∈ {{{', '.join(str(n) for n in entry.n_observed)}}}, "
+        f"{settings.seeds_of(entry)} seeds, cap {entry.max_iters:,} iterations"
+        for entry in settings.orders
     )
-    rank_cfg = settings["rank_estimation"]
+    components = " / ".join(str(max_cp_rank(entry.dims)) for entry in settings.orders)
+    rank_cfg = settings.rank_estimation
     n_capped = len(summary.get("capped_runs", []))
     details = (
-        f"CP model with R = ∏d/max d components (64 / 512), factors N(0, init²), GroupRMSprop lr {settings['lr']}, "
-        f"MSE over observed entries, stop when train MSE < {settings['loss_threshold']:g} at "
-        f"{settings['stop_patience']} consecutive checks every {settings['check_every']} iterations. {grids}. "
+        f"CP model with R = ∏d/max d components ({components}), factors N(0, init²), GroupRMSprop lr {settings.lr}, "
+        f"MSE over observed entries, stop when train MSE < {settings.loss_threshold:g} at "
+        f"{settings.stop_patience} consecutive checks every {settings.check_every} iterations. {grids}. "
         f"Lines: median over seeds, bands 25–75 %. {n_capped} run(s) hit the iteration cap (× markers). "
         f"Linear = observed entries, zeros elsewhere. Estimated CP rank = smallest r whose CP-ALS fit "
-        f"(best of {rank_cfg['restarts']} seeded restarts, ≤ {rank_cfg['max_iters']} iterations) has MSE < "
-        f"{rank_cfg['tol']:g} over all entries."
+        f"(best of {rank_cfg.restarts} seeded restarts, ≤ {rank_cfg.max_iters} iterations) has MSE < "
+        f"{rank_cfg.tol:g} over all entries."
     )
-    substitutions = (
-        "iteration cap instead of the paper's 1e6 (the spec allows 5e4–1e5); "
-        "reduced n-grid/seeds/caps where listed above"
-        if tier != "paper"
-        else "iteration cap instead of 1e6 (spec: 5e4–1e5)"
-    )
-    add_caption(fig, caption_text(f"§{SECTION}", tier, details, substitutions))
+    add_caption(fig, caption_text(f"§{SECTION}", figure.tier, details, figure.substitutions(summary["settings"])))
     return save_figure(fig, figure_png)
 
 
