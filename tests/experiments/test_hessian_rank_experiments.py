@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import copy
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +14,11 @@ from rankrepro.data.image_datasets import ImageDataset
 from rankrepro.experiments.base import Context, load_results
 from rankrepro.experiments.ch5 import common, hessian_rank_vs_depth, hessian_rank_vs_sample_size, hessian_rank_vs_width
 from rankrepro.pipeline.claims import DATA_UNAVAILABLE, FAILED, NOT_SHOWN, PASSED
-from rankrepro.pipeline.config import validate_config
+from rankrepro.pipeline.config import experiment_section, load_config, load_schema, validate_config
+from rankrepro.pipeline.settings import FigureContext, bookkeeping_keys
+
+ROOT = Path(__file__).resolve().parents[2]
+MODULES = (hessian_rank_vs_width, hessian_rank_vs_depth, hessian_rank_vs_sample_size)
 
 COMMON = {
     "seed": 5,
@@ -49,6 +53,22 @@ class FakeData:
 
 
 CTX = Context(tier="test", device=torch.device("cpu"), threads=1, progress=False)
+FIGURE = FigureContext("test")
+
+
+def width(**changes) -> hessian_rank_vs_width.Settings:
+    """The width sweep's test settings, typed, with ``changes``."""
+    return hessian_rank_vs_width.Settings.from_mapping({**WIDTH, **changes})
+
+
+def depth(**changes) -> hessian_rank_vs_depth.Settings:
+    """The depth sweep's test settings, typed, with ``changes``."""
+    return hessian_rank_vs_depth.Settings.from_mapping({**DEPTH, **changes})
+
+
+def sample_size(**changes) -> hessian_rank_vs_sample_size.Settings:
+    """The sample-size sweep's test settings, typed, with ``changes``."""
+    return hessian_rank_vs_sample_size.Settings.from_mapping({**SAMPLES, **changes})
 
 
 # ----------------------------------------------------------------------------------------------------- data
@@ -94,7 +114,7 @@ def test_the_network_of_an_architecture_is_the_same_for_every_loss_and_n():
 @pytest.fixture(scope="module")
 def width_results(tmp_path_factory):
     out = tmp_path_factory.mktemp("width")
-    hessian_rank_vs_width.run(copy.deepcopy(WIDTH), out, CTX, FakeData())
+    hessian_rank_vs_width.run(width(), out, CTX, FakeData())
     return out
 
 
@@ -113,18 +133,18 @@ def test_a_finished_sweep_is_served_from_its_point_files(width_results, monkeypa
         raise AssertionError("a cached point was recomputed")
 
     monkeypatch.setattr(common, "compute_point", fail)
-    hessian_rank_vs_width.run(copy.deepcopy(WIDTH), width_results, CTX, FakeData())
+    hessian_rank_vs_width.run(width(), width_results, CTX, FakeData())
 
 
 def test_an_interrupted_sweep_recomputes_only_its_missing_points(tmp_path, monkeypatch):
-    settings = {**DEPTH, "losses": ["mse"], "activations": ["linear"]}
-    hessian_rank_vs_depth.run(copy.deepcopy(settings), tmp_path, CTX, FakeData())
+    settings = depth(losses=["mse"], activations=["linear"])
+    hessian_rank_vs_depth.run(settings, tmp_path, CTX, FakeData())
     before = read_json(tmp_path / "summary.json")["points"]
     (tmp_path / "batches" / "mnist_mse_linear_1.json").unlink()
     calls = []
     original = common.compute_point
     monkeypatch.setattr(common, "compute_point", lambda *a, **k: calls.append(a[4].value) or original(*a, **k))
-    hessian_rank_vs_depth.run(copy.deepcopy(settings), tmp_path, CTX, FakeData())
+    hessian_rank_vs_depth.run(settings, tmp_path, CTX, FakeData())
     assert calls == [1]
     after = read_json(tmp_path / "summary.json")["points"]
     strip = [{k: v for k, v in p.items() if k != "time_s"} for p in before]
@@ -132,12 +152,12 @@ def test_an_interrupted_sweep_recomputes_only_its_missing_points(tmp_path, monke
 
 
 def test_a_point_file_from_other_settings_is_recomputed(tmp_path, monkeypatch):
-    settings = {**DEPTH, "losses": ["mse"], "activations": ["linear"], "depths": [1]}
-    hessian_rank_vs_depth.run(copy.deepcopy(settings), tmp_path, CTX, FakeData())
+    settings = {"losses": ["mse"], "activations": ["linear"], "depths": [1]}
+    hessian_rank_vs_depth.run(depth(**settings), tmp_path, CTX, FakeData())
     calls = []
     original = common.compute_point
     monkeypatch.setattr(common, "compute_point", lambda *a, **k: calls.append(1) or original(*a, **k))
-    hessian_rank_vs_depth.run({**copy.deepcopy(settings), "seed": 6}, tmp_path, CTX, FakeData())
+    hessian_rank_vs_depth.run(depth(**settings, seed=6), tmp_path, CTX, FakeData())
     assert calls == [1]
 
 
@@ -148,13 +168,12 @@ def test_width_claims_and_figure(width_results, tmp_path):
     assert verdicts["nonlinear_ranks_within_bounds"] == PASSED
     # r = 16, K' = 10 for MSE: the rank is affine in w from w = 10 on and the sweep reaches 24 ≥ 2·10
     assert verdicts["linear_rank_fraction_falls_with_width"] == PASSED
-    paths = hessian_rank_vs_width.plot(width_results, tmp_path / "fig.png", "test")
+    paths = hessian_rank_vs_width.plot(width_results, tmp_path / "fig.png", FIGURE)
     assert {p.suffix for p in paths} == {".png", ".pdf"} and all(p.stat().st_size > 0 for p in paths)
 
 
 def test_sample_size_sweep_saturates_once_the_data_rank_does(tmp_path):
-    settings = {**SAMPLES, "losses": ["mse"], "activations": ["linear"]}
-    hessian_rank_vs_sample_size.run(copy.deepcopy(settings), tmp_path, CTX, FakeData())
+    hessian_rank_vs_sample_size.run(sample_size(losses=["mse"], activations=["linear"]), tmp_path, CTX, FakeData())
     _, summary = load_results(tmp_path)
     assert [p["r"] for p in summary["points"]] == [2, 6, 12, 16, 16, 16]
     claims = {c.claim_id: c for c in hessian_rank_vs_sample_size.claims(tmp_path, "test")}
@@ -165,18 +184,18 @@ def test_sample_size_sweep_saturates_once_the_data_rank_does(tmp_path):
 
 
 def test_an_optional_dataset_that_cannot_be_obtained_is_reported_as_unavailable(tmp_path):
-    settings = {**DEPTH, "losses": ["mse"], "activations": ["linear"], "depths": [1], "optional_datasets": ["cifar-10"]}
-    hessian_rank_vs_depth.run(copy.deepcopy(settings), tmp_path, CTX, FakeData())
+    settings = {"losses": ["mse"], "activations": ["linear"], "depths": [1], "optional_datasets": ["cifar-10"]}
+    hessian_rank_vs_depth.run(depth(**settings), tmp_path, CTX, FakeData())
     metrics, summary = load_results(tmp_path)
     assert set(metrics["dataset"]) == {"mnist"} and "offline test" in summary["unavailable"]["cifar-10"]
     claims = {c.claim_id: c for c in hessian_rank_vs_depth.claims(tmp_path, "test")}
     assert claims["cifar-10_ranks_equal_formulas"].verdict == DATA_UNAVAILABLE
     assert claims["mnist_linear_mse_ranks_equal_formulas"].verdict == PASSED
-    paths = hessian_rank_vs_depth.plot(tmp_path, tmp_path / "fig.png", "test")
+    paths = hessian_rank_vs_depth.plot(tmp_path, tmp_path / "fig.png", FIGURE)
     assert all(p.is_file() for p in paths)
     with pytest.raises(DataError, match="offline test"):  # a required dataset stops the run
         hessian_rank_vs_depth.run(
-            {**copy.deepcopy(settings), "datasets": ["cifar-10"], "optional_datasets": []},
+            depth(**{**settings, "datasets": ["cifar-10"], "optional_datasets": []}),
             tmp_path / "again",
             CTX,
             FakeData(),
@@ -186,6 +205,11 @@ def test_an_optional_dataset_that_cannot_be_obtained_is_reported_as_unavailable(
 # ----------------------------------------------------------------------------------------------------- claims logic
 def _summary_with(records: list[dict], **settings) -> dict:
     return {"settings": {**COMMON, **settings}, "points": records, "data": {"mnist": []}}
+
+
+def _settings(summary: dict) -> common.HessianSweepSettings:
+    """The shared sweep settings a summary of :func:`_summary_with` records, typed."""
+    return common.HessianSweepSettings.from_mapping(summary["settings"])
 
 
 def _record(
@@ -220,7 +244,7 @@ def test_formula_claim_fails_on_a_mismatch_at_a_well_posed_point():
     summary = _summary_with(
         [_record(4, 100, 100), _record(8, 150, 151), _record(12, 200, 200), _record(16, 250, 250)], losses=["mse"]
     )
-    claim = common.formula_claims(summary, "x", "5.1")[0]
+    claim = common.formula_claims(summary, _settings(summary), "x", "5.1")[0]
     assert claim.verdict == FAILED and claim.measured["mismatches"] == 1 and "x=8" in claim.details
     assert claim.claim_id == "mnist_linear_mse_ranks_equal_formulas"
 
@@ -237,27 +261,31 @@ def test_formula_claim_lists_ill_defined_points_and_shows_nothing_when_most_are(
         ],
         losses=["mse"],
     )
-    claim = common.formula_claims(few, "x", "5.1")[0]
+    claim = common.formula_claims(few, _settings(few), "x", "5.1")[0]
     assert claim.verdict == PASSED and claim.measured["ill_posed_points"] == 1
     assert claim.measured["mismatches_at_ill_posed_points"] == 1 and "ill-defined" in claim.details
     assert claim.measured["ill_defined_points_with_formula_within_tolerance_range"] == 1
     many = _summary_with([_record(4, 100, 100, fragile), _record(8, 150, 151, fragile)], losses=["mse"])
-    assert common.formula_claims(many, "x", "5.1")[0].verdict == NOT_SHOWN
+    assert common.formula_claims(many, _settings(many), "x", "5.1")[0].verdict == NOT_SHOWN
 
 
 def test_formula_claims_do_not_apply_to_networks_with_biases():
     summary = _summary_with([_record(4, 100, 100)], losses=["mse"], bias=True)
-    claim = common.formula_claims(summary, "x", "5.1")[0]
+    claim = common.formula_claims(summary, _settings(summary), "x", "5.1")[0]
     assert claim.verdict == NOT_SHOWN and "bias-free" in claim.details
 
 
 def test_bound_claim_fails_when_a_rank_exceeds_its_bound():
     record = _record(4, 100, 90, activation="relu")
     record["bounds"] = {"loss": 99, "outer": 10**6, "functional": 10**6}
-    claim = common.bound_claim(_summary_with([record]), "x", "5.1")
+    summary = _summary_with([record])
+    claim = common.bound_claim(summary, _settings(summary), "x", "5.1")
     assert claim.verdict == FAILED and "100 > 99" in claim.details
     assert claim.measured["ranges"]["relu/mse"]["rank_over_formula"] == [1.111, 1.111]
-    assert common.bound_claim(_summary_with([_record(4, 1, 1)]), "x", "5.1").verdict == NOT_SHOWN
+    linear_only = _summary_with([_record(4, 1, 1)])
+    assert common.bound_claim(linear_only, _settings(linear_only), "x", "5.1").verdict == NOT_SHOWN
+    with_biases = _summary_with([record], bias=True)
+    assert common.bound_claim(with_biases, _settings(with_biases), "x", "5.1").verdict == NOT_SHOWN
 
 
 def test_saturation_claim_fails_when_the_rank_moves_on_the_plateau():
@@ -297,3 +325,47 @@ def test_shared_defaults_are_filled_in_from_the_common_block():
     filled = settings["experiments"]["hessian_rank_vs_width"]
     assert filled["losses"] == ["mse", "ce", "logcosh"] and filled["resize"] == "nearest"
     assert filled["bias"] is False and filled["hidden_layers"] == 2 and filled["optional_datasets"] == []
+
+
+@pytest.mark.parametrize("tier", ["smoke.yaml", "config.yaml", "paper.yaml"])
+@pytest.mark.parametrize("module", MODULES, ids=lambda module: module.NAME)
+def test_settings_are_built_from_every_tier_and_record_its_section_unchanged(module, tier):
+    section = experiment_section(load_config(ROOT / "config" / tier), module.NAME)
+    settings = module.Settings.from_mapping(section, f"experiments.{module.NAME}")
+    assert settings.record() == section
+    assert isinstance(settings.losses, tuple) and isinstance(settings.bias, bool) and settings.seed == section["seed"]
+    assert common.computed_datasets(settings, dict.fromkeys(section["datasets"])) == section["datasets"]
+
+
+def test_settings_refuse_a_value_their_type_does_not_admit():
+    with pytest.raises(ConfigError, match="resize"):
+        width(resize="bicubic")
+    with pytest.raises(ConfigError, match="widths.1"):
+        width(widths=[2, 2.5])
+    assert width().widths == (2, 6, 12, 24) and sample_size().hidden == (4,)
+
+
+def _figure(module, tier: str) -> tuple[FigureContext, dict]:
+    """The figure context of ``module`` against config/paper.yaml (as ``rankrepro plot`` builds it) and the
+    experiment's section of config/``tier``."""
+    paper = experiment_section(load_config(ROOT / "config" / "paper.yaml"), module.NAME)
+    figure = FigureContext(tier, paper, bookkeeping_keys(load_schema(), module.NAME))
+    return figure, experiment_section(load_config(ROOT / "config" / f"{tier}.yaml"), module.NAME)
+
+
+@pytest.mark.parametrize("module", MODULES, ids=lambda module: module.NAME)
+def test_the_caption_names_how_the_smoke_tier_departs_from_the_paper_tier(module):
+    figure, smoke = _figure(module, "smoke")
+    text = common.substitutions({"settings": smoke, "unavailable": {}}, figure)
+    assert text.startswith("settings departing from the paper tier: ")
+    assert "activations [linear, relu] (paper: [linear, relu, tanh])" in text
+    assert "optional_datasets [] (paper: [cifar-10])" in text
+    assert "seed" not in text and "resize" not in text  # the same in both tiers
+
+
+@pytest.mark.parametrize("module", MODULES, ids=lambda module: module.NAME)
+def test_the_paper_tier_caption_has_no_substitutions_unless_a_dataset_was_unavailable(module):
+    figure, paper = _figure(module, "paper")
+    assert common.substitutions({"settings": paper, "unavailable": {}}, figure) == "none"
+    missing = common.substitutions({"settings": paper, "unavailable": {"cifar-10": "offline"}}, figure)
+    assert missing == "CIFAR-10 (grey) unavailable here (data-unavailable in the scorecard)"

@@ -17,10 +17,10 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -45,13 +45,13 @@ from rankrepro.hessian import maps as hessian
 from rankrepro.hessian.maps import MLP, data_rank, glorot_normal_init, map_ranks, predicted_ranks
 from rankrepro.pipeline.claims import DATA_UNAVAILABLE, ClaimResult, decide
 from rankrepro.pipeline.plotting import add_caption, add_title, apply_style, caption_text, save_figure
+from rankrepro.pipeline.settings import FigureContext, SettingsRecord
 
 log = logging.getLogger(__name__)
 
 #: bump when the way a point is computed changes (invalidates cached point files); 2: map_ranks (structural maps,
 #: decomposed on a subspace that holds their range) instead of autodiff maps decomposed whole
 POINT_FORMAT = 2
-DATASETS = ("mnist", "fashion-mnist", "cifar-10")
 #: weights of R, G, B in the grey value of a colour image (ITU-R 601-2, as PIL's "L" mode)
 LUMA = (0.299, 0.587, 0.114)
 KINDS = ("loss", "outer", "functional")
@@ -65,6 +65,32 @@ REFERENCE = (
 )
 #: the formula claims show nothing when more than this fraction of a sweep's points have an ill-defined rank
 MAX_ILL_POSED = 0.25
+#: settings a point's key already names (its dataset, loss, activation): left out of its fingerprint, so that adding a
+#: dataset, loss or activation recomputes no other point
+POINT_KEY_SETTINGS = ("datasets", "optional_datasets", "losses", "activations")
+
+Dataset = Literal["mnist", "fashion-mnist", "cifar-10"]
+Loss = Literal["mse", "ce", "logcosh"]
+Activation = Literal["linear", "relu", "tanh"]
+
+
+@dataclass(frozen=True)
+class HessianSweepSettings(SettingsRecord):
+    """What every chapter-5 sweep's settings hold (schema ``hessian_common``): the data (the first training images of
+    each dataset, grey, resized to ``image_side`` × ``image_side`` by ``resize``), the losses and hidden-layer
+    activations swept, and the networks' init (Glorot-normal, ``seed``; biases in every layer when ``bias``)."""
+
+    seed: int
+    datasets: tuple[Dataset, ...]
+    optional_datasets: tuple[Dataset, ...]
+    losses: tuple[Loss, ...]
+    activations: tuple[Activation, ...]
+    image_side: int
+    resize: Literal["nearest", "area"]
+    bias: bool
+
+
+SweepSettings = TypeVar("SweepSettings", bound=HessianSweepSettings)
 
 
 @dataclass(frozen=True)
@@ -124,11 +150,18 @@ def network_for(
 
 
 def compute_point(
-    X: torch.Tensor, Y: torch.Tensor, loss: str, activation: str, point: Point, settings: dict, device: torch.device
+    X: torch.Tensor,
+    Y: torch.Tensor,
+    loss: str,
+    activation: str,
+    point: Point,
+    settings: HessianSweepSettings,
+    device: torch.device,
 ) -> dict[str, Any]:
-    """Ranks (with robustness reports), closed-form predictions and bounds of one network on (X, Y)."""
+    """Ranks (with robustness reports), closed-form predictions and bounds of one network on (X, Y); the network's
+    biases and init seed are the sweep's ``settings``."""
     started = time.time()
-    mlp, theta = network_for(point, X.shape[1], Y.shape[1], activation, bool(settings["bias"]), int(settings["seed"]))
+    mlp, theta = network_for(point, X.shape[1], Y.shape[1], activation, settings.bias, settings.seed)
     r = data_rank(X)
     reports = map_ranks(mlp, theta.to(device), X.to(device), Y.to(device), loss)
     return {
@@ -158,8 +191,19 @@ def data_conditioning(X: torch.Tensor) -> dict[str, float | int]:
     return {"n": int(X.shape[0]), "r": r, "smallest_over_largest": float(sigma[r - 1] / sigma[0]) if r else 0.0}
 
 
+def point_settings(settings: HessianSweepSettings) -> dict[str, Any]:
+    """The settings a point's numbers depend on beyond its key, as recorded (fingerprinted): all but
+    :data:`POINT_KEY_SETTINGS`."""
+    return {key: value for key, value in settings.record().items() if key not in POINT_KEY_SETTINGS}
+
+
 def run_sweep(
-    settings: dict, out: Path, ctx: Context, data: DataSource, sweep: str, points: Callable[[dict], list[Point]]
+    settings: SweepSettings,
+    out: Path,
+    ctx: Context,
+    data: DataSource,
+    sweep: str,
+    points: Callable[[SweepSettings], list[Point]],
 ) -> None:
     """Compute every point of the sweep (cached per point) and write metrics (one row per point × Hessian) and the
     summary (point records, the data's rank and conditioning per n, the largest Hessian and its time)."""
@@ -168,13 +212,13 @@ def run_sweep(
     sweep_points = points(settings)
     max_samples = max(point.num_samples for point in sweep_points)
     sample_sizes = sorted({point.num_samples for point in sweep_points})
-    common = {k: v for k, v in settings.items() if k not in ("datasets", "optional_datasets", "losses", "activations")}
+    common = point_settings(settings)
     records, conditioning, unavailable = [], {}, {}
-    for dataset, images in available_datasets(settings, data.image_classification, unavailable):
-        X_all, Y_all = first_samples(images, max_samples, int(settings["image_side"]), settings["resize"])
+    for dataset, images in available_datasets(settings.record(), data.image_classification, unavailable):
+        X_all, Y_all = first_samples(images, max_samples, settings.image_side, settings.resize)
         conditioning[dataset] = [data_conditioning(X_all[:n]) for n in sample_sizes]
-        for loss in settings["losses"]:
-            for activation in settings["activations"]:
+        for loss in settings.losses:
+            for activation in settings.activations:
                 for point in sweep_points:
                     key = point_key(dataset, loss, activation, point)
                     fingerprint = run_fingerprint(common, key, POINT_FORMAT, _source_hash())
@@ -215,7 +259,7 @@ def run_sweep(
             ({"p": r["p"], "time_s": r["time_s"], "key": r["key"]} for r in records), key=lambda item: item["p"]
         ),
     }
-    write_results(out, metrics, settings, ctx, started, extra)
+    write_results(out, metrics, settings.record(), ctx, started, extra)
 
 
 def tidy_metrics(records: list[dict], sweep: str) -> pd.DataFrame:
@@ -254,27 +298,37 @@ def tidy_metrics(records: list[dict], sweep: str) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------------------------------- figure
+def load_sweep(
+    results: Path, settings_class: type[SweepSettings]
+) -> tuple[pd.DataFrame, dict[str, Any], SweepSettings]:
+    """A sweep's metrics and summary (:func:`load_results`) and its settings, typed from the mapping the summary
+    records."""
+    metrics, summary = load_results(results)
+    return metrics, summary, settings_class.from_mapping(summary["settings"], f"settings in {results}")
+
+
 def plot_sweep(
     results: Path,
     figure_png: Path,
-    tier: str,
+    figure: FigureContext,
+    settings_class: type[SweepSettings],
     *,
     section: str,
     title: str,
     xlabel: str,
-    describe: Callable[[dict], str],
+    describe: Callable[[SweepSettings], str],
 ) -> list[Path]:
     """Rows = losses, columns = dataset × activation: empirical ranks of H_L, H_O, H_F (markers), the linear-network
     formulas (lines; dotted where the network is not linear, for comparison only) and p (grey dashes), log scale.
-    ``describe(settings)`` says what the sweep's networks and samples are (caption)."""
-    metrics, summary = load_results(results)
-    settings = summary["settings"]
+    The settings are read from the summary as ``settings_class``; ``describe(settings)`` says what the sweep's networks
+    and samples are (caption)."""
+    metrics, summary, settings = load_sweep(results, settings_class)
     details = describe(settings) + " " + data_details(settings)
-    losses = [loss for loss in settings["losses"] if loss in set(metrics["loss"])]
+    losses = [loss for loss in settings.losses if loss in set(metrics["loss"])]
     columns = [
         (dataset, activation)
-        for dataset in computed_datasets(summary)
-        for activation in settings["activations"]
+        for dataset in computed_datasets(settings, summary["data"])
+        for activation in settings.activations
         if ((metrics["dataset"] == dataset) & (metrics["activation"] == activation)).any()
     ]
     apply_style()
@@ -329,43 +383,36 @@ def plot_sweep(
             legend.setdefault(label, handle)
     fig.legend(legend.values(), legend.keys(), loc="outside right upper", fontsize=7.5)
     add_title(fig, f"§{section} {title}")
-    add_caption(fig, caption_text(f"§{section}", tier, details, substitutions(summary)))
+    add_caption(fig, caption_text(f"§{section}", figure.tier, details, substitutions(summary, figure)))
     return save_figure(fig, figure_png)
 
 
-def data_details(settings: dict) -> str:
+def data_details(settings: HessianSweepSettings) -> str:
     """Caption text on the data and the networks."""
-    side = int(settings["image_side"])
+    side = settings.image_side
     return (
-        f"First n training images, pixels/255, {settings['resize']}-resized to {side}×{side} (d = {side * side}), "
-        f"one-hot labels (K = 10); bias-free networks{' with biases' if settings['bias'] else ''}, Glorot-normal "
-        f"init (one draw per architecture, seed {settings['seed']}), at initialisation, float64. Rank: eigenvalues "
+        f"First n training images, pixels/255, {settings.resize}-resized to {side}×{side} (d = {side * side}), "
+        f"one-hot labels (K = 10); bias-free networks{' with biases' if settings.bias else ''}, Glorot-normal "
+        f"init (one draw per architecture, seed {settings.seed}), at initialisation, float64. Rank: eigenvalues "
         f"of the symmetric Hessian above |λ|max·p·eps (H_O from the squared singular values of its nK×p factor), "
         f"each map decomposed on a subspace that holds its range (exact; H_L and H_F whole where p < 800)."
     )
 
 
-def substitutions(summary: dict) -> str:
-    """What the tier leaves out of the paper's setting (MNIST, Fashion-MNIST, CIFAR-10, nearest-neighbour resizing)."""
-    settings = summary["settings"]
-    unavailable = summary.get("unavailable", {})
-    parts = [f"{DATASET_LABELS.get(d, d)} unavailable here (data-unavailable in the scorecard)" for d in unavailable]
-    configured = {*settings["datasets"], *settings["optional_datasets"]}
-    missing = [DATASET_LABELS.get(d, d).replace(" (grey)", "") for d in DATASETS if d not in configured]
-    if missing:
-        parts.append(f"not run in this tier: {', '.join(missing)}")
-    if settings["resize"] != "nearest":
-        parts.append(
-            f"{settings['resize']} resizing (nearest-neighbour resizing gives the authors' r = 41 for the "
-            f"first 100 MNIST images)"
-        )
-    return "; ".join(parts) or "none"
+def substitutions(summary: dict[str, Any], figure: FigureContext) -> str:
+    """The caption's substitutions: the optional datasets the run could not obtain (what the settings cannot show),
+    then how the recorded settings depart from the paper tier's (:meth:`FigureContext.substitutions`)."""
+    unavailable = [
+        f"{DATASET_LABELS.get(d, d)} unavailable here (data-unavailable in the scorecard)"
+        for d in summary.get("unavailable", {})
+    ]
+    return figure.substitutions(summary["settings"], *unavailable)
 
 
-def computed_datasets(summary: dict) -> list[str]:
-    """The datasets the sweep ran on, in config order (optional ones that could not be obtained left out)."""
-    settings = summary["settings"]
-    return [d for d in [*settings["datasets"], *settings["optional_datasets"]] if d in summary["data"]]
+def computed_datasets(settings: HessianSweepSettings, data: Mapping[str, Any]) -> list[str]:
+    """The datasets the sweep ran on (those with a record in the summary's ``data``), in config order: optional ones
+    that could not be obtained left out."""
+    return [d for d in (*settings.datasets, *settings.optional_datasets) if d in data]
 
 
 # ----------------------------------------------------------------------------------------------------- claims
@@ -414,20 +461,19 @@ def _mismatches(row: Any) -> list[str]:
     ]
 
 
-def formula_claims(summary: dict, name: str, section: str) -> list[ClaimResult]:
+def formula_claims(summary: dict, settings: HessianSweepSettings, name: str, section: str) -> list[ClaimResult]:
     """Per dataset and loss: at every linear-network point whose numerical rank is well defined (:func:`is_well_posed`),
     rank H_L, H_O, H_F equal the closed forms. Ill-defined points (eigenvalues next to the tolerance, which happens
     when the data X have directions of tiny variance) are listed with what they gave, and counted where the formula
     at least lies between the ranks at 100τ and τ/100; when more than MAX_ILL_POSED of the points are ill-defined
     the claim is not shown."""
     table = point_table(summary)
-    settings = summary["settings"]
     linear = table[table["activation"] == "linear"]
     out = []
-    for dataset in computed_datasets(summary):
+    for dataset in computed_datasets(settings, summary["data"]):
         conditioning = summary["data"][dataset]
         worst = min((c["smallest_over_largest"] for c in conditioning), default=None)
-        for loss in settings["losses"]:
+        for loss in settings.losses:
             part = linear[(linear["loss"] == loss) & (linear["dataset"] == dataset)]
             rows = [(row, is_well_posed(row), _mismatches(row)) for row in part.itertuples()]
             failures = [f"x={row.value}: {', '.join(bad)}" for row, posed, bad in rows if posed and bad]
@@ -436,7 +482,7 @@ def formula_claims(summary: dict, name: str, section: str) -> list[ClaimResult]:
             bottleneck = sum(min(row.hidden, default=10**9) < min(row.r, k_eff) for row, _, _ in rows)
             deficient = int((part["r"] < part["d"]).sum())
             bracketed = sum(all(_bracketed(row, kind) for kind in KINDS) for row, posed, _ in rows if not posed)
-            shown = len(part) > 0 and not settings["bias"] and len(ill_posed) <= MAX_ILL_POSED * len(part)
+            shown = len(part) > 0 and not settings.bias and len(ill_posed) <= MAX_ILL_POSED * len(part)
             details = (
                 f"{len(part)} points ({bottleneck} with a hidden width as the bottleneck q, {deficient} with "
                 f"r < d); smallest spectral gap at the cut 10^{smallest_gap(part)}"
@@ -449,7 +495,7 @@ def formula_claims(summary: dict, name: str, section: str) -> list[ClaimResult]:
                     else ""
                 )
             )
-            if settings["bias"]:
+            if settings.bias:
                 details = "the closed forms are for bias-free networks; this tier's networks have biases"
             elif part.empty:
                 details = "the tier runs no linear network"
@@ -499,7 +545,7 @@ def estimate_ratios(nonlinear: pd.DataFrame) -> dict[str, dict[str, list[float]]
     return ratios
 
 
-def bound_claim(summary: dict, name: str, section: str) -> ClaimResult:
+def bound_claim(summary: dict, settings: HessianSweepSettings, name: str, section: str) -> ClaimResult:
     """Non-linear networks: every rank is within the exact upper bounds. How far the linear-network formula is from
     their rank is reported (rank/formula, rank/p), never asserted: the paper calls it an estimate."""
     nonlinear = nonlinear_rows(summary)
@@ -517,7 +563,7 @@ def bound_claim(summary: dict, name: str, section: str) -> ClaimResult:
         section,
         "ReLU/tanh networks: rank ≤ p − (d − r)·M_1 (− M_{L−1} for CE), rank H_O ≤ n·K', and with one ReLU "
         "layer rank H_F ≤ 2M·min(r, K'); the linear formula is compared (rank/formula reported), never asserted",
-        decide(not above, not nonlinear.empty and not summary["settings"]["bias"]),
+        decide(not above, not nonlinear.empty and not settings.bias),
         {"points": int(len(nonlinear)), "violations": len(above), "ranges": ratios},
         "spec: bounds exact for any activation; ReLU −42 % … +43 % of the linear formula on 8×8 digits (dead units "
         "at small width), tanh up to +58 %",
@@ -530,11 +576,11 @@ def bound_claim(summary: dict, name: str, section: str) -> ClaimResult:
     )
 
 
-def sweep_claims(summary: dict, name: str, section: str) -> list[ClaimResult]:
+def sweep_claims(summary: dict, settings: HessianSweepSettings, name: str, section: str) -> list[ClaimResult]:
     """The claims every sweep checks: closed forms (linear networks) and exact bounds (non-linear ones)."""
     return (
-        formula_claims(summary, name, section)
-        + [bound_claim(summary, name, section)]
+        formula_claims(summary, settings, name, section)
+        + [bound_claim(summary, settings, name, section)]
         + unavailable_claims(summary, name, section)
     )
 

@@ -1,57 +1,74 @@
 """§5.3 — Hessian rank vs sample size: the rank depends on the data only through r = rank(Σ x xᵀ), so it grows
 with n while r does and saturates once r stops growing (at r = d for data spanning the input space).
 
-Paper: n = 10 … 400, 8×8 images, hidden widths [10, 10]. The mechanism is in
+The paper's sample sizes, image side and hidden widths: config/paper.yaml. The mechanism is in
 :mod:`rankrepro.experiments.ch5.common`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from rankrepro.data.sources import DataSource
-from rankrepro.experiments.base import Context, load_results
+from rankrepro.experiments.base import Context
 from rankrepro.experiments.ch5.common import (
     KINDS,
     REFERENCE,
+    HessianSweepSettings,
     Point,
     is_well_posed,
+    load_sweep,
     plot_sweep,
     point_table,
     run_sweep,
     sweep_claims,
 )
 from rankrepro.pipeline.claims import ClaimResult, decide
+from rankrepro.pipeline.settings import FigureContext
 
 NAME = "hessian_rank_vs_sample_size"
 CHAPTER = "ch5"
 SECTION = "5.3"
 TITLE = "Hessian rank vs sample size: it grows with the data rank r and saturates once r stops growing"
 DATASETS = ("mnist", "fashion-mnist", "cifar-10")
+#: the figure's x axis: the swept quantity
+XLABEL = "number of samples n"
 #: the final plateau of r must hold at least this many sweep points for the saturation claim to show
 MIN_PLATEAU = 3
 
 
-def points(settings: dict) -> list[Point]:
+@dataclass(frozen=True)
+class SampleSizeSweepSettings(HessianSweepSettings):
+    """Settings of the sample-size sweep: the shared data, losses, activations and init (:class:`HessianSweepSettings`),
+    networks of hidden widths ``hidden`` on the first n images for each n in ``sample_sizes``."""
+
+    hidden: tuple[int, ...]
+    sample_sizes: tuple[int, ...]
+
+
+Settings = SampleSizeSweepSettings
+
+
+def points(settings: SampleSizeSweepSettings) -> list[Point]:
     """One point per sample size n, hidden widths ``hidden``."""
-    hidden = tuple(int(w) for w in settings["hidden"])
-    return [Point(int(n), hidden, int(n)) for n in settings["sample_sizes"]]
+    return [Point(n, settings.hidden, n) for n in settings.sample_sizes]
 
 
-def describe(settings: dict) -> str:
+def describe(settings: SampleSizeSweepSettings) -> str:
     """Caption text: the networks and samples of the sweep."""
-    return f"Networks d→{'→'.join(str(w) for w in settings['hidden'])}→K on the first n images."
+    return f"Networks d→{'→'.join(str(w) for w in settings.hidden)}→K on the first n images."
 
 
-def run(settings: dict, out: Path, ctx: Context, data: DataSource) -> None:
+def run(settings: SampleSizeSweepSettings, out: Path, ctx: Context, data: DataSource) -> None:
     """Ranks of H_L, H_O, H_F at every point, dataset, loss and activation (cached per point)."""
     run_sweep(settings, out, ctx, data, "sample_size", points)
 
 
-def plot(results: Path, figure_png: Path, tier: str) -> list[Path]:
+def plot(results: Path, figure_png: Path, figure: FigureContext) -> list[Path]:
     """Ranks against the closed forms and p (PNG + PDF)."""
     return plot_sweep(
-        results, figure_png, tier, section=SECTION, title=TITLE, xlabel="number of samples n", describe=describe
+        results, figure_png, figure, Settings, section=SECTION, title=TITLE, xlabel=XLABEL, describe=describe
     )
 
 
@@ -95,5 +112,5 @@ def saturation_claim(summary: dict) -> ClaimResult:
 
 def claims(results: Path, tier: str) -> list[ClaimResult]:
     """Closed forms exact for linear networks, saturation in n, exact bounds for the others."""
-    _, summary = load_results(results)
-    return sweep_claims(summary, NAME, SECTION) + [saturation_claim(summary)]
+    _, summary, settings = load_sweep(results, Settings)
+    return sweep_claims(summary, settings, NAME, SECTION) + [saturation_claim(summary)]

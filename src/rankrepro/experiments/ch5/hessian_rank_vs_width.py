@@ -1,19 +1,22 @@
 """§5.1 — Hessian rank vs width: the rank grows linearly with the width while the parameter count grows
 quadratically (rank ≈ O(√p)).
 
-Networks d → w → w → K on the first n images (paper: n = 100, 8×8 images, w = 4 … 36). The mechanism is in
-:mod:`rankrepro.experiments.ch5.common`.
+Networks d → w → … → w → K on the first n images (the paper's n, image side and widths: config/paper.yaml). The
+mechanism is in :mod:`rankrepro.experiments.ch5.common`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from rankrepro.data.sources import DataSource
-from rankrepro.experiments.base import Context, load_results
+from rankrepro.experiments.base import Context
 from rankrepro.experiments.ch5.common import (
     REFERENCE,
+    HessianSweepSettings,
     Point,
+    load_sweep,
     loglog_slope,
     plot_sweep,
     point_table,
@@ -22,36 +25,49 @@ from rankrepro.experiments.ch5.common import (
 )
 from rankrepro.hessian import maps as hessian
 from rankrepro.pipeline.claims import ClaimResult, decide
+from rankrepro.pipeline.settings import FigureContext
 
 NAME = "hessian_rank_vs_width"
 CHAPTER = "ch5"
 SECTION = "5.1"
 TITLE = "Hessian rank grows linearly with width while the parameter count grows quadratically"
 DATASETS = ("mnist", "fashion-mnist", "cifar-10")
+#: the figure's x axis: the swept quantity
+XLABEL = "hidden width w"
 
 
-def points(settings: dict) -> list[Point]:
+@dataclass(frozen=True)
+class WidthSweepSettings(HessianSweepSettings):
+    """Settings of the width sweep: the shared data, losses, activations and init (:class:`HessianSweepSettings`),
+    networks of ``hidden_layers`` hidden layers of each width in ``widths``, on the first ``num_samples`` images."""
+
+    num_samples: int
+    hidden_layers: int
+    widths: tuple[int, ...]
+
+
+Settings = WidthSweepSettings
+
+
+def points(settings: WidthSweepSettings) -> list[Point]:
     """One point per width w: ``hidden_layers`` hidden layers of width w, n = ``num_samples``."""
-    return [
-        Point(int(w), (int(w),) * int(settings["hidden_layers"]), int(settings["num_samples"]))
-        for w in settings["widths"]
-    ]
+    return [Point(w, (w,) * settings.hidden_layers, settings.num_samples) for w in settings.widths]
 
 
-def describe(settings: dict) -> str:
+def describe(settings: WidthSweepSettings) -> str:
     """Caption text: the networks and samples of the sweep."""
-    return f"Networks d→w→…→K with {settings['hidden_layers']} hidden layers of width w, n = {settings['num_samples']}."
+    return f"Networks d→w→…→K with {settings.hidden_layers} hidden layers of width w, n = {settings.num_samples}."
 
 
-def run(settings: dict, out: Path, ctx: Context, data: DataSource) -> None:
+def run(settings: WidthSweepSettings, out: Path, ctx: Context, data: DataSource) -> None:
     """Ranks of H_L, H_O, H_F at every point, dataset, loss and activation (cached per point)."""
     run_sweep(settings, out, ctx, data, "width", points)
 
 
-def plot(results: Path, figure_png: Path, tier: str) -> list[Path]:
+def plot(results: Path, figure_png: Path, figure: FigureContext) -> list[Path]:
     """Ranks against the closed forms and p (PNG + PDF)."""
     return plot_sweep(
-        results, figure_png, tier, section=SECTION, title=TITLE, xlabel="hidden width w", describe=describe
+        results, figure_png, figure, Settings, section=SECTION, title=TITLE, xlabel=XLABEL, describe=describe
     )
 
 
@@ -97,5 +113,5 @@ def fraction_claim(summary: dict) -> ClaimResult:
 
 def claims(results: Path, tier: str) -> list[ClaimResult]:
     """Closed forms exact for linear networks, rank/p falling with width, exact bounds for the others."""
-    _, summary = load_results(results)
-    return sweep_claims(summary, NAME, SECTION) + [fraction_claim(summary)]
+    _, summary, settings = load_sweep(results, Settings)
+    return sweep_claims(summary, settings, NAME, SECTION) + [fraction_claim(summary)]
