@@ -22,7 +22,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -61,7 +61,9 @@ log = logging.getLogger(__name__)
 
 #: bump when the way a batch is computed changes (invalidates cached batch files)
 BATCH_FORMAT = 1
-VARIANTS = ("natural", "random_labels", "random_images")
+#: the data variants: natural, its labels shuffled, random binary images with the labels kept
+Variant = Literal["natural", "random_labels", "random_images"]
+VARIANTS: tuple[Variant, ...] = get_args(Variant)
 VARIANT_LABELS = {"natural": "original", "random_labels": "rand label", "random_images": "rand image"}
 #: the plotted errors are on the 0/1 label scale: squared errors with targets {0, 2} divided by 4
 LABEL_SCALE = 4.0
@@ -79,9 +81,6 @@ REFERENCE = (
     "test rises to ≈0.14–0.15; Fashion-MNIST original train ≈0.033 → 0.01, test ≈0.037 → 0.055; "
     "variance ≈0.09"
 )
-
-
-Variant = Literal["natural", "random_labels", "random_images"]
 
 
 @dataclass(frozen=True)
