@@ -17,8 +17,11 @@ from rankrepro.data.sources import DataSource
 from rankrepro.experiments.base import Context, store_results
 from rankrepro.experiments.ch2 import tensor_rank_mnist as exp
 from rankrepro.pipeline.claims import FAILED, NOT_SHOWN, PASSED
+from rankrepro.pipeline.config import experiment_section, load_config, load_schema
+from rankrepro.pipeline.settings import FigureContext, bookkeeping_keys
 
 MIRROR = Path(__file__).resolve().parents[3] / "shared" / "datasets"
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 
 
 def _images(n_train: int = 40, n_test: int = 20, seed: int = 0) -> ImageDataset:
@@ -51,6 +54,36 @@ SETTINGS = {
     "eval_every": 1,
     "checkpoint_every": 0,
 }
+TYPED = exp.Settings.from_mapping(SETTINGS, "experiments.tensor_rank_mnist")
+
+
+@pytest.mark.parametrize("tier", ["smoke.yaml", "config.yaml", "paper.yaml"])
+def test_settings_build_from_every_tier_and_record_the_section(tier):
+    section = experiment_section(load_config(CONFIG_DIR / tier), exp.NAME)
+    settings = exp.Settings.from_mapping(section, f"experiments.{exp.NAME}")
+    assert settings.record() == section
+    assert isinstance(settings.ranks, tuple) and isinstance(settings.lr, float)
+    assert settings.n_train == section["n_train"] and settings.datasets == tuple(section["datasets"])
+
+
+def test_fit_settings_and_adam_steps():
+    fit = TYPED.fit_settings(rank=2)
+    assert (fit.epochs, fit.batch_size, fit.lr, fit.eval_every, fit.checkpoint_every) == (3, 16, 1e-2, 1, 0)
+    assert fit.shuffle_seed == SETTINGS["seed"] + 2
+    assert TYPED.adam_steps() == 3 * 2  # ⌈30 / 16⌉ = 2 mini-batches per epoch
+    paper = exp.Settings.from_mapping(experiment_section(load_config(CONFIG_DIR / "paper.yaml"), exp.NAME))
+    assert paper.adam_steps() == 10_000 * 12  # all 60,000 images in mini-batches of 5,000
+
+
+def test_smoke_caption_names_its_departures_and_the_paper_caption_none():
+    paper = experiment_section(load_config(CONFIG_DIR / "paper.yaml"), exp.NAME)
+    bookkeeping = bookkeeping_keys(load_schema(), exp.NAME)
+    assert bookkeeping == {"checkpoint_every"}
+    figure = FigureContext("smoke", paper, bookkeeping)
+    text = figure.substitutions(experiment_section(load_config(CONFIG_DIR / "smoke.yaml"), exp.NAME))
+    assert "n_train 10,000 (paper: —)" in text and "epochs 50 (paper: 10,000)" in text
+    assert "checkpoint_every" not in text
+    assert figure.substitutions(paper) == "none"
 
 
 def test_one_vs_all_targets_are_two_for_the_positive_class():
@@ -66,7 +99,7 @@ def test_subsample_is_seeded_sorted_and_full_when_unrestricted():
 
 def test_prepare_task_binarizes_at_128_and_subsamples():
     images = _images()
-    task = exp.prepare_task(images, SETTINGS, 0)
+    task = exp.prepare_task(images, TYPED, 0)
     assert task["X_train"].shape == (30, 784) and task["X_train"].dtype == torch.bool
     assert task["X_test"].shape == (10, 784)
     # every training row is the binarization of one of the original images
@@ -89,11 +122,11 @@ def test_variants_randomize_what_they_should():
 
 
 def test_batch_data_is_the_same_for_every_rank_and_differs_across_seeds():
-    task = exp.prepare_task(_images(), SETTINGS, 0)
-    (X1, y1), _ = exp.batch_data(task, SETTINGS, 0)
-    (X2, y2), _ = exp.batch_data(task, SETTINGS, 0)
+    task = exp.prepare_task(_images(), TYPED, 0)
+    (X1, y1), _ = exp.batch_data(task, TYPED, 0)
+    (X2, y2), _ = exp.batch_data(task, TYPED, 0)
     assert torch.equal(X1, X2) and torch.equal(y1, y2)
-    runs = exp.batch_runs(SETTINGS)
+    runs = exp.batch_runs(TYPED)
     assert X1.shape == (len(runs), 30, 784)
     k = runs.index(("random_images", 0))
     assert not torch.equal(X1[k], X1[k + 1])  # seeds 0 and 1 draw different random images
@@ -105,7 +138,7 @@ def test_variance_line_is_p_one_minus_p():
 
 def test_natural_variant_is_required():
     with pytest.raises(ConfigError, match="tensor_rank_mnist.variants"):
-        exp._check_settings({**SETTINGS, "variants": ["random_labels"]})
+        exp._check_settings(exp.Settings.from_mapping({**SETTINGS, "variants": ["random_labels"]}))
 
 
 class FakeSource(DataSource):
@@ -118,7 +151,7 @@ class FakeSource(DataSource):
 @pytest.fixture(scope="module")
 def fake_results(tmp_path_factory):
     out = tmp_path_factory.mktemp("mnist") / "tensor_rank_mnist"
-    exp.run(SETTINGS, out, Context(tier="test", device=torch.device("cpu"), progress=False), FakeSource(Path(".")))
+    exp.run(TYPED, out, Context(tier="test", device=torch.device("cpu"), progress=False), FakeSource(Path(".")))
     return out
 
 
@@ -130,7 +163,7 @@ def test_run_writes_curves_summary_and_cached_batches(fake_results):
     assert not (fake_results / "checkpoints").exists()
     # a rerun reuses the finished batches without touching the data
     exp.run(
-        SETTINGS,
+        TYPED,
         fake_results,
         Context(tier="test", device=torch.device("cpu"), progress=False),
         DataSource(Path("/nonexistent")),
@@ -138,7 +171,7 @@ def test_run_writes_curves_summary_and_cached_batches(fake_results):
 
 
 def test_figure_and_claim_verdicts(fake_results, tmp_path):
-    paths = exp.plot(fake_results, tmp_path / "fig.png", "test")
+    paths = exp.plot(fake_results, tmp_path / "fig.png", FigureContext("test"))
     assert all(p.stat().st_size > 0 for p in paths)
     records = exp.claims(fake_results, "test")
     assert [r.claim_id for r in records] == [
@@ -184,7 +217,11 @@ def test_claims_read_the_numbers(fake_results, tmp_path):
 @pytest.mark.skipif(not MIRROR.is_dir(), reason="the dataset mirror ../shared/datasets is not present")
 def test_real_mnist_task_has_the_expected_positive_fraction(tmp_path):
     source = DataSource(tmp_path / "cache", MIRROR)
-    task = exp.prepare_task(source.image_classification("mnist"), {**SETTINGS, "n_train": None, "n_test": None}, 0)
+    task = exp.prepare_task(
+        source.image_classification("mnist"),
+        exp.Settings.from_mapping({**SETTINGS, "n_train": None, "n_test": None}),
+        0,
+    )
     assert task["X_train"].shape == (60000, 784)
     assert float((task["y_train"] > 0).double().mean()) == pytest.approx(5918 / 60000)
     assert 0.12 < float(task["X_train"].double().mean()) < 0.14  # binarized MNIST is ≈ 13 % ink

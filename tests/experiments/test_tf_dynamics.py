@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,6 +19,7 @@ from rankrepro.core.seeding import derived_seed, seeded_generator
 from rankrepro.experiments.base import Context
 from rankrepro.experiments.ch2 import tf_component_norms, tf_sensing_component_norms
 from rankrepro.experiments.ch2.common import (
+    ComponentDynamicsSettings,
     WithComponentNorms,
     check_settings,
     emergence_iterations,
@@ -31,6 +33,33 @@ from rankrepro.factorization.cp_sensing import (
     gaussian_measurements,
 )
 from rankrepro.pipeline.claims import FAILED, NOT_SHOWN, PASSED
+from rankrepro.pipeline.config import experiment_section, load_config, load_schema
+from rankrepro.pipeline.settings import FigureContext, bookkeeping_keys
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
+TIERS = ("smoke.yaml", "config.yaml", "paper.yaml")
+
+
+SMALL = {
+    "data_seed": 1,
+    "seed": 2,
+    "order": 3,
+    "dim": 10,
+    "target_rank": 3,
+    "n_observed": 500,
+    "components": 100,
+    "init_scales": [1.0e-2, 1.0e-3],
+    "optimizer": "group_rmsprop",
+    "lr": 1.0e-2,
+    "loss_threshold": 1.0e-8,
+    "stop_patience": 50,
+    "check_every": 5,
+    "max_iters": 20000,
+    "log_every": 5,
+    "checkpoint_every": 0,
+    "top_k": 6,
+    "method": "auto",
+}
 
 
 def _factors(dims, rank, batch, seed):
@@ -136,7 +165,8 @@ def test_learned_components_counts_norms_above_five_percent_of_the_largest():
     "change, key", [({"n_observed": 2000}, "n_observed"), ({"top_k": 50}, "top_k"), ({"top_k": 3}, "top_k")]
 )
 def test_bad_dynamics_settings_name_the_key(change, key):
-    settings = {"order": 3, "dim": 10, "n_observed": 500, "components": 20, "top_k": 10, "target_rank": 3, **change}
+    settings = ComponentDynamicsSettings.from_mapping({**SMALL, "components": 20, "top_k": 10, **change})
+    check_settings(ComponentDynamicsSettings.from_mapping({**SMALL, "components": 20, "top_k": 10}), "x")  # valid
     with pytest.raises(ConfigError, match=f"tf_component_norms.{key}"):
         check_settings(settings, "tf_component_norms")
 
@@ -147,28 +177,6 @@ def test_derived_seeds_are_stable_and_distinct():
     assert torch.equal(torch.rand(3, generator=a), torch.rand(3, generator=b))
 
 
-SMALL = {
-    "data_seed": 1,
-    "seed": 2,
-    "order": 3,
-    "dim": 10,
-    "target_rank": 3,
-    "n_observed": 500,
-    "components": 100,
-    "init_scales": [1.0e-2, 1.0e-3],
-    "optimizer": "group_rmsprop",
-    "lr": 1.0e-2,
-    "loss_threshold": 1.0e-8,
-    "stop_patience": 50,
-    "check_every": 5,
-    "max_iters": 20000,
-    "log_every": 5,
-    "checkpoint_every": 0,
-    "top_k": 6,
-    "method": "auto",
-}
-
-
 @pytest.fixture(scope="module")
 def tiny_scale_results(tmp_path_factory):
     """The spec's tiny scale (order 3, dim 10, CP rank 3, R = 100, 500 observations): a few seconds."""
@@ -176,7 +184,7 @@ def tiny_scale_results(tmp_path_factory):
     torch.set_default_dtype(torch.float64)
     try:
         out = tmp_path_factory.mktemp("tf") / "tf_component_norms"
-        tf_component_norms.run(SMALL, out, Context(tier="test", device=torch.device("cpu"), progress=False))
+        tf_component_norms.run(Settings(SMALL), out, Context(tier="test", device=torch.device("cpu"), progress=False))
     finally:
         torch.set_default_dtype(previous)
     return out
@@ -190,7 +198,7 @@ def test_tiny_scale_learns_three_components_one_at_a_time(tiny_scale_results):
 
 
 def test_tiny_scale_figure(tiny_scale_results, tmp_path):
-    paths = tf_component_norms.plot(tiny_scale_results, tmp_path / "fig.png", "test")
+    paths = tf_component_norms.plot(tiny_scale_results, tmp_path / "fig.png", FigureContext("test"))
     assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 0 for p in paths)
 
 
@@ -198,7 +206,7 @@ def test_capped_run_is_not_shown(tmp_path):
     """A run stopped by the iteration cap before the loss criterion shows no claim (never a silent pass)."""
     capped = tmp_path / "capped"
     tf_sensing_component_norms.run(
-        {**SMALL, "max_iters": 200}, capped, Context(tier="test", device=torch.device("cpu"), progress=False)
+        Settings({**SMALL, "max_iters": 200}), capped, Context(tier="test", device=torch.device("cpu"), progress=False)
     )
     claims = tf_sensing_component_norms.claims(capped, "test")
     assert {c.verdict for c in claims} == {NOT_SHOWN}
@@ -220,21 +228,74 @@ def test_wrong_learned_rank_and_unordered_errors_fail(tiny_scale_results, tmp_pa
     assert verdicts["emergence_separated"] == PASSED
 
 
-def test_scale_substitutions_name_every_departure_from_the_paper():
-    from rankrepro.experiments.ch2.common import PAPER_SCALE, scale_substitutions
+def Settings(mapping):
+    """The typed settings of a §2.1 section (both experiments share the class)."""
+    return ComponentDynamicsSettings.from_mapping(mapping, "experiments.tf_component_norms")
 
-    assert scale_substitutions(dict(PAPER_SCALE)) == "none"
-    text = scale_substitutions({**PAPER_SCALE, "order": 3, "components": 100})
-    assert text == "order 3 instead of 4; R 100 instead of 1,000"
+
+@pytest.mark.parametrize("module", [tf_component_norms, tf_sensing_component_norms])
+@pytest.mark.parametrize("tier", TIERS)
+def test_settings_build_from_every_tier_and_record_the_section(module, tier):
+    config = load_config(CONFIG_DIR / tier)
+    if module.NAME not in config["experiments"]:
+        pytest.skip(f"{tier} does not run {module.NAME}")
+    section = experiment_section(config, module.NAME)
+    settings = module.Settings.from_mapping(section, f"experiments.{module.NAME}")
+    assert settings.record() == section
+    assert settings.dims == (section["dim"],) * section["order"]
+    assert isinstance(settings.lr, float) and all(isinstance(a, float) for a in settings.init_scales)
+
+
+def test_train_settings_carry_the_budget_and_sync_at_least_every_thousand_iterations():
+    loop = Settings(SMALL).train_settings()
+    assert (loop.max_iters, loop.log_every, loop.checkpoint_every) == (20000, 5, 0)
+    assert (loop.stop.threshold, loop.stop.patience, loop.stop.check_every) == (1e-8, 50, 5)
+    assert loop.sync_every == 1000
+    assert Settings({**SMALL, "check_every": 2500}).train_settings().sync_every == 2500
+
+
+def _caption_substitutions(results, figure):
+    """The caption's substitutions text of the tiny-scale results drawn with ``figure``."""
+    summary = read_json(results / "summary.json")
+    return figure.substitutions(summary["settings"])
+
+
+def test_caption_names_the_settings_that_depart_from_the_paper_tier(tiny_scale_results):
+    paper_config = load_config(CONFIG_DIR / "paper.yaml")
+    paper = experiment_section(paper_config, "tf_component_norms")
+    bookkeeping = bookkeeping_keys(load_schema(), "tf_component_norms")
+    assert bookkeeping == {"checkpoint_every"}
+    figure = FigureContext("test", paper, bookkeeping)
+    text = _caption_substitutions(tiny_scale_results, figure)
+    assert "order 3 (paper: 4)" in text and "components 100 (paper: 1,000)" in text
+    assert "max_iters 20,000 (paper: 1,000,000)" in text
+    assert "checkpoint_every" not in text  # bookkeeping: not a departure
+    assert figure.substitutions(paper) == "none"  # the paper tier departs from nothing
+
+
+def test_smoke_caption_departs_and_paper_caption_does_not():
+    """Drawn from the tier configs: the smoke tier departs from the paper tier in its scale, the paper tier in
+    nothing (also for the sensing variant, which the smoke tier does not run)."""
+    paper_config = load_config(CONFIG_DIR / "paper.yaml")
+    for name in ("tf_component_norms", "tf_sensing_component_norms"):
+        figure = FigureContext("paper", experiment_section(paper_config, name), bookkeeping_keys(load_schema(), name))
+        assert figure.substitutions(experiment_section(paper_config, name)) == "none"
+    smoke = experiment_section(load_config(CONFIG_DIR / "smoke.yaml"), "tf_component_norms")
+    figure = FigureContext(
+        "smoke",
+        experiment_section(paper_config, "tf_component_norms"),
+        bookkeeping_keys(load_schema(), "tf_component_norms"),
+    )
+    assert "target_rank 3 (paper: 5)" in figure.substitutions(smoke)
 
 
 def test_a_job_that_resumes_a_finished_run_gives_the_same_numbers_and_a_figure(tmp_path):
     """Rerunning on a finished checkpoint (Snakemake reruns a job after a code edit) reproduces the results."""
     ckpt = tmp_path / "resume"
-    settings = {**SMALL, "checkpoint_every": 500}
+    settings = Settings({**SMALL, "checkpoint_every": 500})
     tf_component_norms.run(settings, ckpt, Context(tier="test", device=torch.device("cpu"), progress=False))
     first = read_json(ckpt / "summary.json")
     tf_component_norms.run(settings, ckpt, Context(tier="test", device=torch.device("cpu"), progress=False))
     second = read_json(ckpt / "summary.json")
     assert second["ms_per_iteration"] is None and second["runs"] == first["runs"]
-    assert tf_component_norms.plot(ckpt, tmp_path / "fig.png", "test")[0].is_file()
+    assert tf_component_norms.plot(ckpt, tmp_path / "fig.png", FigureContext("test"))[0].is_file()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -41,6 +42,7 @@ from rankrepro.factorization.cp import CPCompletionObjective, component_norms, i
 from rankrepro.factorization.cp_sensing import CPSensingObjective, gaussian_measurements
 from rankrepro.pipeline.claims import ClaimResult, decide
 from rankrepro.pipeline.plotting import add_caption, add_title, apply_style, caption_text, save_figure
+from rankrepro.pipeline.settings import FigureContext, SettingsRecord
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,53 @@ LEARNED_FRACTION = 0.05
 EMERGENCE_FRACTION = 0.5
 #: consecutive emergence times count as clearly separated when t_{k+1} ≥ SEPARATION · t_k
 SEPARATION = 1.1
+#: iterations between the trainer's host synchronisations: at least this many (and a whole number of stop checks)
+SYNC_FLOOR = 1000
+
+
+@dataclass(frozen=True)
+class ComponentDynamicsSettings(SettingsRecord):
+    """§2.1 settings (schema ``$defs.tf_component_dynamics``, shared by the completion and sensing experiments): a
+    CP-rank-``target_rank`` target of order ``order`` and mode dimension ``dim`` seen through ``n_observed`` entries
+    or measurements; a CP model of ``components`` components from init N(0, init²) for each of ``init_scales``,
+    trained by ``optimizer`` at ``lr`` until the loss < ``loss_threshold`` at ``stop_patience`` consecutive checks
+    every ``check_every`` iterations, or ``max_iters``; the ``top_k`` largest component norms logged every
+    ``log_every`` iterations."""
+
+    data_seed: int
+    seed: int
+    order: int
+    dim: int
+    target_rank: int
+    n_observed: int
+    components: int
+    init_scales: tuple[float, ...]
+    optimizer: Literal["group_rmsprop", "gd"]
+    lr: float
+    loss_threshold: float
+    stop_patience: int
+    check_every: int
+    max_iters: int
+    log_every: int
+    checkpoint_every: int
+    top_k: int
+    method: Literal["auto", "gather", "dense"]
+
+    @property
+    def dims(self) -> tuple[int, ...]:
+        """The target's shape: (dim,) × order."""
+        return (self.dim,) * self.order
+
+    def train_settings(self) -> TrainSettings:
+        """The trainer's budget and cadence: stop rule, iteration cap, logging, host syncs every
+        max(check_every, SYNC_FLOOR) iterations, checkpoints."""
+        return TrainSettings(
+            max_iters=self.max_iters,
+            stop=StopRule(self.loss_threshold, self.stop_patience, self.check_every),
+            log_every=self.log_every,
+            sync_every=max(self.check_every, SYNC_FLOOR),
+            checkpoint_every=self.checkpoint_every,
+        )
 
 
 class WithComponentNorms:
@@ -75,75 +124,68 @@ class WithComponentNorms:
         return {**self.objective.metrics(params), "top_norms": top}
 
 
-def make_target(settings: dict[str, Any]) -> tuple[Tensor, torch.Generator]:
+def make_target(settings: ComponentDynamicsSettings) -> tuple[Tensor, torch.Generator]:
     """Target W* (CP rank ``target_rank``, factors N(0,1), ‖W*‖_F = 1) and the generator that drew it."""
-    dims = (int(settings["dim"]),) * int(settings["order"])
-    generator = seeded_generator(settings["data_seed"], settings["order"], settings["dim"], settings["target_rank"])
-    return cp.random_cp_tensor(dims, int(settings["target_rank"]), generator), generator
+    generator = seeded_generator(settings.data_seed, settings.order, settings.dim, settings.target_rank)
+    return cp.random_cp_tensor(settings.dims, settings.target_rank, generator), generator
 
 
-def make_objective(settings: dict[str, Any], measurement: Measurement, device: torch.device) -> Any:
+def make_objective(settings: ComponentDynamicsSettings, measurement: Measurement, device: torch.device) -> Any:
     """The training objective: completion from ``n_observed`` random entries, or sensing from Gaussian measurements.
 
     Both draw from the target's generator after the target, so one ``data_seed`` fixes the whole problem.
     """
     target, generator = make_target(settings)
-    count = int(settings["n_observed"])
     if measurement == "completion":
-        flat = torch.randperm(target.numel(), generator=generator)[:count]
+        flat = torch.randperm(target.numel(), generator=generator)[: settings.n_observed]
         indices = multi_indices(flat, tuple(target.shape))
-        return CPCompletionObjective(target.to(device), indices.to(device), settings["method"])
-    measurements = gaussian_measurements(count, tuple(target.shape), generator)
+        return CPCompletionObjective(target.to(device), indices.to(device), settings.method)
+    measurements = gaussian_measurements(settings.n_observed, tuple(target.shape), generator)
     return CPSensingObjective(target.to(device), measurements.to(device))
 
 
-def check_settings(settings: dict[str, Any], name: str) -> None:
-    """What the schema cannot say: observations fit in the tensor, top_k ≤ components, the rank is reachable."""
-    numel = int(settings["dim"]) ** int(settings["order"])
-    if settings.get("measurement", "completion") == "completion" and int(settings["n_observed"]) > numel:
+def check_settings(settings: ComponentDynamicsSettings, name: str) -> None:
+    """What the schema cannot say: n_observed ≤ dim^order (the tensor's entries), target_rank < top_k ≤ components
+    (the first component that should stay small is tracked)."""
+    numel = settings.dim**settings.order
+    if settings.n_observed > numel:
         raise ConfigError(
-            f"config key 'experiments.{name}.n_observed': {settings['n_observed']} exceeds the {numel} entries"
+            f"config key 'experiments.{name}.n_observed': {settings.n_observed} exceeds the {numel} entries"
         )
-    if int(settings["top_k"]) > int(settings["components"]):
+    if settings.top_k > settings.components:
         raise ConfigError(
-            f"config key 'experiments.{name}.top_k': {settings['top_k']} exceeds components = {settings['components']}"
+            f"config key 'experiments.{name}.top_k': {settings.top_k} exceeds components = {settings.components}"
         )
-    if int(settings["target_rank"]) >= int(settings["top_k"]):
+    if settings.target_rank >= settings.top_k:
         raise ConfigError(
-            f"config key 'experiments.{name}.top_k': must exceed target_rank = {settings['target_rank']} so the "
+            f"config key 'experiments.{name}.top_k': must exceed target_rank = {settings.target_rank} so the "
             "first component that should stay small is tracked"
         )
 
 
-def run_dynamics(settings: dict[str, Any], out: Path, ctx: Context, name: str, measurement: Measurement) -> None:
+def run_dynamics(
+    settings: ComponentDynamicsSettings, out: Path, ctx: Context, name: str, measurement: Measurement
+) -> None:
     """Train one batched program (one run per init scale, sharing the init direction); write metrics and summary."""
     started = time.time()
     check_settings(settings, name)
     out = Path(out)
-    dims = (int(settings["dim"]),) * int(settings["order"])
-    inits = [float(a) for a in settings["init_scales"]]
-    objective = WithComponentNorms(make_objective(settings, measurement, ctx.device), int(settings["top_k"]))
-    generators = [seeded_generator(settings["seed"]) for _ in inits]
+    inits = list(settings.init_scales)
+    objective = WithComponentNorms(make_objective(settings, measurement, ctx.device), settings.top_k)
+    generators = [seeded_generator(settings.seed) for _ in inits]
     params = [
         p.to(ctx.device)
-        for p in init_factors(dims, int(settings["components"]), torch.tensor(inits, dtype=torch.float64), generators)
+        for p in init_factors(settings.dims, settings.components, torch.tensor(inits, dtype=torch.float64), generators)
     ]
     optimizer = make_optimizer(
-        settings["optimizer"], torch.full((len(inits),), float(settings["lr"]), dtype=torch.float64, device=ctx.device)
+        settings.optimizer, torch.full((len(inits),), settings.lr, dtype=torch.float64, device=ctx.device)
     )
-    loop = TrainSettings(
-        max_iters=int(settings["max_iters"]),
-        stop=StopRule(float(settings["loss_threshold"]), int(settings["stop_patience"]), int(settings["check_every"])),
-        log_every=int(settings["log_every"]),
-        sync_every=max(int(settings["check_every"]), 1000),
-        checkpoint_every=int(settings["checkpoint_every"]),
-    )
-    fingerprint = run_fingerprint(settings, measurement, mechanism_hash(cp, cp_sensing))
+    fingerprint = run_fingerprint(settings.record(), measurement, mechanism_hash(cp, cp_sensing))
     result = train(
         objective,
         params,
         optimizer,
-        loop,
+        settings.train_settings(),
         checkpoint_path=checkpoint_path(out, "train"),
         fingerprint=fingerprint,
         progress=name if ctx.progress else None,
@@ -169,7 +211,7 @@ def run_dynamics(settings: dict[str, Any], out: Path, ctx: Context, name: str, m
                 "min_error_iteration": int(curve["iteration"].iloc[int(np.argmin(curve["reconstruction_error"]))]),
                 "final_top_norms": [float(v) for v in top[b]],
                 "learned_components": learned_components(top[b].numpy()),
-                "emergence_iterations": emergence_iterations(curve, int(settings["target_rank"])),
+                "emergence_iterations": emergence_iterations(curve, settings.target_rank),
             }
         )
     extra = {
@@ -182,7 +224,7 @@ def run_dynamics(settings: dict[str, Any], out: Path, ctx: Context, name: str, m
         "ms_per_iteration": round(1e3 * trained_s / executed, 4) if executed > 0 else None,
         "ms_per_iteration_per_run": round(1e3 * trained_s / executed / len(inits), 4) if executed > 0 else None,
     }
-    write_results(out, frame, settings, ctx, started, extra)
+    write_results(out, frame, settings.record(), ctx, started, extra)
 
 
 def learned_components(top_norms: np.ndarray) -> int:
@@ -207,26 +249,14 @@ def emergence_iterations(curve: pd.DataFrame, count: int) -> list[int | None]:
 
 
 # ----------------------------------------------------------------------------------------------------- figure
-#: the paper's §2.1 setting (both variants); a tier that departs from it says so in the caption
-PAPER_SCALE = {"order": 4, "dim": 10, "target_rank": 5, "n_observed": 2000, "components": 1000, "max_iters": 1_000_000}
-
-
-def scale_substitutions(settings: dict[str, Any]) -> str:
-    """How the settings depart from the paper's scale (``PAPER_SCALE``), or ``none``."""
-    names = {"n_observed": "observations", "components": "R", "max_iters": "iteration cap", "target_rank": "CP rank"}
-    diffs = [
-        f"{names.get(key, key)} {settings[key]:,} instead of {value:,}"
-        for key, value in PAPER_SCALE.items()
-        if int(settings[key]) != value
-    ]
-    return "; ".join(diffs) or "none"
-
-
-def plot_dynamics(results: Path, figure_png: Path, tier: str, section: str, title: str, note: str) -> list[Path]:
+def plot_dynamics(
+    results: Path, figure_png: Path, figure: FigureContext, section: str, title: str, note: str
+) -> list[Path]:
     """Left: the top-k component norms of the smallest init vs iterations (emergence times dotted); right: the
-    normalized reconstruction error vs iterations for every init (log scale)."""
+    normalized reconstruction error vs iterations for every init (log scale). The caption's substitutions are the
+    settings that depart from the paper tier's."""
     metrics, summary = load_results(results)
-    settings = summary["settings"]
+    settings = ComponentDynamicsSettings.from_mapping(summary["settings"])
     runs = pd.DataFrame(summary["runs"])
     curves = metrics[~metrics["final"].astype(bool)]
     smallest = runs.loc[runs["init_scale"].idxmin()]
@@ -260,21 +290,21 @@ def plot_dynamics(results: Path, figure_png: Path, tier: str, section: str, titl
     err_ax.legend(fontsize=7)
     add_title(fig, f"§{section} {title}")
     observed = (
-        f"{settings['n_observed']} observed entries"
+        f"{settings.n_observed} observed entries"
         if summary["measurement"] == "completion"
-        else f"{settings['n_observed']} Gaussian measurements (entries N(0, 1/numel))"
+        else f"{settings.n_observed} Gaussian measurements (entries N(0, 1/numel))"
     )
     emergence = ", ".join("–" if t is None else f"{t:,}" for t in smallest["emergence_iterations"])
     details = (
-        f"Target: order {settings['order']}, dim {settings['dim']}, CP rank {settings['target_rank']}, "
-        f"‖W*‖ = 1; {observed}. CP model with R = {settings['components']} components, factors N(0, init²) "
-        f"(one init direction, scaled), {settings['optimizer']} lr {settings['lr']}, MSE, stop when loss < "
-        f"{settings['loss_threshold']:g} at {settings['stop_patience']} checks every {settings['check_every']} "
-        f"iterations (cap {int(settings['max_iters']):,}). Dotted: emergence times (k-th norm reaches half its "
+        f"Target: order {settings.order}, dim {settings.dim}, CP rank {settings.target_rank}, "
+        f"‖W*‖ = 1; {observed}. CP model with R = {settings.components} components, factors N(0, init²) "
+        f"(one init direction, scaled), {settings.optimizer} lr {settings.lr}, MSE, stop when loss < "
+        f"{settings.loss_threshold:g} at {settings.stop_patience} checks every {settings.check_every} "
+        f"iterations (cap {settings.max_iters:,}). Dotted: emergence times (k-th norm reaches half its "
         f"final value): {emergence}. Near zero loss GroupRMSprop's normalised step grows, so the error can "
         f"rise from its lowest value before the stop rule fires. {_timing(summary, len(runs))} {note}"
     )
-    add_caption(fig, caption_text(f"§{section}", tier, details, scale_substitutions(settings)))
+    add_caption(fig, caption_text(f"§{section}", figure.tier, details, figure.substitutions(summary["settings"])))
     return save_figure(fig, figure_png)
 
 
@@ -293,8 +323,7 @@ def dynamics_claims(
 ) -> list[ClaimResult]:
     """The §2.1 claims: separated emergence times, a bounded (k+1)-th norm, error ordered by init, learned rank."""
     metrics, summary = load_results(results)
-    settings = summary["settings"]
-    rank = int(settings["target_rank"])
+    rank = ComponentDynamicsSettings.from_mapping(summary["settings"]).target_rank
     runs = pd.DataFrame(summary["runs"]).sort_values("init_scale")
     smallest = runs.iloc[0]
     times = smallest["emergence_iterations"]

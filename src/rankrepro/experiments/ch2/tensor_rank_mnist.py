@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -48,6 +49,7 @@ from rankrepro.factorization import log_cp
 from rankrepro.factorization.log_cp import FitSettings, binarize_images, fit, init_factors
 from rankrepro.pipeline.claims import ClaimResult, decide
 from rankrepro.pipeline.plotting import add_caption, add_title, apply_style, caption_text, save_figure
+from rankrepro.pipeline.settings import FigureContext, SettingsRecord
 
 NAME = "tensor_rank_mnist"
 CHAPTER = "ch2"
@@ -59,15 +61,18 @@ log = logging.getLogger(__name__)
 
 #: bump when the way a batch is computed changes (invalidates cached batch files)
 BATCH_FORMAT = 1
-VARIANTS = ("natural", "random_labels", "random_images")
+#: the data variants: natural, its labels shuffled, random binary images with the labels kept
+Variant = Literal["natural", "random_labels", "random_images"]
+VARIANTS: tuple[Variant, ...] = get_args(Variant)
 VARIANT_LABELS = {"natural": "original", "random_labels": "rand label", "random_images": "rand image"}
 #: the plotted errors are on the 0/1 label scale: squared errors with targets {0, 2} divided by 4
 LABEL_SCALE = 4.0
 POSITIVE_TARGET = 2.0
 #: claims that compare natural and random data at low tensor rank use R ≤ this (spec §2.2)
 LOW_RANK = 3
-#: the paper's optimisation budget: 10,000 epochs × 12 mini-batches of 5,000 of the 60,000 training images
-PAPER_ADAM_STEPS = 120_000
+#: training and test images of MNIST and of Fashion-MNIST (a subsample is drawn when n_train / n_test are set)
+FULL_TRAIN_IMAGES = 60_000
+FULL_TEST_IMAGES = 10_000
 #: a natural-data fit still "improving" lost more than this fraction of its train error over the last 20 % of epochs
 STILL_IMPROVING = 0.02
 REFERENCE = (
@@ -76,6 +81,49 @@ REFERENCE = (
     "test rises to ≈0.14–0.15; Fashion-MNIST original train ≈0.033 → 0.01, test ≈0.037 → 0.055; "
     "variance ≈0.09"
 )
+
+
+@dataclass(frozen=True)
+class Settings(SettingsRecord):
+    """§2.2 settings (schema ``$defs.tensor_rank_mnist``): for each of ``datasets``, a one-vs-all task (class
+    ``positive_class``) on a seeded subsample of ``n_train`` / ``n_test`` images (None: all), fitted by CP models of
+    each rank in ``ranks`` (factors N(init_mean, init_std²)) for every variant in ``variants`` and ``num_seeds``
+    seeds, by ``epochs`` epochs of Adam at ``lr`` on mini-batches of ``batch_size``; errors recorded every
+    ``eval_every`` epochs."""
+
+    data_seed: int
+    seed: int
+    datasets: tuple[Literal["mnist", "fashion-mnist"], ...]
+    positive_class: int
+    n_train: int | None
+    n_test: int | None
+    ranks: tuple[int, ...]
+    variants: tuple[Variant, ...]
+    num_seeds: int
+    epochs: int
+    batch_size: int
+    lr: float
+    init_mean: float
+    init_std: float
+    eval_every: int
+    checkpoint_every: int
+
+    def fit_settings(self, rank: int) -> FitSettings:
+        """Mini-batch Adam's budget and cadence for the batch of tensor rank ``rank`` (its mini-batch order seeded by
+        seed + rank)."""
+        return FitSettings(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            eval_every=self.eval_every,
+            shuffle_seed=self.seed + rank,
+            checkpoint_every=self.checkpoint_every,
+        )
+
+    def adam_steps(self) -> int:
+        """Adam steps per run: epochs × ⌈n_train / batch_size⌉ (n_train: all 60,000 images when None)."""
+        n_train = self.n_train or FULL_TRAIN_IMAGES
+        return self.epochs * -(-n_train // self.batch_size)
 
 
 # ----------------------------------------------------------------------------------------------------- data
@@ -105,33 +153,33 @@ def variant_split(
     raise ValueError(f"unknown variant '{variant}' (expected one of {VARIANTS})")
 
 
-def prepare_task(images: ImageDataset, settings: dict[str, Any], dataset_index: int) -> dict[str, torch.Tensor]:
+def prepare_task(images: ImageDataset, settings: Settings, dataset_index: int) -> dict[str, torch.Tensor]:
     """Seeded subsample, binarized images (bool ``(n, 784)``) and one-vs-all targets of the train and test sets."""
-    generator = seeded_generator(settings["data_seed"], dataset_index)
+    generator = seeded_generator(settings.data_seed, dataset_index)
     task = {}
     for split, pixels, labels, size in (
-        ("train", images.train_images, images.train_labels, settings["n_train"]),
-        ("test", images.test_images, images.test_labels, settings["n_test"]),
+        ("train", images.train_images, images.train_labels, settings.n_train),
+        ("test", images.test_images, images.test_labels, settings.n_test),
     ):
         index = subsample(len(labels), size, generator).numpy()
         task[f"X_{split}"] = binarize_images(pixels[index]).to(torch.bool)
-        task[f"y_{split}"] = one_vs_all_targets(labels[index], int(settings["positive_class"]))
+        task[f"y_{split}"] = one_vs_all_targets(labels[index], settings.positive_class)
     return task
 
 
-def batch_runs(settings: dict[str, Any]) -> list[tuple[str, int]]:
+def batch_runs(settings: Settings) -> list[tuple[Variant, int]]:
     """The (variant, seed) runs of every batch, in batch order."""
-    return [(variant, seed) for variant in settings["variants"] for seed in range(int(settings["num_seeds"]))]
+    return [(variant, seed) for variant in settings.variants for seed in range(settings.num_seeds)]
 
 
 def batch_data(
-    task: dict[str, torch.Tensor], settings: dict[str, Any], dataset_index: int
+    task: dict[str, torch.Tensor], settings: Settings, dataset_index: int
 ) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
     """Per-run train and test data ``(B, n, 784)`` bool and ``(B, n)`` targets; the randomization of (variant, seed)
     is the same at every R, so the ranks of one dataset see the same random data."""
     train_X, train_y, test_X, test_y = [], [], [], []
     for variant, seed in batch_runs(settings):
-        generator = seeded_generator(settings["data_seed"], dataset_index, VARIANTS.index(variant), seed)
+        generator = seeded_generator(settings.data_seed, dataset_index, VARIANTS.index(variant), seed)
         X, y = variant_split(task["X_train"], task["y_train"], variant, generator)
         train_X.append(X)
         train_y.append(y)
@@ -148,7 +196,7 @@ def _source_hash() -> str:
 
 
 def _fit_batch(
-    settings: dict[str, Any],
+    settings: Settings,
     dataset: str,
     dataset_index: int,
     rank: int,
@@ -162,26 +210,19 @@ def _fit_batch(
     started = time.time()
     runs = batch_runs(settings)
     train, test = batch_data(task, settings, dataset_index)
-    generators = [seeded_generator(settings["seed"], dataset_index, rank, seed) for _, seed in runs]
+    generators = [seeded_generator(settings.seed, dataset_index, rank, seed) for _, seed in runs]
     factors = init_factors(
-        len(runs),
-        train[0].shape[-1],
-        rank,
-        float(settings["init_mean"]),
-        float(settings["init_std"]),
-        generators=generators,
+        len(runs), train[0].shape[-1], rank, settings.init_mean, settings.init_std, generators=generators
     ).to(ctx.device)
-    fit_settings = FitSettings(
-        epochs=int(settings["epochs"]),
-        batch_size=int(settings["batch_size"]),
-        lr=float(settings["lr"]),
-        eval_every=int(settings["eval_every"]),
-        shuffle_seed=int(settings["seed"]) + rank,
-        checkpoint_every=int(settings["checkpoint_every"]),
-    )
     ckpt = checkpoint_path(out, key)
     result = fit(
-        factors, train, test, fit_settings, checkpoint_path=ckpt, fingerprint=fingerprint, progress=ctx.progress
+        factors,
+        train,
+        test,
+        settings.fit_settings(rank),
+        checkpoint_path=ckpt,
+        fingerprint=fingerprint,
+        progress=ctx.progress,
     )
     ckpt.unlink(missing_ok=True)  # the batch file supersedes it
     history = result.history
@@ -220,30 +261,29 @@ def variance_line(y_train: torch.Tensor) -> float:
     return p * (1.0 - p)
 
 
-def _check_settings(settings: dict[str, Any]) -> None:
+def _check_settings(settings: Settings) -> None:
     """What the schema cannot say: the variants include the natural data."""
-    if "natural" not in settings["variants"]:
+    if "natural" not in settings.variants:
         raise ConfigError(
-            f"config key 'experiments.{NAME}.variants': must include 'natural' (got {settings['variants']})"
+            f"config key 'experiments.{NAME}.variants': must include 'natural' (got {list(settings.variants)})"
         )
 
 
-def run(settings: dict, out: Path, ctx: Context, data: DataSource) -> None:
+def run(settings: Settings, out: Path, ctx: Context, data: DataSource) -> None:
     """Fit every (dataset, R) batch on the verified datasets; write metrics (learning curves) and the summary."""
     started = time.time()
     _check_settings(settings)
     out = Path(out)
     records = []
-    for dataset in settings["datasets"]:
+    shared = {k: v for k, v in settings.record().items() if k not in ("ranks", "datasets")}  # what every batch reads
+    for dataset in settings.datasets:
         dataset_index = DATASETS.index(dataset)
         task = None
-        for rank in settings["ranks"]:
-            key = f"{dataset}_R{int(rank)}"
-            fingerprint = run_fingerprint(
-                {k: v for k, v in settings.items() if k not in ("ranks", "datasets")}, key, BATCH_FORMAT, _source_hash()
-            )
+        for rank in settings.ranks:
+            key = f"{dataset}_R{rank}"
+            fingerprint = run_fingerprint(shared, key, BATCH_FORMAT, _source_hash())
 
-            def compute(rank=int(rank), key=key, fingerprint=fingerprint):
+            def compute(rank=rank, key=key, fingerprint=fingerprint):
                 nonlocal task
                 if task is None:  # load and prepare the dataset only when a batch needs training
                     task = prepare_task(data.image_classification(dataset), settings, dataset_index)
@@ -266,7 +306,7 @@ def run(settings: dict, out: Path, ctx: Context, data: DataSource) -> None:
         "positive_fraction": {r["dataset"]: r["positive_fraction"] for r in records},
         "batches": [{"key": r["key"], "fit_time_s": r["fit_time_s"]} for r in records],
     }
-    write_results(out, metrics, settings, ctx, started, extra)
+    write_results(out, metrics, settings.record(), ctx, started, extra)
     ckpt_dir = out / CHECKPOINT_DIR
     if ckpt_dir.is_dir() and not any(ckpt_dir.iterdir()):
         ckpt_dir.rmdir()
@@ -293,19 +333,19 @@ def _stats(table: pd.DataFrame) -> pd.DataFrame:
     return table.groupby(["dataset", "variant", "rank"])[["train_error", "test_error"]].agg(["mean", "std"])
 
 
-def plot(results: Path, figure_png: Path, tier: str) -> list[Path]:
+def plot(results: Path, figure_png: Path, figure: FigureContext) -> list[Path]:
     """One panel per dataset: error (0/1 scale) vs tensor rank, train solid / test dashed per variant, ± std over
-    seeds, and the variance line."""
+    seeds, and the variance line. The caption's substitutions are the settings that depart from the paper tier's."""
     _, summary = load_results(results)
-    settings = summary["settings"]
+    settings = Settings.from_mapping(summary["settings"])
     table = pd.DataFrame(summary["runs"])
     stats = _stats(table).fillna(0.0)
     apply_style()
-    datasets = [d for d in settings["datasets"] if d in set(table["dataset"])]
+    datasets = [d for d in settings.datasets if d in set(table["dataset"])]
     fig, axes = plt.subplots(1, len(datasets), figsize=(5.6 * len(datasets), 4.6), squeeze=False, layout="constrained")
     colours = {variant: f"C{k}" for k, variant in enumerate(VARIANTS)}
     for ax, dataset in zip(axes[0], datasets):
-        for variant in settings["variants"]:
+        for variant in settings.variants:
             part = stats.loc[(dataset, variant)]
             for column, style in (("train_error", "-"), ("test_error", "--")):
                 mean, std = part[(column, "mean")], part[(column, "std")]
@@ -333,47 +373,24 @@ def plot(results: Path, figure_png: Path, tier: str) -> list[Path]:
     axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     add_title(fig, f"§{SECTION} {TITLE}")
     sizes = (
-        "full 60,000 / 10,000"
-        if settings["n_train"] is None and settings["n_test"] is None
-        else f"{settings['n_train'] or 60000:,} train / {settings['n_test'] or 10000:,} test images (seeded random "
-        f"subsample)"
+        f"full {FULL_TRAIN_IMAGES:,} / {FULL_TEST_IMAGES:,}"
+        if settings.n_train is None and settings.n_test is None
+        else f"{settings.n_train or FULL_TRAIN_IMAGES:,} train / {settings.n_test or FULL_TEST_IMAGES:,} test images "
+        f"(seeded random subsample)"
     )
     details = (
         f"Binarized images (pixel ≥ 128) as indices of an order-784 tensor, one-vs-all class "
-        f"{settings['positive_class']} → 2, others → 0; {sizes}. CP model of rank R, factors N("
-        f"{settings['init_mean']}, {settings['init_std']}²), log-domain float64; Adam lr {settings['lr']}, "
-        f"batch {settings['batch_size']}, {settings['epochs']:,} epochs. Train: MSE/4; test: clamped error/4. "
-        f"Mean ± std over {settings['num_seeds']} seed(s). Random labels: permuted within train and within "
-        f"test; random images: pixels i.i.d. uniform on {{0,1}}."
+        f"{settings.positive_class} → 2, others → 0; {sizes}. CP model of rank R, factors N("
+        f"{settings.init_mean}, {settings.init_std}²), log-domain float64; Adam lr {settings.lr}, "
+        f"batch {settings.batch_size}, {settings.epochs:,} epochs ({settings.adam_steps():,} Adam steps per run). "
+        f"Train: MSE/4; test: clamped error/4. Mean ± std over {settings.num_seeds} seed(s). Random labels: permuted "
+        f"within train and within test; random images: pixels i.i.d. uniform on {{0,1}}."
     )
-    substitutions = budget_substitutions(settings)
-    add_caption(fig, caption_text(f"§{SECTION}", tier, details, substitutions))
+    add_caption(fig, caption_text(f"§{SECTION}", figure.tier, details, figure.substitutions(summary["settings"])))
     return save_figure(fig, figure_png)
 
 
-def budget_substitutions(settings: dict[str, Any]) -> str:
-    """How the tier departs from the paper's setting (60k/10k images, R = 1…15, 120,000 Adam steps of batch 5,000
-    at lr 5e-4), or ``none``."""
-    parts = []
-    if settings["n_train"] is not None or settings["n_test"] is not None:
-        parts.append("a random subsample of the images")
-    if sorted(settings["ranks"]) != list(range(1, 16)):
-        parts.append(f"ranks {settings['ranks']} instead of 1…15")
-    if (int(settings["batch_size"]), float(settings["lr"])) != (5000, 5e-4) or adam_steps(settings) != PAPER_ADAM_STEPS:
-        parts.append(
-            f"{adam_steps(settings):,} Adam steps of batch {settings['batch_size']} at lr {settings['lr']} "
-            f"instead of {PAPER_ADAM_STEPS:,} of batch 5,000 at lr 5e-4"
-        )
-    return "; ".join(parts) or "none"
-
-
 # ----------------------------------------------------------------------------------------------------- claims
-def adam_steps(settings: dict[str, Any]) -> int:
-    """Adam steps per run: epochs × ⌈n_train / batch⌉."""
-    n_train = settings["n_train"] or 60_000
-    return int(settings["epochs"]) * -(-n_train // int(settings["batch_size"]))
-
-
 def still_improving(curves: pd.DataFrame, ranks: list[int]) -> dict[int, float]:
     """Relative decrease of the natural-data train error (mean over seeds) over the last 20 % of the epochs, per rank
     in ``ranks``, where it exceeds STILL_IMPROVING (the fit had not levelled off)."""
@@ -395,10 +412,11 @@ def still_improving(curves: pd.DataFrame, ranks: list[int]) -> dict[int, float]:
 def claims(results: Path, tier: str) -> list[ClaimResult]:
     """The §2.2 claims per dataset (mean over seeds of the final errors)."""
     curves, summary = load_results(results)
+    settings = Settings.from_mapping(summary["settings"])
     table = pd.DataFrame(summary["runs"])
-    steps = adam_steps(summary["settings"])
+    steps = settings.adam_steps()
     out: list[ClaimResult] = []
-    for dataset in summary["settings"]["datasets"]:
+    for dataset in settings.datasets:
         out.extend(
             _dataset_claims(
                 table[table["dataset"] == dataset],
@@ -416,9 +434,9 @@ def _dataset_claims(
 ) -> list[ClaimResult]:
     """Four claims on one dataset; not shown when the tier lacks the random variants or the low ranks.
 
-    The "far better at low rank" ratio is a statement about fits at the paper's budget: when it fails in a tier that
-    runs fewer Adam steps and the natural-data fit was still improving at the end, the tier cannot tell, and the
-    claim is recorded as not-shown-at-this-scale (with the measured ratios)."""
+    The "far better at low rank" ratio is a statement about fits that have levelled off: when it fails while the
+    natural-data fit was still improving at the end of its ``steps`` Adam steps, the run cannot tell, and the claim is
+    recorded as not-shown-at-this-scale (with the measured ratios)."""
     means = table.groupby(["variant", "rank"])[["train_error", "test_error"]].mean()
     variants = set(table["variant"])
     randoms = [v for v in ("random_labels", "random_images") if v in variants]
@@ -474,9 +492,9 @@ def _dataset_claims(
         else {}
     )
     bad = [f"{v} R={r}: ratio {q}" for v, per in ratios.items() for r, q in per.items() if q > 0.5]
-    improving = still_improving(curves, low) if bad and steps < PAPER_ADAM_STEPS else {}
+    improving = still_improving(curves, low) if bad else {}
     budget = (
-        f"this tier runs {steps:,} Adam steps per run (paper: {PAPER_ADAM_STEPS:,}) and the natural-data train "
+        f"this tier runs {steps:,} Adam steps per run and the natural-data train "
         f"error was still falling at the end (relative drop over the last 20 % of epochs: {improving}), so "
         f"the tier cannot decide the ratio. "
         if improving

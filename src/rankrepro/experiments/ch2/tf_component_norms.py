@@ -11,8 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from rankrepro.experiments.base import Context
-from rankrepro.experiments.ch2.common import dynamics_claims, plot_dynamics, run_dynamics
+from rankrepro.experiments.ch2.common import ComponentDynamicsSettings, dynamics_claims, plot_dynamics, run_dynamics
 from rankrepro.pipeline.claims import ClaimResult
+from rankrepro.pipeline.settings import FigureContext
 
 NAME = "tf_component_norms"
 CHAPTER = "ch2"
@@ -24,16 +25,18 @@ REFERENCE = (
     "final errors 8e-2 (init 5e-2), 3e-2 (1e-2), 7e-6 (5e-3)"
 )
 NOTE = "Synthetic target; the emergence times depend on its draw."
+#: typed settings (schema ``$defs.tf_component_dynamics``), shared with :mod:`.tf_sensing_component_norms`
+Settings = ComponentDynamicsSettings
 
 
-def run(settings: dict, out: Path, ctx: Context) -> None:
+def run(settings: Settings, out: Path, ctx: Context) -> None:
     """Train the CP model from every init scale on the completion problem (one batched program)."""
     run_dynamics(settings, out, ctx, NAME, "completion")
 
 
-def plot(results: Path, figure_png: Path, tier: str) -> list[Path]:
+def plot(results: Path, figure_png: Path, figure: FigureContext) -> list[Path]:
     """Top-k component norms (smallest init) and reconstruction error per init vs iterations."""
-    return plot_dynamics(results, figure_png, tier, SECTION, TITLE, NOTE)
+    return plot_dynamics(results, figure_png, figure, SECTION, TITLE, NOTE)
 
 
 def claims(results: Path, tier: str) -> list[ClaimResult]:

@@ -10,8 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from rankrepro.experiments.base import Context
-from rankrepro.experiments.ch2.common import dynamics_claims, plot_dynamics, run_dynamics
+from rankrepro.experiments.ch2.common import ComponentDynamicsSettings, dynamics_claims, plot_dynamics, run_dynamics
 from rankrepro.pipeline.claims import ClaimResult
+from rankrepro.pipeline.settings import FigureContext
 
 NAME = "tf_sensing_component_norms"
 CHAPTER = "ch2"
@@ -22,16 +23,18 @@ REFERENCE = (
     "(no numbers are given for it in the spec)"
 )
 NOTE = "Synthetic target and Gaussian measurements."
+#: typed settings (schema ``$defs.tf_component_dynamics``), shared with :mod:`.tf_component_norms`
+Settings = ComponentDynamicsSettings
 
 
-def run(settings: dict, out: Path, ctx: Context) -> None:
+def run(settings: Settings, out: Path, ctx: Context) -> None:
     """Train the CP model from every init scale on the sensing problem (one batched program)."""
     run_dynamics(settings, out, ctx, NAME, "sensing")
 
 
-def plot(results: Path, figure_png: Path, tier: str) -> list[Path]:
+def plot(results: Path, figure_png: Path, figure: FigureContext) -> list[Path]:
     """Top-k component norms (smallest init) and reconstruction error per init vs iterations."""
-    return plot_dynamics(results, figure_png, tier, SECTION, TITLE, NOTE)
+    return plot_dynamics(results, figure_png, figure, SECTION, TITLE, NOTE)
 
 
 def claims(results: Path, tier: str) -> list[ClaimResult]:
