@@ -74,7 +74,7 @@ HTF_MATRICIZATIONS = ((0, 1), (0, 2))
 MAX_COMPONENTS = 6
 MAX_EFFECTIVE_RANK = 6.0
 MAX_ERROR = 0.1
-#: sync the trainer with the host (divergence log, early exit) at most this often, at least every stop check
+#: fewest iterations between two host syncs of the trainer (divergence log, early exit), if check_every is fewer
 MIN_SYNC_EVERY = 1000
 
 
@@ -357,8 +357,8 @@ def check_settings(settings: RankDynamicsSettings, name: str, measurement: Measu
         )
     htf.param_shapes(settings.dims("htf"), settings.htf.widths)
     htf.param_shapes(settings.dims("htf"), settings.htf.target_widths)
-    keys = {"mf": "mf.size", "tf": "tf.components", "htf": "htf.widths"}
-    for model, key in keys.items():
+    component_keys = {"mf": "mf.size", "tf": "tf.components", "htf": "htf.widths"}
+    for model, key in component_keys.items():
         value = settings.allowed_components(model)
         if top_k > value:
             raise ConfigError(f"config key 'experiments.{name}.top_k': {top_k} exceeds the {value} components of {key}")
