@@ -1,5 +1,6 @@
-"""§3.1: the generic sensing objective, the MF/TF/HTF problem builders, run → plot → claims on the tiny tier, and
-claims that fail or are not shown on doctored results."""
+"""§3.1: the generic sensing objective, the MF/TF/HTF problem builders, the typed settings, run → plot → claims on
+the tiny tier, the caption's departures from the paper tier, and claims that fail or are not shown on doctored
+results."""
 
 from __future__ import annotations
 
@@ -11,17 +12,18 @@ import pandas as pd
 import pytest
 import torch
 
+from rankrepro.cli import figure_context
 from rankrepro.core.errors import ConfigError
 from rankrepro.core.io import atomic_write_sealed_json, read_json
 from rankrepro.experiments.base import Context
 from rankrepro.experiments.ch3 import incremental_rank_learning as irl
 from rankrepro.experiments.ch3 import incremental_rank_learning_sensing as irl_sensing
+from rankrepro.experiments.ch3 import rank_dynamics_common
 from rankrepro.experiments.ch3.rank_dynamics_common import (
     MODELS,
-    PAPER_SCALE,
+    RankDynamicsSettings,
     build_problem,
     check_settings,
-    scale_substitutions,
 )
 from rankrepro.factorization import dmf, htf
 from rankrepro.factorization.cp_sensing import gaussian_measurements
@@ -31,12 +33,39 @@ from rankrepro.pipeline.config import experiment_section, load_config
 from rankrepro.pipeline.registry import get_experiment
 
 TINY = Path(__file__).resolve().parents[1] / "tiny.yaml"
+CONFIG = Path(__file__).resolve().parents[2] / "config"
+PAPER = CONFIG / "paper.yaml"
 CTX = Context(tier="test", device=torch.device("cpu"), progress=False)
 
 
 def _tiny(name: str = "incremental_rank_learning") -> dict:
     """The tiny tier's (validated, defaults filled) section of an experiment."""
     return copy.deepcopy(experiment_section(load_config(TINY), name))
+
+
+def _settings(section: dict | None = None) -> RankDynamicsSettings:
+    """The typed settings of a section (the tiny tier's by default), as the CLI builds them."""
+    return RankDynamicsSettings.from_mapping(_tiny() if section is None else section, "experiments.test")
+
+
+@pytest.mark.parametrize("tier", ["smoke.yaml", "config.yaml", "paper.yaml"])
+@pytest.mark.parametrize("name", ["incremental_rank_learning", "incremental_rank_learning_sensing"])
+def test_settings_are_built_from_every_tier_and_record_their_section(tier, name):
+    section = experiment_section(load_config(CONFIG / tier), name)
+    settings = get_experiment(name).Settings.from_mapping(section, f"experiments.{name}")
+    assert settings.record() == section
+    assert isinstance(settings.target_norm, float) and isinstance(settings.htf.widths, tuple)
+    assert settings.htf.widths == tuple(section["htf"]["widths"]) and settings.tf.method == section["tf"]["method"]
+    assert settings.train_settings().stop.threshold == section["loss_threshold"]
+
+
+def test_settings_refuse_a_missing_or_unknown_key():
+    section = _tiny()
+    del section["mf"]["depth"]
+    with pytest.raises(ConfigError, match="experiments.test.mf.depth"):
+        _settings(section)
+    with pytest.raises(ConfigError, match="no field"):
+        _settings({**_tiny(), "width": 3})
 
 
 @pytest.mark.parametrize(
@@ -66,26 +95,24 @@ def test_sensing_objective_rejects_mismatched_values():
 @pytest.mark.parametrize("measurement", ["completion", "sensing"])
 def test_problem_builder_is_seeded_and_sized(model, measurement):
     """Targets have the configured norm; n entries are observed (the rest held out); equal seeds, equal problems."""
-    settings = _tiny()
+    settings = _settings()
     first, second = build_problem(settings, model, measurement), build_problem(settings, model, measurement)
     assert torch.equal(first.target, second.target)
     assert all(torch.equal(a, b) for a, b in zip(first.params, second.params))
-    assert float(first.target.norm()) == pytest.approx(settings["target_norm"])
+    assert float(first.target.norm()) == pytest.approx(settings.target_norm)
     held = int(first.heldout.sum())
-    assert held == (
-        first.target.numel() - settings["n_observed"] if measurement == "completion" else first.target.numel()
-    )
+    assert held == (first.target.numel() - settings.n_observed if measurement == "completion" else first.target.numel())
     full = first.reconstruct(first.params)
     assert full.shape == (1, *first.target.shape)
     assert first.components(first.params).shape == (1, first.allowed)
     loss, grads = first.objective.loss_and_grads(first.params)
     assert loss.shape == (1,) and [g.shape for g in grads] == [p.shape for p in first.params]
-    other = build_problem({**settings, "data_seed": settings["data_seed"] + 1}, model, measurement)
+    other = build_problem(_settings({**_tiny(), "data_seed": settings.data_seed + 1}), model, measurement)
     assert not torch.equal(first.target, other.target)
 
 
 def test_mf_completion_loss_is_the_mse_over_observed_entries():
-    problem = build_problem(_tiny(), "mf", "completion")
+    problem = build_problem(_settings(), "mf", "completion")
     full = problem.reconstruct(problem.params)[0]
     observed = 1.0 - problem.heldout
     expected = ((full - problem.target) * observed).pow(2).sum() / observed.sum()
@@ -97,14 +124,18 @@ def test_mf_completion_loss_is_the_mse_over_observed_entries():
 )
 def test_bad_settings_name_the_key(change, key):
     with pytest.raises(ConfigError, match=f"incremental_rank_learning.{key}"):
-        check_settings({**_tiny(), **change}, "incremental_rank_learning")
+        check_settings(_settings({**_tiny(), **change}), "incremental_rank_learning", "completion")
+
+
+def test_sensing_may_take_more_measurements_than_entries():
+    check_settings(_settings({**_tiny(), "n_observed": 100}), "incremental_rank_learning_sensing", "sensing")
 
 
 def test_bad_htf_widths_are_a_config_error():
-    settings = _tiny()
-    settings["htf"]["widths"] = [4]
+    section = _tiny()
+    section["htf"]["widths"] = [4]
     with pytest.raises(ConfigError, match="widths"):
-        check_settings(settings, "incremental_rank_learning")
+        check_settings(_settings(section), "incremental_rank_learning", "completion")
 
 
 def test_registered_after_tensor_rank_mnist():
@@ -120,7 +151,7 @@ def test_registered_after_tensor_rank_mnist():
 def tiny_results(tmp_path_factory):
     """The completion experiment on the tiny tier (a few seconds)."""
     out = tmp_path_factory.mktemp("irl") / "incremental_rank_learning"
-    irl.run(_tiny(), out, CTX)
+    irl.run(_settings(), out, CTX)
     return out
 
 
@@ -135,7 +166,7 @@ def test_run_writes_tidy_metrics_and_summary(tiny_results):
 
 
 def test_tiny_run_plot_and_claims(tiny_results, tmp_path):
-    paths = irl.plot(tiny_results, tmp_path / "fig.png", "test")
+    paths = irl.plot(tiny_results, tmp_path / "fig.png", figure_context("test", irl.NAME, str(PAPER)))
     assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 0 for p in paths)
     claims = irl.claims(tiny_results, "test")
     ids = {c.claim_id for c in claims}
@@ -182,24 +213,44 @@ def test_capped_run_is_not_shown(tiny_results, tmp_path):
 
 def test_sensing_variant_end_to_end(tmp_path):
     out = tmp_path / "sensing"
-    irl_sensing.run(_tiny("incremental_rank_learning_sensing"), out, CTX)
+    irl_sensing.run(_settings(_tiny("incremental_rank_learning_sensing")), out, CTX)
     summary = read_json(out / "summary.json")
     assert summary["measurement"] == "sensing"
     for record in summary["models"].values():  # sensing: the held-out error is the reconstruction error
         assert record["heldout_error"] == pytest.approx(record["reconstruction_error"])
     claims = irl_sensing.claims(out, "test")
     assert all(c.claim_id.startswith("sensing_") for c in claims)
-    assert irl_sensing.plot(out, tmp_path / "fig.png", "test")[0].is_file()
+    assert irl_sensing.plot(out, tmp_path / "fig.png", figure_context("test", irl_sensing.NAME, None))[0].is_file()
 
 
-def test_scale_substitutions_name_every_departure_from_the_paper():
-    settings = {
-        **PAPER_SCALE,
-        "mf": {"init": 1e-3},
-        "tf": {"components": 256, "init": 1e-3},
-        "htf": {"widths": [512, 512], "init": 1e-2},
-    }
-    settings = {k: v for k, v in settings.items() if "." not in k}
-    assert scale_substitutions(settings) == "none"
-    settings["htf"] = {"widths": [64, 64], "init": 0.05}
-    assert scale_substitutions(settings) == "HTF widths [64, 64] instead of [512, 512]; htf.init 0.05 instead of 0.01"
+def _caption(monkeypatch, results: Path, tmp_path: Path, tier_config: Path) -> str:
+    """The caption irl.plot writes for ``results`` drawn as tier ``tier_config``'s, compared with config/paper.yaml."""
+    captions: list[str] = []
+    monkeypatch.setattr(rank_dynamics_common, "add_caption", lambda fig, text: captions.append(text))
+    irl.plot(results, tmp_path / "fig.png", figure_context(load_config(tier_config)["tier"], irl.NAME, str(PAPER)))
+    return captions[0]
+
+
+def _as_tier(results: Path, tmp_path: Path, tier_config: Path) -> Path:
+    """The results with the settings of tier ``tier_config`` recorded in their summary."""
+    section = experiment_section(load_config(tier_config), irl.NAME)
+    return _doctored(results, tmp_path / tier_config.stem, lambda summary: summary.update(settings=section))
+
+
+def test_the_caption_names_every_setting_departing_from_the_paper_tier(tiny_results, tmp_path, monkeypatch):
+    caption = _caption(monkeypatch, _as_tier(tiny_results, tmp_path, CONFIG / "smoke.yaml"), tmp_path, TINY)
+    substitutions = caption.split("Substitutions: ")[1]
+    assert "htf.widths [16, 16] (paper: [512, 512])" in substitutions
+    assert "max_iters 40,000 (paper: 500,000)" in substitutions and "tf.components 16 (paper: 256)" in substitutions
+    assert "mf.depth" not in substitutions  # equal to the paper's
+
+
+def test_the_paper_tiers_caption_has_no_substitutions(tiny_results, tmp_path, monkeypatch):
+    caption = _caption(monkeypatch, _as_tier(tiny_results, tmp_path, PAPER), tmp_path, PAPER)
+    assert caption.endswith("Substitutions: none.")
+
+
+def test_checkpoint_cadence_is_not_a_departure(tiny_results, tmp_path, monkeypatch):
+    """The tiny tier checkpoints never (paper: every 5,000 iterations): bookkeeping, not a departure."""
+    substitutions = _caption(monkeypatch, tiny_results, tmp_path, TINY).split("Substitutions: ")[1]
+    assert "log_every 10 (paper: 50)" in substitutions and "checkpoint_every" not in substitutions

@@ -1,9 +1,11 @@
-"""Chapter 3 §3.2: training with the input-gradient-change regularizer, and the Is-Same-Class / Pathfinder sweeps
-end to end on small fake data (run, cache, plot, claims)."""
+"""Chapter 3 §3.2: training with the input-gradient-change regularizer, the sweeps' typed settings, and the
+Is-Same-Class / Pathfinder sweeps end to end on small fake data (run, cache, plot and its caption, claims)."""
 
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,16 +13,21 @@ import pytest
 import torch
 from torch import nn
 
+from rankrepro.cli import figure_context
 from rankrepro.cnn.locality import Region, resize_images
 from rankrepro.cnn.locality_training import SGDSchedule, train_locality_classifier, train_step
 from rankrepro.core.errors import ConfigError, DataError
+from rankrepro.core.io import atomic_write_sealed_json, read_json
 from rankrepro.data.image_datasets import ImageDataset
 from rankrepro.experiments.base import Context, write_results
-from rankrepro.experiments.ch3 import is_same_class_cnn, pathfinder_cnn
+from rankrepro.experiments.ch3 import is_same_class_cnn, locality_common, pathfinder_cnn
 from rankrepro.experiments.ch3.locality_common import sweep_claims
 from rankrepro.pipeline.claims import FAILED, NOT_SHOWN, PASSED
+from rankrepro.pipeline.config import experiment_section, load_config
 
 CTX = Context(tier="test", device=torch.device("cpu"), threads=1, progress=False)
+CONFIG = Path(__file__).resolve().parents[2] / "config"
+PAPER = str(CONFIG / "paper.yaml")
 NET = {
     "widths": [2, 2, 4, 4],
     "stem": "small",
@@ -54,6 +61,38 @@ PATHFINDER = {
     "test_images": 8,
     **NET,
 }
+
+
+def isc_settings(**change) -> is_same_class_cnn.Settings:
+    """The test's Is-Same-Class settings, typed as the CLI builds them, with ``change``."""
+    return is_same_class_cnn.Settings.from_mapping({**ISC, **change}, "experiments.is_same_class_cnn")
+
+
+def pathfinder_settings(**change) -> pathfinder_cnn.Settings:
+    """The test's Pathfinder settings, typed as the CLI builds them, with ``change``."""
+    return pathfinder_cnn.Settings.from_mapping({**PATHFINDER, **change}, "experiments.pathfinder_cnn")
+
+
+@pytest.mark.parametrize("tier", ["smoke.yaml", "config.yaml", "paper.yaml"])
+@pytest.mark.parametrize("module", [is_same_class_cnn, pathfinder_cnn])
+def test_settings_are_built_from_every_tier_and_record_their_section(tier, module):
+    section = experiment_section(load_config(CONFIG / tier), module.NAME)
+    settings = module.Settings.from_mapping(section, f"experiments.{module.NAME}")
+    assert settings.record() == section
+    assert settings.strengths == tuple(float(s) for s in section["strengths"])
+    assert all(isinstance(s, float) for s in settings.strengths) and isinstance(settings.widths, tuple)
+    assert settings.schedule().max_epochs == section["max_epochs"]
+    assert settings.network(1).widths == tuple(section["widths"]) and settings.network(1).stem == section["stem"]
+
+
+def test_settings_refuse_values_the_types_do_not_admit():
+    with pytest.raises(ConfigError, match="canvas' must have 2 items"):
+        isc_settings(canvas=[8, 20, 4])
+    with pytest.raises(ConfigError, match="preferred_dataset"):
+        isc_settings(preferred_dataset="imagenet")
+    assert isc_settings(preferred_dataset=None).preferred_dataset is None
+    with pytest.raises(ConfigError, match="no field"):
+        pathfinder_settings(distances=[0, 4])
 
 
 class FakeData:
@@ -218,7 +257,7 @@ def test_strength_errors():
 def isc_results(tmp_path_factory):
     out = tmp_path_factory.mktemp("isc")
     data = FakeData()
-    is_same_class_cnn.run(ISC, out, CTX, data)
+    is_same_class_cnn.run(isc_settings(), out, CTX, data)
     return out, data
 
 
@@ -240,36 +279,76 @@ def test_is_same_class_runs_are_cached(isc_results, monkeypatch):
         "rankrepro.experiments.ch3.locality_common.train_run",
         lambda *a, **k: pytest.fail("a cached run was recomputed"),
     )
-    is_same_class_cnn.run(ISC, out, CTX, FakeData())
+    is_same_class_cnn.run(isc_settings(), out, CTX, FakeData())
 
 
-def test_is_same_class_plot_and_claims_name_the_substitute(isc_results, tmp_path):
+def caption(monkeypatch, module, results: Path, figure_png: Path, paper: str | None = PAPER) -> str:
+    """The caption ``module.plot`` writes for ``results``, its settings compared with those of ``paper``."""
+    captions: list[str] = []
+    monkeypatch.setattr(locality_common, "add_caption", lambda fig, text: captions.append(text))
+    module.plot(results, figure_png, figure_context("test", module.NAME, paper))
+    return captions[0].split("Substitutions: ")[1]
+
+
+def recorded_as(results: Path, copy: Path, **change) -> Path:
+    """A copy of the results whose summary records ``change`` (e.g. the paper tier's settings)."""
+    shutil.copytree(results, copy)
+    atomic_write_sealed_json(copy / "summary.json", {**read_json(results / "summary.json"), **change})
+    return copy
+
+
+def test_is_same_class_plot_and_claims_name_the_substitute(isc_results, tmp_path, monkeypatch):
     out, _ = isc_results
-    paths = is_same_class_cnn.plot(out, tmp_path / "isc.png", "test")
+    paths = is_same_class_cnn.plot(out, tmp_path / "isc.png", figure_context("test", is_same_class_cnn.NAME, PAPER))
     assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 0 for p in paths)
+    text = caption(monkeypatch, is_same_class_cnn, out, tmp_path / "isc.png")
+    assert text.startswith("fashion-mnist instead of cifar-10 (cifar-10 not obtainable here); settings departing")
+    assert "canvas [8, 20] (paper: [224, 224])" in text and "stem small (paper: paper)" in text
+    assert "momentum" not in text  # equal to the paper's
     found = is_same_class_cnn.claims(out, "test")
     assert len(found) == 3 and all("fashion-mnist (CIFAR-10 substitute)" in c.details for c in found)
 
 
+def test_is_same_class_caption_on_the_paper_tier(isc_results, tmp_path, monkeypatch):
+    """The paper tier's settings depart from nothing: only a substitute dataset is named, and none on CIFAR-10."""
+    out, _ = isc_results
+    paper = experiment_section(load_config(PAPER), is_same_class_cnn.NAME)
+    substitute = recorded_as(out, tmp_path / "substitute", settings=paper)
+    assert caption(monkeypatch, is_same_class_cnn, substitute, tmp_path / "a.png") == (
+        "fashion-mnist instead of cifar-10 (cifar-10 not obtainable here)."
+    )
+    cifar = recorded_as(out, tmp_path / "cifar", settings=paper, dataset="cifar-10")
+    assert caption(monkeypatch, is_same_class_cnn, cifar, tmp_path / "b.png") == "none."
+    assert "not compared" in caption(monkeypatch, is_same_class_cnn, cifar, tmp_path / "c.png", paper=None)
+
+
 def test_is_same_class_config_errors():
     with pytest.raises(ConfigError, match="do not fit"):
-        is_same_class_cnn.run({**ISC, "distances": [0, 40]}, "unused", CTX, FakeData())
+        is_same_class_cnn.run(isc_settings(distances=[0, 40]), "unused", CTX, FakeData())
     with pytest.raises(ConfigError, match="receptive field"):
-        is_same_class_cnn.run({**ISC, "canvas": [8, 400], "distances": [0, 380]}, "unused", CTX, FakeData())
+        is_same_class_cnn.run(isc_settings(canvas=[8, 400], distances=[0, 380]), "unused", CTX, FakeData())
 
 
-def test_pathfinder_sweep_end_to_end(tmp_path):
-    pathfinder_cnn.run(PATHFINDER, tmp_path, CTX)
-    metrics = pd.read_csv(tmp_path / "metrics.csv")
+def test_pathfinder_sweep_end_to_end(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    pathfinder_cnn.run(pathfinder_settings(), out, CTX)
+    metrics = pd.read_csv(out / "metrics.csv")
     assert len(metrics) == 2 * 2 and set(metrics["range"]) == {3, 5}
-    assert pathfinder_cnn.plot(tmp_path, tmp_path / "pf.png", "test")[0].is_file()
-    assert [c.claim_id for c in pathfinder_cnn.claims(tmp_path, "test")] == [
+    figure = figure_context("test", pathfinder_cnn.NAME, PAPER)
+    assert pathfinder_cnn.plot(out, tmp_path / "pf.png", figure)[0].is_file()
+    assert [c.claim_id for c in pathfinder_cnn.claims(out, "test")] == [
         "unregularized_falls_to_chance_with_range",
         "regularizer_recovers_long_range",
         "regularizer_harmless_at_short_range",
     ]
     with pytest.raises(ConfigError, match="must hold 0"):
-        pathfinder_cnn.run({**PATHFINDER, "strengths": [1.0, 2.0]}, tmp_path / "bad", CTX)
+        pathfinder_cnn.run(pathfinder_settings(strengths=[1.0, 2.0]), tmp_path / "bad", CTX)
+    text = caption(monkeypatch, pathfinder_cnn, out, tmp_path / "pf.png")
+    assert text.startswith(pathfinder_cnn.GENERATOR_NOTE + "; settings departing from the paper tier: ")
+    assert "canvas 40 (paper: 150)" in text and "lengths [3, 5] (paper: [3, 5, 7, 9])" in text
+    paper = experiment_section(load_config(PAPER), pathfinder_cnn.NAME)
+    on_paper = recorded_as(out, tmp_path / "paper", settings=paper)
+    assert caption(monkeypatch, pathfinder_cnn, on_paper, tmp_path / "paper.png") == f"{pathfinder_cnn.GENERATOR_NOTE}."
 
 
 # ------------------------------------------------------------------------------------------------- claims

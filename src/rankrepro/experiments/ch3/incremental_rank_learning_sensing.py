@@ -8,16 +8,17 @@ i.i.d. N(0, 1/numel)); models, optimizer and tracking are those of the completio
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from rankrepro.experiments.base import Context
 from rankrepro.experiments.ch3.rank_dynamics_common import (
     MODELS,
+    RankDynamicsSettings,
     plot_rank_dynamics,
     rank_dynamics_claims,
     run_rank_dynamics,
 )
 from rankrepro.pipeline.claims import ClaimResult
+from rankrepro.pipeline.settings import FigureContext
 
 NAME = "incremental_rank_learning_sensing"
 CHAPTER = "ch3"
@@ -27,17 +28,19 @@ REFERENCE = (
     "paper appendix: sensing shows the same incremental rank learning as completion in all three models "
     "(no numbers are given for it in the spec); reconstruction error < 0.1"
 )
+#: its settings: the §3.1 section shared with the other measurement (schema ``$defs/rank_dynamics``)
+Settings = RankDynamicsSettings
 NOTE = "Synthetic targets and Gaussian measurements."
 
 
-def run(settings: dict[str, Any], out: Path, ctx: Context) -> None:
+def run(settings: RankDynamicsSettings, out: Path, ctx: Context) -> None:
     """Train MF, TF and HTF on the sensing problems; write metrics.csv and summary.json."""
     run_rank_dynamics(settings, out, ctx, NAME, "sensing")
 
 
-def plot(results: Path, figure_png: Path, tier: str) -> list[Path]:
+def plot(results: Path, figure_png: Path, figure: FigureContext) -> list[Path]:
     """Components vs iterations for the three models; HTF node/root norms and matricization spectra."""
-    return plot_rank_dynamics(results, figure_png, tier, SECTION, TITLE, NOTE)
+    return plot_rank_dynamics(results, figure_png, figure, SECTION, TITLE, NOTE)
 
 
 def claims(results: Path, tier: str) -> list[ClaimResult]:

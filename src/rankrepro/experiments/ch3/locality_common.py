@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Literal
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -48,6 +49,7 @@ from rankrepro.experiments.base import (
 )
 from rankrepro.pipeline.claims import ClaimResult, decide
 from rankrepro.pipeline.plotting import add_caption, add_title, apply_style, caption_text, save_figure
+from rankrepro.pipeline.settings import FigureContext, SettingsRecord
 
 log = logging.getLogger(__name__)
 
@@ -72,26 +74,41 @@ TaskBuilder = Callable[
 ]
 
 
-def schedule(settings: dict[str, Any]) -> SGDSchedule:
-    """The SGD schedule of a config section (``lr``, ``momentum``, ``batch_size``, ``max_epochs``,
-    ``stop_after_fit``)."""
-    return SGDSchedule(
-        lr=float(settings["lr"]),
-        momentum=float(settings["momentum"]),
-        batch_size=int(settings["batch_size"]),
-        max_epochs=int(settings["max_epochs"]),
-        stop_after_fit=int(settings["stop_after_fit"]),
-    )
+@dataclass(frozen=True)
+class LocalityTrainingSettings(SettingsRecord):
+    """The network and training shared by the §3.2 sweeps (schema ``$defs/locality_training``): seed, strengths λ,
+    seeds per (range, λ), the ResNet-18 layout (stage ``widths``, ``stem``) and SGD (``lr``, ``momentum``,
+    ``batch_size``, ``max_epochs``, ``stop_after_fit``). Each sweep's settings extend it with its task's keys."""
+
+    seed: int
+    strengths: tuple[float, ...]
+    seeds: int
+    widths: tuple[int, int, int, int]
+    stem: Literal["paper", "small"]
+    lr: float
+    momentum: float
+    batch_size: int
+    max_epochs: int
+    stop_after_fit: int
+
+    def schedule(self) -> SGDSchedule:
+        """The SGD schedule: lr, momentum, batch size, epoch cap, epochs to go on after fitting the train set."""
+        return SGDSchedule(
+            lr=self.lr,
+            momentum=self.momentum,
+            batch_size=self.batch_size,
+            max_epochs=self.max_epochs,
+            stop_after_fit=self.stop_after_fit,
+        )
+
+    def network(self, in_channels: int) -> ResNetConfig:
+        """The ResNet-18 layout (stage widths, stem) on ``in_channels`` input channels."""
+        return ResNetConfig(widths=self.widths, stem=self.stem, in_channels=in_channels)
 
 
-def network_config(settings: dict[str, Any], in_channels: int) -> ResNetConfig:
-    """The ResNet-18 layout of a config section (``widths``, ``stem``)."""
-    return ResNetConfig(widths=tuple(settings["widths"]), stem=settings["stem"], in_channels=in_channels)
-
-
-def check_receptive_field(settings: dict[str, Any], in_channels: int, span: int, name: str) -> int:
+def check_receptive_field(settings: LocalityTrainingSettings, in_channels: int, span: int, name: str) -> int:
     """The network's receptive field; a ConfigError when it cannot see ``span`` pixels (both regions at once)."""
-    field = receptive_field(network_config(settings, in_channels))
+    field = receptive_field(settings.network(in_channels))
     if field < span:
         raise ConfigError(
             f"{name}: the ResNet's receptive field ({field} px) does not cover the {span} px the task "
@@ -101,11 +118,11 @@ def check_receptive_field(settings: dict[str, Any], in_channels: int, span: int,
 
 
 def run_sweep(
-    settings: dict[str, Any],
+    settings: LocalityTrainingSettings,
     out: Path,
     ctx: Context,
     name: str,
-    ranges: list[int],
+    ranges: Sequence[int],
     in_channels: int,
     build_task: TaskBuilder,
     extra: dict[str, Any],
@@ -117,17 +134,20 @@ def run_sweep(
     (library modules that build the data, e.g. the Pathfinder generator) are unchanged."""
     started = time.time()
     out = Path(out)
-    strengths = [float(s) for s in settings["strengths"]]
+    strengths = settings.strengths
     if 0.0 not in strengths or len(strengths) < 2:
-        raise ConfigError(f"{name}: 'strengths' must hold 0 (plain training) and at least one λ > 0, got {strengths}")
-    plan, mechanism = schedule(settings), mechanism_hash(locality, locality_training, resnet, *task_modules)
+        raise ConfigError(
+            f"{name}: 'strengths' must hold 0 (plain training) and at least one λ > 0, got {list(strengths)}"
+        )
+    plan, mechanism = settings.schedule(), mechanism_hash(locality, locality_training, resnet, *task_modules)
+    recorded = settings.record()
     rows = []
     for value in ranges:
-        for seed_index in range(int(settings["seeds"])):
+        for seed_index in range(settings.seeds):
             task = None
             for strength in strengths:
                 key = f"range{value}_lambda{strength:g}_seed{seed_index}"
-                fingerprint = run_fingerprint(settings, key, mechanism)
+                fingerprint = run_fingerprint(recorded, key, mechanism)
 
                 def compute(value=value, seed_index=seed_index, strength=strength, fingerprint=fingerprint):
                     nonlocal task
@@ -156,11 +176,11 @@ def run_sweep(
                     }
                 )
     metrics = pd.DataFrame(rows, columns=["range", "strength", "seed", *RUN_COLUMNS])
-    write_results(out, metrics, settings, ctx, started, {**extra, "torch_threads": torch.get_num_threads()})
+    write_results(out, metrics, recorded, ctx, started, {**extra, "torch_threads": torch.get_num_threads()})
 
 
 def train_run(
-    settings: dict[str, Any],
+    settings: LocalityTrainingSettings,
     plan: SGDSchedule,
     task: tuple,
     in_channels: int,
@@ -171,9 +191,9 @@ def train_run(
     """One run: a fresh ResNet-18 (init seeded by (seed, seed index), shared by every range and λ), trained on the
     task; its final accuracies, epochs, first fitted epoch, last epoch's mean penalty and the training curve."""
     train, test, draw_regions = task
-    seed = int(settings["seed"])
+    seed = settings.seed
     init = torch.Generator().manual_seed(derived_seed(seed, seed_index, 0))
-    model = ResNet18(network_config(settings, in_channels), generator=init)
+    model = ResNet18(settings.network(in_channels), generator=init)
     outcome = train_locality_classifier(
         model,
         train,
@@ -207,17 +227,18 @@ def accuracy_table(metrics: pd.DataFrame) -> pd.DataFrame:
 def plot_sweep(
     results: Path,
     figure_png: Path,
-    tier: str,
+    figure: FigureContext,
     section: str,
     title: str,
     range_label: str,
     reference: dict[float, list[float]],
-    reference_ranges: list[int],
+    reference_ranges: Sequence[int],
     details: str,
-    substitutions: str,
+    notes: Sequence[str] = (),
 ) -> list[Path]:
     """Left: test accuracy vs range per λ (mean ± std over seeds; the paper's values dotted on their own x axis
-    when the tier runs the paper's ranges); right: final train accuracy vs range per λ."""
+    when the tier runs the paper's ranges); right: final train accuracy vs range per λ. The caption's substitutions:
+    ``notes`` (what the settings cannot show), then the settings that depart from the paper tier's."""
     metrics, summary = load_results(results)
     stats = accuracy_table(metrics)
     apply_style()
@@ -250,39 +271,19 @@ def plot_sweep(
     train_ax.set_title("train accuracy at the end of training", fontsize=10)
     test_ax.legend(fontsize=8, loc="lower left")
     add_title(fig, f"§{section} {title}")
-    add_caption(fig, caption_text(f"§{section}", tier, details + " Dashed: chance.", substitutions))
+    substitutions = figure.substitutions(summary["settings"], *notes)
+    add_caption(fig, caption_text(f"§{section}", figure.tier, details + " Dashed: chance.", substitutions))
     return save_figure(fig, figure_png)
 
 
-#: the paper's network (ResNet-18 with the ImageNet stem) and epoch cap
-PAPER_WIDTHS, PAPER_MAX_EPOCHS = [64, 128, 256, 512], 150
-
-
-def scale_substitutions(settings: dict[str, Any], paper: dict[str, Any]) -> list[str]:
-    """How a tier departs from the paper: every key of ``paper`` (sizes) whose value differs, the epoch cap, and the
-    network when it is not the paper's ResNet-18."""
-    paper = {**paper, "max_epochs": PAPER_MAX_EPOCHS}
-    parts = [
-        f"{key.replace('_', ' ')} {settings[key]} instead of {value}"
-        for key, value in paper.items()
-        if settings[key] != value
-    ]
-    if list(settings["widths"]) != PAPER_WIDTHS or settings["stem"] != "paper":
-        parts.append(
-            f"ResNet-18 widths {'/'.join(map(str, settings['widths']))} with a {settings['stem']} stem "
-            "instead of 64/128/256/512 with the ImageNet stem"
-        )
-    return parts
-
-
-def training_text(settings: dict[str, Any], summary: dict[str, Any]) -> str:
-    """Caption text on the network and the training of a tier."""
-    fitted = f"stop {settings['stop_after_fit']} epochs after 100 % train accuracy, ≤ {settings['max_epochs']} epochs"
+def training_text(settings: LocalityTrainingSettings, receptive_field: int) -> str:
+    """Caption text on the network (``receptive_field`` px, as the run measured it) and the training of a tier."""
+    fitted = f"stop {settings.stop_after_fit} epochs after 100 % train accuracy, ≤ {settings.max_epochs} epochs"
     return (
-        f"ResNet-18 layout (widths {'/'.join(map(str, settings['widths']))}, {settings['stem']} stem, receptive "
-        f"field {summary['receptive_field']} px, random init), one logit, BCE + λ·input-gradient-change penalty; "
-        f"SGD lr {settings['lr']:g}, momentum {settings['momentum']:g}, batch {settings['batch_size']}, {fitted}; "
-        f"{settings['seeds']} seed(s) (the same initial weights for every range and λ of a seed)."
+        f"ResNet-18 layout (widths {'/'.join(map(str, settings.widths))}, {settings.stem} stem, receptive "
+        f"field {receptive_field} px, random init), one logit, BCE + λ·input-gradient-change penalty; "
+        f"SGD lr {settings.lr:g}, momentum {settings.momentum:g}, batch {settings.batch_size}, {fitted}; "
+        f"{settings.seeds} seed(s) (the same initial weights for every range and λ of a seed)."
     )
 
 

@@ -9,6 +9,7 @@ figure and the claims.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,41 +21,61 @@ from rankrepro.cnn.pathfinder import default_settings, generate
 from rankrepro.core.seeding import derived_seed
 from rankrepro.experiments.base import Context, load_results
 from rankrepro.experiments.ch3.locality_common import (
+    LocalityTrainingSettings,
     check_receptive_field,
     plot_sweep,
     run_sweep,
-    scale_substitutions,
     sweep_claims,
     training_text,
 )
 from rankrepro.pipeline.claims import ClaimResult
+from rankrepro.pipeline.settings import FigureContext
 
 NAME = "pathfinder_cnn"
 CHAPTER = "ch3"
 SECTION = "3.2"
 TITLE = "Pathfinder with a ResNet-18: accuracy vs the path length, per λ"
-#: the paper's test accuracies (%) per λ at path lengths 3, 5, 7, 9
-PAPER_LENGTHS = [3, 5, 7, 9]
+#: the reference results (the paper's Fig. 3): test accuracies (%) per λ at path lengths 3, 5, 7, 9
+PAPER_LENGTHS = (3, 5, 7, 9)
 PAPER_ACCURACY = {0.0: [98.5, 96.0, 68.5, 50.5], 3.0: [98.5, 96.8, 89.5, 63.5], 9.0: [98.5, 96.5, 91.5, 85.5]}
 REFERENCE = (
     "Razin, Maman & Cohen 2022, Fig. 3 (150 × 150 images, 10,000/10,000 per length): test accuracy % at "
     "L = 3/5/7/9 — λ = 0: 98.5, 96.0, 68.5, 50.5; λ = 3: 98.5, 96.8, 89.5, 63.5; λ = 9: 98.5, 96.5, 91.5, "
     "85.5"
 )
+#: the image side (px) of the reference results: a tier that runs it at the reference lengths can refute the fall of
+#: λ = 0 (``claims`` gets no paper tier to compare with)
+REFERENCE_CANVAS = 150
+#: what the settings cannot show: whose Pathfinder images these are
+GENERATOR_NOTE = "our own generator (binary, touching paddles; geometry scaled from the 300 px original)"
 
 
-def run(settings: dict, out: Path, ctx: Context) -> None:
+@dataclass(frozen=True)
+class PathfinderSettings(LocalityTrainingSettings):
+    """The Pathfinder sweep (schema ``$defs/pathfinder_cnn``): the shared network and training, the path
+    ``lengths`` (paddles), the image side ``canvas`` (px), the side ``patch`` of the regions I and J, and the
+    train/test images generated per length."""
+
+    lengths: tuple[int, ...]
+    canvas: int
+    patch: int
+    train_images: int
+    test_images: int
+
+
+Settings = PathfinderSettings
+
+
+def run(settings: PathfinderSettings, out: Path, ctx: Context) -> None:
     """Every path length × λ × seed, on images generated per (length, seed)."""
-    canvas, patch = int(settings["canvas"]), int(settings["patch"])
+    canvas, patch = settings.canvas, settings.patch
     field = check_receptive_field(settings, 1, canvas, NAME)
 
     def build_task(length: int, seed_index: int):
         geometry = default_settings(canvas, length)
-        streams = [
-            np.random.default_rng(derived_seed(int(settings["seed"]), length, seed_index, split)) for split in (0, 1)
-        ]
-        train_x, train_y = generate(int(settings["train_images"]), length, geometry, streams[0])
-        test_x, test_y = generate(int(settings["test_images"]), length, geometry, streams[1])
+        streams = [np.random.default_rng(derived_seed(settings.seed, length, seed_index, split)) for split in (0, 1)]
+        train_x, train_y = generate(settings.train_images, length, geometry, streams[0])
+        test_x, test_y = generate(settings.test_images, length, geometry, streams[1])
         return (
             (torch.from_numpy(train_x[:, None]), torch.from_numpy(train_y)),
             (torch.from_numpy(test_x[:, None]), torch.from_numpy(test_y)),
@@ -66,7 +87,7 @@ def run(settings: dict, out: Path, ctx: Context) -> None:
         out,
         ctx,
         NAME,
-        [int(n) for n in settings["lengths"]],
+        settings.lengths,
         1,
         build_task,
         {"receptive_field": field},
@@ -74,41 +95,35 @@ def run(settings: dict, out: Path, ctx: Context) -> None:
     )
 
 
-def substitutions(settings: dict) -> str:
-    """How the tier departs from the paper's protocol."""
-    parts = scale_substitutions(settings, {"canvas": 150, "train_images": 10000, "test_images": 10000})
-    parts.append("our own generator (binary, touching paddles; geometry scaled from the 300 px original)")
-    return "; ".join(parts)
-
-
-def plot(results: Path, figure_png: Path, tier: str) -> list[Path]:
-    """Test and train accuracy vs path length per λ (mean ± std over seeds)."""
+def plot(results: Path, figure_png: Path, figure: FigureContext) -> list[Path]:
+    """Test and train accuracy vs path length per λ (mean ± std over seeds); the caption names our generator and
+    every setting that departs from the paper tier's."""
     _, summary = load_results(results)
-    settings = summary["settings"]
+    settings = PathfinderSettings.from_mapping(summary["settings"])
     details = (
-        f"{settings['train_images']:,} train / {settings['test_images']:,} test images of {settings['canvas']} "
-        f"× {settings['canvas']} px per path length (balanced labels); I, J = random {settings['patch']} × "
-        f"{settings['patch']} patches per batch. "
-        + training_text(settings, summary)
+        f"{settings.train_images:,} train / {settings.test_images:,} test images of {settings.canvas} "
+        f"× {settings.canvas} px per path length (balanced labels); I, J = random {settings.patch} × "
+        f"{settings.patch} patches per batch. "
+        + training_text(settings, summary["receptive_field"])
         + " Dotted: the paper's values (only when the tier runs its lengths)."
     )
     return plot_sweep(
         results,
         figure_png,
-        tier,
+        figure,
         SECTION,
         TITLE,
         "path length (paddles)",
         PAPER_ACCURACY,
         PAPER_LENGTHS,
         details,
-        substitutions(settings),
+        [GENERATOR_NOTE],
     )
 
 
 def claims(results: Path, tier: str) -> list[ClaimResult]:
     """The §3.2 claims on the path-length sweep."""
     _, summary = load_results(results)
-    settings = summary["settings"]
-    paper_geometry = list(settings["lengths"]) == PAPER_LENGTHS and settings["canvas"] == 150
-    return sweep_claims(results, NAME, SECTION, REFERENCE, "path length", int(settings["test_images"]), paper_geometry)
+    settings = PathfinderSettings.from_mapping(summary["settings"])
+    paper_geometry = settings.lengths == PAPER_LENGTHS and settings.canvas == REFERENCE_CANVAS
+    return sweep_claims(results, NAME, SECTION, REFERENCE, "path length", settings.test_images, paper_geometry)

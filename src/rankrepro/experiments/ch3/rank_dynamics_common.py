@@ -54,11 +54,12 @@ from rankrepro.experiments.base import (
 )
 from rankrepro.experiments.ch2.common import LEARNED_FRACTION, SEPARATION, emergence_iterations, learned_components
 from rankrepro.factorization import cp, cp_sensing, dmf, htf, sensing
-from rankrepro.factorization.cp import CPCompletionObjective, component_norms, multi_indices
+from rankrepro.factorization.cp import CPCompletionObjective, Method, component_norms, multi_indices
 from rankrepro.factorization.cp_sensing import CPSensingObjective, gaussian_measurements
 from rankrepro.factorization.sensing import SensingObjective
 from rankrepro.pipeline.claims import ClaimResult, decide
 from rankrepro.pipeline.plotting import add_caption, add_title, apply_style, caption_text, save_figure
+from rankrepro.pipeline.settings import FigureContext, SettingsRecord, describe
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,92 @@ HTF_MATRICIZATIONS = ((0, 1), (0, 2))
 MAX_COMPONENTS = 6
 MAX_EFFECTIVE_RANK = 6.0
 MAX_ERROR = 0.1
+#: fewest iterations between two host syncs of the trainer (divergence log, early exit), if check_every is fewer
+MIN_SYNC_EVERY = 1000
+
+
+# ----------------------------------------------------------------------------------------------------- settings
+@dataclass(frozen=True)
+class MatrixFactorizationSettings(SettingsRecord):
+    """The MF model: W = W_D ⋯ W_1 with D = ``depth`` factors of ``size`` × ``size``, entries N(0, ``init``²)."""
+
+    size: int
+    depth: int
+    init: float
+
+
+@dataclass(frozen=True)
+class TensorFactorizationSettings(SettingsRecord):
+    """The TF model: a CP factorization with R = ``components`` of an ``order``-way ``dim``^order tensor, factor
+    entries N(0, ``init``²); ``method`` the completion gradient's implementation (ignored by sensing)."""
+
+    order: int
+    dim: int
+    components: int
+    init: float
+    method: Method
+
+
+@dataclass(frozen=True)
+class HierarchicalFactorizationSettings(SettingsRecord):
+    """The HTF model over the perfect binary mode tree of an ``order``-way ``dim``^order tensor: model widths
+    r_0 … r_{k−1} (``widths``, k = log2 order), entries N(0, ``init``²); the target's widths ``target_widths``."""
+
+    order: int
+    dim: int
+    widths: tuple[int, ...]
+    target_widths: tuple[int, ...]
+    init: float
+
+
+@dataclass(frozen=True)
+class RankDynamicsSettings(SettingsRecord):
+    """The §3.1 settings (schema ``$defs/rank_dynamics``, shared by completion and sensing): the targets (rank,
+    norm, seeds), the observations, the optimizer and its budget, what is logged, and the three models."""
+
+    data_seed: int
+    seed: int
+    target_rank: int
+    target_norm: float
+    n_observed: int
+    optimizer: Literal["group_rmsprop", "gd"]
+    lr: float
+    loss_threshold: float
+    stop_patience: int
+    check_every: int
+    max_iters: int
+    log_every: int
+    checkpoint_every: int
+    top_k: int
+    mf: MatrixFactorizationSettings
+    tf: TensorFactorizationSettings
+    htf: HierarchicalFactorizationSettings
+
+    def train_settings(self) -> TrainSettings:
+        """The trainer's budget: stop at loss < ``loss_threshold`` for ``stop_patience`` checks every
+        ``check_every`` iterations, ≤ ``max_iters``; host syncs every max(``check_every``, :data:`MIN_SYNC_EVERY`)."""
+        return TrainSettings(
+            max_iters=self.max_iters,
+            stop=StopRule(self.loss_threshold, self.stop_patience, self.check_every),
+            log_every=self.log_every,
+            sync_every=max(self.check_every, MIN_SYNC_EVERY),
+            checkpoint_every=self.checkpoint_every,
+        )
+
+    def dims(self, model: str) -> tuple[int, ...]:
+        """Shape of the model's target: (size, size) for MF, (dim,)·order for TF and HTF."""
+        if model == "mf":
+            return (self.mf.size,) * 2
+        part = self.tf if model == "tf" else self.htf
+        return (part.dim,) * part.order
+
+    def allowed_components(self, model: str) -> int:
+        """How many components the model has: size (MF singular values), R (TF), the last width (HTF root)."""
+        return {"mf": self.mf.size, "tf": self.tf.components, "htf": self.htf.widths[-1]}[model]
+
+    def init_scale(self, model: str) -> float:
+        """The std ``init`` of the model's N(0, init²) entries."""
+        return {"mf": self.mf.init, "tf": self.tf.init, "htf": self.htf.init}[model]
 
 
 def spec_name(modes: Sequence[int]) -> str:
@@ -168,21 +255,15 @@ def htf_extras(top_k: int) -> Callable[[Sequence[Tensor], Tensor], dict[str, Ten
     return extras
 
 
-def model_dims(settings: dict[str, Any], model: str) -> tuple[int, ...]:
-    """Shape of the model's target: (size, size) for MF, (dim,)·order for TF and HTF."""
-    part = settings[model]
-    return (int(part["size"]),) * 2 if model == "mf" else (int(part["dim"]),) * int(part["order"])
-
-
-def make_target(settings: dict[str, Any], model: str) -> tuple[Tensor, torch.Generator]:
+def make_target(settings: RankDynamicsSettings, model: str) -> tuple[Tensor, torch.Generator]:
     """The model's low-rank target (‖·‖_F = ``target_norm``) and the generator that drew it (it then draws the
     observations, so one ``data_seed`` fixes the problem).
 
     MF: W* = UV with U ``(n, r)``, V ``(r, n)`` N(0, 1); TF: a CP-rank-r tensor (factors N(0, 1)); HTF: an HTF with
     N(0, 1) factors and widths ``htf.target_widths``.
     """
-    generator = seeded_generator(settings["data_seed"], MODEL_IDS[model])
-    rank, norm, dims = int(settings["target_rank"]), float(settings["target_norm"]), model_dims(settings, model)
+    generator = seeded_generator(settings.data_seed, MODEL_IDS[model])
+    rank, norm, dims = settings.target_rank, settings.target_norm, settings.dims(model)
     if model == "mf":
         matrix = torch.randn(dims[0], rank, generator=generator, dtype=torch.float64) @ torch.randn(
             rank, dims[1], generator=generator, dtype=torch.float64
@@ -190,32 +271,32 @@ def make_target(settings: dict[str, Any], model: str) -> tuple[Tensor, torch.Gen
         return matrix * (norm / matrix.norm()), generator
     if model == "tf":
         return cp.random_cp_tensor(dims, rank, generator) * norm, generator
-    return htf.random_htf_tensor(dims, settings["htf"]["target_widths"], generator, norm=norm), generator
+    return htf.random_htf_tensor(dims, settings.htf.target_widths, generator, norm=norm), generator
 
 
-def init_params(settings: dict[str, Any], model: str) -> list[Tensor]:
+def init_params(settings: RankDynamicsSettings, model: str) -> list[Tensor]:
     """Initial parameters of one run ``(1, …)``: every entry N(0, init²), drawn from (seed, model)."""
-    part, generator = settings[model], seeded_generator(settings["seed"], MODEL_IDS[model])
-    init, dims = float(part["init"]), model_dims(settings, model)
+    generator = seeded_generator(settings.seed, MODEL_IDS[model])
+    init, dims = settings.init_scale(model), settings.dims(model)
     if model == "mf":
-        depth = int(part["depth"])
+        depth = settings.mf.depth
         factors, _ = dmf.init_factors(dims, depth, depth, init**depth, balanced=False, det_sign=0, generator=generator)
         return [f.unsqueeze(0) for f in factors]
     if model == "tf":
-        return cp.init_factors(dims, int(part["components"]), torch.tensor([init]), [generator])
-    return htf.init_htf(dims, part["widths"], torch.tensor([init]), [generator])
+        return cp.init_factors(dims, settings.tf.components, torch.tensor([init]), [generator])
+    return htf.init_htf(dims, settings.htf.widths, torch.tensor([init]), [generator])
 
 
-def completion_objective(model: str, settings: dict[str, Any], target: Tensor, flat: Tensor) -> Any:
+def completion_objective(model: str, settings: RankDynamicsSettings, target: Tensor, flat: Tensor) -> Any:
     """MSE over the observed entries (flat row-major positions ``flat``) for the model."""
     if model == "mf":
         mask = torch.zeros_like(target)
         mask.view(-1)[flat] = 1.0
-        ones = torch.ones(1, int(settings["mf"]["depth"]), dtype=torch.float64)
+        ones = torch.ones(1, settings.mf.depth, dtype=torch.float64)
         return MeanOverObserved(dmf.MatrixCompletionDMF(target[None], mask[None], ones), int(flat.numel()))
     indices = multi_indices(flat, tuple(target.shape))
     if model == "tf":
-        return CPCompletionObjective(target, indices, settings["tf"].get("method", "auto"))
+        return CPCompletionObjective(target, indices, settings.tf.method)
     return htf.HTFCompletionObjective(target, indices)
 
 
@@ -235,10 +316,10 @@ def components_of(model: str, order: int) -> Callable[[Sequence[Tensor]], Tensor
     return lambda params: htf.local_component_norms(params)[root]
 
 
-def build_problem(settings: dict[str, Any], model: str, measurement: Measurement) -> Problem:
+def build_problem(settings: RankDynamicsSettings, model: str, measurement: Measurement) -> Problem:
     """The model's problem: target, observations (entries or Gaussian measurements), objective and init."""
     target, generator = make_target(settings, model)
-    count = int(settings["n_observed"])
+    count = settings.n_observed
     heldout = torch.ones_like(target)
     if measurement == "completion":
         flat = torch.randperm(target.numel(), generator=generator)[:count]
@@ -251,13 +332,7 @@ def build_problem(settings: dict[str, Any], model: str, measurement: Measurement
             if model == "tf"
             else SensingObjective(reconstruction(model), matrix, matrix @ target.reshape(-1))
         )
-    part = settings[model]
-    allowed = {
-        "mf": lambda: int(part["size"]),
-        "tf": lambda: int(part["components"]),
-        "htf": lambda: int(part["widths"][-1]),
-    }[model]()
-    extras = htf_extras(int(settings["top_k"])) if model == "htf" else None
+    extras = htf_extras(settings.top_k) if model == "htf" else None
     return Problem(
         model,
         objective,
@@ -266,49 +341,37 @@ def build_problem(settings: dict[str, Any], model: str, measurement: Measurement
         heldout,
         reconstruction(model),
         components_of(model, target.dim()),
-        allowed,
+        settings.allowed_components(model),
         extras,
     )
 
 
-def check_settings(settings: dict[str, Any], name: str) -> None:
+def check_settings(settings: RankDynamicsSettings, name: str, measurement: Measurement) -> None:
     """What the schema cannot say: observations fit in every target (completion), target_rank < top_k ≤ the
     components every model allows, and a valid HTF tree."""
-    top_k, rank = int(settings["top_k"]), int(settings["target_rank"])
+    top_k, rank = settings.top_k, settings.target_rank
     if rank >= top_k:
         raise ConfigError(
             f"config key 'experiments.{name}.top_k': must exceed target_rank = {rank} so the first component "
             "that should stay small is tracked"
         )
-    htf.param_shapes(model_dims(settings, "htf"), settings["htf"]["widths"])
-    htf.param_shapes(model_dims(settings, "htf"), settings["htf"]["target_widths"])
-    allowed = {
-        "mf.size": settings["mf"]["size"],
-        "tf.components": settings["tf"]["components"],
-        "htf.widths": settings["htf"]["widths"][-1],
-    }
-    for key, value in allowed.items():
-        if top_k > int(value):
+    htf.param_shapes(settings.dims("htf"), settings.htf.widths)
+    htf.param_shapes(settings.dims("htf"), settings.htf.target_widths)
+    component_keys = {"mf": "mf.size", "tf": "tf.components", "htf": "htf.widths"}
+    for model, key in component_keys.items():
+        value = settings.allowed_components(model)
+        if top_k > value:
             raise ConfigError(f"config key 'experiments.{name}.top_k': {top_k} exceeds the {value} components of {key}")
     for model in MODELS:
-        numel = math.prod(model_dims(settings, model))
-        if settings.get("measurement", "completion") == "completion" and int(settings["n_observed"]) > numel:
+        numel = math.prod(settings.dims(model))
+        if measurement == "completion" and settings.n_observed > numel:
             raise ConfigError(
-                f"config key 'experiments.{name}.n_observed': {settings['n_observed']} exceeds the {numel} "
+                f"config key 'experiments.{name}.n_observed': {settings.n_observed} exceeds the {numel} "
                 f"entries of the {model} target"
             )
 
 
 # ----------------------------------------------------------------------------------------------------- run
-def train_settings(settings: dict[str, Any]) -> TrainSettings:
-    """The trainer's budget: stop at loss < ``loss_threshold`` for ``stop_patience`` checks, ≤ ``max_iters``."""
-    return TrainSettings(
-        max_iters=int(settings["max_iters"]),
-        stop=StopRule(float(settings["loss_threshold"]), int(settings["stop_patience"]), int(settings["check_every"])),
-        log_every=int(settings["log_every"]),
-        sync_every=max(int(settings["check_every"]), 1000),
-        checkpoint_every=int(settings["checkpoint_every"]),
-    )
 
 
 def final_ranks(problem: Problem, params: list[Tensor]) -> dict[str, float]:
@@ -340,24 +403,24 @@ def timed_components(problem: Problem, rank: int) -> int:
 
 
 def train_model(
-    settings: dict[str, Any], model: str, measurement: Measurement, out: Path, ctx: Context, name: str
+    settings: RankDynamicsSettings, model: str, measurement: Measurement, out: Path, ctx: Context, name: str
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Train one model on its problem (resuming a checkpoint); its tidy metrics and its summary record."""
     started = time.time()
     problem = build_problem(settings, model, measurement)
-    objective = Tracked(problem, int(settings["top_k"]))
+    objective = Tracked(problem, settings.top_k)
     params = [p.to(ctx.device) for p in problem.params]
     optimizer = make_optimizer(
-        settings["optimizer"], torch.full((1,), float(settings["lr"]), dtype=torch.float64, device=ctx.device)
+        settings.optimizer, torch.full((1,), settings.lr, dtype=torch.float64, device=ctx.device)
     )
     fingerprint = run_fingerprint(
-        settings, measurement, model, mechanism_hash(autodiff, cp, cp_sensing, dmf, htf, measures, sensing)
+        settings.record(), measurement, model, mechanism_hash(autodiff, cp, cp_sensing, dmf, htf, measures, sensing)
     )
     result = train(
         objective,
         params,
         optimizer,
-        train_settings(settings),
+        settings.train_settings(),
         checkpoint_path=checkpoint_path(out, model),
         fingerprint=fingerprint,
         progress=f"{name}:{model}" if ctx.progress else None,
@@ -381,7 +444,7 @@ def train_model(
         "final_top_norms": [float(v) for v in final["top_norms"][0].cpu()],
         "learned_components": learned_components(all_norms),
         "allowed_components": problem.allowed,
-        "emergence_iterations": emergence_iterations(curve, timed_components(problem, int(settings["target_rank"]))),
+        "emergence_iterations": emergence_iterations(curve, timed_components(problem, settings.target_rank)),
         "effective_ranks": final_ranks(problem, result.params),
         "train_time_s": round(trained_s, 3),
         "resumed_from": result.resumed_from,
@@ -390,10 +453,12 @@ def train_model(
     return frame, record
 
 
-def run_rank_dynamics(settings: dict[str, Any], out: Path, ctx: Context, name: str, measurement: Measurement) -> None:
+def run_rank_dynamics(
+    settings: RankDynamicsSettings, out: Path, ctx: Context, name: str, measurement: Measurement
+) -> None:
     """Train MF, TF and HTF in turn; write the tidy metrics (column ``model``) and one summary record per model."""
     started = time.time()
-    check_settings({**settings, "measurement": measurement}, name)
+    check_settings(settings, name, measurement)
     out = Path(out)
     frames, records = [], {}
     for model in MODELS:
@@ -410,7 +475,7 @@ def run_rank_dynamics(settings: dict[str, Any], out: Path, ctx: Context, name: s
     write_results(
         out,
         pd.concat(frames, ignore_index=True),
-        settings,
+        settings.record(),
         ctx,
         started,
         {"measurement": measurement, "models": records},
@@ -418,51 +483,6 @@ def run_rank_dynamics(settings: dict[str, Any], out: Path, ctx: Context, name: s
 
 
 # ----------------------------------------------------------------------------------------------------- figure
-#: the paper's §3.1 settings; a tier that departs from them says so in the caption
-PAPER_SCALE = {
-    "n_observed": 2048,
-    "target_norm": 64,
-    "lr": 1e-2,
-    "loss_threshold": 5e-5,
-    "max_iters": 500_000,
-    "mf.init": 1e-3,
-    "tf.components": 256,
-    "tf.init": 1e-3,
-    "htf.widths": [512, 512],
-    "htf.init": 1e-2,
-}
-
-
-def _lookup(settings: dict[str, Any], key: str) -> Any:
-    """Value of a dotted key (``htf.widths``) in the settings."""
-    node: Any = settings
-    for part in key.split("."):
-        node = node[part]
-    return node
-
-
-def scale_substitutions(settings: dict[str, Any]) -> str:
-    """How the settings depart from the paper's scale (:data:`PAPER_SCALE`), or ``none``."""
-    names = {
-        "tf.components": "TF R",
-        "htf.widths": "HTF widths",
-        "max_iters": "iteration cap",
-        "n_observed": "observations",
-        "loss_threshold": "stop threshold",
-    }
-    diffs = [
-        f"{names.get(key, key)} {_fmt(_lookup(settings, key))} instead of {_fmt(value)}"
-        for key, value in PAPER_SCALE.items()
-        if _lookup(settings, key) != value
-    ]
-    return "; ".join(diffs) or "none"
-
-
-def _fmt(value: Any) -> str:
-    """A setting as caption text: integers with thousands separators, other values as they print."""
-    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else f"{value}"
-
-
 def draw_components(
     ax: Axes, curve: pd.DataFrame, prefix: str, times: Sequence[int | None] = (), style: str = "-", label: bool = True
 ) -> None:
@@ -493,18 +513,22 @@ def _norms(record: dict[str, Any], count: int) -> str:
     return ", ".join(f"{v:.3g}" for v in record["final_top_norms"][:count])
 
 
-def plot_rank_dynamics(results: Path, figure_png: Path, tier: str, section: str, title: str, note: str) -> list[Path]:
+def plot_rank_dynamics(
+    results: Path, figure_png: Path, figure: FigureContext, section: str, title: str, note: str
+) -> list[Path]:
     """Row 1: MF singular values, TF component norms and HTF root local-component norms vs iterations; row 2 (log
-    scale): HTF local components at node {1,2} and at the root, singular values of matricizations {1,2} vs {1,3}."""
+    scale): HTF local components at node {1,2} and at the root, singular values of matricizations {1,2} vs {1,3}.
+    The caption's substitutions: the settings that depart from the paper tier's."""
     metrics, summary = load_results(results)
-    settings, records = summary["settings"], summary["models"]
+    settings, records = RankDynamicsSettings.from_mapping(summary["settings"]), summary["models"]
+    mf, tf, ht = settings.mf, settings.tf, settings.htf
     curves = {m: metrics[(metrics["model"] == m) & ~metrics["final"].astype(bool)] for m in MODELS}
     apply_style()
     fig, axes = plt.subplots(2, 3, figsize=(14, 8.6), layout="constrained")
     panels = [
-        ("mf", f"MF (depth {settings['mf']['depth']}): singular values of W"),
-        ("tf", f"TF (order {settings['tf']['order']}, R = {settings['tf']['components']}): component norms"),
-        ("htf", f"HTF (widths {settings['htf']['widths']}): root local-component norms"),
+        ("mf", f"MF (depth {mf.depth}): singular values of W"),
+        ("tf", f"TF (order {tf.order}, R = {tf.components}): component norms"),
+        ("htf", f"HTF (widths {describe(ht.widths)}): root local-component norms"),
     ]
     for ax, (model, heading) in zip(axes[0], panels):
         draw_components(ax, curves[model], "top_norms", records[model]["emergence_iterations"])
@@ -526,19 +550,18 @@ def plot_rank_dynamics(results: Path, figure_png: Path, tier: str, section: str,
     axes[1, 2].set_ylabel("singular value (log)")
     add_title(fig, f"§{section} {title}")
     observed = (
-        f"{settings['n_observed']:,} observed entries"
+        f"{settings.n_observed:,} observed entries"
         if summary["measurement"] == "completion"
-        else f"{settings['n_observed']:,} Gaussian measurements (entries N(0, 1/numel))"
+        else f"{settings.n_observed:,} Gaussian measurements (entries N(0, 1/numel))"
     )
-    mf, tf, ht = settings["mf"], settings["tf"], settings["htf"]
     details = (
-        f"Targets (‖·‖_F = {settings['target_norm']}): MF {mf['size']}×{mf['size']} rank {settings['target_rank']}; "
-        f"TF order {tf['order']} dim {tf['dim']} CP rank {settings['target_rank']}; HTF order {ht['order']} dim "
-        f"{ht['dim']} widths {ht['target_widths']}; {observed}. Models from N(0, init²): MF depth {mf['depth']} "
-        f"init {mf['init']:g}; TF R = {tf['components']} init {tf['init']:g}; HTF widths {ht['widths']} init "
-        f"{ht['init']:g}. {settings['optimizer']} lr {settings['lr']:g}, MSE, stop at loss < "
-        f"{settings['loss_threshold']:g} for {settings['stop_patience']} checks every {settings['check_every']} "
-        f"(cap {int(settings['max_iters']):,}). Dotted: emergence (k-th largest reaches half its final value). "
+        f"Targets (‖·‖_F = {settings.target_norm:g}): MF {mf.size}×{mf.size} rank {settings.target_rank}; "
+        f"TF order {tf.order} dim {tf.dim} CP rank {settings.target_rank}; HTF order {ht.order} dim "
+        f"{ht.dim} widths {describe(ht.target_widths)}; {observed}. Models from N(0, init²): MF depth {mf.depth} "
+        f"init {mf.init:g}; TF R = {tf.components} init {tf.init:g}; HTF widths {describe(ht.widths)} init "
+        f"{ht.init:g}. {settings.optimizer} lr {settings.lr:g}, MSE, stop at loss < "
+        f"{settings.loss_threshold:g} for {settings.stop_patience} checks every {settings.check_every} "
+        f"(cap {settings.max_iters:,}). Dotted: emergence (k-th largest reaches half its final value). "
         + " ".join(
             f"{m.upper()}: {r['status']} at {r['iterations']:,}, emergence {_times(r)}, final "
             f"{_norms(r, len(r['emergence_iterations']))}, {_ms(r)}."
@@ -546,7 +569,7 @@ def plot_rank_dynamics(results: Path, figure_png: Path, tier: str, section: str,
         )
         + f" Row 2: log scale; {spec_name(tree)} is a tree node, {spec_name(other)} is not. {note}"
     )
-    add_caption(fig, caption_text(f"§{section}", tier, details, scale_substitutions(settings)))
+    add_caption(fig, caption_text(f"§{section}", figure.tier, details, figure.substitutions(summary["settings"])))
     return save_figure(fig, figure_png)
 
 
@@ -569,10 +592,9 @@ REFERENCES = {
 }
 
 
-def model_claims(
-    record: dict[str, Any], settings: dict[str, Any], measurement: Measurement
-) -> list[tuple[str, str, bool, Any]]:
-    """(claim, statement, holds, measured) of one model's §3.1 claims (run status decided by the caller)."""
+def model_claims(record: dict[str, Any], htf_order: int, measurement: Measurement) -> list[tuple[str, str, bool, Any]]:
+    """(claim, statement, holds, measured) of one model's §3.1 claims (run status decided by the caller);
+    ``htf_order`` the HTF's tensor order (its tree nodes)."""
     model, times = record["model"], record["emergence_iterations"]
     rank = len(times)
     known = [t for t in times if t is not None]
@@ -610,7 +632,7 @@ def model_claims(
     ]
     if model == "htf":
         ranks = record["effective_ranks"]
-        nodes = {spec_name(node): ranks[spec_name(node)] for node in htf.tree_nodes(int(settings["htf"]["order"]))}
+        nodes = {spec_name(node): ranks[spec_name(node)] for node in htf.tree_nodes(htf_order)}
         other = spec_name(HTF_MATRICIZATIONS[1])
         out.append(
             (
@@ -629,6 +651,7 @@ def rank_dynamics_claims(
 ) -> list[ClaimResult]:
     """The §3.1 claims for MF, TF and HTF; a model stopped by the iteration cap shows none of its claims."""
     _, summary = load_results(results)
+    settings = RankDynamicsSettings.from_mapping(summary["settings"])
     out: list[ClaimResult] = []
     for model in MODELS:
         record = summary["models"][model]
@@ -636,7 +659,7 @@ def rank_dynamics_claims(
         details = (
             "" if converged else (f"stopped by the iteration cap ({record['iterations']:,}) before the loss criterion")
         )
-        for claim, statement, holds, measured in model_claims(record, summary["settings"], summary["measurement"]):
+        for claim, statement, holds, measured in model_claims(record, settings.htf.order, summary["measurement"]):
             out.append(
                 ClaimResult(
                     f"{prefix}{model}_{claim}",
