@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,8 +18,23 @@ from rankrepro.experiments.base import Context
 from rankrepro.experiments.ch4 import edge_sparsification as sparsification
 from rankrepro.experiments.ch4 import is_same_class_gnn as table1
 from rankrepro.pipeline.claims import DATA_UNAVAILABLE, FAILED, NOT_SHOWN, PASSED
+from rankrepro.pipeline.config import experiment_section, load_config, load_schema
+from rankrepro.pipeline.settings import FigureContext, bookkeeping_keys
 
 CTX = Context(tier="test", device=torch.device("cpu"), threads=1, progress=False)
+CONFIG = Path(__file__).parents[2] / "config"
+#: mirror graphs the fake data cannot obtain (as if the mirror lacked them)
+UNOBTAINABLE = ("dblp", "squirrel")
+
+
+def tier_section(tier: str, module) -> dict:
+    """The experiment's settings section of config/<tier>.yaml, as the CLI passes it."""
+    return experiment_section(load_config(CONFIG / f"{tier}.yaml"), module.NAME)
+
+
+def against_paper(module, tier: str = "test") -> FigureContext:
+    """The figure context the workflow gives a plot job: the paper tier's section and the schema's bookkeeping keys."""
+    return FigureContext(tier, tier_section("paper", module), bookkeeping_keys(load_schema(), module.NAME))
 
 
 class FakeData:
@@ -37,8 +53,8 @@ class FakeData:
         )
 
     def graph(self, name: str) -> GraphDataset:
-        if name == "dblp":
-            raise DataError("dataset 'dblp' is not available: offline test")
+        if name in UNOBTAINABLE:
+            raise DataError(f"dataset '{name}' is not available: offline test")
         rng = np.random.default_rng(1)
         labels = np.arange(30) % 3
         pairs = [
@@ -73,6 +89,7 @@ TABLE1 = {
     "lr": {"gcn": 5e-3, "gin": 1e-2},
     "normalize": {"mean": 0.286, "std": 0.353},
 }
+TABLE1_SETTINGS = table1.Settings.from_mapping(TABLE1)
 
 SPARSIFY = {
     "seed": 1,
@@ -91,17 +108,22 @@ SPARSIFY = {
     "patience": 3,
     "batch_runs": 4,
     "split": [0.6, 0.2, 0.2],
-    "optimizer": {"cora": {"lr": 1e-2, "weight_decay": 0.0}, "dblp": {"lr": 1e-3, "weight_decay": 0.0}},
+    "optimizer": {
+        "cora": {"lr": 1e-2, "weight_decay": 0.0},
+        "squirrel": {"lr": 1e-2, "weight_decay": 0.0},
+        "dblp": {"lr": 1e-3, "weight_decay": 0.0},
+    },
     "ugs": {"l1": 1e-2, "rounds": 2, "prune_fraction": 0.2, "epochs": 2},
     "spectral": {"resistances": "exact", "projections": 20},
 }
+SPARSIFY_SETTINGS = sparsification.Settings.from_mapping(SPARSIFY)
 
 
 # ----------------------------------------------------------------------------------------------------- Table 1
 @pytest.fixture(scope="module")
 def table1_results(tmp_path_factory):
     out = tmp_path_factory.mktemp("table1")
-    table1.run(TABLE1, out, CTX, FakeData())
+    table1.run(TABLE1_SETTINGS, out, CTX, FakeData())
     return out
 
 
@@ -116,7 +138,7 @@ def test_table1_runs_every_model_arrangement_and_seed(table1_results):
 def test_table1_runs_are_cached(table1_results, monkeypatch):
     before = pd.read_csv(table1_results / "metrics.csv")
     monkeypatch.setattr(table1, "run_one", lambda *a, **k: pytest.fail("a cached run was recomputed"))
-    table1.run(TABLE1, table1_results, CTX, FakeData())
+    table1.run(TABLE1_SETTINGS, table1_results, CTX, FakeData())
     pd.testing.assert_frame_equal(before, pd.read_csv(table1_results / "metrics.csv"))
 
 
@@ -133,14 +155,14 @@ def test_table1_low_and_high_runs_of_a_seed_start_from_the_same_weights(monkeypa
     x = torch.zeros(2, 32, 49)
     data = ((x, torch.zeros(2)), (x, torch.zeros(2)))
     for kind in ("low", "high"):
-        table1.run_one(TABLE1, "gcn", kind, 0, *data)
-    table1.run_one(TABLE1, "gcn", "low", 1, *data)
+        table1.run_one(TABLE1_SETTINGS, "gcn", kind, 0, *data)
+    table1.run_one(TABLE1_SETTINGS, "gcn", "low", 1, *data)
     assert all(torch.equal(a, b) for a, b in zip(starts[0], starts[1]))
     assert not all(torch.equal(a, b) for a, b in zip(starts[0], starts[2]))
 
 
 def test_table1_plot_writes_figure_and_table(table1_results, tmp_path):
-    paths = table1.plot(table1_results, tmp_path / "is_same_class_gnn.png", "test")
+    paths = table1.plot(table1_results, tmp_path / "is_same_class_gnn.png", against_paper(table1))
     assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size for p in paths)
     markdown = (tmp_path / "is_same_class_gnn.md").read_text()
     assert markdown.startswith("| model | train, low WI (548)") and "| GCN |" in markdown and "| GIN |" in markdown
@@ -160,7 +182,7 @@ def test_table1_claims_are_not_shown_at_a_tiny_scale_and_decided_on_the_means(ta
             "test_acc": [0.5, 0.52, 0.6, 0.5],
         }
     )
-    scaled = {**TABLE1, "train_pairs": 1000, "max_epochs": 300}
+    scaled = table1.Settings.from_mapping({**TABLE1, "train_pairs": 1000, "max_epochs": 300})
     assert table1.model_claim(metrics, scaled, "gcn").verdict == PASSED
     metrics.loc[2, "test_acc"] = 0.4
     assert table1.model_claim(metrics, scaled, "gcn").verdict == FAILED
@@ -168,16 +190,18 @@ def test_table1_claims_are_not_shown_at_a_tiny_scale_and_decided_on_the_means(ta
 
 def test_table1_config_errors():
     with pytest.raises(ConfigError, match="must be listed under 'datasets'"):
-        table1.run({**TABLE1, "dataset": "mnist"}, "unused", CTX, FakeData())
+        table1.run(table1.Settings.from_mapping({**TABLE1, "dataset": "mnist"}), "unused", CTX, FakeData())
     with pytest.raises(ConfigError, match="no learning rate"):
-        table1.run({**TABLE1, "models": ["gat"]}, "unused", CTX, FakeData())
+        table1.run(table1.Settings.from_mapping({**TABLE1, "models": ["gat"]}), "unused", CTX, FakeData())
+    with pytest.raises(ConfigError, match="is not one of"):
+        table1.Settings.from_mapping({**TABLE1, "dataset": "cifar-10"})
 
 
 # ----------------------------------------------------------------------------------------------------- sparsification
 @pytest.fixture(scope="module")
 def sparsification_results(tmp_path_factory):
     out = tmp_path_factory.mktemp("sparsify")
-    sparsification.run(SPARSIFY, out, CTX, FakeData())
+    sparsification.run(SPARSIFY_SETTINGS, out, CTX, FakeData())
     return out
 
 
@@ -208,7 +232,7 @@ def test_sparsification_orders_are_cached_per_dataset_method_and_seed(sparsifica
     monkeypatch.setattr(
         sparsification.gnn_training, "train_vertex_classifiers", lambda *a, **k: pytest.fail("a run was recomputed")
     )
-    sparsification.run(SPARSIFY, sparsification_results, CTX, FakeData())
+    sparsification.run(SPARSIFY_SETTINGS, sparsification_results, CTX, FakeData())
 
 
 def test_sparsification_batches_depend_on_the_settings_only():
@@ -220,7 +244,7 @@ def test_sparsification_batches_depend_on_the_settings_only():
         for q in range(6)
         for model in ("gcn", "gin")
     ]
-    chunks = sparsification.batches(specs, ["gcn", "gin"], 2, 4)
+    chunks = sparsification.batches(specs, ("gcn", "gin"), 2, 4)
     assert [len(c) for c in chunks] == [4, 2, 4, 2, 4, 2, 4, 2]
     assert [s.key for s in chunks[0]] == ["gcn_0_0", "gcn_1_0", "gcn_2_0", "gcn_3_0"]
     assert all(len({(s.model, s.seed_index) for s in c}) == 1 for c in chunks)
@@ -246,8 +270,8 @@ def test_sparsification_recomputes_a_lost_run_with_its_whole_batch_bit_for_bit(
 
     monkeypatch.setattr(sparsification.gnn_training, "train_vertex_classifiers", spy)
     torch.set_default_dtype(torch.float32)  # as when the module's results were made (restored by conftest)
-    sparsification.run(SPARSIFY, out, CTX, FakeData())
-    assert trained == [SPARSIFY["batch_runs"]]
+    sparsification.run(SPARSIFY_SETTINGS, out, CTX, FakeData())
+    assert trained == [SPARSIFY_SETTINGS.batch_runs]
     after = pd.read_csv(out / "metrics.csv")
     columns = ["test_acc", "val_acc", "train_acc", "epochs", "best_epoch"]
     pd.testing.assert_frame_equal(before[columns], after[columns])
@@ -289,7 +313,7 @@ def test_sparsification_claims_on_known_curves():
                 }
                 for s in (0, 1)
             ]
-    settings = {**SPARSIFY, "max_epochs": 400}
+    settings = sparsification.Settings.from_mapping({**SPARSIFY, "max_epochs": 400})
     stats = sparsification.curves(pd.DataFrame(rows))
     claim = sparsification.comparison_claims(stats, settings, "cora", "gcn")[0]
     assert claim.verdict == PASSED and claim.measured["mean_gain"] == pytest.approx(4.75)
@@ -299,15 +323,22 @@ def test_sparsification_claims_on_known_curves():
 
 
 def test_sparsification_plot(sparsification_results, tmp_path):
-    paths = sparsification.plot(sparsification_results, tmp_path / "edge_sparsification.png", "test")
+    paths = sparsification.plot(
+        sparsification_results, tmp_path / "edge_sparsification.png", against_paper(sparsification)
+    )
     assert all(p.stat().st_size for p in paths)
 
 
 def test_sparsification_config_errors():
     with pytest.raises(ConfigError, match="no optimizer settings"):
-        sparsification.run({**SPARSIFY, "optimizer": {}}, "unused", CTX, FakeData())
-    with pytest.raises(DataError, match="dblp"):
-        sparsification.run({**SPARSIFY, "datasets": ["dblp"], "optional_datasets": []}, "unused", CTX, FakeData())
+        sparsification.run(
+            sparsification.Settings.from_mapping({**SPARSIFY, "optimizer": {}}), "unused", CTX, FakeData()
+        )
+    unobtainable = sparsification.Settings.from_mapping({**SPARSIFY, "datasets": ["squirrel"], "optional_datasets": []})
+    with pytest.raises(DataError, match="squirrel"):
+        sparsification.run(unobtainable, "unused", CTX, FakeData())
+    with pytest.raises(ConfigError, match="is not one of"):
+        sparsification.Settings.from_mapping({**SPARSIFY, "datasets": ["dblp"]})  # dblp is optional only
 
 
 @pytest.mark.parametrize("tier", ["smoke", "config", "paper"])
@@ -321,3 +352,58 @@ def test_every_tier_config_gives_the_chapter4_defaults(tier):
     assert experiments["edge_sparsification"]["models"] and experiments["edge_sparsification"]["batch_runs"] >= 1
     assert experiments["is_same_class_gnn"]["models"]
     assert experiments["is_same_class_gnn"]["normalize"] == {"mean": 0.286, "std": 0.353}
+
+
+# ----------------------------------------------------------------------------------------------------- typed settings
+@pytest.mark.parametrize("tier", ["smoke", "config", "paper"])
+@pytest.mark.parametrize("module", [table1, sparsification], ids=lambda module: module.NAME)
+def test_settings_build_from_every_tier_and_record_the_section_unchanged(tier, module):
+    section = tier_section(tier, module)
+    settings = module.Settings.from_mapping(section, f"experiments.{module.NAME}")
+    assert settings.record() == section
+    assert isinstance(settings.models, tuple) and settings.seeds == section["seeds"]
+
+
+def test_settings_are_typed_once_nested_and_read_only():
+    assert TABLE1_SETTINGS.normalize == table1.PixelNormalization(mean=0.286, std=0.353)
+    assert SPARSIFY_SETTINGS.depth.of("resgcn") == 3 and SPARSIFY_SETTINGS.split == (0.6, 0.2, 0.2)
+    assert SPARSIFY_SETTINGS.adam("cora") == sparsification.AdamSettings(lr=1e-2, weight_decay=0.0)
+    assert SPARSIFY_SETTINGS.adam("cora").record() == SPARSIFY["optimizer"]["cora"]  # what run fingerprints record
+    integral = sparsification.Settings.from_mapping(
+        {**SPARSIFY, "optimizer": {"cora": {"lr": 1e-2, "weight_decay": 0}}}
+    )
+    assert isinstance(integral.adam("cora").weight_decay, float)
+    assert SPARSIFY_SETTINGS.levels() == [0, 30, 60, 100]
+    assert SPARSIFY_SETTINGS.methods_on("citeseer") == ["random", "spectral", "ugs", "one_wis"]
+    with pytest.raises(TypeError):
+        TABLE1_SETTINGS.lr["gcn"] = 1.0
+    with pytest.raises(ConfigError, match="no field"):
+        table1.Settings.from_mapping({**TABLE1, "epochs": 3})
+
+
+@pytest.mark.parametrize("module", [table1, sparsification], ids=lambda module: module.NAME)
+def test_the_smoke_caption_lists_its_departures_from_the_paper_tier_and_the_paper_caption_none(module):
+    summary = {"walk_index": {"low": 548, "high": 8258}, "unavailable": {}}
+    figure = against_paper(module, "smoke")
+    smoke = module.caption({**summary, "settings": tier_section("smoke", module)}, figure)
+    assert "max_epochs 5 (paper: 10,000)" in smoke and "seeds 1 (paper:" in smoke
+    paper = module.caption({**summary, "settings": tier_section("paper", module)}, against_paper(module, "paper"))
+    assert "departing" not in paper and "(paper:" not in paper
+    unknown = module.caption({**summary, "settings": tier_section("smoke", module)}, FigureContext("smoke"))
+    assert "not compared with the paper tier" in unknown
+
+
+def test_table1_caption_keeps_its_note_and_ignores_the_bookkeeping_fetch_list():
+    paper = tier_section("paper", table1)
+    summary = {"walk_index": {"low": 548, "high": 8258}, "settings": {**paper, "datasets": ["fashion-mnist", "mnist"]}}
+    text = table1.caption(summary, against_paper(table1, "paper"))
+    assert text.endswith(f"Substitutions: {table1.DENSE_LAYERS_NOTE}.")
+    summary["settings"]["width"] = 32
+    assert "width 32 (paper: 16)" in table1.caption(summary, against_paper(table1, "paper"))
+
+
+def test_sparsification_caption_names_the_datasets_the_run_could_not_obtain(sparsification_results):
+    summary = json.loads((sparsification_results / "summary.json").read_text())
+    text = sparsification.caption(summary, against_paper(sparsification))
+    assert "DBLP unavailable here" in text and sparsification.UGS_NOTE in text
+    assert "removed_percents [0, 30, 60, 100] (paper: [0, 5," in text and "batch_runs" not in text

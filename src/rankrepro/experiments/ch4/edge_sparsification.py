@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import logging
 import time
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any, Literal
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -39,11 +42,13 @@ from rankrepro.experiments.base import (
     save_batch,
     write_results,
 )
+from rankrepro.experiments.ch4.common import MODEL_LABELS, GnnModel
 from rankrepro.gnn import models as gnn
 from rankrepro.gnn import spectral_sparsify, ugs, wis
 from rankrepro.gnn import training as gnn_training
 from rankrepro.pipeline.claims import DATA_UNAVAILABLE, ClaimResult, decide
 from rankrepro.pipeline.plotting import add_caption, add_title, apply_style, caption_text, save_figure
+from rankrepro.pipeline.settings import FigureContext, SettingsRecord
 
 NAME = "edge_sparsification"
 CHAPTER = "ch4"
@@ -51,7 +56,9 @@ SECTION = "4.2"
 TITLE = "Edge sparsification: Walk Index Sparsification against random, spectral and UGS removal"
 DATASETS = ("cora", "citeseer", "chameleon", "squirrel")
 ORDER_DIR = "orders"
-METHODS = ("random", "spectral", "ugs", "one_wis", "two_wis")
+#: an edge-removal order the config may name
+Method = Literal["random", "spectral", "ugs", "one_wis", "two_wis"]
+METHODS: tuple[Method, ...] = typing.get_args(Method)
 METHOD_LABELS = {
     "random": "random",
     "spectral": "spectral",
@@ -69,7 +76,6 @@ DATASET_LABELS = {
     "ogbn-arxiv": "ogbn-arxiv",
     "amazon-computers": "Amazon Computers",
 }
-MODEL_LABELS = {"gcn": "GCN", "gin": "GIN", "resgcn": "ResGCN", "gat": "GAT"}
 SEEDED = ("random", "spectral", "ugs")
 #: what metrics.csv records of each training run (besides its dataset, model, method, level, seed, kept edges)
 RUN_COLUMNS = ("test_acc", "val_acc", "train_acc", "epochs", "best_epoch", "time_s")
@@ -82,8 +88,116 @@ REFERENCE = (
 CLAIM_RANGE = (30, 80)
 MIN_GAIN, SPECTRAL_SLACK, TWO_WIS_TOLERANCE = 2.0, 1.0, 2.0
 MIN_EPOCHS, MIN_SEEDS = 100, 2
+#: what the caption says that the settings cannot show
+UGS_NOTE = "UGS adapted to edges with a GCN mask (the order is reused for every model)"
 
 log = logging.getLogger(__name__)
+
+#: a graph of the offline mirror, and one the run may try to download
+MirrorGraph = Literal["cora", "citeseer", "chameleon", "squirrel"]
+Graph = Literal["cora", "citeseer", "chameleon", "squirrel", "dblp", "ogbn-arxiv", "amazon-computers"]
+
+
+@dataclass(frozen=True)
+class LayerCounts(SettingsRecord):
+    """Number of layers of each GNN kind."""
+
+    gcn: int
+    gat: int
+    gin: int
+    resgcn: int
+
+    def of(self, model: GnnModel) -> int:
+        """The number of layers of ``model``."""
+        return getattr(self, model)
+
+
+@dataclass(frozen=True)
+class AdamSettings(SettingsRecord):
+    """Adam of one dataset: learning rate η and weight decay λ (the gradient gets + λ·w)."""
+
+    lr: float
+    weight_decay: float
+
+
+@dataclass(frozen=True)
+class UgsSettings(SettingsRecord):
+    """UGS adapted to edges: ``rounds`` rounds of ``epochs`` epochs training a GCN with a learned edge mask under an
+    L1 penalty λ = ``l1``, each pruning the fraction ``prune_fraction`` of the surviving edges."""
+
+    l1: float
+    rounds: int
+    prune_fraction: float
+    epochs: int
+
+
+@dataclass(frozen=True)
+class SpectralSettings(SettingsRecord):
+    """Effective resistances of spectral sparsification: ``resistances`` how they are computed (exact, or with
+    ``projections`` Johnson–Lindenstrauss projections; auto picks by size)."""
+
+    resistances: Literal["auto", "exact", "approximate"]
+    projections: int
+
+
+@dataclass(frozen=True)
+class EdgeSparsificationSettings(SettingsRecord):
+    """Settings of §4.2 (section ``experiments.edge_sparsification``): the graphs (``datasets``, then the
+    ``optional_datasets`` obtainable), the removal orders ``methods`` (2-WIS only on ``two_wis_datasets``, ranking
+    every ``two_wis_chunk`` removals; ``ugs``, ``spectral``), the removed percentages, and the GNNs ``models``
+    (``depth`` layers of width ``width``) trained full batch with Adam (``optimizer`` per dataset) on the seeded
+    ``split``, ≤ ``max_epochs`` epochs with early stopping after ``patience`` epochs without a better validation
+    accuracy, ``seeds`` seeds, ``batch_runs`` runs per stacked program."""
+
+    seed: int
+    datasets: tuple[MirrorGraph, ...]
+    optional_datasets: tuple[Graph, ...]
+    models: tuple[GnnModel, ...]
+    methods: tuple[Method, ...]
+    two_wis_datasets: tuple[str, ...]
+    two_wis_chunk: int
+    removed_percents: tuple[int, ...]
+    seeds: int
+    width: int
+    heads: int
+    depth: LayerCounts
+    max_epochs: int
+    patience: int
+    batch_runs: int
+    split: tuple[float, float, float]
+    optimizer: Mapping[str, AdamSettings]
+    ugs: UgsSettings
+    spectral: SpectralSettings
+
+    def adam(self, dataset: str) -> AdamSettings:
+        """Adam learning rate and weight decay of ``dataset`` (``optimizer`` section), a ConfigError if missing."""
+        if dataset not in self.optimizer:
+            raise ConfigError(f"{NAME}: no optimizer settings (lr, weight_decay) for dataset '{dataset}'")
+        return self.optimizer[dataset]
+
+    def methods_on(self, dataset: str) -> list[Method]:
+        """The configured methods run on ``dataset`` (2-WIS only on ``two_wis_datasets``)."""
+        return [m for m in self.methods if m != "two_wis" or dataset in self.two_wis_datasets]
+
+    def levels(self) -> list[int]:
+        """Removed percentages of the tier, ascending."""
+        return sorted(self.removed_percents)
+
+
+Settings = EdgeSparsificationSettings
+#: keys the fingerprints of orders and runs leave out (a run's fingerprint adds its Adam settings and depth)
+PER_RUN_KEYS = (
+    "datasets",
+    "optional_datasets",
+    "models",
+    "methods",
+    "removed_percents",
+    "seeds",
+    "optimizer",
+    "depth",
+    "two_wis_datasets",
+    "batch_runs",
+)
 
 
 def _mechanism() -> str:
@@ -91,29 +205,17 @@ def _mechanism() -> str:
     return mechanism_hash(gnn, gnn_training, spectral_sparsify, ugs, wis)
 
 
-def dataset_settings(settings: dict, dataset: str) -> dict:
-    """Adam learning rate and weight decay of ``dataset`` (``optimizer`` section), a ConfigError if missing."""
-    if dataset not in settings["optimizer"]:
-        raise ConfigError(f"{NAME}: no optimizer settings (lr, weight_decay) for dataset '{dataset}'")
-    return settings["optimizer"][dataset]
-
-
-def methods_for(settings: dict, dataset: str) -> list[str]:
-    """The configured methods run on ``dataset`` (2-WIS only on ``two_wis_datasets``)."""
-    return [m for m in settings["methods"] if m != "two_wis" or dataset in settings["two_wis_datasets"]]
-
-
-def make_model(settings: dict, model: str, graph, seed_index: int) -> gnn.GNN:
+def make_model(settings: Settings, model: GnnModel, graph, seed_index: int) -> gnn.GNN:
     """The seed's vertex classifier: ``depth[model]`` blocks of width ``width``, initialised from the seed."""
-    torch.manual_seed(derived_seed(settings["seed"], 200 + seed_index))
+    torch.manual_seed(derived_seed(settings.seed, 200 + seed_index))
     return gnn.GNN(
         model,
         graph.features.shape[1],
-        settings["width"],
-        settings["depth"][model],
+        settings.width,
+        settings.depth.of(model),
         len(graph.class_names),
         graph_level=False,
-        heads=settings["heads"],
+        heads=settings.heads,
     )
 
 
@@ -123,22 +225,22 @@ def tensors(graph) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def compute_order(
-    settings: dict, method: str, dataset: str, graph, seed_index: int, masks: dict, resistances
+    settings: Settings, method: Method, dataset: str, graph, seed_index: int, masks: dict, resistances
 ) -> np.ndarray:
     """Removal order of ``graph``'s edges by ``method`` (seeded by the seed index where the method is random)."""
     edges, n = graph.edges, graph.num_nodes
-    seed = derived_seed(settings["seed"], 300 + seed_index)
+    seed = derived_seed(settings.seed, 300 + seed_index)
     if method == "random":
         return wis.random_order(edges, n, seed)
     if method == "one_wis":
         return wis.one_wis_order(edges, n)
     if method == "two_wis":
-        return wis.two_wis_order(edges, n, chunk_size=settings["two_wis_chunk"])
+        return wis.two_wis_order(edges, n, chunk_size=settings.two_wis_chunk)
     if method == "spectral":
         return spectral_sparsify.spectral_removal_order(edges, n, seed=seed, resistances=resistances())
     if method == "ugs":
         features, labels = tensors(graph)
-        optimizer, options = dataset_settings(settings, dataset), settings["ugs"]
+        optimizer, options = settings.adam(dataset), settings.ugs
         return ugs.ugs_removal_order(
             partial(make_model, settings, "gcn", graph, seed_index),
             features,
@@ -146,12 +248,12 @@ def compute_order(
             masks["train"],
             edges,
             n,
-            rounds=options["rounds"],
-            prune_fraction=options["prune_fraction"],
-            l1=options["l1"],
-            epochs=options["epochs"],
-            lr=optimizer["lr"],
-            weight_decay=optimizer["weight_decay"],
+            rounds=options.rounds,
+            prune_fraction=options.prune_fraction,
+            l1=options.l1,
+            epochs=options.epochs,
+            lr=optimizer.lr,
+            weight_decay=optimizer.weight_decay,
         )
     raise ConfigError(f"unknown sparsification method '{method}' (expected one of {METHODS})")
 
@@ -161,24 +263,19 @@ def is_permutation(order: np.ndarray, m: int) -> bool:
     return len(order) == m and np.array_equal(np.sort(order), np.arange(m))
 
 
-def levels(settings: dict) -> list[int]:
-    """Removed percentages of the tier, ascending."""
-    return sorted(int(q) for q in settings["removed_percents"])
-
-
 @dataclass(frozen=True)
 class RunSpec:
     """One training run: its model, removal method (``all`` at 0 and 100 %), level, seed, kept edges and key."""
 
-    model: str
-    method: str
+    model: GnnModel
+    method: Method | Literal["all"]
     removed: int
     seed_index: int
     kept: np.ndarray
     key: str
 
 
-def batches(specs: list[RunSpec], models: list[str], seeds: int, size: int) -> list[list[RunSpec]]:
+def batches(specs: list[RunSpec], models: tuple[GnnModel, ...], seeds: int, size: int) -> list[list[RunSpec]]:
     """The stacked programs: the runs of each model and seed, in order, cut into consecutive chunks of ``size``.
     The chunks depend on the settings only (never on what is cached), so a recomputed batch repeats its numbers
     bit for bit."""
@@ -191,7 +288,13 @@ def batches(specs: list[RunSpec], models: list[str], seeds: int, size: int) -> l
 
 
 def train_batch(
-    settings: dict, graph, specs: list[RunSpec], features, labels: torch.Tensor, masks: dict, optimizer: dict
+    settings: Settings,
+    graph,
+    specs: list[RunSpec],
+    features,
+    labels: torch.Tensor,
+    masks: dict,
+    optimizer: AdamSettings,
 ) -> list[gnn_training.TrainingOutcome]:
     """Train the runs ``specs`` (one model) as one stacked program: run r from its seed's initial weights
     (:func:`make_model`) on its kept edges."""
@@ -202,19 +305,19 @@ def train_batch(
         labels,
         [graph.edges[spec.kept] for spec in specs],
         masks,
-        lr=optimizer["lr"],
-        weight_decay=optimizer["weight_decay"],
-        max_epochs=settings["max_epochs"],
-        patience=settings["patience"],
+        lr=optimizer.lr,
+        weight_decay=optimizer.weight_decay,
+        max_epochs=settings.max_epochs,
+        patience=settings.patience,
     )
 
 
-def run_dataset(settings: dict, out: Path, dataset: str, graph, common: dict) -> tuple[list[dict], dict]:
+def run_dataset(settings: Settings, out: Path, dataset: str, graph, common: dict) -> tuple[list[dict], dict]:
     """Orders (cached) and training runs (cached per run, trained ``batch_runs`` at a time per model and seed) of
-    one dataset: metric rows and an order report."""
-    masks = gnn_training.random_split(graph.num_nodes, tuple(settings["split"]), derived_seed(settings["seed"], 1))
+    one dataset: metric rows and an order report. ``common`` is the part of the settings every fingerprint records."""
+    masks = gnn_training.random_split(graph.num_nodes, settings.split, derived_seed(settings.seed, 1))
     features, labels = tensors(graph)
-    optimizer = dataset_settings(settings, dataset)
+    optimizer = settings.adam(dataset)
     m = len(graph.edges)
     cache: dict[str, np.ndarray] = {}
 
@@ -224,15 +327,15 @@ def run_dataset(settings: dict, out: Path, dataset: str, graph, common: dict) ->
             cache["r"] = spectral_sparsify.effective_resistances(
                 graph.edges,
                 graph.num_nodes,
-                method=settings["spectral"]["resistances"],
-                num_projections=settings["spectral"]["projections"],
-                seed=derived_seed(settings["seed"], 2),
+                method=settings.spectral.resistances,
+                num_projections=settings.spectral.projections,
+                seed=derived_seed(settings.seed, 2),
             )
         return cache["r"]
 
     report, specs, orders = {"nodes": graph.num_nodes, "edges": m, "orders": {}}, [], {}
-    methods = methods_for(settings, dataset)
-    for seed_index in range(settings["seeds"]):
+    methods = settings.methods_on(dataset)
+    for seed_index in range(settings.seeds):
         for method in methods:
             suffix = f"_seed{seed_index}" if method in SEEDED else ""
             key = f"{dataset}_{method}{suffix}"
@@ -253,11 +356,11 @@ def run_dataset(settings: dict, out: Path, dataset: str, graph, common: dict) ->
                 report["orders"][key] = {"time_s": record["time_s"], "permutation": is_permutation(orders[key], m)}
                 log.info("order %s (%s, %.1f s)", key, "cached" if hit else "computed", record["time_s"])
             order = orders[key]
-            for removed in levels(settings):
+            for removed in settings.levels():
                 if removed in (0, 100) and method != methods[0]:
                     continue  # the same graph for every method: one shared run
                 kept = np.sort(order[len(wis.removal_prefix(order, m, 1 - removed / 100)) :])
-                for model in settings["models"]:
+                for model in settings.models:
                     label = "all" if removed in (0, 100) else method
                     specs.append(
                         RunSpec(
@@ -270,10 +373,10 @@ def run_dataset(settings: dict, out: Path, dataset: str, graph, common: dict) ->
                         )
                     )
     features_in, results, hits = gnn.shared_features(features), {}, set()
-    for batch in batches(specs, settings["models"], settings["seeds"], settings["batch_runs"]):
+    for batch in batches(specs, settings.models, settings.seeds, settings.batch_runs):
         members = [spec.key for spec in batch]  # a run's numbers depend on its batch companions to rounding
         fingerprints = [
-            run_fingerprint(common, spec.key, optimizer, settings["depth"][spec.model], members, _mechanism())
+            run_fingerprint(common, spec.key, optimizer.record(), settings.depth.of(spec.model), members, _mechanism())
             for spec in batch
         ]
         records = [load_batch(out / BATCH_DIR / f"{spec.key}.json", fp) for spec, fp in zip(batch, fingerprints)]
@@ -320,31 +423,16 @@ def run_dataset(settings: dict, out: Path, dataset: str, graph, common: dict) ->
     return rows, report
 
 
-def run(settings: dict, out: Path, ctx: Context, data: DataSource) -> None:
+def run(settings: Settings, out: Path, ctx: Context, data: DataSource) -> None:
     """Every dataset (optional ones when obtainable) × model × method × removed percentage × seed."""
     started = time.time()
     out = Path(out)
-    common = {
-        k: v
-        for k, v in settings.items()
-        if k
-        not in (
-            "datasets",
-            "optional_datasets",
-            "models",
-            "methods",
-            "removed_percents",
-            "seeds",
-            "optimizer",
-            "depth",
-            "two_wis_datasets",
-            "batch_runs",
-        )
-    }
-    for dataset in [*settings["datasets"], *settings["optional_datasets"]]:
-        dataset_settings(settings, dataset)  # a missing optimizer entry fails before any training
+    common = {k: v for k, v in settings.record().items() if k not in PER_RUN_KEYS}
+    for dataset in [*settings.datasets, *settings.optional_datasets]:
+        settings.adam(dataset)  # a missing optimizer entry fails before any training
     rows, reports, unavailable = [], {}, {}
-    for dataset, graph in available_datasets(settings, data.graph, unavailable):
+    wanted = {"datasets": settings.datasets, "optional_datasets": settings.optional_datasets}
+    for dataset, graph in available_datasets(wanted, data.graph, unavailable):
         dataset_rows, reports[dataset] = run_dataset(settings, out, dataset, graph, common)
         rows += dataset_rows
     metrics = pd.DataFrame(
@@ -353,7 +441,7 @@ def run(settings: dict, out: Path, ctx: Context, data: DataSource) -> None:
     write_results(
         out,
         metrics,
-        settings,
+        settings.record(),
         ctx,
         started,
         {"graphs": reports, "unavailable": unavailable, "torch_threads": torch.get_num_threads()},
@@ -376,45 +464,32 @@ def curves(metrics: pd.DataFrame) -> pd.DataFrame:
     return stats.sort_values(["dataset", "model", "method", "removed_pct"], kind="stable")
 
 
-def describe(settings: dict) -> str:
+def describe(settings: Settings) -> str:
     """Caption text: protocol of the tier."""
-    depth = ", ".join(f"{MODEL_LABELS.get(m, m)} depth {settings['depth'][m]}" for m in settings["models"])
+    depth = ", ".join(f"{MODEL_LABELS.get(m, m)} depth {settings.depth.of(m)}" for m in settings.models)
     return (
-        f"{depth}, width {settings['width']}, ReLU + LayerNorm, full batch Adam, ≤ {settings['max_epochs']:,} "
-        f"epochs, early stopping on validation accuracy (patience {settings['patience']:,}); random "
-        f"{'/'.join(str(round(100 * f)) for f in settings['split'])} vertex split; test accuracy at the best "
-        f"validation epoch, mean ± std over {settings['seeds']} seed(s) (model init and random orders). 2-WIS "
-        f"ranks every {settings['two_wis_chunk']} removals; UGS: {settings['ugs']['rounds']} rounds of "
-        f"{settings['ugs']['epochs']} epochs, λ = {settings['ugs']['l1']}, "
-        f"{100 * settings['ugs']['prune_fraction']:g} % pruned per round."
+        f"{depth}, width {settings.width}, ReLU + LayerNorm, full batch Adam, ≤ {settings.max_epochs:,} "
+        f"epochs, early stopping on validation accuracy (patience {settings.patience:,}); random "
+        f"{'/'.join(str(round(100 * f)) for f in settings.split)} vertex split; test accuracy at the best "
+        f"validation epoch, mean ± std over {settings.seeds} seed(s) (model init and random orders). 2-WIS "
+        f"ranks every {settings.two_wis_chunk} removals; UGS: {settings.ugs.rounds} rounds of "
+        f"{settings.ugs.epochs} epochs, λ = {settings.ugs.l1}, "
+        f"{100 * settings.ugs.prune_fraction:g} % pruned per round."
     )
 
 
-def substitutions(settings: dict, summary: dict) -> str:
-    """How the tier departs from the paper's protocol, and the datasets it could not obtain."""
-    parts = [
-        f"{DATASET_LABELS.get(d, d)} unavailable here (data-unavailable in the scorecard)"
-        for d in summary.get("unavailable", {})
-    ]
-    if settings["max_epochs"] < 10_000 or settings["patience"] < 1_000:
-        parts.append(f"≤ {settings['max_epochs']:,} epochs, patience {settings['patience']:,} (paper 10,000 / 1,000)")
-    if settings["seeds"] < 10:
-        parts.append(f"{settings['seeds']} seed(s) (paper 10)")
-    if len(settings["removed_percents"]) < 21:
-        parts.append(f"{len(settings['removed_percents'])} removal levels (paper 21)")
-    if settings["ugs"]["epochs"] < 200 or settings["ugs"]["rounds"] < 20:
-        parts.append(f"UGS {settings['ugs']['rounds']} rounds × {settings['ugs']['epochs']} epochs")
-    parts.append("UGS adapted to edges with a GCN mask (the order is reused for every model)")
-    return "; ".join(parts)
+def unavailable_notes(unavailable: Mapping[str, str]) -> list[str]:
+    """One caption note per dataset the run could not obtain (its summary's ``unavailable``)."""
+    return [f"{DATASET_LABELS.get(d, d)} unavailable here (data-unavailable in the scorecard)" for d in unavailable]
 
 
-def plot(results: Path, figure_png: Path, tier: str) -> list[Path]:
+def plot(results: Path, figure_png: Path, figure: FigureContext) -> list[Path]:
     """Rows = models, columns = datasets: test accuracy vs % removed edges, one line per method (mean ± std band)."""
     metrics, summary = load_results(results)
-    settings = summary["settings"]
+    settings = Settings.from_mapping(summary["settings"])
     stats = curves(metrics)
     datasets = list(dict.fromkeys(stats["dataset"])) or ["none"]
-    models = [m for m in settings["models"] if m in set(stats["model"])] or ["none"]
+    models = [m for m in settings.models if m in set(stats["model"])] or ["none"]
     apply_style()
     fig, axes = plt.subplots(
         len(models),
@@ -458,8 +533,18 @@ def plot(results: Path, figure_png: Path, tier: str) -> list[Path]:
             handles.setdefault(label, handle)
     axes[0][0].legend(handles.values(), handles.keys(), loc="lower left", fontsize=8)
     add_title(fig, f"§{SECTION} {TITLE}")
-    add_caption(fig, caption_text(f"§{SECTION}", tier, describe(settings), substitutions(settings, summary)))
+    add_caption(fig, caption(summary, figure))
     return save_figure(fig, figure_png)
+
+
+def caption(summary: Mapping[str, Any], figure: FigureContext) -> str:
+    """The figure's caption: the protocol of the settings ``summary`` records and its substitutions (the datasets
+    the run could not obtain and the UGS adaptation, then the settings departing from the paper tier's)."""
+    notes = [*unavailable_notes(summary.get("unavailable", {})), UGS_NOTE]
+    settings = Settings.from_mapping(summary["settings"])
+    return caption_text(
+        f"§{SECTION}", figure.tier, describe(settings), figure.substitutions(summary["settings"], *notes)
+    )
 
 
 def _series(stats: pd.DataFrame, dataset: str, model: str, method: str) -> pd.Series:
@@ -476,11 +561,11 @@ def _gains(stats: pd.DataFrame, dataset: str, model: str, other: str, window: tu
     return (wis_curve[inside] - other_curve[inside]).round(3)
 
 
-def comparison_claims(stats: pd.DataFrame, settings: dict, dataset: str, model: str) -> list[ClaimResult]:
+def comparison_claims(stats: pd.DataFrame, settings: Settings, dataset: str, model: GnnModel) -> list[ClaimResult]:
     """1-WIS vs random (every level in [30, 80] %, mean gain ≥ 2), vs spectral (mean ≥ −1), vs UGS (mean ≥ 0),
     and 2-WIS ≈ 1-WIS (mean |difference| ≤ 2 points) for one dataset and model."""
-    trained = settings["max_epochs"] >= MIN_EPOCHS and settings["seeds"] >= MIN_SEEDS
-    scale = f"needs ≥ {MIN_EPOCHS} epochs and ≥ {MIN_SEEDS} seeds (tier: {settings['max_epochs']}, {settings['seeds']})"
+    trained = settings.max_epochs >= MIN_EPOCHS and settings.seeds >= MIN_SEEDS
+    scale = f"needs ≥ {MIN_EPOCHS} epochs and ≥ {MIN_SEEDS} seeds (tier: {settings.max_epochs}, {settings.seeds})"
     tag, where = f"{dataset}_{model}", f"{DATASET_LABELS.get(dataset, dataset)}, {MODEL_LABELS.get(model, model)}"
     results = []
     gains = _gains(stats, dataset, model, "random", CLAIM_RANGE)
@@ -574,12 +659,12 @@ def claims(results: Path, tier: str) -> list[ClaimResult]:
     """Per dataset: the endpoint check and, per model, the comparisons of the spec; data-unavailable records for the
     optional datasets this machine could not obtain."""
     metrics, summary = load_results(results)
-    settings = summary["settings"]
+    settings = Settings.from_mapping(summary["settings"])
     stats = curves(metrics)
     out = []
     for dataset in summary["graphs"]:
         out.append(endpoint_claim(summary, dataset))
-        for model in settings["models"]:
+        for model in settings.models:
             out += comparison_claims(stats, settings, dataset, model)
     out += [
         ClaimResult(

@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -36,12 +39,14 @@ from rankrepro.experiments.base import (
     run_fingerprint,
     write_results,
 )
+from rankrepro.experiments.ch4.common import MODEL_LABELS, GnnModel
 from rankrepro.gnn import is_same_class_graphs as isc
 from rankrepro.gnn import models as gnn
 from rankrepro.gnn import training as gnn_training
 from rankrepro.gnn.walk_index import walk_index
 from rankrepro.pipeline.claims import ClaimResult, decide
 from rankrepro.pipeline.plotting import add_caption, add_title, apply_style, caption_text, save_figure
+from rankrepro.pipeline.settings import FigureContext, SettingsRecord
 
 NAME = "is_same_class_gnn"
 CHAPTER = "ch4"
@@ -55,13 +60,53 @@ REFERENCE = (
     "and test accuracy for GCN, GAT, GIN; reduced pilot (1,000/500 pairs, 300 epochs): GCN 76/52 vs 84/65, "
     "GAT 74/56 vs 91/69, GIN 82/51 vs 98/60 (train/test %, low vs high)"
 )
-MODEL_LABELS = {"gcn": "GCN", "gat": "GAT", "gin": "GIN"}
 #: what metrics.csv records of each run (besides model, arrangement, seed)
 RUN_COLUMNS = ("train_acc", "test_acc", "epochs", "best_epoch", "time_s")
 #: below these, the comparison is noise: the claims are not shown (never a silent pass)
 MIN_TRAIN_PAIRS, MIN_EPOCHS, MIN_SEEDS = 500, 100, 2
 
+#: what the caption says that the settings cannot show
+DENSE_LAYERS_NOTE = "dense torch_geometric layers with a shared adjacency (the same function as the edge-list layers)"
+
 log = logging.getLogger(__name__)
+
+ImageDatasetName = Literal["fashion-mnist", "mnist"]
+
+
+@dataclass(frozen=True)
+class PixelNormalization(SettingsRecord):
+    """Pixel normalisation of the vertex features: a pixel x ∈ [0, 1] becomes (x − mean) / std."""
+
+    mean: float
+    std: float
+
+
+@dataclass(frozen=True)
+class IsSameClassGnnSettings(SettingsRecord):
+    """Settings of §4.1 Table 1 (section ``experiments.is_same_class_gnn``): the seeded image pairs of ``dataset``,
+    the GNNs ``models`` (``depth`` layers of width ``width``, ``heads`` GAT heads) and their full-batch Adam training
+    (learning rate ``lr[model]``, ≤ ``max_epochs`` epochs, early stopping after ``patience`` epochs without a better
+    train accuracy), ``seeds`` initialisations per model and arrangement."""
+
+    seed: int
+    dataset: ImageDatasetName
+    datasets: tuple[ImageDatasetName, ...]
+    models: tuple[GnnModel, ...]
+    train_pairs: int
+    test_pairs: int
+    max_epochs: int
+    patience: int
+    seeds: int
+    width: int
+    depth: int
+    heads: int
+    lr: Mapping[str, float]
+    normalize: PixelNormalization
+
+
+Settings = IsSameClassGnnSettings
+#: keys a run's fingerprint leaves out: adding a model, a seed or another model's learning rate keeps the cached runs
+PER_RUN_KEYS = ("models", "seeds", "lr")
 
 
 def _mechanism() -> str:
@@ -76,22 +121,22 @@ def arrangement_walk_indices(depth: int) -> dict[str, int]:
     return {kind: walk_index(edges, isc.NUM_VERTICES, isc.image_one_side(kind), depth) for kind in isc.ARRANGEMENTS}
 
 
-def draw_pairs(settings: dict, labels: np.ndarray, count: int, stream: int) -> np.ndarray:
+def draw_pairs(seed: int, labels: np.ndarray, count: int, stream: int) -> np.ndarray:
     """The seeded (image, image, same-class) pairs of one split (stream 0: train, 1: test)."""
-    return pairs.sample_pairs(labels, count, np.random.default_rng(derived_seed(settings["seed"], stream)))
+    return pairs.sample_pairs(labels, count, np.random.default_rng(derived_seed(seed, stream)))
 
 
-def run_one(settings: dict, model_kind: str, kind: str, seed_index: int, train: tuple, test: tuple) -> dict:
+def run_one(settings: Settings, model_kind: GnnModel, kind: str, seed_index: int, train: tuple, test: tuple) -> dict:
     """Train one model on one arrangement from the seed's initial weights; accuracies, epochs, curve."""
-    torch.manual_seed(derived_seed(settings["seed"], 100 + seed_index))
+    torch.manual_seed(derived_seed(settings.seed, 100 + seed_index))
     model = gnn.GNN(
         model_kind,
         train[0].shape[-1],
-        settings["width"],
-        settings["depth"],
+        settings.width,
+        settings.depth,
         1,
         graph_level=True,
-        heads=settings["heads"],
+        heads=settings.heads,
         dense=True,
     )
     outcome = gnn_training.train_graph_classifier(
@@ -99,9 +144,9 @@ def run_one(settings: dict, model_kind: str, kind: str, seed_index: int, train: 
         train,
         test,
         isc.shared_adjacency(),
-        lr=settings["lr"][model_kind],
-        max_epochs=settings["max_epochs"],
-        patience=settings["patience"],
+        lr=settings.lr[model_kind],
+        max_epochs=settings.max_epochs,
+        patience=settings.patience,
     )
     return {
         "train_acc": outcome.accuracies["train"],
@@ -113,23 +158,23 @@ def run_one(settings: dict, model_kind: str, kind: str, seed_index: int, train: 
     }
 
 
-def run(settings: dict, out: Path, ctx: Context, data: DataSource) -> None:
+def run(settings: Settings, out: Path, ctx: Context, data: DataSource) -> None:
     """Every model × arrangement × seed (cached per run); metrics.csv has one row per run."""
     started = time.time()
     out = Path(out)
-    if settings["dataset"] not in settings["datasets"]:
+    if settings.dataset not in settings.datasets:
         raise ConfigError(
-            f"{NAME}: dataset '{settings['dataset']}' must be listed under 'datasets' (the datasets the "
-            f"workflow fetches first), got {settings['datasets']}"
+            f"{NAME}: dataset '{settings.dataset}' must be listed under 'datasets' (the datasets the "
+            f"workflow fetches first), got {list(settings.datasets)}"
         )
-    missing = [m for m in settings["models"] if m not in settings["lr"]]
+    missing = [m for m in settings.models if m not in settings.lr]
     if missing:
         raise ConfigError(f"{NAME}: no learning rate for model(s) {missing} under 'lr'")
-    images = data.image_classification(settings["dataset"])
-    train_pairs = draw_pairs(settings, images.train_labels, settings["train_pairs"], 0)
-    test_pairs = draw_pairs(settings, images.test_labels, settings["test_pairs"], 1)
-    mean, std = settings["normalize"]["mean"], settings["normalize"]["std"]
-    common = {k: v for k, v in settings.items() if k not in ("models", "seeds", "lr")}
+    images = data.image_classification(settings.dataset)
+    train_pairs = draw_pairs(settings.seed, images.train_labels, settings.train_pairs, 0)
+    test_pairs = draw_pairs(settings.seed, images.test_labels, settings.test_pairs, 1)
+    mean, std = settings.normalize.mean, settings.normalize.std
+    common = {k: v for k, v in settings.record().items() if k not in PER_RUN_KEYS}
     rows = []
     for kind in isc.ARRANGEMENTS:
         train = (
@@ -140,10 +185,10 @@ def run(settings: dict, out: Path, ctx: Context, data: DataSource) -> None:
             isc.pair_features(images.test_images, test_pairs, kind, mean, std),
             torch.from_numpy(test_pairs[:, 2]).float(),
         )
-        for model_kind in settings["models"]:
-            for seed_index in range(settings["seeds"]):
+        for model_kind in settings.models:
+            for seed_index in range(settings.seeds):
                 key = f"{model_kind}_{kind}_seed{seed_index}"
-                fingerprint = run_fingerprint(common, key, settings["lr"][model_kind], _mechanism())
+                fingerprint = run_fingerprint(common, key, settings.lr[model_kind], _mechanism())
 
                 def compute(model_kind=model_kind, kind=kind, seed_index=seed_index, fingerprint=fingerprint):
                     return {"fingerprint": fingerprint, **run_one(settings, model_kind, kind, seed_index, train, test)}
@@ -168,11 +213,11 @@ def run(settings: dict, out: Path, ctx: Context, data: DataSource) -> None:
                 )
     metrics = pd.DataFrame(rows, columns=["model", "arrangement", "seed", *RUN_COLUMNS])
     extra = {
-        "walk_index": arrangement_walk_indices(settings["depth"]),
+        "walk_index": arrangement_walk_indices(settings.depth),
         "same_class_fraction": {"train": float(train_pairs[:, 2].mean()), "test": float(test_pairs[:, 2].mean())},
         "torch_threads": torch.get_num_threads(),
     }
-    write_results(out, metrics, settings, ctx, started, extra)
+    write_results(out, metrics, settings.record(), ctx, started, extra)
 
 
 def table(metrics: pd.DataFrame) -> pd.DataFrame:
@@ -217,38 +262,22 @@ def markdown_table(stats: pd.DataFrame, walk_indices: dict[str, int]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def describe(settings: dict, summary: dict) -> str:
-    """Caption text: data, models and training of the tier."""
+def describe(settings: Settings, walk_indices: Mapping[str, int]) -> str:
+    """Caption text: data, models and training of the tier, and the walk index of each arrangement."""
     return (
-        f"{settings['train_pairs']:,} train / {settings['test_pairs']:,} test pairs of Fashion-MNIST images "
-        f"(16 chunks of 49 pixels per image, normalised with mean {settings['normalize']['mean']} and std "
-        f"{settings['normalize']['std']}); depth {settings['depth']}, width {settings['width']}; Adam, full "
-        f"batch, ≤ {settings['max_epochs']:,} epochs, early stopping on train accuracy (patience "
-        f"{settings['patience']:,}); mean ± std over {settings['seeds']} seed(s). Walk index of the image "
-        f"partition: low {summary['walk_index']['low']:,}, high {summary['walk_index']['high']:,}."
+        f"{settings.train_pairs:,} train / {settings.test_pairs:,} test pairs of Fashion-MNIST images "
+        f"(16 chunks of 49 pixels per image, normalised with mean {settings.normalize.mean} and std "
+        f"{settings.normalize.std}); depth {settings.depth}, width {settings.width}; Adam, full "
+        f"batch, ≤ {settings.max_epochs:,} epochs, early stopping on train accuracy (patience "
+        f"{settings.patience:,}); mean ± std over {settings.seeds} seed(s). Walk index of the image "
+        f"partition: low {walk_indices['low']:,}, high {walk_indices['high']:,}."
     )
 
 
-def substitutions(settings: dict) -> str:
-    """How the tier departs from the paper's protocol."""
-    parts = []
-    if settings["train_pairs"] < 10_000 or settings["test_pairs"] < 2_000:
-        parts.append(f"{settings['train_pairs']:,}/{settings['test_pairs']:,} pairs instead of 10,000/2,000")
-    if settings["max_epochs"] < 10_000 or settings["patience"] < 1_000:
-        parts.append(
-            f"≤ {settings['max_epochs']:,} epochs, patience {settings['patience']:,} instead of 10,000 / 1,000"
-        )
-    if settings["seeds"] < 5:
-        parts.append(f"{settings['seeds']} seed(s) instead of 5")
-    parts.append("dense torch_geometric layers with a shared adjacency (the same function as the edge-list layers)")
-    return "; ".join(parts)
-
-
-def plot(results: Path, figure_png: Path, tier: str) -> list[Path]:
+def plot(results: Path, figure_png: Path, figure: FigureContext) -> list[Path]:
     """Bar chart of train and test accuracy per model, low vs high walk index (mean ± std); writes Table 1 beside
     the figure as ``<figure>.md`` and ``<figure>.csv``."""
     metrics, summary = load_results(results)
-    settings = summary["settings"]
     stats = table(metrics)
     figure_png = Path(figure_png)
     atomic_write_csv(figure_png.with_suffix(".csv"), stats.round(2))
@@ -277,14 +306,23 @@ def plot(results: Path, figure_png: Path, tier: str) -> list[Path]:
     axes[0].set_ylabel("accuracy (%)")
     axes[1].legend(loc="upper right", fontsize=8)
     add_title(fig, f"§{SECTION} {TITLE}")
-    add_caption(
-        fig,
-        caption_text(f"§{SECTION}", tier, describe(settings, summary) + " Dashed: chance.", substitutions(settings)),
-    )
+    add_caption(fig, caption(summary, figure))
     return save_figure(fig, figure_png)
 
 
-def model_claim(metrics: pd.DataFrame, settings: dict, model: str) -> ClaimResult:
+def caption(summary: Mapping[str, Any], figure: FigureContext) -> str:
+    """The figure's caption: the protocol of the settings ``summary`` records and their substitutions (the settings
+    departing from the paper tier's, after what the settings cannot show)."""
+    settings = Settings.from_mapping(summary["settings"])
+    return caption_text(
+        f"§{SECTION}",
+        figure.tier,
+        describe(settings, summary["walk_index"]) + " Dashed: chance.",
+        figure.substitutions(summary["settings"], DENSE_LAYERS_NOTE),
+    )
+
+
+def model_claim(metrics: pd.DataFrame, settings: Settings, model: GnnModel) -> ClaimResult:
     """High walk index beats low on mean train accuracy and on mean test accuracy (over the seeds)."""
     rows = metrics[metrics["model"] == model]
     means = rows.groupby("arrangement")[["train_acc", "test_acc"]].mean()
@@ -293,9 +331,7 @@ def model_claim(metrics: pd.DataFrame, settings: dict, model: str) -> ClaimResul
         for split in ("train", "test")
     }
     shown = (
-        settings["train_pairs"] >= MIN_TRAIN_PAIRS
-        and settings["max_epochs"] >= MIN_EPOCHS
-        and settings["seeds"] >= MIN_SEEDS
+        settings.train_pairs >= MIN_TRAIN_PAIRS and settings.max_epochs >= MIN_EPOCHS and settings.seeds >= MIN_SEEDS
     )
     measured = {
         "train_acc_low_high": [round(100 * means.loc[k, "train_acc"], 2) for k in ("low", "high")],
@@ -307,7 +343,7 @@ def model_claim(metrics: pd.DataFrame, settings: dict, model: str) -> ClaimResul
         f"high − low: train {gaps['train']:+.1f}, test {gaps['test']:+.1f} points"
         if shown
         else f"needs ≥ {MIN_TRAIN_PAIRS} train pairs, ≥ {MIN_EPOCHS} epochs and ≥ {MIN_SEEDS} seeds (tier has "
-        f"{settings['train_pairs']}, {settings['max_epochs']}, {settings['seeds']})"
+        f"{settings.train_pairs}, {settings.max_epochs}, {settings.seeds})"
     )
     return ClaimResult(
         f"{model}_high_walk_index_fits_better",
@@ -325,7 +361,7 @@ def model_claim(metrics: pd.DataFrame, settings: dict, model: str) -> ClaimResul
 def claims(results: Path, tier: str) -> list[ClaimResult]:
     """One claim per model (Table 1), plus the walk indices of the two arrangements against the spec's values."""
     metrics, summary = load_results(results)
-    settings = summary["settings"]
+    settings = Settings.from_mapping(summary["settings"])
     expected = {3: {"low": 548, "high": 8258}, 2: {"low": 34, "high": 514}, 4: {"low": 8806, "high": 132676}}
     wi = summary["walk_index"]
     wi_claim = ClaimResult(
@@ -333,8 +369,8 @@ def claims(results: Path, tier: str) -> list[ClaimResult]:
         NAME,
         SECTION,
         "the low / high arrangements have the walk indices of the paper (548 / 8,258 for depth 3)",
-        decide(expected.get(settings["depth"]) == wi, settings["depth"] in expected),
+        decide(expected.get(settings.depth) == wi, settings.depth in expected),
         wi,
         "Razin, Verbin & Cohen 2023, §4.1 (L = 2: 34 / 514; L = 3: 548 / 8,258; L = 4: 8,806 / 132,676)",
     )
-    return [wi_claim] + [model_claim(metrics, settings, model) for model in settings["models"]]
+    return [wi_claim] + [model_claim(metrics, settings, model) for model in settings.models]
