@@ -32,7 +32,7 @@ from rankrepro.core.io import one_line
 from rankrepro.core.runtime import configure_threads, select_device, setup_logging
 from rankrepro.data.registry import DATASETS, MANIFEST, cached_files, fetch_dataset, resolve_mirror
 from rankrepro.data.sources import DataSource
-from rankrepro.experiments.base import Context, parameter_names
+from rankrepro.experiments.base import Context
 from rankrepro.pipeline.claims import write_claims
 from rankrepro.pipeline.config import experiment_section, load_config, load_schema
 from rankrepro.pipeline.registry import EXPERIMENTS, get_experiment
@@ -138,11 +138,7 @@ def _command_run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     module = get_experiment(args.experiment)
     section = experiment_section(config, args.experiment)
-    settings = (
-        module.Settings.from_mapping(section, f"experiments.{args.experiment}")
-        if hasattr(module, "Settings")
-        else section
-    )
+    settings = module.Settings.from_mapping(section, f"experiments.{args.experiment}")
     out = Path(args.out) if args.out else results_dir(config, module.CHAPTER, module.NAME)
     out.mkdir(parents=True, exist_ok=True)  # an unwritable output folder stops the job here, before any work
     setup_logging(args.log)
@@ -168,7 +164,7 @@ def _command_plot(args: argparse.Namespace) -> int:
     results = Path(args.results) if args.results else results_dir(config, module.CHAPTER, module.NAME)
     out = Path(args.out) if args.out else figure_path(config, module.CHAPTER, module.NAME)
     figure = figure_context(config["tier"], args.experiment, args.paper_config)
-    for path in module.plot(results, out, figure if "figure" in parameter_names(module.plot) else figure.tier):
+    for path in module.plot(results, out, figure):
         print(path)
     return 0
 

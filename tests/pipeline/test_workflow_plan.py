@@ -668,8 +668,9 @@ def test_the_run_hash_covers_the_settings_class():
     tree = wf.SourceTree()
     module = EXPERIMENTS["dmf_perturbed_problem"]
     name = f"{wf.EXPERIMENTS_PACKAGE}.{module}"
-    chosen = wf.code_slice([(name, "Settings")], tree)
-    run_slice = wf.code_slice([(wf.CLI_MODULE, wf.JOB_COMMANDS["run"]), (name, "run"), (name, "Settings")], tree)
+    chosen = wf.code_slice([(name, "Settings")], tree, wf.REGISTRY_MODULES)
+    roots = [(wf.CLI_MODULE, wf.JOB_COMMANDS["run"]), (name, "run"), (name, "Settings")]
+    run_slice = wf.code_slice(roots, tree, wf.REGISTRY_MODULES)
     assert chosen and all(set(lines) <= set(run_slice.get(mod, ())) for mod, lines in chosen.items())
     assert wf.code_hash(tree, "run", name) == wf.slice_hash(run_slice, tree)
 

@@ -5,7 +5,7 @@ the loop over its required and optional datasets (:func:`available_datasets`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,14 +37,13 @@ class DataSource:
 
 
 def available_datasets(
-    settings: dict[str, Any], load: Callable[[str], Any], unavailable: dict[str, str]
+    required: Sequence[str], optional: Sequence[str], load: Callable[[str], Any], unavailable: dict[str, str]
 ) -> Iterator[tuple[str, Any]]:
-    """Yield ``(name, load(name))`` for the required ``settings['datasets']``, then for the ``optional_datasets``
-    not among them, one at a time. A required dataset that cannot be obtained raises its :class:`DataError`; an
-    optional one is skipped with a warning and its reason stored in ``unavailable`` (the claims turn it into a
-    data-unavailable record)."""
-    required = list(settings["datasets"])
-    optional = [name for name in settings.get("optional_datasets", []) if name not in required]
+    """Yield ``(name, load(name))`` for the ``required`` datasets, then for the ``optional`` ones not among them, one
+    at a time. A required dataset that cannot be obtained raises its :class:`DataError`; an optional one is skipped
+    with a warning and its reason stored in ``unavailable`` (the claims turn it into a data-unavailable record)."""
+    required = list(required)
+    optional = [name for name in optional if name not in required]
     for name in [*required, *optional]:
         try:
             loaded = load(name)

@@ -665,7 +665,7 @@ def code_hash(tree: SourceTree, job: str, module: str | None = None) -> str:
     if module is not None and tree.module(module) is None:
         raise ConfigError(f"no module {module} under {tree.root}: its {job} job's code cannot be hashed")
     roots = [(CLI_MODULE, JOB_COMMANDS[job])] + ([(module, job)] if module is not None else [])
-    if module is not None and job == "run" and tree.module(module).bindings.get(SETTINGS_CLASS) is not None:
+    if module is not None and job == "run":
         roots.append((module, SETTINGS_CLASS))  # the CLI builds the run's settings with module.Settings
     return slice_hash(code_slice(roots, tree, REGISTRY_MODULES), tree)
 

@@ -431,8 +431,7 @@ def run(settings: Settings, out: Path, ctx: Context, data: DataSource) -> None:
     for dataset in [*settings.datasets, *settings.optional_datasets]:
         settings.adam(dataset)  # a missing optimizer entry fails before any training
     rows, reports, unavailable = [], {}, {}
-    wanted = {"datasets": settings.datasets, "optional_datasets": settings.optional_datasets}
-    for dataset, graph in available_datasets(wanted, data.graph, unavailable):
+    for dataset, graph in available_datasets(settings.datasets, settings.optional_datasets, data.graph, unavailable):
         dataset_rows, reports[dataset] = run_dataset(settings, out, dataset, graph, common)
         rows += dataset_rows
     metrics = pd.DataFrame(

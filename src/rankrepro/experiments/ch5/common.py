@@ -214,7 +214,9 @@ def run_sweep(
     sample_sizes = sorted({point.num_samples for point in sweep_points})
     common = point_settings(settings)
     records, conditioning, unavailable = [], {}, {}
-    for dataset, images in available_datasets(settings.record(), data.image_classification, unavailable):
+    for dataset, images in available_datasets(
+        settings.datasets, settings.optional_datasets, data.image_classification, unavailable
+    ):
         X_all, Y_all = first_samples(images, max_samples, settings.image_side, settings.resize)
         conditioning[dataset] = [data_conditioning(X_all[:n]) for n in sample_sizes]
         for loss in settings.losses:
