@@ -32,7 +32,7 @@ from rankrepro.core.io import one_line
 from rankrepro.core.runtime import configure_threads, select_device, setup_logging
 from rankrepro.data.registry import DATASETS, MANIFEST, cached_files, fetch_dataset, resolve_mirror
 from rankrepro.data.sources import DataSource
-from rankrepro.experiments.base import Context
+from rankrepro.experiments.base import Context, record_attempt
 from rankrepro.pipeline.claims import write_claims
 from rankrepro.pipeline.config import experiment_section, load_config, load_schema
 from rankrepro.pipeline.registry import EXPERIMENTS, get_experiment
@@ -148,6 +148,7 @@ def _command_run(args: argparse.Namespace) -> int:
         tier=config["tier"], device=select_device(config["device"]), threads=threads, progress=not args.no_progress
     )
     started = time.time()
+    record_attempt(out, started)  # a resumed attempt's summary counts the wall time of the earlier ones too
     log.info("running %s (tier %s) into %s on %s with %d thread(s)", module.NAME, ctx.tier, out, ctx.device, threads)
     if getattr(module, "DATASETS", ()):  # experiments on real data get the data cache and the mirror
         data = DataSource(Path(config["data_cache"]), resolve_mirror(config["data_mirror"]))

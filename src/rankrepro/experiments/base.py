@@ -21,9 +21,11 @@ from rankrepro.core.errors import ResultsError
 from rankrepro.core.io import (
     SealError,
     atomic_write_csv,
+    atomic_write_json,
     atomic_write_sealed_json,
     fingerprint,
     one_line,
+    read_json,
     read_sealed_json,
     sha256_file,
     source_hash,
@@ -188,10 +190,47 @@ def write_results(
             "provenance": provenance(),
             "device": str(ctx.device),
             "threads": ctx.threads,
-            "wall_time_s": round(time.time() - started, 3),
+            **attempts_record(out, started),
             **extra,
         },
     )
+    (out / CHECKPOINT_DIR / ATTEMPTS_FILE).unlink(missing_ok=True)  # a later rerun starts counting afresh
+
+
+# -------------------------------------------------------------------------------------------------------- attempts
+#: file under ``<out>/checkpoints/`` listing the start times of a run job's attempts (a cancelled or failed job is
+#: resubmitted and resumes from its checkpoints: its wall time is that of every attempt, not only the last)
+ATTEMPTS_FILE = "attempts.json"
+
+
+def record_attempt(out: Path, started: float) -> None:
+    """Add an attempt starting at ``started`` (seconds since the epoch) to ``<out>/checkpoints/attempts.json``."""
+    path = out / CHECKPOINT_DIR / ATTEMPTS_FILE
+    atomic_write_json(path, {"starts": [*attempt_starts(out), started]})
+
+
+def attempt_starts(out: Path) -> list[float]:
+    """Start times of the attempts recorded for ``out`` (none when the file is missing or unreadable)."""
+    try:
+        return [float(t) for t in read_json(out / CHECKPOINT_DIR / ATTEMPTS_FILE)["starts"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
+def attempts_record(out: Path, started: float, now: float | None = None) -> dict[str, Any]:
+    """``wall_time_s`` and ``attempts`` of a run that finishes now and whose last attempt started at ``started``.
+
+    The wall time is that of the last attempt, now − ``started``, plus that of each earlier recorded attempt: from
+    its start to its last sign of life — the newest modification time of a file under ``out`` (a checkpoint, a cached
+    batch) before the next attempt started (its start if none). Time between attempts (queueing) is not counted."""
+    now = time.time() if now is None else now
+    earlier = sorted(t for t in attempt_starts(out) if t < started)
+    bounds = [*earlier, started]
+    mtimes = [path.stat().st_mtime for path in out.rglob("*") if path.is_file()]
+    total = now - started
+    for begin, end in zip(bounds, bounds[1:]):
+        total += max([t for t in mtimes if begin <= t < end], default=begin) - begin
+    return {"wall_time_s": round(total, 3), "attempts": len(earlier) + 1}
 
 
 def store_results(out: Path, metrics: pd.DataFrame, summary: dict[str, Any]) -> None:
