@@ -26,11 +26,6 @@ REPO = Path(__file__).resolve().parent.parent
 #: (lint title, subject regex) -> why it is accepted. The subject is ``rule NAME`` or ``snakefile PATH`` (relative to
 #: the repository); a lint matches when its title is equal and its subject matches the regex in full.
 ACCEPTED: dict[tuple[str, str], str] = {
-    ("Specify a conda environment or container for each rule.", r"rule \w+"): (
-        "every job runs in the environment that runs Snakemake (pip install -e '.[dev]' or environment.yml); "
-        "per-rule environments are not set up, and adding conda: directives would change every job's "
-        "software-env rerun trigger"
-    ),
     ("Mixed rules and functions in same snakefile.", r"snakefile workflow/rules/(common|ch4)\.smk"): (
         "the workflow's helper functions (settings files, code hashes, resources) live beside the rules that use them"
     ),

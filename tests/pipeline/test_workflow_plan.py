@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -614,9 +615,42 @@ def test_run_resources_come_from_the_section_with_the_schemas_defaults():
     }
 
 
-def test_gpu_request():
-    assert wf.gpu_request(wf.CHAPTERS["ch3"], "auto") == 1 and wf.gpu_request(wf.CHAPTERS["ch3"], "cuda") == 1
-    assert wf.gpu_request(wf.CHAPTERS["ch3"], "cpu") == 0 and wf.gpu_request(wf.CHAPTERS["ch1"], "auto") == 0
+def test_gpu_capable():
+    assert wf.gpu_capable(wf.CHAPTERS["ch3"], "auto") and wf.gpu_capable(wf.CHAPTERS["ch5"], "cuda")
+    assert not wf.gpu_capable(wf.CHAPTERS["ch3"], "cpu") and not wf.gpu_capable(wf.CHAPTERS["ch1"], "auto")
+
+
+def run_kept(tmp_path, command: str, attempts: int) -> tuple[list[int], list[str]]:
+    """Run ``command`` through :func:`wf.keep_failed_log` ``attempts`` times, each after deleting the log as Snakemake
+    does before every attempt: the exit codes, and the files left beside the log."""
+    log = tmp_path / "logs" / "x.run.log"
+    log.parent.mkdir(exist_ok=True)
+    codes = []
+    for attempt in range(attempts):
+        log.unlink(missing_ok=True)
+        script = wf.keep_failed_log(shlex.quote(str(log)), command.format(log=shlex.quote(str(log)), n=attempt))
+        codes.append(subprocess.run(["bash", "-euo", "pipefail", "-c", script]).returncode)
+    return codes, sorted(path.name for path in log.parent.iterdir())
+
+
+def test_the_log_of_a_failed_attempt_is_kept(tmp_path):
+    codes, files = run_kept(tmp_path, "echo attempt {n} >> {log} && exit 3", 2)
+    assert codes == [3, 3] and files == ["x.run.log", "x.run.log.1", "x.run.log.2"]
+    assert (tmp_path / "logs" / "x.run.log.1").read_text() == "attempt 0\n"
+    assert (tmp_path / "logs" / "x.run.log.2").read_text() == "attempt 1\n"
+
+
+def test_a_successful_attempt_leaves_only_its_log(tmp_path):
+    codes, files = run_kept(tmp_path, "echo attempt {n} >> {log}", 1)
+    assert codes == [0] and files == ["x.run.log"]
+    assert (tmp_path / "logs" / "x.run.log").read_text() == "attempt 0\n"
+
+
+def test_cli_command_in_a_conda_environment(tmp_path):
+    assert (
+        wf.cli_command("/x/bin/python", tmp_path / "my src")
+        == f"env PYTHONPATH='{tmp_path}/my src' python -m rankrepro.cli"
+    )
 
 
 def test_cli_command(tmp_path):
@@ -641,7 +675,7 @@ def test_plan_of_a_shipped_tier(tier):
         assert plan.settings[name] == settings
         assert plan.settings_file[name] == settings_path(results, name, settings)
         assert plan.resources[name] == raw["experiments"][name]["resources"]
-        assert plan.gpu[name] == int(wf.CHAPTERS[info.chapter].gpu and config["device"] != "cpu")
+        assert plan.gpu[name] is (wf.CHAPTERS[info.chapter].gpu and config["device"] != "cpu")
         assert plan.results_dir(name) == f"{results}/{info.chapter}/{name}"
         assert set(plan.code_hash[name]) == set(wf.EXPERIMENT_JOBS)
         assert all(re.fullmatch("[0-9a-f]{16}", value) for value in plan.code_hash[name].values())

@@ -12,6 +12,7 @@ builds and every caption is clean reStructuredText.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -31,10 +32,15 @@ from rankrepro.pipeline.config import settings_hash
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
+_SPEC = importlib.util.spec_from_file_location("check_report", REPO / "scripts" / "check_report.py")
+CHECK_REPORT = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(CHECK_REPORT)
 SNAKEFILE = REPO / "workflow" / "Snakefile"
 TINY = REPO / "tests" / "tiny.yaml"
 JOB_HEADER = re.compile(r"^(?:local)?rule (\w+):$")
 WILDCARD = re.compile(r"^\s+wildcards: (?:chapter=\w+, )?experiment=(\w+)")
+#: the rules of run jobs: run_gpu for those that can use a GPU (chapters 3 and 5 unless device: cpu), run for the rest
+RUN_RULES = ("run", "run_gpu")
 
 
 def snakemake(workdir: Path, configfile: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -204,7 +210,7 @@ def test_global_settings_rerun_exactly_the_experiments_that_read_them(dag, tiny,
 
     changed["device"] = "auto"
     result = snakemake(workdir, write_config(tmp_path / "device.yaml", changed), "-n")
-    rerun = {experiment for rule, experiment in planned_jobs(result) if rule == "run"}
+    rerun = {experiment for rule, experiment in planned_jobs(result) if rule in RUN_RULES}
     assert rerun == set(tiny["experiments"]), output(result)
 
     if tiny.get("data_mirror"):
@@ -212,7 +218,7 @@ def test_global_settings_rerun_exactly_the_experiments_that_read_them(dag, tiny,
         moved["data_mirror"] = str(tmp_path / "elsewhere")
         result = snakemake(workdir, write_config(tmp_path / "mirror.yaml", moved), "-n")
         jobs = planned_jobs(result)
-        rerun = {experiment for rule, experiment in jobs if rule == "run"}
+        rerun = {experiment for rule, experiment in jobs if rule in RUN_RULES}
         assert rerun == set(REAL_DATA_EXPERIMENTS) & set(tiny["experiments"]), output(result)
         assert "data_fetch" not in {rule for rule, _ in jobs}
 
@@ -245,13 +251,13 @@ def test_changed_library_code_reruns_only_dependent_jobs(dag, edited_source):
     )
     jobs = planned_jobs(snakemake(workdir, configfile, "-n", env=env))
     assert "plot" in {rule for rule, _ in jobs}, jobs  # figures re-drawn ...
-    assert "run" not in {rule for rule, _ in jobs}, jobs  # ... nothing retrained
+    assert not set(RUN_RULES) & {rule for rule, _ in jobs}, jobs  # ... nothing retrained
 
     edit_source(
         package / "factorization" / "dmf.py", "def init_factors(", "def init_factors(  # an edit to the DMF engine\n"
     )
     jobs = planned_jobs(snakemake(workdir, configfile, "-n", env=env))
-    retrained = {experiment for rule, experiment in jobs if rule == "run"}
+    retrained = {experiment for rule, experiment in jobs if rule in RUN_RULES}
     assert {"dmf_2x2_norms_vs_rank", "dmf_larger_matrices"} <= retrained, jobs
     assert "tensor_completion_vs_linear" not in retrained  # does not use the DMF engine
 
@@ -321,6 +327,12 @@ def test_html_report(dag, tiny):
     html = report.read_text(encoding="utf-8")
     # docutils reports a caption's RST problem inside the caption itself ("System Message: WARNING/2 …")
     assert "System Message" not in html and "system-message" not in html, re.findall(r"System Message.{0,300}", html)
+    # every figure, with a caption naming the tier and the substitutions, and the scorecard (scripts/check_report.py,
+    # which CI runs on the smoke tier's report)
+    figures = sorted(path.relative_to(workdir).as_posix() for path in (workdir / "figures").rglob("*.png"))
+    scorecard = f"results/{tiny['tier']}/scorecard.md"
+    assert len(figures) == len(tiny["experiments"])
+    assert CHECK_REPORT.report_problems(CHECK_REPORT.report_items(html), tiny["tier"], figures, scorecard) == []
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -352,7 +364,7 @@ def test_parsing_the_workflow_writes_nothing(dag, tiny, tmp_path):
     assert ("run", "dmf_perturbed_problem") in planned_jobs(result)
 
     result = snakemake(workdir, other_file, "--lint")
-    assert "Lints for rule run " in output(result), output(result)  # the workflow was parsed
+    assert "Lints for rule experiment_settings " in output(result), output(result)  # the workflow was parsed
 
     lock = workdir / ".snakemake" / "locks" / "0.output.lock"  # what a killed Snakemake leaves behind
     lock.parent.mkdir(parents=True, exist_ok=True)
@@ -481,7 +493,7 @@ def test_a_concurrent_dry_run_with_another_config_does_not_change_a_running_work
 
     assert "Nothing to be done" in output(snakemake(workdir, first, "-n", *targets))
     rerun = {
-        experiment for rule, experiment in planned_jobs(snakemake(workdir, other, "-n", *targets)) if rule == "run"
+        experiment for rule, experiment in planned_jobs(snakemake(workdir, other, "-n", *targets)) if rule in RUN_RULES
     }
     assert rerun == set(experiments)
 

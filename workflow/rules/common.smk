@@ -11,6 +11,8 @@
 import sys
 from pathlib import Path
 
+from snakemake.settings.types import DeploymentMethod
+
 from rankrepro.pipeline.config import SETTINGS_DIR, settings_text
 from rankrepro.core.errors import ConfigError
 from rankrepro.pipeline import workflow as wf
@@ -39,9 +41,13 @@ DATA_CACHE = TIER_CONFIG["data_cache"].rstrip("/")
 # Progress bars when a person watches a terminal; plain log lines in CI and on clusters.
 PROGRESS_FLAG = "" if sys.stderr.isatty() else "--no-progress"
 
-# The command line of the environment running Snakemake: no activated venv needed, and cluster nodes sharing the file
-# system use the same one.
-RANKREPRO = wf.cli_command(sys.executable)
+# The software environment of every rule (`conda:`): used only with `snakemake --sdm conda`, which builds it and runs
+# each job in it; its packages are pyproject.toml's dependencies (tests/test_environments.py).
+CONDA_ENV = "../envs/rankrepro.yaml"
+# The command line of the environment running Snakemake (no activated venv needed, and cluster nodes sharing the file
+# system use the same one); with --sdm conda, the job's conda environment's python with this checkout's src/.
+IN_CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
+RANKREPRO = wf.cli_command(sys.executable, source=Path(workflow.basedir).parent / "src" if IN_CONDA else None)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -84,6 +90,8 @@ rule experiment_settings:
         experiment=wf.one_of(PLAN.experiments),
         hash="[0-9a-f]{16}",
     priority: run_priority  # the run job it gates starts as early as its priority says
+    conda:
+        CONDA_ENV
     params:
         text=lambda wildcards, output: settings_text(Path(output.settings).name, PLAN.settings[wildcards.experiment]),
     shell:

@@ -27,6 +27,8 @@ rule data_fetch:
     wildcard_constraints:
         dataset=wf.one_of(DATASET_REGISTRY),
     priority: 100  # quick, and it gates most of the long jobs
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=500,

@@ -9,6 +9,11 @@
 CHAPTER = wf.chapter_pattern(PLAN.experiments)
 WITH_TABLE = [name for name, info in PLAN.experiments.items() if info.figure_extras]
 WITHOUT_TABLE = [name for name in PLAN.experiments if name not in WITH_TABLE]
+# Run jobs that can use a GPU (wf.gpu_capable: chapters 3 and 5, unless the tier says device: cpu) run under rule
+# run_gpu, the others under run: the same job, two rule names, so that a cluster profile can route run_gpu, and only
+# it, to a GPU partition (profiles/slurm-gpu). Neither rule requests a GPU itself.
+GPU_RUNS = [name for name, capable in PLAN.gpu.items() if capable]
+CPU_RUNS = [name for name in PLAN.experiments if name not in GPU_RUNS]
 # Path patterns: results/<tier>/{chapter}/{experiment}, figures/<tier>/{chapter}/{experiment}, logs/<tier>/{chapter}/…
 RESULT = str(wf.results_dir(TIER_CONFIG, "{chapter}", "{experiment}"))
 FIGURE = str(wf.figure_path(TIER_CONFIG, "{chapter}", "{experiment}")).removesuffix(wf.FIGURE_SUFFIXES[0])
@@ -20,7 +25,7 @@ rule run:
     """Train/compute one experiment: metrics.csv (one row per run × logged step) and summary.json. Experiments on
     real data wait for their datasets (data.smk): fetched and checksummed once, shared by all. A killed job resumes
     from its checkpoints and cached batches, which the library ties to the settings and to the source of the modules
-    their numbers depend on."""
+    their numbers depend on. The log of a failed or killed attempt is kept as <log>.1 (.2, …; wf.keep_failed_log)"""
     input:
         settings=settings_input,
         manifests=lambda wildcards: PLAN.manifests[wildcards.experiment],
@@ -32,20 +37,30 @@ rule run:
         f"{LOG}.run.benchmark.tsv"
     wildcard_constraints:
         chapter=CHAPTER,
-        experiment=wf.one_of(PLAN.experiments),
+        experiment=wf.one_of(CPU_RUNS),
     priority: run_priority
+    conda:
+        CONDA_ENV
     threads: THREADS
     resources:
         mem_mb=lambda wildcards: PLAN.resources[wildcards.experiment]["mem_mb"],
         runtime=lambda wildcards: PLAN.resources[wildcards.experiment]["runtime"],
-        gpu=lambda wildcards: PLAN.gpu[wildcards.experiment],
     params:
         out=lambda wildcards: PLAN.results_dir(wildcards.experiment),
         progress=PROGRESS_FLAG,
         code_hash=lambda wildcards: PLAN.code_hash[wildcards.experiment]["run"],
     shell:
-        f"{RANKREPRO} run {{wildcards.experiment}} --config {{input.settings}} --out {{params.out}} "
-        "--threads {threads} {params.progress} --log {log}"
+        wf.keep_failed_log(
+            "{log:q}",
+            f"{RANKREPRO} run {{wildcards.experiment}} --config {{input.settings}} --out {{params.out}} "
+            "--threads {threads} {params.progress} --log {log:q}",
+        )
+
+
+use rule run as run_gpu with:
+    wildcard_constraints:
+        chapter=CHAPTER,
+        experiment=wf.one_of(GPU_RUNS),
 
 
 # What the two plot rules share: the figure as an item of the HTML report (`snakemake --report`), in its chapter's
@@ -87,6 +102,8 @@ rule plot:
     wildcard_constraints:
         chapter=CHAPTER,
         experiment=wf.one_of(WITHOUT_TABLE),
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=2000,
@@ -114,6 +131,8 @@ rule plot_table:
     wildcard_constraints:
         chapter=CHAPTER,
         experiment=wf.one_of(WITH_TABLE),
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=2000,
@@ -136,6 +155,8 @@ rule claims:
     wildcard_constraints:
         chapter=CHAPTER,
         experiment=wf.one_of(PLAN.experiments),
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=1000,

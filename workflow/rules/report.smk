@@ -17,6 +17,8 @@ rule scorecard:
         json=SCORECARD_JSON,
     log:
         f"{LOGS}/scorecard.log",
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=1000,

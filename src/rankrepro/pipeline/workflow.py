@@ -15,7 +15,8 @@ either: the rule files turn these values into inputs, params, resources and prio
   experiment's ``run`` (or ``plot``, or ``claims``) refers to, through the modules of the library, down to the
   top-level statements they need; :func:`slice_hash` hashes their source.
 - Scheduling: memory, runtime and priority of an experiment's run job, from the ``resources`` block of its section of
-  the tier config (:func:`run_resources`), and the GPUs it asks for (:func:`gpu_request`).
+  the tier config (:func:`run_resources`), and which run jobs can use a GPU (:func:`gpu_capable`): rule ``run_gpu``
+  runs those, so that a cluster profile can route them, and only them, to a GPU partition.
 
 :func:`plan_tier` puts it all together for one tier config.
 """
@@ -677,17 +678,34 @@ def run_resources(section: Mapping[str, Any]) -> dict[str, int]:
     return {key: int(value) for key, value in section[RESOURCES_KEY].items()}
 
 
-def gpu_request(chapter: Chapter, device: str) -> int:
-    """GPUs a run job asks the scheduler for: 1 in chapters whose run jobs benefit from one, unless the tier says
-    ``device: cpu``. Locally an unconstrained resource; on a cluster (profiles/slurm) a GPU request;
-    ``--set-resources run:gpu=N`` overrides it."""
-    return int(chapter.gpu and device != "cpu")
+def gpu_capable(chapter: Chapter, device: str) -> bool:
+    """Whether an experiment's run job can use a GPU: its chapter benefits from one and the tier does not say
+    ``device: cpu``. Such jobs run under rule ``run_gpu`` (the others under ``run``). Neither rule requests a GPU: a
+    GPU is asked for only where a profile routes ``run_gpu`` to a GPU partition (profiles/slurm-gpu), so a cluster's
+    CPU partition is never asked for one."""
+    return chapter.gpu and device != "cpu"
 
 
-def cli_command(python: str) -> str:
-    """Shell words running the ``rankrepro`` command line of the environment of interpreter ``python``: its console
-    script beside it, else ``python -m rankrepro.cli`` (no activated environment needed, and cluster nodes sharing
-    the file system use the same one)."""
+def keep_failed_log(log_word: str, command: str) -> str:
+    """Shell commands running ``command`` so that its log survives if it fails or is killed (``scancel``, a node
+    failure): Snakemake deletes a job's log before each attempt, so the log gets a second name first, a hard link
+    ``<log>.1`` (``.2``, … when taken) to the same file, removed again when ``command`` succeeds. ``log_word`` is one
+    shell word naming the log, inserted as it is (the rule passes Snakemake's ``{log:q}``); ``command`` must append
+    to the log, not replace the file."""
+    return (
+        f"n=1; while [ -e {log_word}.$n ]; do n=$((n + 1)); done; "
+        f"touch {log_word} && ln -f {log_word} {log_word}.$n && {command} && rm -f {log_word}.$n"
+    )
+
+
+def cli_command(python: str, source: Path | None = None) -> str:
+    """Shell words running the ``rankrepro`` command line. Without ``source``: the environment of interpreter ``python``
+    (the one running Snakemake), its console script beside it, else ``python -m rankrepro.cli`` (no activated
+    environment needed, and cluster nodes sharing the file system use the same one). With ``source`` (the checkout's
+    ``src/`` folder), for jobs that run in their own conda environment (``snakemake --sdm conda``): the ``python`` of
+    the job's activated environment, importing the library from ``source``."""
+    if source is not None:
+        return f"env PYTHONPATH={shlex.quote(str(source))} python -m rankrepro.cli"
     script = Path(python).parent / "rankrepro"
     return shlex.quote(str(script)) if script.is_file() else f"{shlex.quote(python)} -m rankrepro.cli"
 
@@ -707,7 +725,7 @@ class TierPlan:
     code_hash: dict[str, dict[str, str]]  #: experiment → job kind (run, plot, claims) → hash of that job's code
     scorecard_hash: str  #: hash of the scorecard job's code
     resources: dict[str, dict[str, int]]  #: experiment → mem_mb, runtime, priority of its run job
-    gpu: dict[str, int]  #: experiment → GPUs its run job asks for
+    gpu: dict[str, bool]  #: experiment → whether its run job can use a GPU (rule ``run_gpu``, else ``run``)
     substitutions: dict[str, str]  #: experiment → how its settings depart from the paper tier's (report captions)
 
     @property
@@ -769,7 +787,7 @@ def plan_tier(
         },
         scorecard_hash=code_hash(tree, "scorecard"),
         resources={name: run_resources(sections[name]) for name in experiments},
-        gpu={name: gpu_request(CHAPTERS[info.chapter], config["device"]) for name, info in experiments.items()},
+        gpu={name: gpu_capable(CHAPTERS[info.chapter], config["device"]) for name, info in experiments.items()},
         substitutions={
             name: paper_context(paper, name).substitutions(experiment_section(config, name)) for name in experiments
         },
