@@ -324,18 +324,17 @@ def _timing(summary: dict[str, Any], runs: int) -> str:
 
 # ----------------------------------------------------------------------------------------------------- claims
 def dynamics_gate(runs: pd.DataFrame) -> Gate:
-    """The §2.1 precondition of every claim: the smallest-init run — the one the incremental-learning claims are
-    about and the reference of the error ordering — fitted its observations (stop rule met, not the iteration
-    cap)."""
-    smallest = runs.sort_values("init_scale").iloc[0]
+    """The §2.1 precondition of every claim: every run fitted its observations (stop rule met, not the iteration
+    cap). The incremental-learning claims read the smallest-init run; the error ordering compares the solutions the
+    inits lead to, and a run stopped by the cap has not reached its solution (its lowest error so far can be a
+    transient dip on the way)."""
     statuses = ", ".join(
         f"init {a:.0e}: {s} at {i:,} iterations"
         for a, s, i in zip(runs["init_scale"], runs["status"], runs["iterations"])
     )
     return Gate(
-        f"the smallest-init run (init {smallest['init_scale']:.0e}) converged: train loss below the stop threshold "
-        "for the whole stop window, before the iteration cap",
-        smallest["status"] == "converged",
+        "every run converged: train loss below the stop threshold for the whole stop window, before the iteration cap",
+        bool((runs["status"] == "converged").all()),
         statuses,
     )
 
@@ -435,10 +434,5 @@ def error_ordering(runs: pd.DataFrame) -> tuple[bool, dict[str, Any], str]:
         "ratio_to_next_smaller_init": {large: round(q, 3) for _, large, q in steps},
         "status": dict(zip(inits, runs["status"])),
     }
-    capped = [i for i, s in zip(inits, runs["status"]) if s != "converged"]
     details = "; ".join(broken)
-    if capped:
-        details = (
-            f"{details}; " if details else ""
-        ) + f"init(s) {', '.join(capped)} stopped at the iteration cap: their lowest error over the run is used"
     return not broken, measured, details
