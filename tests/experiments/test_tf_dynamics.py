@@ -213,19 +213,64 @@ def test_capped_run_is_not_shown(tmp_path):
     assert all(c.claim_id.startswith("sensing_") for c in claims)
 
 
-def test_wrong_learned_rank_and_unordered_errors_fail(tiny_scale_results, tmp_path):
-    """The checks read the numbers: a learned rank ≠ the target's, or errors not ordered by init, fail."""
-    summary = read_json(tiny_scale_results / "summary.json")
-    smallest = min(summary["runs"], key=lambda r: r["init_scale"])
-    smallest["learned_components"] = 4
-    smallest["reconstruction_error"] = 1.0
-    altered = tmp_path / "altered"
-    shutil.copytree(tiny_scale_results, altered)
+def _altered(results, tmp_path, name, change):
+    """A copy of ``results`` whose summary's runs went through ``change(runs)``."""
+    summary = read_json(results / "summary.json")
+    change(sorted(summary["runs"], key=lambda r: r["init_scale"]))
+    altered = tmp_path / name
+    shutil.copytree(results, altered)
     atomic_write_sealed_json(altered / "summary.json", summary)
-    verdicts = {c.claim_id: c.verdict for c in tf_component_norms.claims(altered, "test")}
+    return {c.claim_id: c for c in tf_component_norms.claims(altered, "test")}
+
+
+def test_wrong_learned_rank_and_unordered_errors_fail(tiny_scale_results, tmp_path):
+    """The checks read the numbers: a learned rank ≠ the target's, or lowest errors not ordered by init, fail."""
+
+    def change(runs):
+        runs[0]["learned_components"] = 4
+        runs[0]["min_reconstruction_error"] = 1.0
+
+    verdicts = {k: c.verdict for k, c in _altered(tiny_scale_results, tmp_path, "altered", change).items()}
     assert verdicts["learned_rank_equals_true_rank"] == FAILED
     assert verdicts["error_ordered_by_init"] == FAILED
     assert verdicts["emergence_separated"] == PASSED
+
+
+@pytest.mark.parametrize(
+    ("lowest", "final", "verdict"),
+    [
+        ((1e-5, 1e-3), (4e-3, 3e-3), PASSED),  # the last error oscillated up: the lowest decides
+        ((1e-5, 1.5e-5), (1e-5, 1.5e-5), FAILED),  # ordered, but by less than ERROR_FACTOR
+        ((1e-3, 1e-5), (1e-3, 1e-5), FAILED),  # the smallest init is not the lowest
+        ((0.06, 0.2), (0.06, 0.2), FAILED),  # ordered by more than the factor, but the smallest init's error > 0.05
+    ],
+)
+def test_error_ordering_compares_the_lowest_errors_by_a_factor(tiny_scale_results, tmp_path, lowest, final, verdict):
+    def change(runs):
+        for run, low, last in zip(runs, lowest, final):
+            run["min_reconstruction_error"], run["reconstruction_error"] = low, last
+
+    claim = _altered(tiny_scale_results, tmp_path, "ordering", change)["error_ordered_by_init"]
+    assert claim.verdict == verdict, claim
+    assert claim.measured["lowest_error_during_training"] == dict(
+        zip((f"{r:.0e}" for r in sorted(SMALL["init_scales"])), lowest)
+    )
+
+
+@pytest.mark.parametrize("capped", [0, -1])
+def test_the_gate_turns_every_verdict_into_not_shown(tiny_scale_results, tmp_path, capped):
+    """One gate for every §2.1 claim: any run (the smallest init, or a larger one) stopped by the iteration cap ⇒
+    passes and failures alike are not shown; the gate met ⇒ the verdicts stand."""
+
+    def at_cap(runs):
+        runs[capped]["status"] = "max_iters"
+        runs[0]["learned_components"] = 4  # would fail
+
+    claims = _altered(tiny_scale_results, tmp_path, f"gated{capped}", at_cap)
+    assert {c.verdict for c in claims.values()} == {NOT_SHOWN}
+    assert all("gate:" in c.details and "NOT met" in c.details and "max_iters" in c.details for c in claims.values())
+    met = {c.claim_id: c for c in tf_component_norms.claims(tiny_scale_results, "test")}
+    assert all("gate:" in c.details and "— met" in c.details for c in met.values())
 
 
 def Settings(mapping):

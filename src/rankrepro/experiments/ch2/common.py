@@ -40,7 +40,7 @@ from rankrepro.experiments.base import (
 from rankrepro.factorization import cp, cp_sensing
 from rankrepro.factorization.cp import CPCompletionObjective, component_norms, init_factors, multi_indices
 from rankrepro.factorization.cp_sensing import CPSensingObjective, gaussian_measurements
-from rankrepro.pipeline.claims import ClaimResult, decide
+from rankrepro.pipeline.claims import ClaimResult, Gate, apply_gate, decide
 from rankrepro.pipeline.plotting import add_caption, add_title, apply_style, caption_text, save_figure
 from rankrepro.pipeline.settings import FigureContext, SettingsRecord
 
@@ -55,6 +55,11 @@ EMERGENCE_FRACTION = 0.5
 SEPARATION = 1.1
 #: iterations between the trainer's host synchronisations: at least this many (and a whole number of stop checks)
 SYNC_FLOOR = 1000
+#: "smaller init → lower error": each init's lowest reconstruction error is at least this factor above the next smaller
+#: init's (fixed from the paper's final errors 8e-2, 3e-2, 7e-6: adjacent inits differ by ≥ 2.7×)
+ERROR_FACTOR = 2.0
+#: the smallest init's lowest reconstruction error is at most this (spec §2.1: err(5e-3) ≤ 0.05)
+SMALLEST_INIT_ERROR = 0.05
 
 
 @dataclass(frozen=True)
@@ -318,24 +323,33 @@ def _timing(summary: dict[str, Any], runs: int) -> str:
 
 
 # ----------------------------------------------------------------------------------------------------- claims
+def dynamics_gate(runs: pd.DataFrame) -> Gate:
+    """The §2.1 precondition of every claim: every run fitted its observations (stop rule met, not the iteration
+    cap). The incremental-learning claims read the smallest-init run; the error ordering compares the solutions the
+    inits lead to, and a run stopped by the cap has not reached its solution (its lowest error so far can be a
+    transient dip on the way)."""
+    statuses = ", ".join(
+        f"init {a:.0e}: {s} at {i:,} iterations"
+        for a, s, i in zip(runs["init_scale"], runs["status"], runs["iterations"])
+    )
+    return Gate(
+        "every run converged: train loss below the stop threshold for the whole stop window, before the iteration cap",
+        bool((runs["status"] == "converged").all()),
+        statuses,
+    )
+
+
 def dynamics_claims(
     results: Path, tier: str, name: str, section: str, reference: str, prefix: str = ""
 ) -> list[ClaimResult]:
-    """The §2.1 claims: separated emergence times, a bounded (k+1)-th norm, error ordered by init, learned rank."""
+    """The §2.1 claims — separated emergence times, a bounded (k+1)-th norm, lowest error ordered by init, learned
+    rank — under one gate (:func:`dynamics_gate`)."""
     metrics, summary = load_results(results)
     rank = ComponentDynamicsSettings.from_mapping(summary["settings"]).target_rank
     runs = pd.DataFrame(summary["runs"]).sort_values("init_scale")
     smallest = runs.iloc[0]
     times = smallest["emergence_iterations"]
     curves = metrics[(metrics["run"] == smallest["run"]) & ~metrics["final"].astype(bool)]
-    converged = smallest["status"] == "converged"
-    not_converged = (
-        ""
-        if converged
-        else (
-            f"the smallest-init run stopped by the iteration cap ({smallest['iterations']:,}) before the loss criterion"
-        )
-    )
     out: list[ClaimResult] = []
 
     def record(claim: str, statement: str, holds: bool, shown: bool, measured: Any, details: str = "") -> None:
@@ -354,9 +368,8 @@ def dynamics_claims(
         f"smallest init: the {rank} components emerge one after another, t_1 < … < t_{rank}, each ≥ "
         f"{SEPARATION}× the previous (t_k: the k-th largest norm reaches half its final value)",
         separated,
-        converged,
+        True,
         {"emergence_iterations": times, "ratios": [round(r, 3) for r in ratios]},
-        not_converged,
     )
     # 2. the next component stays small
     final_norms = smallest["final_top_norms"]
@@ -368,26 +381,19 @@ def dynamics_claims(
         f"smallest init: the {rank + 1}-th largest norm stays < {LEARNED_FRACTION:.0%} of the final "
         f"{rank}-th norm throughout training",
         peak_next < bound,
-        converged,
+        True,
         {"max_norm_next": peak_next, "final_norm_rank": final_norms[rank - 1], "bound": bound},
-        not_converged,
     )
-    # 3. error ordered by init
-    errors = {f"{a:.0e}": float(e) for a, e in zip(runs["init_scale"], runs["reconstruction_error"])}
-    lowest = {f"{a:.0e}": float(e) for a, e in zip(runs["init_scale"], runs["min_reconstruction_error"])}
-    ordered = bool(np.all(np.diff(runs["reconstruction_error"].to_numpy()) > 0))
-    small_error = float(smallest["reconstruction_error"])
+    # 3. lowest error ordered by init
+    holds, measured, details = error_ordering(runs)
     record(
         "error_ordered_by_init",
-        "final reconstruction error increases with the init scale, and the smallest init's is ≤ 0.05",
-        ordered and small_error <= 0.05,
-        len(runs) >= 2 and converged,
-        {"reconstruction_error": errors, "lowest_error_during_training": lowest},
-        not_converged
-        or (
-            "final = when the stop rule fired; GroupRMSprop's normalised step grows as the gradient "
-            "vanishes, so near zero loss the error can rise again from its lowest value"
-        ),
+        f"the lowest reconstruction error reached during training increases with the init scale, each init's at "
+        f"least {ERROR_FACTOR:g}× the next smaller init's, and the smallest init's is ≤ {SMALLEST_INIT_ERROR}",
+        holds,
+        len(runs) >= 2,
+        measured,
+        details,
     )
     # 4. learned rank = true rank
     learned = int(smallest["learned_components"])
@@ -396,8 +402,37 @@ def dynamics_claims(
         f"smallest init: the number of components with norm > {LEARNED_FRACTION:.0%} of the largest equals the "
         f"target's CP rank ({rank})",
         learned == rank,
-        converged,
+        True,
         {"learned_components": learned, "target_rank": rank},
-        not_converged,
     )
-    return out
+    return apply_gate(dynamics_gate(runs), out)
+
+
+def error_ordering(runs: pd.DataFrame) -> tuple[bool, dict[str, Any], str]:
+    """Whether the lowest reconstruction error reached increases with the init scale by at least ERROR_FACTOR per
+    step and the smallest init's is ≤ SMALLEST_INIT_ERROR; the numbers; what broke it.
+
+    The lowest error, not the last: near zero loss GroupRMSprop's normalised step grows as the gradient vanishes,
+    so the error oscillates up from its lowest value before the stop rule fires, and where the last error falls in
+    that oscillation decides nothing about the solution the init led to."""
+    runs = runs.sort_values("init_scale")
+    lowest = runs["min_reconstruction_error"].to_numpy(dtype=float)
+    inits = [f"{a:.0e}" for a in runs["init_scale"]]
+    steps = [
+        (small, large, float(b / a) if a > 0 else math.inf)
+        for small, large, a, b in zip(inits, inits[1:], lowest, lowest[1:])
+    ]
+    broken = [
+        f"init {large} vs {small}: ratio {q:.3g} < {ERROR_FACTOR:g}" for small, large, q in steps if q < ERROR_FACTOR
+    ]
+    if lowest[0] > SMALLEST_INIT_ERROR:
+        broken.append(f"smallest init's lowest error {lowest[0]:.3g} > {SMALLEST_INIT_ERROR}")
+    measured = {
+        "lowest_error_during_training": dict(zip(inits, (float(e) for e in lowest))),
+        "at_iteration": dict(zip(inits, (int(i) for i in runs["min_error_iteration"]))),
+        "final_error": dict(zip(inits, (float(e) for e in runs["reconstruction_error"]))),
+        "ratio_to_next_smaller_init": {large: round(q, 3) for _, large, q in steps},
+        "status": dict(zip(inits, runs["status"])),
+    }
+    details = "; ".join(broken)
+    return not broken, measured, details
