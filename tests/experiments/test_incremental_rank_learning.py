@@ -28,7 +28,7 @@ from rankrepro.experiments.ch3.rank_dynamics_common import (
 from rankrepro.factorization import dmf, htf
 from rankrepro.factorization.cp_sensing import gaussian_measurements
 from rankrepro.factorization.sensing import SensingObjective, sensing_loss
-from rankrepro.pipeline.claims import FAILED, NOT_SHOWN
+from rankrepro.pipeline.claims import FAILED, NOT_SHOWN, PASSED
 from rankrepro.pipeline.config import experiment_section, load_config
 from rankrepro.pipeline.registry import get_experiment
 
@@ -203,12 +203,36 @@ def test_claims_fail_on_doctored_numbers(tiny_results, tmp_path):
     assert verdicts["htf_tree_node_effective_rank"] == FAILED
 
 
-def test_capped_run_is_not_shown(tiny_results, tmp_path):
+def test_one_gate_withholds_every_claim_when_a_run_is_capped(tiny_results, tmp_path):
     def change(summary):
+        for record in summary["models"].values():
+            record["status"] = "converged"
+        summary["models"]["mf"]["emergence_iterations"] = [500, 100]  # a failure the gate turns into not shown
         summary["models"]["tf"]["status"] = "max_iters"
 
     claims = irl.claims(_doctored(tiny_results, tmp_path, change), "test")
-    assert {c.verdict for c in claims if c.claim_id.startswith("tf_")} == {NOT_SHOWN}
+    assert {c.verdict for c in claims} == {NOT_SHOWN}
+    assert all("NOT met" in c.details and "TF max_iters" in c.details for c in claims)
+
+
+@pytest.mark.parametrize(
+    ("times", "verdict"),
+    [
+        ([100, 105, 2000], PASSED),  # the thesis states no minimum gap: 5 % apart is still one after another
+        ([100, 100, 2000], FAILED),  # two components emerge at the same logged iteration
+        ([100, 2000, 1900], FAILED),
+        ([100, None, 2000], FAILED),  # a component that never grew
+    ],
+)
+def test_emergence_one_after_another(tiny_results, tmp_path, times, verdict):
+    def change(summary):
+        for record in summary["models"].values():
+            record["status"] = "converged"
+        summary["models"]["htf"]["emergence_iterations"] = times
+
+    claims = {c.claim_id: c for c in irl.claims(_doctored(tiny_results, tmp_path, change), "test")}
+    assert claims["htf_emergence_separated"].verdict == verdict
+    assert "— met" in claims["htf_emergence_separated"].details
 
 
 def test_sensing_variant_end_to_end(tmp_path):

@@ -358,57 +358,111 @@ def sweep(
     fitted: bool = True,
     test_samples: int = 1000,
     paper_geometry: bool = True,
+    seeds: tuple[float, ...] = (-0.002, 0.002),
+    unfit_cell: tuple[float, int] | None = None,
 ):
-    """Write a two-seed sweep with the given mean test accuracies per λ at ranges 0, 1, 2."""
-    rows = [
-        {
-            "range": r,
-            "strength": s,
-            "seed": seed,
-            "train_acc": 1.0 if fitted else 0.8,
-            "test_acc": acc + (0.01 if seed else -0.01),
-            "epochs": 10,
-            "fitted_epoch": 5 if fitted else None,
-            "final_penalty": None,
-            "time_s": 1.0,
-        }
-        for s, values in accuracies.items()
-        for r, acc in enumerate(values)
-        for seed in (0, 1)
-    ]
+    """Write a sweep with the given mean test accuracies per λ at ranges 0, 1, 2; seed k adds ``seeds[k]`` to every
+    cell (a shift shared by all cells of a seed: paired differences are exact, the one-sample interval of accuracy −
+    50 % is ± 12.706 · 0.002 = ± 2.5 points); ``accuracies`` values may also be
+    per-seed lists. ``unfit_cell`` (λ, range): only that cell's nets never fit."""
+    rows = []
+    for s, values in accuracies.items():
+        for r, acc in enumerate(values):
+            for seed, shift in enumerate(seeds):
+                unfit = not fitted or unfit_cell == (s, r)
+                rows.append(
+                    {
+                        "range": r,
+                        "strength": s,
+                        "seed": seed,
+                        "train_acc": 0.8 if unfit else 1.0,
+                        "test_acc": (acc[seed] if isinstance(acc, list) else acc + shift),
+                        "epochs": 10,
+                        "fitted_epoch": None if unfit else 5,
+                        "final_penalty": None,
+                        "time_s": 1.0,
+                    }
+                )
     write_results(tmp_path, pd.DataFrame(rows), {}, CTX, 0.0, {})
     return {c.claim_id: c for c in sweep_claims(tmp_path, "x", "3.2", "ref", "distance", test_samples, paper_geometry)}
+
+
+FALL, REPAIR, HARMLESS = (
+    "unregularized_falls_to_chance_with_range",
+    "regularizer_recovers_long_range",
+    "regularizer_harmless_at_short_range",
+)
 
 
 def test_claims_pass_on_the_papers_pattern(tmp_path):
     found = sweep(tmp_path, {0.0: [0.90, 0.70, 0.52], 1.0: [0.89, 0.85, 0.80]})
     assert {c.verdict for c in found.values()} == {PASSED}
-    assert found["regularizer_recovers_long_range"].measured["gain_points"] == pytest.approx(28.0)
+    # gain 28 points, half the drop 19: the seeds' shifts cancel in every paired difference (a zero-width interval)
+    assert found[REPAIR].measured["gain_minus_half_drop_points"] == "mean 9, 95% CI [9, 9] points over 2 seeds"
+    assert all("gate: " in c.details and "— met" in c.details for c in found.values())
+
+
+def test_the_fall_is_an_exact_paired_interval(tmp_path):
+    """Drops 0.30 and 0.34: mean 0.32, s = 0.02√2, t_{0.975,1} = 12.706 ⇒ half-width 12.706 · 0.02 = 0.254."""
+    found = sweep(tmp_path, {0.0: [[0.90, 0.90], 0.7, [0.60, 0.56]], 1.0: [0.90, 0.85, 0.80]}, paper_geometry=False)
+    assert found[FALL].measured["drop_points"] == "mean 32, 95% CI [6.59, 57.41] points over 2 seeds"
+    assert found[FALL].verdict == PASSED
 
 
 def test_claims_fail_when_the_regularizer_does_not_help(tmp_path):
     found = sweep(tmp_path, {0.0: [0.90, 0.70, 0.52], 1.0: [0.80, 0.60, 0.51]})
-    assert found["unregularized_falls_to_chance_with_range"].verdict == PASSED
-    assert found["regularizer_recovers_long_range"].verdict == FAILED
-    assert found["regularizer_harmless_at_short_range"].verdict == FAILED
+    assert found[FALL].verdict == PASSED
+    assert found[REPAIR].verdict == FAILED
+    assert found[HARMLESS].verdict == FAILED
 
 
-def test_claims_are_not_shown_when_the_scale_cannot_show_them(tmp_path):
+def test_a_difference_within_the_seed_spread_does_not_decide(tmp_path):
+    """A mean drop of 20 points whose seeds disagree (40 and 0 points) does not show the fall; a mean loss of 1 point
+    at short range with seeds at −12 and +10 does not show harmlessness; the same means with agreeing seeds do."""
+    noisy = sweep(tmp_path / "noisy", {0.0: [[0.90, 0.90], 0.7, [0.50, 0.90]], 1.0: [[0.78, 1.0], 0.8, [0.80, 0.80]]})
+    assert noisy[FALL].verdict == FAILED and noisy[HARMLESS].verdict == FAILED
+    steady = sweep(tmp_path / "steady", {0.0: [0.90, 0.7, 0.50], 1.0: [0.89, 0.8, 0.80]})
+    assert steady[FALL].verdict == PASSED and steady[HARMLESS].verdict == PASSED
+
+
+def test_harmless_is_non_inferiority_and_the_repair_needs_more_than_half_the_drop(tmp_path):
+    better = sweep(tmp_path / "better", {0.0: [0.80, 0.70, 0.50], 1.0: [0.90, 0.85, 0.66]})
+    assert better[HARMLESS].verdict == PASSED  # 10 points better at short range is no harm
+    assert better[REPAIR].verdict == PASSED  # gain 16 > half the drop 15
+    short = sweep(tmp_path / "short", {0.0: [0.80, 0.70, 0.50], 1.0: [0.80, 0.70, 0.64]})
+    assert short[REPAIR].verdict == FAILED  # gain 14 < 15: recovers less than half
+    assert "(acc_λ − acc_0 at the longest) − ½" in short[REPAIR].statement
+
+
+def test_the_papers_geometry_also_claims_chance(tmp_path):
+    """λ = 0 drops 20 points but ends at 70 %: a fall on a reduced geometry, a failure on the paper's."""
+    accuracies = {0.0: [0.90, 0.80, 0.70], 1.0: [0.90, 0.85, 0.85]}
+    assert sweep(tmp_path / "paper", accuracies)[FALL].verdict == FAILED
+    reduced = sweep(tmp_path / "reduced", accuracies, paper_geometry=False)
+    assert reduced[FALL].verdict == PASSED and "reduced geometry" in reduced[FALL].statement
+    no_fall = sweep(tmp_path / "flat", {0.0: [0.90, 0.88, 0.90], 1.0: [0.90, 0.88, 0.90]}, paper_geometry=False)
+    assert no_fall[FALL].verdict == FAILED
+
+
+def test_one_gate_withholds_every_claim_alike(tmp_path):
+    fails = {0.0: [0.90, 0.70, 0.52], 1.0: [0.80, 0.60, 0.51]}  # passes the fall, fails the other two
+    unfit = sweep(tmp_path / "unfit", fails, unfit_cell=(1.0, 2))
+    assert {c.verdict for c in unfit.values()} == {NOT_SHOWN}
+    assert all("NOT met" in c.details and "6/8 compared nets fitted" in c.details for c in unfit.values())
+    assert "λ=1 distance 2 seed 0: 80 %" in unfit[REPAIR].details
+    middle = sweep(tmp_path / "middle", fails, unfit_cell=(1.0, 1))  # only the shortest and longest are compared
+    assert middle[FALL].verdict == PASSED and middle[REPAIR].verdict == FAILED
     never_learns = sweep(tmp_path / "a", {0.0: [0.55, 0.52, 0.50], 1.0: [0.55, 0.53, 0.51]})
     assert {c.verdict for c in never_learns.values()} == {NOT_SHOWN}
-    unfit = sweep(tmp_path / "b", {0.0: [0.90, 0.70, 0.50], 1.0: [0.90, 0.70, 0.50]}, fitted=False)
-    assert unfit["regularizer_recovers_long_range"].verdict == NOT_SHOWN
-    assert "never reached 100 % train accuracy" in unfit["regularizer_recovers_long_range"].details
-    assert unfit["unregularized_falls_to_chance_with_range"].verdict == PASSED
     too_few = sweep(tmp_path / "d", {0.0: [0.90, 0.70, 0.52], 1.0: [0.89, 0.85, 0.80]}, test_samples=100)
     assert {c.verdict for c in too_few.values()} == {NOT_SHOWN}
-    assert "too few" in too_few["regularizer_recovers_long_range"].details
-    no_fall = sweep(tmp_path / "c", {0.0: [0.90, 0.88, 0.85], 1.0: [0.90, 0.88, 0.86]})
-    assert no_fall["unregularized_falls_to_chance_with_range"].verdict == FAILED
-    assert no_fall["regularizer_recovers_long_range"].verdict == NOT_SHOWN
-    reduced = sweep(tmp_path / "e", {0.0: [0.90, 0.88, 0.85], 1.0: [0.90, 0.88, 0.86]}, paper_geometry=False)
-    assert reduced["unregularized_falls_to_chance_with_range"].verdict == NOT_SHOWN
-    assert "not long for this network" in reduced["unregularized_falls_to_chance_with_range"].details
+    assert "100 test samples per run" in too_few[REPAIR].details
+
+
+def test_one_seed_decides_nothing(tmp_path):
+    found = sweep(tmp_path, {0.0: [0.90, 0.70, 0.52], 1.0: [0.89, 0.85, 0.80]}, seeds=(0.0,))
+    assert {c.verdict for c in found.values()} == {NOT_SHOWN}
+    assert all("decided on 1 seed(s)" in c.details and "1 seed(s) per cell" in c.details for c in found.values())
 
 
 def test_resize_images_averages_pixel_blocks_grey_and_rgb():

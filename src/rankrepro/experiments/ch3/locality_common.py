@@ -7,15 +7,13 @@ train and test accuracy. Within a seed every run starts from the same initial we
 (a paired comparison across ranges and λ). Every run is cached in ``batches/`` (one JSON per run).
 
 Claims (the paper: the accuracy of λ = 0 falls towards chance as the range grows; the regularizer recovers most of it
-at long range and does not hurt at short range) are only *shown* where the scale can show them:
-
-- every claim needs ≥ ``MIN_TEST_SAMPLES`` test samples per run;
-- the fall needs λ = 0 to be clearly above chance at the shortest range (≥ ``LEARNS_AT_SHORT_RANGE``); on a reduced
-  geometry (not the paper's image sizes and ranges) it also needs λ = 0 near chance at the longest range — a net that
-  still succeeds there only says the reduced ranges are short for it (the spec: "the scale says nothing");
-- the repair needs, in addition, λ = 0 near chance at the longest range (≤ ``CHANCE_BAND`` above 50 %) — else there
-  is nothing to repair — and every regularized run at the longest range to have fitted its training set (100 % train
-  accuracy, the paper's regime): a net that never fits in the epoch budget says nothing about what λ does.
+at long range and does not hurt at short range) compare test accuracies of the same seeds, each by a paired 95 %
+Student-t interval over seeds (:func:`rankrepro.pipeline.claims.paired_interval`), never by a threshold on a mean. All
+three stand on one gate (:func:`sweep_gate`, the same for both sweeps): ≥ 2 seeds per cell, ≥ ``MIN_TEST_SAMPLES``
+test samples per run, λ = 0 learns the task at the shortest range (≥ ``LEARNS_AT_SHORT_RANGE``), and every net the
+claims compare fitted its training set (100 % train accuracy, the paper's protocol) — a net that never fits in the
+epoch budget confounds the range's effect with under-training. Where the gate fails every claim is
+``not-shown-at-this-scale``.
 """
 
 from __future__ import annotations
@@ -47,7 +45,18 @@ from rankrepro.experiments.base import (
     run_fingerprint,
     write_results,
 )
-from rankrepro.pipeline.claims import ClaimResult, decide
+from rankrepro.pipeline.claims import (
+    FAILED,
+    NOT_SHOWN,
+    PASSED,
+    ClaimResult,
+    Gate,
+    PairedInterval,
+    apply_gate,
+    decide,
+    paired_interval,
+    verdict_greater,
+)
 from rankrepro.pipeline.plotting import add_caption, add_title, apply_style, caption_text, save_figure
 from rankrepro.pipeline.settings import FigureContext, SettingsRecord
 
@@ -57,13 +66,10 @@ log = logging.getLogger(__name__)
 LEARNS_AT_SHORT_RANGE = 0.65
 #: "near chance": within this many accuracy points (fraction) above 50 %
 CHANCE_BAND = 0.10
-#: the fall: λ = 0 loses at least this much test accuracy from the shortest to the longest range
-MIN_FALL = 0.10
-#: the repair: the best λ > 0 beats λ = 0 at the longest range by at least this much
-MIN_REPAIR = 0.05
-#: no harm: every λ > 0 stays within this much of λ = 0 at the shortest range
+#: no harm: every λ > 0 is not worse than λ = 0 at the shortest range by this much (non-inferiority margin; the
+#: paper's differences there are ≤ 0.1 points)
 MAX_SHORT_RANGE_LOSS = 0.03
-#: below this many test samples per run the accuracy's standard error (≥ 2.2 points) blurs the 5-point effects
+#: below this many test samples per run the accuracy's standard error (≥ 2.2 points) blurs the few-point effects
 MIN_TEST_SAMPLES = 500
 #: what metrics.csv records of each run (besides range, strength, seed)
 RUN_COLUMNS = ("train_acc", "test_acc", "epochs", "fitted_epoch", "final_penalty", "time_s")
@@ -288,102 +294,171 @@ def training_text(settings: LocalityTrainingSettings, receptive_field: int) -> s
 
 
 # ------------------------------------------------------------------------------------------------------ claims
+def pct(value: float) -> float:
+    """A fraction as percentage points, rounded to 0.01."""
+    return round(100 * float(value), 2)
+
+
+def interval_text(interval: PairedInterval) -> str:
+    """A paired interval of accuracy differences in percentage points."""
+    return (
+        f"mean {pct(interval.mean):g}, {interval.level:.0%} CI [{pct(interval.low):g}, {pct(interval.high):g}] "
+        f"points over {interval.n} seeds"
+    )
+
+
+def verdict_not_worse(interval: PairedInterval, margin: float) -> str:
+    """``passed`` when the interval of a − b lies above −``margin`` (a is not worse than b by ``margin`` or more:
+    non-inferiority at the interval's one-sided level), else ``failed``."""
+    return PASSED if interval.low > -margin else FAILED
+
+
+def per_seed(metrics: pd.DataFrame, strength: float, value: int) -> np.ndarray:
+    """Test accuracies of one (λ, range) cell, ordered by seed (the pairing of every paired interval)."""
+    cell = metrics[(metrics["strength"] == strength) & (metrics["range"] == value)].sort_values("seed")
+    return cell["test_acc"].to_numpy(dtype=float)
+
+
+def sweep_gate(metrics: pd.DataFrame, range_name: str, test_samples: int) -> Gate:
+    """The one precondition of every §3.2 claim (both sweeps alike): ≥ 2 seeds per cell (the paired intervals need
+    them), ≥ ``MIN_TEST_SAMPLES`` test samples per run, λ = 0 learns the task at the shortest range (mean test
+    accuracy ≥ ``LEARNS_AT_SHORT_RANGE``: the spec's pilot rule, else "the scale says nothing"), and every net the
+    claims compare — every λ and seed at the shortest and at the longest range — fitted its training set (reached
+    100 % train accuracy in some epoch: the paper's protocol trains to fit, then on for ``stop_after_fit`` epochs)."""
+    ranges = sorted(metrics["range"].unique())
+    short, long = ranges[0], ranges[-1]
+    seeds = int(metrics.groupby(["strength", "range"])["seed"].nunique().min())
+    plain_short = float(per_seed(metrics, 0.0, short).mean())
+    compared = metrics[metrics["range"].isin([short, long])]
+    fitted = compared["fitted_epoch"].notna()
+    unfit = compared[~fitted]
+    unfit_text = (
+        ", ".join(
+            f"λ={s:g} {range_name} {r} seed {k}: {pct(a):g} %"
+            for s, r, k, a in unfit[["strength", "range", "seed", "train_acc"]].itertuples(index=False)
+        )
+        if len(unfit)
+        else "none"
+    )
+    holds = (
+        seeds >= 2 and test_samples >= MIN_TEST_SAMPLES and plain_short >= LEARNS_AT_SHORT_RANGE and bool(fitted.all())
+    )
+    return Gate(
+        f"≥ 2 seeds per cell, ≥ {MIN_TEST_SAMPLES} test samples per run, λ = 0 learns the task at the shortest "
+        f"{range_name} (mean test accuracy ≥ {pct(LEARNS_AT_SHORT_RANGE):g} %), and every net compared (every λ "
+        f"and seed at the shortest and the longest {range_name}) fitted its training set (100 % train accuracy in "
+        "some epoch, the paper's protocol)",
+        holds,
+        f"{seeds} seed(s) per cell; {test_samples} test samples per run; λ = 0 at {range_name} {short}: "
+        f"{pct(plain_short):g} % test; {int(fitted.sum())}/{len(compared)} compared nets fitted (not fitted, "
+        f"last-epoch train accuracy: {unfit_text})",
+    )
+
+
 def sweep_claims(
     results: Path, name: str, section: str, reference: str, range_name: str, test_samples: int, paper_geometry: bool
 ) -> list[ClaimResult]:
-    """The three §3.2 claims on a sweep (see the module docstring for when each is shown; none is with fewer than
-    ``MIN_TEST_SAMPLES`` test samples per run). ``paper_geometry``: the tier runs the paper's image sizes and ranges,
-    so a λ = 0 that does not fall refutes the claim; on a reduced geometry it only says that the ranges are too short
-    for this network (not shown)."""
+    """The three §3.2 claims on a sweep, each decided by a paired 95 % Student-t interval over seeds (every seed
+    shares its initial weights and batch order across ranges and λ), all under the one gate of :func:`sweep_gate`:
+
+    - the fall: λ = 0's test accuracy drops from the shortest to the longest range (interval of the drop above 0);
+      on the paper's geometry (``paper_geometry``) also to chance (interval of accuracy − 50 % below
+      ``CHANCE_BAND``) — a reduced geometry's ranges need not be long enough to reach chance;
+    - the repair: the strongest λ (the paper's strongest recovers most in both panels; no choice on the outcome)
+      recovers more than half of λ = 0's drop at the longest range (interval of gain − drop/2 above 0);
+    - no harm: at the shortest range every λ > 0 is not worse than λ = 0 by ``MAX_SHORT_RANGE_LOSS`` or more
+      (interval of the difference above −``MAX_SHORT_RANGE_LOSS``)."""
     metrics, _ = load_results(results)
+    gate = sweep_gate(metrics, range_name, test_samples)
     means = metrics.groupby(["strength", "range"])["test_acc"].mean()
     ranges = sorted(metrics["range"].unique())
     short, long = ranges[0], ranges[-1]
-    regularized = sorted(s for s in metrics["strength"].unique() if s > 0)
-    plain_short, plain_long = float(means.loc[(0.0, short)]), float(means.loc[(0.0, long)])
-    learns = plain_short >= LEARNS_AT_SHORT_RANGE and test_samples >= MIN_TEST_SAMPLES
-    at_chance = plain_long <= 0.5 + CHANCE_BAND
-    long_runs = metrics[(metrics["range"] == long) & (metrics["strength"] > 0)]
-    fitted = bool(long_runs["fitted_epoch"].notna().all())
-    pct = lambda v: round(100 * float(v), 2)  # noqa: E731 - a local formatting shorthand
-    table = {f"λ={s:g}": {str(r): pct(means.loc[(s, r)]) for r in ranges} for s in sorted(metrics["strength"].unique())}
+    strengths = sorted(metrics["strength"].unique())
+    strongest = strengths[-1]
+    table = {f"λ={s:g}": {str(r): pct(means.loc[(s, r)]) for r in ranges} for s in strengths}
+    plain_short, plain_long = per_seed(metrics, 0.0, short), per_seed(metrics, 0.0, long)
+    pairs = len(plain_short)
     out = []
 
-    needs_learning = (
-        f"{test_samples} test samples per run: too few to resolve the effects (needs ≥ {MIN_TEST_SAMPLES})"
-        if test_samples < MIN_TEST_SAMPLES
-        else f"λ = 0 reaches only {pct(plain_short)} % test accuracy at {range_name} {short} (needs ≥ "
-        f"{pct(LEARNS_AT_SHORT_RANGE)} %): at this scale the network does not learn the task at all"
+    def interval(a: np.ndarray, b: np.ndarray) -> PairedInterval | None:
+        return paired_interval(a, b) if pairs >= 2 else None
+
+    def decided(verdict: str | None) -> str:
+        return verdict if verdict is not None else NOT_SHOWN
+
+    few = f"decided on {pairs} seed(s): a paired interval needs ≥ 2"
+    drop = interval(plain_short, plain_long)
+    chance = interval(plain_long, np.full(pairs, 0.5))
+    fall_verdict = None
+    if drop is not None and chance is not None:
+        falls = verdict_greater(drop) == PASSED
+        to_chance = chance.high < CHANCE_BAND
+        fall_verdict = decide(falls and (to_chance or not paper_geometry))
+    geometry = (
+        f", to within {pct(CHANCE_BAND):g} points of chance (95 % interval of accuracy − 50 % below "
+        f"{pct(CHANCE_BAND):g} points)"
+        if paper_geometry
+        else " (reduced geometry: its longest range need not reach chance; the fall alone is claimed)"
     )
-    fall = plain_short - plain_long
     out.append(
         ClaimResult(
             "unregularized_falls_to_chance_with_range",
             name,
             section,
-            f"λ = 0: test accuracy falls by ≥ {pct(MIN_FALL):g} points from the shortest to the longest {range_name}, "
-            f"to within {pct(CHANCE_BAND):g} points of chance",
-            decide(fall >= MIN_FALL and at_chance, learns and (at_chance or paper_geometry)),
-            {"test_acc_percent": table, "fall_points": pct(fall)},
+            f"λ = 0: test accuracy falls from the shortest to the longest {range_name} (paired 95 % interval of the "
+            f"drop over seeds above 0){geometry}",
+            decided(fall_verdict),
+            {
+                "test_acc_percent": table,
+                "drop_points": interval_text(drop) if drop else few,
+                "longest_minus_chance_points": interval_text(chance) if chance else few,
+            },
             reference,
-            needs_learning
-            if not learns
-            else (
-                ""
-                if at_chance or paper_geometry
-                else f"λ = 0 still reaches {pct(plain_long)} % at {range_name} {long}: on this "
-                f"reduced geometry the longest range is not long for this network"
-            ),
+            "" if drop else few,
         )
     )
 
-    best = max(regularized, key=lambda s: float(means.loc[(s, long)]))
-    gain = float(means.loc[(best, long)]) - plain_long
-    not_fitted = long_runs[long_runs["fitted_epoch"].isna()]
-    unfit = (
-        f"{len(not_fitted)} of {len(long_runs)} regularized runs at {range_name} {long} never reached 100 % "
-        f"train accuracy (last-epoch train accuracy {pct(not_fitted['train_acc'].min())}–"
-        f"{pct(not_fitted['train_acc'].max())} %): the epoch budget is too small to say what λ does"
-    )
-    reason = (
-        needs_learning
-        if not learns
-        else (
-            f"λ = 0 is not near chance at {range_name} {long} ({pct(plain_long)} %): nothing to repair"
-            if not at_chance
-            else ("" if fitted else unfit)
-        )
-    )
+    reg_long = per_seed(metrics, strongest, long)
+    # per seed: gain of the strongest λ over λ = 0 at the longest range, minus half of λ = 0's drop
+    repair = interval(reg_long - plain_long - 0.5 * (plain_short - plain_long), np.zeros(pairs))
+    gain = interval(reg_long, plain_long)
     out.append(
         ClaimResult(
             "regularizer_recovers_long_range",
             name,
             section,
-            f"at the longest {range_name}, the best λ > 0 beats λ = 0 by ≥ {pct(MIN_REPAIR):g} test-accuracy points",
-            decide(gain >= MIN_REPAIR, learns and at_chance and fitted),
+            f"at the longest {range_name}, the strongest λ ({strongest:g}) recovers more than half of λ = 0's drop "
+            f"from the shortest {range_name}: paired 95 % interval over seeds of (acc_λ − acc_0 at the longest) − "
+            f"½ (acc_0 at the shortest − acc_0 at the longest) above 0",
+            decided(verdict_greater(repair) if repair else None),
             {
                 "test_acc_percent": table,
-                "best_strength": float(best),
-                "gain_points": pct(gain),
-                "regularized_runs_fitted_at_longest": f"{len(long_runs) - len(not_fitted)}/{len(long_runs)}",
+                "strength": float(strongest),
+                "gain_minus_half_drop_points": interval_text(repair) if repair else few,
+                "gain_points": interval_text(gain) if gain else few,
             },
             reference,
-            reason,
+            "" if repair else few,
         )
     )
 
-    losses = {f"λ={s:g}": pct(plain_short - float(means.loc[(s, short)])) for s in regularized}
+    losses = {s: interval(per_seed(metrics, s, short), plain_short) for s in strengths if s > 0}
+    harmless = [verdict_not_worse(i, MAX_SHORT_RANGE_LOSS) for i in losses.values() if i is not None]
     out.append(
         ClaimResult(
             "regularizer_harmless_at_short_range",
             name,
             section,
-            f"at the shortest {range_name}, every λ > 0 stays within {pct(MAX_SHORT_RANGE_LOSS):g} test-accuracy points "  # noqa: E501
-            f"of λ = 0",
-            decide(max(losses.values()) <= pct(MAX_SHORT_RANGE_LOSS), learns),
-            {"test_acc_percent": table, "loss_points": losses},
+            f"at the shortest {range_name}, every λ > 0 is not worse than λ = 0 by {pct(MAX_SHORT_RANGE_LOSS):g} "
+            f"test-accuracy points or more (paired 95 % interval of acc_λ − acc_0 over seeds above "
+            f"−{pct(MAX_SHORT_RANGE_LOSS):g})",
+            decided(decide(all(v == PASSED for v in harmless)) if harmless else None),
+            {
+                "test_acc_percent": table,
+                "difference_points": {f"λ={s:g}": interval_text(i) if i else few for s, i in losses.items()},
+            },
             reference,
-            "" if learns else needs_learning,
+            "" if harmless else few,
         )
     )
-    return out
+    return apply_gate(gate, out)
