@@ -21,6 +21,7 @@ from rankrepro.pipeline.claims import (
     paired_interval,
     verdict_equivalent,
     verdict_greater,
+    verdict_not_worse,
 )
 
 
@@ -92,3 +93,9 @@ def test_interval_contains_its_mean_and_is_antisymmetric(pair):
     assert forward.low <= forward.mean + 1e-9 and forward.mean <= forward.high + 1e-9
     assert backward.mean == pytest.approx(-forward.mean, abs=1e-6)
     assert backward.low == pytest.approx(-forward.high, abs=1e-6)
+
+
+def test_non_inferiority_needs_the_interval_above_minus_the_margin():
+    slightly_worse = paired_interval([0.99, 0.98, 0.99, 0.985], [1.0, 1.0, 1.0, 1.0])
+    assert verdict_not_worse(slightly_worse, 0.05) == PASSED
+    assert verdict_not_worse(slightly_worse, 0.001) == FAILED

@@ -147,3 +147,9 @@ def verdict_equivalent(interval: PairedInterval, margin: float) -> str:
     """``passed`` when the interval of a − b lies inside (−margin, margin) (a ≈ b shown: equivalence by two one-sided
     tests, each at level (1 − level)/2), else ``failed``."""
     return PASSED if -margin < interval.low and interval.high < margin else FAILED
+
+
+def verdict_not_worse(interval: PairedInterval, margin: float) -> str:
+    """``passed`` when the interval of a − b lies above −``margin`` (a is not worse than b by ``margin`` or more:
+    non-inferiority, one-sided at level (1 − level)/2), else ``failed``."""
+    return PASSED if interval.low > -margin else FAILED

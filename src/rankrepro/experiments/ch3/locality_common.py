@@ -46,7 +46,6 @@ from rankrepro.experiments.base import (
     write_results,
 )
 from rankrepro.pipeline.claims import (
-    FAILED,
     NOT_SHOWN,
     PASSED,
     ClaimResult,
@@ -56,6 +55,7 @@ from rankrepro.pipeline.claims import (
     decide,
     paired_interval,
     verdict_greater,
+    verdict_not_worse,
 )
 from rankrepro.pipeline.plotting import add_caption, add_title, apply_style, caption_text, save_figure
 from rankrepro.pipeline.settings import FigureContext, SettingsRecord
@@ -305,12 +305,6 @@ def interval_text(interval: PairedInterval) -> str:
         f"mean {pct(interval.mean):g}, {interval.level:.0%} CI [{pct(interval.low):g}, {pct(interval.high):g}] "
         f"points over {interval.n} seeds"
     )
-
-
-def verdict_not_worse(interval: PairedInterval, margin: float) -> str:
-    """``passed`` when the interval of a − b lies above −``margin`` (a is not worse than b by ``margin`` or more:
-    non-inferiority at the interval's one-sided level), else ``failed``."""
-    return PASSED if interval.low > -margin else FAILED
 
 
 def per_seed(metrics: pd.DataFrame, strength: float, value: int) -> np.ndarray:
