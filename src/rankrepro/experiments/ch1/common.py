@@ -90,7 +90,8 @@ def initial_factors(run: DMFRun, shape: tuple[int, int], generator: torch.Genera
 def _wide_unbalanced_factors(
     shape: tuple[int, int], depth: int, width: int, scale: float, det_sign: int, generator: torch.Generator
 ) -> tuple[list[torch.Tensor], int]:
-    """i.i.d. N(0, α^{2/N}) factors n → width → … → width → m, redrawn until the leading block's det has ``det_sign``."""
+    """i.i.d. N(0, α^{2/N}) factors n → width → … → width → m, redrawn until the leading block's det has sign
+    ``det_sign``."""
     m, n = shape
     k = min(shape)
     dims = [n] + [width] * (depth - 1) + [m]

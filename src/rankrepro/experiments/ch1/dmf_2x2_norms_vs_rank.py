@@ -98,7 +98,9 @@ def plot(results: Path, figure_png: Path, figure: FigureContext) -> list[Path]:
     apply_style()
     depths = sorted(table["depth"].unique())
     small = near_zero(table)
-    rows = [("balanced & unbalanced c = 1", ~small)] + ([("unbalanced, near zero (c < 1)", small)] if small.any() else [])
+    rows = [("balanced & unbalanced c = 1", ~small)] + (
+        [("unbalanced, near zero (c < 1)", small)] if small.any() else []
+    )
     fig, axes = plt.subplots(
         len(rows) + 2,
         len(depths),
@@ -116,6 +118,10 @@ def plot(results: Path, figure_png: Path, figure: FigureContext) -> list[Path]:
         for row, (name, chosen) in enumerate(rows):
             sub = table[at_depth & chosen]
             top = axes[row, col]
+            if sub.empty:
+                top.set_axis_off()
+                top.text(0.5, 0.5, f"depth {depth}: no {name} runs", ha="center", va="center", transform=top.transAxes)
+                continue
             labels = {r: f"run {r}: {lab}" for r, lab in zip(sub["run"], sub["label"])}
             mappable = (
                 common.draw_unobserved_vs_loss(top, metrics, list(sub["run"]), "w00", labels, max_iteration, loss_range)

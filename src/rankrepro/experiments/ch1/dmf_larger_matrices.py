@@ -70,7 +70,9 @@ class LargerMatricesSettings(common.DMFSingleRunSettings):
 
     def variant_runs(self, variant: ShapeVariant) -> list[common.DMFRun]:
         """The ``seeds`` runs of ``variant`` (det > 0 of the leading square block at init)."""
-        run = common.DMFRun(self.depth, self.lr, variant.init_scale, variant.balanced, 1, 1.0, None, variant.hidden_width)
+        run = common.DMFRun(
+            self.depth, self.lr, variant.init_scale, variant.balanced, 1, 1.0, None, variant.hidden_width
+        )
         return [run] * variant.seeds
 
 
@@ -144,7 +146,9 @@ def plot(results: Path, figure_png: Path, figure: FigureContext) -> list[Path]:
         f"({'balanced' if settings.balanced else 'unbalanced'}), det > 0 of the leading square block at init; "
         f"hidden width min(m, n). Red dotted line: the 2×2 bound (1−√(2ε))²/√(2ε) for reference."
     )
-    groups = {"shapes " + ", ".join(table.loc[table["variant"] < 0, "shape"]): list(table.loc[table["variant"] < 0, "run"])}
+    groups = {
+        "shapes " + ", ".join(table.loc[table["variant"] < 0, "shape"]): list(table.loc[table["variant"] < 0, "run"])
+    }
     if (table["variant"] >= 0).any():
         variants = table[table["variant"] >= 0]
         groups["variants: " + ", ".join(sorted(set(variants["shape"])))] = list(variants["run"])
@@ -167,7 +171,7 @@ def plot(results: Path, figure_png: Path, figure: FigureContext) -> list[Path]:
 
 
 def variant_evidence(variants: pd.DataFrame, limit: float) -> str:
-    """What a shape's variant runs show: how many flipped the leading block's det sign, and how large |unobserved| got."""
+    """What a shape's variant runs show: how many flipped the leading block's det sign, how large |unobserved| got."""
     if variants.empty:
         return ""
     flipped = int(variants["det_sign_changed"].sum())

@@ -153,7 +153,7 @@ def claims(results: Path, tier: str) -> list[ClaimResult]:
     gate = Gate(
         f"every run (every ε, ε = 0 included) reaches loss < {eps:g} within {settings.max_iters:.0e} iterations",
         bool(converged.all()),
-        f"{int(converged.sum())}/{len(table)} converged; iterations {dict(zip(final, table['iterations'].astype(int)))}",
+        f"{int(converged.sum())}/{len(table)} converged; iterations {dict(zip(final, table['iterations'].tolist()))}",
     )
     claims_ = [
         ClaimResult(
