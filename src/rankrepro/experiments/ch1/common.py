@@ -240,6 +240,24 @@ def train_runs(
     return metrics, table
 
 
+def train_2x2_batch(
+    runs: list[DMFRun],
+    settings: DMFTraining,
+    out: Path,
+    ctx: Context,
+    tracked: tuple[tuple[int, int], ...],
+    draw_of: list[int],
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train ``runs`` on the 2×2 problem as one batch (:func:`train_runs`, run b drawn from seed + ``draw_of[b]``);
+    return the metrics and the :func:`finished_table` of |w11|."""
+    target, mask = problem_2x2()
+    batch = len(runs)
+    metrics, table = train_runs(
+        runs, target.expand(batch, 2, 2), mask.expand(batch, 2, 2), settings, out, "batch", ctx, tracked, 0, draw_of
+    )
+    return metrics, finished_table(metrics, table, "w00")
+
+
 def final_rows(metrics: pd.DataFrame) -> pd.DataFrame:
     """One row per run: its final state."""
     return metrics[metrics["final"]].set_index("run").sort_index()

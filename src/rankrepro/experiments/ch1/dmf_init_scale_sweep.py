@@ -69,20 +69,7 @@ def run(settings: InitScaleSweepSettings, out: Path, ctx: Context) -> None:
     """Train ``replicates`` paired runs per init scale (batched); write metrics.csv and summary.json."""
     started = time.time()
     runs = settings.dmf_runs()
-    target, mask = common.problem_2x2()
-    batch = len(runs)
-    metrics, table = common.train_runs(
-        runs,
-        target.expand(batch, 2, 2),
-        mask.expand(batch, 2, 2),
-        settings,
-        out,
-        "batch",
-        ctx,
-        TRACKED,
-        draw_of=settings.draw_of(),
-    )
-    table = common.finished_table(metrics, table, "w00")
+    metrics, table = common.train_2x2_batch(runs, settings, out, ctx, TRACKED, settings.draw_of())
     table["replicate"] = table["draw_of"]
     write_results(out, metrics, settings.record(), ctx, started, {"runs": table.to_dict(orient="records")})
 
