@@ -7,6 +7,7 @@ here once; each experiment module only states its runs, its figure layout and it
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -352,8 +353,10 @@ def plot_unobserved_panels(
     title: str,
     caption: str,
     figure_png: Path,
+    overlay: Callable[[Axes], None] | None = None,
 ) -> list[Path]:
-    """One paper-style panel per group of runs (|unobserved| vs inverted log loss, colour = iteration) + erank row."""
+    """One paper-style panel per group of runs (|unobserved| vs inverted log loss, colour = iteration) + erank row;
+    ``overlay`` draws more reference curves on each upper panel."""
     import matplotlib.pyplot as plt
 
     from rankrepro.pipeline.plotting import add_caption, add_title, apply_style, save_figure
@@ -376,6 +379,8 @@ def plot_unobserved_panels(
         mappable = draw_unobserved_vs_loss(top, metrics, runs, column, labels, max_iteration, loss_range) or mappable
         if bound is not None:
             top.axhline(bound, color="crimson", ls=":", lw=1, label="(1−√2ε)²/√2ε")
+        if overlay is not None:
+            overlay(top)
         top.set_title(name)
         top.set_ylabel("|unobserved entry|")
         top.legend(fontsize=6.5, loc="upper left")

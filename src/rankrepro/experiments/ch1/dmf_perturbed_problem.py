@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib.axes import Axes
 
 from rankrepro.experiments.base import Context, load_results, write_results
 from rankrepro.experiments.ch1 import common
@@ -66,6 +67,9 @@ def plot(results: Path, figure_png: Path, figure: FigureContext) -> list[Path]:
         f"Depth {settings.depth}, lr {settings.lr}, init α = {settings.init_scale:g} "
         f"({'balanced' if settings.balanced else 'unbalanced'}), det W(0) < 0 enforced."
     )
+    extra += (
+        " Red dashed: 1/(ε + √(2ℓ)) for each ε > 0, the least |w11| a det < 0 point at loss ℓ allows when ε > √(2ℓ)."
+    )
     caption = common.training_caption(SECTION, figure, settings, extra)
     return common.plot_unobserved_panels(
         metrics,
@@ -77,7 +81,16 @@ def plot(results: Path, figure_png: Path, figure: FigureContext) -> list[Path]:
         f"§{SECTION} {TITLE}",
         caption,
         figure_png,
+        overlay=lambda ax: draw_loss_bounds(ax, [e for e in table["epsilon"] if e > 0], settings.loss_threshold),
     )
+
+
+def draw_loss_bounds(ax: Axes, epsilons: list[float], threshold: float) -> None:
+    """1/(ε + √(2ℓ)) against ℓ for each ε (thin dashed): where |w11| must sit at each loss for the first claim."""
+    loss = np.geomspace(1.0, threshold, 200)
+    for k, epsilon in enumerate(epsilons):
+        label = "1/(ε + √2ℓ), ±10 % at the stop" if k == 0 else None
+        ax.plot(loss, [loss_bound(epsilon, ell) for ell in loss], color="crimson", ls="--", lw=0.7, label=label)
 
 
 def loss_bound(epsilon: float, loss: float) -> float:
