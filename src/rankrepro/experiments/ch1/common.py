@@ -7,6 +7,7 @@ here once; each experiment module only states its runs, its figure layout and it
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -18,6 +19,7 @@ from matplotlib.axes import Axes
 from matplotlib.colors import LogNorm
 
 from rankrepro.core import measures, trainer
+from rankrepro.core.errors import ConfigError
 from rankrepro.core.trainer import StopRule, TrainSettings
 from rankrepro.experiments.base import Context, checkpoint_path, mechanism_hash, run_fingerprint
 from rankrepro.factorization import dmf, dmf_kernel
@@ -31,21 +33,77 @@ ITERATION_CMAP = "viridis"
 
 @dataclass(frozen=True)
 class DMFRun(SettingsRecord):
-    """One gradient-descent run: depth N, step size η, end-to-end init scale α, balanced factors or i.i.d. ones, and
-    the required sign of det W(0). An item of §1.1's ``runs`` (schema ``dmf_run``); §1.2–§1.4 build theirs."""
+    """One gradient-descent run: depth N, step size η, end-to-end init scale α, balanced factors or i.i.d. ones, the
+    required sign of det W(0), the per-factor std factor c of unbalanced runs (factors i.i.d. N(0, (c·α^{1/N})²);
+    balanced runs keep c = 1), the index of an earlier run whose initial draw this run reuses (``init_of``: a control
+    that differs only in η or c; None: its own draw) and the hidden width (None: min(m, n)). An item of §1.1's
+    ``runs`` (schema ``dmf_run``); §1.2–§1.4 build theirs."""
 
     depth: int
     lr: float
     init_scale: float
     balanced: bool
     det_sign: Literal[-1, 1]
+    factor_std_scale: float
+    init_of: int | None
+    hidden_width: int | None
 
     @property
     def label(self) -> str:
-        """Legend text, e.g. ``lr 6e-03, init 1e-05, balanced, det>0``."""
+        """Legend text, e.g. ``lr 6e-03, init 1e-05, balanced, det>0`` (``, c 0.1``/``, width 10`` when set)."""
         kind = "balanced" if self.balanced else "unbalanced"
         sign = "det>0" if self.det_sign > 0 else "det<0"
-        return f"lr {self.lr:.1e}, init {self.init_scale:.0e}, {kind}, {sign}"
+        extra = "" if self.factor_std_scale == 1.0 else f", c {self.factor_std_scale:g}"
+        extra += "" if self.hidden_width is None else f", width {self.hidden_width}"
+        return f"lr {self.lr:.1e}, init {self.init_scale:.0e}, {kind}{extra}, {sign}"
+
+
+def plain_run(depth: int, lr: float, init_scale: float, balanced: bool, det_sign: Literal[-1, 1]) -> DMFRun:
+    """A run with the spec's per-factor std (c = 1), its own draw and hidden width min(m, n)."""
+    return DMFRun(depth, lr, init_scale, balanced, det_sign, 1.0, None, None)
+
+
+def initial_factors(run: DMFRun, shape: tuple[int, int], generator: torch.Generator) -> tuple[list[torch.Tensor], int]:
+    """The initial factors [W_1, …, W_N] of ``run`` on an m×n problem and the number of draws used.
+
+    Hidden width min(m, n): :func:`rankrepro.factorization.dmf.init_factors` (balanced: SVD split of P ~ N(0, α²);
+    unbalanced: i.i.d. N(0, α^{2/N})). A wider hidden layer k > min(m, n) (unbalanced only: a balanced split of P has
+    min(m, n) non-zero directions, and zero padding leaves the dynamics unchanged): W_1 ∈ ℝ^{k×n}, W_j ∈ ℝ^{k×k},
+    W_N ∈ ℝ^{m×k} i.i.d. N(0, α^{2/N}). Draws repeat until sign(det) of the product's leading min(m, n) block is
+    ``run.det_sign``. Every factor is then multiplied by c = ``run.factor_std_scale`` (exact for c = 1), which leaves
+    that sign unchanged for depth N and c > 0.
+    """
+    width = min(shape) if run.hidden_width is None else run.hidden_width
+    if width == min(shape):
+        factors, attempts = init_factors(
+            shape, run.depth, run.depth, run.init_scale, run.balanced, run.det_sign, generator
+        )
+    elif run.balanced or width < min(shape):
+        raise ConfigError(
+            f"hidden width {width} on a {shape[0]}×{shape[1]} problem: only unbalanced runs may be wider than "
+            f"min(m, n) = {min(shape)}, and no run narrower"
+        )
+    else:
+        factors, attempts = _wide_unbalanced_factors(shape, run.depth, width, run.init_scale, run.det_sign, generator)
+    return [f * run.factor_std_scale for f in factors], attempts
+
+
+def _wide_unbalanced_factors(
+    shape: tuple[int, int], depth: int, width: int, scale: float, det_sign: int, generator: torch.Generator
+) -> tuple[list[torch.Tensor], int]:
+    """i.i.d. N(0, α^{2/N}) factors n → width → … → width → m, redrawn until the leading block's det has sign
+    ``det_sign``."""
+    m, n = shape
+    k = min(shape)
+    dims = [n] + [width] * (depth - 1) + [m]
+    std = scale ** (1.0 / depth)
+    for attempt in range(1, 10_001):
+        factors = [
+            torch.randn(dims[i + 1], dims[i], generator=generator, dtype=torch.float64) * std for i in range(depth)
+        ]
+        if torch.sign(torch.linalg.det(dmf.product(factors)[:k, :k])) == det_sign:
+            return factors, attempt
+    raise RuntimeError(f"no initialization with det sign {det_sign} in 10000 draws")
 
 
 @dataclass(frozen=True)
@@ -84,7 +142,7 @@ class DMFSingleRunSettings(DMFTraining):
 
     def dmf_run(self, det_sign: Literal[-1, 1]) -> DMFRun:
         """The run these settings describe, with det W(0) of sign ``det_sign``."""
-        return DMFRun(self.depth, self.lr, self.init_scale, self.balanced, det_sign)
+        return plain_run(self.depth, self.lr, self.init_scale, self.balanced, det_sign)
 
 
 def completion_problem(
@@ -129,26 +187,29 @@ def train_runs(
     ctx: Context,
     tracked: tuple[tuple[int, int], ...],
     seed_offset: int = 0,
+    draw_of: list[int] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Train ``runs`` (targets/masks ``(B, m, n)``) by plain GD, each run's loop compiled (:mod:`rankrepro.
     dmf_kernel`), up to ``ctx.threads`` runs at a time; return (metrics, per-run table).
 
-    Run ``b`` draws its initialization from ``torch.Generator().manual_seed(seed + seed_offset + b)``; the checkpoint
-    is tied to the whole section ``settings`` records, the runs, the problems and the library code.
+    Run ``b`` draws its initialization (:func:`initial_factors`) from ``torch.Generator().manual_seed(seed +
+    seed_offset + k)`` with k = ``draw_of[b]`` (default b): runs that share k and their depth, α, balance and det sign
+    start from the same random direction (paired designs). The checkpoint is tied to the whole section ``settings``
+    records, the runs, their draws, the problems and the library code.
     """
     shape = (targets.shape[-2], targets.shape[-1])
+    draw_of = list(range(len(runs))) if draw_of is None else list(draw_of)
     per_run, draws = [], []
-    for b, run in enumerate(runs):
-        generator = torch.Generator().manual_seed(settings.seed + seed_offset + b)
-        factors, attempts = init_factors(
-            shape, run.depth, run.depth, run.init_scale, run.balanced, run.det_sign, generator
-        )
+    for run, k in zip(runs, draw_of, strict=True):
+        generator = torch.Generator().manual_seed(settings.seed + seed_offset + k)
+        factors, attempts = initial_factors(run, shape, generator)
         per_run.append(factors)
         draws.append(attempts)
     fp = run_fingerprint(
         settings.record(),
         key,
         seed_offset,
+        draw_of,
         [asdict(r) for r in runs],
         targets.tolist(),
         masks.tolist(),
@@ -167,7 +228,10 @@ def train_runs(
         progress=key if ctx.progress else None,
     )
     table = pd.DataFrame([{**asdict(r), "label": r.label} for r in runs])
+    for optional in ("init_of", "hidden_width"):  # None stays None in summary.json (not NaN)
+        table[optional] = pd.Series([getattr(r, optional) for r in runs], dtype=object)
     table.insert(0, "run", np.arange(len(runs)))
+    table["draw_of"] = draw_of
     table["init_draws"] = draws
     table["status"] = result.status_names()
     table["iterations"] = result.stopped_at.cpu().numpy()
@@ -175,6 +239,24 @@ def train_runs(
         table[["run", "depth", "lr", "init_scale", "balanced", "det_sign"]], on="run", how="left"
     )
     return metrics, table
+
+
+def train_2x2_batch(
+    runs: list[DMFRun],
+    settings: DMFTraining,
+    out: Path,
+    ctx: Context,
+    tracked: tuple[tuple[int, int], ...],
+    draw_of: list[int],
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train ``runs`` on the 2×2 problem as one batch (:func:`train_runs`, run b drawn from seed + ``draw_of[b]``);
+    return the metrics and the :func:`finished_table` of |w11|."""
+    target, mask = problem_2x2()
+    batch = len(runs)
+    metrics, table = train_runs(
+        runs, target.expand(batch, 2, 2), mask.expand(batch, 2, 2), settings, out, "batch", ctx, tracked, 0, draw_of
+    )
+    return metrics, finished_table(metrics, table, "w00")
 
 
 def final_rows(metrics: pd.DataFrame) -> pd.DataFrame:
@@ -271,8 +353,10 @@ def plot_unobserved_panels(
     title: str,
     caption: str,
     figure_png: Path,
+    overlay: Callable[[Axes], None] | None = None,
 ) -> list[Path]:
-    """One paper-style panel per group of runs (|unobserved| vs inverted log loss, colour = iteration) + erank row."""
+    """One paper-style panel per group of runs (|unobserved| vs inverted log loss, colour = iteration) + erank row;
+    ``overlay`` draws more reference curves on each upper panel."""
     import matplotlib.pyplot as plt
 
     from rankrepro.pipeline.plotting import add_caption, add_title, apply_style, save_figure
@@ -295,6 +379,8 @@ def plot_unobserved_panels(
         mappable = draw_unobserved_vs_loss(top, metrics, runs, column, labels, max_iteration, loss_range) or mappable
         if bound is not None:
             top.axhline(bound, color="crimson", ls=":", lw=1, label="(1−√2ε)²/√2ε")
+        if overlay is not None:
+            overlay(top)
         top.set_title(name)
         top.set_ylabel("|unobserved entry|")
         top.legend(fontsize=6.5, loc="upper left")
