@@ -482,7 +482,7 @@ def plot_sweep(
             params = part[part["kind"] == "loss"].sort_values("value")
             ax.plot(params["value"], params["p"], "--", color="0.5", lw=1, label="#params p")
             ax.set_yscale("log")
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
             where = activation if spec is None else spec.short()
             ax.set_title(f"{DATASET_LABELS.get(dataset, dataset)}, {where}, {LOSS_LABELS[loss]}", fontsize=7.5)
             if i == len(losses) - 1:
