@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as nnf
+from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from rankrepro.core.seeding import seeded_generator
@@ -43,7 +44,7 @@ from rankrepro.experiments.base import (
 )
 from rankrepro.hessian import maps as hessian
 from rankrepro.hessian.maps import MLP, data_rank, glorot_normal_init, map_ranks, predicted_ranks
-from rankrepro.pipeline.claims import DATA_UNAVAILABLE, ClaimResult, decide
+from rankrepro.pipeline.claims import DATA_UNAVAILABLE, NOT_SHOWN, ClaimResult, Gate, apply_gate, decide
 from rankrepro.pipeline.plotting import add_caption, add_title, apply_style, caption_text, save_figure
 from rankrepro.pipeline.settings import FigureContext, SettingsRecord
 
@@ -63,11 +64,19 @@ REFERENCE = (
     "point (authors' MNIST/CE width sweep, r = 41: rank H_L 216, 464, 639, 783 … 1,503; H_O plateaus at "
     "9·41 = 369); rank ∝ width while p ∝ width² (rank ≈ O(√p)); ReLU/tanh ranks stay close to the formulas"
 )
-#: the formula claims show nothing when more than this fraction of a sweep's points have an ill-defined rank
+#: a claim is decided only on sweeps (dataset × loss × activation × data variant) where at most this fraction of the
+#: points have an ill-defined rank (:func:`decidable_sweeps`), the same rule for every claim of the chapter
 MAX_ILL_POSED = 0.25
-#: settings a point's key already names (its dataset, loss, activation): left out of its fingerprint, so that adding a
-#: dataset, loss or activation recomputes no other point
-POINT_KEY_SETTINGS = ("datasets", "optional_datasets", "losses", "activations")
+#: the paper's claim for ReLU/tanh networks — the linear-network formula is a faithful estimate of the rank — is
+#: asserted as |rank H_L / formula − 1| ≤ this at every well-defined point. Fixed before the run from the spec: the
+#: paper presents the formula as a tight estimate; the spec's own measurement on 8×8 digits (n = 100) spans −42 % …
+#: +43 % for ReLU; a formula off by more than half the rank no longer estimates it
+ESTIMATE_TOLERANCE = 0.5
+#: settings a point's key already names (its dataset, loss, activation, data variant): left out of its fingerprint,
+#: so that adding a dataset, loss, activation or variant recomputes no other point
+POINT_KEY_SETTINGS = ("datasets", "optional_datasets", "losses", "activations", "linear_variants")
+#: the variant name of a sweep's own data and networks (its ``bias`` setting, the data as loaded)
+MAIN = "main"
 
 Dataset = Literal["mnist", "fashion-mnist", "cifar-10"]
 Loss = Literal["mse", "ce", "logcosh"]
@@ -75,10 +84,41 @@ Activation = Literal["linear", "relu", "tanh"]
 
 
 @dataclass(frozen=True)
+class LinearVariant(SettingsRecord):
+    """An extra run of a sweep's linear networks (schema ``hessian_linear_variant``): on data whose singular
+    directions below ``near_null_fraction`` · σ_1(X) are projected out (0: the data as loaded), with biases in every
+    layer when ``bias``."""
+
+    near_null_fraction: float
+    bias: bool
+
+    @property
+    def name(self) -> str:
+        """The variant's name in point keys, metrics and claim ids, e.g. ``near_null_0.01``, ``bias``."""
+        parts = ([f"near_null_{self.near_null_fraction:g}"] if self.near_null_fraction > 0 else []) + (
+            ["bias"] if self.bias else []
+        )
+        return "_".join(parts) or "plain"
+
+    def short(self) -> str:
+        """A few words for a figure panel's title, e.g. ``linear, σ<0.01σ1 cut``, ``linear + biases``."""
+        cut = f", σ<{self.near_null_fraction:g}σ1 cut" if self.near_null_fraction else ""
+        return f"linear{' + biases' if self.bias else ''}{cut}"
+
+    def text(self) -> str:
+        """The variant in words (figure titles, claim statements)."""
+        parts = ([f"data without directions σ < {self.near_null_fraction:g}·σ1"] if self.near_null_fraction else []) + (
+            ["with biases"] if self.bias else []
+        )
+        return ", ".join(parts) or "as the main sweep"
+
+
+@dataclass(frozen=True)
 class HessianSweepSettings(SettingsRecord):
     """What every chapter-5 sweep's settings hold (schema ``hessian_common``): the data (the first training images of
     each dataset, grey, resized to ``image_side`` × ``image_side`` by ``resize``), the losses and hidden-layer
-    activations swept, and the networks' init (Glorot-normal, ``seed``; biases in every layer when ``bias``)."""
+    activations swept, the networks' init (Glorot-normal, ``seed``; biases in every layer when ``bias``), and the
+    extra runs of the linear networks on other data or with biases (``linear_variants``)."""
 
     seed: int
     datasets: tuple[Dataset, ...]
@@ -88,6 +128,11 @@ class HessianSweepSettings(SettingsRecord):
     image_side: int
     resize: Literal["nearest", "area"]
     bias: bool
+    linear_variants: tuple[LinearVariant, ...]
+
+    def variant(self, name: str) -> LinearVariant | None:
+        """The linear variant called ``name`` (None for :data:`MAIN`)."""
+        return next((v for v in self.linear_variants if v.name == name), None)
 
 
 SweepSettings = TypeVar("SweepSettings", bound=HessianSweepSettings)
@@ -135,10 +180,23 @@ def first_samples(images: ImageDataset, count: int, side: int, method: str) -> t
     )
 
 
+def remove_near_null_directions(X: torch.Tensor, fraction: float) -> torch.Tensor:
+    """X ``(n, d)`` with its singular directions of σ_i < ``fraction`` · σ_1 projected out: X V_k V_kᵀ, V_k the right
+    singular vectors of the kept σ_i (X itself when ``fraction`` is 0). The result has rank k exactly (up to rounding
+    of order eps·σ_1 in the removed directions), its smallest singular value ≥ fraction · σ_1: the data's rank is
+    separated from zero by a stated gap instead of by whatever the images happen to give."""
+    if fraction <= 0:
+        return X
+    _, sigma, vh = torch.linalg.svd(X.to(torch.float64), full_matrices=False)
+    kept = vh[sigma >= fraction * sigma[0]]
+    return (X.to(torch.float64) @ kept.T) @ kept
+
+
 # ----------------------------------------------------------------------------------------------------- compute
-def point_key(dataset: str, loss: str, activation: str, point: Point) -> str:
-    """File-name key of one point's record."""
-    return f"{dataset}_{loss}_{activation}_{point.value}"
+def point_key(dataset: str, loss: str, activation: str, point: Point, variant: str = MAIN) -> str:
+    """File-name key of one point's record (the variant's name appended for a linear variant)."""
+    key = f"{dataset}_{loss}_{activation}_{point.value}"
+    return key if variant == MAIN else f"{key}_{variant}"
 
 
 def network_for(
@@ -155,13 +213,14 @@ def compute_point(
     loss: str,
     activation: str,
     point: Point,
-    settings: HessianSweepSettings,
+    bias: bool,
+    seed: int,
     device: torch.device,
 ) -> dict[str, Any]:
-    """Ranks (with robustness reports), closed-form predictions and bounds of one network on (X, Y); the network's
-    biases and init seed are the sweep's ``settings``."""
+    """Ranks (with robustness reports), closed-form predictions and bounds of one network (biases when ``bias``, init
+    seed ``seed``) on (X, Y)."""
     started = time.time()
-    mlp, theta = network_for(point, X.shape[1], Y.shape[1], activation, settings.bias, settings.seed)
+    mlp, theta = network_for(point, X.shape[1], Y.shape[1], activation, bias, seed)
     r = data_rank(X)
     reports = map_ranks(mlp, theta.to(device), X.to(device), Y.to(device), loss)
     return {
@@ -205,56 +264,73 @@ def run_sweep(
     sweep: str,
     points: Callable[[SweepSettings], list[Point]],
 ) -> None:
-    """Compute every point of the sweep (cached per point) and write metrics (one row per point × Hessian) and the
-    summary (point records, the data's rank and conditioning per n, the largest Hessian and its time)."""
+    """Compute every point of the sweep (cached per point) — every dataset × loss × activation on the data as loaded,
+    then the linear networks of each of ``linear_variants`` — and write metrics (one row per point × Hessian) and the
+    summary (point records, the data's rank and conditioning per n and variant, the largest Hessian and its time, the
+    CPU time of each variant, and the ranks with biases against the bias-free formula)."""
     started = time.time()
     out = Path(out)
     sweep_points = points(settings)
     max_samples = max(point.num_samples for point in sweep_points)
     sample_sizes = sorted({point.num_samples for point in sweep_points})
     common = point_settings(settings)
-    records, conditioning, unavailable = [], {}, {}
+    records, unavailable = [], {}
+    conditioning: dict[str, dict[str, list]] = {MAIN: {}, **{v.name: {} for v in settings.linear_variants}}
+    runs = [(MAIN, settings.activations, 0.0, settings.bias)] + [
+        (v.name, ("linear",), v.near_null_fraction, v.bias) for v in settings.linear_variants
+    ]
     for dataset, images in available_datasets(
         settings.datasets, settings.optional_datasets, data.image_classification, unavailable
     ):
         X_all, Y_all = first_samples(images, max_samples, settings.image_side, settings.resize)
-        conditioning[dataset] = [data_conditioning(X_all[:n]) for n in sample_sizes]
-        for loss in settings.losses:
-            for activation in settings.activations:
-                for point in sweep_points:
-                    key = point_key(dataset, loss, activation, point)
-                    fingerprint = run_fingerprint(common, key, POINT_FORMAT, _source_hash())
+        for variant, activations, fraction, bias in runs:
+            inputs = {n: remove_near_null_directions(X_all[:n], fraction) for n in sample_sizes}
+            conditioning[variant][dataset] = [data_conditioning(inputs[n]) for n in sample_sizes]
+            point_common = common if variant == MAIN else {**common, "near_null_fraction": fraction, "bias": bias}
+            for loss in settings.losses:
+                for activation in activations:
+                    for point in sweep_points:
+                        key = point_key(dataset, loss, activation, point, variant)
+                        fingerprint = run_fingerprint(point_common, key, POINT_FORMAT, _source_hash())
 
-                    def compute(point=point, loss=loss, activation=activation, key=key, fingerprint=fingerprint):
-                        X, Y = X_all[: point.num_samples], Y_all[: point.num_samples]
-                        record = compute_point(X, Y, loss, activation, point, settings, ctx.device)
-                        return {
-                            "fingerprint": fingerprint,
-                            "key": key,
-                            "dataset": dataset,
-                            "loss": loss,
-                            "activation": activation,
-                            "value": point.value,
-                            **record,
-                        }
+                        def compute(point=point, loss=loss, activation=activation, key=key, fingerprint=fingerprint):
+                            X, Y = inputs[point.num_samples], Y_all[: point.num_samples]
+                            record = compute_point(X, Y, loss, activation, point, bias, settings.seed, ctx.device)
+                            return {
+                                "fingerprint": fingerprint,
+                                "key": key,
+                                "dataset": dataset,
+                                "loss": loss,
+                                "activation": activation,
+                                "value": point.value,
+                                **record,
+                            }
 
-                    record, hit = cached_batch(out / BATCH_DIR / f"{key}.json", fingerprint, compute)
-                    log.info(
-                        "%s: p=%d r=%d ranks %s predicted %s (%s, %.1f s)",
-                        key,
-                        record["p"],
-                        record["r"],
-                        {k: v["rank"] for k, v in record["ranks"].items()},
-                        record["predicted"],
-                        "cached" if hit else "computed",
-                        record["time_s"],
-                    )
-                    records.append(record)
+                        record, hit = cached_batch(out / BATCH_DIR / f"{key}.json", fingerprint, compute)
+                        log.info(
+                            "%s: p=%d r=%d ranks %s predicted %s (%s, %.1f s)",
+                            key,
+                            record["p"],
+                            record["r"],
+                            {k: v["rank"] for k, v in record["ranks"].items()},
+                            record["predicted"],
+                            "cached" if hit else "computed",
+                            record["time_s"],
+                        )
+                        records.append({**record, "variant": variant})
     metrics = tidy_metrics(records, sweep)
     extra = {
         "sweep": sweep,
         "points": [{k: v for k, v in r.items() if k != "fingerprint"} for r in records],
-        "data": conditioning,
+        "data": conditioning[MAIN],
+        "variants": {
+            v.name: {"near_null_fraction": v.near_null_fraction, "bias": v.bias, "data": conditioning[v.name]}
+            for v in settings.linear_variants
+        },
+        "variant_time_s": {
+            name: round(sum(r["time_s"] for r in records if r["variant"] == name), 1) for name in conditioning
+        },
+        "bias_against_formula": bias_against_formula(records, {name for name, _, _, bias in runs if bias}),
         "unavailable": unavailable,
         "torch_threads": torch.get_num_threads(),
         "largest": max(
@@ -262,6 +338,26 @@ def run_sweep(
         ),
     }
     write_results(out, metrics, settings.record(), ctx, started, extra)
+
+
+def bias_against_formula(records: list[dict], biased: set[str]) -> dict[str, dict[str, Any]]:
+    """Descriptive, not a claim (the paper gives no formula with biases): for the linear networks with biases, per
+    dataset/loss/variant and Hessian, the range (min, max) of rank − bias-free formula and how many points' ranks
+    are well defined (same at τ/100, τ, 100τ). ``biased``: the names of the variants whose networks have biases."""
+    out: dict[str, dict[str, Any]] = {}
+    for record in records:
+        if record["activation"] != "linear" or record["variant"] not in biased:
+            continue
+        entry = out.setdefault(
+            f"{record['dataset']}/{record['loss']}/{record['variant']}", {"points": 0, "well_defined": 0}
+        )
+        entry["points"] += 1
+        entry["well_defined"] += all(len(set(record["ranks"][k]["ranks_at"].values())) == 1 for k in KINDS)
+        for kind in KINDS:
+            excess = record["ranks"][kind]["rank"] - record["predicted"][kind]
+            low, high = entry.get(f"{kind}_minus_formula", [excess, excess])
+            entry[f"{kind}_minus_formula"] = [min(low, excess), max(high, excess)]
+    return out
 
 
 def tidy_metrics(records: list[dict], sweep: str) -> pd.DataFrame:
@@ -275,6 +371,7 @@ def tidy_metrics(records: list[dict], sweep: str) -> pd.DataFrame:
             )
             rows.append(
                 {
+                    "variant": record["variant"],
                     "dataset": record["dataset"],
                     "loss": record["loss"],
                     "activation": record["activation"],
@@ -320,61 +417,76 @@ def plot_sweep(
     xlabel: str,
     describe: Callable[[SweepSettings], str],
 ) -> list[Path]:
-    """Rows = losses, columns = dataset × activation: empirical ranks of H_L, H_O, H_F (markers), the linear-network
-    formulas (lines; dotted where the network is not linear, for comparison only) and p (grey dashes), log scale.
-    The settings are read from the summary as ``settings_class``; ``describe(settings)`` says what the sweep's networks
-    and samples are (caption)."""
+    """Rows = losses, columns = dataset × activation, then dataset × linear variant: empirical ranks of H_L, H_O, H_F
+    (markers: filled where the rank is well defined, hollow where it changes between τ/100 and 100τ), the
+    linear-network formulas (lines; dotted where the network is not linear or has biases, for comparison only) and p
+    (grey dashes), log scale. The settings are read from the summary as ``settings_class``; ``describe(settings)``
+    says what the sweep's networks and samples are (caption)."""
     metrics, summary, settings = load_sweep(results, settings_class)
     details = describe(settings) + " " + data_details(settings)
     losses = [loss for loss in settings.losses if loss in set(metrics["loss"])]
+    datasets = computed_datasets(settings, summary["data"])
+    columns = [(d, a, MAIN) for d in datasets for a in settings.activations] + [
+        (d, "linear", v.name) for d in datasets for v in settings.linear_variants
+    ]
     columns = [
-        (dataset, activation)
-        for dataset in computed_datasets(settings, summary["data"])
-        for activation in settings.activations
-        if ((metrics["dataset"] == dataset) & (metrics["activation"] == activation)).any()
+        column
+        for column in columns
+        if (
+            (metrics["dataset"] == column[0]) & (metrics["activation"] == column[1]) & (metrics["variant"] == column[2])
+        ).any()
     ]
     apply_style()
     fig, axes = plt.subplots(
         len(losses),
         len(columns),
-        figsize=(3.4 * len(columns) + 0.6, 2.7 * len(losses) + 0.9),
+        figsize=(3.1 * len(columns) + 0.6, 2.6 * len(losses) + 1.1),
         squeeze=False,
         layout="constrained",
         sharex=True,
     )
     colours = {kind: f"C{k}" for k, kind in enumerate(KINDS)}
     markers = {"loss": "o", "outer": "s", "functional": "^"}
+    ill_defined = 0
     for i, loss in enumerate(losses):
-        for j, (dataset, activation) in enumerate(columns):
+        for j, (dataset, activation, variant) in enumerate(columns):
             ax = axes[i][j]
             part = metrics[
-                (metrics["loss"] == loss) & (metrics["dataset"] == dataset) & (metrics["activation"] == activation)
+                (metrics["loss"] == loss)
+                & (metrics["dataset"] == dataset)
+                & (metrics["activation"] == activation)
+                & (metrics["variant"] == variant)
             ]
-            linear = activation == "linear"
+            spec = settings.variant(variant)
+            exact = activation == "linear" and not (spec.bias if spec else settings.bias)
             for kind in KINDS:
                 rows = part[part["kind"] == kind].sort_values("value")
                 ax.plot(
                     rows["value"],
                     rows["predicted"],
-                    "-" if linear else ":",
+                    "-" if exact else ":",
                     color=colours[kind],
                     lw=1.3,
-                    label=f"formula {KIND_LABELS[kind]}" if linear else f"linear formula {KIND_LABELS[kind]}",
+                    label=f"formula {KIND_LABELS[kind]}" if exact else f"linear bias-free formula {KIND_LABELS[kind]}",
                 )
-                ax.plot(
-                    rows["value"],
-                    rows["rank"],
-                    markers[kind],
-                    ms=3.5,
-                    mfc="none",
-                    color=colours[kind],
-                    label=f"rank {KIND_LABELS[kind]}",
-                )
+                fragile = rows["rank_tol_low"] != rows["rank_tol_high"]
+                ill_defined += int(fragile.sum())
+                for mask, face in ((~fragile, colours[kind]), (fragile, "none")):
+                    ax.plot(
+                        rows["value"][mask],
+                        rows["rank"][mask],
+                        markers[kind],
+                        ms=3.5,
+                        mfc=face,
+                        color=colours[kind],
+                        label=f"rank {KIND_LABELS[kind]}",
+                    )
             params = part[part["kind"] == "loss"].sort_values("value")
             ax.plot(params["value"], params["p"], "--", color="0.5", lw=1, label="#params p")
             ax.set_yscale("log")
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            ax.set_title(f"{DATASET_LABELS.get(dataset, dataset)}, {activation}, {LOSS_LABELS[loss]}", fontsize=9)
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
+            where = activation if spec is None else spec.short()
+            ax.set_title(f"{DATASET_LABELS.get(dataset, dataset)}, {where}, {LOSS_LABELS[loss]}", fontsize=7.5)
             if i == len(losses) - 1:
                 ax.set_xlabel(xlabel)
             if j == 0:
@@ -383,9 +495,20 @@ def plot_sweep(
     for ax in axes[0]:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             legend.setdefault(label, handle)
+    legend["hollow: rank ill-defined"] = Line2D([], [], marker="o", ls="", ms=3.5, mfc="none", color="0.3")
     fig.legend(legend.values(), legend.keys(), loc="outside right upper", fontsize=7.5)
     add_title(fig, f"§{section} {title}")
-    add_caption(fig, caption_text(f"§{section}", figure.tier, details, substitutions(summary, figure)))
+    marking = (
+        f" Filled markers: the rank is well defined (the same at τ/100, τ and 100τ); hollow markers "
+        f"({ill_defined} of {len(metrics)} here): ill-defined, an eigenvalue lies within 100× of the tolerance, so "
+        f"the count depends on it."
+    )
+    add_caption(
+        fig,
+        caption_text(
+            f"§{section}", figure.tier, details + marking + variant_details(settings), substitutions(summary, figure)
+        ),
+    )
     return save_figure(fig, figure_png)
 
 
@@ -394,11 +517,31 @@ def data_details(settings: HessianSweepSettings) -> str:
     side = settings.image_side
     return (
         f"First n training images, pixels/255, {settings.resize}-resized to {side}×{side} (d = {side * side}), "
-        f"one-hot labels (K = 10); bias-free networks{' with biases' if settings.bias else ''}, Glorot-normal "
-        f"init (one draw per architecture, seed {settings.seed}), at initialisation, float64. Rank: eigenvalues "
-        f"of the symmetric Hessian above |λ|max·p·eps (H_O from the squared singular values of its nK×p factor), "
-        f"each map decomposed on a subspace that holds its range (exact; H_L and H_F whole where p < 800)."
+        f"one-hot labels (K = 10); {'networks with biases' if settings.bias else 'bias-free networks'}, "
+        f"Glorot-normal init (one draw per architecture, seed {settings.seed}), at initialisation, float64. Rank: "
+        f"eigenvalues of the symmetric Hessian above τ = |λ|max·p·eps (H_O from the squared singular values of its "
+        f"nK×p factor), each map decomposed on a subspace that holds its range (exact; H_L and H_F whole where "
+        f"p < 800)."
     )
+
+
+def variant_details(settings: HessianSweepSettings) -> str:
+    """Caption text on the extra runs of the linear networks (none: empty)."""
+    texts = []
+    for v in settings.linear_variants:
+        text = f" Columns '{v.short()}': the linear networks again"
+        if v.near_null_fraction:
+            text += (
+                f", on the data X projected onto its singular directions with σ ≥ {v.near_null_fraction:g}·σ1(X) "
+                f"(per n), so that r = rank(X) is separated from zero by a stated gap"
+            )
+        if v.bias:
+            text += (
+                ", with biases in every layer: no formula covers them (the paper's are bias-free), so the dotted "
+                "bias-free formula is shown for comparison only and no claim is made"
+            )
+        texts.append(text + ".")
+    return "".join(texts)
 
 
 def substitutions(summary: dict[str, Any], figure: FigureContext) -> str:
@@ -419,10 +562,12 @@ def computed_datasets(settings: HessianSweepSettings, data: Mapping[str, Any]) -
 
 # ----------------------------------------------------------------------------------------------------- claims
 def point_table(summary: dict) -> pd.DataFrame:
-    """One row per computed point: keys, n, d, r, p, hidden and the ranks/predictions/bounds/gaps per Hessian."""
+    """One row per computed point: keys (variant, dataset, loss, activation, value), n, d, r, p, hidden and the
+    ranks/predictions/bounds/gaps per Hessian."""
     rows = []
     for record in summary["points"]:
         row = {k: record[k] for k in ("dataset", "loss", "activation", "value", "n", "d", "K", "p", "r")}
+        row["variant"] = record.get("variant", MAIN)
         row["hidden"] = tuple(record["hidden"])
         for kind in KINDS:
             report = record["ranks"][kind]
@@ -432,7 +577,8 @@ def point_table(summary: dict) -> pd.DataFrame:
             row[f"ranks_at_{kind}"] = tuple(report["ranks_at"].values())
             row[f"gap_{kind}"] = report["gap_log10"]
         rows.append(row)
-    return pd.DataFrame(rows)
+    columns = ["variant", "dataset", "loss", "activation", "value", "n", "d", "K", "p", "r", "hidden"]
+    return pd.DataFrame(rows, columns=None if rows else columns)
 
 
 def is_well_posed(row: Any) -> bool:
@@ -440,6 +586,47 @@ def is_well_posed(row: Any) -> bool:
     eigenvalue lies within two orders of magnitude of the tolerance, where float64 cannot tell a small eigenvalue
     from rounding noise of a zero one (eigenvalues are accurate to ≈ eps·|λ|max, and τ = |λ|max·p·eps)."""
     return all(len(set(getattr(row, f"ranks_at_{kind}"))) == 1 for kind in KINDS)
+
+
+def bias_free(table: pd.DataFrame, settings: HessianSweepSettings) -> pd.DataFrame:
+    """The rows of networks without biases (the main sweep unless ``settings.bias``; variants without ``bias``)."""
+    biased = {v.name for v in settings.linear_variants if v.bias} | ({MAIN} if settings.bias else set())
+    return table[~table["variant"].isin(biased)] if len(table) else table
+
+
+#: what identifies one sweep (a line of points) in the point table
+SWEEP_KEYS = ["variant", "dataset", "loss", "activation"]
+
+
+def sweep_name(key: tuple) -> str:
+    """'dataset/loss/activation' (+ '/variant' for a linear variant) of a :data:`SWEEP_KEYS` tuple."""
+    variant, dataset, loss, activation = key
+    return "/".join([dataset, loss, activation] + ([] if variant == MAIN else [variant]))
+
+
+def decidable_sweeps(
+    table: pd.DataFrame, what: str, decisive: Callable[[Any], bool] = is_well_posed
+) -> tuple[dict[tuple, pd.DataFrame], Gate]:
+    """The one rule every chapter-5 claim is decided under. A point decides a claim only when the claim's check gives
+    the same answer at τ/100, τ and 100τ — for the claims of equality with a closed form, when its ranks are well
+    defined (:func:`is_well_posed`, the default ``decisive``). The claim's points are grouped into sweeps
+    (:data:`SWEEP_KEYS`); a sweep counts only when at most :data:`MAX_ILL_POSED` of its points are not decisive, and
+    then only at its decisive points. Returns those sweeps (key → decisive rows, sorted by the swept value) and the
+    claim's :class:`Gate`: at least one sweep counts (else the claim cannot be decided at this scale)."""
+    kept, counts = {}, []
+    if len(table):
+        for key, rows in table.groupby(SWEEP_KEYS, sort=True):
+            posed = rows[[decisive(row) for row in rows.itertuples()]].sort_values("value")
+            counts.append(f"{sweep_name(key)} {len(posed)}/{len(rows)}")
+            if len(rows) - len(posed) <= MAX_ILL_POSED * len(rows):
+                kept[key] = posed
+    gate = Gate(
+        f"{what}: at least one sweep where the check gives the same answer at τ/100, τ and 100τ at ≥ "
+        f"{1 - MAX_ILL_POSED:.0%} of its points; decided on such sweeps at those points",
+        bool(kept),
+        "decisive points per sweep: " + ("; ".join(counts) if counts else "no points"),
+    )
+    return kept, gate
 
 
 def smallest_gap(rows: pd.DataFrame) -> float | None:
@@ -463,126 +650,174 @@ def _mismatches(row: Any) -> list[str]:
     ]
 
 
+def _data_ratio(summary: dict, variant: str, dataset: str) -> float | None:
+    """The data's smallest counted singular value over its largest, the worst over the sweep's n."""
+    data = summary["data"] if variant == MAIN else summary.get("variants", {}).get(variant, {}).get("data", {})
+    return min((c["smallest_over_largest"] for c in data.get(dataset, [])), default=None)
+
+
 def formula_claims(summary: dict, settings: HessianSweepSettings, name: str, section: str) -> list[ClaimResult]:
-    """Per dataset and loss: at every linear-network point whose numerical rank is well defined (:func:`is_well_posed`),
-    rank H_L, H_O, H_F equal the closed forms. Ill-defined points (eigenvalues next to the tolerance, which happens
-    when the data X have directions of tiny variance) are listed with what they gave, and counted where the formula
-    at least lies between the ranks at 100τ and τ/100; when more than MAX_ILL_POSED of the points are ill-defined
-    the claim is not shown."""
+    """Per data variant (the main sweep, then every bias-free linear variant), dataset and loss: at every
+    linear-network point whose numerical rank is well defined, rank H_L, H_O, H_F equal the closed forms, under
+    :func:`decidable_sweeps`. Ill-defined points (eigenvalues next to the tolerance, which happens when the data X
+    have directions of tiny variance) are listed with what they gave, and counted where the formula at least lies
+    between the ranks at 100τ and τ/100. With biases in the main sweep its claims are not shown (the closed forms are
+    bias-free)."""
     table = point_table(summary)
-    linear = table[table["activation"] == "linear"]
+    linear = table[table["activation"] == "linear"] if len(table) else table
+    variants = [(MAIN, None)] + [(v.name, v) for v in settings.linear_variants if not v.bias]
     out = []
-    for dataset in computed_datasets(settings, summary["data"]):
-        conditioning = summary["data"][dataset]
-        worst = min((c["smallest_over_largest"] for c in conditioning), default=None)
-        for loss in settings.losses:
-            part = linear[(linear["loss"] == loss) & (linear["dataset"] == dataset)]
-            rows = [(row, is_well_posed(row), _mismatches(row)) for row in part.itertuples()]
-            failures = [f"x={row.value}: {', '.join(bad)}" for row, posed, bad in rows if posed and bad]
-            ill_posed = [f"x={row.value} ({', '.join(bad) or 'equal at τ'})" for row, posed, bad in rows if not posed]
-            k_eff = hessian.effective_outputs(10, loss)
-            bottleneck = sum(min(row.hidden, default=10**9) < min(row.r, k_eff) for row, _, _ in rows)
-            deficient = int((part["r"] < part["d"]).sum())
-            bracketed = sum(all(_bracketed(row, kind) for kind in KINDS) for row, posed, _ in rows if not posed)
-            shown = len(part) > 0 and not settings.bias and len(ill_posed) <= MAX_ILL_POSED * len(part)
-            details = (
-                f"{len(part)} points ({bottleneck} with a hidden width as the bottleneck q, {deficient} with "
-                f"r < d); smallest spectral gap at the cut 10^{smallest_gap(part)}"
-                + (f"; MISMATCHES: {'; '.join(failures[:8])}" if failures else "")
-                + (
-                    f"; {len(ill_posed)} ill-defined point(s) (a rank changes between τ/100 and 100τ; the data's "
-                    f"smallest counted singular value is {'?' if worst is None else f'{worst:.1e}'} of its "
-                    f"largest): {'; '.join(ill_posed[:6])}"
-                    if ill_posed
-                    else ""
+    for variant, spec in variants:
+        for dataset in computed_datasets(settings, summary["data"]):
+            worst = _data_ratio(summary, variant, dataset)
+            for loss in settings.losses:
+                part = (
+                    linear[(linear["loss"] == loss) & (linear["dataset"] == dataset) & (linear["variant"] == variant)]
+                    if len(linear)
+                    else linear
                 )
-            )
-            if settings.bias:
-                details = "the closed forms are for bias-free networks; this tier's networks have biases"
-            elif part.empty:
-                details = "the tier runs no linear network"
-            out.append(
-                ClaimResult(
-                    f"{dataset}_linear_{loss}_ranks_equal_formulas",
-                    name,
-                    section,
-                    f"{DATASET_LABELS.get(dataset, dataset)}, {LOSS_LABELS[loss]}, linear networks: the numerical rank "
-                    f"of H_L, H_O and H_F equals the closed forms at every sweep point where it is well defined "
-                    f"(the same at τ/100, τ and 100τ)",
-                    decide(not failures, shown),
-                    {
-                        "points": len(part),
-                        "mismatches": len(failures),
-                        "ill_posed_points": len(ill_posed),
-                        "mismatches_at_ill_posed_points": sum(bool(bad) for _, posed, bad in rows if not posed),
-                        "bottleneck_points": int(bottleneck),
-                        "rank_deficient_points": deficient,
-                        "smallest_gap_log10": smallest_gap(part),
-                        "data_smallest_singular_ratio": worst,
-                        "ill_defined_points_with_formula_within_tolerance_range": bracketed,
-                    },
-                    REFERENCE,
-                    details,
-                )
-            )
+                out.append(_formula_claim(part, variant, spec, dataset, loss, worst, settings, name, section))
     return out
 
 
-def nonlinear_rows(summary: dict) -> pd.DataFrame:
-    """Points of the non-linear networks."""
-    table = point_table(summary)
-    return table[table["activation"] != "linear"]
+def _formula_claim(
+    part: pd.DataFrame,
+    variant: str,
+    spec: LinearVariant | None,
+    dataset: str,
+    loss: str,
+    worst: float | None,
+    settings: HessianSweepSettings,
+    name: str,
+    section: str,
+) -> ClaimResult:
+    """The formula claim of one sweep (see :func:`formula_claims`)."""
+    label = f"{DATASET_LABELS.get(dataset, dataset)}, {LOSS_LABELS[loss]}"
+    if spec is not None:
+        label += f", {spec.text()}"
+    kept, gate = decidable_sweeps(part, f"{label}, linear networks")
+    rows = [(row, is_well_posed(row), _mismatches(row)) for row in part.itertuples()]
+    failures = [f"x={row.value}: {', '.join(bad)}" for row, posed, bad in rows if posed and bad]
+    ill_posed = [f"x={row.value} ({', '.join(bad) or 'equal at τ'})" for row, posed, bad in rows if not posed]
+    k_eff = hessian.effective_outputs(10, loss)
+    bottleneck = sum(min(row.hidden, default=10**9) < min(row.r, k_eff) for row, _, _ in rows)
+    deficient = int((part["r"] < part["d"]).sum()) if len(part) else 0
+    bracketed = sum(all(_bracketed(row, kind) for kind in KINDS) for row, posed, _ in rows if not posed)
+    details = (
+        f"{len(part)} points ({bottleneck} with a hidden width as the bottleneck q, {deficient} with r < d); "
+        f"smallest spectral gap at the cut 10^{smallest_gap(part) if len(part) else None}"
+        + (f"; MISMATCHES: {'; '.join(failures[:8])}" if failures else "")
+        + (
+            f"; {len(ill_posed)} ill-defined point(s) (a rank changes between τ/100 and 100τ; the data's smallest "
+            f"counted singular value is {'?' if worst is None else f'{worst:.1e}'} of its largest): "
+            f"{'; '.join(ill_posed[:6])}"
+            if ill_posed
+            else ""
+        )
+    )
+    verdict = decide(not failures)
+    if variant == MAIN and settings.bias:
+        details, verdict = "the closed forms are for bias-free networks; this tier's networks have biases", NOT_SHOWN
+    elif part.empty:
+        details = "the tier runs no linear network"
+    claim = ClaimResult(
+        f"{dataset}_linear_{loss}_ranks_equal_formulas" + ("" if variant == MAIN else f"_{variant}"),
+        name,
+        section,
+        f"{label}, linear networks: the numerical rank of H_L, H_O and H_F equals the closed forms at every sweep "
+        f"point where it is well defined (the same at τ/100, τ and 100τ)"
+        + (
+            f" — on the data projected onto its singular directions with σ ≥ {spec.near_null_fraction:g}·σ1, r its rank"
+            if spec is not None and spec.near_null_fraction
+            else ""
+        ),
+        verdict,
+        {
+            "points": len(part),
+            "mismatches": len(failures),
+            "ill_posed_points": len(ill_posed),
+            "mismatches_at_ill_posed_points": sum(bool(bad) for _, posed, bad in rows if not posed),
+            "bottleneck_points": int(bottleneck),
+            "rank_deficient_points": deficient,
+            "smallest_gap_log10": smallest_gap(part) if len(part) else None,
+            "data_smallest_singular_ratio": worst,
+            "ill_defined_points_with_formula_within_tolerance_range": bracketed,
+        },
+        REFERENCE,
+        details,
+    )
+    return apply_gate(gate, [claim])[0]
 
 
 def estimate_ratios(nonlinear: pd.DataFrame) -> dict[str, dict[str, list[float]]]:
-    """(min, max) of rank H_L / linear-network formula and of rank H_L / p per activation and loss."""
+    """(min, max) of rank / linear-network formula for each Hessian and of rank H_L / p, per activation and loss."""
     ratios = {}
     for (activation, loss), part in nonlinear.groupby(["activation", "loss"]):
-        relative = part["rank_loss"] / part["predicted_loss"]
+        entry = {}
+        for kind in KINDS:
+            relative = part[f"rank_{kind}"] / part[f"predicted_{kind}"].where(part[f"predicted_{kind}"] > 0)
+            entry[f"{kind}_over_formula"] = [round(float(relative.min()), 3), round(float(relative.max()), 3)]
         fraction = part["rank_loss"] / part["p"]
-        ratios[f"{activation}/{loss}"] = {
-            "rank_over_formula": [round(float(relative.min()), 3), round(float(relative.max()), 3)],
-            "rank_over_p": [round(float(fraction.min()), 3), round(float(fraction.max()), 3)],
-        }
+        entry["loss_over_p"] = [round(float(fraction.min()), 3), round(float(fraction.max()), 3)]
+        ratios[f"{activation}/{loss}"] = entry
     return ratios
 
 
-def bound_claim(summary: dict, settings: HessianSweepSettings, name: str, section: str) -> ClaimResult:
-    """Non-linear networks: every rank is within the exact upper bounds. How far the linear-network formula is from
-    their rank is reported (rank/formula, rank/p), never asserted: the paper calls it an estimate."""
-    nonlinear = nonlinear_rows(summary)
-    above = [
-        f"{row.dataset} {row.loss} {row.activation} x={row.value} {kind} {getattr(row, f'rank_{kind}')} > "
-        f"{getattr(row, f'bound_{kind}')}"
-        for row in nonlinear.itertuples()
-        for kind in KINDS
-        if getattr(row, f"bound_{kind}") is not None and getattr(row, f"rank_{kind}") > getattr(row, f"bound_{kind}")
-    ]
-    ratios = estimate_ratios(nonlinear)
-    return ClaimResult(
-        "nonlinear_ranks_within_bounds",
+def within_estimate(rank: int, formula: int) -> bool:
+    """|rank / formula − 1| ≤ :data:`ESTIMATE_TOLERANCE` (a formula of 0 estimates only a rank of 0)."""
+    return rank == 0 if formula == 0 else abs(rank / formula - 1) <= ESTIMATE_TOLERANCE
+
+
+def estimate_is_decisive(row: Any) -> bool:
+    """The estimate check of a point gives the same answer for the ranks of H_L at τ/100, τ and 100τ."""
+    return len({within_estimate(rank, row.predicted_loss) for rank in row.ranks_at_loss}) == 1
+
+
+def estimate_claim(summary: dict, settings: HessianSweepSettings, name: str, section: str) -> ClaimResult:
+    """Non-linear networks (the paper: the linear formula stays a faithful estimate of the rank for ReLU and tanh):
+    |rank H_L / formula − 1| ≤ :data:`ESTIMATE_TOLERANCE` at every point where that check is the same at τ/100, τ
+    and 100τ (:func:`estimate_is_decisive`), under :func:`decidable_sweeps`. A ReLU network's H_L has no spectral gap
+    at τ (its rank moves by ≈ 1 % between τ/100 and 100τ), so the equality rule of the linear claims would leave
+    nothing to decide, while a ±50 % check is unaffected by it. The ratios for H_O and H_F and rank/p are reported,
+    not asserted."""
+    table = bias_free(point_table(summary), settings)
+    nonlinear = table[table["activation"] != "linear"] if len(table) else table
+    kept, gate = decidable_sweeps(nonlinear, "ReLU/tanh networks", estimate_is_decisive)
+    outside, checked = [], 0
+    for key, rows in kept.items():
+        for row in rows.itertuples():
+            checked += 1
+            if not within_estimate(row.rank_loss, row.predicted_loss):
+                ratio = row.rank_loss / row.predicted_loss
+                outside.append(f"{sweep_name(key)} x={row.value}: {row.rank_loss}/{row.predicted_loss} = {ratio:.2f}")
+    ratios = estimate_ratios(nonlinear) if len(nonlinear) else {}
+    claim = ClaimResult(
+        "nonlinear_rank_estimated_by_linear_formula",
         name,
         section,
-        "ReLU/tanh networks: rank ≤ p − (d − r)·M_1 (− M_{L−1} for CE), rank H_O ≤ n·K', and with one ReLU "
-        "layer rank H_F ≤ 2M·min(r, K'); the linear formula is compared (rank/formula reported), never asserted",
-        decide(not above, not nonlinear.empty and not settings.bias),
-        {"points": int(len(nonlinear)), "violations": len(above), "ranges": ratios},
-        "spec: bounds exact for any activation; ReLU −42 % … +43 % of the linear formula on 8×8 digits (dead units "
-        "at small width), tanh up to +58 %",
-        ("; ".join(above[:8]) + "; " if above else "")
+        f"ReLU/tanh networks: the linear-network formula is a faithful estimate of the loss Hessian's rank, "
+        f"|rank H_L / formula − 1| ≤ {ESTIMATE_TOLERANCE:g} at every point where this check is the same at τ/100, τ "
+        f"and 100τ (tolerance fixed before the run)",
+        decide(not outside),
+        {"points_checked": checked, "outside": len(outside), "ranges": ratios},
+        "Singh et al. 2021: the bounds remain a faithful estimate of the numerical rank for ReLU and tanh networks; "
+        "spec: ReLU −42 % … +43 % of the linear formula on 8×8 digits (dead units at small width), tanh up to +58 %",
+        (f"OUTSIDE ±{ESTIMATE_TOLERANCE:g}: " + "; ".join(outside[:10]) + "; " if outside else "")
         + (
-            "rank H_L / linear formula and rank H_L / p, (min, max): " + str(ratios)
+            "rank / linear formula and rank H_L / p, (min, max) over all points: " + str(ratios)
             if ratios
             else "the tier runs no non-linear network"
         ),
     )
+    return apply_gate(gate, [claim])[0]
 
 
 def sweep_claims(summary: dict, settings: HessianSweepSettings, name: str, section: str) -> list[ClaimResult]:
-    """The claims every sweep checks: closed forms (linear networks) and exact bounds (non-linear ones)."""
+    """The claims every sweep checks: closed forms (linear networks, main data and variants) and the linear formula
+    as an estimate (non-linear ones)."""
     return (
         formula_claims(summary, settings, name, section)
-        + [bound_claim(summary, settings, name, section)]
+        + [estimate_claim(summary, settings, name, section)]
         + unavailable_claims(summary, name, section)
     )
 

@@ -17,14 +17,16 @@ from rankrepro.experiments.ch5.common import (
     REFERENCE,
     HessianSweepSettings,
     Point,
-    is_well_posed,
+    bias_free,
+    decidable_sweeps,
     load_sweep,
     plot_sweep,
     point_table,
     run_sweep,
     sweep_claims,
+    sweep_name,
 )
-from rankrepro.pipeline.claims import ClaimResult, decide
+from rankrepro.pipeline.claims import ClaimResult, apply_gate, decide
 from rankrepro.pipeline.settings import FigureContext
 
 NAME = "hessian_rank_vs_sample_size"
@@ -72,18 +74,20 @@ def plot(results: Path, figure_png: Path, figure: FigureContext) -> list[Path]:
     )
 
 
-def saturation_claim(summary: dict) -> ClaimResult:
-    """Linear networks: over the final plateau of r(n) every well-defined rank (:func:`is_well_posed`) stays
-    constant; shown for a (dataset, loss) whose plateau holds at least MIN_PLATEAU points with well-defined ranks."""
-    table = point_table(summary)
-    linear = table[table["activation"] == "linear"]
-    linear = linear[[is_well_posed(row) for row in linear.itertuples()]]
+def saturation_claim(summary: dict, settings: SampleSizeSweepSettings) -> ClaimResult:
+    """Linear bias-free networks: over the final plateau of r(n) every well-defined rank stays constant; shown for a
+    sweep (dataset, loss, data variant) whose plateau holds at least MIN_PLATEAU well-defined points, under
+    :func:`~rankrepro.experiments.ch5.common.decidable_sweeps`."""
+    table = bias_free(point_table(summary), settings)
+    linear = table[table["activation"] == "linear"] if len(table) else table
+    kept, gate = decidable_sweeps(linear, "linear networks")
     changing, plateaus, shown = [], {}, False
-    for (dataset, loss), rows in linear.groupby(["dataset", "loss"]):
-        rows = rows.sort_values("value")
+    for key, rows in kept.items():
+        if rows.empty:
+            continue
         final_r = int(rows["r"].iloc[-1])
         plateau = rows[rows["value"] >= rows.loc[rows["r"] == final_r, "value"].min()]
-        plateaus[f"{dataset}/{loss}"] = {
+        plateaus[sweep_name(key)] = {
             "r": final_r,
             "d": int(rows["d"].iloc[0]),
             "from_n": int(plateau["value"].min()),
@@ -95,8 +99,8 @@ def saturation_claim(summary: dict) -> ClaimResult:
         shown = True
         for kind in KINDS:
             if plateau[f"rank_{kind}"].nunique() > 1:
-                changing.append(f"{dataset}/{loss} {kind}: {sorted(set(plateau[f'rank_{kind}']))}")
-    return ClaimResult(
+                changing.append(f"{sweep_name(key)} {kind}: {sorted(set(plateau[f'rank_{kind}']))}")
+    claim = ClaimResult(
         "linear_rank_saturates_in_n",
         NAME,
         SECTION,
@@ -106,11 +110,12 @@ def saturation_claim(summary: dict) -> ClaimResult:
         {"plateaus": plateaus},
         REFERENCE,
         ("; ".join(changing) or "constant on every plateau")
-        + ("" if shown else f"; no plateau of r spans {MIN_PLATEAU} sweep points with well-defined ranks"),
+        + ("" if shown else f"; no decidable sweep's plateau of r spans {MIN_PLATEAU} well-defined points"),
     )
+    return apply_gate(gate, [claim])[0]
 
 
 def claims(results: Path, tier: str) -> list[ClaimResult]:
     """Closed forms exact for linear networks, saturation in n, exact bounds for the others."""
     _, summary, settings = load_sweep(results, Settings)
-    return sweep_claims(summary, settings, NAME, SECTION) + [saturation_claim(summary)]
+    return sweep_claims(summary, settings, NAME, SECTION) + [saturation_claim(summary, settings)]

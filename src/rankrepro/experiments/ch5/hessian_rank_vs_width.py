@@ -14,17 +14,21 @@ from rankrepro.data.sources import DataSource
 from rankrepro.experiments.base import Context
 from rankrepro.experiments.ch5.common import (
     REFERENCE,
+    SWEEP_KEYS,
     HessianSweepSettings,
     Point,
+    bias_free,
+    decidable_sweeps,
     load_sweep,
     loglog_slope,
     plot_sweep,
     point_table,
     run_sweep,
     sweep_claims,
+    sweep_name,
 )
 from rankrepro.hessian import maps as hessian
-from rankrepro.pipeline.claims import ClaimResult, decide
+from rankrepro.pipeline.claims import ClaimResult, apply_gate, decide
 from rankrepro.pipeline.settings import FigureContext
 
 NAME = "hessian_rank_vs_width"
@@ -71,30 +75,34 @@ def plot(results: Path, figure_png: Path, figure: FigureContext) -> list[Path]:
     )
 
 
-def fraction_claim(summary: dict) -> ClaimResult:
-    """Linear networks: rank(H_L)/p is lower at the widest point than at the first width past the bottleneck
-    (w ≥ min(r, K'), where q stops growing and the rank becomes affine in w while p stays quadratic); shown for a
-    (dataset, loss) whose sweep reaches twice that width. The log-log slope of rank against p over those widths is
-    reported (→ 0.5 as w → ∞: rank ≈ O(√p))."""
-    table = point_table(summary)
-    linear = table[table["activation"] == "linear"]
+def fraction_claim(summary: dict, settings: WidthSweepSettings) -> ClaimResult:
+    """Linear bias-free networks: rank(H_L)/p is lower at the widest point than at the first width past the
+    bottleneck (w ≥ min(r, K'), where q stops growing and the rank becomes affine in w while p stays quadratic);
+    shown for a sweep (dataset, loss, data variant) that reaches twice that width, under
+    :func:`~rankrepro.experiments.ch5.common.decidable_sweeps`. The log-log slope of rank against p over those widths
+    is reported (→ 0.5 as w → ∞: rank ≈ O(√p))."""
+    table = bias_free(point_table(summary), settings)
+    linear = table[table["activation"] == "linear"] if len(table) else table
+    kept, gate = decidable_sweeps(linear, "linear networks")
     rising, measured, shown = [], {}, False
-    for (dataset, loss), rows in linear.groupby(["dataset", "loss"]):
-        rows = rows.sort_values("value")
+    for key, rows in kept.items():
+        if rows.empty:
+            continue
+        loss = key[SWEEP_KEYS.index("loss")]
         start = min(int(rows["r"].iloc[0]), hessian.effective_outputs(int(rows["K"].iloc[0]), loss))
         beyond = rows[rows["value"] >= start]
         if len(beyond) < 2 or beyond["value"].max() < 2 * start:
             continue
         shown = True
         fraction = (beyond["rank_loss"] / beyond["p"]).round(4).tolist()
-        measured[f"{dataset}/{loss}"] = {
+        measured[sweep_name(key)] = {
             "from_width": int(beyond["value"].iloc[0]),
             "rank_over_p": fraction,
             "loglog_slope": loglog_slope(beyond["p"].tolist(), beyond["rank_loss"].tolist()),
         }
         if fraction[-1] >= fraction[0]:
-            rising.append(f"{dataset}/{loss}: {fraction[0]} → {fraction[-1]}")
-    return ClaimResult(
+            rising.append(f"{sweep_name(key)}: {fraction[0]} → {fraction[-1]}")
+    claim = ClaimResult(
         "linear_rank_fraction_falls_with_width",
         NAME,
         SECTION,
@@ -104,14 +112,15 @@ def fraction_claim(summary: dict) -> ClaimResult:
         REFERENCE,
         "; ".join(rising)
         or (
-            "falls for every dataset and loss"
+            "falls for every decidable sweep"
             if shown
-            else "no sweep reaches twice the width min(r, K') where the rank becomes affine in w"
+            else "no decidable sweep reaches twice the width min(r, K') where the rank becomes affine in w"
         ),
     )
+    return apply_gate(gate, [claim])[0]
 
 
 def claims(results: Path, tier: str) -> list[ClaimResult]:
     """Closed forms exact for linear networks, rank/p falling with width, exact bounds for the others."""
     _, summary, settings = load_sweep(results, Settings)
-    return sweep_claims(summary, settings, NAME, SECTION) + [fraction_claim(summary)]
+    return sweep_claims(summary, settings, NAME, SECTION) + [fraction_claim(summary, settings)]
