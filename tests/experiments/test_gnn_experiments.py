@@ -115,6 +115,7 @@ SPARSIFY = {
     },
     "ugs": {"l1": 1e-2, "rounds": 2, "prune_fraction": 0.2, "epochs": 2},
     "spectral": {"resistances": "exact", "projections": 20},
+    "per_dataset": {},
 }
 SPARSIFY_SETTINGS = sparsification.Settings.from_mapping(SPARSIFY)
 
@@ -397,6 +398,31 @@ def test_sparsification_gate_needs_the_scale_and_every_run_stopped_on_its_platea
     stopped_at_the_budget.loc[0, "best_epoch"] = 300  # plateaued exactly at the last epoch: trained to the criterion
     assert sparsification.gate(stopped_at_the_budget, settings).holds
     assert not sparsification.gate(runs, SPARSIFY_SETTINGS).holds  # 3 epochs
+
+
+def test_sparsification_per_dataset_plan_restricts_the_models_and_methods_of_a_dataset(tmp_path):
+    """citeseer runs GCN with random and 1-WIS only (as the default tier runs Chameleon); cora runs everything."""
+    section = {
+        **SPARSIFY,
+        "datasets": ["cora", "citeseer"],
+        "optional_datasets": [],
+        "models": ["gcn", "gin"],
+        "optimizer": {**SPARSIFY["optimizer"], "citeseer": {"lr": 1e-2, "weight_decay": 0.0}},
+        "per_dataset": {"citeseer": {"models": ["gcn"], "methods": ["one_wis", "random"]}},
+    }
+    settings = sparsification.Settings.from_mapping(section)
+    assert settings.methods_on("citeseer") == ["random", "one_wis"] and settings.models_on("citeseer") == ("gcn",)
+    assert settings.models_on("cora") == ("gcn", "gin") and len(settings.methods_on("cora")) == 5
+    torch.set_default_dtype(torch.float32)  # the experiment's dtype (restored by conftest)
+    sparsification.run(settings, tmp_path, CTX, FakeData())
+    metrics = pd.read_csv(tmp_path / "metrics.csv")
+    citeseer = metrics[metrics["dataset"] == "citeseer"]
+    assert set(citeseer["model"]) == {"gcn"} and set(citeseer["method"]) == {"random", "one_wis", "all"}
+    assert len(citeseer) == 2 * (2 * 2 + 2) and len(metrics[metrics["dataset"] == "cora"]) == 2 * 2 * (5 * 2 + 2)
+    ids = {c.claim_id for c in sparsification.claims(tmp_path, "test")}
+    assert {i for i in ids if i.startswith("citeseer")} == {"citeseer_gcn_one_wis_beats_random"}
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert "CiteSeer: GCN with random, 1-WIS only." in sparsification.caption(summary, against_paper(sparsification))
 
 
 def test_sparsification_plot(sparsification_results, tmp_path):

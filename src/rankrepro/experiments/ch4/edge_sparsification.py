@@ -154,10 +154,20 @@ class SpectralSettings(SettingsRecord):
 
 
 @dataclass(frozen=True)
+class DatasetPlan(SettingsRecord):
+    """What runs on one dataset when the tier restricts it (``per_dataset``): these GNNs and these removal orders
+    only (each also in the experiment's ``models`` / ``methods``)."""
+
+    models: tuple[GnnModel, ...]
+    methods: tuple[Method, ...]
+
+
+@dataclass(frozen=True)
 class EdgeSparsificationSettings(SettingsRecord):
     """Settings of §4.2 (section ``experiments.edge_sparsification``): the graphs (``datasets``, then the
     ``optional_datasets`` obtainable), the removal orders ``methods`` (2-WIS only on ``two_wis_datasets``, ranking
-    every ``two_wis_chunk`` removals; ``ugs``, ``spectral``), the removed percentages, and the GNNs ``models``
+    every ``two_wis_chunk`` removals; ``ugs``, ``spectral``; ``per_dataset`` restricts the models and methods of
+    a dataset), the removed percentages, and the GNNs ``models``
     (``depth`` layers of width ``width``) trained full batch with Adam (``optimizer`` per dataset) on the seeded
     ``split``, ≤ ``max_epochs`` epochs with early stopping after ``patience`` epochs without a better validation
     accuracy, ``seeds`` seeds, ``batch_runs`` runs per stacked program."""
@@ -181,6 +191,7 @@ class EdgeSparsificationSettings(SettingsRecord):
     optimizer: Mapping[str, AdamSettings]
     ugs: UgsSettings
     spectral: SpectralSettings
+    per_dataset: Mapping[str, DatasetPlan]
 
     def adam(self, dataset: str) -> AdamSettings:
         """Adam learning rate and weight decay of ``dataset`` (``optimizer`` section), a ConfigError if missing."""
@@ -189,8 +200,19 @@ class EdgeSparsificationSettings(SettingsRecord):
         return self.optimizer[dataset]
 
     def methods_on(self, dataset: str) -> list[Method]:
-        """The configured methods run on ``dataset`` (2-WIS only on ``two_wis_datasets``)."""
-        return [m for m in self.methods if m != "two_wis" or dataset in self.two_wis_datasets]
+        """The configured methods run on ``dataset`` (2-WIS only on ``two_wis_datasets``; only the dataset's
+        ``per_dataset`` methods where it has a plan)."""
+        plan = self.per_dataset.get(dataset)
+        return [
+            m
+            for m in self.methods
+            if (m != "two_wis" or dataset in self.two_wis_datasets) and (plan is None or m in plan.methods)
+        ]
+
+    def models_on(self, dataset: str) -> tuple[GnnModel, ...]:
+        """The configured GNNs trained on ``dataset`` (only its ``per_dataset`` models where it has a plan)."""
+        plan = self.per_dataset.get(dataset)
+        return tuple(m for m in self.models if plan is None or m in plan.models)
 
     def levels(self) -> list[int]:
         """Removed percentages of the tier, ascending."""
@@ -210,6 +232,7 @@ PER_RUN_KEYS = (
     "depth",
     "two_wis_datasets",
     "batch_runs",
+    "per_dataset",
 )
 
 
@@ -373,7 +396,7 @@ def run_dataset(settings: Settings, out: Path, dataset: str, graph, common: dict
                 if removed in (0, 100) and method != methods[0]:
                     continue  # the same graph for every method: one shared run
                 kept = np.sort(order[len(wis.removal_prefix(order, m, 1 - removed / 100)) :])
-                for model in settings.models:
+                for model in settings.models_on(dataset):
                     label = "all" if removed in (0, 100) else method
                     specs.append(
                         RunSpec(
@@ -488,6 +511,11 @@ def describe(settings: Settings) -> str:
         f"ranks every {settings.two_wis_chunk} removals; UGS: {settings.ugs.rounds} rounds of "
         f"{settings.ugs.epochs} epochs, λ = {settings.ugs.l1}, "
         f"{100 * settings.ugs.prune_fraction:g} % pruned per round."
+        + "".join(
+            f" {DATASET_LABELS.get(d, d)}: {', '.join(MODEL_LABELS.get(m, m) for m in settings.models_on(d))} "
+            f"with {', '.join(METHOD_LABELS[m] for m in settings.methods_on(d))} only."
+            for d in settings.per_dataset
+        )
     )
 
 
@@ -666,7 +694,7 @@ def claims(results: Path, tier: str) -> list[ClaimResult]:
     settings = Settings.from_mapping(summary["settings"])
     out = []
     for dataset in summary["graphs"]:
-        for model in settings.models:
+        for model in settings.models_on(dataset):
             out += comparison_claims(metrics, dataset, model)
     out = apply_gate(gate(metrics, settings), out)
     out += [
