@@ -529,7 +529,8 @@ def plot(results: Path, figure_png: Path, figure: FigureContext) -> list[Path]:
     metrics, summary = load_results(results)
     settings = Settings.from_mapping(summary["settings"])
     stats = curves(metrics)
-    datasets = list(dict.fromkeys(stats["dataset"])) or ["none"]
+    ran = set(stats["dataset"])
+    datasets = [d for d in (*settings.datasets, *settings.optional_datasets) if d in ran] or ["none"]
     models = [m for m in settings.models if m in set(stats["model"])] or ["none"]
     apply_style()
     fig, axes = plt.subplots(
@@ -543,6 +544,17 @@ def plot(results: Path, figure_png: Path, figure: FigureContext) -> list[Path]:
     for i, model in enumerate(models):
         for j, dataset in enumerate(datasets):
             ax = axes[i][j]
+            if model not in settings.models_on(dataset):
+                ax.text(
+                    0.5,
+                    0.5,
+                    "not run on this dataset\n(per_dataset)",
+                    ha="center",
+                    va="center",
+                    transform=ax.transAxes,
+                    color="0.4",
+                )
+                ax.set_axis_off()
             for method in METHODS:
                 rows = stats[(stats["dataset"] == dataset) & (stats["model"] == model) & (stats["method"] == method)]
                 if rows.empty:
