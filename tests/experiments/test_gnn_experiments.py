@@ -115,6 +115,7 @@ SPARSIFY = {
     },
     "ugs": {"l1": 1e-2, "rounds": 2, "prune_fraction": 0.2, "epochs": 2},
     "spectral": {"resistances": "exact", "projections": 20},
+    "per_dataset": {},
 }
 SPARSIFY_SETTINGS = sparsification.Settings.from_mapping(SPARSIFY)
 
@@ -169,23 +170,59 @@ def test_table1_plot_writes_figure_and_table(table1_results, tmp_path):
     assert len(pd.read_csv(tmp_path / "is_same_class_gnn.csv")) == 4
 
 
-def test_table1_claims_are_not_shown_at_a_tiny_scale_and_decided_on_the_means(table1_results):
+@pytest.mark.parametrize("depth,expected", [(2, (34, 514)), (3, (548, 8258)), (4, (8806, 132676))])
+def test_table1_arrangements_have_the_walk_indices_of_the_paper(depth, expected):
+    """What the former claim `arrangement_walk_indices` checked (a combinatorial constant): now a test."""
+    assert table1.arrangement_walk_indices(depth) == dict(zip(("low", "high"), expected))
+
+
+def table1_metrics(train_gaps, test_gaps, low=(0.8, 0.5)) -> pd.DataFrame:
+    """Planted GCN runs: per seed a low run and a high run ``gap`` above it (train, test)."""
+    rows = []
+    for seed, (train_gap, test_gap) in enumerate(zip(train_gaps, test_gaps)):
+        rows.append({"model": "gcn", "arrangement": "low", "seed": seed, "train_acc": low[0], "test_acc": low[1]})
+        rows.append(
+            {
+                "model": "gcn",
+                "arrangement": "high",
+                "seed": seed,
+                "train_acc": low[0] + train_gap,
+                "test_acc": low[1] + test_gap,
+            }
+        )
+    return pd.DataFrame(rows).assign(epochs=300, best_epoch=250, time_s=1.0)
+
+
+def test_table1_claims_are_not_shown_at_a_tiny_scale(table1_results):
     results = {c.claim_id: c for c in table1.claims(table1_results, "test")}
-    assert results["arrangement_walk_indices"].verdict == PASSED
-    assert results["gcn_high_walk_index_fits_better"].verdict == NOT_SHOWN
-    metrics = pd.DataFrame(
-        {
-            "model": ["gcn"] * 4,
-            "arrangement": ["low", "low", "high", "high"],
-            "seed": [0, 1, 0, 1],
-            "train_acc": [0.8, 0.82, 0.9, 0.88],
-            "test_acc": [0.5, 0.52, 0.6, 0.5],
-        }
-    )
-    scaled = table1.Settings.from_mapping({**TABLE1, "train_pairs": 1000, "max_epochs": 300})
-    assert table1.model_claim(metrics, scaled, "gcn").verdict == PASSED
-    metrics.loc[2, "test_acc"] = 0.4
-    assert table1.model_claim(metrics, scaled, "gcn").verdict == FAILED
+    assert set(results) == {"gcn_high_walk_index_fits_better", "gin_high_walk_index_fits_better"}
+    assert all(c.verdict == NOT_SHOWN and "gate:" in c.details for c in results.values())
+
+
+def test_table1_claim_passes_on_a_paired_gain_and_fails_when_the_interval_reaches_zero():
+    """Paired by seed: gains 0.05, 0.06, 0.07 give mean 6 points, 95 % CI 6 ± 4.303·1/√3 = [3.52, 8.48] points."""
+    passed = table1.model_claim(table1_metrics([0.05, 0.06, 0.07], [0.1, 0.12, 0.11]), "gcn")
+    assert passed.verdict == PASSED
+    assert passed.measured["train_gap_points"]["ci95"] == pytest.approx([3.52, 8.48], abs=0.01)
+    assert passed.measured["train_gap_points"]["pairs"] == 3 and "over 3 pairs" in passed.details
+    # the same mean train gain (6 points) with one seed against it: the interval reaches 0
+    failed = table1.model_claim(table1_metrics([0.13, 0.13, -0.08], [0.1, 0.12, 0.11]), "gcn")
+    assert failed.verdict == FAILED and failed.measured["train_gap_points"]["mean"] == pytest.approx(6.0)
+    # a test accuracy below low on average fails even with a clear train gain
+    assert table1.model_claim(table1_metrics([0.05, 0.06, 0.07], [-0.02, 0.01, -0.01]), "gcn").verdict == FAILED
+    # one seed cannot show it
+    assert table1.model_claim(table1_metrics([0.05], [0.1]), "gcn").verdict == NOT_SHOWN
+
+
+def test_table1_gate_needs_the_scale_and_every_net_to_learn():
+    scaled = table1.Settings.from_mapping({**TABLE1, "train_pairs": 1000, "max_epochs": 300, "seeds": 3})
+    metrics = table1_metrics([0.05, 0.06, 0.07], [0.1, 0.12, 0.11])
+    gate = table1.gate(metrics, scaled)
+    assert gate.holds and "lowest train accuracy 80.0 %" in gate.measured and "0 of 6 runs stopped" in gate.measured
+    assert not table1.gate(metrics, TABLE1_SETTINGS).holds  # 12 pairs, 3 epochs
+    unlearned = metrics.copy()
+    unlearned.loc[0, "train_acc"] = 0.55
+    assert not table1.gate(unlearned, scaled).holds
 
 
 def test_table1_config_errors():
@@ -286,10 +323,22 @@ def test_sparsification_caches_the_library_order(sparsification_results):
     assert order == one_wis_order(graph.edges, graph.num_nodes).tolist()
 
 
-def test_sparsification_claims_endpoint_check_and_unavailable_dataset(sparsification_results):
+def test_sparsification_orders_are_permutations_so_the_methods_agree_at_the_endpoints(sparsification_results):
+    """What the former claim `cora_methods_agree_at_endpoints` checked (true by construction): every cached order is
+    a permutation of the edges, so 0 % and 100 % removed give one graph for every method (one shared run)."""
+    summary = json.loads((sparsification_results / "summary.json").read_text())
+    orders = summary["graphs"]["cora"]["orders"]
+    assert len(orders) == 8 and all(report["permutation"] for report in orders.values())
+    assert sparsification.is_permutation(np.array([2, 0, 1]), 3)
+    assert not sparsification.is_permutation(np.array([2, 0, 0]), 3)
+    assert not sparsification.is_permutation(np.array([0, 1]), 3)
+
+
+def test_sparsification_claims_are_not_shown_at_a_tiny_scale_and_unavailable_dataset(sparsification_results):
     results = {c.claim_id: c for c in sparsification.claims(sparsification_results, "test")}
-    assert results["cora_methods_agree_at_endpoints"].verdict == PASSED
-    assert results["cora_gcn_one_wis_beats_random"].verdict == NOT_SHOWN  # 3 epochs
+    assert "cora_methods_agree_at_endpoints" not in results
+    assert results["cora_gcn_one_wis_beats_random"].verdict == NOT_SHOWN  # 3 epochs: the gate fails
+    assert "gate:" in results["cora_gcn_one_wis_beats_random"].details
     assert results["dblp_sparsification_claims"].verdict == DATA_UNAVAILABLE
     assert "offline test" in results["dblp_sparsification_claims"].details
     assert {"cora_gcn_one_wis_vs_spectral", "cora_gcn_one_wis_vs_ugs", "cora_gcn_two_wis_close_to_one_wis"} <= set(
@@ -297,29 +346,83 @@ def test_sparsification_claims_endpoint_check_and_unavailable_dataset(sparsifica
     )
 
 
-def test_sparsification_claims_on_known_curves():
-    """1-WIS ≥ random at every level in [30, 80] with a mean gain ≥ 2 passes; one level below random fails."""
+def planted_runs(accuracy: dict[str, list[float]], seeds=(0, 1, 2), offsets=(0.0, 0.01, -0.01)) -> pd.DataFrame:
+    """Planted Cora GCN runs: method → test accuracy (%) at 30, 50, 70, 80 % removed, shifted by a per-seed offset
+    shared by every method (what pairing removes), plus the shared endpoint runs."""
     rows = []
-    for method, accuracy in (("random", [80, 78, 75, 70]), ("one_wis", [84, 82, 80, 76])):
-        for q, value in zip((30, 50, 70, 80), accuracy):
-            rows += [
-                {
-                    "dataset": "cora",
-                    "model": "gcn",
-                    "method": method,
-                    "removed_pct": q,
-                    "seed": s,
-                    "test_acc": value / 100,
-                }
-                for s in (0, 1)
-            ]
-    settings = sparsification.Settings.from_mapping({**SPARSIFY, "max_epochs": 400})
-    stats = sparsification.curves(pd.DataFrame(rows))
-    claim = sparsification.comparison_claims(stats, settings, "cora", "gcn")[0]
-    assert claim.verdict == PASSED and claim.measured["mean_gain"] == pytest.approx(4.75)
-    rows[-1]["test_acc"] = rows[-2]["test_acc"] = 0.69
-    stats = sparsification.curves(pd.DataFrame(rows))
-    assert sparsification.comparison_claims(stats, settings, "cora", "gcn")[0].verdict == FAILED
+    for seed, offset in zip(seeds, offsets):
+        for method, values in accuracy.items():
+            for q, value in zip((30, 50, 70, 80), values):
+                rows.append({"method": method, "removed_pct": q, "seed": seed, "test_acc": value / 100 + offset})
+        rows += [{"method": "all", "removed_pct": q, "seed": seed, "test_acc": 0.8} for q in (0, 100)]
+    return pd.DataFrame(rows).assign(dataset="cora", model="gcn", epochs=300, best_epoch=150)
+
+
+def test_sparsification_claims_on_planted_runs():
+    """Gains 4, 4, 5, 6 points at every seed: the paired interval is 4.75 ± 2.01·0.87/√12 (pass); a method equal to
+    1-WIS but at 80 % gives an interval reaching 0 (fail); 2-WIS within ±2 points passes, 3 points apart fails."""
+    one_wis = [84, 82, 80, 76]
+    runs = planted_runs(
+        {
+            "random": [80, 78, 75, 70],
+            "spectral": [84, 82, 80, 71],
+            "ugs": [86, 84, 82, 78],
+            "one_wis": one_wis,
+            "two_wis": [84.5, 81.5, 80.5, 75.5],
+        }
+    )
+    claims = {c.claim_id: c for c in sparsification.comparison_claims(runs, "cora", "gcn")}
+    random = claims["cora_gcn_one_wis_beats_random"]
+    assert random.verdict == PASSED and random.measured["mean_points"] == pytest.approx(4.75)
+    assert random.measured["pairs"] == 12 and random.measured["seeds"] == 3
+    assert random.measured["points_by_removed_pct"] == {30: 4.0, 50: 4.0, 70: 5.0, 80: 6.0}
+    interval = claims["cora_gcn_one_wis_vs_spectral"].measured["ci95_points"]
+    assert claims["cora_gcn_one_wis_vs_spectral"].verdict == FAILED and interval[0] < 0 < interval[1]
+    assert claims["cora_gcn_one_wis_vs_ugs"].verdict == FAILED  # UGS above 1-WIS
+    assert claims["cora_gcn_two_wis_close_to_one_wis"].verdict == PASSED
+    apart = planted_runs({"one_wis": one_wis, "two_wis": [v - 3 for v in one_wis]})
+    (two_wis,) = sparsification.comparison_claims(apart, "cora", "gcn")
+    assert two_wis.claim_id == "cora_gcn_two_wis_close_to_one_wis" and two_wis.verdict == FAILED
+    single = planted_runs({"random": [80, 78, 75, 70], "one_wis": one_wis}, seeds=(0,), offsets=(0.0,))
+    assert sparsification.comparison_claims(single[single["removed_pct"] == 30], "cora", "gcn")[0].verdict == NOT_SHOWN
+
+
+def test_sparsification_gate_needs_the_scale_and_every_run_stopped_on_its_plateau():
+    settings = sparsification.Settings.from_mapping({**SPARSIFY, "max_epochs": 400, "patience": 100})
+    runs = planted_runs({"random": [80, 78, 75, 70], "one_wis": [84, 82, 80, 76]})
+    assert sparsification.gate(runs, settings).holds
+    stopped_at_the_budget = runs.copy()
+    stopped_at_the_budget.loc[0, ["epochs", "best_epoch"]] = [400, 350]
+    gate = sparsification.gate(stopped_at_the_budget, settings)
+    assert not gate.holds and "1 of 30 runs cut by the epoch budget" in gate.measured
+    stopped_at_the_budget.loc[0, "best_epoch"] = 300  # plateaued exactly at the last epoch: trained to the criterion
+    assert sparsification.gate(stopped_at_the_budget, settings).holds
+    assert not sparsification.gate(runs, SPARSIFY_SETTINGS).holds  # 3 epochs
+
+
+def test_sparsification_per_dataset_plan_restricts_the_models_and_methods_of_a_dataset(tmp_path):
+    """citeseer runs GCN with random and 1-WIS only (as the default tier runs Chameleon); cora runs everything."""
+    section = {
+        **SPARSIFY,
+        "datasets": ["cora", "citeseer"],
+        "optional_datasets": [],
+        "models": ["gcn", "gin"],
+        "optimizer": {**SPARSIFY["optimizer"], "citeseer": {"lr": 1e-2, "weight_decay": 0.0}},
+        "per_dataset": {"citeseer": {"models": ["gcn"], "methods": ["one_wis", "random"]}},
+    }
+    settings = sparsification.Settings.from_mapping(section)
+    assert settings.methods_on("citeseer") == ["random", "one_wis"] and settings.models_on("citeseer") == ("gcn",)
+    assert settings.models_on("cora") == ("gcn", "gin") and len(settings.methods_on("cora")) == 5
+    torch.set_default_dtype(torch.float32)  # the experiment's dtype (restored by conftest)
+    sparsification.run(settings, tmp_path, CTX, FakeData())
+    metrics = pd.read_csv(tmp_path / "metrics.csv")
+    citeseer = metrics[metrics["dataset"] == "citeseer"]
+    assert set(citeseer["model"]) == {"gcn"} and set(citeseer["method"]) == {"random", "one_wis", "all"}
+    assert len(citeseer) == 2 * (2 * 2 + 2) and len(metrics[metrics["dataset"] == "cora"]) == 2 * 2 * (5 * 2 + 2)
+    ids = {c.claim_id for c in sparsification.claims(tmp_path, "test")}
+    assert {i for i in ids if i.startswith("citeseer")} == {"citeseer_gcn_one_wis_beats_random"}
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert "CiteSeer: GCN with random, 1-WIS only." in sparsification.caption(summary, against_paper(sparsification))
 
 
 def test_sparsification_plot(sparsification_results, tmp_path):
