@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from rankrepro.core.errors import RankreproError
-from rankrepro.core.io import one_line
+from rankrepro.core.io import one_line, read_json
 from rankrepro.core.runtime import configure_threads, select_device, setup_logging
 from rankrepro.data.registry import DATASETS, MANIFEST, cached_files, fetch_dataset, resolve_mirror
 from rankrepro.data.sources import DataSource
@@ -36,7 +36,7 @@ from rankrepro.experiments.base import Context, record_attempt
 from rankrepro.pipeline.claims import write_claims
 from rankrepro.pipeline.config import experiment_section, load_config, load_schema
 from rankrepro.pipeline.registry import EXPERIMENTS, get_experiment
-from rankrepro.pipeline.report import failed_claims, write_scorecard
+from rankrepro.pipeline.report import check_failures, expected_failures, failed_claims, write_scorecard
 from rankrepro.pipeline.settings import FigureContext, bookkeeping_keys
 from rankrepro.pipeline.workflow import CLAIMS_FILE, figure_path, results_dir
 
@@ -107,8 +107,13 @@ def _parser() -> argparse.ArgumentParser:
     card.add_argument("--out-json", required=True)
     card.add_argument("claim_files", nargs="+")
 
-    check = sub.add_parser("check-scorecard", help="exit 1 if a scorecard has a failed claim")
+    check = sub.add_parser("check-scorecard", help="exit 1 if a scorecard has a failed claim not known to fail")
     check.add_argument("scorecard")
+    check.add_argument(
+        "--expected-failures",
+        help="YAML mapping tier → list of {claim: <experiment>:<claim_id>, why: …}: the tier's known failures "
+        "(each explained); a listed claim that no longer fails is an error too",
+    )
 
     data = sub.add_parser("data", help="list or fetch the real datasets (checksum-verified, into the data cache)")
     data_sub = data.add_subparsers(dest="data_command", required=True)
@@ -201,10 +206,19 @@ def _command_scorecard(args: argparse.Namespace) -> int:
 
 def _command_check(args: argparse.Namespace) -> int:
     failed = failed_claims(args.scorecard)
-    if failed:
-        print(f"failed claims: {', '.join(failed)}", file=sys.stderr)
+    tier = str(read_json(args.scorecard).get("tier", ""))
+    expected = expected_failures(args.expected_failures, tier) if args.expected_failures else {}
+    unexpected, stale = check_failures(failed, expected)
+    for claim in failed:
+        if claim in expected:
+            print(f"known failure {claim}: {expected[claim]}")
+    if unexpected:
+        print(f"failed claims: {', '.join(unexpected)}", file=sys.stderr)
+    if stale:
+        print(f"listed as known failures but not failed (update the list): {', '.join(stale)}", file=sys.stderr)
+    if unexpected or stale:
         return 1
-    print("no failed claims")
+    print("no failed claims" if not failed else f"no unexpected failed claims ({len(failed)} known)")
     return 0
 
 

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from rankrepro.core.errors import ResultsError
 from rankrepro.pipeline.claims import (
     DATA_UNAVAILABLE,
     FAILED,
@@ -137,3 +138,18 @@ def test_failed_claims_empty_when_all_pass(tmp_path):
     js = tmp_path / "s.json"
     write_scorecard("unit", [path], tmp_path / "s.md", js)
     assert failed_claims(js) == []
+
+
+def test_known_failures_are_listed_with_a_reason_and_must_still_fail(tmp_path):
+    from rankrepro.pipeline.report import check_failures, expected_failures
+
+    listed = tmp_path / "expected.yaml"
+    listed.write_text("smoke:\n  - claim: 'e:c1'\n    why: a discrepancy, explained\n", encoding="utf-8")
+    expected = expected_failures(listed, "smoke")
+    assert expected == {"e:c1": "a discrepancy, explained"} and expected_failures(listed, "default") == {}
+    assert check_failures(["e:c1"], expected) == ([], [])
+    assert check_failures(["e:c1", "e:c2"], expected) == (["e:c2"], [])  # a new failure: a regression
+    assert check_failures([], expected) == ([], ["e:c1"])  # listed but passing now: a stale list
+    (tmp_path / "bad.yaml").write_text("smoke:\n  - claim: x\n", encoding="utf-8")  # no reason given
+    with pytest.raises(ResultsError, match="list of"):
+        expected_failures(tmp_path / "bad.yaml", "smoke")

@@ -6,9 +6,13 @@ import json
 import os
 from collections import Counter
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
-from rankrepro.core.io import atomic_write_json, atomic_write_text
+import yaml
+
+from rankrepro.core.errors import ResultsError
+from rankrepro.core.io import atomic_write_json, atomic_write_text, one_line
 from rankrepro.pipeline.claims import FAILED, VERDICTS, read_claims
 
 VERDICT_MARK = {
@@ -71,3 +75,23 @@ def write_scorecard(
 def failed_claims(scorecard_json: str | os.PathLike) -> list[str]:
     """Ids of claims with verdict ``failed`` in a ``scorecard.json``."""
     return [f"{r['experiment']}:{r['claim_id']}" for r in read_claims(scorecard_json) if r["verdict"] == FAILED]
+
+
+def expected_failures(path: str | os.PathLike, tier: str) -> dict[str, str]:
+    """``<experiment>:<claim_id>`` → why, for the claims a tier is known to fail (a YAML mapping of tier → list of
+    ``{claim, why}``; a tier it does not list expects none). A known failure is a result — a discrepancy with the
+    thesis, explained — not a regression: CI lists it once, with its reason, instead of turning red on it."""
+    try:
+        listed = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        entries = listed.get(tier) or []
+        return {str(entry["claim"]): str(entry["why"]) for entry in entries}
+    except FileNotFoundError:
+        raise ResultsError(f"expected-failures file {path} does not exist") from None
+    except (yaml.YAMLError, AttributeError, KeyError, TypeError) as exc:
+        raise ResultsError(f"{path} is not a mapping of tier → list of {{claim, why}} ({one_line(exc, 100)})") from None
+
+
+def check_failures(failed: list[str], expected: dict[str, str]) -> tuple[list[str], list[str]]:
+    """(failed claims not expected to fail, expected failures that did not fail): both must be empty — a new failure
+    is a regression to look at, a listed one that now passes makes the list stale."""
+    return [claim for claim in failed if claim not in expected], [claim for claim in expected if claim not in failed]
