@@ -172,7 +172,11 @@ def test_config_readme_lists_every_key_of_every_tier_file():
             for item in value:
                 yield from paths(item, f"{prefix[:-1]}[].")
 
-    maps = ("experiments.is_same_class_gnn.lr.", "experiments.edge_sparsification.optimizer.")
+    maps = (
+        "experiments.is_same_class_gnn.lr.",
+        "experiments.edge_sparsification.optimizer.",
+        "experiments.edge_sparsification.per_dataset.",
+    )
     for tier in ("smoke", "config", "paper"):
         config = yaml.safe_load((ROOT / "config" / f"{tier}.yaml").read_text(encoding="utf-8"))
         for path in paths(config, ""):

@@ -3,6 +3,7 @@ manifests, the source slicer behind every job's code hash, resources, and the ti
 
 from __future__ import annotations
 
+import ast
 import copy
 import dataclasses
 import re
@@ -760,3 +761,36 @@ def test_planning_a_tier_imports_no_torch_and_writes_nothing(tmp_path):
     result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_name_uses_follow_python_scopes():
+    """A function's own names (parameters, assignments, loop targets, imports) and a comprehension's targets are not
+    uses of the module's names; ``global`` ones are; decorators, defaults and annotations are the enclosing scope's."""
+    source = """
+@deco
+def f(a, b=default, *args, c: Hint = None, **kw) -> Ret:
+    run = a + b
+    for item in things:
+        pass
+    global shared
+    shared = 1
+    import os
+    squares = [x * x for x in xs]
+    return run, item, args, kw, c, os.path, helper(y).z, module.attr.chain, shared, squares
+"""
+    uses = sorted(set(wf.name_uses(ast.parse(source).body[0])))
+    assert uses == [
+        ("Hint", ()),
+        ("Ret", ()),
+        ("deco", ()),
+        ("default", ()),
+        ("helper", ()),
+        ("module", ("attr", "chain")),
+        ("shared", ()),
+        ("things", ()),
+        ("xs", ()),
+        ("y", ()),
+    ]
+    method = ast.parse("class S:\n    def m(self):\n        run = 1\n        return [run]\n").body[0]
+    assert ("run", ()) not in set(wf.name_uses(method))
+    assert ("run", ()) in set(wf.name_uses(ast.parse("def g():\n    return run()\n").body[0]))

@@ -467,25 +467,76 @@ def parse_module(name: str, path: Path, in_tree: Callable[[str], bool]) -> Modul
     )
 
 
-def name_uses(node: ast.AST) -> Iterator[tuple[str, tuple[str, ...]]]:
-    """(name, attribute chain) of every name a piece of code refers to: ``a.b.c`` gives ``("a", ("b", "c"))``,
-    ``x`` gives ``("x", ())``; what an expression's value is (``f().y``) is not followed."""
-    todo = [node]
+def name_uses(node: ast.AST, local: frozenset[str] = frozenset()) -> Iterator[tuple[str, tuple[str, ...]]]:
+    """(name, attribute chain) of every module-level name a piece of code refers to: ``a.b.c`` gives
+    ``("a", ("b", "c"))``, ``x`` gives ``("x", ())``; what an expression's value is (``f().y``) is not followed.
+
+    A name bound inside a function (a parameter, an assignment or loop target anywhere in its body, unless declared
+    ``global``) or a comprehension is that scope's own — Python's rule — and so is not a use of the module's name
+    (a method's local ``run`` is not the module's ``run``); ``local`` holds the names the enclosing scopes bind."""
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+        outer = [*getattr(node, "decorator_list", []), *node.args.defaults, *node.args.kw_defaults]
+        outer += [arg.annotation for arg in _parameters(node.args) if arg.annotation is not None]
+        outer += [node.returns] if getattr(node, "returns", None) is not None else []
+        for part in outer:
+            if part is not None:
+                yield from name_uses(part, local)
+        body = node.body if isinstance(node.body, list) else [node.body]
+        inner = local | _scope_bindings(body) | {arg.arg for arg in _parameters(node.args)}
+        for statement in body:
+            yield from name_uses(statement, inner)
+    elif isinstance(node, (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
+        targets = {n.id for g in node.generators for n in ast.walk(g.target) if isinstance(n, ast.Name)}
+        for child in ast.iter_child_nodes(node):
+            yield from name_uses(child, local | targets)
+    elif isinstance(node, ast.Attribute):
+        attrs = []
+        current: ast.AST = node
+        while isinstance(current, ast.Attribute):
+            attrs.append(current.attr)
+            current = current.value
+        if isinstance(current, ast.Name):
+            if current.id not in local:
+                yield current.id, tuple(reversed(attrs))
+        else:
+            yield from name_uses(current, local)
+    elif isinstance(node, ast.Name):
+        if node.id not in local:
+            yield node.id, ()
+    else:
+        for child in ast.iter_child_nodes(node):
+            yield from name_uses(child, local)
+
+
+def _parameters(args: ast.arguments) -> list[ast.arg]:
+    """Every parameter of a function signature."""
+    extra = [a for a in (args.vararg, args.kwarg) if a is not None]
+    return [*args.posonlyargs, *args.args, *args.kwonlyargs, *extra]
+
+
+def _scope_bindings(body: list[ast.AST]) -> frozenset[str]:
+    """Names a function body binds in its own scope (stores, ``del``, imports, nested def/class names), without
+    looking into nested functions, classes or comprehensions, minus those it declares ``global`` or ``nonlocal``."""
+    bound: set[str] = set()
+    declared: set[str] = set()
+    todo = list(body)
     while todo:
         current = todo.pop()
-        if isinstance(current, ast.Attribute):
-            attrs = []
-            while isinstance(current, ast.Attribute):
-                attrs.append(current.attr)
-                current = current.value
-            if isinstance(current, ast.Name):
-                yield current.id, tuple(reversed(attrs))
-            else:
-                todo.append(current)
-        elif isinstance(current, ast.Name):
-            yield current.id, ()
-        else:
-            todo.extend(ast.iter_child_nodes(current))
+        if isinstance(current, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(current.name)
+            continue
+        if isinstance(current, (ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
+            continue
+        if isinstance(current, (ast.Global, ast.Nonlocal)):
+            declared.update(current.names)
+        elif isinstance(current, ast.Name) and isinstance(current.ctx, (ast.Store, ast.Del)):
+            bound.add(current.id)
+        elif isinstance(current, (ast.Import, ast.ImportFrom)):
+            bound.update((alias.asname or alias.name).split(".")[0] for alias in current.names)
+        elif isinstance(current, ast.ExceptHandler) and current.name:
+            bound.add(current.name)
+        todo.extend(ast.iter_child_nodes(current))
+    return frozenset(bound - declared)
 
 
 #: what the code of one statement needs: ``("refer", name, attrs)`` — a name it uses, as seen from its module (with
