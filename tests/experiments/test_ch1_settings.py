@@ -71,7 +71,7 @@ def test_one_budget_per_shape():
     assert (loop.max_iters, loop.stop.threshold, loop.stop.patience, loop.log_every) == (10**8, 1e-4, 1, 1000)
     assert loop.checkpoint_every == 5_000_000
     tc = tensor_completion_vs_linear.Settings.from_mapping(section("smoke", "tensor_completion_vs_linear"))
-    loop = tc.train_settings(4000)
+    loop = tc.loop_settings(4000)
     assert (loop.max_iters, loop.stop.patience, loop.stop.check_every, loop.sync_every) == (4000, 3, 100, 1000)
 
 

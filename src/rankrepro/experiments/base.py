@@ -31,6 +31,7 @@ from rankrepro.core.io import (
     source_hash,
 )
 from rankrepro.core.runtime import provenance
+from rankrepro.core.trainer import StopRule, TrainSettings
 from rankrepro.data.sources import DataSource
 from rankrepro.pipeline.claims import ClaimResult
 from rankrepro.pipeline.config import WORKFLOW_KEYS, load_schema
@@ -43,6 +44,34 @@ BATCH_DIR = "batches"
 METRICS_RECORD = "metrics_file"
 
 log = logging.getLogger(__name__)
+
+
+#: fewest iterations between two host syncs of the trainer (divergence log, early exit), if check_every is fewer
+MIN_SYNC_EVERY = 1000
+
+
+@dataclass(frozen=True)
+class PatientStopSettings(SettingsRecord):
+    """The keys of a section trained with a patient stop rule (§1.5, §2.1, §3.1): stop once the loss is below
+    ``loss_threshold`` at ``stop_patience`` consecutive checks every ``check_every`` iterations; log every
+    ``log_every`` iterations, checkpoint every ``checkpoint_every``."""
+
+    loss_threshold: float
+    stop_patience: int
+    check_every: int
+    log_every: int
+    checkpoint_every: int
+
+    def loop_settings(self, max_iters: int) -> TrainSettings:
+        """The trainer's budget for a cap of ``max_iters`` iterations: the stop rule, logging, checkpoints, and host
+        syncs every max(``check_every``, :data:`MIN_SYNC_EVERY`) iterations."""
+        return TrainSettings(
+            max_iters=max_iters,
+            stop=StopRule(self.loss_threshold, self.stop_patience, self.check_every),
+            log_every=self.log_every,
+            sync_every=max(self.check_every, MIN_SYNC_EVERY),
+            checkpoint_every=self.checkpoint_every,
+        )
 
 
 @dataclass(frozen=True)

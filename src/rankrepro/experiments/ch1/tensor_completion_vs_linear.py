@@ -31,11 +31,12 @@ from rankrepro.core import measures, optim, trainer
 from rankrepro.core.errors import ConfigError
 from rankrepro.core.optim import GroupRMSprop
 from rankrepro.core.seeding import derived_seed
-from rankrepro.core.trainer import StopRule, TrainSettings, train
+from rankrepro.core.trainer import train
 from rankrepro.experiments.base import (
     BATCH_DIR,
     CHECKPOINT_DIR,
     Context,
+    PatientStopSettings,
     cached_batch,
     checkpoint_path,
     load_results,
@@ -122,7 +123,7 @@ class RankEstimationSettings(SettingsRecord):
 
 
 @dataclass(frozen=True)
-class TensorCompletionSettings(SettingsRecord):
+class TensorCompletionSettings(PatientStopSettings):
     """§1.5 settings (schema ``tensor_completion_vs_linear``): seeds of the targets and of the inits, seeds per
     (order, target rank, n, init), init scales, GroupRMSprop step size, the stop rule (train MSE < ``loss_threshold``
     at ``stop_patience`` consecutive checks every ``check_every`` iterations), logging and checkpoint cadence, the CP
@@ -133,11 +134,6 @@ class TensorCompletionSettings(SettingsRecord):
     num_seeds: int
     init_scales: tuple[float, ...]
     lr: float
-    loss_threshold: float
-    stop_patience: int
-    check_every: int
-    log_every: int
-    checkpoint_every: int
     method: Literal["auto", "gather", "dense"]
     target_ranks: tuple[int, ...]
     orders: tuple[TensorOrderSettings, ...]
@@ -146,16 +142,6 @@ class TensorCompletionSettings(SettingsRecord):
     def seeds_of(self, entry: TensorOrderSettings) -> int:
         """Runs per (n, init) of one order: its own ``num_seeds`` if set, else the section's."""
         return self.num_seeds if entry.num_seeds is None else entry.num_seeds
-
-    def train_settings(self, max_iters: int) -> TrainSettings:
-        """The trainer's loop settings for a cap of ``max_iters`` iterations (host syncs every max(check, 1000))."""
-        return TrainSettings(
-            max_iters=max_iters,
-            stop=StopRule(self.loss_threshold, self.stop_patience, self.check_every),
-            log_every=self.log_every,
-            sync_every=max(self.check_every, 1000),
-            checkpoint_every=self.checkpoint_every,
-        )
 
 
 Settings = TensorCompletionSettings
@@ -227,7 +213,7 @@ def _train_batch(
         objective,
         params,
         optimizer,
-        settings.train_settings(max_iters),
+        settings.loop_settings(max_iters),
         checkpoint_path=ckpt,
         fingerprint=fingerprint,
         progress=key if ctx.progress else None,

@@ -28,9 +28,10 @@ from torch import Tensor
 from rankrepro.core.errors import ConfigError
 from rankrepro.core.optim import make_optimizer
 from rankrepro.core.seeding import seeded_generator
-from rankrepro.core.trainer import StopRule, TrainSettings, train
+from rankrepro.core.trainer import TrainSettings, train
 from rankrepro.experiments.base import (
     Context,
+    PatientStopSettings,
     checkpoint_path,
     load_results,
     mechanism_hash,
@@ -42,7 +43,7 @@ from rankrepro.factorization.cp import CPCompletionObjective, component_norms, i
 from rankrepro.factorization.cp_sensing import CPSensingObjective, gaussian_measurements
 from rankrepro.pipeline.claims import ClaimResult, Gate, apply_gate, decide
 from rankrepro.pipeline.plotting import add_caption, add_title, apply_style, caption_text, save_figure
-from rankrepro.pipeline.settings import FigureContext, SettingsRecord
+from rankrepro.pipeline.settings import FigureContext
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +54,6 @@ LEARNED_FRACTION = 0.05
 EMERGENCE_FRACTION = 0.5
 #: consecutive emergence times count as clearly separated when t_{k+1} ≥ SEPARATION · t_k
 SEPARATION = 1.1
-#: iterations between the trainer's host synchronisations: at least this many (and a whole number of stop checks)
-SYNC_FLOOR = 1000
 #: "smaller init → lower error": each init's lowest reconstruction error is at least this factor above the next smaller
 #: init's (fixed from the paper's final errors 8e-2, 3e-2, 7e-6: adjacent inits differ by ≥ 2.7×)
 ERROR_FACTOR = 2.0
@@ -63,7 +62,7 @@ SMALLEST_INIT_ERROR = 0.05
 
 
 @dataclass(frozen=True)
-class ComponentDynamicsSettings(SettingsRecord):
+class ComponentDynamicsSettings(PatientStopSettings):
     """§2.1 settings (schema ``$defs.tf_component_dynamics``, shared by the completion and sensing experiments): a
     CP-rank-``target_rank`` target of order ``order`` and mode dimension ``dim`` seen through ``n_observed`` entries
     or measurements; a CP model of ``components`` components from init N(0, init²) for each of ``init_scales``,
@@ -81,12 +80,7 @@ class ComponentDynamicsSettings(SettingsRecord):
     init_scales: tuple[float, ...]
     optimizer: Literal["group_rmsprop", "gd"]
     lr: float
-    loss_threshold: float
-    stop_patience: int
-    check_every: int
     max_iters: int
-    log_every: int
-    checkpoint_every: int
     top_k: int
     method: Literal["auto", "gather", "dense"]
 
@@ -96,15 +90,8 @@ class ComponentDynamicsSettings(SettingsRecord):
         return (self.dim,) * self.order
 
     def train_settings(self) -> TrainSettings:
-        """The trainer's budget and cadence: stop rule, iteration cap, logging, host syncs every
-        max(check_every, SYNC_FLOOR) iterations, checkpoints."""
-        return TrainSettings(
-            max_iters=self.max_iters,
-            stop=StopRule(self.loss_threshold, self.stop_patience, self.check_every),
-            log_every=self.log_every,
-            sync_every=max(self.check_every, SYNC_FLOOR),
-            checkpoint_every=self.checkpoint_every,
-        )
+        """The trainer's budget and cadence, capped at ``max_iters`` (:meth:`PatientStopSettings.loop_settings`)."""
+        return self.loop_settings(self.max_iters)
 
 
 class WithComponentNorms:

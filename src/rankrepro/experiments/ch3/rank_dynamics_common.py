@@ -43,9 +43,10 @@ from rankrepro.core.errors import ConfigError
 from rankrepro.core.measures import effective_rank, effective_rank_from_singular_values, normalized_reconstruction_error
 from rankrepro.core.optim import make_optimizer
 from rankrepro.core.seeding import seeded_generator
-from rankrepro.core.trainer import StopRule, TrainSettings, train
+from rankrepro.core.trainer import TrainSettings, train
 from rankrepro.experiments.base import (
     Context,
+    PatientStopSettings,
     checkpoint_path,
     load_results,
     mechanism_hash,
@@ -74,8 +75,6 @@ HTF_MATRICIZATIONS = ((0, 1), (0, 2))
 MAX_COMPONENTS = 6
 MAX_EFFECTIVE_RANK = 6.0
 MAX_ERROR = 0.1
-#: fewest iterations between two host syncs of the trainer (divergence log, early exit), if check_every is fewer
-MIN_SYNC_EVERY = 1000
 
 
 # ----------------------------------------------------------------------------------------------------- settings
@@ -113,7 +112,7 @@ class HierarchicalFactorizationSettings(SettingsRecord):
 
 
 @dataclass(frozen=True)
-class RankDynamicsSettings(SettingsRecord):
+class RankDynamicsSettings(PatientStopSettings):
     """The §3.1 settings (schema ``$defs/rank_dynamics``, shared by completion and sensing): the targets (rank,
     norm, seeds), the observations, the optimizer and its budget, what is logged, and the three models."""
 
@@ -124,27 +123,15 @@ class RankDynamicsSettings(SettingsRecord):
     n_observed: int
     optimizer: Literal["group_rmsprop", "gd"]
     lr: float
-    loss_threshold: float
-    stop_patience: int
-    check_every: int
     max_iters: int
-    log_every: int
-    checkpoint_every: int
     top_k: int
     mf: MatrixFactorizationSettings
     tf: TensorFactorizationSettings
     htf: HierarchicalFactorizationSettings
 
     def train_settings(self) -> TrainSettings:
-        """The trainer's budget: stop at loss < ``loss_threshold`` for ``stop_patience`` checks every
-        ``check_every`` iterations, ≤ ``max_iters``; host syncs every max(``check_every``, :data:`MIN_SYNC_EVERY`)."""
-        return TrainSettings(
-            max_iters=self.max_iters,
-            stop=StopRule(self.loss_threshold, self.stop_patience, self.check_every),
-            log_every=self.log_every,
-            sync_every=max(self.check_every, MIN_SYNC_EVERY),
-            checkpoint_every=self.checkpoint_every,
-        )
+        """The trainer's budget and cadence, capped at ``max_iters`` (:meth:`PatientStopSettings.loop_settings`)."""
+        return self.loop_settings(self.max_iters)
 
     def dims(self, model: str) -> tuple[int, ...]:
         """Shape of the model's target: (size, size) for MF, (dim,)·order for TF and HTF."""
