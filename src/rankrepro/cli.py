@@ -37,7 +37,8 @@ from rankrepro.pipeline.claims import write_claims
 from rankrepro.pipeline.config import experiment_section, load_config, load_schema
 from rankrepro.pipeline.registry import EXPERIMENTS, get_experiment
 from rankrepro.pipeline.report import check_failures, expected_failures, failed_claims, write_scorecard
-from rankrepro.pipeline.settings import FigureContext, bookkeeping_keys
+from rankrepro.pipeline.settings import FigureContext
+from rankrepro.pipeline.settings import figure_context as settings_figure_context
 from rankrepro.pipeline.workflow import CLAIMS_FILE, figure_path, results_dir
 
 log = logging.getLogger("rankrepro")
@@ -176,13 +177,9 @@ def _command_plot(args: argparse.Namespace) -> int:
 
 
 def figure_context(tier: str, experiment: str, paper_config: str | None) -> FigureContext:
-    """What ``plot`` gets besides the results: the tier, and the paper tier's section of ``experiment`` from
-    ``paper_config`` (None when not given) with the keys that are not departures (schema ``x-bookkeeping``)."""
-    paper_tier = load_config(paper_config) if paper_config is not None else {"experiments": {}}
-    if experiment not in paper_tier["experiments"]:
-        return FigureContext(tier)
-    paper = experiment_section(paper_tier, experiment)
-    return FigureContext(tier, paper, bookkeeping_keys(load_schema(), experiment))
+    """What ``plot`` gets besides the results: the tier, and how ``experiment`` is set in the paper tier's config
+    file ``paper_config`` (None when not given; :func:`rankrepro.pipeline.settings.figure_context`)."""
+    return settings_figure_context(tier, experiment, load_config(paper_config) if paper_config is not None else None)
 
 
 def _command_claims(args: argparse.Namespace) -> int:

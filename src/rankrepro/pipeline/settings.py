@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import Any, Self
 
 from rankrepro.core.errors import ConfigError
-from rankrepro.pipeline.config import resolve_ref
+from rankrepro.pipeline.config import experiment_section, load_schema, resolve_ref
 
 #: schema annotation of a key whose value does not change what an experiment computes
 BOOKKEEPING = "x-bookkeeping"
@@ -205,3 +205,15 @@ class FigureContext:
             found = departures(settings, self.paper, self.bookkeeping)
             compared = [f"settings departing from the paper tier: {'; '.join(found)}"] if found else []
         return "; ".join([*notes, *compared]) or "none"
+
+
+def figure_context(
+    tier: str, experiment: str, paper: Mapping[str, Any] | None, schema: Mapping[str, Any] | None = None
+) -> FigureContext:
+    """The :class:`FigureContext` of ``experiment`` in ``tier``: the paper tier's section of it from the validated
+    ``paper`` tier config (None, or a paper tier without that experiment: nothing to compare with) and the keys the
+    config ``schema`` (default: the packaged one) marks as bookkeeping."""
+    if paper is None or experiment not in paper["experiments"]:
+        return FigureContext(tier)
+    schema = load_schema() if schema is None else schema
+    return FigureContext(tier, experiment_section(paper, experiment), bookkeeping_keys(schema, experiment))

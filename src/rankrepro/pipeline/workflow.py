@@ -46,7 +46,7 @@ from rankrepro.pipeline.config import (
     validate_config,
 )
 from rankrepro.pipeline.registry import EXPERIMENTS
-from rankrepro.pipeline.settings import FigureContext, bookkeeping_keys
+from rankrepro.pipeline.settings import figure_context
 
 # ---------------------------------------------------------------------------------------------------------- layout
 #: files of an experiment's results folder
@@ -817,6 +817,7 @@ def plan_tier(
     settings compared with those of the ``paper`` tier config (validated here too; None: not compared)."""
     config = validate_config(dict(config))
     paper = validate_config(dict(paper)) if paper is not None else None
+    schema = load_schema()
     check_dataset_folders(datasets)
     tree = tree if tree is not None else SourceTree()
     experiments = tier_experiments(config, registry=registry, root=tree.root, known_datasets=datasets)
@@ -840,18 +841,9 @@ def plan_tier(
         resources={name: run_resources(sections[name]) for name in experiments},
         gpu={name: gpu_capable(CHAPTERS[info.chapter], config["device"]) for name, info in experiments.items()},
         substitutions={
-            name: paper_context(paper, name).substitutions(experiment_section(config, name)) for name in experiments
+            name: figure_context(config["tier"], name, paper, schema).substitutions(experiment_section(config, name))
+            for name in experiments
         },
-    )
-
-
-def paper_context(paper: Mapping[str, Any] | None, experiment: str) -> FigureContext:
-    """How a figure of ``experiment`` states its departures from the validated ``paper`` tier config (None: no
-    comparison; an experiment the paper tier does not run: none either)."""
-    if paper is None or experiment not in paper["experiments"]:
-        return FigureContext(tier="", paper=None)
-    return FigureContext(
-        paper["tier"], experiment_section(paper, experiment), bookkeeping_keys(load_schema(), experiment)
     )
 
 
