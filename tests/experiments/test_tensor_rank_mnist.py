@@ -180,6 +180,7 @@ def test_figure_and_claim_verdicts(fake_results, tmp_path):
             "natural_fit_better_every_rank",
             "natural_fit_far_better_low_rank",
             "natural_generalizes_low_rank",
+            "natural_fit_improves_with_rank",
             "random_fit_improves_with_rank",
         )
     ]
@@ -187,8 +188,8 @@ def test_figure_and_claim_verdicts(fake_results, tmp_path):
 
 def _planted(fake_results, tmp_path, name, train, test, curve=None, runs=None):
     """A copy of the results with final errors ``train(variant, rank, seed)`` / ``test(variant, rank, seed)`` (0/1
-    scale), learning curves ``curve(variant, rank, epoch)`` (default: levelled off at the final error), and only the
-    runs for which ``runs(run)`` holds."""
+    scale), learning curves ``curve(variant, rank, epoch, seed)`` (default: levelled off at the final error; the
+    test curve levelled off at the final test error), and only the runs for which ``runs(run)`` holds."""
     import pandas as pd
 
     summary = read_json(fake_results / "summary.json")
@@ -200,6 +201,7 @@ def _planted(fake_results, tmp_path, name, train, test, curve=None, runs=None):
     metrics = pd.read_csv(fake_results / "metrics.csv")
     curve = curve or (lambda v, r, e, s: train(v, r, s))
     metrics["train_error"] = [curve(*row) for row in metrics[["variant", "rank", "epoch", "seed"]].itertuples(False)]
+    metrics["test_error"] = [test(*row) for row in metrics[["variant", "rank", "seed"]].itertuples(False)]
     out = tmp_path / name
     shutil.copytree(fake_results, out)
     store_results(out, metrics, summary)
@@ -207,9 +209,12 @@ def _planted(fake_results, tmp_path, name, train, test, curve=None, runs=None):
 
 
 def _clear(variance):
-    """A clear natural ≪ random picture: natural fit at 0.01, random at 0.08 (R=1) falling to 0.06 (R=2), a little
-    seed noise; natural test well below the variance, random test above it."""
-    train = {"natural": lambda r, s: 0.01 + 1e-4 * s, "random": lambda r, s: (0.08 if r == 1 else 0.06) + 5e-4 * s}
+    """A clear natural ≪ random picture: natural fit at 0.010 (R=1) falling to 0.008 (R=2), random at 0.08 (R=1)
+    falling to 0.06 (R=2), a little seed noise; natural test well below the variance, random test above it."""
+    train = {
+        "natural": lambda r, s: (0.010 if r == 1 else 0.008) + 1e-4 * s,
+        "random": lambda r, s: (0.08 if r == 1 else 0.06) + 5e-4 * s,
+    }
     return (
         lambda v, r, s: train["natural" if v == "natural" else "random"](r, s),
         lambda v, r, s: (0.3 if v == "natural" else 1.2) * variance + 1e-3 * s,
@@ -264,8 +269,8 @@ def test_one_gate_for_every_claim_natural_fit_still_falling(fake_results, tmp_pa
     assert {r.verdict for r in gated.values()} == {NOT_SHOWN}
     assert all("NOT met" in r.details and "Adam steps" in r.details for r in gated.values())
 
-    def random_falling(v, r, e, s):
-        return train(v, r, s) if v == "natural" else 0.3 / e
+    def random_falling(v, r, e, s):  # random fits still falling at the end (by the same amount at every rank)
+        return train(v, r, s) + (0.0 if v == "natural" else 0.3 / e)
 
     open_ = _planted(fake_results, tmp_path, "random_falling", train, test, curve=random_falling)
     assert {r.verdict for r in open_.values()} == {PASSED}
@@ -283,6 +288,36 @@ def test_real_mnist_task_has_the_expected_positive_fraction(tmp_path):
     assert float((task["y_train"] > 0).double().mean()) == pytest.approx(5918 / 60000)
     assert 0.12 < float(task["X_train"].double().mean()) < 0.14  # binarized MNIST is ≈ 13 % ink
     assert os.listdir(tmp_path / "cache") == ["mnist"]
+
+
+def test_a_runs_errors_are_the_means_over_its_last_fifth_of_epochs():
+    import pandas as pd
+
+    epochs = list(range(10, 110, 10))  # tail: epochs ≥ 80
+    curves = pd.DataFrame(
+        {
+            "dataset": "mnist",
+            "rank": 1,
+            "variant": "natural",
+            "seed": 0,
+            "epoch": epochs,
+            "train_error": [float(e) for e in epochs],
+            "test_error": [2.0 * e for e in epochs],
+        }
+    )
+    runs = pd.DataFrame([{"dataset": "mnist", "rank": 1, "variant": "natural", "seed": 0, "diverged": False}])
+    table = exp.tail_errors(curves, runs)
+    assert table.to_dict(orient="records") == [
+        {
+            "dataset": "mnist",
+            "rank": 1,
+            "variant": "natural",
+            "seed": 0,
+            "train_error": 90.0,
+            "test_error": 180.0,
+            "diverged": False,
+        }
+    ]
 
 
 def test_still_improving_measures_the_drop_over_the_last_fifth():
