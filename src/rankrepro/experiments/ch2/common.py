@@ -430,6 +430,7 @@ def dynamics_claim_records(
     known = [t for t in times if t is not None]
     ratios = [b / a for a, b in zip(known, known[1:]) if a > 0]
     separated = len(known) == rank and all(r >= SEPARATION for r in ratios)
+    close = [f"t_{k + 2}/t_{k + 1} = {r:.3g}" for k, r in enumerate(ratios) if r < SEPARATION]
     record(
         "emergence_separated",
         f"smallest init: the {rank} components emerge one after another, t_1 < … < t_{rank}, each ≥ "
@@ -437,6 +438,12 @@ def dynamics_claim_records(
         separated,
         True,
         {"emergence_iterations": times, "ratios": [round(r, 3) for r in ratios]},
+        ""
+        if separated
+        else "; ".join(
+            ([f"only {len(known)} of {rank} norms grew"] if len(known) < rank else [])
+            + ([f"not separated: {', '.join(close)} < {SEPARATION}"] if close else [])
+        ),
     )
     # 2. the next component stays small
     final_norms = smallest["final_top_norms"]
@@ -450,6 +457,7 @@ def dynamics_claim_records(
         peak_next < bound,
         True,
         {"max_norm_next": peak_next, "final_norm_rank": final_norms[rank - 1], "bound": bound},
+        "" if peak_next < bound else f"the {rank + 1}-th norm reached {peak_next:.3g} ≥ {bound:.3g}",
     )
     # 3. lowest error ordered by init
     holds, measured, details = error_ordering(runs)
@@ -471,6 +479,10 @@ def dynamics_claim_records(
         learned == rank,
         True,
         {"learned_components": learned, "target_rank": rank},
+        ""
+        if learned == rank
+        else f"{learned} components above {LEARNED_FRACTION:.0%} of the largest: a "
+        f"{'higher' if learned > rank else 'lower'}-rank solution than the target's",
     )
     return out
 

@@ -198,7 +198,8 @@ def plot(results: Path, figure_png: Path, figure: FigureContext) -> list[Path]:
         smallest = runs.loc[runs["init_scale"].idxmin()]
         curve = curves[(curves["variant"] == record["variant"]) & (curves["run"] == smallest["run"])]
         draw_component_norms(ax, curve, smallest["emergence_iterations"])
-        ax.set_title(f"{record['variant']}: {record['label']}\ninit {smallest['init_scale']:.0e}", fontsize=7.5)
+        label = record["label"].replace("; ", "\n")
+        ax.set_title(f"{record['variant']}: {label}, init {smallest['init_scale']:.0e}", fontsize=7.5)
         ax.set_ylabel("component norm" if i % columns == 0 else "")
         errors = "\n".join(
             f"init {r['init_scale']:.0e}: lowest error {r['min_reconstruction_error']:.1e} ({r['status']})"
@@ -225,8 +226,7 @@ def plot(results: Path, figure_png: Path, figure: FigureContext) -> list[Path]:
         f"{settings.huber_threshold:g}. Dotted: emergence times of the smallest init (k-th norm reaches half its "
         f"final value). Cost ({summary['threads']} thread(s)): {timing}. {NOTE}"
     )
-    keyed, paper_only = by_variant_name(summary["settings"], figure)
-    notes = [f"the paper tier also runs {', '.join(paper_only)}"] if paper_only else []
+    keyed, notes = by_variant_name(summary["settings"], figure)
     add_caption(fig, caption_text(f"§{SECTION}", figure.tier, details, keyed.substitutions(*notes)))
     return save_figure(fig, figure_png)
 
@@ -255,15 +255,22 @@ def _keyed(section: Mapping[str, Any], names: set[str] | None = None) -> dict[st
 
 def by_variant_name(settings: Mapping[str, Any], figure: FigureContext) -> tuple[_KeyedSubstitutions, list[str]]:
     """Settings and paper section keyed by variant name, so that the caption names each variant's departures key by
-    key (``variants.l2_gd.max_iters 40,000 (paper: …)``); the paper tier's variants this tier does not run are
-    returned by name instead."""
-    ours = _keyed(settings)
+    key (``variants.l2_gd.max_iters 40,000 (paper: …)``); variants run by only one of the two tiers are not
+    compared but named in the returned notes."""
     if figure.paper is None:
-        return _KeyedSubstitutions(ours, figure), []
-    names = set(ours["variants"])
-    paper_only = [v["name"] for v in figure.paper.get("variants", []) if v["name"] not in names]
-    paper = _keyed(figure.paper, names)
-    return _KeyedSubstitutions(ours, dataclasses.replace(figure, paper=paper)), paper_only
+        return _KeyedSubstitutions(_keyed(settings), figure), []
+    ours = {v["name"] for v in settings.get("variants", [])}
+    theirs = {v["name"] for v in figure.paper.get("variants", [])}
+    shared = ours & theirs
+    notes = []
+    if ours - theirs:
+        only = [v["name"] for v in settings["variants"] if v["name"] not in theirs]
+        notes.append(f"variant(s) {', '.join(only)} not in the paper tier")
+    if theirs - ours:
+        only = [v["name"] for v in figure.paper["variants"] if v["name"] not in ours]
+        notes.append(f"the paper tier also runs {', '.join(only)}")
+    keyed_figure = dataclasses.replace(figure, paper=_keyed(figure.paper, shared))
+    return _KeyedSubstitutions(_keyed(settings, shared), keyed_figure), notes
 
 
 # ----------------------------------------------------------------------------------------------------- claims
