@@ -9,7 +9,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rankrepro.core.optim import GradientDescent, GroupRMSprop, make_optimizer, squared_gradient_norm
+from rankrepro.core.optim import Adam, GradientDescent, GroupRMSprop, make_optimizer, squared_gradient_norm
 
 BETA, EPS = 0.99, 1e-6
 
@@ -158,5 +158,7 @@ def test_make_optimizer():
     assert isinstance(make_optimizer("gd", lr), GradientDescent)
     opt = make_optimizer("group_rmsprop", lr)
     assert isinstance(opt, GroupRMSprop) and opt.beta == BETA and opt.eps == EPS
+    adam = make_optimizer("adam", lr)
+    assert isinstance(adam, Adam) and (adam.beta1, adam.beta2, adam.eps) == (0.9, 0.999, 1e-8)
     with pytest.raises(ValueError, match="adam"):
-        make_optimizer("adam", lr)
+        make_optimizer("sgd", lr)

@@ -137,10 +137,13 @@ class Adam:
             p.copy_(torch.where(mask, p - update, p))
 
 
-def make_optimizer(name: str, lr: Tensor) -> GradientDescent | GroupRMSprop:
-    """Optimizer by config name: ``gd`` or ``group_rmsprop``."""
+def make_optimizer(name: str, lr: Tensor) -> GradientDescent | GroupRMSprop | Adam:
+    """Optimizer by config name: ``gd`` (plain gradient descent; the paper code's ``sgd`` without momentum, full
+    batch), ``group_rmsprop`` or ``adam`` (default hyperparameters β₁ = 0.9, β₂ = 0.999, ε = 1e-8, as PyTorch's)."""
     if name == "gd":
         return GradientDescent(lr)
     if name == "group_rmsprop":
         return GroupRMSprop(lr)
-    raise ValueError(f"unknown optimizer '{name}' (expected 'gd' or 'group_rmsprop')")
+    if name == "adam":
+        return Adam(lr)
+    raise ValueError(f"unknown optimizer '{name}' (expected 'gd', 'group_rmsprop' or 'adam')")

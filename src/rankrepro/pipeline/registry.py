@@ -21,6 +21,7 @@ EXPERIMENTS: dict[str, str] = {
     "tensor_completion_vs_linear": "ch1.tensor_completion_vs_linear",
     "tf_component_norms": "ch2.tf_component_norms",
     "tf_sensing_component_norms": "ch2.tf_sensing_component_norms",
+    "tf_component_norms_appendix": "ch2.tf_component_norms_appendix",
     "tensor_rank_mnist": "ch2.tensor_rank_mnist",
     "incremental_rank_learning": "ch3.incremental_rank_learning",
     "incremental_rank_learning_sensing": "ch3.incremental_rank_learning_sensing",

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from rankrepro.core.errors import ConfigError
+from rankrepro.core.losses import Loss
 from rankrepro.core.optim import make_optimizer
 from rankrepro.core.seeding import seeded_generator
 from rankrepro.core.trainer import TrainSettings, train
@@ -40,6 +41,7 @@ from rankrepro.experiments.base import (
 )
 from rankrepro.factorization import cp, cp_sensing
 from rankrepro.factorization.cp import CPCompletionObjective, component_norms, init_factors, multi_indices
+from rankrepro.factorization.cp_losses import CPMeasuredLossObjective
 from rankrepro.factorization.cp_sensing import CPSensingObjective, gaussian_measurements
 from rankrepro.pipeline.claims import ClaimResult, Gate, apply_gate, decide
 from rankrepro.pipeline.plotting import add_caption, add_title, apply_style, caption_text, save_figure
@@ -78,7 +80,7 @@ class ComponentDynamicsSettings(PatientStopSettings):
     n_observed: int
     components: int
     init_scales: tuple[float, ...]
-    optimizer: Literal["group_rmsprop", "gd"]
+    optimizer: Literal["group_rmsprop", "gd", "adam"]
     lr: float
     max_iters: int
     top_k: int
@@ -122,17 +124,30 @@ def make_target(settings: ComponentDynamicsSettings) -> tuple[Tensor, torch.Gene
     return cp.random_cp_tensor(settings.dims, settings.target_rank, generator), generator
 
 
-def make_objective(settings: ComponentDynamicsSettings, measurement: Measurement, device: torch.device) -> Any:
-    """The training objective: completion from ``n_observed`` random entries, or sensing from Gaussian measurements.
+def make_objective(
+    settings: ComponentDynamicsSettings,
+    measurement: Measurement,
+    device: torch.device,
+    loss: Loss = "l2",
+    huber_threshold: float = 1.0,
+) -> Any:
+    """The training objective: completion from ``n_observed`` random entries, or sensing from Gaussian measurements,
+    under the mean ``loss`` (ℓ2: the §2.1 objectives of :mod:`~rankrepro.factorization.cp` and
+    :mod:`~rankrepro.factorization.cp_sensing`; ℓ1 or Huber with threshold ``huber_threshold``:
+    :class:`~rankrepro.factorization.cp_losses.CPMeasuredLossObjective`, whose stop criterion is still the MSE).
 
     Both draw from the target's generator after the target, so one ``data_seed`` fixes the whole problem.
     """
     target, generator = make_target(settings)
     if measurement == "completion":
         flat = torch.randperm(target.numel(), generator=generator)[: settings.n_observed]
+        if loss != "l2":
+            return CPMeasuredLossObjective(target.to(device), flat.to(device), loss, huber_threshold)
         indices = multi_indices(flat, tuple(target.shape))
         return CPCompletionObjective(target.to(device), indices.to(device), settings.method)
     measurements = gaussian_measurements(settings.n_observed, tuple(target.shape), generator)
+    if loss != "l2":
+        return CPMeasuredLossObjective(target.to(device), measurements.to(device), loss, huber_threshold)
     return CPSensingObjective(target.to(device), measurements.to(device))
 
 
@@ -155,15 +170,29 @@ def check_settings(settings: ComponentDynamicsSettings, name: str) -> None:
         )
 
 
-def run_dynamics(
-    settings: ComponentDynamicsSettings, out: Path, ctx: Context, name: str, measurement: Measurement
-) -> None:
-    """Train one batched program (one run per init scale, sharing the init direction); write metrics and summary."""
+@dataclass(frozen=True)
+class DynamicsOutcome:
+    """One batched §2.1 training (one run per init scale): the tidy metrics (with ``init_scale``), one record per
+    run (status, errors, final top norms, learned components, emergence times) and the timing."""
+
+    frame: pd.DataFrame
+    runs: list[dict[str, Any]]
+    timing: dict[str, Any]
+
+
+def train_dynamics(
+    settings: ComponentDynamicsSettings,
+    objective: Any,
+    ctx: Context,
+    checkpoint: Path,
+    fingerprint: str,
+    progress: str | None,
+) -> DynamicsOutcome:
+    """Train a CP model of ``components`` components from every init scale (one batched program sharing the init
+    direction) on ``objective`` with ``settings.optimizer``; summarise every run."""
     started = time.time()
-    check_settings(settings, name)
-    out = Path(out)
     inits = list(settings.init_scales)
-    objective = WithComponentNorms(make_objective(settings, measurement, ctx.device), settings.top_k)
+    tracked = WithComponentNorms(objective, settings.top_k)
     generators = [seeded_generator(settings.seed) for _ in inits]
     params = [
         p.to(ctx.device)
@@ -172,15 +201,14 @@ def run_dynamics(
     optimizer = make_optimizer(
         settings.optimizer, torch.full((len(inits),), settings.lr, dtype=torch.float64, device=ctx.device)
     )
-    fingerprint = run_fingerprint(settings.record(), measurement, mechanism_hash(cp, cp_sensing))
     result = train(
-        objective,
+        tracked,
         params,
         optimizer,
         settings.train_settings(),
-        checkpoint_path=checkpoint_path(out, "train"),
+        checkpoint_path=checkpoint,
         fingerprint=fingerprint,
-        progress=name if ctx.progress else None,
+        progress=progress,
     )
     trained_s = time.time() - started
     frame = result.metrics_frame()
@@ -206,17 +234,35 @@ def run_dynamics(
                 "emergence_iterations": emergence_iterations(curve, settings.target_rank),
             }
         )
-    extra = {
-        "measurement": measurement,
-        "runs": runs,
-        "method": getattr(objective.objective, "method", "sensing"),
+    timing = {
         "train_time_s": round(trained_s, 3),
         "iterations_executed": executed,
         "resumed_from": result.resumed_from,
         "ms_per_iteration": round(1e3 * trained_s / executed, 4) if executed > 0 else None,
         "ms_per_iteration_per_run": round(1e3 * trained_s / executed / len(inits), 4) if executed > 0 else None,
     }
-    write_results(out, frame, settings.record(), ctx, started, extra)
+    return DynamicsOutcome(frame, runs, timing)
+
+
+def run_dynamics(
+    settings: ComponentDynamicsSettings, out: Path, ctx: Context, name: str, measurement: Measurement
+) -> None:
+    """Train one batched program (one run per init scale, sharing the init direction); write metrics and summary."""
+    started = time.time()
+    check_settings(settings, name)
+    out = Path(out)
+    objective = make_objective(settings, measurement, ctx.device)
+    fingerprint = run_fingerprint(settings.record(), measurement, mechanism_hash(cp, cp_sensing))
+    outcome = train_dynamics(
+        settings, objective, ctx, checkpoint_path(out, "train"), fingerprint, name if ctx.progress else None
+    )
+    extra = {
+        "measurement": measurement,
+        "runs": outcome.runs,
+        "method": getattr(objective, "method", "sensing"),
+        **outcome.timing,
+    }
+    write_results(out, outcome.frame, settings.record(), ctx, started, extra)
 
 
 def learned_components(top_norms: np.ndarray) -> int:
@@ -255,16 +301,8 @@ def plot_dynamics(
     apply_style()
     fig, (norm_ax, err_ax) = plt.subplots(1, 2, figsize=(11, 4.4), layout="constrained")
     sub = curves[curves["run"] == smallest["run"]]
-    columns = sorted((c for c in curves.columns if c.startswith("top_norms_")), key=lambda c: int(c.rsplit("_", 1)[1]))
-    palette = plt.get_cmap("viridis")(np.linspace(0.0, 0.9, len(columns)))
-    for k, column in enumerate(columns):
-        norm_ax.plot(sub["iteration"], sub[column], color=palette[k], lw=1.4, label=f"#{k + 1}")
-    for t in smallest["emergence_iterations"]:
-        if t is not None:
-            norm_ax.axvline(t, color="0.5", ls=":", lw=0.9)
-    norm_ax.set_title(f"init {smallest['init_scale']:.0e}: top-{len(columns)} component norms", fontsize=10)
-    norm_ax.set_xlabel("iteration")
-    norm_ax.set_ylabel("component norm ‖w_r¹ ⊗ … ⊗ w_rᴺ‖")
+    count = draw_component_norms(norm_ax, sub, smallest["emergence_iterations"])
+    norm_ax.set_title(f"init {smallest['init_scale']:.0e}: top-{count} component norms", fontsize=10)
     norm_ax.legend(fontsize=7, title="k-th largest", title_fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     for _, run in runs.sort_values("init_scale", ascending=False).iterrows():
         part = curves[curves["run"] == run["run"]]
@@ -300,6 +338,21 @@ def plot_dynamics(
     return save_figure(fig, figure_png)
 
 
+def draw_component_norms(ax: plt.Axes, curve: pd.DataFrame, emergence: list[int | None]) -> int:
+    """One run's logged ``top_norms_k`` columns vs iteration (k-th largest norm, viridis from k = 1), its emergence
+    times dotted; axis labels. Returns the number of norms drawn."""
+    columns = sorted((c for c in curve.columns if c.startswith("top_norms_")), key=lambda c: int(c.rsplit("_", 1)[1]))
+    palette = plt.get_cmap("viridis")(np.linspace(0.0, 0.9, len(columns)))
+    for k, column in enumerate(columns):
+        ax.plot(curve["iteration"], curve[column], color=palette[k], lw=1.4, label=f"#{k + 1}")
+    for t in emergence:
+        if t is not None:
+            ax.axvline(t, color="0.5", ls=":", lw=0.9)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("component norm ‖w_r¹ ⊗ … ⊗ w_rᴺ‖")
+    return len(columns)
+
+
 def _timing(summary: dict[str, Any], runs: int) -> str:
     """Cost per iteration of the batch, or where the numbers came from when the job only resumed a finished run."""
     if summary.get("ms_per_iteration") is None:
@@ -311,13 +364,15 @@ def _timing(summary: dict[str, Any], runs: int) -> str:
 
 # ----------------------------------------------------------------------------------------------------- claims
 def dynamics_gate(runs: pd.DataFrame) -> Gate:
-    """The §2.1 precondition of every claim: every run fitted its observations (stop rule met, not the iteration
+    """The §2.1 precondition of every claim: every run (of every variant, when ``runs`` has a ``variant`` column)
+    fitted its observations (stop rule met, not the iteration
     cap). The incremental-learning claims read the smallest-init run; the error ordering compares the solutions the
     inits lead to, and a run stopped by the cap has not reached its solution (its lowest error so far can be a
     transient dip on the way)."""
+    labels = runs["variant"] + ", " if "variant" in runs else pd.Series("", index=runs.index)
     statuses = ", ".join(
-        f"init {a:.0e}: {s} at {i:,} iterations"
-        for a, s, i in zip(runs["init_scale"], runs["status"], runs["iterations"])
+        f"{v}init {a:.0e}: {s} at {i:,} iterations"
+        for v, a, s, i in zip(labels, runs["init_scale"], runs["status"], runs["iterations"])
     )
     return Gate(
         "every run converged: train loss below the stop threshold for the whole stop window, before the iteration cap",
@@ -329,11 +384,29 @@ def dynamics_gate(runs: pd.DataFrame) -> Gate:
 def dynamics_claims(
     results: Path, tier: str, name: str, section: str, reference: str, prefix: str = ""
 ) -> list[ClaimResult]:
-    """The §2.1 claims — separated emergence times, a bounded (k+1)-th norm, lowest error ordered by init, learned
-    rank — under one gate (:func:`dynamics_gate`)."""
+    """The §2.1 claims (:func:`dynamics_claim_records`) of one batched training, under one gate
+    (:func:`dynamics_gate`)."""
     metrics, summary = load_results(results)
     rank = ComponentDynamicsSettings.from_mapping(summary["settings"]).target_rank
     runs = pd.DataFrame(summary["runs"]).sort_values("init_scale")
+    records = dynamics_claim_records(metrics, runs, rank, name, section, reference, prefix)
+    return apply_gate(dynamics_gate(runs), records)
+
+
+def dynamics_claim_records(
+    metrics: pd.DataFrame,
+    runs: pd.DataFrame,
+    rank: int,
+    name: str,
+    section: str,
+    reference: str,
+    prefix: str = "",
+    label: str = "",
+) -> list[ClaimResult]:
+    """The §2.1 claims — separated emergence times, a bounded (k+1)-th norm, lowest error ordered by init, learned
+    rank — on one batched training (``metrics`` its logged rows, ``runs`` its run records, ``rank`` its target's
+    CP rank), ungated; claim ids start with ``prefix`` and statements with ``label``."""
+    runs = runs.sort_values("init_scale")
     smallest = runs.iloc[0]
     times = smallest["emergence_iterations"]
     curves = metrics[(metrics["run"] == smallest["run"]) & ~metrics["final"].astype(bool)]
@@ -342,7 +415,14 @@ def dynamics_claims(
     def record(claim: str, statement: str, holds: bool, shown: bool, measured: Any, details: str = "") -> None:
         out.append(
             ClaimResult(
-                f"{prefix}{claim}", name, section, statement, decide(holds, shown), measured, reference, details
+                f"{prefix}{claim}",
+                name,
+                section,
+                f"{label}{statement}",
+                decide(holds, shown),
+                measured,
+                reference,
+                details,
             )
         )
 
@@ -350,6 +430,7 @@ def dynamics_claims(
     known = [t for t in times if t is not None]
     ratios = [b / a for a, b in zip(known, known[1:]) if a > 0]
     separated = len(known) == rank and all(r >= SEPARATION for r in ratios)
+    close = [f"t_{k + 2}/t_{k + 1} = {r:.3g}" for k, r in enumerate(ratios) if r < SEPARATION]
     record(
         "emergence_separated",
         f"smallest init: the {rank} components emerge one after another, t_1 < … < t_{rank}, each ≥ "
@@ -357,6 +438,12 @@ def dynamics_claims(
         separated,
         True,
         {"emergence_iterations": times, "ratios": [round(r, 3) for r in ratios]},
+        ""
+        if separated
+        else "; ".join(
+            ([f"only {len(known)} of {rank} norms grew"] if len(known) < rank else [])
+            + ([f"not separated: {', '.join(close)} < {SEPARATION}"] if close else [])
+        ),
     )
     # 2. the next component stays small
     final_norms = smallest["final_top_norms"]
@@ -370,6 +457,7 @@ def dynamics_claims(
         peak_next < bound,
         True,
         {"max_norm_next": peak_next, "final_norm_rank": final_norms[rank - 1], "bound": bound},
+        "" if peak_next < bound else f"the {rank + 1}-th norm reached {peak_next:.3g} ≥ {bound:.3g}",
     )
     # 3. lowest error ordered by init
     holds, measured, details = error_ordering(runs)
@@ -391,8 +479,12 @@ def dynamics_claims(
         learned == rank,
         True,
         {"learned_components": learned, "target_rank": rank},
+        ""
+        if learned == rank
+        else f"{learned} components above {LEARNED_FRACTION:.0%} of the largest: a "
+        f"{'higher' if learned > rank else 'lower'}-rank solution than the target's",
     )
-    return apply_gate(dynamics_gate(runs), out)
+    return out
 
 
 def error_ordering(runs: pd.DataFrame) -> tuple[bool, dict[str, Any], str]:

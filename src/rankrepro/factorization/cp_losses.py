@@ -1,0 +1,93 @@
+"""A batched CP model fitted under a pointwise loss ρ (ℓ2, ℓ1 or Huber) to linear measurements of a target tensor.
+
+Measurements y_i = ⟨A_i, W*⟩, i = 1 … m, are either entries of the target (completion: A_i one-hot at an observed
+multi-index, stored as flat indices) or Gaussian measurements (sensing: A_i the rows of a dense ``(m, ∏d)``
+matrix). With residuals e_i = ⟨A_i, W⟩ − y_i of the CP tensor W(F) = Σ_r w_r^1 ⊗ … ⊗ w_r^N:
+
+    L(F) = (1/m) Σ_i ρ(e_i),        ∇_W L = (1/m) Σ_i ρ'(e_i) A_i          (:mod:`rankrepro.core.losses`),
+
+and the factor gradients are the MTTKRP contractions of ∇_W L (matricized) with the Khatri–Rao products of the other
+mode group (:func:`rankrepro.factorization.cp.factor_grads_from_tensor_grad`, as for the dense ℓ2 objectives of
+:mod:`.cp` and :mod:`.cp_sensing`, which are the ρ = ℓ2 case).
+
+The trainer stops on the value that ``loss_and_grads`` returns. As in the paper's code (its stop rule reads the train
+mean squared error whatever the training loss), that value is the MSE (1/m) Σ_i e_i², while the gradients are those
+of L; L itself is logged as the metric ``train_loss``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from rankrepro.core.losses import Loss, mean_loss, pointwise_loss_derivative
+from rankrepro.core.measures import normalized_reconstruction_error
+from rankrepro.factorization.cp import _khatri_rao, _split, factor_grads_from_tensor_grad
+
+
+def measure(flat_tensor: Tensor, observations: Tensor) -> Tensor:
+    """⟨A_i, W⟩ for every run: ``flat_tensor`` ``(B, ∏d)``; ``observations`` flat indices ``(m,)`` int64
+    (completion) or a measurement matrix ``(m, ∏d)`` (sensing). Returns ``(B, m)``."""
+    if observations.dim() == 1:
+        return flat_tensor.index_select(1, observations)
+    return flat_tensor @ observations.T
+
+
+def measure_adjoint(weights: Tensor, observations: Tensor, numel: int) -> Tensor:
+    """Σ_i weights[b, i] A_i for every run, ``(B, ∏d)`` (the adjoint of :func:`measure`)."""
+    if observations.dim() == 1:
+        out = weights.new_zeros(weights.shape[0], numel)
+        return out.index_add_(1, observations, weights)
+    return weights @ observations
+
+
+def cp_measured_loss_and_grads(
+    factors: list[Tensor], observations: Tensor, values: Tensor, loss: Loss, huber_threshold: float = 1.0
+) -> tuple[Tensor, Tensor, list[Tensor]]:
+    """Per-run MSE (1/m) Σ e_i² ``(B,)``, training loss L = (1/m) Σ ρ(e_i) ``(B,)`` and ∂L/∂F_n for every factor
+    ``(B, d_n, R)`` (see the module docstring); ``values`` y is ``(m,)``."""
+    batch = factors[0].shape[0]
+    k = _split(len(factors))
+    left, right = _khatri_rao(factors[:k]), _khatri_rao(factors[k:])
+    recon = torch.bmm(left, right.transpose(1, 2))  # (B, P, Q)
+    residual = measure(recon.reshape(batch, -1), observations) - values  # (B, m)
+    n_measurements = residual.shape[-1]
+    weights = pointwise_loss_derivative(residual, loss, huber_threshold) / n_measurements
+    tensor_grad = measure_adjoint(weights, observations, recon[0].numel()).reshape(recon.shape)
+    grads = factor_grads_from_tensor_grad(factors, left, right, tensor_grad)
+    return residual.pow(2).mean(-1), mean_loss(residual, loss, huber_threshold), grads
+
+
+class CPMeasuredLossObjective:
+    """The trainer's ``BatchedObjective`` for a CP model under loss ρ: ``loss_and_grads`` returns the MSE (the stop
+    criterion) and the gradients of L = (1/m) Σ ρ(e_i); ``metrics`` logs L (``train_loss``) and the normalized
+    reconstruction error ‖W − W*‖_F / ‖W*‖_F over the full tensor."""
+
+    def __init__(self, target: Tensor, observations: Tensor, loss: Loss, huber_threshold: float = 1.0) -> None:
+        if observations.dim() == 2 and observations.shape[1] != target.numel():
+            raise ValueError(f"measurements have {observations.shape[1]} columns, the target {target.numel()} entries")
+        self.target = target
+        self.observations = observations
+        self.values = measure(target.reshape(1, -1), observations)[0]
+        self.loss = loss
+        self.huber_threshold = huber_threshold
+
+    def loss_and_grads(self, params: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
+        """Per-run MSE ``(B,)`` and the gradient of the training loss w.r.t. every factor."""
+        mse, _, grads = cp_measured_loss_and_grads(
+            params, self.observations, self.values, self.loss, self.huber_threshold
+        )
+        return mse, grads
+
+    def metrics(self, params: list[Tensor]) -> dict[str, Tensor]:
+        """Training loss L and normalized reconstruction error over the full tensor, per run."""
+        batch = params[0].shape[0]
+        k = _split(len(params))
+        recon = torch.bmm(_khatri_rao(params[:k]), _khatri_rao(params[k:]).transpose(1, 2)).reshape(batch, -1)
+        residual = measure(recon, self.observations) - self.values
+        return {
+            "train_loss": mean_loss(residual, self.loss, self.huber_threshold),
+            "reconstruction_error": normalized_reconstruction_error(
+                recon.reshape(batch, *self.target.shape), self.target
+            ),
+        }

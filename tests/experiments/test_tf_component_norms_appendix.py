@@ -1,0 +1,180 @@
+"""§2.1 appendix variants: settings from every tier, one batched training per variant, §2.1's claims per variant
+under one gate, the keyed caption substitutions."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from rankrepro.core.errors import ConfigError
+from rankrepro.core.io import atomic_write_sealed_json, read_json
+from rankrepro.experiments.base import Context, load_results
+from rankrepro.experiments.ch2 import tf_component_norms_appendix as appendix
+from rankrepro.experiments.ch2.common import ComponentDynamicsSettings
+from rankrepro.pipeline.claims import FAILED, NOT_SHOWN, PASSED
+from rankrepro.pipeline.config import experiment_section, load_config, load_schema
+from rankrepro.pipeline.settings import FigureContext, bookkeeping_keys
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
+TIERS = ("smoke.yaml", "config.yaml", "paper.yaml")
+
+VARIANT = {
+    "measurement": "completion",
+    "optimizer": "group_rmsprop",
+    "lr": 1e-2,
+    "order": 3,
+    "dim": 10,
+    "target_rank": 3,
+    "n_observed": 500,
+    "components": 100,
+    "init_scales": [1e-2, 1e-3],
+    "max_iters": 3000,
+}
+SECTION = {
+    "data_seed": 1,
+    "seed": 2,
+    "huber_threshold": 1.0,
+    "loss_threshold": 1e-8,
+    "stop_patience": 50,
+    "check_every": 5,
+    "log_every": 5,
+    "checkpoint_every": 0,
+    "top_k": 10,
+    "method": "auto",
+    "variants": [{**VARIANT, "name": "l2_rms", "loss": "l2"}, {**VARIANT, "name": "huber_rms", "loss": "huber"}],
+}
+
+
+def Settings(mapping):
+    return appendix.Settings.from_mapping(mapping, f"experiments.{appendix.NAME}")
+
+
+def _run(settings, out):
+    previous = torch.get_default_dtype()  # a module fixture runs outside conftest's per-test dtype guard
+    torch.set_default_dtype(torch.float64)
+    try:
+        appendix.run(settings, out, Context(tier="test", device=torch.device("cpu"), progress=False))
+    finally:
+        torch.set_default_dtype(previous)
+    return out
+
+
+@pytest.fixture(scope="module")
+def two_variants(tmp_path_factory):
+    """ℓ2 and Huber with GroupRMSprop at the spec's tiny scale (order 3, rank 3, R = 100): a few seconds."""
+    return _run(Settings(SECTION), tmp_path_factory.mktemp("appendix") / appendix.NAME)
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_settings_build_from_every_tier_and_record_the_section(tier):
+    config = load_config(CONFIG_DIR / tier)
+    section = experiment_section(config, appendix.NAME)
+    settings = appendix.Settings.from_mapping(section, f"experiments.{appendix.NAME}")
+    assert settings.record() == section
+    losses = {v.loss for v in settings.variants}
+    optimizers = {v.optimizer for v in settings.variants}
+    assert losses == {"l2", "l1", "huber"} and optimizers == {"group_rmsprop", "gd", "adam"}
+    appendix.check_variants(settings)
+    for variant in settings.variants:
+        problem = settings.variant_settings(variant)
+        assert isinstance(problem, ComponentDynamicsSettings)
+        assert (problem.order, problem.lr, problem.optimizer, problem.max_iters) == (
+            variant.order,
+            variant.lr,
+            variant.optimizer,
+            variant.max_iters,
+        )
+        assert problem.loss_threshold == settings.loss_threshold and problem.seed == settings.seed
+
+
+def test_default_tier_runs_completion_only_and_the_paper_tier_adds_sensing_and_order_four():
+    default = Settings(experiment_section(load_config(CONFIG_DIR / "config.yaml"), appendix.NAME))
+    paper = Settings(experiment_section(load_config(CONFIG_DIR / "paper.yaml"), appendix.NAME))
+    assert {v.measurement for v in default.variants} == {"completion"}
+    assert {v.measurement for v in paper.variants} == {"completion", "sensing"}
+    assert {(v.order, v.target_rank) for v in paper.variants} == {(3, 3), (4, 5)}
+
+
+def test_repeated_names_and_bad_variants_name_the_key():
+    twice = {**SECTION, "variants": [SECTION["variants"][0], SECTION["variants"][0]]}
+    with pytest.raises(ConfigError, match="repeated variant name"):
+        appendix.check_variants(Settings(twice))
+    too_many = {**SECTION, "variants": [{**SECTION["variants"][0], "n_observed": 2000}]}
+    with pytest.raises(ConfigError, match=r"variants\.0\.n_observed"):
+        appendix.check_variants(Settings(too_many))
+    with pytest.raises(ConfigError, match="not one of"):
+        Settings({**SECTION, "variants": [{**SECTION["variants"][0], "optimizer": "sgd"}]})
+
+
+def test_each_variant_shows_the_section_claims_and_huber_logs_its_loss(two_variants):
+    claims = {c.claim_id: c for c in appendix.claims(two_variants, "test")}
+    expected = {
+        f"{v}_{c}"
+        for v in ("l2_rms", "huber_rms")
+        for c in ("emergence_separated", "next_norm_small", "error_ordered_by_init", "learned_rank_equals_true_rank")
+    }
+    assert set(claims) == expected
+    assert {c.verdict for c in claims.values()} == {PASSED}, claims
+    assert claims["huber_rms_emergence_separated"].statement.startswith("[Huber loss, GroupRMSprop lr 1e-02;")
+    assert all("huber_rms, init 1e-03: converged" in c.details for c in claims.values())  # one gate for both
+    metrics, summary = load_results(two_variants)
+    assert [v["variant"] for v in summary["variants"]] == ["l2_rms", "huber_rms"]
+    huber = metrics[(metrics["variant"] == "huber_rms") & ~metrics["final"].astype(bool)]
+    # residuals ≪ the threshold 1: the Huber loss is half the MSE
+    assert torch.allclose(
+        torch.tensor(huber["train_loss"].to_numpy()), 0.5 * torch.tensor(huber["loss"].to_numpy()), rtol=1e-9
+    )
+    assert metrics.loc[metrics["variant"] == "l2_rms", "train_loss"].isna().all()
+
+
+def _altered(results, tmp_path, name, change):
+    summary = read_json(results / "summary.json")
+    change(summary["variants"])
+    altered = tmp_path / name
+    shutil.copytree(results, altered)
+    atomic_write_sealed_json(altered / "summary.json", summary)
+    return {c.claim_id: c for c in appendix.claims(altered, "test")}
+
+
+def test_a_variant_that_does_not_reproduce_fails_with_an_explanation(two_variants, tmp_path):
+    def change(variants):
+        smallest = min(variants[1]["runs"], key=lambda r: r["init_scale"])
+        smallest["learned_components"] = 10
+
+    claims = _altered(two_variants, tmp_path, "higher_rank", change)
+    failed = claims["huber_rms_learned_rank_equals_true_rank"]
+    assert failed.verdict == FAILED and "a higher-rank solution" in failed.details
+    assert claims["l2_rms_learned_rank_equals_true_rank"].verdict == PASSED
+
+
+def test_one_capped_run_of_one_variant_hides_every_claim(two_variants, tmp_path):
+    def change(variants):
+        variants[0]["runs"][0]["status"] = "max_iters"
+
+    claims = _altered(two_variants, tmp_path, "capped", change)
+    assert {c.verdict for c in claims.values()} == {NOT_SHOWN}
+    assert all("NOT met" in c.details and "l2_rms, init 1e-02: max_iters" in c.details for c in claims.values())
+
+
+def test_figure_and_caption_name_departures_per_variant(two_variants, tmp_path):
+    paper = experiment_section(load_config(CONFIG_DIR / "paper.yaml"), appendix.NAME)
+    paper = {**paper, "variants": [{**paper["variants"][0], "name": "l2_rms"}, *paper["variants"][1:]]}
+    figure = FigureContext("test", paper, bookkeeping_keys(load_schema(), appendix.NAME))
+    keyed, notes = appendix.by_variant_name(read_json(two_variants / "summary.json")["settings"], figure)
+    text = keyed.substitutions()
+    assert "variants.l2_rms.max_iters 3,000 (paper: 1,000,000)" in text and "checkpoint_every" not in text
+    assert "huber_rms" not in text  # not in the paper tier: compared by name, never against another variant
+    assert notes[0] == "variant(s) huber_rms not in the paper tier"
+    assert "l2_gd_sensing" in notes[1] and "l2_rms," not in notes[1]
+    paths = appendix.plot(two_variants, tmp_path / "fig.png", figure)
+    assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 0 for p in paths)
+
+
+def test_the_paper_tier_departs_from_nothing():
+    paper = experiment_section(load_config(CONFIG_DIR / "paper.yaml"), appendix.NAME)
+    figure = FigureContext("paper", paper, bookkeeping_keys(load_schema(), appendix.NAME))
+    keyed, notes = appendix.by_variant_name(paper, figure)
+    assert keyed.substitutions() == "none" and notes == []

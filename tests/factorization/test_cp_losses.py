@@ -1,0 +1,93 @@
+"""CP model under ℓ2 / ℓ1 / Huber losses of linear measurements: gradients against autograd and against the ℓ2
+objectives of cp and cp_sensing; the MSE as stop criterion."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from rankrepro.core.losses import mean_loss
+from rankrepro.factorization.cp import CPCompletionObjective, cp_reconstruct, multi_indices
+from rankrepro.factorization.cp_losses import CPMeasuredLossObjective, cp_measured_loss_and_grads, measure
+from rankrepro.factorization.cp_sensing import CPSensingObjective, gaussian_measurements
+
+DIMS = (3, 4, 2, 3)
+
+
+def _problem(kind: str, seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    target = torch.randn(DIMS, generator=generator, dtype=torch.float64)
+    if kind == "completion":
+        observations = torch.randperm(math.prod(DIMS), generator=generator)[:30]
+    else:
+        observations = gaussian_measurements(25, DIMS, generator)
+    factors = [torch.randn(2, d, 5, generator=generator, dtype=torch.float64) for d in DIMS]
+    return target, observations, factors
+
+
+def test_measure_of_one_hot_rows_is_gathering():
+    generator = torch.Generator().manual_seed(1)
+    flat = torch.randn(2, 24, generator=generator, dtype=torch.float64)
+    indices = torch.tensor([5, 0, 23])
+    assert torch.equal(measure(flat, indices), measure(flat, torch.eye(24, dtype=torch.float64)[indices]))
+
+
+@pytest.mark.parametrize("kind", ["completion", "sensing"])
+@pytest.mark.parametrize("loss", ["l2", "l1", "huber"])
+def test_gradients_match_autograd(kind, loss):
+    target, observations, factors = _problem(kind)
+    values = measure(target.reshape(1, -1), observations)[0]
+    mse, train_loss, grads = cp_measured_loss_and_grads(factors, observations, values, loss, huber_threshold=0.8)
+    leaves = [f.clone().requires_grad_(True) for f in factors]
+    residual = measure(cp_reconstruct(leaves).reshape(2, -1), observations) - values
+    reference = mean_loss(residual, loss, 0.8)
+    reference.sum().backward()
+    assert torch.allclose(train_loss, reference.detach(), rtol=1e-12)
+    assert torch.allclose(mse, residual.detach().pow(2).mean(-1), rtol=1e-12)
+    for grad, leaf in zip(grads, leaves):
+        assert torch.allclose(grad, leaf.grad, rtol=1e-10, atol=1e-12)
+
+
+def test_l2_matches_the_completion_and_sensing_objectives():
+    target, flat, factors = _problem("completion")
+    ours = CPMeasuredLossObjective(target, flat, "l2")
+    theirs = CPCompletionObjective(target, multi_indices(flat, DIMS), "dense")
+    for (a, ga), (b, gb) in [(ours.loss_and_grads(factors), theirs.loss_and_grads(factors))]:
+        assert torch.allclose(a, b, rtol=1e-12)
+        assert all(torch.allclose(x, y, rtol=1e-10, atol=1e-13) for x, y in zip(ga, gb))
+    target, matrix, factors = _problem("sensing")
+    (a, ga), (b, gb) = (
+        CPMeasuredLossObjective(target, matrix, "l2").loss_and_grads(factors),
+        CPSensingObjective(target, matrix).loss_and_grads(factors),
+    )
+    assert torch.allclose(a, b, rtol=1e-12)
+    assert all(torch.allclose(x, y, rtol=1e-10, atol=1e-13) for x, y in zip(ga, gb))
+
+
+def test_stop_criterion_is_the_mse_and_the_training_loss_is_logged():
+    target, flat, factors = _problem("completion", seed=3)
+    objective = CPMeasuredLossObjective(target, flat, "l1")
+    stop_value, _ = objective.loss_and_grads(factors)
+    residual = cp_reconstruct(factors).reshape(2, -1)[:, flat] - target.reshape(-1)[flat]
+    assert torch.allclose(stop_value, residual.pow(2).mean(-1), rtol=1e-12)
+    metrics = objective.metrics(factors)
+    assert torch.allclose(metrics["train_loss"], residual.abs().mean(-1), rtol=1e-12)
+    expected_error = (cp_reconstruct(factors) - target).flatten(1).norm(dim=1) / target.norm()
+    assert torch.allclose(metrics["reconstruction_error"], expected_error, rtol=1e-12)
+
+
+def test_exact_fit_has_zero_loss_and_gradient_for_every_loss():
+    generator = torch.Generator().manual_seed(4)
+    factors = [torch.randn(1, d, 2, generator=generator, dtype=torch.float64) for d in DIMS]
+    target = cp_reconstruct(factors)[0]
+    for loss in ("l2", "l1", "huber"):
+        objective = CPMeasuredLossObjective(target, torch.arange(10), loss)
+        stop_value, grads = objective.loss_and_grads(factors)
+        assert float(stop_value) < 1e-28 and all(float(g.abs().max()) < 1e-12 for g in grads)
+
+
+def test_measurement_shape_is_checked():
+    with pytest.raises(ValueError, match="columns"):
+        CPMeasuredLossObjective(torch.zeros(DIMS, dtype=torch.float64), torch.zeros(3, 5, dtype=torch.float64), "l1")
