@@ -66,7 +66,7 @@ from rankrepro.factorization import htf
 from rankrepro.factorization.cp import multi_indices
 from rankrepro.pipeline.claims import ClaimResult, Gate, apply_gate, decide, paired_interval, verdict_greater
 from rankrepro.pipeline.plotting import add_caption, add_title, apply_style, caption_text, save_figure
-from rankrepro.pipeline.settings import FigureContext, SettingsRecord, describe
+from rankrepro.pipeline.settings import FigureContext, describe
 
 NAME = "htf_rank_along_tree"
 CHAPTER = "ch3"
@@ -258,7 +258,7 @@ def run_record(
     final = {k: v[run] for k, v in result.final_metrics.items()}
     own = [p[run : run + 1] for p in params]
     with torch.no_grad():
-        norms = htf.local_component_norms(own)[tuple(range(len(own) // 2 + 1))][0].cpu().numpy()
+        norms = htf.local_component_norms(own)[tuple(range((len(own) + 1) // 2))][0].cpu().numpy()
         effective = htf_effective_ranks(htf.htf_reconstruct(own))
     return {
         "model": "htf",
