@@ -137,6 +137,11 @@ def variant_name(optimizer: str, loss: str) -> str:
     return f"{optimizer}/{loss}"
 
 
+def variant_keys(settings: Settings) -> list[str]:
+    """The variants' keys in config order (the summary's JSON sorts its keys)."""
+    return [variant_name(*v) for v in settings.variants()]
+
+
 def subsets_of(order: int) -> tuple[list[htf.Node], list[htf.Node]]:
     """(tree nodes except the root, non-node subsets) of an order-``order`` tensor."""
     return htf.tree_nodes(order), htf.non_node_subsets(order)
@@ -346,14 +351,15 @@ def plot(results: Path, figure_png: Path, figure: FigureContext) -> list[Path]:
     metrics, summary = load_results(results)
     settings = Settings.from_mapping(summary["settings"])
     variants, nodes, others = summary["variants"], summary["node_subsets"], summary["non_node_subsets"]
+    keys = variant_keys(settings)
     apply_style()
-    count = len(variants)
+    count = len(keys)
     columns = min(count, 3)
     rows = math.ceil(count / columns)
     fig, axes = plt.subplots(rows, columns, figsize=(4.8 * columns, 3.8 * rows + 1.4), layout="constrained")
     axes = np.atleast_1d(axes).ravel()
     palette = dict(zip(nodes + others, plt.get_cmap("tab10")(np.arange(len(nodes) + len(others)) % 10)))
-    for ax, key in zip(axes, variants):
+    for ax, key in zip(axes, keys):
         curves = metrics[(metrics["variant"] == key) & ~metrics["final"].astype(bool)]
         for run, curve in curves.groupby("run"):
             bold = run == 0
@@ -393,8 +399,9 @@ def plot(results: Path, figure_png: Path, figure: FigureContext) -> list[Path]:
 
 # ----------------------------------------------------------------------------------------------------- claims
 def all_runs(summary: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """(variant, run record) for every run, in variant then seed order."""
-    return [(key, record) for key, value in summary["variants"].items() for record in value["runs"]]
+    """(variant, run record) for every run, in variant (config order) then seed order."""
+    keys = variant_keys(Settings.from_mapping(summary["settings"]))
+    return [(key, record) for key in keys for record in summary["variants"][key]["runs"]]
 
 
 def fit_gate(summary: dict[str, Any]) -> Gate:
@@ -480,9 +487,9 @@ def claims(results: Path, tier: str) -> list[ClaimResult]:
             REFERENCE,
         )
     )
-    for key, value in summary["variants"].items():
+    for key in variant_keys(settings):
         verdicts = {}
-        for record in value["runs"]:
+        for record in summary["variants"][key]["runs"]:
             for claim, _, holds, measured in model_claims(record, settings.order, "completion"):
                 verdicts[f"#{record['run']} {claim}"] = {"holds": bool(holds), **measured}
         out.append(
