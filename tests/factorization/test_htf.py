@@ -366,3 +366,22 @@ def test_bad_arguments_raise_config_errors():
         HTFCompletionObjective(target, torch.tensor([[0, 0, 0, 0]]), track_nodes=[(1, 2)])
     with pytest.raises(ConfigError, match="needs a target"):
         HTFCompletionObjective(None, torch.tensor([[0, 0, 0, 0]]))
+
+
+def test_non_node_subsets_list_every_other_matricization_once():
+    from rankrepro.factorization.htf import non_node_subsets
+
+    assert non_node_subsets(2) == []
+    assert non_node_subsets(4) == [(0, 2), (0, 3)]
+    eight = non_node_subsets(8)
+    # size 2: (0, j), j = 2 … 7 (6); size 4: the 35 sets (0, ·, ·, ·) but the node (0, 1, 2, 3) (34)
+    assert len(eight) == 6 + 34 and (0, 1) not in eight and (0, 1, 2, 3) not in eight
+    assert all(s[0] == 0 and s not in tree_nodes(8) for s in eight) and len(set(eight)) == len(eight)
+
+
+def test_numerical_rank_against_a_reference_scale():
+    sigma = torch.tensor([[4.0, 1.0, 0.3, 0.0], [0.5, 0.2, 0.1, 0.0]], dtype=torch.float64)
+    assert numerical_rank(sigma, 0.1).tolist() == [2, 3]  # relative to each row's own σ_1
+    assert numerical_rank(sigma, 0.1, 4.0).tolist() == [2, 1]  # σ_i > 0.4: a shared reference size
+    assert numerical_rank(sigma, 0.1, torch.tensor([1.0, 10.0])).tolist() == [3, 0]
+    assert numerical_rank(torch.zeros(1, 3), 0.1, 0.0).tolist() == [0]

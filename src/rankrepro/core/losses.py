@@ -20,7 +20,7 @@ Loss = Literal["l2", "l1", "huber"]
 LOSSES: tuple[str, ...] = get_args(Loss)
 
 
-def _check(loss: str, huber_threshold: float) -> None:
+def check_loss(loss: str, huber_threshold: float = 1.0) -> None:
     """Raise ValueError for an unknown loss or a non-positive Huber threshold."""
     if loss not in LOSSES:
         raise ValueError(f"unknown loss '{loss}' (expected one of {', '.join(LOSSES)})")
@@ -30,7 +30,7 @@ def _check(loss: str, huber_threshold: float) -> None:
 
 def pointwise_loss(residual: Tensor, loss: Loss, huber_threshold: float = 1.0) -> Tensor:
     """ρ(e) elementwise (see the module docstring)."""
-    _check(loss, huber_threshold)
+    check_loss(loss, huber_threshold)
     if loss == "l2":
         return residual.pow(2)
     magnitude = residual.abs()
@@ -42,7 +42,7 @@ def pointwise_loss(residual: Tensor, loss: Loss, huber_threshold: float = 1.0) -
 
 def pointwise_loss_derivative(residual: Tensor, loss: Loss, huber_threshold: float = 1.0) -> Tensor:
     """ρ'(e) elementwise (sign(0) = 0 for ℓ1; see the module docstring)."""
-    _check(loss, huber_threshold)
+    check_loss(loss, huber_threshold)
     if loss == "l2":
         return 2.0 * residual
     if loss == "l1":

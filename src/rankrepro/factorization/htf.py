@@ -50,6 +50,7 @@ root vector = ones): :func:`embed_cp`.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -329,12 +330,32 @@ def matricization_singular_values(tensor: Tensor, modes: Sequence[int], order: i
     return singular_values(matricize(tensor, modes, order))
 
 
-def numerical_rank(sigma: Tensor, tol: float = 1e-6) -> Tensor:
-    """#{i: σ_i > tol·σ_1} along the last dimension (int64); 0 for a zero matrix."""
+def numerical_rank(sigma: Tensor, tol: float = 1e-6, scale: Tensor | float | None = None) -> Tensor:
+    """#{i: σ_i > tol·s} along the last dimension (int64), s = ``scale`` (a reference size, e.g. the target's σ_1;
+    broadcast against the leading dimensions) or by default the matrix's own σ_1; 0 for a zero matrix."""
     if not tol >= 0:
         raise ConfigError(f"rank tolerance must be non-negative, got {tol}")
-    top = sigma.amax(dim=-1, keepdim=True)
+    if scale is None:
+        top = sigma.amax(dim=-1, keepdim=True)
+    else:
+        top = torch.as_tensor(scale, dtype=sigma.dtype, device=sigma.device).unsqueeze(-1)
     return ((sigma > tol * top) & (sigma > 0)).sum(-1)
+
+
+def non_node_subsets(order: int) -> list[Node]:
+    """Mode subsets that are not tree nodes, one per matricization: every S of the size 2^l of an interior non-root
+    node (1 ≤ l < k) that holds mode 0 (W_(S) and W_(S^c) are transposes: one rank) and such that neither S nor S^c
+    is a tree node — in lexicographic order. Order 4: (0, 2) and (0, 3) ({1,3} interleaved, {1,4} crossing); with
+    the tree nodes this lists every matricization of an order-4 tensor up to transposition."""
+    nodes = set(tree_nodes(order))
+    subsets = []
+    for level in range(1, tree_depth(order)):
+        for rest in itertools.combinations(range(1, order), 2**level - 1):
+            subset = (0, *rest)
+            complement = tuple(n for n in range(order) if n not in subset)
+            if subset not in nodes and complement not in nodes:
+                subsets.append(subset)
+    return subsets
 
 
 def hierarchical_rank(tensor: Tensor, tol: float = 1e-6, order: int | None = None) -> dict[Node, Tensor]:

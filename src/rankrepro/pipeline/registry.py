@@ -25,6 +25,7 @@ EXPERIMENTS: dict[str, str] = {
     "tensor_rank_mnist": "ch2.tensor_rank_mnist",
     "incremental_rank_learning": "ch3.incremental_rank_learning",
     "incremental_rank_learning_sensing": "ch3.incremental_rank_learning_sensing",
+    "htf_rank_along_tree": "ch3.htf_rank_along_tree",
     "is_same_class_cnn": "ch3.is_same_class_cnn",
     "pathfinder_cnn": "ch3.pathfinder_cnn",
     "is_same_class_gnn": "ch4.is_same_class_gnn",

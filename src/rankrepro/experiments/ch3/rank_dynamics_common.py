@@ -261,6 +261,16 @@ def make_target(settings: RankDynamicsSettings, model: str) -> tuple[Tensor, tor
     return htf.random_htf_tensor(dims, settings.htf.target_widths, generator, norm=norm), generator
 
 
+def htf_completion_data(
+    data_seed: int, dims: Sequence[int], target_widths: Sequence[int], norm: float, n_observed: int
+) -> tuple[Tensor, Tensor]:
+    """The §3.1 HTF completion problem's target and observed flat (row-major) positions, drawn as
+    :func:`build_problem` draws them (one generator from (``data_seed``, HTF) for the target, then the positions)."""
+    generator = seeded_generator(data_seed, MODEL_IDS["htf"])
+    target = htf.random_htf_tensor(dims, target_widths, generator, norm=norm)
+    return target, torch.randperm(target.numel(), generator=generator)[:n_observed]
+
+
 def init_params(settings: RankDynamicsSettings, model: str) -> list[Tensor]:
     """Initial parameters of one run ``(1, …)``: every entry N(0, init²), drawn from (seed, model)."""
     generator = seeded_generator(settings.seed, MODEL_IDS[model])
@@ -370,12 +380,27 @@ def final_ranks(problem: Problem, params: list[Tensor]) -> dict[str, float]:
             return {"W": float(effective_rank(full)[0])}
         if problem.model == "tf":
             return {}
-        ranks = {spec_name(node): float(value[0]) for node, value in htf.hierarchical_effective_rank(full).items()}
-        for modes in HTF_MATRICIZATIONS:
-            if spec_name(modes) not in ranks:
-                sigma = htf.matricization_singular_values(full, modes)
-                ranks[spec_name(modes)] = float(effective_rank_from_singular_values(sigma)[0])
-        return ranks
+        return htf_effective_ranks(full)
+
+
+def htf_effective_ranks(full: Tensor) -> dict[str, float]:
+    """Effective ranks of a learned HTF tensor ``(1, *dims)``: of every tree-node matricization and of the
+    non-nodes in :data:`HTF_MATRICIZATIONS`, keyed by the spec's 1-based names (the input of
+    :func:`model_claims`'s tree-node claim)."""
+    ranks = {spec_name(node): float(value[0]) for node, value in htf.hierarchical_effective_rank(full).items()}
+    for modes in HTF_MATRICIZATIONS:
+        if spec_name(modes) not in ranks:
+            sigma = htf.matricization_singular_values(full, modes)
+            ranks[spec_name(modes)] = float(effective_rank_from_singular_values(sigma)[0])
+    return ranks
+
+
+def htf_root_rank(target: Tensor) -> int:
+    """Numerical rank (relative tol 1e-6) of an HTF target's root matricization W*_(c₁; c₂), c₁, c₂ the root's
+    children: how many root local components the target has."""
+    order = target.dim()
+    root_children = htf.children(tuple(range(order)))[0]
+    return int(htf.numerical_rank(htf.matricization_singular_values(target, root_children, order)))
 
 
 def timed_components(problem: Problem, rank: int) -> int:
@@ -384,9 +409,7 @@ def timed_components(problem: Problem, rank: int) -> int:
     than ``target_widths[-1]`` non-negligible root components, and a component the target lacks never emerges."""
     if problem.model != "htf":
         return rank
-    root_children = htf.children(tuple(range(problem.target.dim())))[0]
-    sigma = htf.matricization_singular_values(problem.target, root_children, problem.target.dim())
-    return min(rank, int(htf.numerical_rank(sigma)))
+    return min(rank, htf_root_rank(problem.target))
 
 
 def train_model(
