@@ -662,7 +662,7 @@ def _bracketed(row: Any, kind: str) -> bool:
     return min(ranks) <= getattr(row, f"predicted_{kind}") <= max(ranks)
 
 
-def _mismatches(row: Any) -> list[str]:
+def formula_mismatches(row: Any) -> list[str]:
     """'kind rank vs prediction' for every Hessian of a point whose rank differs from the closed form."""
     return [
         f"{kind} {getattr(row, f'rank_{kind}')} vs {getattr(row, f'predicted_{kind}')}"
@@ -717,7 +717,7 @@ def _formula_claim(
     if spec is not None:
         label += f", {spec.text()}"
     kept, gate = decidable_sweeps(part, f"{label}, linear networks")
-    rows = [(row, is_well_posed(row), _mismatches(row)) for row in part.itertuples()]
+    rows = [(row, is_well_posed(row), formula_mismatches(row)) for row in part.itertuples()]
     failures = [f"x={row.value}: {', '.join(bad)}" for row, posed, bad in rows if posed and bad]
     ill_posed = [f"x={row.value} ({', '.join(bad) or 'equal at τ'})" for row, posed, bad in rows if not posed]
     k_eff = hessian.effective_outputs(10, loss)
