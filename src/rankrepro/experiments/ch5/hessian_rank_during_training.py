@@ -25,8 +25,8 @@ import pandas as pd
 import torch
 from matplotlib.lines import Line2D
 
-from rankrepro.core.autodiff import autograd_loss_and_grads
 from rankrepro.core import optim, trainer
+from rankrepro.core.autodiff import autograd_loss_and_grads
 from rankrepro.core.optim import GradientDescent
 from rankrepro.core.trainer import StopRule, TrainSettings, train
 from rankrepro.data.sources import DataSource, available_datasets
@@ -90,9 +90,10 @@ Activation = Literal["linear", "relu", "tanh"]
 
 @dataclass(frozen=True)
 class Settings(SettingsRecord):
-    """Networks d → ``hidden`` → K (bias-free, Glorot-normal init seeded by ``seed`` and the widths) trained by full-batch
-    gradient descent at ``learning_rate`` on the mean loss over the first ``num_samples`` images of each dataset
-    (grey, ``resize``-d to ``image_side`` × ``image_side``); the ranks are counted at every step of ``checkpoints``."""
+    """Networks d → ``hidden`` → K (bias-free, Glorot-normal init seeded by ``seed`` and the widths) trained by
+    full-batch gradient descent at ``learning_rate`` on the mean loss over the first ``num_samples`` images of each
+    dataset (grey, ``resize``-d to ``image_side`` × ``image_side``); the ranks are counted at every step of
+    ``checkpoints``."""
 
     seed: int
     datasets: tuple[Dataset, ...]
@@ -185,8 +186,15 @@ def checkpoint_records(run: dict[str, Any]) -> list[dict[str, Any]]:
     ``time_s`` that of counting its ranks)."""
     shared = {k: v for k, v in run.items() if k not in ("checkpoints", "time_s", "fingerprint")}
     return [  # fmt: skip
-        {**shared, "variant": MAIN, "value": c["step"], "train_loss": c["train_loss"], "ranks": c["ranks"],
-         "bounds": None, "time_s": c["time_s"]}
+        {
+            **shared,
+            "variant": MAIN,
+            "value": c["step"],
+            "train_loss": c["train_loss"],
+            "ranks": c["ranks"],
+            "bounds": None,
+            "time_s": c["time_s"],
+        }
         for c in run["checkpoints"]
     ]
 
@@ -202,7 +210,8 @@ def run(settings: Settings, out: Path, ctx: Context, data: DataSource) -> None:
         for loss in settings.losses:
             for activation in settings.activations:
                 key = f"{dataset}_{loss}_{activation}"
-                fingerprint = run_fingerprint(settings.record(), key, RUN_FORMAT, mechanism_hash(hessian, trainer, optim))
+                code = mechanism_hash(hessian, trainer, optim)
+                fingerprint = run_fingerprint(settings.record(), key, RUN_FORMAT, code)
 
                 def compute(loss=loss, activation=activation, key=key, fingerprint=fingerprint):
                     trained = training_run(X, Y, loss, activation, settings, ctx.device)
@@ -296,7 +305,8 @@ def nonlinear_claim(table: pd.DataFrame, activation: str) -> ClaimResult:
             checked += 1
             if not within_estimate(row.rank_loss, row.predicted_loss):
                 ratio = row.rank_loss / row.predicted_loss
-                outside.append(f"{sweep_name(key)} step {row.value}: {row.rank_loss}/{row.predicted_loss} = {ratio:.2f}")
+                where = f"{sweep_name(key)} step {row.value}"
+                outside.append(f"{where}: {row.rank_loss}/{row.predicted_loss} = {ratio:.2f}")
     for key, rows in part.groupby(["dataset", "loss"]):
         rows = rows.sort_values("value")
         moves["/".join(key)] = {
