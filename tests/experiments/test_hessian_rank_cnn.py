@@ -1,4 +1,4 @@
-"""§5.4 CNN Hessian-rank sweep: settings from every tier, a tiny run on fake data, the claims' logic."""
+"""§5.5 CNN Hessian-rank sweep: settings from every tier, a tiny run on fake data, the claims' logic."""
 
 from __future__ import annotations
 

@@ -380,7 +380,9 @@ def test_linear_variants_run_the_linear_networks_again_on_their_data(tmp_path):
     assert all(p["p"] == common.MLP((16, *p["hidden"], 10), bias=True).num_params for p in biased)
     claims = {c.claim_id: c.verdict for c in hessian_rank_vs_depth.claims(tmp_path, "test")}
     assert claims["mnist_linear_mse_ranks_equal_formulas_near_null_0.05"] == PASSED
-    assert not any(claim_id.endswith("_bias") for claim_id in claims)
+    # the bias variant makes no bias-free formula claim, only the H_O claim against the formula with biases
+    assert [c for c in claims if c.endswith("_bias")] == ["mnist_linear_mse_outer_rank_equals_bias_formula_bias"]
+    assert all(p["predicted_with_biases"]["augmented_data_rank"] in (p["r"], p["r"] + 1) for p in biased)
     paths = hessian_rank_vs_depth.plot(tmp_path, tmp_path / "fig.png", FIGURE)
     assert all(p.is_file() for p in paths)
 
@@ -493,3 +495,41 @@ def test_the_paper_tier_caption_has_no_substitutions_unless_a_dataset_was_unavai
     assert common.substitutions({"settings": paper, "unavailable": {}}, figure) == "none"
     missing = common.substitutions({"settings": paper, "unavailable": {"cifar-10": "offline"}}, figure)
     assert missing == "CIFAR-10 (grey) unavailable here (data-unavailable in the scorecard)"
+
+
+def _biased_record(value: int, rank_outer: int, formula: int, ranks_at: dict | None = None) -> dict:
+    """A linear point with biases whose H_O rank is ``rank_outer``, the formula with biases ``formula`` (10 above the
+    bias-free one)."""
+    record = _record(value, rank_outer, formula - 10, ranks_at, variant="bias")
+    return {**record, "predicted_with_biases": {"outer": formula, "augmented_data_rank": 6}}
+
+
+def test_bias_formula_claim_passes_on_equality_and_fails_on_a_mismatch_at_a_well_defined_h_o():
+    variants = [{"near_null_fraction": 0.0, "bias": True}]
+    equal = [_biased_record(w, 60, 60) for w in (4, 8, 12, 16)]
+    summary = _summary_with(equal, losses=["mse"], linear_variants=variants)
+    (claim,) = common.bias_formula_claims(summary, _settings(summary), "x", "5.1")
+    assert claim.claim_id == "mnist_linear_mse_outer_rank_equals_bias_formula_bias" and claim.verdict == PASSED
+    assert claim.measured["points_checked"] == 4 and claim.measured["formula_minus_bias_free_formula"] == [10]
+    summary = _summary_with([*equal[:3], _biased_record(16, 59, 60)], losses=["mse"], linear_variants=variants)
+    (claim,) = common.bias_formula_claims(summary, _settings(summary), "x", "5.1")
+    assert claim.verdict == FAILED and "x=16: 59 vs 60" in claim.details
+    # an ill-defined H_O (its rank moves between τ/100 and 100τ) decides nothing; two of four: the sweep does not count
+    fragile = {"0.01": 61, "1": 59, "100": 59}
+    records = [*equal[:2], _biased_record(12, 59, 60, fragile), _biased_record(16, 59, 60, fragile)]
+    summary = _summary_with(records, losses=["mse"], linear_variants=variants)
+    (claim,) = common.bias_formula_claims(summary, _settings(summary), "x", "5.1")
+    assert claim.verdict == NOT_SHOWN
+    # a tier without biased networks makes no such claim
+    summary = _summary_with(equal, losses=["mse"])
+    assert common.bias_formula_claims(summary, _settings(summary), "x", "5.1") == []
+
+
+def test_each_nonlinear_activation_gets_its_own_estimate_claim_and_relu_keeps_its_id():
+    records = [_record(4, 150, 100, activation="relu"), _record(4, 170, 100, activation="tanh")]
+    summary = _summary_with(records, activations=["linear", "relu", "tanh"])
+    claims = {c.claim_id: c for c in common.estimate_claims(summary, _settings(summary), "x", "5.1")}
+    assert claims["nonlinear_rank_estimated_by_linear_formula"].verdict == PASSED
+    assert claims["nonlinear_rank_estimated_by_linear_formula"].statement.startswith("ReLU networks")
+    tanh = claims["tanh_rank_estimated_by_linear_formula"]
+    assert tanh.verdict == FAILED and "1.70" in tanh.details and tanh.statement.startswith("tanh networks")

@@ -574,3 +574,45 @@ def test_rank_upper_bounds_of_small_networks():
 def test_data_rank_is_the_rank_of_the_gram_matrix():
     X, _ = _data(7, 5, 2, 3, seed=4)
     assert hs.data_rank(X) == 3 == int(torch.linalg.matrix_rank(X.T @ X, hermitian=True))
+
+
+# ----------------------------------------------------------------------------------------------------- biases
+def _data_with_ones(n: int, d: int, k: int, rank: int, ones_in_span: bool, seed: int):
+    """X (n, d) of rank ``rank`` whose column space holds the all-ones vector when ``ones_in_span``, and one-hot Y."""
+    g = torch.Generator().manual_seed(seed)
+    basis = torch.randn(n, rank, generator=g, dtype=torch.float64)
+    if ones_in_span:
+        basis[:, 0] = 1.0
+    X = basis @ torch.randn(rank, d, generator=g, dtype=torch.float64)
+    Y = torch.eye(k, dtype=torch.float64)[torch.randint(k, (n,), generator=g)]
+    return X, Y
+
+
+def test_outer_rank_with_biases_of_small_cases_by_hand():
+    # r = 6, K = 4, one hidden layer of 3: q = 3, bias-free 3·(6 + 4 − 3) = 21
+    assert hs.predicted_outer_rank_with_biases(6, 7, [3], 4, "mse") == 21 + 4  # 1 ∉ col X: + K
+    assert hs.predicted_outer_rank_with_biases(6, 6, [3], 4, "mse") == 21 + 1  # 1 ∈ col X, q < r: + K − q
+    assert hs.predicted_outer_rank_with_biases(6, 6, [3], 4, "ce") == 18  # K' = 3 = q: nothing added
+    assert hs.predicted_outer_rank_with_biases(6, 7, [3], 4, "ce") == 18 + 3
+    assert hs.predicted_outer_rank_with_biases(3, 3, [5], 4, "mse") == 3 * 4  # q = r: every K × r map already
+    assert hs.predicted_outer_rank_with_biases(6, 7, [], 4, "mse") == 4 * 7  # one affine layer: K · rank [X 1]
+    with pytest.raises(ValueError, match="one more"):
+        hs.predicted_outer_rank_with_biases(6, 8, [3], 4, "mse")
+
+
+@pytest.mark.parametrize("ones_in_span", [False, True])
+@pytest.mark.parametrize("loss", hs.LOSSES)
+@pytest.mark.parametrize(
+    ("n", "d", "hidden", "k", "rank"),
+    [(12, 6, (3,), 4, 6), (12, 6, (5,), 4, 6), (12, 6, (2,), 4, 6), (12, 8, (3, 4), 4, 5), (12, 6, (), 4, 6),
+     (12, 8, (2, 3), 5, 5), (30, 8, (3, 6), 5, 8), (5, 8, (3,), 4, 5), (12, 3, (4,), 5, 2)],
+)  # fmt: skip
+def test_outer_rank_with_biases_equals_the_numerical_rank(n, d, hidden, k, rank, loss, ones_in_span):
+    """Random float64 networks with non-zero biases on data with and without the all-ones vector in their column
+    space (n = r forces it in): the numerical rank of H_O is the closed form."""
+    X, Y = _data_with_ones(n, d, k, rank, ones_in_span, seed=1)
+    mlp, theta = _net((d, *hidden, k), bias=True, seed=3)
+    r, augmented = hs.data_rank(X), hs.augmented_data_rank(X)
+    assert r == rank and augmented == rank + (0 if ones_in_span or n == rank else 1)
+    report = hs.hessian_ranks(hs.hessian_maps(mlp, theta, X, Y, loss), mlp.num_params, restrict=False)["outer"]
+    assert report.rank == hs.predicted_outer_rank_with_biases(r, augmented, hidden, k, loss)

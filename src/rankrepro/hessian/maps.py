@@ -728,6 +728,36 @@ def predicted_ranks(data_rank: int, hidden: Sequence[int], num_outputs: int, los
     return {"loss": outer + functional - q * (2 * s - q), "outer": outer, "functional": functional}
 
 
+def predicted_outer_rank_with_biases(
+    data_rank: int, augmented_rank: int, hidden: Sequence[int], num_outputs: int, loss: str
+) -> int:
+    """Closed-form rank of H_O of a deep linear network with biases in every layer, at a generic point.
+
+    F(x) = A x + c with A = W^L ⋯ W^1 and c = Σ_l W^L ⋯ W^{l+1} b^l, so dF(x_i) = dA x_i + dc. The differential of
+    θ ↦ (A, c) reaches T_A × R^K: dA spans the tangent space T_A of the bias-free product at the same weights, and
+    db^L alone makes dc free. H_O = Σ_i J_iᵀ A_i J_i (A_i of rank K', null vector 1 for CE) so its rank is the
+    dimension of {P(dA Xᵀ + dc 1ᵀ)}, P the projection onto the range of A_i. The bias-free part {P dA Xᵀ} has
+    dimension q (r + K' − q) (:func:`predicted_ranks`); the question is what {P dc 1ᵀ} adds. With
+    r̂ = rank [X 1] (``augmented_rank``):
+
+    - r̂ = r + 1 (the all-ones vector is not in the column space of X): no dc 1ᵀ ≠ 0 has its rows in the row space
+      of Xᵀ, so the sum is direct and the rank is q (r + K' − q) + K';
+    - r̂ = r (1 = X w for some w): dc 1ᵀ = (dc wᵀ) Xᵀ, and dc wᵀ lies in T_A (modulo the data's null space) exactly
+      when dc is in the q-dimensional column space of A (w generic w.r.t. the row space of A, which holds for
+      q < r; for q = r, T_A Xᵀ is already every K' × r map): the rank is q (r + K' − q) + (K' − q) if q < r, else
+      q (r + K' − q).
+
+    With q = min(r, K', M_1, …, M_{L-1}) and K' as in :func:`effective_outputs`."""
+    if augmented_rank not in (data_rank, data_rank + 1):
+        raise ValueError(f"rank [X 1] = {augmented_rank} must be rank X = {data_rank} or one more")
+    k = effective_outputs(num_outputs, loss)
+    q = min([data_rank, k, *hidden])
+    bias_free = q * (data_rank + k - q)
+    if augmented_rank == data_rank + 1:
+        return bias_free + k
+    return bias_free + (k - q if q < data_rank else 0)
+
+
 def rank_upper_bounds(mlp: MLP, num_samples: int, data_rank: int, loss: str) -> dict[str, int]:
     """Upper bounds that hold for any activation (bias-free network, generic or not).
 
@@ -753,3 +783,8 @@ def rank_upper_bounds(mlp: MLP, num_samples: int, data_rank: int, loss: str) -> 
 def data_rank(X: Tensor) -> int:
     """r = rank(Σ_i x_i x_iᵀ) = rank(X), at the same tolerance rule (float64 SVD)."""
     return rank_report(torch.linalg.svdvals(X.to(torch.float64)) ** 2, X.shape[-1]).rank
+
+
+def augmented_data_rank(X: Tensor) -> int:
+    """r̂ = rank [X 1] (the data with a constant feature, as the first layer's bias sees them), by :func:`data_rank`."""
+    return data_rank(torch.cat([X.to(torch.float64), X.new_ones(X.shape[0], 1, dtype=torch.float64)], dim=1))

@@ -33,6 +33,7 @@ EXPERIMENTS: dict[str, str] = {
     "hessian_rank_vs_width": "ch5.hessian_rank_vs_width",
     "hessian_rank_vs_depth": "ch5.hessian_rank_vs_depth",
     "hessian_rank_vs_sample_size": "ch5.hessian_rank_vs_sample_size",
+    "hessian_rank_during_training": "ch5.hessian_rank_during_training",
     "hessian_rank_cnn": "ch5.hessian_rank_cnn",
 }
 

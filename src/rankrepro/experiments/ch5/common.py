@@ -232,8 +232,20 @@ def compute_point(
         "r": r,
         "ranks": {kind: report.as_dict() for kind, report in reports.items()},
         "predicted": predicted_ranks(r, point.hidden, int(Y.shape[1]), loss),
+        "predicted_with_biases": biased_predictions(X, r, point.hidden, int(Y.shape[1]), loss) if bias else None,
         "bounds": None if mlp.bias else hessian.rank_upper_bounds(mlp, int(X.shape[0]), r, loss),
         "time_s": round(time.time() - started, 3),
+    }
+
+
+def biased_predictions(X: torch.Tensor, r: int, hidden: tuple[int, ...], num_outputs: int, loss: str) -> dict[str, int]:
+    """The closed forms of a linear network with biases: H_O only
+    (:func:`rankrepro.hessian.maps.predicted_outer_rank_with_biases`, with r̂ = rank [X 1]); the paper gives none for
+    H_F and H_L, and none is derived here."""
+    augmented = hessian.augmented_data_rank(X)
+    return {
+        "outer": hessian.predicted_outer_rank_with_biases(r, augmented, hidden, num_outputs, loss),
+        "augmented_data_rank": augmented,
     }
 
 
@@ -385,6 +397,7 @@ def tidy_metrics(records: list[dict], sweep: str) -> pd.DataFrame:
                     "kind": kind,
                     "rank": report["rank"],
                     "predicted": record["predicted"][kind],
+                    "predicted_with_biases": (record.get("predicted_with_biases") or {}).get(kind),
                     "bound": None if record["bounds"] is None else record["bounds"][kind],
                     "rank_tol_low": low,
                     "rank_tol_high": high,
@@ -481,6 +494,12 @@ def plot_sweep(
                         color=colours[kind],
                         label=f"rank {KIND_LABELS[kind]}",
                     )
+            if activation == "linear" and not exact:  # biases: H_O's closed form with biases
+                rows = part[part["kind"] == "outer"].sort_values("value")
+                ax.plot(
+                    rows["value"], rows["predicted_with_biases"], "-", color=colours["outer"], lw=1.3,
+                    label=f"formula with biases {KIND_LABELS['outer']}",
+                )  # fmt: skip
             params = part[part["kind"] == "loss"].sort_values("value")
             ax.plot(params["value"], params["p"], "--", color="0.5", lw=1, label="#params p")
             ax.set_yscale("log")
@@ -537,8 +556,9 @@ def variant_details(settings: HessianSweepSettings) -> str:
             )
         if v.bias:
             text += (
-                ", with biases in every layer: no formula covers them (the paper's are bias-free), so the dotted "
-                "bias-free formula is shown for comparison only and no claim is made"
+                ", with biases in every layer: the solid line is the closed form of rank H_O with biases derived here "
+                "(+K' when the all-ones vector is not in the column space of X); H_F and H_L have no closed form (the "
+                "paper's are bias-free), so their dotted bias-free formulas are for comparison only"
             )
         texts.append(text + ".")
     return "".join(texts)
@@ -569,6 +589,7 @@ def point_table(summary: dict) -> pd.DataFrame:
         row = {k: record[k] for k in ("dataset", "loss", "activation", "value", "n", "d", "K", "p", "r")}
         row["variant"] = record.get("variant", MAIN)
         row["hidden"] = tuple(record["hidden"])
+        row["predicted_biased_outer"] = (record.get("predicted_with_biases") or {}).get("outer")
         for kind in KINDS:
             report = record["ranks"][kind]
             row[f"rank_{kind}"] = report["rank"]
@@ -641,7 +662,7 @@ def _bracketed(row: Any, kind: str) -> bool:
     return min(ranks) <= getattr(row, f"predicted_{kind}") <= max(ranks)
 
 
-def _mismatches(row: Any) -> list[str]:
+def formula_mismatches(row: Any) -> list[str]:
     """'kind rank vs prediction' for every Hessian of a point whose rank differs from the closed form."""
     return [
         f"{kind} {getattr(row, f'rank_{kind}')} vs {getattr(row, f'predicted_{kind}')}"
@@ -696,7 +717,7 @@ def _formula_claim(
     if spec is not None:
         label += f", {spec.text()}"
     kept, gate = decidable_sweeps(part, f"{label}, linear networks")
-    rows = [(row, is_well_posed(row), _mismatches(row)) for row in part.itertuples()]
+    rows = [(row, is_well_posed(row), formula_mismatches(row)) for row in part.itertuples()]
     failures = [f"x={row.value}: {', '.join(bad)}" for row, posed, bad in rows if posed and bad]
     ill_posed = [f"x={row.value} ({', '.join(bad) or 'equal at τ'})" for row, posed, bad in rows if not posed]
     k_eff = hessian.effective_outputs(10, loss)
@@ -749,6 +770,75 @@ def _formula_claim(
     return apply_gate(gate, [claim])[0]
 
 
+def outer_is_well_posed(row: Any) -> bool:
+    """The numerical rank of H_O of a point is the same at τ/100, τ and 100τ."""
+    return len(set(row.ranks_at_outer)) == 1
+
+
+def biased_runs(settings: HessianSweepSettings) -> list[str]:
+    """The runs whose networks have biases: the main sweep when ``settings.bias``, then each variant with ``bias``."""
+    return ([MAIN] if settings.bias else []) + [v.name for v in settings.linear_variants if v.bias]
+
+
+def bias_formula_claims(summary: dict, settings: HessianSweepSettings, name: str, section: str) -> list[ClaimResult]:
+    """Per run with biases (:func:`biased_runs`), dataset and loss: at every linear-network point where the rank of
+    H_O is well defined (:func:`outer_is_well_posed`), it equals the closed form with biases
+    (:func:`rankrepro.hessian.maps.predicted_outer_rank_with_biases`), under :func:`decidable_sweeps`. Exact
+    equality, as for the bias-free formulas."""
+    table = point_table(summary)
+    linear = table[table["activation"] == "linear"] if len(table) else table
+    out = []
+    for variant in biased_runs(settings):
+        for dataset in computed_datasets(settings, summary["data"]):
+            for loss in settings.losses:
+                part = (
+                    linear[(linear["loss"] == loss) & (linear["dataset"] == dataset) & (linear["variant"] == variant)]
+                    if len(linear)
+                    else linear
+                )
+                out.append(_bias_formula_claim(part, variant, dataset, loss, name, section))
+    return out
+
+
+def _bias_formula_claim(
+    part: pd.DataFrame, variant: str, dataset: str, loss: str, name: str, section: str
+) -> ClaimResult:
+    """The H_O-with-biases claim of one sweep (see :func:`bias_formula_claims`)."""
+    label = f"{DATASET_LABELS.get(dataset, dataset)}, {LOSS_LABELS[loss]}, linear networks with biases"
+    kept, gate = decidable_sweeps(part, label + " (H_O)", outer_is_well_posed)
+    checked, failures, added = 0, [], set()
+    for rows in kept.values():
+        for row in rows.itertuples():
+            checked += 1
+            added.add(int(row.predicted_biased_outer - row.predicted_outer))
+            if row.rank_outer != row.predicted_biased_outer:
+                failures.append(f"x={row.value}: {row.rank_outer} vs {row.predicted_biased_outer}")
+    ill_posed = [f"x={row.value}" for row in part.itertuples() if not outer_is_well_posed(row)]
+    claim = ClaimResult(
+        f"{dataset}_linear_{loss}_outer_rank_equals_bias_formula" + ("" if variant == MAIN else f"_{variant}"),
+        name,
+        section,
+        f"{label}: the numerical rank of H_O equals the closed form with biases — q(r + K' − q) + K' when the "
+        f"all-ones vector is not in the column space of X, q(r + K' − q) + (K' − q)·[q < r] when it is — at every "
+        f"sweep point where it is well defined (the same at τ/100, τ and 100τ)",
+        decide(not failures, checked > 0),
+        {
+            "points": len(part),
+            "points_checked": checked,
+            "mismatches": len(failures),
+            "ill_posed_points": len(ill_posed),
+            "formula_minus_bias_free_formula": sorted(added),
+        },
+        "derived here (docs/chapters/ch5.md; Singh et al. 2021 give the formulas of bias-free networks only); the "
+        "spec observes rank H_O gaining K when the all-ones vector is not in the row space of Xᵀ",
+        (f"MISMATCHES: {'; '.join(failures[:8])}; " if failures else "")
+        + f"{checked} points checked; the formula adds {sorted(added)} to the bias-free q(r + K' − q)"
+        + (f"; H_O ill-defined at {', '.join(ill_posed[:8])}" if ill_posed else "")
+        + ("" if len(part) else "; the tier runs no linear network with biases"),
+    )
+    return apply_gate(gate, [claim])[0]
+
+
 def estimate_ratios(nonlinear: pd.DataFrame) -> dict[str, dict[str, list[float]]]:
     """(min, max) of rank / linear-network formula for each Hessian and of rank H_L / p, per activation and loss."""
     ratios = {}
@@ -773,8 +863,37 @@ def estimate_is_decisive(row: Any) -> bool:
     return len({within_estimate(rank, row.predicted_loss) for rank in row.ranks_at_loss}) == 1
 
 
-def estimate_claim(summary: dict, settings: HessianSweepSettings, name: str, section: str) -> ClaimResult:
-    """Non-linear networks (the paper: the linear formula stays a faithful estimate of the rank for ReLU and tanh):
+#: how a non-linear activation is named in the estimate claims' statements
+ACTIVATION_LABELS = {"relu": "ReLU", "tanh": "tanh"}
+
+
+def estimate_claim_id(activations: tuple[str, ...] | None) -> str:
+    """The estimate claim's id: ``nonlinear_rank_estimated_by_linear_formula`` for ReLU (its id since it covered every
+    non-linear activation of the tiers, ReLU alone in the default tier) or all of them, ``<activation>_rank_…``
+    otherwise."""
+    if activations is None or activations == ("relu",):
+        return "nonlinear_rank_estimated_by_linear_formula"
+    return "_".join(activations) + "_rank_estimated_by_linear_formula"
+
+
+def estimate_claims(summary: dict, settings: HessianSweepSettings, name: str, section: str) -> list[ClaimResult]:
+    """One :func:`estimate_claim` per non-linear activation of the tier (the same tolerance and gate rule for each),
+    or the one claim, not shown, when the tier runs none."""
+    nonlinear = [a for a in settings.activations if a != "linear"]
+    if not nonlinear:
+        return [estimate_claim(summary, settings, name, section)]
+    return [estimate_claim(summary, settings, name, section, (activation,)) for activation in nonlinear]
+
+
+def estimate_claim(
+    summary: dict,
+    settings: HessianSweepSettings,
+    name: str,
+    section: str,
+    activations: tuple[str, ...] | None = None,
+) -> ClaimResult:
+    """Non-linear networks (the paper: the linear formula stays a faithful estimate of the rank for ReLU and tanh),
+    those of ``activations`` (None: every non-linear one):
     |rank H_L / formula − 1| ≤ :data:`ESTIMATE_TOLERANCE` at every point where that check is the same at τ/100, τ
     and 100τ (:func:`estimate_is_decisive`), under :func:`decidable_sweeps`. A ReLU network's H_L has no spectral gap
     at τ (its rank moves by ≈ 1 % between τ/100 and 100τ), so the equality rule of the linear claims would leave
@@ -782,7 +901,10 @@ def estimate_claim(summary: dict, settings: HessianSweepSettings, name: str, sec
     not asserted."""
     table = bias_free(point_table(summary), settings)
     nonlinear = table[table["activation"] != "linear"] if len(table) else table
-    kept, gate = decidable_sweeps(nonlinear, "ReLU/tanh networks", estimate_is_decisive)
+    if activations is not None and len(nonlinear):
+        nonlinear = nonlinear[nonlinear["activation"].isin(activations)]
+    label = "ReLU/tanh" if activations is None else "/".join(ACTIVATION_LABELS.get(a, a) for a in activations)
+    kept, gate = decidable_sweeps(nonlinear, f"{label} networks", estimate_is_decisive)
     outside, checked = [], 0
     for key, rows in kept.items():
         for row in rows.itertuples():
@@ -792,10 +914,10 @@ def estimate_claim(summary: dict, settings: HessianSweepSettings, name: str, sec
                 outside.append(f"{sweep_name(key)} x={row.value}: {row.rank_loss}/{row.predicted_loss} = {ratio:.2f}")
     ratios = estimate_ratios(nonlinear) if len(nonlinear) else {}
     claim = ClaimResult(
-        "nonlinear_rank_estimated_by_linear_formula",
+        estimate_claim_id(activations),
         name,
         section,
-        f"ReLU/tanh networks: the linear-network formula is a faithful estimate of the loss Hessian's rank, "
+        f"{label} networks: the linear-network formula is a faithful estimate of the loss Hessian's rank, "
         f"|rank H_L / formula − 1| ≤ {ESTIMATE_TOLERANCE:g} at every point where this check is the same at τ/100, τ "
         f"and 100τ (tolerance fixed before the run)",
         decide(not outside),
@@ -817,7 +939,8 @@ def sweep_claims(summary: dict, settings: HessianSweepSettings, name: str, secti
     as an estimate (non-linear ones)."""
     return (
         formula_claims(summary, settings, name, section)
-        + [estimate_claim(summary, settings, name, section)]
+        + bias_formula_claims(summary, settings, name, section)
+        + estimate_claims(summary, settings, name, section)
         + unavailable_claims(summary, name, section)
     )
 

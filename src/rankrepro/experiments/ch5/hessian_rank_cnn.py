@@ -1,4 +1,4 @@
-"""§5.4 — Hessian rank of convolutional networks grows like √p (Singh, Hofmann & Schölkopf, ICML 2023,
+"""§5.5 — Hessian rank of convolutional networks grows like √p (Singh, Hofmann & Schölkopf, ICML 2023,
 arXiv 2305.09088: "even in CNNs, the Hessian rank grows as the square root of the number of parameters").
 
 Bias-free CNNs s × s → [conv k × k, m channels, σ] × D → fully connected head → K = 10, at a Glorot-normal
@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 
 NAME = "hessian_rank_cnn"
 CHAPTER = "ch5"
-SECTION = "5.4"
+SECTION = "5.5"
 TITLE = "Hessian rank of convolutional networks grows like the square root of the parameter count"
 DATASETS = ("mnist", "fashion-mnist")
 
