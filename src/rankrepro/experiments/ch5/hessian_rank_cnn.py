@@ -43,7 +43,7 @@ from rankrepro.experiments.ch5.common import (
     sweep_name,
     within_estimate,
 )
-from rankrepro.hessian import conv
+from rankrepro.hessian import conv, maps
 from rankrepro.hessian.maps import data_rank
 from rankrepro.pipeline.claims import ClaimResult, Gate, apply_gate, decide
 from rankrepro.pipeline.plotting import add_caption, add_title, apply_style, caption_text, save_figure
@@ -142,7 +142,7 @@ def run(settings: Settings, out: Path, ctx: Context, data: DataSource) -> None:
     started = time.time()
     out = Path(out)
     common = {k: v for k, v in settings.record().items() if k not in ("datasets", "losses", "activations")}
-    source = mechanism_hash(conv)
+    source = mechanism_hash(conv, maps)  # conv ranks its maps with maps' rule
     records, unavailable, conditioning = [], {}, {}
     for dataset, images in available_datasets(settings.datasets, (), data.image_classification, unavailable):
         X, Y = first_samples(images, settings.num_samples, settings.image_side, settings.resize)
