@@ -176,6 +176,7 @@ def test_config_readme_lists_every_key_of_every_tier_file():
         "experiments.is_same_class_gnn.lr.",
         "experiments.edge_sparsification.optimizer.",
         "experiments.edge_sparsification.per_dataset.",
+        "experiments.edge_sparsification.per_model.",
     )
     for tier in ("smoke", "config", "paper"):
         config = yaml.safe_load((ROOT / "config" / f"{tier}.yaml").read_text(encoding="utf-8"))

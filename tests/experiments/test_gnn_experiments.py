@@ -24,7 +24,7 @@ from rankrepro.pipeline.settings import FigureContext, bookkeeping_keys
 CTX = Context(tier="test", device=torch.device("cpu"), threads=1, progress=False)
 CONFIG = Path(__file__).parents[2] / "config"
 #: mirror graphs the fake data cannot obtain (as if the mirror lacked them)
-UNOBTAINABLE = ("dblp", "squirrel")
+UNOBTAINABLE = ("dblp", "squirrel", "ogbn-arxiv", "amazon-computers")
 
 
 def tier_section(tier: str, module) -> dict:
@@ -116,6 +116,7 @@ SPARSIFY = {
     "ugs": {"l1": 1e-2, "rounds": 2, "prune_fraction": 0.2, "epochs": 2},
     "spectral": {"resistances": "exact", "projections": 20},
     "per_dataset": {},
+    "per_model": {},
 }
 SPARSIFY_SETTINGS = sparsification.Settings.from_mapping(SPARSIFY)
 
@@ -423,6 +424,98 @@ def test_sparsification_per_dataset_plan_restricts_the_models_and_methods_of_a_d
     assert {i for i in ids if i.startswith("citeseer")} == {"citeseer_gcn_one_wis_beats_random"}
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert "CiteSeer: GCN with random, 1-WIS only." in sparsification.caption(summary, against_paper(sparsification))
+
+
+def test_sparsification_per_model_plan_restricts_a_models_methods_levels_and_seeds(tmp_path):
+    """ResGCN runs 1-WIS and random at 30 % only, first seed only; GCN runs everything (its runs and their batches
+    are those of a run without ResGCN)."""
+    section = {
+        **SPARSIFY,
+        "optional_datasets": [],
+        "models": ["gcn", "resgcn"],
+        "methods": ["random", "one_wis"],
+        "per_model": {"resgcn": {"methods": ["one_wis", "random"], "removed_percents": [30], "seeds": 1}},
+    }
+    settings = sparsification.Settings.from_mapping(section)
+    assert settings.methods_for("cora", "resgcn") == ["random", "one_wis"] and settings.levels_of("resgcn") == [30]
+    assert settings.seeds_of("resgcn") == 1 and settings.seeds_of("gcn") == 2 and settings.levels_of("gcn")[-1] == 100
+    torch.set_default_dtype(torch.float32)
+    sparsification.run(settings, tmp_path, CTX, FakeData())
+    metrics = pd.read_csv(tmp_path / "metrics.csv")
+    resgcn = metrics[metrics["model"] == "resgcn"]
+    assert len(resgcn) == 2 and set(resgcn["removed_pct"]) == {30} and set(resgcn["seed"]) == {0}
+    assert len(metrics[metrics["model"] == "gcn"]) == 2 * (2 * 2 + 2)
+    alone = tmp_path / "gcn_alone"
+    sparsification.run(
+        sparsification.Settings.from_mapping({**section, "models": ["gcn"], "per_model": {}}), alone, CTX, FakeData()
+    )
+    gcn_alone = pd.read_csv(alone / "metrics.csv")
+    assert np.array_equal(gcn_alone["test_acc"], metrics[metrics["model"] == "gcn"]["test_acc"])
+    ids = {c.claim_id for c in sparsification.claims(tmp_path, "test")}
+    assert "cora_resgcn_one_wis_beats_random" in ids  # one pair only: not shown, but stated
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert "ResGCN: random, 1-WIS only, at 30 % removed, 1 seed(s)." in sparsification.caption(
+        summary, against_paper(sparsification)
+    )
+
+
+@pytest.mark.parametrize(
+    "plan, message",
+    [
+        ({"gat": {"methods": ["random"], "removed_percents": [0], "seeds": 1}}, "not one of the experiment's models"),
+        ({"gcn": {"methods": ["random"], "removed_percents": [0], "seeds": 3}}, "3 seeds, more than"),
+        ({"gcn": {"methods": ["random"], "removed_percents": [40], "seeds": 1}}, r"\[40\] are not in"),
+    ],
+)
+def test_sparsification_per_model_plan_outside_the_experiment_is_a_config_error(plan, message):
+    settings = sparsification.Settings.from_mapping({**SPARSIFY, "per_model": plan})
+    with pytest.raises(ConfigError, match=message):
+        sparsification.run(settings, "unused", CTX, FakeData())
+
+
+def test_sparsification_paper_tier_runs_the_originals_variants_only():
+    """GCN on every graph; GIN and ResGCN on Cora, DBLP and ogbn-arxiv (not the heterophilous graphs nor Amazon
+    Computers); 2-WIS for GCN on Cora only; ResGCN over 5 seeds."""
+    settings = sparsification.Settings.from_mapping(tier_section("paper", sparsification))
+    graphs = [*settings.datasets, *settings.optional_datasets]
+    assert set(graphs) == {"cora", "chameleon", "squirrel", "dblp", "ogbn-arxiv", "amazon-computers"}
+    variants = {(model, d) for d in graphs for model in settings.models_on(d)}
+    assert variants == {("gcn", d) for d in graphs} | {
+        (model, d) for model in ("gin", "resgcn") for d in ("cora", "dblp", "ogbn-arxiv")
+    }
+    assert settings.methods_for("cora", "gcn") == list(sparsification.METHODS)
+    assert all("two_wis" not in settings.methods_for(d, m) for m, d in variants if (m, d) != ("gcn", "cora"))
+    assert settings.seeds_of("resgcn") == 5 and settings.depth.of("resgcn") == 10 and settings.levels_of("gin")[1] == 5
+    settings.check_plans()
+
+
+def test_sparsification_datasets_that_cannot_be_downloaded_are_data_unavailable(tmp_path):
+    """DBLP, ogbn-arxiv and Amazon Computers, unobtainable, are skipped and each recorded as data-unavailable (the
+    paper tier's optional datasets, with its per-dataset and per-model plans, at a tiny scale)."""
+    paper = tier_section("paper", sparsification)
+    section = {
+        **SPARSIFY,
+        "models": ["gcn", "gin", "resgcn"],
+        "optional_datasets": ["dblp", "ogbn-arxiv", "amazon-computers"],
+        "methods": ["random", "one_wis"],
+        "removed_percents": [0, 50],
+        "optimizer": paper["optimizer"],
+        "per_dataset": paper["per_dataset"],
+        "per_model": {m: {**plan, "removed_percents": [50], "seeds": 1} for m, plan in paper["per_model"].items()},
+    }
+    torch.set_default_dtype(torch.float32)
+    sparsification.run(sparsification.Settings.from_mapping(section), tmp_path, CTX, FakeData())
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert set(summary["unavailable"]) == {"dblp", "ogbn-arxiv", "amazon-computers"} and set(summary["graphs"]) == {
+        "cora"
+    }
+    unavailable = [c for c in sparsification.claims(tmp_path, "test") if c.verdict == DATA_UNAVAILABLE]
+    assert {c.claim_id for c in unavailable} == {
+        "dblp_sparsification_claims",
+        "ogbn-arxiv_sparsification_claims",
+        "amazon-computers_sparsification_claims",
+    }
+    assert all("offline test" in c.details for c in unavailable)
 
 
 def test_sparsification_plot(sparsification_results, tmp_path):

@@ -185,3 +185,67 @@ def test_weighted_gcn_operator_is_gcn_norm_with_edge_weights_and_differentiable(
         assert torch.allclose(g[0], parameter.grad, atol=1e-10), name
     with pytest.raises(ValueError, match="with_weight"):
         WeightedGCNOperator.pattern(edges, 20) @ x
+
+
+# ------------------------------------------------------------------------------- ResGCN (DeeperGCN's res+)
+def test_resgcn_shapes_and_parameters():
+    """Encoder in → width, ``depth`` GENConvs width → width (one linear map each), ``depth`` BatchNorms, head."""
+    model = GNN("resgcn", 6, 8, 10, 3, graph_level=False)
+    shapes = {name: tuple(p.shape) for name, p in model.named_parameters()}
+    assert shapes["encoder.weight"] == (8, 6) and shapes["head.weight"] == (3, 8)
+    assert all(shapes[f"convs.{k}.mlp.0.weight"] == (8, 8) for k in range(10))
+    assert sum(name.startswith("norms.") and name.endswith("weight") for name in shapes) == 10
+    models, graphs = runs_of("resgcn")
+    logits = StackedGNN.from_models(models).forward(
+        torch.randn(30, 6), stacked_structure("resgcn", graphs, 30), training=True
+    )
+    assert logits.shape == (3, 30, 3)
+
+
+def test_resgcn_blocks_after_the_first_are_the_identity_at_zero_weights():
+    """With conv_k = 0 for k ≥ 1 every residual block passes h through: the network is head(ReLU(BN(conv₀(enc x))))."""
+    torch.manual_seed(0)
+    edges = random_graph(12, 0.3, seed=1)
+    edge_index = torch.from_numpy(directed_edge_index(edges))
+    model = GNN("resgcn", 5, 8, 6, 2, graph_level=False).eval()
+    for norm in model.norms:  # non-trivial running statistics and affine maps
+        norm.running_mean.normal_(), norm.running_var.uniform_(0.5, 2.0), norm.weight.data.normal_()
+    with torch.no_grad():
+        for conv in model.convs[1:]:
+            conv.mlp[0].weight.zero_(), conv.mlp[0].bias.zero_()
+    x = torch.randn(12, 5)
+    h = model.convs[0](model.encoder(x), edge_index)
+    expected = model.head(torch.relu(model.norms[-1](h)))
+    assert torch.allclose(model(x, edge_index), expected, atol=1e-12)
+
+
+def test_gen_max_aggregation_values_and_gradient():
+    """m_v = max over v's neighbours of ReLU(h_u) + ε (0 for an isolated vertex), and its gradient (gradcheck)."""
+    path = np.array([[0, 1], [1, 2]])  # vertex 3 is isolated
+    structure = stacked_structure("resgcn", [path], 4)
+    h = torch.tensor([[[1.0, -2.0], [3.0, 0.5], [-1.0, 4.0], [9.0, 9.0]]])
+    pooled = gnn._max_aggregate(structure, h, 0.0)[0]
+    assert torch.equal(pooled, torch.tensor([[3.0, 0.5], [1.0, 4.0], [3.0, 0.5], [0.0, 0.0]]))
+    probe = torch.randn(1, 4, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: gnn._max_aggregate(structure, x, 1e-7), (probe,))
+
+
+def test_stacked_resgcn_gradient_check():
+    """Finite differences of the stacked ResGCN's loss in every parameter (float64, training-mode BatchNorm)."""
+    models, graphs = runs_of("resgcn", count=2, n=10, features=4)
+    stacked = StackedGNN.from_models([m.double() for m in models])
+    structure = stacked_structure("resgcn", graphs, 10)
+    x = torch.randn(10, 4, dtype=torch.float64)
+    names = list(stacked.params)
+
+    def loss(*values):
+        stacked.params = dict(zip(names, values))
+        return stacked.forward(x, structure, training=True).sin().sum()
+
+    buffers = {k: v.clone() for k, v in stacked.buffers.items()}
+
+    def restore_then(*values):
+        stacked.buffers = {k: v.clone() for k, v in buffers.items()}
+        return loss(*values)
+
+    assert torch.autograd.gradcheck(restore_then, tuple(stacked.params.values()), atol=1e-6)

@@ -7,7 +7,11 @@ linear head. Convolutions (self-loops are part of every aggregation, as in the w
 - ``gcn``: GCNConv (symmetric normalisation, self-loops added);
 - ``gat``: GATConv with ``heads`` heads of width // heads channels, concatenated (the paper: 4 heads × 4);
 - ``gin``: GINConv with ε = 0 (not trained) and a 2-layer MLP with BatchNorm: (1 + ε)·x_v + Σ_{u ∈ N(v)} x_u;
-- ``resgcn``: GCNConv blocks with a residual connection h ← h + block(h) after the first.
+- ``resgcn``: the ResGCN of the paper's appendix, DeeperGCN's pre-activation residual network (Li et al. 2020,
+  "res+", the original's ``deeper_gcn``): a linear encoder to ``width`` channels, then h ← conv₀(h) and, for
+  k = 1 … depth − 1, h ← h + conv_k(ReLU(BN_{k−1}(h))), then ReLU(BN_{depth−1}(h)) into the head; conv is GENConv
+  with max aggregation and a one-layer MLP: conv(h)_v = W (h_v + max_{u ∈ N(v)} (ReLU(h_u) + ε)) + b (the max is 0
+  for a vertex without neighbours; ε = 1e-7). No dropout (the protocol's; DeeperGCN's default is 0.5).
 
 ``dense=True`` builds the same model from torch_geometric's dense layers (DenseGCNConv, DenseGATConv, DenseGINConv),
 which take node features ``(B, N, F)`` and an adjacency ``(B or 1, N, N)`` without self-loops: for a batch of graphs of
@@ -38,6 +42,8 @@ from rankrepro.core.errors import ConfigError
 from rankrepro.core.graphs import adjacency
 
 MODELS = ("gcn", "gat", "gin", "resgcn")
+#: GENConv's message offset ε: a message is ReLU(h_u) + ε (DeeperGCN's and torch_geometric's 1e-7)
+GEN_MESSAGE_EPS = 1e-7
 
 
 class VertexBatchNorm(nn.BatchNorm1d):
@@ -53,8 +59,12 @@ def _conv(kind: str, in_dim: int, width: int, heads: int, dense: bool) -> nn.Mod
     """One message-passing layer from ``in_dim`` to ``width`` channels (dense or edge-list form)."""
     from torch_geometric.nn import DenseGATConv, DenseGCNConv, DenseGINConv, GATConv, GCNConv, GINConv
 
-    if kind in ("gcn", "resgcn"):
+    if kind == "gcn":
         return DenseGCNConv(in_dim, width) if dense else GCNConv(in_dim, width)
+    if kind == "resgcn":  # one module for both forms: the dense form runs dense_gen_forward with its parameters
+        from torch_geometric.nn import GENConv
+
+        return GENConv(in_dim, width, aggr="max", num_layers=1, bias=True, eps=GEN_MESSAGE_EPS)
     if kind == "gat":
         if width % heads:
             raise ConfigError(f"GAT width {width} must be a multiple of its {heads} heads")
@@ -87,30 +97,47 @@ class GNN(nn.Module):
         if depth < 1 or width < 1:
             raise ConfigError(f"a GNN needs depth ≥ 1 and width ≥ 1 (got depth {depth}, width {width})")
         self.kind, self.graph_level, self.dense = kind, graph_level, dense
-        self.convs = nn.ModuleList(_conv(kind, in_dim if k == 0 else width, width, heads, dense) for k in range(depth))
-        self.norms = nn.ModuleList(nn.LayerNorm(width) for _ in range(depth))
+        residual = kind == "resgcn"
+        if residual:
+            self.encoder = nn.Linear(in_dim, width)
+        self.convs = nn.ModuleList(
+            _conv(kind, in_dim if k == 0 and not residual else width, width, heads, dense) for k in range(depth)
+        )
+        self.norms = nn.ModuleList(VertexBatchNorm(width) if residual else nn.LayerNorm(width) for _ in range(depth))
         self.head = nn.Linear(width, out_dim)
 
     def embed(self, x: Tensor, structure: Tensor, edge_weight: Tensor | None = None) -> Tensor:
         """Vertex representations after the message-passing blocks; ``structure`` is the edge index (both
         directions), or the adjacency in the dense form. ``edge_weight`` (a per-edge mask, for UGS) scales messages
         where the convolution supports it (GCN, edge-list form)."""
-        if edge_weight is not None and (self.dense or self.kind not in ("gcn", "resgcn")):
+        if edge_weight is not None and (self.dense or self.kind != "gcn"):
             raise ConfigError(
-                f"edge weights need the edge-list form of a GCN-based model, not {self.kind}"
-                f"{' (dense)' if self.dense else ''}"
+                f"edge weights need the edge-list form of a GCN, not {self.kind}{' (dense)' if self.dense else ''}"
             )
+        if self.kind == "resgcn":
+            return self._residual_embed(x, structure)
         h = x
-        for k, (conv, norm) in enumerate(zip(self.convs, self.norms)):
+        for conv, norm in zip(self.convs, self.norms):
             if edge_weight is not None:
                 message = conv(h, structure, edge_weight)
             elif self.dense and self.kind == "gat":
                 message = dense_gat_forward(conv, h, structure)
             else:
                 message = conv(h, structure)
-            out = norm(torch.relu(message))
-            h = h + out if self.kind == "resgcn" and k > 0 else out
+            h = norm(torch.relu(message))
         return h
+
+    def _residual_embed(self, x: Tensor, structure: Tensor) -> Tensor:
+        """ResGCN (DeeperGCN's res+): h = conv₀(encoder(x)); h ← h + conv_k(ReLU(BN_{k−1}(h))) for k ≥ 1; then
+        ReLU(BN_last(h))."""
+
+        def conv(k: int, h: Tensor) -> Tensor:
+            return dense_gen_forward(self.convs[k], h, structure) if self.dense else self.convs[k](h, structure)
+
+        h = conv(0, self.encoder(x))
+        for k in range(1, len(self.convs)):
+            h = h + conv(k, torch.relu(self.norms[k - 1](h)))
+        return torch.relu(self.norms[-1](h))
 
     def forward(
         self, x: Tensor, structure: Tensor, batch: Tensor | None = None, edge_weight: Tensor | None = None
@@ -126,6 +153,18 @@ class GNN(nn.Module):
 
 
 # ------------------------------------------------------------------------- dense GAT over a shared adjacency
+
+
+def dense_gen_forward(conv: nn.Module, h: Tensor, adj: Tensor) -> Tensor:
+    """torch_geometric's ``GENConv`` (max aggregation, one-layer MLP, no edge features) on dense graphs:
+    out_v = W (h_v + max_{u : adj_vu ≠ 0} (ReLU(h_u) + ε)) + b, the max 0 where v has no neighbour. ``h``:
+    ``(B, N, C)``; ``adj``: ``(B or 1, N, N)`` without self-loops. Materialises ``(B, N, N, C)``: small graphs only."""
+    messages = (torch.relu(h) + conv.eps)[:, None, :, :]  # (B, 1, N_u, C)
+    linked = (adj != 0)[..., None]  # (B or 1, N_v, N_u, 1)
+    pooled = messages.masked_fill(~linked, float("-inf")).amax(dim=2)
+    pooled = pooled.masked_fill(~linked.any(dim=2), 0.0)
+    return conv.mlp(h + pooled)
+
 
 #: attention entries (graphs × heads × N × N) per chunk of :func:`dense_gat_forward`: 4 MB tensors, which the
 #: allocator reuses from epoch to epoch (Table 1's whole batch, 2,000 × 4 × 32 × 32 entries, would be 32 MB tensors
@@ -315,7 +354,7 @@ class StackedStructure:
     """The graphs of k runs on the same n vertices as one disjoint union on k·n vertices (run r's vertex v is
     r·n + v, the row of the ``(k, n, c)`` features viewed as ``(k·n, c)``): the block-diagonal propagation operator
     of GCN (D_r^-1/2 (A_r + I) D_r^-1/2) or GIN (A_r + I), or, for GAT, the union's message edges (source, target)
-    with one self-loop per vertex."""
+    with one self-loop per vertex (for ResGCN's GENConv, without self-loops)."""
 
     runs: int
     num_nodes: int
@@ -336,11 +375,11 @@ def stacked_structure(
 ) -> StackedStructure:
     """What :class:`StackedGNN` of ``kind`` needs of the runs' undirected edge sets (each ``(m_r, 2)``, u < v)."""
     runs = len(edge_sets)
-    if kind == "gat":
+    if kind in ("gat", "resgcn"):
         sources, targets = [], []
         for r, edges in enumerate(edge_sets):
             pairs = np.asarray(edges, dtype=np.int64).reshape(-1, 2)
-            loops = np.arange(num_nodes)
+            loops = np.arange(num_nodes) if kind == "gat" else np.arange(0)
             sources.append(np.concatenate([pairs[:, 0], pairs[:, 1], loops]) + r * num_nodes)
             targets.append(np.concatenate([pairs[:, 1], pairs[:, 0], loops]) + r * num_nodes)
         return StackedStructure(
@@ -349,7 +388,7 @@ def stacked_structure(
             source=torch.from_numpy(np.concatenate(sources)),
             target=torch.from_numpy(np.concatenate(targets)),
         )
-    if kind in ("gcn", "resgcn"):
+    if kind == "gcn":
         blocks = [_gcn_normalised(edges, num_nodes) for edges in edge_sets]
     elif kind == "gin":
         blocks = [adjacency(edges, num_nodes, self_loops=True).astype(np.float64) for edges in edge_sets]
@@ -430,6 +469,38 @@ def _gat_propagate(
     return out.view(runs, n, width)
 
 
+class _NeighbourMax(torch.autograd.Function):
+    """m_v = max_{u → v} x_u per channel (0 where v receives no message) for values ``x`` ``(V, C)`` and message edges
+    (source, target); the gradient of m_v reaches the maximising sources, split evenly on a tie (torch's
+    ``scatter_reduce`` convention), in a third of the time of torch's own backward of ``scatter_reduce``."""
+
+    @staticmethod
+    def forward(ctx, values: Tensor, source: Tensor, target: Tensor) -> Tensor:
+        count, channels = values.shape
+        messages = values[source]
+        index = target[:, None].expand(-1, channels)
+        pooled = values.new_zeros(count, channels).scatter_reduce(0, index, messages, "amax", include_self=False)
+        ctx.save_for_backward(messages, pooled, source, target)
+        return pooled
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
+        messages, pooled, source, target = ctx.saved_tensors
+        count, channels = grad.shape
+        winning = (messages == pooled[target]).to(grad.dtype)
+        ties = grad.new_zeros(count, channels).index_add_(0, target, winning).clamp_(min=1.0)
+        share = (grad / ties)[target] * winning
+        return grad.new_zeros(count, channels).index_add_(0, source, share), None, None
+
+
+def _max_aggregate(structure: StackedStructure, h: Tensor, eps: float) -> Tensor:
+    """GENConv's max aggregation on the union graph: h ``(k, n, c)`` → m_v = max over the message edges u → v of
+    ReLU(h_u) + ε, 0 where v receives none."""
+    runs, n, c = h.shape
+    values = (torch.relu(h) + eps).reshape(runs * n, c)
+    return _NeighbourMax.apply(values, structure.source, structure.target).view(runs, n, c)
+
+
 @dataclass(eq=False)
 class StackedGNN:
     """k vertex classifiers of one architecture (:class:`GNN`, edge-list form, ``graph_level=False``) as stacked
@@ -445,6 +516,7 @@ class StackedGNN:
     eps: float = 1e-5
     layer_norm_eps: float = 1e-5
     negative_slope: float = 0.2
+    message_eps: float = GEN_MESSAGE_EPS
 
     @classmethod
     def from_models(cls, models: Sequence[GNN]) -> StackedGNN:
@@ -464,6 +536,8 @@ class StackedGNN:
             if any(float(c.eps) != 0.0 for m in models for c in m.convs):
                 raise ConfigError("StackedGNN's GIN aggregates (A + I) h: ε must be 0")
             options.update(momentum=conv.nn[1].momentum, eps=conv.nn[1].eps)
+        if first.kind == "resgcn":
+            options.update(momentum=first.norms[0].momentum, eps=first.norms[0].eps, message_eps=conv.eps)
         if first.kind == "gat":
             options.update(negative_slope=conv.negative_slope)
         heads = conv.heads if first.kind == "gat" else 1
@@ -476,8 +550,8 @@ class StackedGNN:
 
     @property
     def train_equals_eval(self) -> bool:
-        """Whether training and evaluation mode compute the same function (no BatchNorm: every kind but GIN)."""
-        return self.kind != "gin"
+        """Whether training and evaluation mode compute the same function (no BatchNorm: GCN and GAT)."""
+        return self.kind not in ("gin", "resgcn")
 
     def select(self, index: Tensor) -> StackedGNN:
         """The stacked model of the runs ``index`` (copies; new leaves)."""
@@ -493,6 +567,7 @@ class StackedGNN:
             self.eps,
             self.layer_norm_eps,
             self.negative_slope,
+            self.message_eps,
         )
 
     def state_dict(self, run: int) -> dict[str, Tensor]:
@@ -502,7 +577,7 @@ class StackedGNN:
     def _conv(self, k: int, h: Tensor | SparseOperator, structure: StackedStructure, training: bool) -> Tensor:
         """Layer k's convolution (before ReLU) for every run."""
         p, name = self.params, f"convs.{k}"
-        if self.kind in ("gcn", "resgcn"):
+        if self.kind == "gcn":
             z = _propagate(structure.propagation, _linear(h, p[f"{name}.lin.weight"]))
             return z + p[f"{name}.bias"][:, None]
         if self.kind == "gin":  # (A + I)(h W₁ᵀ) + b₁ = ((A + I) h) W₁ᵀ + b₁: the product with W₁ first
@@ -529,13 +604,41 @@ class StackedGNN:
         return z + p[f"{name}.bias"][:, None]
 
     def forward(self, features: Tensor | SparseOperator, structure: StackedStructure, *, training: bool) -> Tensor:
-        """Logits ``(k, n, out)`` of every run on its own graph: ``depth`` × (conv → ReLU → LayerNorm), residual
-        after the first block for ResGCN, linear head (see :class:`GNN`)."""
+        """Logits ``(k, n, out)`` of every run on its own graph: ``depth`` × (conv → ReLU → LayerNorm), or ResGCN's
+        pre-activation residual blocks, then the linear head (see :class:`GNN`)."""
+        if self.kind == "resgcn":
+            h = self._residual_embed(features, structure, training)
+            return _linear(h, self.params["head.weight"], self.params["head.bias"])
         h: Tensor | SparseOperator = features
         for k in range(self.depth):
             out = torch.relu(self._conv(k, h, structure, training))
-            out = _layer_norm(
-                out, self.params[f"norms.{k}.weight"], self.params[f"norms.{k}.bias"], self.layer_norm_eps
-            )
-            h = h + out if self.kind == "resgcn" and k > 0 else out
+            h = _layer_norm(out, self.params[f"norms.{k}.weight"], self.params[f"norms.{k}.bias"], self.layer_norm_eps)
         return _linear(h, self.params["head.weight"], self.params["head.bias"])
+
+    def _norm(self, k: int, h: Tensor, training: bool) -> Tensor:
+        """ResGCN's BatchNorm k over each run's vertices."""
+        name = f"norms.{k}"
+        return _batch_norm(
+            h,
+            self.params[f"{name}.weight"],
+            self.params[f"{name}.bias"],
+            self.buffers[f"{name}.running_mean"],
+            self.buffers[f"{name}.running_var"],
+            training=training,
+            momentum=self.momentum,
+            eps=self.eps,
+        )
+
+    def _gen_conv(self, k: int, h: Tensor, structure: StackedStructure) -> Tensor:
+        """ResGCN's GENConv k: W_k (h_v + max_{u → v} (ReLU(h_u) + ε)) + b_k for every run."""
+        name = f"convs.{k}.mlp.0"
+        pooled = _max_aggregate(structure, h, self.message_eps)
+        return _linear(h + pooled, self.params[f"{name}.weight"], self.params[f"{name}.bias"])
+
+    def _residual_embed(self, features: Tensor | SparseOperator, structure: StackedStructure, training: bool) -> Tensor:
+        """ResGCN's vertex representations (see :meth:`GNN._residual_embed`) for every run."""
+        h = _linear(features, self.params["encoder.weight"], self.params["encoder.bias"])
+        h = self._gen_conv(0, h, structure)
+        for k in range(1, self.depth):
+            h = h + self._gen_conv(k, torch.relu(self._norm(k - 1, h, training)), structure)
+        return torch.relu(self._norm(self.depth - 1, h, training))

@@ -103,6 +103,11 @@ TWO_WIS_MARGIN = 2.0
 MIN_EPOCHS, MIN_SEEDS = 100, 2
 #: what the caption says that the settings cannot show
 UGS_NOTE = "UGS adapted to edges with a GCN mask (the order is reused for every model)"
+#: how ResGCN's blocks differ from the others' (the original's DeeperGCN, res+ blocks)
+RESGCN_NOTE = (
+    " (ResGCN: DeeperGCN's pre-activation residual blocks h + GENConv(ReLU(BatchNorm(h))), max aggregation, after a"
+    " linear encoder; no dropout)"
+)
 
 log = logging.getLogger(__name__)
 
@@ -163,11 +168,23 @@ class DatasetPlan(SettingsRecord):
 
 
 @dataclass(frozen=True)
+class ModelPlan(SettingsRecord):
+    """What one GNN runs when the tier restricts it (``per_model``), on every dataset: these removal orders, these
+    removed percentages and the first ``seeds`` seeds only (each also in the experiment's ``methods``,
+    ``removed_percents`` and ``seeds``)."""
+
+    methods: tuple[Method, ...]
+    removed_percents: tuple[int, ...]
+    seeds: int
+
+
+@dataclass(frozen=True)
 class EdgeSparsificationSettings(SettingsRecord):
     """Settings of §4.2 (section ``experiments.edge_sparsification``): the graphs (``datasets``, then the
     ``optional_datasets`` obtainable), the removal orders ``methods`` (2-WIS only on ``two_wis_datasets``, ranking
     every ``two_wis_chunk`` removals; ``ugs``, ``spectral``; ``per_dataset`` restricts the models and methods of
-    a dataset), the removed percentages, and the GNNs ``models``
+    a dataset, ``per_model`` the methods, levels and seeds of a model), the removed percentages, and the GNNs
+    ``models``
     (``depth`` layers of width ``width``) trained full batch with Adam (``optimizer`` per dataset) on the seeded
     ``split``, ≤ ``max_epochs`` epochs with early stopping after ``patience`` epochs without a better validation
     accuracy, ``seeds`` seeds, ``batch_runs`` runs per stacked program."""
@@ -192,6 +209,7 @@ class EdgeSparsificationSettings(SettingsRecord):
     ugs: UgsSettings
     spectral: SpectralSettings
     per_dataset: Mapping[str, DatasetPlan]
+    per_model: Mapping[str, ModelPlan]
 
     def adam(self, dataset: str) -> AdamSettings:
         """Adam learning rate and weight decay of ``dataset`` (``optimizer`` section), a ConfigError if missing."""
@@ -218,6 +236,35 @@ class EdgeSparsificationSettings(SettingsRecord):
         """Removed percentages of the tier, ascending."""
         return sorted(self.removed_percents)
 
+    def methods_for(self, dataset: str, model: GnnModel) -> list[Method]:
+        """The methods ``model`` runs on ``dataset``: the dataset's (:meth:`methods_on`), restricted to the model's
+        ``per_model`` methods where it has a plan."""
+        plan = self.per_model.get(model)
+        return [m for m in self.methods_on(dataset) if plan is None or m in plan.methods]
+
+    def levels_of(self, model: GnnModel) -> list[int]:
+        """Removed percentages ``model`` runs at, ascending (its ``per_model`` ones where it has a plan)."""
+        plan = self.per_model.get(model)
+        return [q for q in self.levels() if plan is None or q in plan.removed_percents]
+
+    def seeds_of(self, model: GnnModel) -> int:
+        """Number of seeds ``model`` runs (its ``per_model`` seeds where it has a plan)."""
+        plan = self.per_model.get(model)
+        return self.seeds if plan is None else plan.seeds
+
+    def check_plans(self) -> None:
+        """A ConfigError for a ``per_model`` plan reaching outside the experiment: a model not in ``models``, more
+        seeds than ``seeds``, or a level not in ``removed_percents``."""
+        for model, plan in self.per_model.items():
+            where = f"{NAME}.per_model.{model}"
+            if model not in self.models:
+                raise ConfigError(f"{where}: '{model}' is not one of the experiment's models {list(self.models)}")
+            if plan.seeds > self.seeds:
+                raise ConfigError(f"{where}: {plan.seeds} seeds, more than the experiment's {self.seeds}")
+            outside = sorted(set(plan.removed_percents) - set(self.removed_percents))
+            if outside:
+                raise ConfigError(f"{where}: removed percentages {outside} are not in removed_percents")
+
 
 Settings = EdgeSparsificationSettings
 #: keys the fingerprints of orders and runs leave out (a run's fingerprint adds its Adam settings and depth)
@@ -233,6 +280,7 @@ PER_RUN_KEYS = (
     "two_wis_datasets",
     "batch_runs",
     "per_dataset",
+    "per_model",
 )
 
 
@@ -393,10 +441,13 @@ def run_dataset(settings: Settings, out: Path, dataset: str, graph, common: dict
                 log.info("order %s (%s, %.1f s)", key, "cached" if hit else "computed", record["time_s"])
             order = orders[key]
             for removed in settings.levels():
-                if removed in (0, 100) and method != methods[0]:
-                    continue  # the same graph for every method: one shared run
                 kept = np.sort(order[len(wis.removal_prefix(order, m, 1 - removed / 100)) :])
                 for model in settings.models_on(dataset):
+                    own = settings.methods_for(dataset, model)
+                    if seed_index >= settings.seeds_of(model) or method not in own:
+                        continue
+                    if removed not in settings.levels_of(model) or (removed in (0, 100) and method != own[0]):
+                        continue  # at 0 and 100 % every method gives the same graph: one shared run
                     label = "all" if removed in (0, 100) else method
                     specs.append(
                         RunSpec(
@@ -464,6 +515,7 @@ def run(settings: Settings, out: Path, ctx: Context, data: DataSource) -> None:
     started = time.time()
     out = Path(out)
     common = {k: v for k, v in settings.record().items() if k not in PER_RUN_KEYS}
+    settings.check_plans()
     for dataset in [*settings.datasets, *settings.optional_datasets]:
         settings.adam(dataset)  # a missing optimizer entry fails before any training
     rows, reports, unavailable = [], {}, {}
@@ -503,7 +555,9 @@ def describe(settings: Settings) -> str:
     """Caption text: protocol of the tier."""
     depth = ", ".join(f"{MODEL_LABELS.get(m, m)} depth {settings.depth.of(m)}" for m in settings.models)
     return (
-        f"{depth}, width {settings.width}, ReLU + LayerNorm, full batch Adam, ≤ {settings.max_epochs:,} "
+        f"{depth}, width {settings.width}, blocks conv → ReLU → LayerNorm"
+        + (RESGCN_NOTE if "resgcn" in settings.models else "")
+        + f", full batch Adam, ≤ {settings.max_epochs:,} "
         f"epochs, early stopping on validation accuracy (patience {settings.patience:,}); random "
         f"{'/'.join(str(round(100 * f)) for f in settings.split)} vertex split; test accuracy at the best "
         f"validation epoch, mean ± std over {settings.seeds} seed(s) (model init and random orders). 2-WIS "
@@ -514,6 +568,12 @@ def describe(settings: Settings) -> str:
             f" {DATASET_LABELS.get(d, d)}: {', '.join(MODEL_LABELS.get(m, m) for m in settings.models_on(d))} "
             f"with {', '.join(METHOD_LABELS[m] for m in settings.methods_on(d))} only."
             for d in settings.per_dataset
+        )
+        + "".join(
+            f" {MODEL_LABELS.get(model, model)}: {', '.join(METHOD_LABELS[m] for m in METHODS if m in plan.methods)}"
+            f" only, at "
+            f"{', '.join(f'{q} %' for q in sorted(plan.removed_percents))} removed, {plan.seeds} seed(s)."
+            for model, plan in settings.per_model.items()
         )
     )
 
@@ -685,7 +745,8 @@ def gate(metrics: pd.DataFrame, settings: Settings) -> Gate:
     """The precondition of every sparsification claim: a tier large enough to compare (≥ MIN_EPOCHS epochs,
     ≥ MIN_SEEDS seeds) whose every run was trained to the stated criterion — stopped because its validation
     accuracy had not improved for ``patience`` epochs, not by the epoch budget."""
-    scale = settings.max_epochs >= MIN_EPOCHS and settings.seeds >= MIN_SEEDS
+    seeds = min(settings.seeds_of(model) for model in settings.models)
+    scale = settings.max_epochs >= MIN_EPOCHS and seeds >= MIN_SEEDS
     budget = metrics["epochs"] >= settings.max_epochs
     plateaued = budget & (metrics["epochs"] - metrics["best_epoch"] >= settings.patience)
     cut = int((budget & ~plateaued).sum())
@@ -693,8 +754,8 @@ def gate(metrics: pd.DataFrame, settings: Settings) -> Gate:
         f"≥ {MIN_EPOCHS} epochs and ≥ {MIN_SEEDS} seeds, and every run stopped on its validation plateau "
         f"({settings.patience} epochs without a better validation accuracy) within {settings.max_epochs} epochs",
         bool(scale and len(metrics) and cut == 0),
-        f"≤ {settings.max_epochs} epochs, {settings.seeds} seeds; {cut} of {len(metrics)} runs cut by the epoch "
-        f"budget (latest best-validation epoch {int(metrics['best_epoch'].max()) if len(metrics) else 0})",
+        f"≤ {settings.max_epochs} epochs, {seeds} seeds (fewest of any model); {cut} of {len(metrics)} runs cut by "
+        f"the epoch budget (latest best-validation epoch {int(metrics['best_epoch'].max()) if len(metrics) else 0})",
     )
 
 
