@@ -419,6 +419,15 @@ def load_sweep(
     return metrics, summary, settings_class.from_mapping(summary["settings"], f"settings in {results}")
 
 
+def plot_ranks(ax: Any, x: pd.Series, rows: pd.DataFrame, marker: str, colour: str, label: str) -> int:
+    """Draw the ranks of ``rows`` at ``x``: filled markers where the rank is the same at τ/100 and 100τ, hollow where
+    it is ill-defined (it changes between the two); returns the number of hollow (ill-defined) points."""
+    fragile = rows["rank_tol_low"] != rows["rank_tol_high"]
+    for mask, face in ((~fragile, colour), (fragile, "none")):
+        ax.plot(x[mask], rows["rank"][mask], marker, ms=3.5, mfc=face, color=colour, label=label)
+    return int(fragile.sum())
+
+
 def plot_sweep(
     results: Path,
     figure_png: Path,
@@ -482,18 +491,9 @@ def plot_sweep(
                     lw=1.3,
                     label=f"formula {KIND_LABELS[kind]}" if exact else f"linear bias-free formula {KIND_LABELS[kind]}",
                 )
-                fragile = rows["rank_tol_low"] != rows["rank_tol_high"]
-                ill_defined += int(fragile.sum())
-                for mask, face in ((~fragile, colours[kind]), (fragile, "none")):
-                    ax.plot(
-                        rows["value"][mask],
-                        rows["rank"][mask],
-                        markers[kind],
-                        ms=3.5,
-                        mfc=face,
-                        color=colours[kind],
-                        label=f"rank {KIND_LABELS[kind]}",
-                    )
+                ill_defined += plot_ranks(
+                    ax, rows["value"], rows, markers[kind], colours[kind], f"rank {KIND_LABELS[kind]}"
+                )
             if activation == "linear" and not exact:  # biases: H_O's closed form with biases
                 rows = part[part["kind"] == "outer"].sort_values("value")
                 ax.plot(

@@ -39,6 +39,7 @@ from rankrepro.experiments.ch5.common import (
     is_well_posed,
     load_sweep,
     loglog_slope,
+    plot_ranks,
     substitutions,
     sweep_name,
     within_estimate,
@@ -245,18 +246,14 @@ def plot(results: Path, figure_png: Path, figure: FigureContext) -> list[Path]:
                         lw=1.1,
                         label=f"bound {KIND_LABELS[kind]} ({LOSS_LABELS[loss]})",
                     )
-                    fragile = rows["rank_tol_low"] != rows["rank_tol_high"]
-                    ill_defined += int(fragile.sum())
-                    for mask, face in ((~fragile, colours[kind]), (fragile, "none")):
-                        ax.plot(
-                            rows["p"][mask],
-                            rows["rank"][mask],
-                            markers[loss],
-                            ms=3.5,
-                            mfc=face,
-                            color=colours[kind],
-                            label=f"rank {KIND_LABELS[kind]} ({LOSS_LABELS[loss]})",
-                        )
+                    ill_defined += plot_ranks(
+                        ax,
+                        rows["p"],
+                        rows,
+                        markers[loss],
+                        colours[kind],
+                        f"rank {KIND_LABELS[kind]} ({LOSS_LABELS[loss]})",
+                    )
             first = part[part["kind"] == "loss"].sort_values("p")
             if len(first):
                 p = first["p"].drop_duplicates()

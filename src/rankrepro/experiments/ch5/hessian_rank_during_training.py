@@ -54,6 +54,7 @@ from rankrepro.experiments.ch5.common import (
     formula_mismatches,
     is_well_posed,
     network_for,
+    plot_ranks,
     point_table,
     sweep_name,
     tidy_metrics,
@@ -367,10 +368,7 @@ def plot(results: Path, figure_png: Path, figure: FigureContext) -> list[Path]:
                 style = "-" if activation == "linear" else ":"
                 ax.plot(rows["value"], rows["predicted"], style, color=colours[kind], lw=1.2,
                         label=f"formula {KIND_LABELS[kind]}")  # fmt: skip
-                fragile = rows["rank_tol_low"] != rows["rank_tol_high"]
-                for mask, face in ((~fragile, colours[kind]), (fragile, "none")):
-                    ax.plot(rows["value"][mask], rows["rank"][mask], markers[kind], ms=3.5, mfc=face,
-                            color=colours[kind], label=f"rank {KIND_LABELS[kind]}")  # fmt: skip
+                plot_ranks(ax, rows["value"], rows, markers[kind], colours[kind], f"rank {KIND_LABELS[kind]}")
             ax.set_xscale("symlog", linthresh=max(1, min((s for s in settings.checkpoints if s > 0), default=1)))
             ax.set_title(f"{DATASET_LABELS.get(dataset, dataset)}, {activation}, {LOSS_LABELS[loss]}", fontsize=7.5)
             twin = ax.twinx()
