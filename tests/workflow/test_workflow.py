@@ -100,6 +100,8 @@ REAL_DATA_EXPERIMENTS = (
     "hessian_rank_vs_width",
     "hessian_rank_vs_depth",
     "hessian_rank_vs_sample_size",
+    "hessian_rank_during_training",
+    "hessian_rank_cnn",
 )
 
 #: the offline dataset mirror beside the checkout (CI and development); experiments on real data read it
