@@ -10,7 +10,13 @@ import torch
 
 from rankrepro.core.losses import mean_loss
 from rankrepro.factorization.cp import CPCompletionObjective, cp_reconstruct, multi_indices
-from rankrepro.factorization.cp_losses import CPMeasuredLossObjective, cp_measured_loss_and_grads, measure
+from rankrepro.factorization.cp_losses import (
+    SENSING_BLOCK_ROWS,
+    CPMeasuredLossObjective,
+    cp_measured_loss_and_grads,
+    measure,
+    residual_and_pullback,
+)
 from rankrepro.factorization.cp_sensing import CPSensingObjective, gaussian_measurements
 
 DIMS = (3, 4, 2, 3)
@@ -32,6 +38,25 @@ def test_measure_of_one_hot_rows_is_gathering():
     flat = torch.randn(2, 24, generator=generator, dtype=torch.float64)
     indices = torch.tensor([5, 0, 23])
     assert torch.equal(measure(flat, indices), measure(flat, torch.eye(24, dtype=torch.float64)[indices]))
+
+
+@pytest.mark.parametrize("rows", [1, SENSING_BLOCK_ROWS, 2 * SENSING_BLOCK_ROWS + 5])
+def test_blocked_pullback_equals_the_two_whole_products(rows):
+    """One pass over A in row blocks (the last one partial) = e = W·Aᵀ − y and Σ_i ω(e)_i A_i as two products;
+    for flat indices it is the gather and the scatter-add of the same one-hot rows."""
+    generator = torch.Generator().manual_seed(rows)
+    flat = torch.randn(3, 24, generator=generator, dtype=torch.float64)
+    values = torch.randn(rows, generator=generator, dtype=torch.float64)
+    matrix = torch.randn(rows, 24, generator=generator, dtype=torch.float64)
+    weigh = torch.sign
+    residual, pullback = residual_and_pullback(flat, matrix, values, weigh)
+    assert torch.allclose(residual, flat @ matrix.T - values, rtol=1e-13, atol=1e-14)
+    assert torch.allclose(pullback, weigh(flat @ matrix.T - values) @ matrix, rtol=1e-13, atol=1e-14)
+    indices = torch.randint(0, 24, (rows,), generator=generator)
+    one_hot = torch.eye(24, dtype=torch.float64)[indices]
+    gathered, scattered = residual_and_pullback(flat, indices, values, lambda e: 2.0 * e)
+    assert torch.equal(gathered, flat[:, indices] - values)
+    assert torch.allclose(scattered, (2.0 * gathered) @ one_hot, rtol=1e-14, atol=0)
 
 
 @pytest.mark.parametrize("kind", ["completion", "sensing"])

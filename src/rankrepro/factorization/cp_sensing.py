@@ -22,6 +22,7 @@ from torch import Tensor
 
 from rankrepro.core.measures import normalized_reconstruction_error
 from rankrepro.factorization.cp import _khatri_rao, _split, cp_reconstruct, factor_grads_from_tensor_grad
+from rankrepro.factorization.cp_losses import residual_and_pullback
 
 
 def gaussian_measurements(
@@ -38,17 +39,20 @@ def cp_sensing_loss_and_grads(
     """Per-run loss (1/m) Σ_i (⟨A_i, W⟩ − y_i)² ``(B,)`` and its exact gradient w.r.t. every factor ``(B, d_n, R)``.
 
     ``measurements`` A is ``(m, ∏d)`` (row-major flattening of the tensor), ``values`` y is ``(m,)``.
-    ⟨A_i, W⟩ for all runs is one matmul W_flat·Aᵀ; ∇_W L = (2/m)·e·A another; the factor gradients are the MTTKRP
+    ⟨A_i, W⟩ for all runs and ∇_W L = (2/m)·e·A come from one pass over A
+    (:func:`~rankrepro.factorization.cp_losses.residual_and_pullback`); the factor gradients are the MTTKRP
     contractions of ∇_W L (matricized) with the Khatri–Rao products of the other mode group.
     """
     batch = factors[0].shape[0]
     k = _split(len(factors))
     left, right = _khatri_rao(factors[:k]), _khatri_rao(factors[k:])
     recon = torch.bmm(left, right.transpose(1, 2))  # (B, P, Q)
-    residual = recon.reshape(batch, -1) @ measurements.T - values  # (B, m)
     n_measurements = measurements.shape[0]
+    residual, pullback = residual_and_pullback(
+        recon.reshape(batch, -1), measurements, values, lambda e: (2.0 / n_measurements) * e
+    )  # (B, m), ∇_W L (B, ∏d): one pass over A
     loss = residual.pow(2).sum(-1) / n_measurements
-    tensor_grad = ((2.0 / n_measurements) * residual @ measurements).reshape(recon.shape)  # ∇_W L, (B, P, Q)
+    tensor_grad = pullback.reshape(recon.shape)
     return loss, factor_grads_from_tensor_grad(factors, left, right, tensor_grad)
 
 
