@@ -270,6 +270,44 @@ def test_formula_claim_lists_ill_defined_points_and_shows_nothing_when_most_are(
     assert common.formula_claims(many, _settings(many), "x", "5.1")[0].verdict == NOT_SHOWN
 
 
+def _exact(rank: int, predicted: int, r: int = 5, **extra) -> dict:
+    """An exact-rank record (:func:`common.exact_measurement`) with the same rank and closed form for every map."""
+    found = {kind: {"rank": rank, "per_modulus": [rank, rank], "columns": rank + 32} for kind in common.KINDS}
+    return {"ranks": found, "r": r, "predicted": {kind: predicted for kind in common.KINDS}, **extra}
+
+
+def test_exact_ranks_decide_the_points_whose_float64_rank_is_ill_defined():
+    """Ill-defined in float64 but exact over Q: the point is settled and checked against the closed form at the exact
+    data rank — a pass when they agree, a failure when they do not (the exact rank can contradict the formula)."""
+    fragile = {"0.01": 151, "1": 150, "100": 149}
+    agree = [_record(w, 150, 151, fragile, exact=_exact(151, 151)) for w in (4, 8, 12)] + [_record(16, 250, 250)]
+    summary = _summary_with(agree, losses=["mse"])
+    claim = common.formula_claims(summary, _settings(summary), "x", "5.1")[0]
+    assert claim.verdict == PASSED and claim.measured["exact_rank_points"] == 3
+    assert claim.measured["ill_posed_points"] == 0 and "exact ranks over Q" in claim.details
+    table = common.point_table(summary)
+    row = next(table.itertuples())
+    assert common.settled_rank(row, "loss") == (151, 151) and common.is_settled(row) and not common.is_well_posed(row)
+    wrong = [*agree[:2], _record(12, 150, 151, fragile, exact=_exact(152, 151)), agree[3]]
+    summary = _summary_with(wrong, losses=["mse"])
+    claim = common.formula_claims(summary, _settings(summary), "x", "5.1")[0]
+    assert claim.verdict == FAILED and "x=12: loss 152 vs 151 (exact)" in claim.details
+    # the closed form is the one at the data's exact rank
+    shifted = [_record(w, 150, 151, fragile, exact=_exact(160, 160, r=6)) for w in (4, 8, 12)]
+    summary = _summary_with(shifted, losses=["mse"])
+    assert common.formula_claims(summary, _settings(summary), "x", "5.1")[0].verdict == PASSED
+
+
+def test_exact_outer_rank_decides_the_bias_claim_at_ill_defined_points():
+    variants = [{"near_null_fraction": 0.0, "bias": True}]
+    fragile = {"0.01": 61, "1": 59, "100": 59}
+    exact_found = _exact(60, 50, predicted_with_biases={"outer": 60, "augmented_data_rank": 6})
+    records = [{**_biased_record(w, 59, 60, fragile), "exact": exact_found} for w in (4, 8, 12, 16)]
+    summary = _summary_with(records, losses=["mse"], linear_variants=variants)
+    (claim,) = common.bias_formula_claims(summary, _settings(summary), "x", "5.1")
+    assert claim.verdict == PASSED and claim.measured["exact_rank_points"] == 4
+
+
 def test_formula_claims_do_not_apply_to_networks_with_biases():
     summary = _summary_with([_record(4, 100, 100)], losses=["mse"], bias=True)
     claim = common.formula_claims(summary, _settings(summary), "x", "5.1")[0]

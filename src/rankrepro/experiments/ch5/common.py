@@ -42,6 +42,7 @@ from rankrepro.experiments.base import (
     run_fingerprint,
     write_results,
 )
+from rankrepro.hessian import exact
 from rankrepro.hessian import maps as hessian
 from rankrepro.hessian.maps import MLP, data_rank, glorot_normal_init, map_ranks, predicted_ranks
 from rankrepro.pipeline.claims import DATA_UNAVAILABLE, NOT_SHOWN, ClaimResult, Gate, apply_gate, decide
@@ -75,6 +76,12 @@ ESTIMATE_TOLERANCE = 0.5
 #: settings a point's key already names (its dataset, loss, activation, data variant): left out of its fingerprint,
 #: so that adding a dataset, loss, activation or variant recomputes no other point
 POINT_KEY_SETTINGS = ("datasets", "optional_datasets", "losses", "activations", "linear_variants")
+#: version of the exact-rank records (:func:`exact_point`) in their fingerprints
+EXACT_FORMAT = 1
+#: exact ranks are computed for networks of at most this many parameters: their cost grows as p·k² + k³ (k ≈ the
+#: rank), a few seconds at p ≈ 4,000 (the width sweep's widest) but over a minute at the depth sweep's p = 5,650 (one
+#: core); above it an ill-defined float64 rank stays unsettled (hollow in the figures)
+EXACT_MAX_PARAMS = 4500
 #: the variant name of a sweep's own data and networks (its ``bias`` setting, the data as loaded)
 MAIN = "main"
 
@@ -114,19 +121,28 @@ class LinearVariant(SettingsRecord):
 
 
 @dataclass(frozen=True)
-class HessianSweepSettings(SettingsRecord):
-    """What every chapter-5 sweep's settings hold (schema ``hessian_common``): the data (the first training images of
-    each dataset, grey, resized to ``image_side`` × ``image_side`` by ``resize``), the losses and hidden-layer
-    activations swept, the networks' init (Glorot-normal, ``seed``; biases in every layer when ``bias``), and the
-    extra runs of the linear networks on other data or with biases (``linear_variants``)."""
+class ImageDataSettings(SettingsRecord):
+    """What every chapter-5 experiment's settings hold: the data (the first training images of each of
+    ``datasets``, grey, resized to ``image_side`` × ``image_side`` by ``resize``), the losses and hidden-layer
+    activations swept, and the ``seed`` of the networks' init. An experiment that admits fewer losses or activations
+    narrows the two fields' types (a redeclared field keeps its place)."""
 
     seed: int
     datasets: tuple[Dataset, ...]
-    optional_datasets: tuple[Dataset, ...]
     losses: tuple[Loss, ...]
     activations: tuple[Activation, ...]
     image_side: int
     resize: Literal["nearest", "area"]
+
+
+@dataclass(frozen=True)
+class HessianSweepSettings(ImageDataSettings):
+    """What every chapter-5 sweep's settings hold (schema ``hessian_common``): the data, losses, activations and seed
+    of :class:`ImageDataSettings`, datasets run only where available (``optional_datasets``), the networks' init
+    (Glorot-normal; biases in every layer when ``bias``), and the extra runs of the linear networks on other data or
+    with biases (``linear_variants``)."""
+
+    optional_datasets: tuple[Dataset, ...]
     bias: bool
     linear_variants: tuple[LinearVariant, ...]
 
@@ -249,6 +265,56 @@ def biased_predictions(X: torch.Tensor, r: int, hidden: tuple[int, ...], num_out
     }
 
 
+def exact_point(
+    X: torch.Tensor, Y: torch.Tensor, loss: str, point: Point, bias: bool, seed: int, ranks: dict[str, dict]
+) -> dict[str, Any]:
+    """:func:`exact_measurement` of a sweep point's linear network (biases when ``bias``, init seed ``seed``)."""
+    mlp, theta = network_for(point, X.shape[1], Y.shape[1], "linear", bias, seed)
+    return exact_measurement(mlp, theta, X, Y, loss, ranks, seed)
+
+
+def exact_measurement(
+    mlp: MLP, theta: torch.Tensor, X: torch.Tensor, Y: torch.Tensor, loss: str, ranks: dict[str, dict], seed: int
+) -> dict[str, Any]:
+    """Exact ranks over Q of those of a linear network's H_L, H_O, H_F at θ whose float64 count in ``ranks`` is
+    ill-defined (:func:`rankrepro.hessian.exact.exact_ranks`, sketches sized from those counts, drawn from ``seed``),
+    the data's exact rank r (and
+    r̂ = rank [X 1] with biases) and the closed forms at that r: the float64 problem taken exactly, for points whose
+    float64 rank is ill-defined."""
+    started = time.time()
+    hidden, outputs = mlp.hidden, int(Y.shape[1])
+    expected = {  # the maps whose float64 count is ill-defined; the others are settled already
+        kind: max(report["ranks_at"].values())
+        for kind, report in ranks.items()
+        if len(set(report["ranks_at"].values())) > 1
+    }
+    r = exact.exact_matrix_rank(X, seed)
+    record: dict[str, Any] = {
+        "ranks": exact.exact_ranks(mlp, theta, X, Y, loss, expected, seed),
+        "r": r,
+        "predicted": predicted_ranks(r, hidden, outputs, loss),
+        "moduli": list(exact.MODULI),
+    }
+    if mlp.bias:
+        augmented = exact.exact_matrix_rank(torch.cat([X, X.new_ones(X.shape[0], 1)], dim=1), seed)
+        record["predicted_with_biases"] = {
+            "outer": hessian.predicted_outer_rank_with_biases(r, augmented, hidden, outputs, loss),
+            "augmented_data_rank": augmented,
+        }
+    record["time_s"] = round(time.time() - started, 3)
+    return record
+
+
+def ranks_are_well_defined(ranks: dict[str, dict]) -> bool:
+    """Every map's float64 count is the same at τ/100, τ and 100τ (a point record's ``ranks``)."""
+    return all(len(set(report["ranks_at"].values())) == 1 for report in ranks.values())
+
+
+def _exact_source_hash() -> str:
+    """Hash of the library code the exact ranks depend on."""
+    return mechanism_hash(hessian, exact)
+
+
 def _source_hash() -> str:
     """Hash of the library code a point's numbers depend on."""
     return mechanism_hash(hessian)
@@ -319,6 +385,22 @@ def run_sweep(
                             }
 
                         record, hit = cached_batch(out / BATCH_DIR / f"{key}.json", fingerprint, compute)
+                        if (
+                            activation == "linear"
+                            and record["p"] <= EXACT_MAX_PARAMS
+                            and not ranks_are_well_defined(record["ranks"])
+                        ):
+                            exact_fingerprint = run_fingerprint(point_common, key, EXACT_FORMAT, _exact_source_hash())
+
+                            def compute_exact(point=point, loss=loss, ranks=record["ranks"], fp=exact_fingerprint):
+                                X, Y = inputs[point.num_samples], Y_all[: point.num_samples]
+                                return {"fingerprint": fp, **exact_point(X, Y, loss, point, bias, settings.seed, ranks)}
+
+                            found, _ = cached_batch(
+                                out / BATCH_DIR / f"{key}.exact.json", exact_fingerprint, compute_exact
+                            )
+                            record = {**record, "exact": {k: v for k, v in found.items() if k != "fingerprint"}}
+                            log.info("%s: exact ranks %s", key, {k: v["rank"] for k, v in found["ranks"].items()})
                         log.info(
                             "%s: p=%d r=%d ranks %s predicted %s (%s, %.1f s)",
                             key,
@@ -342,6 +424,7 @@ def run_sweep(
         "variant_time_s": {
             name: round(sum(r["time_s"] for r in records if r["variant"] == name), 1) for name in conditioning
         },
+        "exact_time_s": round(sum((r.get("exact") or {}).get("time_s", 0.0) for r in records), 1),
         "bias_against_formula": bias_against_formula(records, {name for name, _, _, bias in runs if bias}),
         "unavailable": unavailable,
         "torch_threads": torch.get_num_threads(),
@@ -373,9 +456,12 @@ def bias_against_formula(records: list[dict], biased: set[str]) -> dict[str, dic
 
 
 def tidy_metrics(records: list[dict], sweep: str) -> pd.DataFrame:
-    """One row per point × Hessian: rank, prediction, bound, ranks at the other tolerances and the gap."""
+    """One row per point × Hessian: rank, prediction, bound, ranks at the other tolerances and the gap; where the
+    float64 rank is ill-defined for a linear network, its exact rank over Q and the closed form at the data's exact
+    rank (``rank_exact``, ``predicted_exact``; empty elsewhere)."""
     rows = []
     for record in records:
+        found = record.get("exact") or {}
         for kind in KINDS:
             report = record["ranks"][kind]
             low, high = (
@@ -403,6 +489,8 @@ def tidy_metrics(records: list[dict], sweep: str) -> pd.DataFrame:
                     "rank_tol_high": high,
                     "gap_log10": report["gap_log10"],
                     "largest_eigenvalue": report["largest"],
+                    "rank_exact": found["ranks"][kind]["rank"] if kind in found.get("ranks", {}) else None,
+                    "predicted_exact": found["predicted"][kind] if kind in found.get("ranks", {}) else None,
                     "time_s": record["time_s"],
                 }
             )
@@ -420,12 +508,18 @@ def load_sweep(
 
 
 def plot_ranks(ax: Any, x: pd.Series, rows: pd.DataFrame, marker: str, colour: str, label: str) -> int:
-    """Draw the ranks of ``rows`` at ``x``: filled markers where the rank is the same at τ/100 and 100τ, hollow where
-    it is ill-defined (it changes between the two); returns the number of hollow (ill-defined) points."""
+    """Draw the ranks of ``rows`` at ``x``: filled markers where the rank is the same at τ/100 and 100τ; where it is
+    ill-defined (it changes between the two), the exact rank over Q with a black edge when it was computed
+    (``rank_exact``), else the float64 count hollow; returns the number of hollow points."""
     fragile = rows["rank_tol_low"] != rows["rank_tol_high"]
-    for mask, face in ((~fragile, colour), (fragile, "none")):
-        ax.plot(x[mask], rows["rank"][mask], marker, ms=3.5, mfc=face, color=colour, label=label)
-    return int(fragile.sum())
+    known = rows["rank_exact"].notna() if "rank_exact" in rows else pd.Series(False, index=rows.index)
+    ax.plot(x[~fragile], rows["rank"][~fragile], marker, ms=3.5, mfc=colour, color=colour, label=label)
+    settled = fragile & known
+    ax.plot(x[settled], rows["rank_exact"][settled] if settled.any() else rows["rank"][settled], marker, ms=3.5,
+            mfc=colour, mec="k", mew=0.7, color=colour, label=label)  # fmt: skip
+    hollow = fragile & ~known
+    ax.plot(x[hollow], rows["rank"][hollow], marker, ms=3.5, mfc="none", color=colour, label=label)
+    return int(hollow.sum())
 
 
 def plot_sweep(
@@ -514,13 +608,21 @@ def plot_sweep(
     for ax in axes[0]:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             legend.setdefault(label, handle)
+    exact_count = int(
+        ((metrics["rank_tol_low"] != metrics["rank_tol_high"]) & metrics["rank_exact"].notna()).sum()
+        if "rank_exact" in metrics
+        else 0
+    )
+    if exact_count:
+        legend["black edge: exact rank over Q"] = Line2D([], [], marker="o", ls="", ms=3.5, mec="k", color="0.6")
     legend["hollow: rank ill-defined"] = Line2D([], [], marker="o", ls="", ms=3.5, mfc="none", color="0.3")
     fig.legend(legend.values(), legend.keys(), loc="outside right upper", fontsize=7.5)
     add_title(fig, f"§{section} {title}")
     marking = (
-        f" Filled markers: the rank is well defined (the same at τ/100, τ and 100τ); hollow markers "
-        f"({ill_defined} of {len(metrics)} here): ill-defined, an eigenvalue lies within 100× of the tolerance, so "
-        f"the count depends on it."
+        f" Filled markers: the float64 rank is well defined (the same at τ/100, τ and 100τ); black-edged markers "
+        f"({exact_count} of {len(metrics)} here): it is ill-defined (an eigenvalue lies within 100× of the "
+        f"tolerance) and the exact rank over Q of the float64 problem is shown (linear networks, computed modulo "
+        f"primes); hollow markers ({ill_defined} here): ill-defined, the float64 count at τ."
     )
     add_caption(
         fig,
@@ -590,8 +692,12 @@ def point_table(summary: dict) -> pd.DataFrame:
         row["variant"] = record.get("variant", MAIN)
         row["hidden"] = tuple(record["hidden"])
         row["predicted_biased_outer"] = (record.get("predicted_with_biases") or {}).get("outer")
+        found = record.get("exact") or {}
+        row["predicted_biased_outer_exact"] = (found.get("predicted_with_biases") or {}).get("outer")
         for kind in KINDS:
             report = record["ranks"][kind]
+            row[f"exact_{kind}"] = found["ranks"][kind]["rank"] if kind in found.get("ranks", {}) else None
+            row[f"predicted_exact_{kind}"] = found["predicted"][kind] if kind in found.get("ranks", {}) else None
             row[f"rank_{kind}"] = report["rank"]
             row[f"predicted_{kind}"] = record["predicted"][kind]
             row[f"bound_{kind}"] = None if record["bounds"] is None else record["bounds"][kind]
@@ -662,13 +768,44 @@ def _bracketed(row: Any, kind: str) -> bool:
     return min(ranks) <= getattr(row, f"predicted_{kind}") <= max(ranks)
 
 
+def exact_rank_of(row: Any, kind: str) -> int | None:
+    """The exact rank over Q of one map at a point, where it was computed (the float64 rank was ill-defined)."""
+    value = getattr(row, f"exact_{kind}", None)
+    return None if value is None or pd.isna(value) else int(value)
+
+
+def has_exact_rank(row: Any) -> bool:
+    """Some map of the point has an exact rank over Q (its float64 count was ill-defined)."""
+    return any(exact_rank_of(row, kind) is not None for kind in KINDS)
+
+
+def settled_rank(row: Any, kind: str) -> tuple[int, int] | None:
+    """(rank, closed form) of one map at a point as a claim reads it: the exact rank over Q and the closed form at the
+    data's exact rank where it was computed (the map's float64 count was ill-defined); else the float64 count and
+    closed form where that count is the same at τ/100, τ and 100τ; None when neither (an ill-defined rank of a
+    nonlinear network)."""
+    exact_value = exact_rank_of(row, kind)
+    if exact_value is not None:
+        return exact_value, int(getattr(row, f"predicted_exact_{kind}"))
+    if len(set(getattr(row, f"ranks_at_{kind}"))) == 1:
+        return int(getattr(row, f"rank_{kind}")), int(getattr(row, f"predicted_{kind}"))
+    return None
+
+
+def is_settled(row: Any) -> bool:
+    """Every map's rank at the point is settled (:func:`settled_rank`): well defined in float64, or exact."""
+    return all(settled_rank(row, kind) is not None for kind in KINDS)
+
+
 def formula_mismatches(row: Any) -> list[str]:
-    """'kind rank vs prediction' for every Hessian of a point whose rank differs from the closed form."""
-    return [
-        f"{kind} {getattr(row, f'rank_{kind}')} vs {getattr(row, f'predicted_{kind}')}"
-        for kind in KINDS
-        if getattr(row, f"rank_{kind}") != getattr(row, f"predicted_{kind}")
-    ]
+    """'kind rank vs prediction' for every Hessian of a point whose rank differs from the closed form (the settled
+    rank where there is one, :func:`settled_rank`; the float64 count otherwise)."""
+    out = []
+    for kind in KINDS:
+        rank, predicted = settled_rank(row, kind) or (getattr(row, f"rank_{kind}"), getattr(row, f"predicted_{kind}"))
+        if rank != predicted:
+            out.append(f"{kind} {rank} vs {predicted}" + (" (exact)" if exact_rank_of(row, kind) is not None else ""))
+    return out
 
 
 def _data_ratio(summary: dict, variant: str, dataset: str) -> float | None:
@@ -716,10 +853,11 @@ def _formula_claim(
     label = f"{DATASET_LABELS.get(dataset, dataset)}, {LOSS_LABELS[loss]}"
     if spec is not None:
         label += f", {spec.text()}"
-    kept, gate = decidable_sweeps(part, f"{label}, linear networks")
-    rows = [(row, is_well_posed(row), formula_mismatches(row)) for row in part.itertuples()]
+    kept, gate = decidable_sweeps(part, f"{label}, linear networks", is_settled)
+    rows = [(row, is_settled(row), formula_mismatches(row)) for row in part.itertuples()]
     failures = [f"x={row.value}: {', '.join(bad)}" for row, posed, bad in rows if posed and bad]
     ill_posed = [f"x={row.value} ({', '.join(bad) or 'equal at τ'})" for row, posed, bad in rows if not posed]
+    exact_points = [row.value for row, _, _ in rows if has_exact_rank(row)]
     k_eff = hessian.effective_outputs(10, loss)
     bottleneck = sum(min(row.hidden, default=10**9) < min(row.r, k_eff) for row, _, _ in rows)
     deficient = int((part["r"] < part["d"]).sum()) if len(part) else 0
@@ -728,6 +866,13 @@ def _formula_claim(
         f"{len(part)} points ({bottleneck} with a hidden width as the bottleneck q, {deficient} with r < d); "
         f"smallest spectral gap at the cut 10^{smallest_gap(part) if len(part) else None}"
         + (f"; MISMATCHES: {'; '.join(failures[:8])}" if failures else "")
+        + (
+            f"; {len(exact_points)} point(s) whose float64 rank is ill-defined (the data's smallest counted singular "
+            f"value is {'?' if worst is None else f'{worst:.1e}'} of its largest) decided by exact ranks over Q: "
+            f"x = {', '.join(map(str, exact_points[:12]))}{' …' if len(exact_points) > 12 else ''}"
+            if exact_points
+            else ""
+        )
         + (
             f"; {len(ill_posed)} ill-defined point(s) (a rank changes between τ/100 and 100τ; the data's smallest "
             f"counted singular value is {'?' if worst is None else f'{worst:.1e}'} of its largest): "
@@ -745,8 +890,9 @@ def _formula_claim(
         f"{dataset}_linear_{loss}_ranks_equal_formulas" + ("" if variant == MAIN else f"_{variant}"),
         name,
         section,
-        f"{label}, linear networks: the numerical rank of H_L, H_O and H_F equals the closed forms at every sweep "
-        f"point where it is well defined (the same at τ/100, τ and 100τ)"
+        f"{label}, linear networks: the rank of H_L, H_O and H_F equals the closed forms at every sweep point — the "
+        f"float64 numerical rank where it is well defined (the same at τ/100, τ and 100τ), elsewhere the exact rank "
+        f"over Q of the float64 problem (computed modulo primes; the closed form then at the data's exact rank)"
         + (
             f" — on the data projected onto its singular directions with σ ≥ {spec.near_null_fraction:g}·σ1, r its rank"
             if spec is not None and spec.near_null_fraction
@@ -757,6 +903,7 @@ def _formula_claim(
             "points": len(part),
             "mismatches": len(failures),
             "ill_posed_points": len(ill_posed),
+            "exact_rank_points": len(exact_points),
             "mismatches_at_ill_posed_points": sum(bool(bad) for _, posed, bad in rows if not posed),
             "bottleneck_points": int(bottleneck),
             "rank_deficient_points": deficient,
@@ -771,8 +918,16 @@ def _formula_claim(
 
 
 def outer_is_well_posed(row: Any) -> bool:
-    """The numerical rank of H_O of a point is the same at τ/100, τ and 100τ."""
-    return len(set(row.ranks_at_outer)) == 1
+    """The rank of H_O of a point is settled: exact over Q, or the same in float64 at τ/100, τ and 100τ."""
+    return exact_rank_of(row, "outer") is not None or len(set(row.ranks_at_outer)) == 1
+
+
+def biased_outer(row: Any) -> tuple[int, int]:
+    """(rank H_O, closed form with biases) of a point with biases: exact with the exact data ranks where computed."""
+    exact_value = exact_rank_of(row, "outer")
+    if exact_value is not None:
+        return exact_value, int(row.predicted_biased_outer_exact)
+    return int(row.rank_outer), int(row.predicted_biased_outer)
 
 
 def biased_runs(settings: HessianSweepSettings) -> list[str]:
@@ -811,28 +966,33 @@ def _bias_formula_claim(
         for row in rows.itertuples():
             checked += 1
             added.add(int(row.predicted_biased_outer - row.predicted_outer))
-            if row.rank_outer != row.predicted_biased_outer:
-                failures.append(f"x={row.value}: {row.rank_outer} vs {row.predicted_biased_outer}")
+            rank, predicted = biased_outer(row)
+            if rank != predicted:
+                failures.append(f"x={row.value}: {rank} vs {predicted}")
     ill_posed = [f"x={row.value}" for row in part.itertuples() if not outer_is_well_posed(row)]
+    exact_points = [str(row.value) for row in part.itertuples() if exact_rank_of(row, "outer") is not None]
     claim = ClaimResult(
         f"{dataset}_linear_{loss}_outer_rank_equals_bias_formula" + ("" if variant == MAIN else f"_{variant}"),
         name,
         section,
-        f"{label}: the numerical rank of H_O equals the closed form with biases — q(r + K' − q) + K' when the "
+        f"{label}: the rank of H_O equals the closed form with biases — q(r + K' − q) + K' when the "
         f"all-ones vector is not in the column space of X, q(r + K' − q) + (K' − q)·[q < r] when it is — at every "
-        f"sweep point where it is well defined (the same at τ/100, τ and 100τ)",
+        f"sweep point: the float64 numerical rank where it is well defined (the same at τ/100, τ and 100τ), elsewhere "
+        f"the exact rank over Q (the closed form then at the data's exact ranks)",
         decide(not failures, checked > 0),
         {
             "points": len(part),
             "points_checked": checked,
             "mismatches": len(failures),
             "ill_posed_points": len(ill_posed),
+            "exact_rank_points": len(exact_points),
             "formula_minus_bias_free_formula": sorted(added),
         },
         "derived here (docs/chapters/ch5.md; Singh et al. 2021 give the formulas of bias-free networks only); the "
         "spec observes rank H_O gaining K when the all-ones vector is not in the row space of Xᵀ",
         (f"MISMATCHES: {'; '.join(failures[:8])}; " if failures else "")
         + f"{checked} points checked; the formula adds {sorted(added)} to the bias-free q(r + K' − q)"
+        + (f"; exact ranks over Q at x = {', '.join(exact_points[:12])}" if exact_points else "")
         + (f"; H_O ill-defined at {', '.join(ill_posed[:8])}" if ill_posed else "")
         + ("" if len(part) else "; the tier runs no linear network with biases"),
     )

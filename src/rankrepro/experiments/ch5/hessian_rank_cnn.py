@@ -32,6 +32,7 @@ from rankrepro.experiments.ch5.common import (
     KIND_LABELS,
     KINDS,
     LOSS_LABELS,
+    ImageDataSettings,
     data_conditioning,
     decidable_sweeps,
     estimate_is_decisive,
@@ -48,7 +49,7 @@ from rankrepro.hessian import conv, maps
 from rankrepro.hessian.maps import data_rank
 from rankrepro.pipeline.claims import ClaimResult, Gate, apply_gate, decide
 from rankrepro.pipeline.plotting import add_caption, add_title, apply_style, caption_text, save_figure
-from rankrepro.pipeline.settings import FigureContext, SettingsRecord
+from rankrepro.pipeline.settings import FigureContext
 
 log = logging.getLogger(__name__)
 
@@ -82,17 +83,14 @@ Activation = Literal["linear", "relu"]
 
 
 @dataclass(frozen=True)
-class Settings(SettingsRecord):
+class Settings(ImageDataSettings):
     """Settings of the CNN sweep: data (the first ``num_samples`` images, resized to ``image_side``²), losses,
     activations, init ``seed``, and the networks: ``kernel_size`` × ``kernel_size`` convolutions, D hidden
     convolutions for D in ``depths``, each of m channels for m in ``channels``."""
 
-    seed: int
     datasets: tuple[Dataset, ...]
     losses: tuple[Loss, ...]
     activations: tuple[Activation, ...]
-    image_side: int
-    resize: Literal["nearest", "area"]
     num_samples: int
     kernel_size: int
     depths: tuple[int, ...]

@@ -43,28 +43,35 @@ from rankrepro.experiments.ch5.common import (
     ACTIVATION_LABELS,
     DATASET_LABELS,
     ESTIMATE_TOLERANCE,
+    EXACT_FORMAT,
     KIND_LABELS,
     KINDS,
     LOSS_LABELS,
     MAIN,
+    ImageDataSettings,
     Point,
     decidable_sweeps,
     estimate_is_decisive,
+    exact_measurement,
     first_samples,
     formula_mismatches,
-    is_well_posed,
+    has_exact_rank,
+    is_settled,
     network_for,
     plot_ranks,
     point_table,
+    ranks_are_well_defined,
+    settled_rank,
     sweep_name,
     tidy_metrics,
     within_estimate,
 )
+from rankrepro.hessian import exact
 from rankrepro.hessian import maps as hessian
 from rankrepro.hessian.maps import MLP, data_rank, map_ranks, predicted_ranks, total_loss
 from rankrepro.pipeline.claims import ClaimResult, Gate, apply_gate, decide
 from rankrepro.pipeline.plotting import add_caption, add_title, apply_style, caption_text, save_figure
-from rankrepro.pipeline.settings import FigureContext, SettingsRecord
+from rankrepro.pipeline.settings import FigureContext
 
 NAME = "hessian_rank_during_training"
 CHAPTER = "ch5"
@@ -84,24 +91,18 @@ REFERENCE = (
     "near convergence CE deviates (H_O 471 vs 477)"
 )
 
+#: the datasets this experiment reads (the losses and activations are the chapter's, :class:`ImageDataSettings`)
 Dataset = Literal["mnist", "fashion-mnist"]
-Loss = Literal["mse", "ce", "logcosh"]
-Activation = Literal["linear", "relu", "tanh"]
 
 
 @dataclass(frozen=True)
-class Settings(SettingsRecord):
+class Settings(ImageDataSettings):
     """Networks d → ``hidden`` → K (bias-free, Glorot-normal init seeded by ``seed`` and the widths) trained by
     full-batch gradient descent at ``learning_rate`` on the mean loss over the first ``num_samples`` images of each
     dataset (grey, ``resize``-d to ``image_side`` × ``image_side``); the ranks are counted at every step of
     ``checkpoints``."""
 
-    seed: int
     datasets: tuple[Dataset, ...]
-    losses: tuple[Loss, ...]
-    activations: tuple[Activation, ...]
-    image_side: int
-    resize: Literal["nearest", "area"]
     num_samples: int
     hidden: tuple[int, ...]
     learning_rate: float
@@ -182,10 +183,41 @@ def training_run(
     }
 
 
-def checkpoint_records(run: dict[str, Any]) -> list[dict[str, Any]]:
+def ill_defined_steps(run: dict[str, Any]) -> dict[int, dict]:
+    """step → float64 rank reports of the checkpoints of a linear run whose rank is ill-defined."""
+    if run["activation"] != "linear":
+        return {}
+    return {c["step"]: c["ranks"] for c in run["checkpoints"] if not ranks_are_well_defined(c["ranks"])}
+
+
+def exact_checkpoints(
+    X: torch.Tensor, Y: torch.Tensor, loss: str, settings: Settings, wanted: dict[int, dict], device: torch.device
+) -> dict[str, dict]:
+    """Exact ranks over Q (:func:`~rankrepro.experiments.ch5.common.exact_measurement`) of the linear network at the
+    checkpoints in ``wanted`` (step → float64 rank reports), retracing :func:`training_run`'s descent step for step
+    (the same checkpoints in the same order, so θ is bit-identical)."""
+    point = Point(0, tuple(settings.hidden), int(X.shape[0]))
+    mlp, theta = network_for(point, X.shape[1], Y.shape[1], "linear", False, settings.seed)
+    X, Y, theta = X.to(device), Y.to(device), theta.to(device)
+    objective = MeanLoss(mlp, X, Y, loss)
+    found, step = {}, 0
+    for target in sorted(settings.checkpoints):
+        if target > max(wanted, default=-1):
+            break
+        theta = descend(objective, theta, target - step, settings.learning_rate)
+        step = target
+        if target in wanted:
+            found[str(target)] = exact_measurement(
+                mlp, theta.cpu(), X.cpu(), Y.cpu(), loss, wanted[target], settings.seed
+            )
+    return found
+
+
+def checkpoint_records(run: dict[str, Any], exact_ranks: dict[str, dict] | None = None) -> list[dict[str, Any]]:
     """A run as one point record per checkpoint (the sweeps' layout, :func:`point_table`; ``value`` is the step,
-    ``time_s`` that of counting its ranks)."""
+    ``time_s`` that of counting its ranks; ``exact`` where ``exact_ranks`` has the step)."""
     shared = {k: v for k, v in run.items() if k not in ("checkpoints", "time_s", "fingerprint")}
+    exact_ranks = exact_ranks or {}
     return [  # fmt: skip
         {
             **shared,
@@ -195,6 +227,7 @@ def checkpoint_records(run: dict[str, Any]) -> list[dict[str, Any]]:
             "ranks": c["ranks"],
             "bounds": None,
             "time_s": c["time_s"],
+            **({"exact": exact_ranks[str(c["step"])]} if str(c["step"]) in exact_ranks else {}),
         }
         for c in run["checkpoints"]
     ]
@@ -212,6 +245,7 @@ def run(settings: Settings, out: Path, ctx: Context, data: DataSource) -> None:
             for activation in settings.activations:
                 key = f"{dataset}_{loss}_{activation}"
                 code = mechanism_hash(hessian, trainer, optim)
+                exact_code = mechanism_hash(hessian, trainer, optim, exact)
                 fingerprint = run_fingerprint(settings.record(), key, RUN_FORMAT, code)
 
                 def compute(loss=loss, activation=activation, key=key, fingerprint=fingerprint):
@@ -229,12 +263,24 @@ def run(settings: Settings, out: Path, ctx: Context, data: DataSource) -> None:
                     "cached" if hit else "computed",
                     result["time_s"],
                 )
+                found = {}
+                wanted = ill_defined_steps(result)
+                if wanted:
+                    exact_fingerprint = run_fingerprint(settings.record(), key, EXACT_FORMAT, exact_code)
+
+                    def compute_exact(loss=loss, wanted=wanted, fingerprint=exact_fingerprint):
+                        found = exact_checkpoints(X, Y, loss, settings, wanted, ctx.device)
+                        return {"fingerprint": fingerprint, "steps": found}
+
+                    batch, _ = cached_batch(out / BATCH_DIR / f"{key}.exact.json", exact_fingerprint, compute_exact)
+                    found = batch["steps"]
                 runs[key] = {
                     "initial_loss": result["checkpoints"][0]["train_loss"],
                     "final_loss": result["checkpoints"][-1]["train_loss"],
                     "time_s": result["time_s"],
+                    "exact_time_s": round(sum(record["time_s"] for record in found.values()), 1),
                 }
-                records += checkpoint_records(result)
+                records += checkpoint_records(result, found)
     metrics = tidy_metrics(records, "training step")
     losses = {(r["dataset"], r["loss"], r["activation"], r["value"]): r["train_loss"] for r in records}
     metrics["train_loss"] = [
@@ -260,33 +306,41 @@ def training_gate(summary: dict) -> Gate:
 
 
 def linear_claim(table: pd.DataFrame, dataset: str, loss: str) -> ClaimResult:
-    """Linear networks, one dataset and loss: at every checkpoint whose ranks are well defined (:func:`is_well_posed`),
-    rank H_L, H_O, H_F equal the closed forms, under :func:`decidable_sweeps` (the checkpoints of the run)."""
+    """Linear networks, one dataset and loss: at every checkpoint whose ranks are settled (:func:`is_settled`: well
+    defined in float64, or exact over Q), rank H_L, H_O, H_F equal the closed forms, under :func:`decidable_sweeps`
+    (the checkpoints of the run)."""
     part = table[(table["activation"] == "linear") & (table["dataset"] == dataset) & (table["loss"] == loss)]
     label = f"{DATASET_LABELS.get(dataset, dataset)}, {LOSS_LABELS[loss]}, linear network"
-    kept, decidable = decidable_sweeps(part, label)
+    kept, decidable = decidable_sweeps(part, label, is_settled)
     checked = [row for rows in kept.values() for row in rows.itertuples()]
     failures = [f"step {row.value}: {', '.join(formula_mismatches(row))}" for row in checked if formula_mismatches(row)]
-    ill = [f"step {row.value}" for row in part.itertuples() if not is_well_posed(row)]
-    ranks = {kind: sorted(set(part[f"rank_{kind}"].tolist())) for kind in KINDS}
+    ill = [f"step {row.value}" for row in part.itertuples() if not is_settled(row)]
+    exact_steps = [str(row.value) for row in part.itertuples() if has_exact_rank(row)]
+    ranks = {
+        kind: sorted({settled[0] for row in part.itertuples() if (settled := settled_rank(row, kind)) is not None})
+        for kind in KINDS
+    }
     return ClaimResult(
         f"{dataset}_linear_{loss}_ranks_stay_at_formulas_during_training",
         NAME,
         SECTION,
-        f"{label}: along gradient descent, the numerical rank of H_L, H_O and H_F equals the closed forms at every "
-        f"checkpoint where it is well defined (the same at τ/100, τ and 100τ)",
+        f"{label}: along gradient descent, the rank of H_L, H_O and H_F equals the closed forms at every checkpoint "
+        f"— the float64 numerical rank where it is well defined (the same at τ/100, τ and 100τ), elsewhere the exact "
+        f"rank over Q of the float64 problem (the closed form then at the data's exact rank)",
         decide(not failures, bool(checked)),
         {
             "checkpoints": len(part),
             "checked": len(checked),
             "mismatches": len(failures),
             "ill_posed_checkpoints": len(ill),
+            "exact_rank_checkpoints": len(exact_steps),
             "ranks_seen": ranks,
             "predicted": {kind: int(part[f"predicted_{kind}"].iloc[0]) for kind in KINDS} if len(part) else None,
         },
         REFERENCE,
         (f"MISMATCHES: {'; '.join(failures[:8])}; " if failures else "")
         + f"ranks seen along training {ranks}"
+        + (f"; exact ranks over Q (float64 ill-defined) at steps {', '.join(exact_steps)}" if exact_steps else "")
         + (f"; ill-defined at {', '.join(ill)}" if ill else "")
         + f" [{decidable.describe()}]",
     )
@@ -345,7 +399,8 @@ def claims(results: Path, tier: str) -> list[ClaimResult]:
 # ----------------------------------------------------------------------------------------------------- figure
 def plot(results: Path, figure_png: Path, figure: FigureContext) -> list[Path]:
     """Rows = losses, columns = dataset × activation: the ranks of H_L, H_O, H_F at each checkpoint (filled markers
-    where well defined, hollow where the count changes between τ/100 and 100τ), the linear formulas as horizontal
+    where well defined; where the count changes between τ/100 and 100τ, black-edged at the exact rank over Q for linear
+    networks, hollow otherwise: :func:`plot_ranks`), the linear formulas as horizontal
     lines (dotted for non-linear networks), and the training loss (grey, right axis); x = step (symlog)."""
     metrics, summary = load_results(results)
     settings = Settings.from_mapping(summary["settings"], f"settings in {results}")
@@ -383,6 +438,7 @@ def plot(results: Path, figure_png: Path, figure: FigureContext) -> list[Path]:
     for ax in fig.axes:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             legend.setdefault(label, handle)
+    legend["black edge: exact rank over Q"] = Line2D([], [], marker="o", ls="", ms=3.5, mec="k", color="0.6")
     legend["hollow: rank ill-defined"] = Line2D([], [], marker="o", ls="", ms=3.5, mfc="none", color="0.3")
     fig.legend(legend.values(), legend.keys(), loc="outside right upper", fontsize=7.5)
     add_title(fig, f"§{SECTION} {TITLE}")
@@ -392,9 +448,10 @@ def plot(results: Path, figure_png: Path, figure: FigureContext) -> list[Path]:
         f"the linear and non-linear networks start from the same weights), full-batch gradient descent on the mean "
         f"loss at η = {settings.learning_rate:g}, on the first n = {settings.num_samples} training images, pixels/255, "
         f"{settings.resize}-resized to {side}×{side} (d = {side * side}), one-hot labels (K = 10), float64. Ranks at "
-        f"steps {', '.join(map(str, settings.checkpoints))}: eigenvalues above τ = |λ|max·p·eps; hollow markers: the "
-        f"count changes between τ/100 and 100τ (ill-defined). Lines: the closed forms for linear networks (dotted: "
-        f"for comparison with the non-linear ones)."
+        f"steps {', '.join(map(str, settings.checkpoints))}: eigenvalues above τ = |λ|max·p·eps; where that count "
+        f"changes between τ/100 and 100τ (ill-defined) a linear network's exact rank over Q of the float64 problem "
+        f"is shown black-edged (computed modulo primes), a non-linear network's count hollow. Lines: the closed forms "
+        f"for linear networks (dotted: for comparison with the non-linear ones)."
     )
     add_caption(fig, caption_text(f"§{SECTION}", figure.tier, details, figure.substitutions(summary["settings"])))
     return save_figure(fig, figure_png)
