@@ -286,9 +286,7 @@ def exact_measurement(
     started = time.time()
     hidden, outputs = mlp.hidden, int(Y.shape[1])
     expected = {  # the maps whose float64 count is ill-defined; the others are settled already
-        kind: max(report["ranks_at"].values())
-        for kind, report in ranks.items()
-        if len(set(report["ranks_at"].values())) > 1
+        kind: max(report["ranks_at"].values()) for kind, report in ranks.items() if not report_is_well_defined(report)
     }
     r = exact.exact_matrix_rank(X, seed)
     record: dict[str, Any] = {
@@ -307,9 +305,26 @@ def exact_measurement(
     return record
 
 
+def report_is_well_defined(report: dict) -> bool:
+    """A map's float64 count (its record's rank report) is the same at τ/100, τ and 100τ."""
+    return len(set(report["ranks_at"].values())) == 1
+
+
 def ranks_are_well_defined(ranks: dict[str, dict]) -> bool:
     """Every map's float64 count is the same at τ/100, τ and 100τ (a point record's ``ranks``)."""
-    return all(len(set(report["ranks_at"].values())) == 1 for report in ranks.values())
+    return all(report_is_well_defined(report) for report in ranks.values())
+
+
+def needs_exact_ranks(activation: str, near_null_fraction: float, record: dict) -> bool:
+    """Whether a sweep point gets exact ranks (:func:`exact_point`): a linear network on the data as loaded (not a
+    near-null projection: rounded, it is of full rank over Q), of at most :data:`EXACT_MAX_PARAMS` parameters, whose
+    float64 rank is ill-defined."""
+    return (
+        activation == "linear"
+        and near_null_fraction == 0
+        and record["p"] <= EXACT_MAX_PARAMS
+        and not ranks_are_well_defined(record["ranks"])
+    )
 
 
 def _exact_source_hash() -> str:
@@ -354,6 +369,7 @@ def run_sweep(
     max_samples = max(point.num_samples for point in sweep_points)
     sample_sizes = sorted({point.num_samples for point in sweep_points})
     common = point_settings(settings)
+    code, exact_code = _source_hash(), _exact_source_hash()  # read the sources once, not per point
     records, unavailable = [], {}
     conditioning: dict[str, dict[str, list]] = {MAIN: {}, **{v.name: {} for v in settings.linear_variants}}
     runs = [(MAIN, settings.activations, 0.0, settings.bias)] + [
@@ -371,7 +387,7 @@ def run_sweep(
                 for activation in activations:
                     for point in sweep_points:
                         key = point_key(dataset, loss, activation, point, variant)
-                        fingerprint = run_fingerprint(point_common, key, POINT_FORMAT, _source_hash())
+                        fingerprint = run_fingerprint(point_common, key, POINT_FORMAT, code)
 
                         def compute(point=point, loss=loss, activation=activation, key=key, fingerprint=fingerprint):
                             X, Y = inputs[point.num_samples], Y_all[: point.num_samples]
@@ -387,13 +403,8 @@ def run_sweep(
                             }
 
                         record, hit = cached_batch(out / BATCH_DIR / f"{key}.json", fingerprint, compute)
-                        if (  # not on near-null projections: rounded, they are of full rank over Q (see exact_point)
-                            activation == "linear"
-                            and fraction == 0
-                            and record["p"] <= EXACT_MAX_PARAMS
-                            and not ranks_are_well_defined(record["ranks"])
-                        ):
-                            exact_fingerprint = run_fingerprint(point_common, key, EXACT_FORMAT, _exact_source_hash())
+                        if needs_exact_ranks(activation, fraction, record):
+                            exact_fingerprint = run_fingerprint(point_common, key, EXACT_FORMAT, exact_code)
 
                             def compute_exact(point=point, loss=loss, ranks=record["ranks"], fp=exact_fingerprint):
                                 X, Y = inputs[point.num_samples], Y_all[: point.num_samples]
@@ -458,15 +469,24 @@ def bias_against_formula(records: list[dict], biased: set[str]) -> dict[str, dic
     return out
 
 
+def exact_entry(record: dict, kind: str) -> tuple[int | None, int | None]:
+    """(exact rank over Q, closed form at the data's exact rank) of one map of a point record, or (None, None) where
+    it has none (:func:`exact_point`)."""
+    found = record.get("exact") or {}
+    if kind not in found.get("ranks", {}):
+        return None, None
+    return found["ranks"][kind]["rank"], found["predicted"][kind]
+
+
 def tidy_metrics(records: list[dict], sweep: str) -> pd.DataFrame:
     """One row per point × Hessian: rank, prediction, bound, ranks at the other tolerances and the gap; where the
     float64 rank is ill-defined for a linear network, its exact rank over Q and the closed form at the data's exact
     rank (``rank_exact``, ``predicted_exact``; empty elsewhere)."""
     rows = []
     for record in records:
-        found = record.get("exact") or {}
         for kind in KINDS:
             report = record["ranks"][kind]
+            rank_exact, predicted_exact = exact_entry(record, kind)
             low, high = (
                 report["ranks_at"][f"{f:g}"] for f in (hessian.TOLERANCE_FACTORS[0], hessian.TOLERANCE_FACTORS[-1])
             )
@@ -492,8 +512,8 @@ def tidy_metrics(records: list[dict], sweep: str) -> pd.DataFrame:
                     "rank_tol_high": high,
                     "gap_log10": report["gap_log10"],
                     "largest_eigenvalue": report["largest"],
-                    "rank_exact": found["ranks"][kind]["rank"] if kind in found.get("ranks", {}) else None,
-                    "predicted_exact": found["predicted"][kind] if kind in found.get("ranks", {}) else None,
+                    "rank_exact": rank_exact,
+                    "predicted_exact": predicted_exact,
                     "time_s": record["time_s"],
                 }
             )
@@ -695,12 +715,12 @@ def point_table(summary: dict) -> pd.DataFrame:
         row["variant"] = record.get("variant", MAIN)
         row["hidden"] = tuple(record["hidden"])
         row["predicted_biased_outer"] = (record.get("predicted_with_biases") or {}).get("outer")
-        found = record.get("exact") or {}
-        row["predicted_biased_outer_exact"] = (found.get("predicted_with_biases") or {}).get("outer")
+        row["predicted_biased_outer_exact"] = ((record.get("exact") or {}).get("predicted_with_biases") or {}).get(
+            "outer"
+        )
         for kind in KINDS:
             report = record["ranks"][kind]
-            row[f"exact_{kind}"] = found["ranks"][kind]["rank"] if kind in found.get("ranks", {}) else None
-            row[f"predicted_exact_{kind}"] = found["predicted"][kind] if kind in found.get("ranks", {}) else None
+            row[f"exact_{kind}"], row[f"predicted_exact_{kind}"] = exact_entry(record, kind)
             row[f"rank_{kind}"] = report["rank"]
             row[f"predicted_{kind}"] = record["predicted"][kind]
             row[f"bound_{kind}"] = None if record["bounds"] is None else record["bounds"][kind]
@@ -711,11 +731,16 @@ def point_table(summary: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=None if rows else columns)
 
 
+def float_rank_is_well_defined(row: Any, kind: str) -> bool:
+    """One map's float64 count at a point-table row is the same at τ/100, τ and 100τ."""
+    return len(set(getattr(row, f"ranks_at_{kind}"))) == 1
+
+
 def is_well_posed(row: Any) -> bool:
     """The numerical ranks of a point are well defined: every one is the same at τ/100, τ and 100τ, i.e. no computed
     eigenvalue lies within two orders of magnitude of the tolerance, where float64 cannot tell a small eigenvalue
     from rounding noise of a zero one (eigenvalues are accurate to ≈ eps·|λ|max, and τ = |λ|max·p·eps)."""
-    return all(len(set(getattr(row, f"ranks_at_{kind}"))) == 1 for kind in KINDS)
+    return all(float_rank_is_well_defined(row, kind) for kind in KINDS)
 
 
 def bias_free(table: pd.DataFrame, settings: HessianSweepSettings) -> pd.DataFrame:
@@ -790,7 +815,7 @@ def settled_rank(row: Any, kind: str) -> tuple[int, int] | None:
     exact_value = exact_rank_of(row, kind)
     if exact_value is not None:
         return exact_value, int(getattr(row, f"predicted_exact_{kind}"))
-    if len(set(getattr(row, f"ranks_at_{kind}"))) == 1:
+    if float_rank_is_well_defined(row, kind):
         return int(getattr(row, f"rank_{kind}")), int(getattr(row, f"predicted_{kind}"))
     return None
 
@@ -922,7 +947,7 @@ def _formula_claim(
 
 def outer_is_well_posed(row: Any) -> bool:
     """The rank of H_O of a point is settled: exact over Q, or the same in float64 at τ/100, τ and 100τ."""
-    return exact_rank_of(row, "outer") is not None or len(set(row.ranks_at_outer)) == 1
+    return exact_rank_of(row, "outer") is not None or float_rank_is_well_defined(row, "outer")
 
 
 def biased_outer(row: Any) -> tuple[int, int]:

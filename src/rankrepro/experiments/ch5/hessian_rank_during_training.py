@@ -239,13 +239,13 @@ def run(settings: Settings, out: Path, ctx: Context, data: DataSource) -> None:
     started = time.time()
     out = Path(out)
     records, runs, unavailable = [], {}, {}
+    code = mechanism_hash(hessian, trainer, optim)  # read the sources once, not per run
+    exact_code = mechanism_hash(hessian, trainer, optim, exact)
     for dataset, images in available_datasets(settings.datasets, (), data.image_classification, unavailable):
         X, Y = first_samples(images, settings.num_samples, settings.image_side, settings.resize)
         for loss in settings.losses:
             for activation in settings.activations:
                 key = f"{dataset}_{loss}_{activation}"
-                code = mechanism_hash(hessian, trainer, optim)
-                exact_code = mechanism_hash(hessian, trainer, optim, exact)
                 fingerprint = run_fingerprint(settings.record(), key, RUN_FORMAT, code)
 
                 def compute(loss=loss, activation=activation, key=key, fingerprint=fingerprint):
@@ -269,8 +269,8 @@ def run(settings: Settings, out: Path, ctx: Context, data: DataSource) -> None:
                     exact_fingerprint = run_fingerprint(settings.record(), key, EXACT_FORMAT, exact_code)
 
                     def compute_exact(loss=loss, wanted=wanted, fingerprint=exact_fingerprint):
-                        found = exact_checkpoints(X, Y, loss, settings, wanted, ctx.device)
-                        return {"fingerprint": fingerprint, "steps": found}
+                        steps = exact_checkpoints(X, Y, loss, settings, wanted, ctx.device)
+                        return {"fingerprint": fingerprint, "steps": steps}
 
                     batch, _ = cached_batch(out / BATCH_DIR / f"{key}.exact.json", exact_fingerprint, compute_exact)
                     found = batch["steps"]
