@@ -13,6 +13,7 @@ from rankrepro.core.io import read_json
 from rankrepro.data.image_datasets import ImageDataset
 from rankrepro.experiments.base import Context, load_results
 from rankrepro.experiments.ch5 import common, hessian_rank_vs_depth, hessian_rank_vs_sample_size, hessian_rank_vs_width
+from rankrepro.hessian.maps import predicted_ranks_with_biases
 from rankrepro.pipeline.claims import DATA_UNAVAILABLE, FAILED, NOT_SHOWN, PASSED
 from rankrepro.pipeline.config import experiment_section, load_config, load_schema, validate_config
 from rankrepro.pipeline.settings import FigureContext, bookkeeping_keys
@@ -301,11 +302,12 @@ def test_exact_ranks_decide_the_points_whose_float64_rank_is_ill_defined():
 def test_exact_outer_rank_decides_the_bias_claim_at_ill_defined_points():
     variants = [{"near_null_fraction": 0.0, "bias": True}]
     fragile = {"0.01": 61, "1": 59, "100": 59}
-    exact_found = _exact(60, 50, predicted_with_biases={"outer": 60, "augmented_data_rank": 6})
+    with_biases = {kind: 60 for kind in common.KINDS}
+    exact_found = _exact(60, 50, predicted_with_biases={**with_biases, "augmented_data_rank": 6})
     records = [{**_biased_record(w, 59, 60, fragile), "exact": exact_found} for w in (4, 8, 12, 16)]
     summary = _summary_with(records, losses=["mse"], linear_variants=variants)
-    (claim,) = common.bias_formula_claims(summary, _settings(summary), "x", "5.1")
-    assert claim.verdict == PASSED and claim.measured["exact_rank_points"] == 4
+    for claim in common.bias_formula_claims(summary, _settings(summary), "x", "5.1"):
+        assert claim.verdict == PASSED and claim.measured["exact_rank_points"] == 4
 
 
 def test_formula_claims_do_not_apply_to_networks_with_biases():
@@ -418,8 +420,11 @@ def test_linear_variants_run_the_linear_networks_again_on_their_data(tmp_path):
     assert all(p["p"] == common.MLP((16, *p["hidden"], 10), bias=True).num_params for p in biased)
     claims = {c.claim_id: c.verdict for c in hessian_rank_vs_depth.claims(tmp_path, "test")}
     assert claims["mnist_linear_mse_ranks_equal_formulas_near_null_0.05"] == PASSED
-    # the bias variant makes no bias-free formula claim, only the H_O claim against the formula with biases
-    assert [c for c in claims if c.endswith("_bias")] == ["mnist_linear_mse_outer_rank_equals_bias_formula_bias"]
+    # the bias variant makes no bias-free formula claim, only the claims against the formulas with biases
+    assert [c for c in claims if c.endswith("_bias")] == [
+        "mnist_linear_mse_outer_rank_equals_bias_formula_bias",
+        "mnist_linear_mse_functional_and_loss_ranks_equal_bias_formulas_bias",
+    ]
     assert all(p["predicted_with_biases"]["augmented_data_rank"] in (p["r"], p["r"] + 1) for p in biased)
     paths = hessian_rank_vs_depth.plot(tmp_path, tmp_path / "fig.png", FIGURE)
     assert all(p.is_file() for p in paths)
@@ -535,32 +540,55 @@ def test_the_paper_tier_caption_has_no_substitutions_unless_a_dataset_was_unavai
     assert missing == "CIFAR-10 (grey) unavailable here (data-unavailable in the scorecard)"
 
 
-def _biased_record(value: int, rank_outer: int, formula: int, ranks_at: dict | None = None) -> dict:
-    """A linear point with biases whose H_O rank is ``rank_outer``, the formula with biases ``formula`` (10 above the
-    bias-free one)."""
-    record = _record(value, rank_outer, formula - 10, ranks_at, variant="bias")
-    return {**record, "predicted_with_biases": {"outer": formula, "augmented_data_rank": 6}}
+def _biased_record(
+    value: int, rank: int, formula: int, ranks_at: dict | None = None, functional: int | None = None
+) -> dict:
+    """A linear point with biases whose every map has rank ``rank``, the formulas with biases ``formula`` (10 above
+    the bias-free ones; H_F's ``functional`` when given)."""
+    record = _record(value, rank, formula - 10, ranks_at, variant="bias")
+    biased = {"outer": formula, "loss": formula, "functional": formula if functional is None else functional}
+    return {**record, "predicted_with_biases": {**biased, "augmented_data_rank": 6}}
 
 
 def test_bias_formula_claim_passes_on_equality_and_fails_on_a_mismatch_at_a_well_defined_h_o():
     variants = [{"near_null_fraction": 0.0, "bias": True}]
     equal = [_biased_record(w, 60, 60) for w in (4, 8, 12, 16)]
     summary = _summary_with(equal, losses=["mse"], linear_variants=variants)
-    (claim,) = common.bias_formula_claims(summary, _settings(summary), "x", "5.1")
-    assert claim.claim_id == "mnist_linear_mse_outer_rank_equals_bias_formula_bias" and claim.verdict == PASSED
-    assert claim.measured["points_checked"] == 4 and claim.measured["formula_minus_bias_free_formula"] == [10]
+    outer, rest = common.bias_formula_claims(summary, _settings(summary), "x", "5.1")
+    assert outer.claim_id == "mnist_linear_mse_outer_rank_equals_bias_formula_bias" and outer.verdict == PASSED
+    assert outer.measured["points_checked"] == 4 and outer.measured["formula_minus_bias_free_formula"] == [10]
+    assert rest.claim_id == "mnist_linear_mse_functional_and_loss_ranks_equal_bias_formulas_bias"
+    assert rest.verdict == PASSED
+    assert rest.measured["formula_minus_bias_free_formula"] == {"functional": [10], "loss": [10]}
     summary = _summary_with([*equal[:3], _biased_record(16, 59, 60)], losses=["mse"], linear_variants=variants)
-    (claim,) = common.bias_formula_claims(summary, _settings(summary), "x", "5.1")
-    assert claim.verdict == FAILED and "x=16: 59 vs 60" in claim.details
+    outer, rest = common.bias_formula_claims(summary, _settings(summary), "x", "5.1")
+    assert outer.verdict == FAILED and "x=16 H_O: 59 vs 60" in outer.details
+    assert rest.verdict == FAILED and "x=16 H_F: 59 vs 60" in rest.details and "x=16 H_L: 59 vs 60" in rest.details
     # an ill-defined H_O (its rank moves between τ/100 and 100τ) decides nothing; two of four: the sweep does not count
     fragile = {"0.01": 61, "1": 59, "100": 59}
     records = [*equal[:2], _biased_record(12, 59, 60, fragile), _biased_record(16, 59, 60, fragile)]
     summary = _summary_with(records, losses=["mse"], linear_variants=variants)
-    (claim,) = common.bias_formula_claims(summary, _settings(summary), "x", "5.1")
-    assert claim.verdict == NOT_SHOWN
+    outer, rest = common.bias_formula_claims(summary, _settings(summary), "x", "5.1")
+    assert outer.verdict == NOT_SHOWN and rest.verdict == NOT_SHOWN
     # a tier without biased networks makes no such claim
     summary = _summary_with(equal, losses=["mse"])
     assert common.bias_formula_claims(summary, _settings(summary), "x", "5.1") == []
+
+
+def test_the_functional_bias_claim_fails_alone_when_only_h_f_misses_its_formula():
+    variants = [{"near_null_fraction": 0.0, "bias": True}]
+    records = [_biased_record(w, 60, 60, functional=61 if w == 8 else 60) for w in (4, 8, 12, 16)]
+    summary = _summary_with(records, losses=["mse"], linear_variants=variants)
+    outer, rest = common.bias_formula_claims(summary, _settings(summary), "x", "5.1")
+    assert outer.verdict == PASSED
+    assert rest.verdict == FAILED and rest.measured["mismatches"] == 1 and "x=8 H_F: 60 vs 61" in rest.details
+
+
+def test_biased_predictions_are_the_closed_forms_with_biases_at_the_augmented_rank():
+    X = torch.tensor([[1.0, 2.0], [2.0, 4.0], [0.0, 1.0], [3.0, 1.0]])  # rank 2; [X 1] rank 3
+    got = common.biased_predictions(X, 2, (3, 3), 4, "mse")
+    assert got["augmented_data_rank"] == 3
+    assert {k: got[k] for k in common.KINDS} == predicted_ranks_with_biases(2, 3, (3, 3), 4, "mse")
 
 
 def test_each_nonlinear_activation_gets_its_own_estimate_claim_and_relu_keeps_its_id():

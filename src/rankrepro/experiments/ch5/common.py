@@ -58,6 +58,8 @@ POINT_FORMAT = 2
 LUMA = (0.299, 0.587, 0.114)
 KINDS = ("loss", "outer", "functional")
 KIND_LABELS = {"loss": "$H_L$", "outer": "$H_O$", "functional": "$H_F$"}
+#: the maps as claim texts name them
+KIND_NAMES = {"loss": "H_L", "outer": "H_O", "functional": "H_F"}
 LOSS_LABELS = {"mse": "MSE", "ce": "cross-entropy", "logcosh": "log-cosh"}
 DATASET_LABELS = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "cifar-10": "CIFAR-10 (grey)"}
 REFERENCE = (
@@ -255,12 +257,12 @@ def compute_point(
 
 
 def biased_predictions(X: torch.Tensor, r: int, hidden: tuple[int, ...], num_outputs: int, loss: str) -> dict[str, int]:
-    """The closed forms of a linear network with biases: H_O only
-    (:func:`rankrepro.hessian.maps.predicted_outer_rank_with_biases`, with r̂ = rank [X 1]); the paper gives none for
-    H_F and H_L, and none is derived here."""
+    """The closed forms of a linear network with biases (:func:`rankrepro.hessian.maps.predicted_ranks_with_biases`,
+    with r̂ = rank [X 1]): H_O derived, H_F and H_L (with more than one hidden layer) conjectured here from exact
+    ranks; the paper's formulas are for bias-free networks."""
     augmented = hessian.augmented_data_rank(X)
     return {
-        "outer": hessian.predicted_outer_rank_with_biases(r, augmented, hidden, num_outputs, loss),
+        **hessian.predicted_ranks_with_biases(r, augmented, hidden, num_outputs, loss),
         "augmented_data_rank": augmented,
     }
 
@@ -298,7 +300,7 @@ def exact_measurement(
     if mlp.bias:
         augmented = exact.exact_matrix_rank(torch.cat([X, X.new_ones(X.shape[0], 1)], dim=1), seed)
         record["predicted_with_biases"] = {
-            "outer": hessian.predicted_outer_rank_with_biases(r, augmented, hidden, outputs, loss),
+            **hessian.predicted_ranks_with_biases(r, augmented, hidden, outputs, loss),
             "augmented_data_rank": augmented,
         }
     record["time_s"] = round(time.time() - started, 3)
@@ -558,7 +560,8 @@ def plot_sweep(
 ) -> list[Path]:
     """Rows = losses, columns = dataset × activation, then dataset × linear variant: empirical ranks of H_L, H_O, H_F
     (markers: filled where the rank is well defined, hollow where it changes between τ/100 and 100τ), the
-    linear-network formulas (lines; dotted where the network is not linear or has biases, for comparison only) and p
+    linear-network formulas (lines: with biases for the variants with biases; dotted where the network is not linear,
+    for comparison only) and p
     (grey dashes), log scale. The settings are read from the summary as ``settings_class``; ``describe(settings)``
     says what the sweep's networks and samples are (caption)."""
     metrics, summary, settings = load_sweep(results, settings_class)
@@ -597,26 +600,21 @@ def plot_sweep(
                 & (metrics["variant"] == variant)
             ]
             spec = settings.variant(variant)
-            exact = activation == "linear" and not (spec.bias if spec else settings.bias)
+            linear = activation == "linear"  # its closed forms: bias-free, or with biases (their own column)
+            formula = "predicted_with_biases" if linear and (spec.bias if spec else settings.bias) else "predicted"
             for kind in KINDS:
                 rows = part[part["kind"] == kind].sort_values("value")
                 ax.plot(
                     rows["value"],
-                    rows["predicted"],
-                    "-" if exact else ":",
+                    rows[formula],
+                    "-" if linear else ":",
                     color=colours[kind],
                     lw=1.3,
-                    label=f"formula {KIND_LABELS[kind]}" if exact else f"linear bias-free formula {KIND_LABELS[kind]}",
+                    label=f"formula {KIND_LABELS[kind]}" if linear else f"linear bias-free formula {KIND_LABELS[kind]}",
                 )
                 ill_defined += plot_ranks(
                     ax, rows["value"], rows, markers[kind], colours[kind], f"rank {KIND_LABELS[kind]}"
                 )
-            if activation == "linear" and not exact:  # biases: H_O's closed form with biases
-                rows = part[part["kind"] == "outer"].sort_values("value")
-                ax.plot(
-                    rows["value"], rows["predicted_with_biases"], "-", color=colours["outer"], lw=1.3,
-                    label=f"formula with biases {KIND_LABELS['outer']}",
-                )  # fmt: skip
             params = part[part["kind"] == "loss"].sort_values("value")
             ax.plot(params["value"], params["p"], "--", color="0.5", lw=1, label="#params p")
             ax.set_yscale("log")
@@ -681,9 +679,9 @@ def variant_details(settings: HessianSweepSettings) -> str:
             )
         if v.bias:
             text += (
-                ", with biases in every layer: the solid line is the closed form of rank H_O with biases derived here "
-                "(+K' when the all-ones vector is not in the column space of X); H_F and H_L have no closed form (the "
-                "paper's are bias-free), so their dotted bias-free formulas are for comparison only"
+                ", with biases in every layer: the lines are the closed forms with biases of docs/chapters/ch5.md "
+                "(not the paper's, which are bias-free): H_O's derived, H_F's and H_L's conjectured from exact ranks "
+                "of random networks"
             )
         texts.append(text + ".")
     return "".join(texts)
@@ -714,11 +712,11 @@ def point_table(summary: dict) -> pd.DataFrame:
         row = {k: record[k] for k in ("dataset", "loss", "activation", "value", "n", "d", "K", "p", "r")}
         row["variant"] = record.get("variant", MAIN)
         row["hidden"] = tuple(record["hidden"])
-        row["predicted_biased_outer"] = (record.get("predicted_with_biases") or {}).get("outer")
-        row["predicted_biased_outer_exact"] = ((record.get("exact") or {}).get("predicted_with_biases") or {}).get(
-            "outer"
-        )
         for kind in KINDS:
+            row[f"predicted_biased_{kind}"] = (record.get("predicted_with_biases") or {}).get(kind)
+            row[f"predicted_biased_exact_{kind}"] = (
+                (record.get("exact") or {}).get("predicted_with_biases") or {}
+            ).get(kind)
             report = record["ranks"][kind]
             row[f"exact_{kind}"], row[f"predicted_exact_{kind}"] = exact_entry(record, kind)
             row[f"rank_{kind}"] = report["rank"]
@@ -807,16 +805,17 @@ def has_exact_rank(row: Any) -> bool:
     return any(exact_rank_of(row, kind) is not None for kind in KINDS)
 
 
-def settled_rank(row: Any, kind: str) -> tuple[int, int] | None:
+def settled_rank(row: Any, kind: str, formula: str = "predicted") -> tuple[int, int] | None:
     """(rank, closed form) of one map at a point as a claim reads it: the exact rank over Q and the closed form at the
     data's exact rank where it was computed (the map's float64 count was ill-defined); else the float64 count and
     closed form where that count is the same at τ/100, τ and 100τ; None when neither (an ill-defined rank of a
-    nonlinear network)."""
+    nonlinear network). ``formula``: the point table's closed-form columns, ``predicted`` (bias-free) or
+    ``predicted_biased`` (with biases)."""
     exact_value = exact_rank_of(row, kind)
     if exact_value is not None:
-        return exact_value, int(getattr(row, f"predicted_exact_{kind}"))
+        return exact_value, int(getattr(row, f"{formula}_exact_{kind}"))
     if float_rank_is_well_defined(row, kind):
-        return int(getattr(row, f"rank_{kind}")), int(getattr(row, f"predicted_{kind}"))
+        return int(getattr(row, f"rank_{kind}")), int(getattr(row, f"{formula}_{kind}"))
     return None
 
 
@@ -945,17 +944,10 @@ def _formula_claim(
     return apply_gate(gate, [claim])[0]
 
 
-def outer_is_well_posed(row: Any) -> bool:
-    """The rank of H_O of a point is settled: exact over Q, or the same in float64 at τ/100, τ and 100τ."""
-    return exact_rank_of(row, "outer") is not None or float_rank_is_well_defined(row, "outer")
-
-
-def biased_outer(row: Any) -> tuple[int, int]:
-    """(rank H_O, closed form with biases) of a point with biases: exact with the exact data ranks where computed."""
-    exact_value = exact_rank_of(row, "outer")
-    if exact_value is not None:
-        return exact_value, int(row.predicted_biased_outer_exact)
-    return int(row.rank_outer), int(row.predicted_biased_outer)
+def maps_are_settled(kinds: tuple[str, ...]) -> Callable[[Any], bool]:
+    """The decisive-point test of a claim on the maps ``kinds``: each one's rank at the point is settled — exact over
+    Q, or the same in float64 at τ/100, τ and 100τ (:func:`settled_rank`)."""
+    return lambda row: all(settled_rank(row, kind) is not None for kind in kinds)
 
 
 def biased_runs(settings: HessianSweepSettings) -> list[str]:
@@ -963,11 +955,35 @@ def biased_runs(settings: HessianSweepSettings) -> list[str]:
     return ([MAIN] if settings.bias else []) + [v.name for v in settings.linear_variants if v.bias]
 
 
+#: the claims on networks with biases: (maps, claim-id stem, statement, reference) — H_O's closed form is derived,
+#: H_F's and H_L's are conjectured here from exact ranks (:func:`rankrepro.hessian.maps.predicted_ranks_with_biases`)
+BIAS_CLAIMS = (
+    (
+        ("outer",),
+        "outer_rank_equals_bias_formula",
+        "the rank of H_O equals the closed form with biases — q(r + K' − q) + K' when the all-ones vector is not in "
+        "the column space of X, q(r + K' − q) + (K' − q)·[q < r] when it is",
+        "derived here (docs/chapters/ch5.md; Singh et al. 2021 give the formulas of bias-free networks only); the "
+        "spec observes rank H_O gaining K when the all-ones vector is not in the row space of Xᵀ",
+    ),
+    (
+        ("functional", "loss"),
+        "functional_and_loss_ranks_equal_bias_formulas",
+        "the ranks of H_F and H_L equal the closed forms with biases — H_F: the bias-free formula at r̂ = rank [X 1] "
+        "plus Σ_{l=2}^{L-1} e_l (e_l = 2M_l − q when the narrowest layer is a hidden layer below l and none above "
+        "it, else q), H_L = H_O + H_F − (q(2s − q) − q), q and s at r̂",
+        "one hidden layer derived, more layers conjectured here from exact ranks over Q of 440 random networks "
+        "(docs/chapters/ch5.md, tests/hessian/test_bias_formulas.py); the paper's bias formulas were not available "
+        "offline — this checks that the conjectured closed forms hold on the paper's data",
+    ),
+)
+
+
 def bias_formula_claims(summary: dict, settings: HessianSweepSettings, name: str, section: str) -> list[ClaimResult]:
-    """Per run with biases (:func:`biased_runs`), dataset and loss: at every linear-network point where the rank of
-    H_O is well defined (:func:`outer_is_well_posed`), it equals the closed form with biases
-    (:func:`rankrepro.hessian.maps.predicted_outer_rank_with_biases`), under :func:`decidable_sweeps`. Exact
-    equality, as for the bias-free formulas."""
+    """Per run with biases (:func:`biased_runs`), dataset, loss and entry of :data:`BIAS_CLAIMS`: at every
+    linear-network point where the ranks of the entry's maps are settled (:func:`maps_are_settled`), they equal the
+    closed forms with biases (:func:`rankrepro.hessian.maps.predicted_ranks_with_biases`), under
+    :func:`decidable_sweeps`. Exact equality, as for the bias-free formulas."""
     table = point_table(summary)
     linear = table[table["activation"] == "linear"] if len(table) else table
     out = []
@@ -979,34 +995,41 @@ def bias_formula_claims(summary: dict, settings: HessianSweepSettings, name: str
                     if len(linear)
                     else linear
                 )
-                out.append(_bias_formula_claim(part, variant, dataset, loss, name, section))
+                out.extend(
+                    _bias_formula_claim(part, variant, dataset, loss, name, section, entry) for entry in BIAS_CLAIMS
+                )
     return out
 
 
 def _bias_formula_claim(
-    part: pd.DataFrame, variant: str, dataset: str, loss: str, name: str, section: str
+    part: pd.DataFrame, variant: str, dataset: str, loss: str, name: str, section: str, entry: tuple
 ) -> ClaimResult:
-    """The H_O-with-biases claim of one sweep (see :func:`bias_formula_claims`)."""
+    """One claim of :data:`BIAS_CLAIMS` on one sweep (see :func:`bias_formula_claims`)."""
+    kinds, stem, statement, reference = entry
+    maps = ", ".join(KIND_NAMES[kind] for kind in kinds)
     label = f"{DATASET_LABELS.get(dataset, dataset)}, {LOSS_LABELS[loss]}, linear networks with biases"
-    kept, gate = decidable_sweeps(part, label + " (H_O)", outer_is_well_posed)
-    checked, failures, added = 0, [], set()
+    settled = maps_are_settled(kinds)
+    kept, gate = decidable_sweeps(part, f"{label} ({maps})", settled)
+    checked, failures, added = 0, [], {kind: set() for kind in kinds}
     for rows in kept.values():
         for row in rows.itertuples():
             checked += 1
-            added.add(int(row.predicted_biased_outer - row.predicted_outer))
-            rank, predicted = biased_outer(row)
-            if rank != predicted:
-                failures.append(f"x={row.value}: {rank} vs {predicted}")
-    ill_posed = [f"x={row.value}" for row in part.itertuples() if not outer_is_well_posed(row)]
-    exact_points = [str(row.value) for row in part.itertuples() if exact_rank_of(row, "outer") is not None]
+            for kind in kinds:
+                added[kind].add(int(getattr(row, f"predicted_biased_{kind}") - getattr(row, f"predicted_{kind}")))
+                rank, predicted = settled_rank(row, kind, "predicted_biased")
+                if rank != predicted:
+                    failures.append(f"x={row.value} {KIND_NAMES[kind]}: {rank} vs {predicted}")
+    ill_posed = [f"x={row.value}" for row in part.itertuples() if not settled(row)]
+    exact_points = [
+        str(row.value) for row in part.itertuples() if any(exact_rank_of(row, kind) is not None for kind in kinds)
+    ]
+    added_text = "; ".join(f"{KIND_NAMES[kind]} {sorted(added[kind])}" for kind in kinds)
     claim = ClaimResult(
-        f"{dataset}_linear_{loss}_outer_rank_equals_bias_formula" + ("" if variant == MAIN else f"_{variant}"),
+        f"{dataset}_linear_{loss}_{stem}" + ("" if variant == MAIN else f"_{variant}"),
         name,
         section,
-        f"{label}: the rank of H_O equals the closed form with biases — q(r + K' − q) + K' when the "
-        f"all-ones vector is not in the column space of X, q(r + K' − q) + (K' − q)·[q < r] when it is — at every "
-        f"sweep point: the float64 numerical rank where it is well defined (the same at τ/100, τ and 100τ), elsewhere "
-        f"the exact rank over Q (the closed form then at the data's exact ranks)",
+        f"{label}: {statement} — at every sweep point: the float64 numerical rank where it is well defined (the same "
+        f"at τ/100, τ and 100τ), elsewhere the exact rank over Q (the closed form then at the data's exact ranks)",
         decide(not failures, checked > 0),
         {
             "points": len(part),
@@ -1014,14 +1037,15 @@ def _bias_formula_claim(
             "mismatches": len(failures),
             "ill_posed_points": len(ill_posed),
             "exact_rank_points": len(exact_points),
-            "formula_minus_bias_free_formula": sorted(added),
+            "formula_minus_bias_free_formula": (
+                sorted(added[kinds[0]]) if len(kinds) == 1 else {kind: sorted(added[kind]) for kind in kinds}
+            ),
         },
-        "derived here (docs/chapters/ch5.md; Singh et al. 2021 give the formulas of bias-free networks only); the "
-        "spec observes rank H_O gaining K when the all-ones vector is not in the row space of Xᵀ",
+        reference,
         (f"MISMATCHES: {'; '.join(failures[:8])}; " if failures else "")
-        + f"{checked} points checked; the formula adds {sorted(added)} to the bias-free q(r + K' − q)"
+        + f"{checked} points checked; the formula with biases minus the bias-free one: {added_text}"
         + (f"; exact ranks over Q at x = {', '.join(exact_points[:12])}" if exact_points else "")
-        + (f"; H_O ill-defined at {', '.join(ill_posed[:8])}" if ill_posed else "")
+        + (f"; ill-defined at {', '.join(ill_posed[:8])}" if ill_posed else "")
         + ("" if len(part) else "; the tier runs no linear network with biases"),
     )
     return apply_gate(gate, [claim])[0]

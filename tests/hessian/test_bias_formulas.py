@@ -1,0 +1,102 @@
+"""Closed-form ranks of linear networks with biases (:func:`rankrepro.hessian.maps.predicted_ranks_with_biases`)
+against exact ranks over Q: known values of the hidden-bias term, and the exact ranks of small random networks on
+integer data (exactly of the rank they are built with), with zero biases (the sweeps' initialisation) and non-zero
+ones, covering each branch of the formula."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rankrepro.hessian import exact
+from rankrepro.hessian import maps as hs
+from rankrepro.hessian.maps import MLP
+
+
+def _exact_biased_ranks(
+    d: int, r: int, k: int, hidden: tuple[int, ...], loss: str, constant: bool, noisy_bias: bool, seed: int
+) -> tuple[dict[str, int], dict[str, int]]:
+    """(exact ranks of H_L, H_O, H_F over Q, closed forms with biases) of a random linear network with biases on
+    n = 14 integer samples of exact rank r (a constant first feature when ``constant``: 1 in the span of X)."""
+    g = torch.Generator().manual_seed(seed)
+    n = 14
+    X = torch.randint(-3, 4, (n, r), generator=g).double() @ torch.randint(-3, 4, (r, d), generator=g).double()
+    if constant:
+        X[:, 0] = 1.0
+    if loss == "ce":
+        Y = torch.nn.functional.one_hot(torch.randint(0, k, (n,), generator=g), k).double()
+    else:
+        Y = torch.randn(n, k, generator=g, dtype=torch.float64)
+    mlp = MLP((d, *hidden, k), bias=True)
+    theta = hs.glorot_normal_init(mlp, g)
+    if noisy_bias:
+        theta = theta + 0.3 * torch.randn(mlp.num_params, generator=g, dtype=torch.float64)
+    p = mlp.num_params
+    found = exact.exact_ranks(mlp, theta, X, Y, loss, {kind: p for kind in exact.KINDS}, seed)
+    ranks = {kind: found[kind]["rank"] for kind in exact.KINDS}
+    r_exact = exact.exact_matrix_rank(X, seed)
+    r_hat = exact.exact_matrix_rank(torch.cat([X, torch.ones(n, 1, dtype=torch.float64)], dim=1), seed)
+    return ranks, hs.predicted_ranks_with_biases(r_exact, r_hat, hidden, k, loss)
+
+
+@pytest.mark.parametrize(
+    "r_hat,hidden,k,expected",
+    [
+        (6, (4,), 3, 0),  # one hidden layer: no hidden bias past the first layer
+        (6, (2, 6), 3, 2 * 6 - 2),  # narrowest layer below (M_1 = 2 < s = 3): 2 M_2 − q
+        (6, (6, 2), 3, 2),  # narrowest layer is M_2 itself: q
+        (6, (4, 4), 3, 3),  # the outputs are the bottleneck (q = s = K): q
+        (6, (1, 6, 1), 4, 1 + 1),  # narrowest below and above layer 2: q; layer 3 is narrowest: q
+        (6, (2, 5, 3), 3, (2 * 5 - 2) + (2 * 3 - 2)),  # narrowest at M_1, below both hidden biases
+        (4, (4, 5, 2, 4), 5, 2 + 2 + (2 * 4 - 2)),  # M_3 narrowest: above layer 2, at layer 3, below layer 4
+    ],
+)
+def test_hidden_bias_excess_known_values(r_hat, hidden, k, expected):
+    assert hs.hidden_bias_excess(r_hat, hidden, k, "mse") == expected
+
+
+def test_one_hidden_layer_is_the_bias_free_formula_at_the_augmented_rank():
+    """f = W² (W¹ x + b¹) + b² = W² [W¹ b¹] [x; 1] + b²: H_F is the bias-free one on [X 1] (b² is linear in f)."""
+    for r_hat, m, k in [(5, 3, 10), (9, 12, 10), (3, 7, 2)]:
+        biased = hs.predicted_ranks_with_biases(r_hat - 1, r_hat, (m,), k, "mse")
+        assert biased["functional"] == hs.predicted_ranks(r_hat, (m,), k, "mse")["functional"] == 2 * m * min(r_hat, k)
+
+
+def test_no_hidden_layer_has_no_functional_hessian():
+    assert hs.predicted_ranks_with_biases(4, 5, (), 3, "mse") == {"loss": 15, "outer": 15, "functional": 0}
+
+
+@pytest.mark.parametrize(
+    "d,r,k,hidden,loss,constant",
+    [
+        (6, 4, 3, (4, 4), "mse", False),  # q = s: every hidden bias adds q
+        (6, 4, 4, (2, 5), "mse", False),  # hidden bottleneck below layer 2: 2 M_2 − q
+        (6, 4, 4, (5, 2, 4), "ce", False),  # bottleneck at layer 2, below layer 3; cross-entropy (K' = K − 1)
+        (6, 4, 4, (4, 5, 2), "mse", True),  # bottleneck above layers 2 and 3; 1 in the span of X (r̂ = r)
+        (5, 3, 5, (1, 4, 1), "mse", False),  # bottleneck below and above layer 3
+    ],
+)
+@pytest.mark.parametrize("noisy_bias", [False, True])
+def test_exact_ranks_with_biases_equal_the_closed_forms(d, r, k, hidden, loss, constant, noisy_bias):
+    ranks, predicted = _exact_biased_ranks(d, r, k, hidden, loss, constant, noisy_bias, seed=len(hidden) + d)
+    assert ranks == predicted
+
+
+@given(
+    d=st.integers(2, 7),
+    r=st.integers(1, 7),
+    k=st.integers(2, 5),
+    hidden=st.lists(st.integers(1, 6), min_size=1, max_size=4).map(tuple),
+    loss=st.sampled_from(["mse", "ce"]),
+    constant=st.booleans(),
+    noisy_bias=st.booleans(),
+    seed=st.integers(0, 10_000),
+)
+@settings(max_examples=40, deadline=None)
+def test_exact_ranks_with_biases_equal_the_closed_forms_on_random_networks(
+    d, r, k, hidden, loss, constant, noisy_bias, seed
+):
+    ranks, predicted = _exact_biased_ranks(d, min(r, d), k, hidden, loss, constant, noisy_bias, seed)
+    assert ranks == predicted
