@@ -21,8 +21,7 @@ import time
 import numpy as np
 import torch
 
-from _report import machine, write_json
-from rankrepro.core.optim import GroupRMSprop
+from _report import group_rmsprop_run, machine, write_json
 from rankrepro.factorization.cp import CPCompletionObjective, init_factors, multi_indices, random_cp_tensor
 
 
@@ -70,22 +69,6 @@ def numpy_run(
     return elapsed, numpy_loss_and_grads(params, indices, values, onehots)[0]
 
 
-def torch_run(objective: CPCompletionObjective, init: list[torch.Tensor], iters: int) -> tuple[float, list[float]]:
-    """Seconds for ``iters`` batched iterations of the experiment's engine, and the final loss per run."""
-    params = [p.clone() for p in init]
-    batch = params[0].shape[0]
-    optimizer = GroupRMSprop(torch.full((batch,), 1e-2, dtype=torch.float64))
-    state = optimizer.init_state(params)
-    active = torch.ones(batch, dtype=torch.bool)
-    objective.loss_and_grads(params)  # warm-up
-    started = time.perf_counter()
-    for _ in range(iters):
-        _, grads = objective.loss_and_grads(params)
-        optimizer.step(params, grads, state, active)
-    elapsed = time.perf_counter() - started
-    return elapsed, [float(v) for v in objective.loss_and_grads(params)[0]]
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--iters", type=int, default=200)
@@ -107,8 +90,8 @@ def main(argv: list[str] | None = None) -> dict:
     objective = CPCompletionObjective(target, indices, "auto")
 
     numpy_s, numpy_loss = numpy_run([f[0].numpy() for f in single], indices.numpy(), values.numpy(), args.iters)
-    single_s, single_loss = torch_run(objective, single, args.iters)
-    batched_s, batched_loss = torch_run(objective, batched, args.iters)
+    single_s, single_loss = group_rmsprop_run(objective.loss_and_grads, single, args.iters)
+    batched_s, batched_loss = group_rmsprop_run(objective.loss_and_grads, batched, args.iters)
     rows = [
         {"method": "plain numpy, one run", "ms_per_iteration_per_run": 1e3 * numpy_s / args.iters},
         {"method": f"rankrepro ({objective.method}), one run", "ms_per_iteration_per_run": 1e3 * single_s / args.iters},

@@ -15,13 +15,11 @@ the speed-up of (ii) over (i) as a markdown table; ``--out FILE`` also writes JS
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 from torch import Tensor
 
-from _report import machine, write_json
-from rankrepro.core.optim import GroupRMSprop
+from _report import group_rmsprop_run, machine, write_json
 from rankrepro.factorization import cp_losses
 from rankrepro.factorization.cp import (
     _khatri_rao,
@@ -44,22 +42,6 @@ def two_products_loss_and_grads(factors: list[Tensor], measurements: Tensor, val
     return residual.pow(2).sum(-1) / m, factor_grads_from_tensor_grad(factors, left, right, tensor_grad)
 
 
-def timed_run(loss_and_grads, init: list[Tensor], iters: int) -> tuple[float, list[float]]:
-    """Seconds for ``iters`` batched GroupRMSprop iterations (after one warm-up call) and the final per-run losses."""
-    params = [p.clone() for p in init]
-    batch = params[0].shape[0]
-    optimizer = GroupRMSprop(torch.full((batch,), 1e-2, dtype=torch.float64))
-    state = optimizer.init_state(params)
-    active = torch.ones(batch, dtype=torch.bool)
-    loss_and_grads(params)
-    started = time.perf_counter()
-    for _ in range(iters):
-        _, grads = loss_and_grads(params)
-        optimizer.step(params, grads, state, active)
-    elapsed = time.perf_counter() - started
-    return elapsed, [float(v) for v in loss_and_grads(params)[0]]
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--iters", type=int, default=50)
@@ -76,7 +58,7 @@ def main(argv: list[str] | None = None) -> dict:
     inits = torch.tensor([5e-2, 1e-2, 5e-3])
     init = init_factors(dims, 1000, inits, [torch.Generator().manual_seed(1) for _ in inits])
 
-    base_s, base_loss = timed_run(
+    base_s, base_loss = group_rmsprop_run(
         lambda p: two_products_loss_and_grads(p, objective.measurements, objective.values), init, args.iters
     )
     rows = [{"method": "two whole products (baseline)", "ms_per_iteration": 1e3 * base_s / args.iters}]
@@ -85,7 +67,7 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         for block in args.blocks:
             cp_losses.SENSING_BLOCK_ROWS = block
-            seconds, losses = timed_run(objective.loss_and_grads, init, args.iters)
+            seconds, losses = group_rmsprop_run(objective.loss_and_grads, init, args.iters)
             rows.append({"method": f"one pass, blocks of {block} rows", "ms_per_iteration": 1e3 * seconds / args.iters})
             agree &= all(abs(a - b) <= 1e-9 * abs(b) for a, b in zip(losses, base_loss))
     finally:

@@ -5,40 +5,33 @@ ones, covering each branch of the formula."""
 
 from __future__ import annotations
 
+import importlib.util
+import random
+import sys
+from pathlib import Path
+
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rankrepro.hessian import exact
 from rankrepro.hessian import maps as hs
-from rankrepro.hessian.maps import MLP
+
+SPEC = importlib.util.spec_from_file_location(
+    "bias_formula_evidence", Path(__file__).resolve().parents[2] / "scripts" / "bias_formula_evidence.py"
+)
+evidence = importlib.util.module_from_spec(SPEC)
+sys.modules[SPEC.name] = evidence  # its dataclasses look their module up there
+SPEC.loader.exec_module(evidence)
 
 
 def _exact_biased_ranks(
     d: int, r: int, k: int, hidden: tuple[int, ...], loss: str, constant: bool, noisy_bias: bool, seed: int
 ) -> tuple[dict[str, int], dict[str, int]]:
     """(exact ranks of H_L, H_O, H_F over Q, closed forms with biases) of a random linear network with biases on
-    n = 14 integer samples of exact rank r (a constant first feature when ``constant``: 1 in the span of X)."""
-    g = torch.Generator().manual_seed(seed)
-    n = 14
-    X = torch.randint(-3, 4, (n, r), generator=g).double() @ torch.randint(-3, 4, (r, d), generator=g).double()
-    if constant:
-        X[:, 0] = 1.0
-    if loss == "ce":
-        Y = torch.nn.functional.one_hot(torch.randint(0, k, (n,), generator=g), k).double()
-    else:
-        Y = torch.randn(n, k, generator=g, dtype=torch.float64)
-    mlp = MLP((d, *hidden, k), bias=True)
-    theta = hs.glorot_normal_init(mlp, g)
-    if noisy_bias:
-        theta = theta + 0.3 * torch.randn(mlp.num_params, generator=g, dtype=torch.float64)
-    p = mlp.num_params
-    found = exact.exact_ranks(mlp, theta, X, Y, loss, {kind: p for kind in exact.KINDS}, seed)
-    ranks = {kind: found[kind]["rank"] for kind in exact.KINDS}
-    r_exact = exact.exact_matrix_rank(X, seed)
-    r_hat = exact.exact_matrix_rank(torch.cat([X, torch.ones(n, 1, dtype=torch.float64)], dim=1), seed)
-    return ranks, hs.predicted_ranks_with_biases(r_exact, r_hat, hidden, k, loss)
+    n = 14 integer samples of exact rank r (a constant first feature when ``constant``: 1 in the span of X), by the
+    evidence script's own construction."""
+    case = evidence.Case(d, r, k, hidden, loss, n=14, constant=constant, noisy=noisy_bias, seed=seed)
+    return evidence.exact_and_predicted(case)
 
 
 @pytest.mark.parametrize(
@@ -100,3 +93,15 @@ def test_exact_ranks_with_biases_equal_the_closed_forms_on_random_networks(
 ):
     ranks, predicted = _exact_biased_ranks(d, min(r, d), k, hidden, loss, constant, noisy_bias, seed)
     assert ranks == predicted
+
+
+def test_the_evidence_script_draws_networks_inside_its_family_and_reports_mismatches(capsys):
+    family = evidence.FAMILIES[1]
+    rng = random.Random(0)
+    for seed in range(50):
+        case = evidence.draw_case(family, rng, seed)
+        assert family.depths[0] <= len(case.hidden) + 1 <= family.depths[1]
+        assert all(family.widths[0] <= m <= family.widths[1] for m in case.hidden)
+        assert 1 <= case.r <= case.d and case.r + 2 <= case.n <= family.max_samples
+    assert evidence.main(["--networks", "3"]) == 0
+    assert "0 mismatches" in capsys.readouterr().out

@@ -771,9 +771,9 @@ def hidden_bias_excess(augmented_rank: int, hidden: Sequence[int], num_outputs: 
     with the weights above it alone. Ordering the parameters as (weights, hidden biases ≥ 2), H_F = [[H_0, Cᵀ],
     [C, 0]] with H_0 the bias-free functional Hessian on [X 1] and C onto R^{Σ M_l}; by block elimination
     rank H_F = 2 Σ_{l≥2} M_l + rank(H_0 restricted to ker C) (proved, docs/chapters/ch5.md). The value of the
-    restricted rank, and so e_l, is **conjectured** from exact ranks over Q (no counterexample in 440 random networks
-    of depth 2–6, widths 1–9, MSE and cross-entropy, zero and non-zero biases, with and without the all-ones vector
-    in the span of X; ``tests/hessian/test_bias_formulas.py``), not taken from the paper."""
+    restricted rank, and so e_l, is **conjectured** from exact ranks over Q of random networks (no counterexample;
+    the evidence is listed in docs/chapters/ch5.md, the branches tested in ``tests/hessian/test_bias_formulas.py``),
+    not taken from the paper."""
     k = effective_outputs(num_outputs, loss)
     s = min(augmented_rank, k)
     q = min([augmented_rank, k, *hidden])

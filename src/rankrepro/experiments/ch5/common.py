@@ -972,8 +972,8 @@ BIAS_CLAIMS = (
         "the ranks of H_F and H_L equal the closed forms with biases — H_F: the bias-free formula at r̂ = rank [X 1] "
         "plus Σ_{l=2}^{L-1} e_l (e_l = 2M_l − q when the narrowest layer is a hidden layer below l and none above "
         "it, else q), H_L = H_O + H_F − (q(2s − q) − q), q and s at r̂",
-        "one hidden layer derived, more layers conjectured here from exact ranks over Q of 440 random networks "
-        "(docs/chapters/ch5.md, tests/hessian/test_bias_formulas.py); the paper's bias formulas were not available "
+        "one hidden layer derived, more layers conjectured here from exact ranks over Q of random networks "
+        "(docs/chapters/ch5.md; scripts/bias_formula_evidence.py); the paper's bias formulas were not available "
         "offline — this checks that the conjectured closed forms hold on the paper's data",
     ),
 )
