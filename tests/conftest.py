@@ -34,3 +34,39 @@ def _float64_default():
 def generator() -> torch.Generator:
     """A seeded CPU generator."""
     return torch.Generator().manual_seed(1234)
+
+
+#: summary keys that measure the machine, not the experiment: a figure must not depend on them
+RUN_DEPENDENT_KEYS = ("ms_per_iteration", "ms_per_iteration_per_run", "train_time_s", "time_s", "threads")
+
+
+def _changed(item):
+    """Another value of a timing or thread count (numbers only; None stays None)."""
+    return item * 3 + 7 if isinstance(item, (int, float)) and not isinstance(item, bool) else item
+
+
+def _retimed(value):
+    """``value`` with every :data:`RUN_DEPENDENT_KEYS` entry of every nested mapping changed."""
+    if isinstance(value, dict):
+        return {key: _changed(item) if key in RUN_DEPENDENT_KEYS else _retimed(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_retimed(item) for item in value]
+    return value
+
+
+@pytest.fixture
+def retimed_copy(tmp_path):
+    """Copy a results folder with its timings and thread count changed (metrics unchanged, summary resealed): what a
+    rerun on another machine writes. Returns a function of the source folder."""
+    import shutil
+
+    from rankrepro.experiments.base import load_results, store_results
+
+    def copy(results):
+        target = tmp_path / f"retimed_{results.name}"
+        shutil.copytree(results, target)
+        metrics, summary = load_results(target)
+        store_results(target, metrics, _retimed(summary))
+        return target
+
+    return copy

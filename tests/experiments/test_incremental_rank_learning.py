@@ -175,6 +175,13 @@ def test_tiny_run_plot_and_claims(tiny_results, tmp_path):
     assert all(c.reference for c in claims)
 
 
+def test_the_figure_does_not_depend_on_the_machine_timings(tiny_results, retimed_copy, tmp_path):
+    figure = figure_context("test", irl.NAME, str(PAPER))
+    first = irl.plot(tiny_results, tmp_path / "a.png", figure)
+    second = irl.plot(retimed_copy(tiny_results), tmp_path / "b.png", figure)
+    assert [p.read_bytes() for p in first] == [p.read_bytes() for p in second]
+
+
 def _doctored(results: Path, tmp_path: Path, change) -> Path:
     """A copy of the results whose summary is altered by ``change(summary)``."""
     altered = tmp_path / "altered"

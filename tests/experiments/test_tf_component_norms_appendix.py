@@ -173,6 +173,13 @@ def test_figure_and_caption_name_departures_per_variant(two_variants, tmp_path):
     assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 0 for p in paths)
 
 
+def test_the_figure_does_not_depend_on_the_machine_timings(two_variants, retimed_copy, tmp_path):
+    figure = FigureContext("test")
+    first = appendix.plot(two_variants, tmp_path / "a.png", figure)
+    second = appendix.plot(retimed_copy(two_variants), tmp_path / "b.png", figure)
+    assert [p.read_bytes() for p in first] == [p.read_bytes() for p in second]
+
+
 def test_the_paper_tier_departs_from_nothing():
     paper = experiment_section(load_config(CONFIG_DIR / "paper.yaml"), appendix.NAME)
     figure = FigureContext("paper", paper, bookkeeping_keys(load_schema(), appendix.NAME))

@@ -202,6 +202,13 @@ def test_tiny_scale_figure(tiny_scale_results, tmp_path):
     assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 0 for p in paths)
 
 
+def test_the_figure_does_not_depend_on_the_machine_timings(tiny_scale_results, retimed_copy, tmp_path):
+    """A rerun elsewhere (other ms/iteration, threads) draws the same bytes: the caption states results only."""
+    first = tf_component_norms.plot(tiny_scale_results, tmp_path / "a.png", FigureContext("test"))
+    second = tf_component_norms.plot(retimed_copy(tiny_scale_results), tmp_path / "b.png", FigureContext("test"))
+    assert [p.read_bytes() for p in first] == [p.read_bytes() for p in second]
+
+
 def test_capped_run_is_not_shown(tmp_path):
     """A run stopped by the iteration cap before the loss criterion shows no claim (never a silent pass)."""
     capped = tmp_path / "capped"

@@ -332,7 +332,7 @@ def plot_dynamics(
         f"{settings.loss_threshold:g} at {settings.stop_patience} checks every {settings.check_every} "
         f"iterations (cap {settings.max_iters:,}). Dotted: emergence times (k-th norm reaches half its "
         f"final value): {emergence}. Near zero loss GroupRMSprop's normalised step grows, so the error can "
-        f"rise from its lowest value before the stop rule fires. {_timing(summary, len(runs))} {note}"
+        f"rise from its lowest value before the stop rule fires. {note}"
     )
     add_caption(fig, caption_text(f"§{section}", figure.tier, details, figure.substitutions(summary["settings"])))
     return save_figure(fig, figure_png)
@@ -351,15 +351,6 @@ def draw_component_norms(ax: plt.Axes, curve: pd.DataFrame, emergence: list[int 
     ax.set_xlabel("iteration")
     ax.set_ylabel("component norm ‖w_r¹ ⊗ … ⊗ w_rᴺ‖")
     return len(columns)
-
-
-def _timing(summary: dict[str, Any], runs: int) -> str:
-    """Cost per iteration of the batch, or where the numbers came from when the job only resumed a finished run."""
-    if summary.get("ms_per_iteration") is None:
-        return f"(Resumed from a finished checkpoint at iteration {summary['resumed_from']:,}: no timing.)"
-    return (
-        f"{summary['ms_per_iteration']:.1f} ms/iteration for the batch of {runs} runs ({summary['threads']} thread(s))."
-    )
 
 
 # ----------------------------------------------------------------------------------------------------- claims

@@ -212,19 +212,13 @@ def plot(results: Path, figure_png: Path, figure: FigureContext) -> list[Path]:
     legend_ax = flat_axes[-1] if len(flat_axes) > len(variants) else flat_axes[0]
     legend_ax.legend(handles, labels, fontsize=7, title="k-th largest norm", title_fontsize=7, loc="center", ncols=2)
     add_title(fig, f"§{SECTION} {TITLE}")
-    timing = "; ".join(
-        f"{r['variant']}: {r['iterations_executed']:,} iterations, {r['train_time_s']:.0f} s"
-        if r.get("ms_per_iteration") is not None
-        else f"{r['variant']}: resumed from a finished checkpoint"
-        for r in variants
-    )
     details = (
         f"Each panel is the §2.1 experiment with the loss, optimizer, order or rank changed: target CP rank as "
         f"stated, factors N(0,1), ‖W*‖ = 1; CP model factors N(0, init²) (one init direction, scaled); stop when "
         f"the train MSE < {settings.loss_threshold:g} at {settings.stop_patience} checks every "
         f"{settings.check_every} iterations, whatever the training loss (as the paper's code); Huber threshold "
         f"{settings.huber_threshold:g}. Dotted: emergence times of the smallest init (k-th norm reaches half its "
-        f"final value). Cost ({summary['threads']} thread(s)): {timing}. {NOTE}"
+        f"final value). {NOTE}"
     )
     keyed, notes = by_variant_name(summary["settings"], figure)
     add_caption(fig, caption_text(f"§{SECTION}", figure.tier, details, keyed.substitutions(*notes)))

@@ -574,19 +574,13 @@ def plot_rank_dynamics(
         f"(cap {settings.max_iters:,}). Dotted: emergence (k-th largest reaches half its final value). "
         + " ".join(
             f"{m.upper()}: {r['status']} at {r['iterations']:,}, emergence {_times(r)}, final "
-            f"{_norms(r, len(r['emergence_iterations']))}, {_ms(r)}."
+            f"{_norms(r, len(r['emergence_iterations']))}."
             for m, r in ((m, records[m]) for m in MODELS)
         )
         + f" Row 2: log scale; {spec_name(tree)} is a tree node, {spec_name(other)} is not. {note}"
     )
     add_caption(fig, caption_text(f"§{section}", figure.tier, details, figure.substitutions(summary["settings"])))
     return save_figure(fig, figure_png)
-
-
-def _ms(record: dict[str, Any]) -> str:
-    """Cost per iteration, or that the job resumed a finished run."""
-    ms = record.get("ms_per_iteration")
-    return f"{ms:.2f} ms/it" if ms is not None else "resumed (no timing)"
 
 
 # ----------------------------------------------------------------------------------------------------- claims
