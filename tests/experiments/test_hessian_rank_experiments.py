@@ -430,6 +430,44 @@ def test_linear_variants_run_the_linear_networks_again_on_their_data(tmp_path):
     assert all(p.is_file() for p in paths)
 
 
+def test_a_first_hidden_width_variant_narrows_the_first_layer_and_keeps_other_fingerprints():
+    plain = common.LinearVariant.from_mapping({"near_null_fraction": 0.0, "bias": True})
+    narrow = common.LinearVariant.from_mapping({"near_null_fraction": 0.0, "bias": True, "first_hidden_width": 3})
+    assert (plain.name, narrow.name) == ("bias", "bias_first_3")
+    assert plain.fingerprinted() == {"near_null_fraction": 0.0, "bias": True}  # the fingerprints it had before
+    assert narrow.fingerprinted() == {"near_null_fraction": 0.0, "bias": True, "first_hidden_width": 3}
+    point = common.Point(12, (12, 12), 20)
+    assert plain.network_point(point) == point
+    assert narrow.network_point(point) == common.Point(12, (3, 12), 20)
+    with pytest.raises(ConfigError, match="no hidden layer"):
+        narrow.network_point(common.Point(0, (), 20))
+    assert "first hidden layer of width 3" in narrow.text() and "M1=3" in narrow.short()
+
+
+def test_a_bottleneck_below_exercises_the_wide_branch_of_the_bias_formula(tmp_path):
+    """Hidden (2, w) with biases: the bias of layer 2 sits above the narrowest layer, so the closed form adds
+    2 w − q to rank H_F (not q); the exact ranks of the run must agree at every point, and they do only with that
+    branch — the claim would fail under 'e_l = q always' from w = 6 on."""
+    variants = [{"near_null_fraction": 0.0, "bias": True, "first_hidden_width": 2}]
+    settings = width(losses=["mse"], activations=["linear"], widths=[2, 6, 12], linear_variants=variants)
+    hessian_rank_vs_width.run(settings, tmp_path, CTX, FakeData())
+    _, summary = load_results(tmp_path)
+    narrowed = [p for p in summary["points"] if p["variant"] == "bias_first_2"]
+    assert [p["hidden"] for p in narrowed] == [[2, 2], [2, 6], [2, 12]]
+    assert summary["variants"]["bias_first_2"]["first_hidden_width"] == 2
+    q = 2  # min(r̂, K', 2, w)
+    bias_free = [
+        common.predicted_ranks(p["predicted_with_biases"]["augmented_data_rank"], p["hidden"], 10, "mse")["functional"]
+        for p in narrowed
+    ]
+    assert [p["predicted_with_biases"]["functional"] - f for p, f in zip(narrowed, bias_free)] == [
+        2 * w - q for w in (2, 6, 12)
+    ]
+    claims = {c.claim_id: c for c in hessian_rank_vs_width.claims(tmp_path, "test")}
+    verdict = claims["mnist_linear_mse_functional_and_loss_ranks_equal_bias_formulas_bias_first_2"]
+    assert verdict.verdict == PASSED and verdict.measured["points_checked"] == 3
+
+
 def test_bias_against_formula_reports_rank_minus_the_bias_free_formula():
     records = [
         {**_record(4, 110, 100), "variant": "bias"},

@@ -30,6 +30,7 @@ import torch.nn.functional as nnf
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
+from rankrepro.core.errors import ConfigError
 from rankrepro.core.seeding import seeded_generator
 from rankrepro.data.image_datasets import ImageDataset
 from rankrepro.data.sources import DataSource, available_datasets
@@ -96,30 +97,54 @@ Activation = Literal["linear", "relu", "tanh"]
 class LinearVariant(SettingsRecord):
     """An extra run of a sweep's linear networks (schema ``hessian_linear_variant``): on data whose singular
     directions below ``near_null_fraction`` · σ_1(X) are projected out (0: the data as loaded), with biases in every
-    layer when ``bias``."""
+    layer when ``bias``, and with the first hidden layer's width fixed at ``first_hidden_width`` (None: the sweep's
+    networks) — a bottleneck below the other hidden layers, where the biases above it add 2 M_l − q to rank H_F
+    rather than q (:func:`rankrepro.hessian.maps.hidden_bias_excess`)."""
 
     near_null_fraction: float
     bias: bool
+    first_hidden_width: int | None
 
     @property
     def name(self) -> str:
-        """The variant's name in point keys, metrics and claim ids, e.g. ``near_null_0.01``, ``bias``."""
-        parts = ([f"near_null_{self.near_null_fraction:g}"] if self.near_null_fraction > 0 else []) + (
-            ["bias"] if self.bias else []
+        """The variant's name in point keys, metrics and claim ids, e.g. ``near_null_0.01``, ``bias``,
+        ``bias_first_4``."""
+        parts = (
+            ([f"near_null_{self.near_null_fraction:g}"] if self.near_null_fraction > 0 else [])
+            + (["bias"] if self.bias else [])
+            + ([f"first_{self.first_hidden_width}"] if self.first_hidden_width else [])
         )
         return "_".join(parts) or "plain"
 
     def short(self) -> str:
-        """A few words for a figure panel's title, e.g. ``linear, σ<0.01σ1 cut``, ``linear + biases``."""
+        """A few words for a figure panel's title, e.g. ``linear, σ<0.01σ1 cut``, ``linear + biases, M1=4``."""
         cut = f", σ<{self.near_null_fraction:g}σ1 cut" if self.near_null_fraction else ""
-        return f"linear{' + biases' if self.bias else ''}{cut}"
+        first = f", M1={self.first_hidden_width}" if self.first_hidden_width else ""
+        return f"linear{' + biases' if self.bias else ''}{cut}{first}"
 
     def text(self) -> str:
         """The variant in words (figure titles, claim statements)."""
-        parts = ([f"data without directions σ < {self.near_null_fraction:g}·σ1"] if self.near_null_fraction else []) + (
-            ["with biases"] if self.bias else []
+        parts = (
+            ([f"data without directions σ < {self.near_null_fraction:g}·σ1"] if self.near_null_fraction else [])
+            + (["with biases"] if self.bias else [])
+            + ([f"first hidden layer of width {self.first_hidden_width}"] if self.first_hidden_width else [])
         )
         return ", ".join(parts) or "as the main sweep"
+
+    def fingerprinted(self) -> dict[str, Any]:
+        """What a variant's points' numbers depend on beyond the sweep's settings (their fingerprint): the data cut
+        and biases, and the first hidden width only where it is set (a variant without it keeps its fingerprints)."""
+        fields: dict[str, Any] = {"near_null_fraction": self.near_null_fraction, "bias": self.bias}
+        return fields | ({"first_hidden_width": self.first_hidden_width} if self.first_hidden_width else {})
+
+    def network_point(self, point: Point) -> Point:
+        """The sweep point's network in this variant: hidden widths (m, M_2, …) with m = ``first_hidden_width``,
+        the same x value and samples (the point itself where the width is not set)."""
+        if not self.first_hidden_width:
+            return point
+        if not point.hidden:
+            raise ConfigError(f"variant {self.name}: point {point.value} has no hidden layer to narrow")
+        return Point(point.value, (self.first_hidden_width, *point.hidden[1:]), point.num_samples)
 
 
 @dataclass(frozen=True)
@@ -374,20 +399,21 @@ def run_sweep(
     code, exact_code = _source_hash(), _exact_source_hash()  # read the sources once, not per point
     records, unavailable = [], {}
     conditioning: dict[str, dict[str, list]] = {MAIN: {}, **{v.name: {} for v in settings.linear_variants}}
-    runs = [(MAIN, settings.activations, 0.0, settings.bias)] + [
-        (v.name, ("linear",), v.near_null_fraction, v.bias) for v in settings.linear_variants
+    runs = [(MAIN, settings.activations, 0.0, settings.bias, None)] + [
+        (v.name, ("linear",), v.near_null_fraction, v.bias, v) for v in settings.linear_variants
     ]
     for dataset, images in available_datasets(
         settings.datasets, settings.optional_datasets, data.image_classification, unavailable
     ):
         X_all, Y_all = first_samples(images, max_samples, settings.image_side, settings.resize)
-        for variant, activations, fraction, bias in runs:
+        for variant, activations, fraction, bias, spec in runs:
             inputs = {n: remove_near_null_directions(X_all[:n], fraction) for n in sample_sizes}
             conditioning[variant][dataset] = [data_conditioning(inputs[n]) for n in sample_sizes]
-            point_common = common if variant == MAIN else {**common, "near_null_fraction": fraction, "bias": bias}
+            point_common = common if spec is None else {**common, **spec.fingerprinted()}
+            run_points = sweep_points if spec is None else [spec.network_point(point) for point in sweep_points]
             for loss in settings.losses:
                 for activation in activations:
-                    for point in sweep_points:
+                    for point in run_points:
                         key = point_key(dataset, loss, activation, point, variant)
                         fingerprint = run_fingerprint(point_common, key, POINT_FORMAT, code)
 
@@ -433,15 +459,12 @@ def run_sweep(
         "sweep": sweep,
         "points": [{k: v for k, v in r.items() if k != "fingerprint"} for r in records],
         "data": conditioning[MAIN],
-        "variants": {
-            v.name: {"near_null_fraction": v.near_null_fraction, "bias": v.bias, "data": conditioning[v.name]}
-            for v in settings.linear_variants
-        },
+        "variants": {v.name: {**v.fingerprinted(), "data": conditioning[v.name]} for v in settings.linear_variants},
         "variant_time_s": {
             name: round(sum(r["time_s"] for r in records if r["variant"] == name), 1) for name in conditioning
         },
         "exact_time_s": round(sum((r.get("exact") or {}).get("time_s", 0.0) for r in records), 1),
-        "bias_against_formula": bias_against_formula(records, {name for name, _, _, bias in runs if bias}),
+        "bias_against_formula": bias_against_formula(records, {name for name, _, _, bias, _ in runs if bias}),
         "unavailable": unavailable,
         "torch_threads": torch.get_num_threads(),
         "largest": max(
@@ -676,6 +699,11 @@ def variant_details(settings: HessianSweepSettings) -> str:
             text += (
                 f", on the data X projected onto its singular directions with σ ≥ {v.near_null_fraction:g}·σ1(X) "
                 f"(per n), so that r = rank(X) is separated from zero by a stated gap"
+            )
+        if v.first_hidden_width:
+            text += (
+                f", with the first hidden layer of width {v.first_hidden_width} (a bottleneck below the others; "
+                f"the x value is the other layers' width)"
             )
         if v.bias:
             text += (
@@ -995,19 +1023,32 @@ def bias_formula_claims(summary: dict, settings: HessianSweepSettings, name: str
                     if len(linear)
                     else linear
                 )
+                spec = settings.variant(variant)
+                first = spec.first_hidden_width if spec else None
                 out.extend(
-                    _bias_formula_claim(part, variant, dataset, loss, name, section, entry) for entry in BIAS_CLAIMS
+                    _bias_formula_claim(part, variant, dataset, loss, name, section, entry, first)
+                    for entry in BIAS_CLAIMS
                 )
     return out
 
 
 def _bias_formula_claim(
-    part: pd.DataFrame, variant: str, dataset: str, loss: str, name: str, section: str, entry: tuple
+    part: pd.DataFrame,
+    variant: str,
+    dataset: str,
+    loss: str,
+    name: str,
+    section: str,
+    entry: tuple,
+    first_hidden_width: int | None = None,
 ) -> ClaimResult:
-    """One claim of :data:`BIAS_CLAIMS` on one sweep (see :func:`bias_formula_claims`)."""
+    """One claim of :data:`BIAS_CLAIMS` on one sweep (see :func:`bias_formula_claims`); ``first_hidden_width``: the
+    sweep's first hidden layer is that narrow (named in the statement)."""
     kinds, stem, statement, reference = entry
     maps = ", ".join(KIND_NAMES[kind] for kind in kinds)
-    label = f"{DATASET_LABELS.get(dataset, dataset)}, {LOSS_LABELS[loss]}, linear networks with biases"
+    label = f"{DATASET_LABELS.get(dataset, dataset)}, {LOSS_LABELS[loss]}, linear networks with biases" + (
+        f" and a first hidden layer of width {first_hidden_width}" if first_hidden_width else ""
+    )
     settled = maps_are_settled(kinds)
     kept, gate = decidable_sweeps(part, f"{label} ({maps})", settled)
     checked, failures, added = 0, [], {kind: set() for kind in kinds}
