@@ -94,7 +94,7 @@ def exact_and_predicted(case: Case) -> tuple[dict[str, int], dict[str, int]]:
         theta = theta + 0.3 * torch.randn(mlp.num_params, generator=g, dtype=torch.float64)
     found = exact.exact_ranks(mlp, theta, X, Y, case.loss, dict.fromkeys(exact.KINDS, mlp.num_params), case.seed)
     r = exact.exact_matrix_rank(X, case.seed)
-    r_hat = exact.exact_matrix_rank(torch.cat([X, torch.ones(case.n, 1, dtype=torch.float64)], dim=1), case.seed)
+    r_hat = exact.exact_matrix_rank(hs.with_constant_feature(X), case.seed)
     ranks = {kind: found[kind]["rank"] for kind in exact.KINDS}
     return ranks, hs.predicted_ranks_with_biases(r, r_hat, case.hidden, case.k, case.loss)
 

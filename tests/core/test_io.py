@@ -21,13 +21,13 @@ from rankrepro.core.io import (
     atomic_write_text,
     content_sha256,
     fingerprint,
+    module_code_hash,
     one_line,
     read_json,
     read_sealed_json,
     seal_bytes,
     sha256_bytes,
     sha256_file,
-    source_hash,
     to_jsonable,
     unseal_bytes,
 )
@@ -140,14 +140,20 @@ def test_fingerprint_is_stable_and_order_independent():
     assert len(a) == 16
 
 
-def test_source_hash_depends_on_content_not_order(tmp_path):
+def test_code_hash_depends_on_what_the_code_does_not_on_its_prose_or_order(tmp_path):
     x, y = tmp_path / "x.py", tmp_path / "y.py"
     x.write_text("a = 1\n")
-    y.write_text("b = 2\n")
-    h = source_hash([x, y])
-    assert h == source_hash([y, x])
-    y.write_text("b = 3\n")
-    assert source_hash([x, y]) != h
+    y.write_text('def f(v):\n    """Doubles."""\n    return 2 * v  # twice\n')
+    h = module_code_hash([x, y])
+    assert h == module_code_hash([y, x]) and len(h) == 16
+    y.write_text('def f(v):\n    """Twice v: the docstring changed."""\n\n    # another comment\n    return 2*v\n')
+    assert module_code_hash([x, y]) == h  # docstring, comment and layout are not code
+    y.write_text('def f(v):\n    """Doubles."""\n    "an attribute doc, a no-op"\n    return 2 * v\n')
+    assert module_code_hash([x, y]) == h
+    y.write_text('def f(v):\n    """Doubles."""\n    return 3 * v\n')
+    assert module_code_hash([x, y]) != h  # what it computes
+    y.write_text('def f(v):\n    """Doubles."""\n    return "2" * v\n')
+    assert module_code_hash([x, y]) != h  # a string that is a value, not a statement, is code
 
 
 # ---------------------------------------------------------------------------------------------------------------------

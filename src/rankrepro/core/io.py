@@ -13,6 +13,7 @@ content (everything but that key) under :data:`SEAL_KEY` (:func:`atomic_write_se
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
@@ -108,13 +109,35 @@ def fingerprint(obj: Any) -> str:
     return sha256_bytes(text.encode())[:16]
 
 
-def source_hash(paths: Iterable[str | os.PathLike]) -> str:
-    """Hash of the contents of the given source files, in sorted path order (for Snakemake rule params)."""
+def module_code_hash(paths: Iterable[str | os.PathLike]) -> str:
+    """Hash of the code of the given Python modules, in sorted path order: each module's syntax tree without its
+    bare string statements (docstrings, attribute docs) — comments and layout never reach the tree — so that
+    editing prose or formatting changes no hash, while any change to what the code does changes it. The tree's
+    dump depends on the Python minor version (new node fields), so a new interpreter recomputes: conservative."""
     digest = hashlib.sha256()
     for path in sorted(Path(p) for p in paths):
+        tree = _without_bare_strings(ast.parse(path.read_bytes(), filename=str(path)))
         digest.update(str(path.name).encode())
-        digest.update(path.read_bytes())
+        digest.update(ast.dump(tree, annotate_fields=True, include_attributes=False).encode())
     return digest.hexdigest()[:16]
+
+
+def _without_bare_strings(tree: ast.AST) -> ast.AST:
+    """``tree`` with every statement that is only a string constant (a docstring, a no-op) removed, in place."""
+    for node in ast.walk(tree):
+        for field in ("body", "orelse", "finalbody"):
+            block = getattr(node, field, None)
+            if isinstance(block, list):
+                block[:] = [
+                    statement
+                    for statement in block
+                    if not (
+                        isinstance(statement, ast.Expr)
+                        and isinstance(statement.value, ast.Constant)
+                        and isinstance(statement.value.value, str)
+                    )
+                ]
+    return tree
 
 
 def one_line(exc: BaseException, limit: int = 300) -> str:

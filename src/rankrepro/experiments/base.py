@@ -24,11 +24,11 @@ from rankrepro.core.io import (
     atomic_write_json,
     atomic_write_sealed_json,
     fingerprint,
+    module_code_hash,
     one_line,
     read_json,
     read_sealed_json,
     sha256_file,
-    source_hash,
 )
 from rankrepro.core.runtime import provenance
 from rankrepro.core.trainer import StopRule, TrainSettings
@@ -199,9 +199,11 @@ def run_fingerprint(settings: dict[str, Any], *parts: Any) -> str:
 
 
 def mechanism_hash(*modules: ModuleType) -> str:
-    """Hash of the source of the library modules a result depends on: a checkpoint or cached batch made by other
-    code is not reused (the trainer discards a checkpoint whose fingerprint differs and starts afresh)."""
-    return source_hash([module.__file__ for module in modules])
+    """Hash of the code of the library modules a result depends on (:func:`rankrepro.core.io.module_code_hash`:
+    docstrings, comments and layout left out): a checkpoint or cached batch made by other code is not reused (the
+    trainer discards a checkpoint whose fingerprint differs and starts afresh), while editing a module's prose keeps
+    them."""
+    return module_code_hash([module.__file__ for module in modules])
 
 
 def write_results(

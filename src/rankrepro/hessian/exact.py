@@ -66,12 +66,17 @@ MAX_DRAWS = 4
 
 
 # ----------------------------------------------------------------------------------------------------- arithmetic
+def as_float64_array(values: np.ndarray | Tensor) -> np.ndarray:
+    """``values`` (a tensor on any device, or an array) as a float64 NumPy array, the same numbers."""
+    return np.asarray(values.detach().cpu().numpy() if isinstance(values, Tensor) else values, dtype=np.float64)
+
+
 def residues(values: np.ndarray | Tensor, modulus: int) -> np.ndarray:
     """The float64 numbers x = m·2^e (exact dyadic rationals) as residues mod P, float64 in [0, P).
 
     With frexp, x = f·2^e, f ∈ [0.5, 1): m = f·2^53 is an integer (53-bit significand, exact also for subnormals)
     and x = m·2^(e − 53); 2^E mod P for negative E is the inverse power (P odd)."""
-    x = np.asarray(values.detach().cpu().numpy() if isinstance(values, Tensor) else values, dtype=np.float64)
+    x = as_float64_array(values)
     fraction, exponent = np.frexp(x)
     mantissa = np.ldexp(fraction, 53).astype(np.int64)
     shift = exponent.astype(np.int64) - 53
@@ -324,7 +329,7 @@ def exact_matrix_rank(matrix: Tensor | np.ndarray, seed: int) -> int:
     """Rank over Q of a float64 matrix M ``(n, d)`` (its numbers as exact dyadic rationals): per modulus the rank of
     the m × m sketch Ω₁ M Ω₂ (m = min(n, d), Ω uniform over Z_P, redrawn after an unlucky pivot) by
     :func:`sketch_rank`; the larger count over :data:`MODULI` (never above the rank over Q)."""
-    values = np.asarray(matrix.detach().cpu().numpy() if isinstance(matrix, Tensor) else matrix, dtype=np.float64)
+    values = as_float64_array(matrix)
     n, d = values.shape
     size = min(n, d)
     counts = []

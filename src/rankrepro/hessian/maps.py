@@ -276,7 +276,7 @@ def network_derivatives(mlp: MLP, theta: Tensor, X: Tensor) -> NetworkDerivative
     inputs, slopes, bends, chain = [], [], [], []
     hidden = X
     for index, (weight, bias) in enumerate(layers):
-        augmented = torch.cat([hidden, hidden.new_ones(n, 1)], dim=1) if bias is not None else hidden
+        augmented = with_constant_feature(hidden) if bias is not None else hidden
         inputs.append(augmented)
         z = hidden @ weight.T
         if bias is not None:
@@ -711,15 +711,20 @@ def effective_outputs(num_outputs: int, loss: str) -> int:
     return num_outputs - 1 if loss == "ce" else num_outputs
 
 
+def formula_ranks(data_rank: int, hidden: Sequence[int], num_outputs: int, loss: str) -> tuple[int, int, int]:
+    """(K', s, q) of the closed forms: K' (:func:`effective_outputs`), s = min(r, K') and the bottleneck
+    q = min(r, K', M_1, …, M_{L-1}), at data rank r (r̂ = rank [X 1] for the forms with biases)."""
+    k = effective_outputs(num_outputs, loss)
+    return k, min(data_rank, k), min([data_rank, k, *hidden])
+
+
 def predicted_ranks(data_rank: int, hidden: Sequence[int], num_outputs: int, loss: str) -> dict[str, int]:
     """Closed-form ranks of a deep linear network at a generic point (Singh et al. 2021, with K' for CE).
 
     With r = rank(Σ x_i x_iᵀ), s = min(r, K'), q = min(r, K', M_1, …, M_{L-1}) and L = len(hidden) + 1:
     rank H_O = q (r + K' − q); rank H_F = 2q Σ_{l<L} M_l + 2qs − L q² (0 without hidden layer);
     rank H_L = rank H_O + rank H_F − q (2s − q) (= rank H_O without hidden layer)."""
-    k = effective_outputs(num_outputs, loss)
-    s = min(data_rank, k)
-    q = min([data_rank, k, *hidden])
+    k, s, q = formula_ranks(data_rank, hidden, num_outputs, loss)
     outer = q * (data_rank + k - q)
     if not hidden:
         return {"loss": outer, "outer": outer, "functional": 0}
@@ -750,8 +755,7 @@ def predicted_outer_rank_with_biases(
     With q = min(r, K', M_1, …, M_{L-1}) and K' as in :func:`effective_outputs`."""
     if augmented_rank not in (data_rank, data_rank + 1):
         raise ValueError(f"rank [X 1] = {augmented_rank} must be rank X = {data_rank} or one more")
-    k = effective_outputs(num_outputs, loss)
-    q = min([data_rank, k, *hidden])
+    k, _, q = formula_ranks(data_rank, hidden, num_outputs, loss)
     bias_free = q * (data_rank + k - q)
     if augmented_rank == data_rank + 1:
         return bias_free + k
@@ -774,9 +778,7 @@ def hidden_bias_excess(augmented_rank: int, hidden: Sequence[int], num_outputs: 
     restricted rank, and so e_l, is **conjectured** from exact ranks over Q of random networks (no counterexample;
     the evidence is listed in docs/chapters/ch5.md, the branches tested in ``tests/hessian/test_bias_formulas.py``),
     not taken from the paper."""
-    k = effective_outputs(num_outputs, loss)
-    s = min(augmented_rank, k)
-    q = min([augmented_rank, k, *hidden])
+    _, s, q = formula_ranks(augmented_rank, hidden, num_outputs, loss)
     excess = 0
     for l in range(1, len(hidden)):  # hidden[l] is M_{l+1}: the hidden layers with a bias of their own past layer 1
         below_only = min(hidden[:l]) == q < s and min(hidden[l + 1 :], default=q + 1) > q
@@ -798,9 +800,7 @@ def predicted_ranks_with_biases(
     outer = predicted_outer_rank_with_biases(data_rank, augmented_rank, hidden, num_outputs, loss)
     if not hidden:
         return {"loss": outer, "outer": outer, "functional": 0}
-    k = effective_outputs(num_outputs, loss)
-    s = min(augmented_rank, k)
-    q = min([augmented_rank, k, *hidden])
+    _, s, q = formula_ranks(augmented_rank, hidden, num_outputs, loss)
     functional = predicted_ranks(augmented_rank, hidden, num_outputs, loss)["functional"]
     functional += hidden_bias_excess(augmented_rank, hidden, num_outputs, loss)
     return {"loss": outer + functional - (q * (2 * s - q) - q), "outer": outer, "functional": functional}
@@ -833,6 +833,11 @@ def data_rank(X: Tensor) -> int:
     return rank_report(torch.linalg.svdvals(X.to(torch.float64)) ** 2, X.shape[-1]).rank
 
 
+def with_constant_feature(X: Tensor) -> Tensor:
+    """[X 1]: the rows of X (samples) with a constant feature 1 appended — what a layer with a bias sees."""
+    return torch.cat([X, X.new_ones(X.shape[0], 1)], dim=1)
+
+
 def augmented_data_rank(X: Tensor) -> int:
     """r̂ = rank [X 1] (the data with a constant feature, as the first layer's bias sees them), by :func:`data_rank`."""
-    return data_rank(torch.cat([X.to(torch.float64), X.new_ones(X.shape[0], 1, dtype=torch.float64)], dim=1))
+    return data_rank(with_constant_feature(X.to(torch.float64)))

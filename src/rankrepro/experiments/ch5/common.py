@@ -323,7 +323,7 @@ def exact_measurement(
         "moduli": list(exact.MODULI),
     }
     if mlp.bias:
-        augmented = exact.exact_matrix_rank(torch.cat([X, X.new_ones(X.shape[0], 1)], dim=1), seed)
+        augmented = exact.exact_matrix_rank(hessian.with_constant_feature(X), seed)
         record["predicted_with_biases"] = {
             **hessian.predicted_ranks_with_biases(r, augmented, hidden, outputs, loss),
             "augmented_data_rank": augmented,

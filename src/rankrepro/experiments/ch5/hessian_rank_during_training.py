@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -145,31 +146,61 @@ def descend(objective: MeanLoss, theta: torch.Tensor, steps: int, learning_rate:
     return result.params[0][0]
 
 
+@dataclass(frozen=True)
+class Checkpoint:
+    """A network at one checkpoint of its training: the step, the network, θ there and the objective (on the device's
+    copies of X and Y)."""
+
+    step: int
+    mlp: MLP
+    theta: torch.Tensor
+    objective: MeanLoss
+
+
+def trajectory(
+    X: torch.Tensor,
+    Y: torch.Tensor,
+    loss: str,
+    activation: str,
+    settings: Settings,
+    device: torch.device,
+    until: int | None = None,
+) -> Iterator[Checkpoint]:
+    """The network of ``settings`` (bias-free, its seeded init) trained by :func:`descend` through the sorted
+    checkpoints (up to step ``until`` when given), yielded at each: one descent shared by the float64 ranks and the
+    exact ones, so θ at a step is the same bits for both."""
+    point = Point(0, tuple(settings.hidden), int(X.shape[0]))
+    mlp, theta = network_for(point, X.shape[1], Y.shape[1], activation, False, settings.seed)
+    X, Y, theta = X.to(device), Y.to(device), theta.to(device)
+    objective = MeanLoss(mlp, X, Y, loss)
+    step = 0
+    for target in sorted(settings.checkpoints):
+        if until is not None and target > until:
+            return
+        theta = descend(objective, theta, target - step, settings.learning_rate)
+        step = target
+        yield Checkpoint(step, mlp, theta, objective)
+
+
 def training_run(
     X: torch.Tensor, Y: torch.Tensor, loss: str, activation: str, settings: Settings, device: torch.device
 ) -> dict[str, Any]:
     """One network trained through the checkpoints: at each, the mean training loss, the rank reports of H_L, H_O,
     H_F and the time; the closed forms (the same at every step: they depend on r, the widths, K and the loss)."""
     started = time.time()
-    point = Point(0, tuple(settings.hidden), int(X.shape[0]))
-    mlp, theta = network_for(point, X.shape[1], Y.shape[1], activation, False, settings.seed)
-    X, Y, theta = X.to(device), Y.to(device), theta.to(device)
-    objective = MeanLoss(mlp, X, Y, loss)
-    checkpoints, step = [], 0
-    for target in sorted(settings.checkpoints):
-        theta = descend(objective, theta, target - step, settings.learning_rate)
-        step = target
-        counted = time.time()
-        reports = map_ranks(mlp, theta, X, Y, loss)
+    checkpoints, mlp = [], None
+    for checkpoint in trajectory(X, Y, loss, activation, settings, device):
+        counted, mlp, objective = time.time(), checkpoint.mlp, checkpoint.objective
+        reports = map_ranks(mlp, checkpoint.theta, objective.X, objective.Y, loss)
         checkpoints.append(
             {
-                "step": step,
-                "train_loss": float(objective.value([theta[None]])[0]),
+                "step": checkpoint.step,
+                "train_loss": float(objective.value([checkpoint.theta[None]])[0]),
                 "ranks": {kind: report.as_dict() for kind, report in reports.items()},
                 "time_s": round(time.time() - counted, 3),
             }
         )
-    r = data_rank(X)
+    r = data_rank(X.to(device))
     return {
         "n": int(X.shape[0]),
         "d": int(X.shape[1]),
@@ -194,23 +225,15 @@ def exact_checkpoints(
     X: torch.Tensor, Y: torch.Tensor, loss: str, settings: Settings, wanted: dict[int, dict], device: torch.device
 ) -> dict[str, dict]:
     """Exact ranks over Q (:func:`~rankrepro.experiments.ch5.common.exact_measurement`) of the linear network at the
-    checkpoints in ``wanted`` (step → float64 rank reports), retracing :func:`training_run`'s descent step for step
-    (the same checkpoints in the same order, so θ is bit-identical)."""
-    point = Point(0, tuple(settings.hidden), int(X.shape[0]))
-    mlp, theta = network_for(point, X.shape[1], Y.shape[1], "linear", False, settings.seed)
-    X, Y, theta = X.to(device), Y.to(device), theta.to(device)
-    objective = MeanLoss(mlp, X, Y, loss)
-    found, step = {}, 0
-    for target in sorted(settings.checkpoints):
-        if target > max(wanted, default=-1):
-            break
-        theta = descend(objective, theta, target - step, settings.learning_rate)
-        step = target
-        if target in wanted:
-            found[str(target)] = exact_measurement(
-                mlp, theta.cpu(), X.cpu(), Y.cpu(), loss, wanted[target], settings.seed
-            )
-    return found
+    checkpoints in ``wanted`` (step → float64 rank reports), on :func:`training_run`'s :func:`trajectory` (so θ is
+    bit-identical)."""
+    return {
+        str(checkpoint.step): exact_measurement(
+            checkpoint.mlp, checkpoint.theta.cpu(), X.cpu(), Y.cpu(), loss, wanted[checkpoint.step], settings.seed
+        )
+        for checkpoint in trajectory(X, Y, loss, "linear", settings, device, until=max(wanted, default=-1))
+        if checkpoint.step in wanted
+    }
 
 
 def checkpoint_records(run: dict[str, Any], exact_ranks: dict[str, dict] | None = None) -> list[dict[str, Any]]:
