@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -105,3 +106,39 @@ def test_the_evidence_script_draws_networks_inside_its_family_and_reports_mismat
         assert 1 <= case.r <= case.d and case.r + 2 <= case.n <= family.max_samples
     assert evidence.main(["--networks", "3"]) == 0
     assert "0 mismatches" in capsys.readouterr().out
+
+
+def _core_ranks(s: int, m1: int, m2: int, seed: int) -> tuple[int, int]:
+    """Ranks of the Hessian, at a random point, of the two-hidden-layer core of docs/chapters/ch5.md (the proof of
+    rank H_F with L = 3): f = tr(V W U) without biases, f + ε V β with the second layer's bias β (U: m1 × s,
+    W: m2 × m1, V: s × m2, ε a covector) — float64 ranks of tiny, well-conditioned Hessians."""
+    g = torch.Generator().manual_seed(seed)
+    U, W, V = (torch.randn(*shape, generator=g, dtype=torch.float64) for shape in [(m1, s), (m2, m1), (s, m2)])
+    eps = torch.randn(s, generator=g, dtype=torch.float64)
+    sizes = [m1 * s, m2 * m1, s * m2, m2]
+
+    def core(theta: torch.Tensor) -> torch.Tensor:
+        a, b, c, beta = torch.split(theta, sizes)
+        product = (V + c.reshape(s, m2)) @ (W + b.reshape(m2, m1)) @ (U + a.reshape(m1, s))
+        return torch.trace(product) + eps @ (V + c.reshape(s, m2)) @ beta
+
+    hessian = torch.autograd.functional.hessian(core, torch.zeros(sum(sizes), dtype=torch.float64))
+    without = sum(sizes[:3])
+    return (
+        int(torch.linalg.matrix_rank(hessian[:without, :without])),
+        int(torch.linalg.matrix_rank(hessian)),
+    )
+
+
+def test_the_two_hidden_layer_core_gains_what_the_proof_counts():
+    """Every order of s, M_1, M_2 (s ≤ 5, widths ≤ 6): the core's rank without biases is Singh et al.'s
+    2q(M_1 + M_2) + 2qs − 3q², and the second layer's bias adds e_2 = 2M_2 − q when M_1 = q < s, else q — the case
+    count of the proof (a miscounted case, or 'e_2 = q always', fails here)."""
+    for s in range(1, 6):
+        for m1 in range(1, 7):
+            for m2 in range(1, 7):
+                without, with_bias = _core_ranks(s, m1, m2, seed=100 * s + 10 * m1 + m2)
+                q = min(s, m1, m2)
+                assert without == 2 * q * (m1 + m2) + 2 * q * s - 3 * q * q, (s, m1, m2)
+                excess = 2 * m2 - q if m1 == q < s else q
+                assert with_bias - without == excess == hs.hidden_bias_excess(s, (m1, m2), s, "mse"), (s, m1, m2)

@@ -774,10 +774,11 @@ def hidden_bias_excess(augmented_rank: int, hidden: Sequence[int], num_outputs: 
     l ≥ 2 enters the residual pairing only as Σ_l uᵀ W^L ⋯ W^{l+1} b^l (u = Σ_i ∂ℓ/∂F(x_i)), so it couples
     with the weights above it alone. Ordering the parameters as (weights, hidden biases ≥ 2), H_F = [[H_0, Cᵀ],
     [C, 0]] with H_0 the bias-free functional Hessian on [X 1] and C onto R^{Σ M_l}; by block elimination
-    rank H_F = 2 Σ_{l≥2} M_l + rank(H_0 restricted to ker C) (proved, docs/chapters/ch5.md). The value of the
-    restricted rank, and so e_l, is **conjectured** from exact ranks over Q of random networks (no counterexample;
-    the evidence is listed in docs/chapters/ch5.md, the branches tested in ``tests/hessian/test_bias_formulas.py``),
-    not taken from the paper."""
+    rank H_F = 2 Σ_{l≥2} M_l + rank(H_0 restricted to ker C) (proved, docs/chapters/ch5.md). With two hidden layers
+    e_2 is **proved** at a generic point (a kernel count of the core tr(VWU) + εVβ, case by case, in
+    docs/chapters/ch5.md); with more, e_l is **conjectured** from exact ranks over Q of random networks (no
+    counterexample; the evidence is listed in docs/chapters/ch5.md, the branches tested in
+    ``tests/hessian/test_bias_formulas.py``), not taken from the paper."""
     _, s, q = formula_ranks(augmented_rank, hidden, num_outputs, loss)
     excess = 0
     for l in range(1, len(hidden)):  # hidden[l] is M_{l+1}: the hidden layers with a bias of their own past layer 1
@@ -794,7 +795,7 @@ def predicted_ranks_with_biases(
 
     - rank H_O: :func:`predicted_outer_rank_with_biases` (derived);
     - rank H_F = the bias-free formula at r̂ + :func:`hidden_bias_excess` (one hidden layer: the bias-free formula at
-      r̂, derived; more: conjectured, see there);
+      r̂; one or two hidden layers proved, more conjectured, see there);
     - rank H_L = rank H_O + rank H_F − (q (2s − q) − q) (conjectured from the same exact ranks; without a hidden
       layer H_F = 0 and H_L = H_O)."""
     outer = predicted_outer_rank_with_biases(data_rank, augmented_rank, hidden, num_outputs, loss)

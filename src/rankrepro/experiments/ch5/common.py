@@ -283,8 +283,8 @@ def compute_point(
 
 def biased_predictions(X: torch.Tensor, r: int, hidden: tuple[int, ...], num_outputs: int, loss: str) -> dict[str, int]:
     """The closed forms of a linear network with biases (:func:`rankrepro.hessian.maps.predicted_ranks_with_biases`,
-    with r̂ = rank [X 1]): H_O derived, H_F and H_L (with more than one hidden layer) conjectured here from exact
-    ranks; the paper's formulas are for bias-free networks."""
+    with r̂ = rank [X 1]): H_O derived, H_F proved up to two hidden layers and conjectured beyond, H_L (past one
+    hidden layer) conjectured, from exact ranks; the paper's formulas are for bias-free networks."""
     augmented = hessian.augmented_data_rank(X)
     return {
         **hessian.predicted_ranks_with_biases(r, augmented, hidden, num_outputs, loss),
@@ -708,8 +708,8 @@ def variant_details(settings: HessianSweepSettings) -> str:
         if v.bias:
             text += (
                 ", with biases in every layer: the lines are the closed forms with biases of docs/chapters/ch5.md "
-                "(not the paper's, which are bias-free): H_O's derived, H_F's and H_L's conjectured from exact ranks "
-                "of random networks"
+                "(not the paper's, which are bias-free): H_O's derived, H_F's proved up to two hidden layers, H_L's "
+                "conjectured from exact ranks of random networks"
             )
         texts.append(text + ".")
     return "".join(texts)
@@ -984,7 +984,8 @@ def biased_runs(settings: HessianSweepSettings) -> list[str]:
 
 
 #: the claims on networks with biases: (maps, claim-id stem, statement, reference) — H_O's closed form is derived,
-#: H_F's and H_L's are conjectured here from exact ranks (:func:`rankrepro.hessian.maps.predicted_ranks_with_biases`)
+#: H_F's proved up to two hidden layers, H_L's conjectured from exact ranks
+#: (:func:`rankrepro.hessian.maps.predicted_ranks_with_biases`)
 BIAS_CLAIMS = (
     (
         ("outer",),
@@ -1000,9 +1001,10 @@ BIAS_CLAIMS = (
         "the ranks of H_F and H_L equal the closed forms with biases — H_F: the bias-free formula at r̂ = rank [X 1] "
         "plus Σ_{l=2}^{L-1} e_l (e_l = 2M_l − q when the narrowest layer is a hidden layer below l and none above "
         "it, else q), H_L = H_O + H_F − (q(2s − q) − q), q and s at r̂",
-        "one hidden layer derived, more layers conjectured here from exact ranks over Q of random networks "
-        "(docs/chapters/ch5.md; scripts/bias_formula_evidence.py); the paper's bias formulas were not available "
-        "offline — this checks that the conjectured closed forms hold on the paper's data",
+        "H_F proved here for one and two hidden layers at a generic point, conjectured for more; H_L conjectured "
+        "from exact ranks over Q of random networks (docs/chapters/ch5.md; scripts/bias_formula_evidence.py); the "
+        "paper's bias formulas were not available offline — this checks that the closed forms hold on the paper's "
+        "data",
     ),
 )
 
