@@ -283,7 +283,7 @@ def compute_point(
 
 def biased_predictions(X: torch.Tensor, r: int, hidden: tuple[int, ...], num_outputs: int, loss: str) -> dict[str, int]:
     """The closed forms of a linear network with biases (:func:`rankrepro.hessian.maps.predicted_ranks_with_biases`,
-    with r̂ = rank [X 1]): H_O derived, H_F proved up to two hidden layers and conjectured beyond, H_L (past one
+    with r̂ = rank [X 1]): H_O derived, H_F proved up to two hidden layers and conjectured beyond, H_L (with a
     hidden layer) conjectured, from exact ranks; the paper's formulas are for bias-free networks."""
     augmented = hessian.augmented_data_rank(X)
     return {
