@@ -246,17 +246,23 @@ def test_changed_library_code_reruns_only_dependent_jobs(dag, edited_source):
     assert "Nothing to be done" in output(snakemake(workdir, configfile, "-n", env=env))
     with open(package / "pipeline" / "plotting.py", "a", encoding="utf-8") as handle:  # a comment: no code changed
         handle.write("\n# a comment\n")
+    edit_source(  # prose, not code: a docstring rewritten and an inline comment
+        package / "pipeline" / "plotting.py",
+        '"""Save ``fig`` as ``<stem>.png`` and ``<stem>.pdf``',
+        '"""Write ``fig`` to ``<stem>.png`` and ``<stem>.pdf``',
+    )
+    edit_source(package / "factorization" / "dmf.py", "def init_factors(", "def init_factors(  # a comment\n")
     assert "Nothing to be done" in output(snakemake(workdir, configfile, "-n", env=env))
 
-    edit_source(
-        package / "pipeline" / "plotting.py", "def save_figure(", "def save_figure(  # an edit to the figure code\n"
+    edit_source(  # an edit to the figure code
+        package / "pipeline" / "plotting.py", "    png_path = Path(png_path)\n", "    png_path = Path(str(png_path))\n"
     )
     jobs = planned_jobs(snakemake(workdir, configfile, "-n", env=env))
     assert "plot" in {rule for rule, _ in jobs}, jobs  # figures re-drawn ...
     assert not set(RUN_RULES) & {rule for rule, _ in jobs}, jobs  # ... nothing retrained
 
-    edit_source(
-        package / "factorization" / "dmf.py", "def init_factors(", "def init_factors(  # an edit to the DMF engine\n"
+    edit_source(  # an edit to the DMF engine
+        package / "factorization" / "dmf.py", "    max_tries: int = 10_000,\n", "    max_tries: int = 10_001,\n"
     )
     jobs = planned_jobs(snakemake(workdir, configfile, "-n", env=env))
     retrained = {experiment for rule, experiment in jobs if rule in RUN_RULES}
@@ -270,8 +276,8 @@ def test_a_changed_plot_function_reruns_only_its_plot_job(dag, edited_source):
     package, env = edited_source
     edit_source(
         package / "experiments" / "ch1" / "dmf_perturbed_problem.py",
-        '"""|w11| vs loss, one curve per ε (colour = iteration)."""',
-        '"""|w11| against the loss, one curve per ε (colour = iteration)."""',
+        'table["label"] = [f"ε = {e:g}" for e in table["epsilon"]]',
+        'table["label"] = [f"epsilon = {e:g}" for e in table["epsilon"]]',
     )
     result = snakemake(workdir, configfile, "-n", env=env)
     assert planned_jobs(result) == {("plot", "dmf_perturbed_problem"), ("all", None)}, output(result)

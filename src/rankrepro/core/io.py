@@ -14,6 +14,7 @@ content (everything but that key) under :data:`SEAL_KEY` (:func:`atomic_write_se
 from __future__ import annotations
 
 import ast
+import copy
 import hashlib
 import json
 import os
@@ -110,34 +111,35 @@ def fingerprint(obj: Any) -> str:
 
 
 def module_code_hash(paths: Iterable[str | os.PathLike]) -> str:
-    """Hash of the code of the given Python modules, in sorted path order: each module's syntax tree without its
-    bare string statements (docstrings, attribute docs) — comments and layout never reach the tree — so that
-    editing prose or formatting changes no hash, while any change to what the code does changes it. The tree's
-    dump depends on the Python minor version (new node fields), so a new interpreter recomputes: conservative."""
+    """Hash of the code of the given Python modules, in sorted path order: each module's :func:`code_dump` — so that
+    editing prose (docstrings, comments) or layout changes no hash, while any change to what the code does changes
+    it. The dump depends on the Python minor version (new node fields), so a new interpreter recomputes:
+    conservative."""
     digest = hashlib.sha256()
     for path in sorted(Path(p) for p in paths):
-        tree = _without_bare_strings(ast.parse(path.read_bytes(), filename=str(path)))
         digest.update(str(path.name).encode())
-        digest.update(ast.dump(tree, annotate_fields=True, include_attributes=False).encode())
+        digest.update(code_dump(ast.parse(path.read_bytes(), filename=str(path))).encode())
     return digest.hexdigest()[:16]
 
 
-def _without_bare_strings(tree: ast.AST) -> ast.AST:
-    """``tree`` with every statement that is only a string constant (a docstring, a no-op) removed, in place."""
-    for node in ast.walk(tree):
+def code_dump(node: ast.AST) -> str:
+    """The code of a syntax tree (a module or one statement) as text, for code hashes: its ``ast.dump`` without
+    positions and without bare string statements (docstrings, attribute docs: no-ops) — comments and layout never
+    reach the tree. A statement that is only a string dumps to ``""``. ``node`` is not changed."""
+    if _is_bare_string(node):
+        return ""
+    tree = copy.deepcopy(node)
+    for inner in ast.walk(tree):
         for field in ("body", "orelse", "finalbody"):
-            block = getattr(node, field, None)
+            block = getattr(inner, field, None)
             if isinstance(block, list):
-                block[:] = [
-                    statement
-                    for statement in block
-                    if not (
-                        isinstance(statement, ast.Expr)
-                        and isinstance(statement.value, ast.Constant)
-                        and isinstance(statement.value.value, str)
-                    )
-                ]
-    return tree
+                block[:] = [statement for statement in block if not _is_bare_string(statement)]
+    return ast.dump(tree, annotate_fields=True, include_attributes=False)
+
+
+def _is_bare_string(node: ast.AST) -> bool:
+    """Whether ``node`` is a statement that is only a string constant (a docstring)."""
+    return isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
 
 
 def one_line(exc: BaseException, limit: int = 300) -> str:

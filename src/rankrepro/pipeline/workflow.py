@@ -34,7 +34,7 @@ from typing import Any
 
 import rankrepro
 from rankrepro.core.errors import ConfigError
-from rankrepro.core.io import fingerprint
+from rankrepro.core.io import code_dump, fingerprint
 from rankrepro.data.registry import DATASETS, MANIFEST, DatasetSpec, resolve_mirror
 from rankrepro.pipeline.config import (
     RESOURCES_KEY,
@@ -681,14 +681,15 @@ def code_slice(roots: Iterable[tuple[str, str]], tree: SourceTree, stop: Collect
 
 
 def slice_hash(chosen: Mapping[str, Collection[int]], tree: SourceTree) -> str:
-    """Hash (16 hex digits) of the source of the chosen statements, module by module in name order."""
+    """Hash (16 hex digits) of the code of the chosen statements, module by module in name order: each statement's
+    :func:`~rankrepro.core.io.code_dump`, so docstrings, comments and layout rerun no job."""
     digest = hashlib.sha256()
     for name in sorted(chosen):
         module = tree.module(name)
         digest.update(f"{name}\0".encode())
         for index in sorted(chosen[name]):
-            text = module.text(index).encode()
-            digest.update(f"{len(text)}\0".encode() + text)
+            code = code_dump(module.statements[index]).encode()
+            digest.update(f"{len(code)}\0".encode() + code)
     return digest.hexdigest()[:16]
 
 
