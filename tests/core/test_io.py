@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 from pathlib import Path
@@ -19,6 +20,7 @@ from rankrepro.core.io import (
     atomic_write_json,
     atomic_write_sealed_json,
     atomic_write_text,
+    code_dump,
     content_sha256,
     fingerprint,
     module_code_hash,
@@ -154,6 +156,16 @@ def test_code_hash_depends_on_what_the_code_does_not_on_its_prose_or_order(tmp_p
     assert module_code_hash([x, y]) != h  # what it computes
     y.write_text('def f(v):\n    """Doubles."""\n    return "2" * v\n')
     assert module_code_hash([x, y]) != h  # a string that is a value, not a statement, is code
+
+
+def test_code_dump_leaves_out_docstrings_and_leaves_the_tree_as_it_was():
+    source = 'class C:\n    """Doc."""\n    def f(self):\n        "doc"\n        if self:\n            "no-op"\n'
+    tree = ast.parse(source + "            return 1\n")
+    before = ast.dump(tree, include_attributes=True)
+    dumped = code_dump(tree)
+    assert "Doc." not in dumped and "no-op" not in dumped and "Constant(value=1)" in dumped
+    assert ast.dump(tree, include_attributes=True) == before  # restored, positions included
+    assert code_dump(tree.body[0].body[0]) == ""  # a docstring statement alone
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -14,7 +14,6 @@ content (everything but that key) under :data:`SEAL_KEY` (:func:`atomic_write_se
 from __future__ import annotations
 
 import ast
-import copy
 import hashlib
 import json
 import os
@@ -125,16 +124,22 @@ def module_code_hash(paths: Iterable[str | os.PathLike]) -> str:
 def code_dump(node: ast.AST) -> str:
     """The code of a syntax tree (a module or one statement) as text, for code hashes: its ``ast.dump`` without
     positions and without bare string statements (docstrings, attribute docs: no-ops) — comments and layout never
-    reach the tree. A statement that is only a string dumps to ``""``. ``node`` is not changed."""
+    reach the tree. A statement that is only a string dumps to ``""``. ``node`` is left as it was (its blocks are
+    filtered in place for the dump and restored: a deep copy would cost more than the dump)."""
     if _is_bare_string(node):
         return ""
-    tree = copy.deepcopy(node)
-    for inner in ast.walk(tree):
+    filtered = []
+    for inner in ast.walk(node):
         for field in ("body", "orelse", "finalbody"):
             block = getattr(inner, field, None)
-            if isinstance(block, list):
+            if isinstance(block, list) and any(_is_bare_string(statement) for statement in block):
+                filtered.append((block, block[:]))
                 block[:] = [statement for statement in block if not _is_bare_string(statement)]
-    return ast.dump(tree, annotate_fields=True, include_attributes=False)
+    try:
+        return ast.dump(node, annotate_fields=True, include_attributes=False)
+    finally:
+        for block, original in filtered:
+            block[:] = original
 
 
 def _is_bare_string(node: ast.AST) -> bool:

@@ -575,6 +575,7 @@ class SourceTree:
         self._modules: dict[str, ModuleSource | None] = {}
         self._has: dict[str, bool] = {}
         self._needs: dict[tuple[str, int], tuple[Need, ...]] = {}
+        self._codes: dict[tuple[str, int], bytes] = {}
 
     def module(self, name: str) -> ModuleSource | None:
         """Module ``name`` parsed, or None when the tree has no such module."""
@@ -594,6 +595,13 @@ class SourceTree:
         if (name, index) not in self._needs:
             self._needs[name, index] = statement_needs(self.module(name), index, self.has)
         return self._needs[name, index]
+
+    def code(self, name: str, index: int) -> bytes:
+        """:func:`~rankrepro.core.io.code_dump` of statement ``index`` of module ``name``, encoded (worked out once:
+        the jobs' slices share most statements)."""
+        if (name, index) not in self._codes:
+            self._codes[name, index] = code_dump(self.module(name).statements[index]).encode()
+        return self._codes[name, index]
 
 
 def code_slice(roots: Iterable[tuple[str, str]], tree: SourceTree, stop: Collection[str] = ()) -> dict[str, set[int]]:
@@ -685,10 +693,9 @@ def slice_hash(chosen: Mapping[str, Collection[int]], tree: SourceTree) -> str:
     :func:`~rankrepro.core.io.code_dump`, so docstrings, comments and layout rerun no job."""
     digest = hashlib.sha256()
     for name in sorted(chosen):
-        module = tree.module(name)
         digest.update(f"{name}\0".encode())
         for index in sorted(chosen[name]):
-            code = code_dump(module.statements[index]).encode()
+            code = tree.code(name, index)
             digest.update(f"{len(code)}\0".encode() + code)
     return digest.hexdigest()[:16]
 
