@@ -312,6 +312,12 @@ CASES: tuple[BadInput, ...] = (
         with_value(("losses",), ["hinge"], "hessian_rank_vs_width"),
         ("losses",),
     ),
+    BadInput(
+        "first-hidden-width-zero",
+        "a chapter-5 linear variant whose first hidden layer has width 0",
+        with_value(("linear_variants", 2, "first_hidden_width"), 0, "hessian_rank_vs_width"),
+        ("first_hidden_width",),
+    ),
     BadInput("top-level-unknown", "a misspelt top-level key", with_value((None, "thread"), 2), ("thread",)),
     BadInput("threads-zero", "`threads: 0`", with_value((None, "threads"), 0), ("threads",)),
     BadInput("device-unknown", "`device: tpu`", with_value((None, "device"), "tpu"), ("device",)),

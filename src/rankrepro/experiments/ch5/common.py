@@ -399,14 +399,13 @@ def run_sweep(
     code, exact_code = _source_hash(), _exact_source_hash()  # read the sources once, not per point
     records, unavailable = [], {}
     conditioning: dict[str, dict[str, list]] = {MAIN: {}, **{v.name: {} for v in settings.linear_variants}}
-    runs = [(MAIN, settings.activations, 0.0, settings.bias, None)] + [
-        (v.name, ("linear",), v.near_null_fraction, v.bias, v) for v in settings.linear_variants
-    ]
+    runs = [(MAIN, settings.activations, None)] + [(v.name, ("linear",), v) for v in settings.linear_variants]
     for dataset, images in available_datasets(
         settings.datasets, settings.optional_datasets, data.image_classification, unavailable
     ):
         X_all, Y_all = first_samples(images, max_samples, settings.image_side, settings.resize)
-        for variant, activations, fraction, bias, spec in runs:
+        for variant, activations, spec in runs:
+            fraction, bias = (0.0, settings.bias) if spec is None else (spec.near_null_fraction, spec.bias)
             inputs = {n: remove_near_null_directions(X_all[:n], fraction) for n in sample_sizes}
             conditioning[variant][dataset] = [data_conditioning(inputs[n]) for n in sample_sizes]
             point_common = common if spec is None else {**common, **spec.fingerprinted()}
@@ -464,7 +463,7 @@ def run_sweep(
             name: round(sum(r["time_s"] for r in records if r["variant"] == name), 1) for name in conditioning
         },
         "exact_time_s": round(sum((r.get("exact") or {}).get("time_s", 0.0) for r in records), 1),
-        "bias_against_formula": bias_against_formula(records, {name for name, _, _, bias, _ in runs if bias}),
+        "bias_against_formula": bias_against_formula(records, set(biased_runs(settings))),
         "unavailable": unavailable,
         "torch_threads": torch.get_num_threads(),
         "largest": max(
@@ -1018,6 +1017,7 @@ def bias_formula_claims(summary: dict, settings: HessianSweepSettings, name: str
     linear = table[table["activation"] == "linear"] if len(table) else table
     out = []
     for variant in biased_runs(settings):
+        spec = settings.variant(variant)
         for dataset in computed_datasets(settings, summary["data"]):
             for loss in settings.losses:
                 part = (
@@ -1025,10 +1025,8 @@ def bias_formula_claims(summary: dict, settings: HessianSweepSettings, name: str
                     if len(linear)
                     else linear
                 )
-                spec = settings.variant(variant)
-                first = spec.first_hidden_width if spec else None
                 out.extend(
-                    _bias_formula_claim(part, variant, dataset, loss, name, section, entry, first)
+                    _bias_formula_claim(part, variant, spec, dataset, loss, name, section, entry)
                     for entry in BIAS_CLAIMS
                 )
     return out
@@ -1037,19 +1035,20 @@ def bias_formula_claims(summary: dict, settings: HessianSweepSettings, name: str
 def _bias_formula_claim(
     part: pd.DataFrame,
     variant: str,
+    spec: LinearVariant | None,
     dataset: str,
     loss: str,
     name: str,
     section: str,
     entry: tuple,
-    first_hidden_width: int | None = None,
 ) -> ClaimResult:
-    """One claim of :data:`BIAS_CLAIMS` on one sweep (see :func:`bias_formula_claims`); ``first_hidden_width``: the
-    sweep's first hidden layer is that narrow (named in the statement)."""
+    """One claim of :data:`BIAS_CLAIMS` on one sweep (see :func:`bias_formula_claims`); ``spec``: the sweep's linear
+    variant (None: the main sweep), whose first hidden width, when set, the statement names."""
     kinds, stem, statement, reference = entry
     maps = ", ".join(KIND_NAMES[kind] for kind in kinds)
+    first = spec.first_hidden_width if spec is not None else None
     label = f"{DATASET_LABELS.get(dataset, dataset)}, {LOSS_LABELS[loss]}, linear networks with biases" + (
-        f" and a first hidden layer of width {first_hidden_width}" if first_hidden_width else ""
+        f" and a first hidden layer of width {first}" if first else ""
     )
     settled = maps_are_settled(kinds)
     kept, gate = decidable_sweeps(part, f"{label} ({maps})", settled)
