@@ -22,10 +22,9 @@ from torch import Tensor
 from _report import group_rmsprop_run, machine, write_json
 from rankrepro.factorization import cp_losses
 from rankrepro.factorization.cp import (
-    _khatri_rao,
-    _split,
     factor_grads_from_tensor_grad,
     init_factors,
+    matricized_cp,
     random_cp_tensor,
 )
 from rankrepro.factorization.cp_sensing import CPSensingObjective, gaussian_measurements
@@ -33,9 +32,8 @@ from rankrepro.factorization.cp_sensing import CPSensingObjective, gaussian_meas
 
 def two_products_loss_and_grads(factors: list[Tensor], measurements: Tensor, values: Tensor):
     """(i): the per-run MSE and factor gradients with e and ∇_W L as two whole products over A."""
-    batch, k = factors[0].shape[0], _split(len(factors))
-    left, right = _khatri_rao(factors[:k]), _khatri_rao(factors[k:])
-    recon = torch.bmm(left, right.transpose(1, 2))
+    batch = factors[0].shape[0]
+    left, right, recon = matricized_cp(factors)
     residual = recon.reshape(batch, -1) @ measurements.T - values
     m = measurements.shape[0]
     tensor_grad = ((2.0 / m) * residual @ measurements).reshape(recon.shape)

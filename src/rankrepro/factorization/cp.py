@@ -62,15 +62,27 @@ def _split(order: int) -> int:
     return max(1, order // 2)
 
 
+def group_khatri_rao(factors: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
+    """The Khatri–Rao products of the two mode groups, L = KR(F_1…F_k) ``(B, ∏_{n≤k} d_n, R)`` and
+    Q = KR(F_{k+1}…F_N) ``(B, ∏_{n>k} d_n, R)``, k = ⌊N/2⌋ (at least 1): W_(1…k; k+1…N) = L·Qᵀ."""
+    k = _split(len(factors))
+    return _khatri_rao(factors[:k]), _khatri_rao(factors[k:])
+
+
+def matricized_cp(factors: Sequence[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+    """(L, Q, L·Qᵀ): the group products of :func:`group_khatri_rao` and the balanced matricization
+    W_(1…k; k+1…N) = L·Qᵀ ``(B, ∏_{n≤k} d_n, ∏_{n>k} d_n)`` of the CP tensor (one batched matmul)."""
+    left, right = group_khatri_rao(factors)
+    return left, right, torch.bmm(left, right.transpose(1, 2))
+
+
 def cp_reconstruct(factors: Sequence[Tensor]) -> Tensor:
     """Full tensor W[b] = Σ_r w_r^1 ⊗ … ⊗ w_r^N from factors ``(B, d_n, R)``: shape ``(B, d_1, …, d_N)``.
 
-    Computed as the matricization W_(1…k; k+1…N) = KR(F_1…F_k) · KR(F_{k+1}…F_N)ᵀ (one batched matmul).
+    Computed as the matricization W_(1…k; k+1…N) = KR(F_1…F_k) · KR(F_{k+1}…F_N)ᵀ (:func:`matricized_cp`).
     """
-    k = _split(len(factors))
-    left, right = _khatri_rao(factors[:k]), _khatri_rao(factors[k:])
     dims = [f.shape[1] for f in factors]
-    return torch.bmm(left, right.transpose(1, 2)).reshape(factors[0].shape[0], *dims)
+    return matricized_cp(factors)[2].reshape(factors[0].shape[0], *dims)
 
 
 def cp_predict(factors: Sequence[Tensor], indices: Tensor) -> Tensor:
@@ -111,7 +123,7 @@ def cp_loss_and_grads_gather(
     batch, rank, n_obs = factors[0].shape[0], factors[0].shape[-1], indices.shape[0]
     dims = [f.shape[1] for f in factors]
     k = _split(order)
-    left, right = _khatri_rao(factors[:k]), _khatri_rao(factors[k:])  # (B, P, R), (B, Q, R)
+    left, right = group_khatri_rao(factors)  # (B, P, R), (B, Q, R)
     p_idx, q_idx = _flat_indices(indices[:, :k], dims[:k]), _flat_indices(indices[:, k:], dims[k:])
     values = _as_batched(values, batch)
     grad_left, grad_right = torch.zeros_like(left), torch.zeros_like(right)
@@ -159,9 +171,7 @@ def cp_loss_and_grads_dense(
     E·KR(right) ``(B, ∏d_left, R)`` (an MTTKRP) contracted with the other left factors; right modes likewise
     from Eᵀ·KR(left).
     """
-    k = _split(len(factors))
-    left, right = _khatri_rao(factors[:k]), _khatri_rao(factors[k:])
-    recon = torch.bmm(left, right.transpose(1, 2))  # (B, P, Q)
+    left, right, recon = matricized_cp(factors)  # (B, P, R), (B, Q, R), (B, P, Q)
     shape = recon.shape
     residual = (recon - target.reshape(-1, shape[1], shape[2])) * mask.reshape(-1, shape[1], shape[2])
     loss = residual.pow(2).sum((1, 2)) / n_obs

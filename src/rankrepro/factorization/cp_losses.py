@@ -24,7 +24,7 @@ from torch import Tensor
 
 from rankrepro.core.losses import Loss, mean_loss, pointwise_loss_derivative
 from rankrepro.core.measures import normalized_reconstruction_error
-from rankrepro.factorization.cp import _khatri_rao, _split, factor_grads_from_tensor_grad
+from rankrepro.factorization.cp import factor_grads_from_tensor_grad, matricized_cp
 
 
 def measure(flat_tensor: Tensor, observations: Tensor) -> Tensor:
@@ -71,9 +71,7 @@ def cp_measured_loss_and_grads(
     """Per-run MSE (1/m) Σ e_i² ``(B,)``, training loss L = (1/m) Σ ρ(e_i) ``(B,)`` and ∂L/∂F_n for every factor
     ``(B, d_n, R)`` (see the module docstring); ``values`` y is ``(m,)``."""
     batch = factors[0].shape[0]
-    k = _split(len(factors))
-    left, right = _khatri_rao(factors[:k]), _khatri_rao(factors[k:])
-    recon = torch.bmm(left, right.transpose(1, 2))  # (B, P, Q)
+    left, right, recon = matricized_cp(factors)  # (B, P, R), (B, Q, R), (B, P, Q)
     n_measurements = values.shape[-1]
     residual, pullback = residual_and_pullback(
         recon.reshape(batch, -1),
@@ -110,8 +108,7 @@ class CPMeasuredLossObjective:
     def metrics(self, params: list[Tensor]) -> dict[str, Tensor]:
         """Training loss L and normalized reconstruction error over the full tensor, per run."""
         batch = params[0].shape[0]
-        k = _split(len(params))
-        recon = torch.bmm(_khatri_rao(params[:k]), _khatri_rao(params[k:]).transpose(1, 2)).reshape(batch, -1)
+        recon = matricized_cp(params)[2].reshape(batch, -1)
         residual = measure(recon, self.observations) - self.values
         return {
             "train_loss": mean_loss(residual, self.loss, self.huber_threshold),

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from rankrepro.core.measures import normalized_reconstruction_error
-from rankrepro.factorization.cp import _khatri_rao, _split, cp_reconstruct, factor_grads_from_tensor_grad
+from rankrepro.factorization.cp import cp_reconstruct, factor_grads_from_tensor_grad, matricized_cp
 from rankrepro.factorization.cp_losses import residual_and_pullback
 
 
@@ -44,9 +44,7 @@ def cp_sensing_loss_and_grads(
     contractions of ∇_W L (matricized) with the Khatri–Rao products of the other mode group.
     """
     batch = factors[0].shape[0]
-    k = _split(len(factors))
-    left, right = _khatri_rao(factors[:k]), _khatri_rao(factors[k:])
-    recon = torch.bmm(left, right.transpose(1, 2))  # (B, P, Q)
+    left, right, recon = matricized_cp(factors)  # (B, P, R), (B, Q, R), (B, P, Q)
     n_measurements = measurements.shape[0]
     residual, pullback = residual_and_pullback(
         recon.reshape(batch, -1), measurements, values, lambda e: (2.0 / n_measurements) * e
