@@ -616,3 +616,21 @@ def test_outer_rank_with_biases_equals_the_numerical_rank(n, d, hidden, k, rank,
     assert r == rank and augmented == rank + (0 if ones_in_span or n == rank else 1)
     report = hs.hessian_ranks(hs.hessian_maps(mlp, theta, X, Y, loss), mlp.num_params, restrict=False)["outer"]
     assert report.rank == hs.predicted_outer_rank_with_biases(r, augmented, hidden, k, loss)
+
+
+def test_diagonal_blocks_are_placed_exactly_symmetric_and_symmetric_ones_unchanged():
+    """Some CPUs' BLAS kernels return EᵀE not exactly symmetric (the structural gram failed torch.equal(G, Gᵀ) on an
+    AMD EPYC): a diagonal block is written as (B + Bᵀ)/2, which is B bit for bit when B is symmetric."""
+    generator = torch.Generator().manual_seed(0)
+    factor = torch.randn(3, 3, generator=generator, dtype=torch.float64)
+    symmetric = factor @ factor.T
+    symmetric = torch.tril(symmetric) + torch.tril(symmetric, -1).T  # exactly symmetric whatever the BLAS
+    skewed = symmetric.clone()
+    skewed[0, 1] += 1e-15
+    off_diagonal = torch.randn(2, 3, generator=generator, dtype=torch.float64)
+    for block, exact in ((symmetric, True), (skewed, False)):
+        matrix = torch.zeros(5, 5, dtype=torch.float64)
+        hs._place_symmetric(matrix, [0, 3, 5], 0, 0, block)
+        hs._place_symmetric(matrix, [0, 3, 5], 1, 0, off_diagonal)
+        assert torch.equal(matrix, matrix.T)
+        assert torch.equal(matrix[:3, :3], block) is exact and torch.equal(matrix[3:, :3], off_diagonal)

@@ -328,10 +328,14 @@ def layer_offsets(mlp: MLP) -> list[int]:
 
 
 def _place_symmetric(matrix: Tensor, offsets: list[int], l: int, k: int, block: Tensor) -> None:
-    """Write block (l, k) of a symmetric parameter-space matrix and its transpose at (k, l)."""
+    """Write block (l, k) of a symmetric parameter-space matrix and its transpose at (k, l); a diagonal block (l = k)
+    is written as (B + Bᵀ)/2, exactly symmetric — a batched product such as EᵀE need not come out exactly symmetric
+    (it does not with some CPUs' BLAS kernels), and (B + Bᵀ)/2 = B bit for bit where it does."""
+    if k == l:
+        matrix[offsets[l] : offsets[l + 1], offsets[l] : offsets[l + 1]] = (block + block.T) / 2
+        return
     matrix[offsets[l] : offsets[l + 1], offsets[k] : offsets[k + 1]] = block
-    if k != l:
-        matrix[offsets[k] : offsets[k + 1], offsets[l] : offsets[l + 1]] = block.T
+    matrix[offsets[k] : offsets[k + 1], offsets[l] : offsets[l + 1]] = block.T
 
 
 def layer_gradients(derivatives: NetworkDerivatives, top: int) -> Tensor:
