@@ -174,6 +174,7 @@ def test_config_readme_lists_every_key_of_every_tier_file():
 
     maps = (
         "experiments.is_same_class_gnn.lr.",
+        "experiments.is_same_class_gnn.per_model.",
         "experiments.edge_sparsification.optimizer.",
         "experiments.edge_sparsification.per_dataset.",
         "experiments.edge_sparsification.per_model.",

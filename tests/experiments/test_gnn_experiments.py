@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +89,7 @@ TABLE1 = {
     "heads": 2,
     "lr": {"gcn": 5e-3, "gin": 1e-2},
     "normalize": {"mean": 0.286, "std": 0.353},
+    "per_model": {},
 }
 TABLE1_SETTINGS = table1.Settings.from_mapping(TABLE1)
 
@@ -224,6 +226,38 @@ def test_table1_gate_needs_the_scale_and_every_net_to_learn():
     unlearned = metrics.copy()
     unlearned.loc[0, "train_acc"] = 0.55
     assert not table1.gate(unlearned, scaled).holds
+
+
+def test_table1_per_model_plan_runs_a_models_first_seeds_from_the_shared_cache(table1_results, tmp_path, monkeypatch):
+    """GIN restricted to its first seed: GCN runs both, GIN one; every run is the unrestricted run's (the plan is
+    not in a run's fingerprint, so the cache serves it), the caption counts seeds per model, and the gate asks
+    ≥ 2 seeds of every model."""
+    out = tmp_path / "planned"
+    shutil.copytree(table1_results, out)
+    monkeypatch.setattr(table1, "run_one", lambda *a, **k: pytest.fail("a cached run was recomputed"))
+    settings = table1.Settings.from_mapping({**TABLE1, "per_model": {"gin": {"seeds": 1}}})
+    assert (settings.seeds_of("gcn"), settings.seeds_of("gin"), settings.fewest_seeds()) == (2, 1, 1)
+    table1.run(settings, out, CTX, FakeData())
+    planned, full = pd.read_csv(out / "metrics.csv"), pd.read_csv(table1_results / "metrics.csv")
+    assert planned.groupby("model")["seed"].nunique().to_dict() == {"gcn": 2, "gin": 1}
+    kept = full[(full["model"] == "gcn") | (full["seed"] == 0)]
+    pd.testing.assert_frame_equal(planned.reset_index(drop=True), kept.reset_index(drop=True))
+    assert "mean ± std over 2 (GCN) / 1 (GIN) seeds" in table1.describe(settings, {"low": 548, "high": 8258})
+    assert "mean ± std over 2 seed(s)" in table1.describe(TABLE1_SETTINGS, {"low": 548, "high": 8258})
+    scaled = {**TABLE1, "train_pairs": 1000, "max_epochs": 300, "seeds": 3}
+    metrics = table1_metrics([0.05, 0.06, 0.07], [0.1, 0.12, 0.11])
+    assert table1.gate(metrics, table1.Settings.from_mapping(scaled)).holds
+    gate = table1.gate(metrics, table1.Settings.from_mapping({**scaled, "per_model": {"gin": {"seeds": 1}}}))
+    assert not gate.holds and "3 (GCN) / 1 (GIN) seeds" in gate.measured
+
+
+@pytest.mark.parametrize(
+    "plan, message",
+    [({"gat": {"seeds": 1}}, "per_model.gat: 'gat' is not one of"), ({"gcn": {"seeds": 3}}, "3 seeds, more than")],
+)
+def test_table1_per_model_plan_outside_the_experiment_is_a_config_error(plan, message):
+    with pytest.raises(ConfigError, match=message):
+        table1.run(table1.Settings.from_mapping({**TABLE1, "per_model": plan}), "unused", CTX, FakeData())
 
 
 def test_table1_config_errors():
@@ -582,7 +616,8 @@ def test_the_smoke_caption_lists_its_departures_from_the_paper_tier_and_the_pape
     summary = {"walk_index": {"low": 548, "high": 8258}, "unavailable": {}}
     figure = against_paper(module, "smoke")
     smoke = module.caption({**summary, "settings": tier_section("smoke", module)}, figure)
-    assert "max_epochs 5 (paper: 10,000)" in smoke and "seeds 1 (paper:" in smoke
+    seeds = tier_section("smoke", module)["seeds"]
+    assert "max_epochs 5 (paper: 10,000)" in smoke and f"seeds {seeds} (paper:" in smoke
     paper = module.caption({**summary, "settings": tier_section("paper", module)}, against_paper(module, "paper"))
     assert "departing" not in paper and "(paper:" not in paper
     unknown = module.caption({**summary, "settings": tier_section("smoke", module)}, FigureContext("smoke"))

@@ -282,6 +282,27 @@ def test_is_same_class_runs_are_cached(isc_results, monkeypatch):
     is_same_class_cnn.run(isc_settings(), out, CTX, FakeData())
 
 
+def test_dropping_a_range_a_strength_or_seeds_keeps_every_other_runs_cache(isc_results, tmp_path, monkeypatch):
+    """The sweep's axes are not part of a run's fingerprint: the runs of a narrower sweep are the wider one's, read
+    from its cache, bit for bit; a setting the runs depend on (the learning rate) still invalidates them."""
+    out, _ = isc_results
+    narrower = tmp_path / "narrower"
+    shutil.copytree(out, narrower)
+    wide = pd.read_csv(out / "metrics.csv")
+    monkeypatch.setattr(
+        "rankrepro.experiments.ch3.locality_common.train_run",
+        lambda *a, **k: pytest.fail("a cached run was recomputed"),
+    )
+    is_same_class_cnn.run(isc_settings(distances=[4]), narrower, CTX, FakeData())
+    kept = pd.read_csv(narrower / "metrics.csv")
+    assert set(kept["range"]) == {4}
+    pd.testing.assert_frame_equal(kept.reset_index(drop=True), wide[wide["range"] == 4].reset_index(drop=True))
+    covered = locality_common.run_fingerprint_settings
+    narrowed = isc_settings(distances=[4], strengths=[0.0, 2.0], seeds=1)
+    assert covered(isc_settings(), "distances") == covered(narrowed, "distances")
+    assert covered(isc_settings(), "distances") != covered(isc_settings(lr=0.5), "distances")
+
+
 def caption(monkeypatch, module, results: Path, figure_png: Path, paper: str | None = PAPER) -> str:
     """The caption ``module.plot`` writes for ``results``, its settings compared with those of ``paper``."""
     captions: list[str] = []

@@ -128,7 +128,7 @@ def run(settings: IsSameClassSettings, out: Path, ctx: Context, data: DataSource
         out,
         ctx,
         NAME,
-        distances,
+        "distances",
         channels,
         build_task,
         {

@@ -123,21 +123,30 @@ def check_receptive_field(settings: LocalityTrainingSettings, in_channels: int, 
     return field
 
 
+def run_fingerprint_settings(settings: LocalityTrainingSettings, range_key: str) -> dict[str, Any]:
+    """The settings a run's fingerprint covers: all but the sweep's axes — the ranges (``range_key``), the strengths
+    and the number of seeds — since a run's own range, λ and seed are in its key and its data, initial weights and
+    batches depend on those values alone. Adding or dropping a range, a λ or a seed keeps every other run's cache."""
+    return {k: v for k, v in settings.record().items() if k not in (range_key, "strengths", "seeds")}
+
+
 def run_sweep(
     settings: LocalityTrainingSettings,
     out: Path,
     ctx: Context,
     name: str,
-    ranges: Sequence[int],
+    range_key: str,
     in_channels: int,
     build_task: TaskBuilder,
     extra: dict[str, Any],
     task_modules: tuple[ModuleType, ...],
 ) -> None:
-    """Every range × λ × seed run (cached per run); metrics.csv has one row per run with ``RUN_COLUMNS``.
+    """Every range (the settings' ``range_key`` values) × λ × seed run (cached per run); metrics.csv has one row per
+    run with ``RUN_COLUMNS``.
 
-    A cached run is reused only if the settings and the source of the training modules and of ``task_modules``
-    (library modules that build the data, e.g. the Pathfinder generator) are unchanged."""
+    A cached run is reused only if its settings (:func:`run_fingerprint_settings`) and the source of the training
+    modules and of ``task_modules`` (library modules that build the data, e.g. the Pathfinder generator) are
+    unchanged."""
     started = time.time()
     out = Path(out)
     strengths = settings.strengths
@@ -146,9 +155,9 @@ def run_sweep(
             f"{name}: 'strengths' must hold 0 (plain training) and at least one λ > 0, got {list(strengths)}"
         )
     plan, mechanism = settings.schedule(), mechanism_hash(locality, locality_training, resnet, *task_modules)
-    recorded = settings.record()
+    recorded = run_fingerprint_settings(settings, range_key)
     rows = []
-    for value in ranges:
+    for value in getattr(settings, range_key):
         for seed_index in range(settings.seeds):
             task = None
             for strength in strengths:
@@ -182,7 +191,7 @@ def run_sweep(
                     }
                 )
     metrics = pd.DataFrame(rows, columns=["range", "strength", "seed", *RUN_COLUMNS])
-    write_results(out, metrics, recorded, ctx, started, {**extra, "torch_threads": torch.get_num_threads()})
+    write_results(out, metrics, settings.record(), ctx, started, {**extra, "torch_threads": torch.get_num_threads()})
 
 
 def train_run(

@@ -87,7 +87,7 @@ def run(settings: PathfinderSettings, out: Path, ctx: Context) -> None:
         out,
         ctx,
         NAME,
-        settings.lengths,
+        "lengths",
         1,
         build_task,
         {"receptive_field": field},

@@ -42,7 +42,7 @@ from rankrepro.experiments.base import (
     save_batch,
     write_results,
 )
-from rankrepro.experiments.ch4.common import MODEL_LABELS, GnnModel
+from rankrepro.experiments.ch4.common import MODEL_LABELS, GnnModel, check_model_seeds
 from rankrepro.gnn import models as gnn
 from rankrepro.gnn import spectral_sparsify, ugs, wis
 from rankrepro.gnn import training as gnn_training
@@ -255,15 +255,14 @@ class EdgeSparsificationSettings(SettingsRecord):
     def check_plans(self) -> None:
         """A ConfigError for a ``per_model`` plan reaching outside the experiment: a model not in ``models``, more
         seeds than ``seeds``, or a level not in ``removed_percents``."""
+        plans = {model: plan.seeds for model, plan in self.per_model.items()}
+        check_model_seeds(f"{NAME}.per_model", plans, self.models, self.seeds)
         for model, plan in self.per_model.items():
-            where = f"{NAME}.per_model.{model}"
-            if model not in self.models:
-                raise ConfigError(f"{where}: '{model}' is not one of the experiment's models {list(self.models)}")
-            if plan.seeds > self.seeds:
-                raise ConfigError(f"{where}: {plan.seeds} seeds, more than the experiment's {self.seeds}")
             outside = sorted(set(plan.removed_percents) - set(self.removed_percents))
             if outside:
-                raise ConfigError(f"{where}: removed percentages {outside} are not in removed_percents")
+                raise ConfigError(
+                    f"{NAME}.per_model.{model}: removed percentages {outside} are not in removed_percents"
+                )
 
 
 Settings = EdgeSparsificationSettings
