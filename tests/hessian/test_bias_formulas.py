@@ -142,3 +142,62 @@ def test_the_two_hidden_layer_core_gains_what_the_proof_counts():
                 assert without == 2 * q * (m1 + m2) + 2 * q * s - 3 * q * q, (s, m1, m2)
                 excess = 2 * m2 - q if m1 == q < s else q
                 assert with_bias - without == excess == hs.hidden_bias_excess(s, (m1, m2), s, "mse"), (s, m1, m2)
+
+
+def _one_hidden_layer_reduced_ranks(rho: int, m: int, k: int, point: str, seed: int = 0) -> tuple[int, int]:
+    """(rank of the bias-free form H⁰, rank of the reduced form Q') of the one-hidden-layer MSE proof of
+    docs/chapters/ch5.md at a random or at the proof's special point: Q'(dU₁, du, dV) = ‖dV U₁ + V dU₁‖²
+    + 2 tr(dV dU₁ Ω₁) + 2 ωᵀ dV du (U₁: m × ρ, V: k × m, Ω₁: ρ × k, ω ∈ R^k; H⁰ is Q' without du), halved so that
+    it is the Hessian of a quadratic — float64 ranks of tiny, well-conditioned matrices."""
+    g = torch.Generator().manual_seed(seed)
+    if point == "random":
+        U1, V, Om, om = (
+            torch.randn(*shape, generator=g, dtype=torch.float64) for shape in [(m, rho), (k, m), (rho, k), (k,)]
+        )
+    elif m >= k:  # V = [I 0], U_a = [I 0], U_b = 0, Ω₁ = [I; 0]: Π = Γ = I
+        V, U1, Om = (
+            torch.eye(k, m, dtype=torch.float64),
+            torch.eye(m, rho, dtype=torch.float64),
+            torch.eye(rho, k, dtype=torch.float64),
+        )
+        U1[k:] = 0
+        om = torch.eye(k, dtype=torch.float64)[0]
+    else:  # V = [I; 0], U₁ = [2I 0], Ω₁ = [I; 0], ω on the rows outside V's columns
+        V, Om = torch.eye(k, m, dtype=torch.float64), torch.eye(rho, k, dtype=torch.float64)
+        U1 = 2 * torch.eye(m, rho, dtype=torch.float64)
+        om = torch.eye(k, dtype=torch.float64)[-1]
+    sizes = [m * rho, k * m, m]
+
+    def reduced(theta: torch.Tensor) -> torch.Tensor:
+        du1, dv, du = torch.split(theta, sizes)
+        du1, dv = du1.reshape(m, rho), dv.reshape(k, m)
+        gauss_newton = dv @ U1 + V @ du1
+        return 0.5 * (gauss_newton**2).sum() + torch.trace(dv @ du1 @ Om) + om @ dv @ du
+
+    hessian = torch.autograd.functional.hessian(reduced, torch.zeros(sum(sizes), dtype=torch.float64))
+    without = sum(sizes[:2])
+    return int(torch.linalg.matrix_rank(hessian[:without, :without])), int(torch.linalg.matrix_rank(hessian))
+
+
+@pytest.mark.parametrize("point", ["special", "random"])
+def test_one_hidden_layer_mse_loss_rank_with_biases_is_what_the_proof_counts(point):
+    """One hidden layer, MSE, ρ = r̂ − 1 ≥ K: the reduced form has rank h + min(K, M), h the bias-free rank of
+    Singh et al. at data rank ρ — at the proof's special points (where it is computed by hand) and at random ones
+    (so the special points are not special in rank). A proof step off by one (rank h + K for M < K, or h) fails."""
+    for k in range(1, 5):
+        for rho in range(k, k + 3):
+            for m in range(1, k + 4):
+                h, reduced = _one_hidden_layer_reduced_ranks(rho, m, k, point, seed=100 * k + 10 * rho + m)
+                assert h == hs.predicted_ranks(rho, (m,), k, "mse")["loss"], (rho, m, k)
+                assert reduced == h + min(k, m), (rho, m, k)
+
+
+def test_one_hidden_layer_mse_closed_form_with_biases_is_k_plus_q_plus_the_bias_free_form():
+    """The conjectured form with biases, at one hidden layer and r̂ > K, equals what the proof gives:
+    rank H_L = K + min(K, M) + [bias-free rank H_L at data rank r̂ − 1], in both cases r̂ = r + 1 and r̂ = r."""
+    for k in range(1, 6):
+        for r_hat in range(k + 1, k + 6):
+            for m in range(1, k + 6):
+                proved = k + min(k, m) + hs.predicted_ranks(r_hat - 1, (m,), k, "mse")["loss"]
+                for r in (r_hat - 1, r_hat):
+                    assert hs.predicted_ranks_with_biases(r, r_hat, (m,), k, "mse")["loss"] == proved, (r, r_hat, m, k)

@@ -800,8 +800,9 @@ def predicted_ranks_with_biases(
     - rank H_O: :func:`predicted_outer_rank_with_biases` (derived);
     - rank H_F = the bias-free formula at r̂ + :func:`hidden_bias_excess` (one hidden layer: the bias-free formula at
       r̂; one or two hidden layers proved, more conjectured, see there);
-    - rank H_L = rank H_O + rank H_F − (q (2s − q) − q) (conjectured from the same exact ranks; without a hidden
-      layer H_F = 0 and H_L = H_O)."""
+    - rank H_L = rank H_O + rank H_F − (q (2s − q) − q) (proved for one hidden layer under MSE when r̂ > K, where it
+      reads K + min(K, M) + the bias-free rank H_L at data rank r̂ − 1; conjectured otherwise from the same exact
+      ranks; without a hidden layer H_F = 0 and H_L = H_O)."""
     outer = predicted_outer_rank_with_biases(data_rank, augmented_rank, hidden, num_outputs, loss)
     if not hidden:
         return {"loss": outer, "outer": outer, "functional": 0}
