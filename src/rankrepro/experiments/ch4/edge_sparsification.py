@@ -42,7 +42,7 @@ from rankrepro.experiments.base import (
     save_batch,
     write_results,
 )
-from rankrepro.experiments.ch4.common import MODEL_LABELS, GnnModel, check_model_seeds
+from rankrepro.experiments.ch4.common import MODEL_LABELS, GnnModel, check_model_seeds, seeds_of
 from rankrepro.gnn import models as gnn
 from rankrepro.gnn import spectral_sparsify, ugs, wis
 from rankrepro.gnn import training as gnn_training
@@ -249,14 +249,12 @@ class EdgeSparsificationSettings(SettingsRecord):
 
     def seeds_of(self, model: GnnModel) -> int:
         """Number of seeds ``model`` runs (its ``per_model`` seeds where it has a plan)."""
-        plan = self.per_model.get(model)
-        return self.seeds if plan is None else plan.seeds
+        return seeds_of(self.per_model, self.seeds, model)
 
     def check_plans(self) -> None:
         """A ConfigError for a ``per_model`` plan reaching outside the experiment: a model not in ``models``, more
         seeds than ``seeds``, or a level not in ``removed_percents``."""
-        plans = {model: plan.seeds for model, plan in self.per_model.items()}
-        check_model_seeds(f"{NAME}.per_model", plans, self.models, self.seeds)
+        check_model_seeds(f"{NAME}.per_model", self.per_model, self.models, self.seeds)
         for model, plan in self.per_model.items():
             outside = sorted(set(plan.removed_percents) - set(self.removed_percents))
             if outside:

@@ -39,7 +39,7 @@ from rankrepro.experiments.base import (
     run_fingerprint,
     write_results,
 )
-from rankrepro.experiments.ch4.common import MODEL_LABELS, GnnModel, check_model_seeds
+from rankrepro.experiments.ch4.common import MODEL_LABELS, GnnModel, check_model_seeds, seeds_of
 from rankrepro.gnn import is_same_class_graphs as isc
 from rankrepro.gnn import models as gnn
 from rankrepro.gnn import training as gnn_training
@@ -116,8 +116,7 @@ class IsSameClassGnnSettings(SettingsRecord):
 
     def seeds_of(self, model: GnnModel) -> int:
         """Number of seeds ``model`` runs: its ``per_model`` seeds where it has a plan, else ``seeds``."""
-        plan = self.per_model.get(model)
-        return self.seeds if plan is None else plan.seeds
+        return seeds_of(self.per_model, self.seeds, model)
 
     def fewest_seeds(self) -> int:
         """The fewest seeds any of the models runs (what the gate asks of every model)."""
@@ -125,8 +124,7 @@ class IsSameClassGnnSettings(SettingsRecord):
 
     def check_plans(self) -> None:
         """A ConfigError for a ``per_model`` plan naming a model outside ``models`` or more seeds than ``seeds``."""
-        plans = {model: plan.seeds for model, plan in self.per_model.items()}
-        check_model_seeds(f"{NAME}.per_model", plans, self.models, self.seeds)
+        check_model_seeds(f"{NAME}.per_model", self.per_model, self.models, self.seeds)
 
 
 Settings = IsSameClassGnnSettings
@@ -293,7 +291,7 @@ def seeds_text(settings: Settings) -> str:
     """How many seeds the table's means are over: one number, or per model where the models differ."""
     counts = {model: settings.seeds_of(model) for model in settings.models}
     if len(set(counts.values())) <= 1:
-        return f"{settings.seeds if not counts else next(iter(counts.values()))} seed(s)"
+        return f"{settings.fewest_seeds()} seed(s)"
     by_count: dict[int, list[str]] = {}
     for model, count in counts.items():
         by_count.setdefault(count, []).append(MODEL_LABELS.get(model, model))
