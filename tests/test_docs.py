@@ -178,6 +178,7 @@ def test_config_readme_lists_every_key_of_every_tier_file():
         "experiments.edge_sparsification.optimizer.",
         "experiments.edge_sparsification.per_dataset.",
         "experiments.edge_sparsification.per_model.",
+        "experiments.hessian_rank_vs_depth.activation_max_params.",
     )
     for tier in ("smoke", "config", "paper"):
         config = yaml.safe_load((ROOT / "config" / f"{tier}.yaml").read_text(encoding="utf-8"))

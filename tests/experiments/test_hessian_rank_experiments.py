@@ -31,6 +31,7 @@ COMMON = {
     "resize": "nearest",
     "bias": False,
     "linear_variants": [],
+    "activation_max_params": {},
 }
 WIDTH = {**COMMON, "num_samples": 20, "hidden_layers": 2, "widths": [2, 6, 12, 24]}
 DEPTH = {**COMMON, "num_samples": 12, "width": 5, "depths": [0, 1, 2]}
@@ -430,6 +431,28 @@ def test_linear_variants_run_the_linear_networks_again_on_their_data(tmp_path):
     assert all(p.is_file() for p in paths)
 
 
+def test_an_activation_cap_skips_only_that_activation_s_larger_networks_and_keeps_the_other_points(tmp_path):
+    """Depths 0, 1, 2 of width 5 on 4 × 4 inputs have p = d·K = 160, d·w + w·K = 130 and 130 + w² = 155: a ReLU cap
+    of 150 drops ReLU's depth-0 and depth-2 networks alone; the cap is no part of a point's fingerprint, so the
+    capped run is served from the uncapped run's point files, value for value."""
+    assert [common.network_size(p, 16, 10, False) for p in hessian_rank_vs_depth.points(depth())] == [160, 130, 155]
+    assert common.network_size(common.Point(1, (5,), 12), 16, 10, True) == 130 + 15
+    hessian_rank_vs_depth.run(depth(losses=["mse"]), tmp_path, CTX, FakeData())
+    full, _ = load_results(tmp_path)
+    written = {f.name: f.stat().st_mtime_ns for f in (tmp_path / "batches").iterdir()}
+    capped = depth(losses=["mse"], activation_max_params={"relu": 150})
+    assert capped.computes("relu", 150) and not capped.computes("relu", 151) and capped.computes("linear", 10**6)
+    hessian_rank_vs_depth.run(capped, tmp_path, CTX, FakeData())
+    metrics, _ = load_results(tmp_path)
+    values = metrics[metrics["kind"] == "loss"].groupby("activation")["value"].apply(sorted).to_dict()
+    assert values == {"linear": [0, 1, 2], "relu": [1]}
+    kept = full[(full["activation"] != "relu") | (full["value"] == 1)].reset_index(drop=True)
+    assert kept.equals(metrics)
+    assert written == {f.name: f.stat().st_mtime_ns for f in (tmp_path / "batches").iterdir()}
+    assert "relu networks only up to p = 150" in common.size_cut_details(capped)
+    assert common.size_cut_details(depth()) == ""
+
+
 def test_a_first_hidden_width_variant_narrows_the_first_layer_and_keeps_other_fingerprints():
     plain = common.LinearVariant.from_mapping({"near_null_fraction": 0.0, "bias": True})
     narrow = common.LinearVariant.from_mapping({"near_null_fraction": 0.0, "bias": True, "first_hidden_width": 3})
@@ -523,6 +546,9 @@ def test_bad_chapter5_settings_are_config_errors_naming_the_key():
         validate_config(config)
     config["experiments"]["hessian_rank_vs_width"] = {k: v for k, v in WIDTH.items() if k != "widths"}
     with pytest.raises(ConfigError, match="'widths' is a required property"):
+        validate_config(config)
+    config["experiments"]["hessian_rank_vs_width"] = {**WIDTH, "activation_max_params": {"sigmoid": 100}}
+    with pytest.raises(ConfigError, match="activation_max_params"):
         validate_config(config)
 
 

@@ -76,9 +76,17 @@ MAX_ILL_POSED = 0.25
 #: paper presents the formula as a tight estimate; the spec's own measurement on 8×8 digits (n = 100) spans −42 % …
 #: +43 % for ReLU; a formula off by more than half the rank no longer estimates it
 ESTIMATE_TOLERANCE = 0.5
-#: settings a point's key already names (its dataset, loss, activation, data variant): left out of its fingerprint,
-#: so that adding a dataset, loss, activation or variant recomputes no other point
-POINT_KEY_SETTINGS = ("datasets", "optional_datasets", "losses", "activations", "linear_variants")
+#: settings a point's key already names (its dataset, loss, activation, data variant), or that only choose which
+#: points run (``activation_max_params``): left out of its fingerprint, so that adding a dataset, loss, activation or
+#: variant, or raising a cap, recomputes no other point
+POINT_KEY_SETTINGS = (
+    "datasets",
+    "optional_datasets",
+    "losses",
+    "activations",
+    "linear_variants",
+    "activation_max_params",
+)
 #: version of the exact-rank records (:func:`exact_point`) in their fingerprints
 EXACT_FORMAT = 1
 #: exact ranks are computed for networks of at most this many parameters: their cost grows as p·k² + k³ (k ≈ the
@@ -167,11 +175,18 @@ class HessianSweepSettings(ImageDataSettings):
     """What every chapter-5 sweep's settings hold (schema ``hessian_common``): the data, losses, activations and seed
     of :class:`ImageDataSettings`, datasets run only where available (``optional_datasets``), the networks' init
     (Glorot-normal; biases in every layer when ``bias``), and the extra runs of the linear networks on other data or
-    with biases (``linear_variants``)."""
+    with biases (``linear_variants``), and the largest network each activation listed in ``activation_max_params``
+    is computed for (a tier's budget: a map's decomposition costs ∝ p³)."""
 
     optional_datasets: tuple[Dataset, ...]
     bias: bool
     linear_variants: tuple[LinearVariant, ...]
+    activation_max_params: Mapping[Activation, int]
+
+    def computes(self, activation: str, num_params: int) -> bool:
+        """Whether the sweep computes a network of ``activation`` with p = ``num_params`` parameters: p at most the
+        activation's ``activation_max_params`` entry (no entry: every point)."""
+        return num_params <= self.activation_max_params.get(activation, num_params)
 
     def variant(self, name: str) -> LinearVariant | None:
         """The linear variant called ``name`` (None for :data:`MAIN`)."""
@@ -248,6 +263,11 @@ def network_for(
     """The MLP of a point and its Glorot-normal θ, seeded by (seed, widths): one network per architecture."""
     mlp = MLP((num_inputs, *point.hidden, num_outputs), activation=activation, bias=bias)
     return mlp, glorot_normal_init(mlp, seeded_generator(seed, len(mlp.widths), *mlp.widths))
+
+
+def network_size(point: Point, num_inputs: int, num_outputs: int, bias: bool) -> int:
+    """p of the point's MLP (d, M_1, …, M_{L-1}, K) (:attr:`rankrepro.hessian.maps.MLP.num_params`)."""
+    return MLP((num_inputs, *point.hidden, num_outputs), bias=bias).num_params
 
 
 def compute_point(
@@ -413,6 +433,8 @@ def run_sweep(
             for loss in settings.losses:
                 for activation in activations:
                     for point in run_points:
+                        if not settings.computes(activation, network_size(point, X_all.shape[1], Y_all.shape[1], bias)):
+                            continue
                         key = point_key(dataset, loss, activation, point, variant)
                         fingerprint = run_fingerprint(point_common, key, POINT_FORMAT, code)
 
@@ -685,8 +707,16 @@ def data_details(settings: HessianSweepSettings) -> str:
         f"Glorot-normal init (one draw per architecture, seed {settings.seed}), at initialisation, float64. Rank: "
         f"eigenvalues of the symmetric Hessian above τ = |λ|max·p·eps (H_O from the squared singular values of its "
         f"nK×p factor), each map decomposed on a subspace that holds its range (exact; H_L and H_F whole where "
-        f"p < 800)."
+        f"p < 800)." + size_cut_details(settings)
     )
+
+
+def size_cut_details(settings: HessianSweepSettings) -> str:
+    """Caption text on the activations computed only up to a parameter count (none: empty)."""
+    cuts = [
+        f"{activation} networks only up to p = {cap:,}" for activation, cap in settings.activation_max_params.items()
+    ]
+    return f" This tier computes {', '.join(cuts)} (their maps' decompositions cost ∝ p³)." if cuts else ""
 
 
 def variant_details(settings: HessianSweepSettings) -> str:
