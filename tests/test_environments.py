@@ -2,8 +2,9 @@
 
 pyproject.toml's ``dependencies`` are the one list of packages and version constraints: workflow/envs/rankrepro.yaml
 (the rules' conda environment, ``snakemake --sdm conda``) and environment.yml (``conda env create``) list exactly the
-same, on the same Python; torch stays pinned exactly. Every rule with a command names the conda environment (what
-``snakemake --lint`` asks for).
+same, on the same Python; torch stays pinned exactly. constraints.txt pins every installed package at one exact
+version inside those constraints, and every install route the project documents uses it. Every rule with a command
+names the conda environment (what ``snakemake --lint`` asks for).
 """
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ from typing import Any
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[1]
 RULE_ENV = ROOT / "workflow" / "envs" / "rankrepro.yaml"
 CONDA_ENV = ROOT / "environment.yml"
-#: environment.yml installs the checkout itself last (editable, with the dev extras)
-CHECKOUT = "-e .[dev]"
+LOCK = ROOT / "constraints.txt"
+#: environment.yml installs the checkout itself last (editable, with the dev extras), within the lock
+CHECKOUT = ["-c constraints.txt", "-e .[dev]"]
 
 
 def project() -> dict[str, Any]:
@@ -47,7 +51,7 @@ def test_the_rules_environment_lists_exactly_the_project_dependencies():
 
 def test_environment_yml_lists_the_same_and_installs_the_checkout():
     conda, pip = conda_parts(CONDA_ENV)
-    assert pip == [*project()["dependencies"], CHECKOUT]
+    assert pip == [*project()["dependencies"], *CHECKOUT]
     assert conda == conda_parts(RULE_ENV)[0]
 
 
@@ -67,6 +71,50 @@ def test_a_changed_pin_is_caught(tmp_path):
     changed = tmp_path / "env.yaml"
     changed.write_text(RULE_ENV.read_text(encoding="utf-8").replace("torch==2.13.0", "torch==2.12.0"))
     assert conda_parts(changed)[1] != project()["dependencies"]
+
+
+def lock_pins(text: str) -> dict[str, str]:
+    """{normalised name: version} of a constraints file's ``name==version`` lines (comments and blanks skipped)."""
+    pins = {}
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, _, version = line.partition("==")
+            assert version, f"not an exact pin: {line!r}"
+            pins[canonicalize_name(name)] = version
+    return pins
+
+
+def pyproject_requirements() -> list[Requirement]:
+    """Every requirement of pyproject.toml: the dependencies and the extras CI installs (dev, slurm)."""
+    extras = project()["optional-dependencies"]
+    return [Requirement(r) for r in (*project()["dependencies"], *extras["dev"], *extras["slurm"])]
+
+
+def test_the_lock_pins_every_installed_dependency_within_pyproject_s_constraints():
+    pins = lock_pins(LOCK.read_text(encoding="utf-8"))
+    for requirement in pyproject_requirements():
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"{requirement.name} is not pinned in constraints.txt"
+        assert requirement.specifier.contains(pins[name], prereleases=True), (requirement, pins[name])
+    assert pins["torch"] == "2.13.0"  # no local label: a CUDA build of 2.13.0 satisfies it too
+    assert "rankrepro" not in pins
+
+
+def test_a_lock_outside_pyproject_s_constraints_is_caught():
+    """The check can fail: a lock pinning torch elsewhere than pyproject's exact pin is refused."""
+    pins = lock_pins(LOCK.read_text(encoding="utf-8").replace("torch==2.13.0", "torch==2.12.0"))
+    torch = next(r for r in pyproject_requirements() if r.name == "torch")
+    assert not torch.specifier.contains(pins["torch"])
+
+
+def test_every_documented_install_uses_the_lock():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert 'pip install -e ".[dev]" -c constraints.txt' in readme
+    installs = re.findall(r"pip install --quiet -e [^\n]*", ci)
+    assert len(installs) == 2 and all("-c constraints.txt" in line for line in installs)
+    assert "-c constraints.txt" in (ROOT / "docs" / "cluster.md").read_text(encoding="utf-8")
 
 
 RULE = re.compile(r"^(?:use )?rule (\w+)")
