@@ -13,6 +13,8 @@ stride-1 stem), SGD lr 0.05 momentum 0.9, the same initial weights. Two networks
 - ``now``: the ResNet itself — stride-1 convolutions with the fast input gradient (``SameConvolution``), and the
   penalty's input gradient by its explicit backward pass (``logits_and_input_gradient``).
 
+The last two ways are the current ones with weights and inputs laid out channels-last, as the experiments train.
+
 ``--task isc``: batches of two random 14 px images 64 px apart on the 14 × 92 canvas, I and J the two images;
 ``--task pathfinder``: 32 × 32 Pathfinder images (L = 9), I and J random 2 × 2 patches. The median CPU time
 (``time.process_time``, robust to a shared machine) of ``--repeats`` steps per way after one warm-up step each is
@@ -35,18 +37,20 @@ from torch import Tensor, nn
 
 from _report import machine, write_json
 from rankrepro.cnn.locality import Region, canvas_images, random_patch_pair
-from rankrepro.cnn.locality_training import train_step
+from rankrepro.cnn.locality_training import MEMORY_FORMAT, train_step
 from rankrepro.cnn.pathfinder import default_settings, generate
 from rankrepro.cnn.resnet import SMALL_WIDTHS, ResNet18, ResNetConfig
 from rankrepro.data.pairs import sample_pairs
 
 BATCH = 64
-#: (regularized, before) per way; the ratios below index this order
+#: (regularized, before, channels-last) per way; the ratios below index this order
 WAYS = {
-    "plain, before (PyTorch's layer backward)": (False, True),
-    "plain, now (SameConvolution)": (False, False),
-    "regularized, before (autograd double backward)": (True, True),
-    "regularized, now (explicit input gradient)": (True, False),
+    "plain, before (PyTorch's layer backward)": (False, True, False),
+    "plain, now (SameConvolution)": (False, False, False),
+    "regularized, before (autograd double backward)": (True, True, False),
+    "regularized, now (explicit input gradient)": (True, False, False),
+    "plain, now, channels-last (the library's layout)": (False, False, True),
+    "regularized, now, channels-last (the library's layout)": (True, False, True),
 }
 
 
@@ -82,13 +86,21 @@ def task_batch(task: str, rng: np.random.Generator) -> tuple[Tensor, Tensor, Cal
 
 
 def make_step(
-    regularized: bool, before: bool, x: Tensor, y: Tensor, draw: Callable[[], tuple[Region, Region]]
+    regularized: bool,
+    before: bool,
+    channels_last: bool,
+    x: Tensor,
+    y: Tensor,
+    draw: Callable[[], tuple[Region, Region]],
 ) -> Callable[[], None]:
-    """One ``train_step`` of a fresh network (the same initial weights for every way)."""
+    """One ``train_step`` of a fresh network (the same initial weights for every way), weights and inputs laid out
+    channels-last (:data:`rankrepro.cnn.locality_training.MEMORY_FORMAT`, what the experiments use) or contiguous."""
     net = ResNet18(ResNetConfig(SMALL_WIDTHS, "small", 1), generator=torch.Generator().manual_seed(0))
-    model = ModuleForward(net) if before else net
+    layout = MEMORY_FORMAT if channels_last else torch.contiguous_format
+    model = (ModuleForward(net) if before else net).to(memory_format=layout)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    return lambda: train_step(model, optimizer, x.clone(), y, 1.0 if regularized else 0.0, draw())
+    inputs = x.contiguous(memory_format=layout)
+    return lambda: train_step(model, optimizer, inputs.clone(), y, 1.0 if regularized else 0.0, draw())
 
 
 def median_cpu_seconds(steps: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
@@ -135,6 +147,12 @@ def main(argv: list[str] | None = None) -> dict:
         f"regularized step: now {regularized_speedup:.2f}× faster than before, {seconds[names[3]] / seconds[names[1]]:.2f}× "  # noqa: E501
         f"a plain step (before: {seconds[names[2]] / plain:.2f}×); plain step {plain_speedup:.2f}× faster"
     )
+    layout_speedup = seconds[names[3]] / seconds[names[5]]
+    plain_layout_speedup = seconds[names[1]] / seconds[names[4]]
+    print(
+        f"channels-last: regularized step {layout_speedup:.2f}×, plain step {plain_layout_speedup:.2f}× faster than "
+        f"the contiguous layout"
+    )
     result = {
         "benchmark": "locality_regularizer",
         "machine": machine(),
@@ -143,6 +161,7 @@ def main(argv: list[str] | None = None) -> dict:
         "rows": rows,
         "regularized_speedup": regularized_speedup,
         "plain_speedup": plain_speedup,
+        "channels_last_speedup": layout_speedup,
     }
     write_json(args.out, result)
     return result

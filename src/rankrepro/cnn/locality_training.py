@@ -27,6 +27,10 @@ from torch import Tensor, nn
 from rankrepro.cnn.locality import Region, penalty_and_logits
 from rankrepro.core.errors import ConfigError
 
+#: the layout of the networks' weights and inputs: channels-last makes the small ResNet's SGD steps 1.16–1.26× faster
+#: on the CPU on the Is-Same-Class canvases (plain and regularized; 1.05–1.26× on 32 × 32 Pathfinder images, noisy:
+#: benchmarks/bench_locality_regularizer.py); the same function, rounded differently
+MEMORY_FORMAT = torch.channels_last
 #: draws the regions (I, J) of one batch from a numpy generator
 RegionSampler = Callable[[np.random.Generator], tuple[Region, Region]]
 
@@ -67,8 +71,9 @@ class LocalityOutcome:
 
 
 def as_input(images: Tensor, like: Tensor) -> Tensor:
-    """uint8 ``(B, C, H, W)`` → floats in [0, 1] of the dtype and on the device of ``like`` (a model parameter)."""
-    return images.to(device=like.device, dtype=like.dtype).div_(255.0)
+    """uint8 ``(B, C, H, W)`` → floats in [0, 1] of the dtype and on the device of ``like`` (a model parameter), laid
+    out channels-last (:data:`MEMORY_FORMAT`)."""
+    return images.to(device=like.device, dtype=like.dtype).div_(255.0).contiguous(memory_format=MEMORY_FORMAT)
 
 
 def binary_accuracy(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int) -> float:
@@ -129,7 +134,7 @@ def train_locality_classifier(
     if strength > 0 and draw_regions is None:
         raise ConfigError("λ > 0 needs a region sampler")
     images, labels = train
-    like = next(model.to(device).parameters())
+    like = next(model.to(device=device, memory_format=MEMORY_FORMAT).parameters())
     optimizer = torch.optim.SGD(model.parameters(), lr=schedule.lr, momentum=schedule.momentum)
     outcome, started = LocalityOutcome(), time.time()
     for epoch in range(1, schedule.max_epochs + 1):
