@@ -1,5 +1,5 @@
-"""§2.1 appendix variants: settings from every tier, one batched training per variant, §2.1's claims per variant
-under §2.1's gate read on that variant's runs, the keyed caption substitutions."""
+"""§2.1 appendix variants: settings from every tier, one batched training per variant and init seed, §2.1's claims
+per variant decided at every seed under §2.1's gate read on that variant's runs, the keyed caption substitutions."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from rankrepro.core.io import atomic_write_sealed_json, read_json
 from rankrepro.experiments.base import Context, load_results
 from rankrepro.experiments.ch2 import tf_component_norms_appendix as appendix
 from rankrepro.experiments.ch2.common import ComponentDynamicsSettings
-from rankrepro.pipeline.claims import FAILED, NOT_SHOWN, PASSED
+from rankrepro.pipeline.claims import FAILED, NOT_SHOWN, PASSED, ClaimResult
 from rankrepro.pipeline.config import experiment_section, load_config, load_schema
 from rankrepro.pipeline.settings import FigureContext, bookkeeping_keys
 
@@ -24,18 +24,19 @@ TIERS = ("smoke.yaml", "config.yaml", "paper.yaml")
 VARIANT = {
     "measurement": "completion",
     "optimizer": "group_rmsprop",
-    "lr": 1e-2,
+    "lr": 1e-3,
     "order": 3,
     "dim": 10,
     "target_rank": 3,
     "n_observed": 500,
     "components": 100,
     "init_scales": [1e-2, 1e-3],
-    "max_iters": 3000,
+    "max_iters": 9000,
 }
 SECTION = {
     "data_seed": 1,
     "seed": 2,
+    "num_seeds": 2,
     "huber_threshold": 1.0,
     "loss_threshold": 1e-8,
     "stop_patience": 50,
@@ -64,7 +65,8 @@ def _run(settings, out):
 
 @pytest.fixture(scope="module")
 def two_variants(tmp_path_factory):
-    """ℓ2 and Huber with GroupRMSprop at the spec's tiny scale (order 3, rank 3, R = 100): a few seconds."""
+    """ℓ2 and Huber with GroupRMSprop at the spec's tiny scale (order 3, rank 3, R = 100), init seeds 2 and 3: a few
+    seconds."""
     return _run(Settings(SECTION), tmp_path_factory.mktemp("appendix") / appendix.NAME)
 
 
@@ -78,8 +80,9 @@ def test_settings_build_from_every_tier_and_record_the_section(tier):
     optimizers = {v.optimizer for v in settings.variants}
     assert losses == {"l2", "l1", "huber"} and optimizers == {"group_rmsprop", "gd", "adam"}
     appendix.check_variants(settings)
+    assert settings.init_seeds == tuple(range(settings.seed, settings.seed + settings.num_seeds))
     for variant in settings.variants:
-        problem = settings.variant_settings(variant)
+        problem = settings.variant_settings(variant, settings.seed)
         assert isinstance(problem, ComponentDynamicsSettings)
         assert (problem.order, problem.lr, problem.optimizer, problem.max_iters) == (
             variant.order,
@@ -127,12 +130,23 @@ def test_each_variant_shows_the_section_claims_and_huber_logs_its_loss(two_varia
     }
     assert set(claims) == expected
     assert {c.verdict for c in claims.values()} == {PASSED}, claims
-    assert claims["huber_rms_emergence_separated"].statement.startswith("[Huber loss, GroupRMSprop lr 1e-02;")
-    for claim_id, claim in claims.items():  # each variant's claims under the gate read on its own runs
+    assert claims["huber_rms_emergence_separated"].statement.startswith(
+        "[Huber loss, GroupRMSprop lr 1e-03; order 3, dim 10, rank 3, R = 100, completion] at every one of 2 init "
+        "seeds (2–3) — smallest init:"
+    )
+    assert all(c.measured["seeds_holding"] == "2 of 2" for c in claims.values())
+    for claim_id, claim in claims.items():  # each variant's claims under the gate read on its own runs, every seed
         own, other = ("huber_rms", "l2_rms") if claim_id.startswith("huber_rms") else ("l2_rms", "huber_rms")
-        assert f"{own}, init 1e-03: converged" in claim.details and f"{other}, init" not in claim.details
+        assert all(f"{own} seed {s}, init 1e-03: converged" in claim.details for s in (2, 3))
+        assert f"{other} seed" not in claim.details
     metrics, summary = load_results(two_variants)
     assert [v["variant"] for v in summary["variants"]] == ["l2_rms", "huber_rms"]
+    assert sorted(set(metrics["seed"])) == [2, 3]
+    for variant in summary["variants"]:  # one batched program per seed: each seed's own init direction
+        assert [r["seed"] for r in variant["runs"]] == [2, 2, 3, 3]
+        assert [t["seed"] for t in variant["timing_per_seed"]] == [2, 3]
+        errors = {r["seed"]: r["min_reconstruction_error"] for r in variant["runs"] if r["init_scale"] == 1e-2}
+        assert errors[2] != errors[3]
     huber = metrics[(metrics["variant"] == "huber_rms") & ~metrics["final"].astype(bool)]
     # residuals ≪ the threshold 1: the Huber loss is half the MSE
     assert torch.allclose(
@@ -151,26 +165,28 @@ def _altered(results, tmp_path, name, change):
 
 
 def test_a_variant_that_does_not_reproduce_fails_with_an_explanation(two_variants, tmp_path):
-    def change(variants):
-        smallest = min(variants[1]["runs"], key=lambda r: r["init_scale"])
+    def change(variants):  # only seed 3's smallest init learns a higher rank
+        smallest = min((r for r in variants[1]["runs"] if r["seed"] == 3), key=lambda r: r["init_scale"])
         smallest["learned_components"] = 10
 
     claims = _altered(two_variants, tmp_path, "higher_rank", change)
     failed = claims["huber_rms_learned_rank_equals_true_rank"]
-    assert failed.verdict == FAILED and "a higher-rank solution" in failed.details
+    assert failed.verdict == FAILED and failed.details.startswith("seed 3: 10 components above 5% of the largest")
+    assert "seed 2:" not in failed.details and failed.measured["seeds_holding"] == "1 of 2"
+    assert failed.measured["per_seed"]["3"]["learned_components"] == 10
     assert claims["l2_rms_learned_rank_equals_true_rank"].verdict == PASSED
 
 
 def test_one_capped_run_hides_every_claim_of_its_variant_and_no_other(two_variants, tmp_path):
-    def change(variants):
-        variants[0]["runs"][0]["status"] = "max_iters"
+    def change(variants):  # one run of one seed
+        variants[0]["runs"][-1]["status"] = "max_iters"
 
     claims = _altered(two_variants, tmp_path, "capped", change)
     capped = [c for claim_id, c in claims.items() if claim_id.startswith("l2_rms_")]
     others = [c for claim_id, c in claims.items() if claim_id.startswith("huber_rms_")]
     assert len(capped) == len(others) == 4
     assert {c.verdict for c in capped} == {NOT_SHOWN}
-    assert all("NOT met" in c.details and "l2_rms, init 1e-02: max_iters" in c.details for c in capped)
+    assert all("NOT met" in c.details and "l2_rms seed 3, init 1e-03: max_iters" in c.details for c in capped)
     assert {c.verdict for c in others} == {PASSED} and all("— met" in c.details for c in others)
 
 
@@ -180,7 +196,7 @@ def test_figure_and_caption_name_departures_per_variant(two_variants, tmp_path):
     figure = FigureContext("test", paper, bookkeeping_keys(load_schema(), appendix.NAME))
     keyed, notes = appendix.by_variant_name(read_json(two_variants / "summary.json")["settings"], figure)
     text = keyed.substitutions()
-    assert "variants.l2_rms.max_iters 3,000 (paper: 1,000,000)" in text and "checkpoint_every" not in text
+    assert "variants.l2_rms.max_iters 9,000 (paper: 1,000,000)" in text and "checkpoint_every" not in text
     assert "huber_rms" not in text  # not in the paper tier: compared by name, never against another variant
     assert notes[0] == "variant(s) huber_rms not in the paper tier"
     assert "l2_gd_sensing" in notes[1] and "l2_rms," not in notes[1]
@@ -200,3 +216,35 @@ def test_the_paper_tier_departs_from_nothing():
     figure = FigureContext("paper", paper, bookkeeping_keys(load_schema(), appendix.NAME))
     keyed, notes = appendix.by_variant_name(paper, figure)
     assert keyed.substitutions() == "none" and notes == []
+
+
+def _claim(claim_id, verdict, measured, details=""):
+    return ClaimResult(claim_id, appendix.NAME, "2.1", "statement", verdict, measured, "ref", details)
+
+
+def test_a_claim_passes_only_at_every_seed_and_is_not_shown_where_one_seed_cannot_show_it():
+    per_seed = {
+        2: [_claim("a", PASSED, 1), _claim("b", PASSED, 2), _claim("c", NOT_SHOWN, 3, "one init")],
+        3: [_claim("a", PASSED, 4), _claim("b", FAILED, 5, "ratio 1.9 < 2"), _claim("c", PASSED, 6)],
+        4: [_claim("a", PASSED, 7), _claim("b", FAILED, 8), _claim("c", FAILED, 9, "broken")],
+    }
+    a, b, c = appendix.at_every_seed(per_seed)
+    assert (a.verdict, b.verdict, c.verdict) == (PASSED, FAILED, NOT_SHOWN)
+    assert a.measured == {"seeds_holding": "3 of 3", "per_seed": {"2": 1, "3": 4, "4": 7}} and a.details == ""
+    assert b.measured["seeds_holding"] == "1 of 3" and b.details == "seed 3: ratio 1.9 < 2; seed 4: failed"
+    assert c.details == "seed 2: one init; seed 4: broken"
+    assert (a.claim_id, a.statement, a.reference) == ("a", "statement", "ref")
+
+
+def test_one_seed_leaves_its_claims_as_they_are_and_seeds_must_agree_on_the_claims():
+    claims = [_claim("a", FAILED, 1, "why")]
+    assert appendix.at_every_seed({2: claims}) == claims
+    with pytest.raises(ValueError, match="disagree"):
+        appendix.at_every_seed({2: [_claim("a", PASSED, 1)], 3: [_claim("b", PASSED, 1)]})
+
+
+def test_a_seed_trains_the_same_runs_alone_as_beside_other_seeds(two_variants, tmp_path):
+    alone = _run(Settings({**SECTION, "seed": 3, "num_seeds": 1, "variants": SECTION["variants"][:1]}), tmp_path / "s")
+    runs = load_results(alone)[1]["variants"][0]["runs"]
+    beside = [r for r in load_results(two_variants)[1]["variants"][0]["runs"] if r["seed"] == 3]
+    assert runs == beside

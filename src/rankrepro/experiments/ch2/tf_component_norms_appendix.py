@@ -4,8 +4,9 @@ The paper's code exposes what its appendix varies: the training loss (ℓ2, ℓ1
 threshold 1), the optimizer (GroupRMSprop, Adam, plain SGD/GD), completion or sensing, and the target's order and
 CP rank. Each variant here is the §2.1 experiment (:mod:`rankrepro.experiments.ch2.common`) with one of those
 changed: a CP model with many components trained from several small init scales; the claims are §2.1's (components
-emerge one at a time, the learned rank equals the target's, smaller init → lower error), checked per variant, each
-under §2.1's gate on its own variant's runs (every run of the variant converged).
+emerge one at a time, the learned rank equals the target's, smaller init → lower error), checked per variant at each of
+``num_seeds`` init directions — a claim passes only if it holds at every one, so that no single draw's margin decides
+it — each under §2.1's gate on its own variant's runs (every run of the variant, every seed, converged).
 
 As in the paper's code, the stop rule reads the train mean squared error whatever the training loss; the ℓ1 and
 Huber variants log their training loss as ``train_loss``. With ‖W*‖_F = 1 every residual is far below the Huber
@@ -46,7 +47,7 @@ from rankrepro.experiments.ch2.common import (
     train_dynamics,
 )
 from rankrepro.factorization import cp, cp_losses, cp_sensing
-from rankrepro.pipeline.claims import ClaimResult, apply_gate
+from rankrepro.pipeline.claims import NOT_SHOWN, PASSED, ClaimResult, apply_gate, decide
 from rankrepro.pipeline.plotting import add_caption, add_title, apply_style, caption_text, save_figure
 from rankrepro.pipeline.settings import FigureContext, SettingsRecord
 
@@ -97,21 +98,29 @@ class AppendixVariant(SettingsRecord):
 @dataclass(frozen=True)
 class Settings(PatientStopSettings):
     """Schema ``$defs.tf_component_norms_appendix``: the seeds, the Huber threshold, the tracked norms, the CP
-    gradient method and the stop rule shared by every variant, and the variants."""
+    gradient method and the stop rule shared by every variant, and the variants. Every variant trains from
+    ``num_seeds`` init directions, seeded ``seed``, ``seed + 1``, …"""
 
     data_seed: int
     seed: int
+    num_seeds: int
     huber_threshold: float
     top_k: int
     method: Literal["auto", "gather", "dense"]
     variants: tuple[AppendixVariant, ...]
 
-    def variant_settings(self, variant: AppendixVariant) -> ComponentDynamicsSettings:
-        """The §2.1 settings of one variant (its problem, model and optimizer; the shared seeds and stop rule)."""
+    @property
+    def init_seeds(self) -> tuple[int, ...]:
+        """The seeds of the init directions every variant trains from: ``seed``, …, ``seed + num_seeds − 1``."""
+        return tuple(range(self.seed, self.seed + self.num_seeds))
+
+    def variant_settings(self, variant: AppendixVariant, seed: int) -> ComponentDynamicsSettings:
+        """The §2.1 settings of one variant from the init direction of ``seed`` (its problem, model and optimizer;
+        the shared data seed and stop rule)."""
         return ComponentDynamicsSettings.from_mapping(
             {
                 "data_seed": self.data_seed,
-                "seed": self.seed,
+                "seed": seed,
                 "order": variant.order,
                 "dim": variant.dim,
                 "target_rank": variant.target_rank,
@@ -141,40 +150,47 @@ def check_variants(settings: Settings) -> None:
     if repeated:
         raise ConfigError(f"config key 'experiments.{NAME}.variants': repeated variant name(s) {repeated}")
     for i, variant in enumerate(settings.variants):
-        check_settings(settings.variant_settings(variant), f"{NAME}.variants.{i}")
+        check_settings(settings.variant_settings(variant, settings.seed), f"{NAME}.variants.{i}")
 
 
 def run(settings: Settings, out: Path, ctx: Context) -> None:
-    """Train every variant (one batched program per variant, one run per init scale); write one metrics table
-    (column ``variant``) and one summary (one record per variant)."""
+    """Train every variant from every init seed (one batched program per variant and seed, one run per init scale);
+    write one metrics table (columns ``variant``, ``seed``) and one summary (one record per variant, its runs
+    carrying their ``seed``; ``train_time_s`` summed over seeds, each seed's timing in ``timing_per_seed``)."""
     started = time.time()
     check_variants(settings)
     out = Path(out)
     frames, records = [], []
     mechanism = mechanism_hash(cp, cp_sensing, cp_losses, losses)
     for variant in settings.variants:
-        problem = settings.variant_settings(variant)
-        objective = make_objective(problem, variant.measurement, ctx.device, variant.loss, settings.huber_threshold)
-        fingerprint = run_fingerprint(
-            problem.record(), variant.measurement, variant.loss, settings.huber_threshold, mechanism
-        )
-        outcome = train_dynamics(
-            problem,
-            objective,
-            ctx,
-            checkpoint_path(out, f"train_{variant.name}"),
-            fingerprint,
-            f"{NAME} {variant.name}" if ctx.progress else None,
-        )
-        frames.append(outcome.frame.assign(variant=variant.name))
+        data = settings.variant_settings(variant, settings.seed)  # the target and its observations: every seed's
+        objective = make_objective(data, variant.measurement, ctx.device, variant.loss, settings.huber_threshold)
+        runs, timings = [], []
+        for seed in settings.init_seeds:
+            problem = settings.variant_settings(variant, seed)
+            fingerprint = run_fingerprint(
+                problem.record(), variant.measurement, variant.loss, settings.huber_threshold, mechanism
+            )
+            outcome = train_dynamics(
+                problem,
+                objective,
+                ctx,
+                checkpoint_path(out, f"train_{variant.name}_seed{seed}"),
+                fingerprint,
+                f"{NAME} {variant.name} seed {seed}" if ctx.progress else None,
+            )
+            frames.append(outcome.frame.assign(variant=variant.name, seed=seed))
+            runs += [{**r, "seed": seed} for r in outcome.runs]
+            timings.append({"seed": seed, **outcome.timing})
         records.append(
             {
                 "variant": variant.name,
                 "label": variant.label,
                 "target_rank": variant.target_rank,
                 "method": getattr(objective, "method", "dense"),
-                "runs": outcome.runs,
-                **outcome.timing,
+                "runs": runs,
+                "train_time_s": round(sum(t["train_time_s"] for t in timings), 3),
+                "timing_per_seed": timings,
             }
         )
     write_results(out, pd.concat(frames, ignore_index=True), settings.record(), ctx, started, {"variants": records})
@@ -182,10 +198,11 @@ def run(settings: Settings, out: Path, ctx: Context) -> None:
 
 # ----------------------------------------------------------------------------------------------------- figure
 def plot(results: Path, figure_png: Path, figure: FigureContext) -> list[Path]:
-    """One panel per variant: the top-k component norms of its smallest-init run vs iterations (emergence times
-    dotted), with every init's lowest reconstruction error in the panel."""
+    """One panel per variant: the top-k component norms of its smallest-init run from the first init seed vs
+    iterations (emergence times dotted), with every init's lowest reconstruction error from that seed in the panel."""
     metrics, summary = load_results(results)
     settings = Settings.from_mapping(summary["settings"])
+    metrics = metrics[metrics["seed"] == settings.seed]
     variants = summary["variants"]
     columns = min(3, len(variants))
     rows = math.ceil(len(variants) / columns)
@@ -195,6 +212,7 @@ def plot(results: Path, figure_png: Path, figure: FigureContext) -> list[Path]:
     curves = metrics[~metrics["final"].astype(bool)]
     for i, (ax, record) in enumerate(zip(flat_axes, variants)):
         runs = pd.DataFrame(record["runs"])
+        runs = runs[runs["seed"] == settings.seed]
         smallest = runs.loc[runs["init_scale"].idxmin()]
         curve = curves[(curves["variant"] == record["variant"]) & (curves["run"] == smallest["run"])]
         draw_component_norms(ax, curve, smallest["emergence_iterations"])
@@ -212,14 +230,16 @@ def plot(results: Path, figure_png: Path, figure: FigureContext) -> list[Path]:
     legend_ax = flat_axes[-1] if len(flat_axes) > len(variants) else flat_axes[0]
     legend_ax.legend(handles, labels, fontsize=7, title="k-th largest norm", title_fontsize=7, loc="center", ncols=2)
     add_title(fig, f"§{SECTION} {TITLE}")
+    seeds = settings.init_seeds
+    read = f" (the claims read all {len(seeds)}: seeds {_seed_range(seeds)})" if len(seeds) > 1 else ""
     details = (
         f"Each panel is the §2.1 experiment with the loss, optimizer, measurement, order or rank changed: target CP "
         f"rank as stated, factors N(0,1), ‖W*‖ = 1; sensing: Gaussian measurements with entries N(0, 1/numel); CP "
-        f"model factors N(0, init²) (one init direction, scaled); stop when "
+        f"model factors N(0, init²) (one init direction per seed, scaled); stop when "
         f"the train MSE < {settings.loss_threshold:g} at {settings.stop_patience} checks every "
         f"{settings.check_every} iterations, whatever the training loss (as the paper's code); Huber threshold "
         f"{settings.huber_threshold:g}. Dotted: emergence times of the smallest init (k-th norm reaches half its "
-        f"final value). {NOTE}"
+        f"final value). Drawn: the init direction of seed {settings.seed}{read}. {NOTE}"
     )
     keyed, notes = by_variant_name(summary["settings"], figure)
     add_caption(fig, caption_text(f"§{SECTION}", figure.tier, details, keyed.substitutions(*notes)))
@@ -271,21 +291,66 @@ def by_variant_name(settings: Mapping[str, Any], figure: FigureContext) -> tuple
 # ----------------------------------------------------------------------------------------------------- claims
 def claims(results: Path, tier: str) -> list[ClaimResult]:
     """§2.1's four claims for every variant (ids prefixed with the variant's name, statements with its label), each
-    under §2.1's gate read on the runs it is about — every run of its variant converged. The variants are separate
-    problems (another target, loss or measurement), so one variant's unconverged runs withhold its own claims only."""
+    decided at every init seed (:func:`at_every_seed`) under §2.1's gate read on the runs it is about — every run of
+    its variant converged, from every seed. The variants are separate problems (another target, loss or
+    measurement), so one variant's unconverged runs withhold its own claims only."""
     metrics, summary = load_results(results)
+    seeds = Settings.from_mapping(summary["settings"]).init_seeds
+    every = f"at every one of {len(seeds)} init seeds ({_seed_range(seeds)}) — " if len(seeds) > 1 else ""
     records: list[ClaimResult] = []
     for variant in summary["variants"]:
-        runs = pd.DataFrame(variant["runs"]).sort_values("init_scale").assign(variant=variant["variant"])
-        variant_records = dynamics_claim_records(
-            metrics[metrics["variant"] == variant["variant"]],
-            runs,
-            variant["target_rank"],
-            NAME,
-            SECTION,
-            REFERENCE,
-            prefix=f"{variant['variant']}_",
-            label=f"[{variant['label']}] ",
-        )
-        records += apply_gate(dynamics_gate(runs), variant_records)
+        name = variant["variant"]
+        runs = pd.DataFrame(variant["runs"]).sort_values(["seed", "init_scale"])
+        rows = metrics[metrics["variant"] == name]
+        per_seed = {
+            seed: dynamics_claim_records(
+                rows[rows["seed"] == seed],
+                runs[runs["seed"] == seed],
+                variant["target_rank"],
+                NAME,
+                SECTION,
+                REFERENCE,
+                prefix=f"{name}_",
+                label=f"[{variant['label']}] {every}",
+            )
+            for seed in seeds
+        }
+        labelled = runs.assign(variant=[f"{name} seed {s}" if every else name for s in runs["seed"]])
+        records += apply_gate(dynamics_gate(labelled), at_every_seed(per_seed))
     return records
+
+
+def at_every_seed(per_seed: Mapping[int, list[ClaimResult]]) -> list[ClaimResult]:
+    """Each claim decided across seeds (every seed's list holds the same claims in the same order): passed if it
+    passed at every seed, not shown if any seed cannot show it, else failed; measured per seed, with how many seeds
+    it held at; details name the seeds where it did not hold. One seed: its claims unchanged."""
+    seeds = list(per_seed)
+    if len(seeds) == 1:
+        return list(per_seed[seeds[0]])
+    out = []
+    for claims_of_seeds in zip(*per_seed.values(), strict=True):
+        first = claims_of_seeds[0]
+        if any(c.claim_id != first.claim_id for c in claims_of_seeds):
+            raise ValueError(f"seeds disagree on the claims: {[c.claim_id for c in claims_of_seeds]}")
+        verdicts = [c.verdict for c in claims_of_seeds]
+        verdict = NOT_SHOWN if NOT_SHOWN in verdicts else decide(all(v == PASSED for v in verdicts))
+        held = sum(v == PASSED for v in verdicts)
+        out.append(
+            dataclasses.replace(
+                first,
+                verdict=verdict,
+                measured={
+                    "seeds_holding": f"{held} of {len(seeds)}",
+                    "per_seed": {str(s): c.measured for s, c in zip(seeds, claims_of_seeds)},
+                },
+                details="; ".join(
+                    f"seed {s}: {c.details or c.verdict}" for s, c in zip(seeds, claims_of_seeds) if c.verdict != PASSED
+                ),
+            )
+        )
+    return out
+
+
+def _seed_range(seeds: tuple[int, ...]) -> str:
+    """``2–4`` for consecutive seeds 2, 3, 4; ``2`` for one."""
+    return f"{seeds[0]}–{seeds[-1]}" if len(seeds) > 1 else f"{seeds[0]}"
