@@ -13,7 +13,7 @@ from rankrepro.core.errors import ConfigError
 from rankrepro.core.io import atomic_write_sealed_json, read_json
 from rankrepro.experiments.base import Context, load_results
 from rankrepro.experiments.ch2 import tf_component_norms_appendix as appendix
-from rankrepro.experiments.ch2.common import ComponentDynamicsSettings
+from rankrepro.experiments.ch2.common import ComponentDynamicsSettings, at_every_seed
 from rankrepro.pipeline.claims import FAILED, NOT_SHOWN, PASSED, ClaimResult
 from rankrepro.pipeline.config import experiment_section, load_config, load_schema
 from rankrepro.pipeline.settings import FigureContext, bookkeeping_keys
@@ -82,7 +82,7 @@ def test_settings_build_from_every_tier_and_record_the_section(tier):
     appendix.check_variants(settings)
     assert settings.init_seeds == tuple(range(settings.seed, settings.seed + settings.num_seeds))
     for variant in settings.variants:
-        problem = settings.variant_settings(variant, settings.seed)
+        problem = settings.variant_settings(variant)
         assert isinstance(problem, ComponentDynamicsSettings)
         assert (problem.order, problem.lr, problem.optimizer, problem.max_iters) == (
             variant.order,
@@ -90,7 +90,7 @@ def test_settings_build_from_every_tier_and_record_the_section(tier):
             variant.optimizer,
             variant.max_iters,
         )
-        assert problem.loss_threshold == settings.loss_threshold and problem.seed == settings.seed
+        assert problem.loss_threshold == settings.loss_threshold and problem.init_seeds == settings.init_seeds
 
 
 def test_the_default_tier_runs_completion_and_sensing_and_the_paper_tier_adds_order_four():
@@ -222,25 +222,27 @@ def _claim(claim_id, verdict, measured, details=""):
     return ClaimResult(claim_id, appendix.NAME, "2.1", "statement", verdict, measured, "ref", details)
 
 
-def test_a_claim_passes_only_at_every_seed_and_is_not_shown_where_one_seed_cannot_show_it():
+def test_a_claim_passes_only_at_every_seed_fails_at_any_failing_one_else_is_not_shown_where_one_cannot_show_it():
     per_seed = {
         2: [_claim("a", PASSED, 1), _claim("b", PASSED, 2), _claim("c", NOT_SHOWN, 3, "one init")],
         3: [_claim("a", PASSED, 4), _claim("b", FAILED, 5, "ratio 1.9 < 2"), _claim("c", PASSED, 6)],
         4: [_claim("a", PASSED, 7), _claim("b", FAILED, 8), _claim("c", FAILED, 9, "broken")],
     }
-    a, b, c = appendix.at_every_seed(per_seed)
-    assert (a.verdict, b.verdict, c.verdict) == (PASSED, FAILED, NOT_SHOWN)
+    a, b, c = at_every_seed(per_seed)
+    assert (a.verdict, b.verdict, c.verdict) == (PASSED, FAILED, FAILED)  # one seed's failure decides
     assert a.measured == {"seeds_holding": "3 of 3", "per_seed": {"2": 1, "3": 4, "4": 7}} and a.details == ""
     assert b.measured["seeds_holding"] == "1 of 3" and b.details == "seed 3: ratio 1.9 < 2; seed 4: failed"
     assert c.details == "seed 2: one init; seed 4: broken"
     assert (a.claim_id, a.statement, a.reference) == ("a", "statement", "ref")
+    (undecided,) = at_every_seed({2: [_claim("d", PASSED, 1)], 3: [_claim("d", NOT_SHOWN, 2)]})
+    assert undecided.verdict == NOT_SHOWN and undecided.details == "seed 3: not-shown-at-this-scale"
 
 
 def test_one_seed_leaves_its_claims_as_they_are_and_seeds_must_agree_on_the_claims():
     claims = [_claim("a", FAILED, 1, "why")]
-    assert appendix.at_every_seed({2: claims}) == claims
+    assert at_every_seed({2: claims}) == claims
     with pytest.raises(ValueError, match="disagree"):
-        appendix.at_every_seed({2: [_claim("a", PASSED, 1)], 3: [_claim("b", PASSED, 1)]})
+        at_every_seed({2: [_claim("a", PASSED, 1)], 3: [_claim("b", PASSED, 1)]})
 
 
 def test_a_seed_trains_the_same_runs_alone_as_beside_other_seeds(two_variants, tmp_path):

@@ -43,6 +43,7 @@ TIERS = ("smoke.yaml", "config.yaml", "paper.yaml")
 SMALL = {
     "data_seed": 1,
     "seed": 2,
+    "num_seeds": 1,
     "order": 3,
     "dim": 10,
     "target_rank": 3,
@@ -349,5 +350,26 @@ def test_a_job_that_resumes_a_finished_run_gives_the_same_numbers_and_a_figure(t
     first = read_json(ckpt / "summary.json")
     tf_component_norms.run(settings, ckpt, Context(tier="test", device=torch.device("cpu"), progress=False))
     second = read_json(ckpt / "summary.json")
-    assert second["ms_per_iteration"] is None and second["runs"] == first["runs"]
+    assert second["timing_per_seed"][0]["ms_per_iteration"] is None and second["runs"] == first["runs"]
     assert tf_component_norms.plot(ckpt, tmp_path / "fig.png", FigureContext("test"))[0].is_file()
+
+
+def test_more_seeds_resume_the_first_seeds_checkpoint_and_decide_each_claim_at_every_seed(tmp_path):
+    """num_seeds is not part of one seed's fingerprint: raising it resumes seed 2's finished checkpoint (no
+    iteration redone, the same runs) and trains seed 3 beside it; each claim then reads both seeds."""
+    out = tmp_path / "seeds"
+    context = Context(tier="test", device=torch.device("cpu"), progress=False)
+    tf_component_norms.run(Settings({**SMALL, "checkpoint_every": 500}), out, context)
+    one = read_json(out / "summary.json")
+    tf_component_norms.run(Settings({**SMALL, "checkpoint_every": 500, "num_seeds": 2}), out, context)
+    two = read_json(out / "summary.json")
+    first, second = two["timing_per_seed"]
+    assert (first["seed"], first["iterations_executed"], second["seed"]) == (2, 0, 3)
+    assert second["iterations_executed"] > 0
+    assert [r for r in two["runs"] if r["seed"] == 2] == one["runs"]
+    assert sorted(p.name for p in (out / "checkpoints").glob("train_seed*.pt")) == ["train_seed2.pt", "train_seed3.pt"]
+    claims = tf_component_norms.claims(out, "test")
+    assert all(c.statement.startswith("at every one of 2 init seeds (2–3) — ") for c in claims)
+    assert all(c.measured["seeds_holding"].endswith("of 2") for c in claims)
+    assert all("seed 3, init 1e-03: " in c.details for c in claims)  # the gate reads every seed's runs
+    assert tf_component_norms.plot(out, tmp_path / "fig.png", FigureContext("test"))[0].is_file()

@@ -12,9 +12,11 @@ first logged iteration at which the k-th largest norm reaches half its final val
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -43,7 +45,7 @@ from rankrepro.factorization import cp, cp_sensing
 from rankrepro.factorization.cp import CPCompletionObjective, component_norms, init_factors, multi_indices
 from rankrepro.factorization.cp_losses import CPMeasuredLossObjective
 from rankrepro.factorization.cp_sensing import CPSensingObjective, gaussian_measurements
-from rankrepro.pipeline.claims import ClaimResult, Gate, apply_gate, decide
+from rankrepro.pipeline.claims import FAILED, NOT_SHOWN, PASSED, ClaimResult, Gate, apply_gate, decide
 from rankrepro.pipeline.plotting import add_caption, add_title, apply_style, caption_text, save_figure
 from rankrepro.pipeline.settings import FigureContext
 
@@ -70,10 +72,12 @@ class ComponentDynamicsSettings(PatientStopSettings):
     or measurements; a CP model of ``components`` components from init N(0, init²) for each of ``init_scales``,
     trained by ``optimizer`` at ``lr`` until the loss < ``loss_threshold`` at ``stop_patience`` consecutive checks
     every ``check_every`` iterations, or ``max_iters``; the ``top_k`` largest component norms logged every
-    ``log_every`` iterations."""
+    ``log_every`` iterations. Every init scale trains from ``num_seeds`` init directions, seeded ``seed``,
+    ``seed + 1``, … (one batched program per seed)."""
 
     data_seed: int
     seed: int
+    num_seeds: int
     order: int
     dim: int
     target_rank: int
@@ -90,6 +94,17 @@ class ComponentDynamicsSettings(PatientStopSettings):
     def dims(self) -> tuple[int, ...]:
         """The target's shape: (dim,) × order."""
         return (self.dim,) * self.order
+
+    @property
+    def init_seeds(self) -> tuple[int, ...]:
+        """The seeds of the init directions (:func:`init_seeds`)."""
+        return init_seeds(self.seed, self.num_seeds)
+
+    def seed_record(self, seed: int) -> dict[str, Any]:
+        """What one seed's batched training computes from: this record with ``seed`` set and without
+        ``num_seeds`` (how many seeds run changes nothing one seed computes, so its fingerprint and checkpoint
+        survive a change of ``num_seeds``)."""
+        return {**{k: v for k, v in self.record().items() if k != "num_seeds"}, "seed": seed}
 
     def train_settings(self) -> TrainSettings:
         """The trainer's budget and cadence, capped at ``max_iters`` (:meth:`PatientStopSettings.loop_settings`)."""
@@ -182,6 +197,7 @@ class DynamicsOutcome:
 
 def train_dynamics(
     settings: ComponentDynamicsSettings,
+    seed: int,
     objective: Any,
     ctx: Context,
     checkpoint: Path,
@@ -189,11 +205,11 @@ def train_dynamics(
     progress: str | None,
 ) -> DynamicsOutcome:
     """Train a CP model of ``components`` components from every init scale (one batched program sharing the init
-    direction) on ``objective`` with ``settings.optimizer``; summarise every run."""
+    direction of ``seed``) on ``objective`` with ``settings.optimizer``; summarise every run."""
     started = time.time()
     inits = list(settings.init_scales)
     tracked = WithComponentNorms(objective, settings.top_k)
-    generators = [seeded_generator(settings.seed) for _ in inits]
+    generators = [seeded_generator(seed) for _ in inits]
     params = [
         p.to(ctx.device)
         for p in init_factors(settings.dims, settings.components, torch.tensor(inits, dtype=torch.float64), generators)
@@ -214,7 +230,7 @@ def train_dynamics(
     frame = result.metrics_frame()
     frame["init_scale"] = frame["run"].map(dict(enumerate(inits)))
     iterations = [int(i) for i in result.stopped_at.cpu()]
-    executed = max(iterations) - result.resumed_from
+    executed = max(0, max(iterations) - result.resumed_from)  # resuming a finished run executes none
     top = result.final_metrics["top_norms"].cpu()
     runs = []
     for b, status in enumerate(result.status_names()):
@@ -244,17 +260,54 @@ def train_dynamics(
     return DynamicsOutcome(frame, runs, timing)
 
 
+def train_every_seed(
+    settings: ComponentDynamicsSettings,
+    objective: Any,
+    ctx: Context,
+    out: Path,
+    stem: str,
+    fingerprint_parts: tuple[Any, ...],
+    progress: str | None,
+) -> DynamicsOutcome:
+    """Train from every init seed (:func:`train_dynamics`, one batched program and one checkpoint
+    ``<stem>_seed<seed>`` each, fingerprinted by the seed's record and ``fingerprint_parts``); the metrics get a
+    ``seed`` column and every run record its ``seed``; the timing is summed over seeds (``train_time_s``) and kept
+    per seed (``timing_per_seed``)."""
+    frames, runs, timings = [], [], []
+    for seed in settings.init_seeds:
+        outcome = train_dynamics(
+            settings,
+            seed,
+            objective,
+            ctx,
+            checkpoint_path(out, f"{stem}_seed{seed}"),
+            run_fingerprint(settings.seed_record(seed), *fingerprint_parts),
+            None if progress is None else f"{progress} seed {seed}",
+        )
+        frames.append(outcome.frame.assign(seed=seed))
+        runs += [{**run, "seed": seed} for run in outcome.runs]
+        timings.append({"seed": seed, **outcome.timing})
+    timing = {"train_time_s": round(sum(t["train_time_s"] for t in timings), 3), "timing_per_seed": timings}
+    return DynamicsOutcome(pd.concat(frames, ignore_index=True), runs, timing)
+
+
 def run_dynamics(
     settings: ComponentDynamicsSettings, out: Path, ctx: Context, name: str, measurement: Measurement
 ) -> None:
-    """Train one batched program (one run per init scale, sharing the init direction); write metrics and summary."""
+    """Train from every init seed (one batched program per seed, one run per init scale, sharing the seed's init
+    direction); write metrics and summary."""
     started = time.time()
     check_settings(settings, name)
     out = Path(out)
     objective = make_objective(settings, measurement, ctx.device)
-    fingerprint = run_fingerprint(settings.record(), measurement, mechanism_hash(cp, cp_sensing))
-    outcome = train_dynamics(
-        settings, objective, ctx, checkpoint_path(out, "train"), fingerprint, name if ctx.progress else None
+    outcome = train_every_seed(
+        settings,
+        objective,
+        ctx,
+        out,
+        "train",
+        (measurement, mechanism_hash(cp, cp_sensing)),
+        name if ctx.progress else None,
     )
     extra = {
         "measurement": measurement,
@@ -290,34 +343,41 @@ def emergence_iterations(curve: pd.DataFrame, count: int) -> list[int | None]:
 def plot_dynamics(
     results: Path, figure_png: Path, figure: FigureContext, section: str, title: str, note: str
 ) -> list[Path]:
-    """Left: the top-k component norms of the smallest init vs iterations (emergence times dotted); right: the
-    normalized reconstruction error vs iterations for every init (log scale). The caption's substitutions are the
-    settings that depart from the paper tier's."""
+    """Left: the top-k component norms of the smallest init vs iterations (emergence times dotted); middle: the
+    normalized reconstruction error vs iterations for every init (log scale) — both from the first init seed;
+    right, when several seeds run: the smallest init's error from every seed, with the rank each learned. The
+    caption's substitutions are the settings that depart from the paper tier's."""
     metrics, summary = load_results(results)
     settings = ComponentDynamicsSettings.from_mapping(summary["settings"])
-    runs = pd.DataFrame(summary["runs"])
-    curves = metrics[~metrics["final"].astype(bool)]
+    every_run = pd.DataFrame(summary["runs"])
+    every_curve = metrics[~metrics["final"].astype(bool)]
+    runs = every_run[every_run["seed"] == settings.seed]
+    curves = every_curve[every_curve["seed"] == settings.seed]
     smallest = runs.loc[runs["init_scale"].idxmin()]
+    seeds = settings.init_seeds
     apply_style()
-    fig, (norm_ax, err_ax) = plt.subplots(1, 2, figsize=(11, 4.4), layout="constrained")
+    panels = 3 if len(seeds) > 1 else 2
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4.4), layout="constrained")
+    norm_ax, err_ax = axes[0], axes[1]
     sub = curves[curves["run"] == smallest["run"]]
     count = draw_component_norms(norm_ax, sub, smallest["emergence_iterations"])
     norm_ax.set_title(f"init {smallest['init_scale']:.0e}: top-{count} component norms", fontsize=10)
     norm_ax.legend(fontsize=7, title="k-th largest", title_fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    for _, run in runs.sort_values("init_scale", ascending=False).iterrows():
-        part = curves[curves["run"] == run["run"]]
-        err_ax.plot(
-            part["iteration"],
-            part["reconstruction_error"],
-            lw=1.4,
-            label=f"init {run['init_scale']:.0e}: final {run['reconstruction_error']:.1e}, "
-            f"lowest {run['min_reconstruction_error']:.1e}",
-        )
-    err_ax.set_yscale("log")
-    err_ax.set_xlabel("iteration")
-    err_ax.set_ylabel("normalized reconstruction error")
-    err_ax.set_title("reconstruction error over the full tensor", fontsize=10)
-    err_ax.legend(fontsize=7)
+    which = f" (seed {settings.seed})" if len(seeds) > 1 else ""
+    draw_error_curves(
+        err_ax,
+        [
+            (
+                curves[curves["run"] == run["run"]],
+                f"init {run['init_scale']:.0e}: final {run['reconstruction_error']:.1e}, "
+                f"lowest {run['min_reconstruction_error']:.1e}",
+            )
+            for _, run in runs.sort_values("init_scale", ascending=False).iterrows()
+        ],
+        f"reconstruction error over the full tensor{which}",
+    )
+    if len(seeds) > 1:
+        draw_smallest_init_per_seed(axes[2], every_run, every_curve)
     add_title(fig, f"§{section} {title}")
     observed = (
         f"{settings.n_observed} observed entries"
@@ -325,17 +385,54 @@ def plot_dynamics(
         else f"{settings.n_observed} Gaussian measurements (entries N(0, 1/numel))"
     )
     emergence = ", ".join("–" if t is None else f"{t:,}" for t in smallest["emergence_iterations"])
+    drawn = (
+        f" Drawn: the init direction of seed {settings.seed}; the claims read all {len(seeds)} "
+        f"(seeds {seed_range(seeds)})."
+        if len(seeds) > 1
+        else ""
+    )
     details = (
         f"Target: order {settings.order}, dim {settings.dim}, CP rank {settings.target_rank}, "
         f"‖W*‖ = 1; {observed}. CP model with R = {settings.components} components, factors N(0, init²) "
-        f"(one init direction, scaled), {settings.optimizer} lr {settings.lr}, MSE, stop when loss < "
+        f"(one init direction{' per seed' if len(seeds) > 1 else ''}, scaled), {settings.optimizer} lr "
+        f"{settings.lr}, MSE, stop when loss < "
         f"{settings.loss_threshold:g} at {settings.stop_patience} checks every {settings.check_every} "
         f"iterations (cap {settings.max_iters:,}). Dotted: emergence times (k-th norm reaches half its "
         f"final value): {emergence}. Near zero loss GroupRMSprop's normalised step grows, so the error can "
-        f"rise from its lowest value before the stop rule fires. {note}"
+        f"rise from its lowest value before the stop rule fires.{drawn} {note}"
     )
     add_caption(fig, caption_text(f"§{section}", figure.tier, details, figure.substitutions(summary["settings"])))
     return save_figure(fig, figure_png)
+
+
+def draw_smallest_init_per_seed(ax: plt.Axes, runs: pd.DataFrame, curves: pd.DataFrame) -> None:
+    """The smallest init's normalized reconstruction error vs iterations from every seed (log scale), each labelled
+    with its lowest error and the number of components it learned."""
+    smallest = runs[runs["init_scale"] == runs["init_scale"].min()].sort_values("seed")
+    draw_error_curves(
+        ax,
+        [
+            (
+                curves[(curves["seed"] == run["seed"]) & (curves["run"] == run["run"])],
+                f"seed {run['seed']}: lowest {run['min_reconstruction_error']:.1e}, "
+                f"{run['learned_components']} components",
+            )
+            for _, run in smallest.iterrows()
+        ],
+        f"init {smallest['init_scale'].iloc[0]:.0e}: every init seed",
+    )
+
+
+def draw_error_curves(ax: plt.Axes, lines: list[tuple[pd.DataFrame, str]], title: str) -> None:
+    """Each (logged rows, label) pair's normalized reconstruction error vs iteration on a log scale; labelled axes,
+    ``title``, legend."""
+    for curve, label in lines:
+        ax.plot(curve["iteration"], curve["reconstruction_error"], lw=1.4, label=label)
+    ax.set_yscale("log")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("normalized reconstruction error")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7)
 
 
 def draw_component_norms(ax: plt.Axes, curve: pd.DataFrame, emergence: list[int | None]) -> int:
@@ -375,13 +472,98 @@ def dynamics_gate(runs: pd.DataFrame) -> Gate:
 def dynamics_claims(
     results: Path, tier: str, name: str, section: str, reference: str, prefix: str = ""
 ) -> list[ClaimResult]:
-    """The §2.1 claims (:func:`dynamics_claim_records`) of one batched training, under one gate
-    (:func:`dynamics_gate`)."""
+    """The §2.1 claims of one experiment's trainings, decided at every init seed (:func:`seeded_dynamics_claims`)."""
     metrics, summary = load_results(results)
-    rank = ComponentDynamicsSettings.from_mapping(summary["settings"]).target_rank
-    runs = pd.DataFrame(summary["runs"]).sort_values("init_scale")
-    records = dynamics_claim_records(metrics, runs, rank, name, section, reference, prefix)
-    return apply_gate(dynamics_gate(runs), records)
+    settings = ComponentDynamicsSettings.from_mapping(summary["settings"])
+    return seeded_dynamics_claims(
+        metrics,
+        pd.DataFrame(summary["runs"]),
+        settings.target_rank,
+        settings.init_seeds,
+        name,
+        section,
+        reference,
+        prefix,
+    )
+
+
+def seeded_dynamics_claims(
+    metrics: pd.DataFrame,
+    runs: pd.DataFrame,
+    rank: int,
+    seeds: tuple[int, ...],
+    name: str,
+    section: str,
+    reference: str,
+    prefix: str = "",
+    label: str = "",
+    who: str = "",
+) -> list[ClaimResult]:
+    """The §2.1 claims (:func:`dynamics_claim_records`) of one problem trained from every seed of ``seeds`` (rows
+    and runs carry their ``seed``), each decided at every seed (:func:`at_every_seed`), all under one gate read on
+    every run of every seed (:func:`dynamics_gate`; its runs named ``who`` and their seed when several run).
+    Statements start with ``label``, then the seed rule when several seeds run."""
+    every = f"at every one of {len(seeds)} init seeds ({seed_range(seeds)}) — " if len(seeds) > 1 else ""
+    per_seed = {
+        seed: dynamics_claim_records(
+            metrics[metrics["seed"] == seed],
+            runs[runs["seed"] == seed],
+            rank,
+            name,
+            section,
+            reference,
+            prefix,
+            f"{label}{every}",
+        )
+        for seed in seeds
+    }
+    named = [f"{who} seed {s}".strip() if every else who for s in runs["seed"]]
+    gated = runs.sort_values(["seed", "init_scale"])
+    if any(named):
+        gated = runs.assign(variant=named).sort_values(["seed", "init_scale"])
+    return apply_gate(dynamics_gate(gated), at_every_seed(per_seed))
+
+
+def at_every_seed(per_seed: Mapping[int, list[ClaimResult]]) -> list[ClaimResult]:
+    """Each claim decided across seeds (every seed's list holds the same claims in the same order): it holds only if
+    it holds at every seed — failed if it failed at any seed, else not shown if a seed cannot show it, else passed;
+    measured per seed, with how many seeds it held at; details name the seeds where it did not hold. One seed: its
+    claims unchanged."""
+    seeds = list(per_seed)
+    if len(seeds) == 1:
+        return list(per_seed[seeds[0]])
+    out = []
+    for claims_of_seeds in zip(*per_seed.values(), strict=True):
+        first = claims_of_seeds[0]
+        if any(c.claim_id != first.claim_id for c in claims_of_seeds):
+            raise ValueError(f"seeds disagree on the claims: {[c.claim_id for c in claims_of_seeds]}")
+        verdicts = [c.verdict for c in claims_of_seeds]
+        verdict = FAILED if FAILED in verdicts else NOT_SHOWN if NOT_SHOWN in verdicts else PASSED
+        held = verdicts.count(PASSED)
+        out.append(
+            dataclasses.replace(
+                first,
+                verdict=verdict,
+                measured={
+                    "seeds_holding": f"{held} of {len(seeds)}",
+                    "per_seed": {str(s): c.measured for s, c in zip(seeds, claims_of_seeds)},
+                },
+                details="; ".join(
+                    f"seed {s}: {c.details or c.verdict}" for s, c in zip(seeds, claims_of_seeds) if c.verdict != PASSED
+                ),
+            )
+        )
+    return out
+
+
+def init_seeds(seed: int, num_seeds: int) -> tuple[int, ...]:
+    """The seeds of ``num_seeds`` init directions from ``seed``: ``seed``, …, ``seed + num_seeds − 1``."""
+    return tuple(range(seed, seed + num_seeds))
+
+
+def seed_range(seeds: tuple[int, ...]) -> str:
+    """``2–4`` for consecutive seeds 2, 3, 4; ``2`` for one."""
+    return f"{seeds[0]}–{seeds[-1]}" if len(seeds) > 1 else f"{seeds[0]}"
 
 
 def dynamics_claim_records(

@@ -31,23 +31,22 @@ from rankrepro.core.errors import ConfigError
 from rankrepro.experiments.base import (
     Context,
     PatientStopSettings,
-    checkpoint_path,
     load_results,
     mechanism_hash,
-    run_fingerprint,
     write_results,
 )
 from rankrepro.experiments.ch2.common import (
     ComponentDynamicsSettings,
     check_settings,
     draw_component_norms,
-    dynamics_claim_records,
-    dynamics_gate,
+    init_seeds,
     make_objective,
-    train_dynamics,
+    seed_range,
+    seeded_dynamics_claims,
+    train_every_seed,
 )
 from rankrepro.factorization import cp, cp_losses, cp_sensing
-from rankrepro.pipeline.claims import NOT_SHOWN, PASSED, ClaimResult, apply_gate, decide
+from rankrepro.pipeline.claims import ClaimResult
 from rankrepro.pipeline.plotting import add_caption, add_title, apply_style, caption_text, save_figure
 from rankrepro.pipeline.settings import FigureContext, SettingsRecord
 
@@ -111,16 +110,16 @@ class Settings(PatientStopSettings):
 
     @property
     def init_seeds(self) -> tuple[int, ...]:
-        """The seeds of the init directions every variant trains from: ``seed``, …, ``seed + num_seeds − 1``."""
-        return tuple(range(self.seed, self.seed + self.num_seeds))
+        """The seeds of every variant's init directions (:func:`~rankrepro.experiments.ch2.common.init_seeds`)."""
+        return init_seeds(self.seed, self.num_seeds)
 
-    def variant_settings(self, variant: AppendixVariant, seed: int) -> ComponentDynamicsSettings:
-        """The §2.1 settings of one variant from the init direction of ``seed`` (its problem, model and optimizer;
-        the shared data seed and stop rule)."""
+    def variant_settings(self, variant: AppendixVariant) -> ComponentDynamicsSettings:
+        """The §2.1 settings of one variant (its problem, model and optimizer; the shared seeds and stop rule)."""
         return ComponentDynamicsSettings.from_mapping(
             {
                 "data_seed": self.data_seed,
-                "seed": seed,
+                "seed": self.seed,
+                "num_seeds": self.num_seeds,
                 "order": variant.order,
                 "dim": variant.dim,
                 "target_rank": variant.target_rank,
@@ -150,47 +149,39 @@ def check_variants(settings: Settings) -> None:
     if repeated:
         raise ConfigError(f"config key 'experiments.{NAME}.variants': repeated variant name(s) {repeated}")
     for i, variant in enumerate(settings.variants):
-        check_settings(settings.variant_settings(variant, settings.seed), f"{NAME}.variants.{i}")
+        check_settings(settings.variant_settings(variant), f"{NAME}.variants.{i}")
 
 
 def run(settings: Settings, out: Path, ctx: Context) -> None:
-    """Train every variant from every init seed (one batched program per variant and seed, one run per init scale);
-    write one metrics table (columns ``variant``, ``seed``) and one summary (one record per variant, its runs
-    carrying their ``seed``; ``train_time_s`` summed over seeds, each seed's timing in ``timing_per_seed``)."""
+    """Train every variant from every init seed (:func:`~rankrepro.experiments.ch2.common.train_every_seed`: one
+    batched program per variant and seed, one run per init scale); write one metrics table (columns ``variant``,
+    ``seed``) and one summary (one record per variant, its runs carrying their ``seed``)."""
     started = time.time()
     check_variants(settings)
     out = Path(out)
     frames, records = [], []
     mechanism = mechanism_hash(cp, cp_sensing, cp_losses, losses)
     for variant in settings.variants:
-        data = settings.variant_settings(variant, settings.seed)  # the target and its observations: every seed's
-        objective = make_objective(data, variant.measurement, ctx.device, variant.loss, settings.huber_threshold)
-        runs, timings = [], []
-        for seed in settings.init_seeds:
-            problem = settings.variant_settings(variant, seed)
-            fingerprint = run_fingerprint(
-                problem.record(), variant.measurement, variant.loss, settings.huber_threshold, mechanism
-            )
-            outcome = train_dynamics(
-                problem,
-                objective,
-                ctx,
-                checkpoint_path(out, f"train_{variant.name}_seed{seed}"),
-                fingerprint,
-                f"{NAME} {variant.name} seed {seed}" if ctx.progress else None,
-            )
-            frames.append(outcome.frame.assign(variant=variant.name, seed=seed))
-            runs += [{**r, "seed": seed} for r in outcome.runs]
-            timings.append({"seed": seed, **outcome.timing})
+        problem = settings.variant_settings(variant)
+        objective = make_objective(problem, variant.measurement, ctx.device, variant.loss, settings.huber_threshold)
+        outcome = train_every_seed(
+            problem,
+            objective,
+            ctx,
+            out,
+            f"train_{variant.name}",
+            (variant.measurement, variant.loss, settings.huber_threshold, mechanism),
+            f"{NAME} {variant.name}" if ctx.progress else None,
+        )
+        frames.append(outcome.frame.assign(variant=variant.name))
         records.append(
             {
                 "variant": variant.name,
                 "label": variant.label,
                 "target_rank": variant.target_rank,
                 "method": getattr(objective, "method", "dense"),
-                "runs": runs,
-                "train_time_s": round(sum(t["train_time_s"] for t in timings), 3),
-                "timing_per_seed": timings,
+                "runs": outcome.runs,
+                **outcome.timing,
             }
         )
     write_results(out, pd.concat(frames, ignore_index=True), settings.record(), ctx, started, {"variants": records})
@@ -231,7 +222,7 @@ def plot(results: Path, figure_png: Path, figure: FigureContext) -> list[Path]:
     legend_ax.legend(handles, labels, fontsize=7, title="k-th largest norm", title_fontsize=7, loc="center", ncols=2)
     add_title(fig, f"§{SECTION} {TITLE}")
     seeds = settings.init_seeds
-    read = f" (the claims read all {len(seeds)}: seeds {_seed_range(seeds)})" if len(seeds) > 1 else ""
+    read = f" (the claims read all {len(seeds)}: seeds {seed_range(seeds)})" if len(seeds) > 1 else ""
     details = (
         f"Each panel is the §2.1 experiment with the loss, optimizer, measurement, order or rank changed: target CP "
         f"rank as stated, factors N(0,1), ‖W*‖ = 1; sensing: Gaussian measurements with entries N(0, 1/numel); CP "
@@ -291,66 +282,24 @@ def by_variant_name(settings: Mapping[str, Any], figure: FigureContext) -> tuple
 # ----------------------------------------------------------------------------------------------------- claims
 def claims(results: Path, tier: str) -> list[ClaimResult]:
     """§2.1's four claims for every variant (ids prefixed with the variant's name, statements with its label), each
-    decided at every init seed (:func:`at_every_seed`) under §2.1's gate read on the runs it is about — every run of
-    its variant converged, from every seed. The variants are separate problems (another target, loss or
-    measurement), so one variant's unconverged runs withhold its own claims only."""
+    decided at every init seed under §2.1's gate read on the runs it is about — every run of its variant converged,
+    from every seed (:func:`~rankrepro.experiments.ch2.common.seeded_dynamics_claims`). The variants are separate
+    problems (another target, loss or measurement), so one variant's unconverged runs withhold its own claims only."""
     metrics, summary = load_results(results)
     seeds = Settings.from_mapping(summary["settings"]).init_seeds
-    every = f"at every one of {len(seeds)} init seeds ({_seed_range(seeds)}) — " if len(seeds) > 1 else ""
     records: list[ClaimResult] = []
     for variant in summary["variants"]:
         name = variant["variant"]
-        runs = pd.DataFrame(variant["runs"]).sort_values(["seed", "init_scale"])
-        rows = metrics[metrics["variant"] == name]
-        per_seed = {
-            seed: dynamics_claim_records(
-                rows[rows["seed"] == seed],
-                runs[runs["seed"] == seed],
-                variant["target_rank"],
-                NAME,
-                SECTION,
-                REFERENCE,
-                prefix=f"{name}_",
-                label=f"[{variant['label']}] {every}",
-            )
-            for seed in seeds
-        }
-        labelled = runs.assign(variant=[f"{name} seed {s}" if every else name for s in runs["seed"]])
-        records += apply_gate(dynamics_gate(labelled), at_every_seed(per_seed))
-    return records
-
-
-def at_every_seed(per_seed: Mapping[int, list[ClaimResult]]) -> list[ClaimResult]:
-    """Each claim decided across seeds (every seed's list holds the same claims in the same order): passed if it
-    passed at every seed, not shown if any seed cannot show it, else failed; measured per seed, with how many seeds
-    it held at; details name the seeds where it did not hold. One seed: its claims unchanged."""
-    seeds = list(per_seed)
-    if len(seeds) == 1:
-        return list(per_seed[seeds[0]])
-    out = []
-    for claims_of_seeds in zip(*per_seed.values(), strict=True):
-        first = claims_of_seeds[0]
-        if any(c.claim_id != first.claim_id for c in claims_of_seeds):
-            raise ValueError(f"seeds disagree on the claims: {[c.claim_id for c in claims_of_seeds]}")
-        verdicts = [c.verdict for c in claims_of_seeds]
-        verdict = NOT_SHOWN if NOT_SHOWN in verdicts else decide(all(v == PASSED for v in verdicts))
-        held = sum(v == PASSED for v in verdicts)
-        out.append(
-            dataclasses.replace(
-                first,
-                verdict=verdict,
-                measured={
-                    "seeds_holding": f"{held} of {len(seeds)}",
-                    "per_seed": {str(s): c.measured for s, c in zip(seeds, claims_of_seeds)},
-                },
-                details="; ".join(
-                    f"seed {s}: {c.details or c.verdict}" for s, c in zip(seeds, claims_of_seeds) if c.verdict != PASSED
-                ),
-            )
+        records += seeded_dynamics_claims(
+            metrics[metrics["variant"] == name],
+            pd.DataFrame(variant["runs"]),
+            variant["target_rank"],
+            seeds,
+            NAME,
+            SECTION,
+            REFERENCE,
+            prefix=f"{name}_",
+            label=f"[{variant['label']}] ",
+            who=name,
         )
-    return out
-
-
-def _seed_range(seeds: tuple[int, ...]) -> str:
-    """``2–4`` for consecutive seeds 2, 3, 4; ``2`` for one."""
-    return f"{seeds[0]}–{seeds[-1]}" if len(seeds) > 1 else f"{seeds[0]}"
+    return records
