@@ -182,6 +182,67 @@ def test_outcome_does_not_depend_on_sync_cadence(sync_every):
     assert result.status_names() == ["converged", "converged", "converged", "max_iters"]
 
 
+class IndependentScriptedObjective:
+    """The scripted objective with the script row carried by the parameters (column 1: the run's id, gradient 0), so
+    each run's numbers depend on its own parameters alone, whatever the batch: ``runs_independent`` may be
+    declared. ``batches`` records the batch size of every evaluation."""
+
+    def __init__(self, scripts: list[list[float]], independent: bool):
+        self.scripted = ScriptedObjective(scripts)
+        self.runs_independent = independent
+        self.batches: list[int] = []
+
+    @staticmethod
+    def params(batch: int) -> list[torch.Tensor]:
+        return [torch.stack([torch.zeros(batch), torch.arange(batch, dtype=torch.float64)], dim=1)]
+
+    def loss_and_grads(self, params):
+        self.batches.append(params[0].shape[0])
+        counter, run = params[0][:, 0].long(), params[0][:, 1].long()
+        loss = self.scripted.table[run, counter.clamp(max=self.scripted.table.shape[1] - 1)]
+        return loss, [torch.stack([-torch.ones_like(params[0][:, 0]), torch.zeros_like(params[0][:, 1])], dim=1)]
+
+    def metrics(self, params):
+        return {"counter": params[0][:, 0].clone(), "id": params[0][:, 1].long(), "pair": 2 * params[0]}
+
+
+def _run_independent(scripts, independent, max_iters, sync_every, patience=1, check_every=1, log_every=1):
+    obj = IndependentScriptedObjective(scripts, independent)
+    settings = TrainSettings(
+        max_iters=max_iters, stop=StopRule(1.0, patience, check_every), log_every=log_every, sync_every=sync_every
+    )
+    return obj, train(obj, obj.params(len(scripts)), GradientDescent(torch.ones(len(scripts))), settings)
+
+
+@given(
+    scripts=st.lists(st.lists(st.sampled_from([0.5, 2.0, 0.9, NAN]), min_size=1, max_size=12), min_size=1, max_size=5),
+    patience=st.integers(1, 3),
+    sync_every=st.integers(1, 4),
+    log_every=st.integers(1, 3),
+    max_iters=st.integers(0, 15),
+)
+def test_computing_only_the_running_runs_changes_no_number(scripts, patience, sync_every, log_every, max_iters):
+    """An objective whose runs are independent is evaluated on the runs still active at the last sync; every
+    logged row, final metric, stop time, status and parameter is the one the whole-batch loop gives."""
+    whole = _run_independent(scripts, False, max_iters, sync_every, patience, log_every=log_every)[1]
+    compact = _run_independent(scripts, True, max_iters, sync_every, patience, log_every=log_every)[1]
+    pd.testing.assert_frame_equal(compact.metrics_frame(), whole.metrics_frame())
+    assert compact.stopped_at.tolist() == whole.stopped_at.tolist()
+    assert compact.status.tolist() == whole.status.tolist()
+    assert torch.equal(compact.params[0], whole.params[0])
+
+
+def test_only_the_runs_active_at_a_sync_are_computed_after_it():
+    scripts = [[0.5], [5, 0.5], [5] * 7 + [0.5]]
+    whole, _ = _run_independent(scripts, False, max_iters=20, sync_every=2)
+    compact, result = _run_independent(scripts, True, max_iters=20, sync_every=2)
+    assert result.stopped_at.tolist() == [0, 1, 7]
+    assert set(whole.batches) == {3}
+    # run 0 stops at 0 (a sync): two runs from iteration 1; run 1 stops at 1, seen at the sync at 2: one run from 3
+    # until the sync at 8 ends the loop; the last evaluation is the final loss of every run
+    assert compact.batches == [3, 2, 2, 1, 1, 1, 1, 1, 1, 3]
+
+
 def test_metrics_frame_is_tidy():
     result = _run_scripted([[5, 4, 3, 0.5], [5, 4, 3, 2, 2, 2]], max_iters=5, log_every=2)
     frame = result.metrics_frame()

@@ -24,6 +24,8 @@ from rankrepro.experiments.ch2.common import (
     check_settings,
     emergence_iterations,
     learned_components,
+    make_objective,
+    train_dynamics,
 )
 from rankrepro.factorization.cp import CPCompletionObjective, multi_indices, random_cp_tensor
 from rankrepro.factorization.cp_sensing import (
@@ -373,3 +375,26 @@ def test_more_seeds_resume_the_first_seeds_checkpoint_and_decide_each_claim_at_e
     assert all(c.measured["seeds_holding"].endswith("of 2") for c in claims)
     assert all("seed 3, init 1e-03: " in c.details for c in claims)  # the gate reads every seed's runs
     assert tf_component_norms.plot(out, tmp_path / "fig.png", FigureContext("test"))[0].is_file()
+
+
+def test_computing_only_the_running_runs_leaves_every_completion_number_as_it_was():
+    """Dense CP completion declares its runs independent: the trainer evaluates, after each sync, only the runs
+    still active. Runs that stop at different times end bit for bit where the whole-batch loop ends them."""
+    settings = Settings({**SMALL, "init_scales": [5e-2, 1e-2, 1e-3], "max_iters": 3000, "method": "dense"})
+    context = Context(tier="test", device=torch.device("cpu"), progress=False)
+    objective = make_objective(settings, "completion", context.device)
+    assert objective.runs_independent and WithComponentNorms(objective, 3).runs_independent
+    compact = train_dynamics(settings, 2, objective, context, None, "", None)
+    objective.runs_independent = False
+    whole = train_dynamics(settings, 2, objective, context, None, "", None)
+    first, second, capped = sorted(r["iterations"] for r in whole.runs)
+    assert first < 2000 < second < capped == 3000  # two runs after the sync at 2000, then the capped one alone
+    assert compact.frame.equals(whole.frame) and compact.runs == whole.runs
+
+
+def test_objectives_that_round_a_smaller_batch_differently_do_not_declare_independent_runs():
+    """Gather completion's scatter-adds and the sensing products change in the last digit with the batch size."""
+    gather = make_objective(Settings({**SMALL, "method": "gather"}), "completion", torch.device("cpu"))
+    sensing = make_objective(Settings(SMALL), "sensing", torch.device("cpu"))
+    assert not gather.runs_independent and not getattr(sensing, "runs_independent", False)
+    assert not WithComponentNorms(sensing, 3).runs_independent

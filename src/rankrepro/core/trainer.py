@@ -14,6 +14,11 @@ non-finite parameters (they are NaN in the final row).
 
 Checkpoints (atomic) are written every ``checkpoint_every`` iterations at the top of an iteration; a restarted
 job resumes from the last one and ends with bit-identical results to an uninterrupted run.
+
+An objective whose runs share their data and never mix (``runs_independent = True``: each run's loss, gradients and
+metrics depend on its own parameters alone, whatever the batch) is evaluated, from each sync point on, on the runs
+still active there only: a batch whose runs stop at very different times costs what its running runs cost. The
+others are frozen either way, so no run's numbers change (tested bit for bit).
 """
 
 from __future__ import annotations
@@ -40,7 +45,8 @@ STATUS_NAMES = {RUNNING: "running", CONVERGED: "converged", MAX_ITERS: "max_iter
 
 
 class BatchedObjective(Protocol):
-    """What the trainer needs from a model + data: per-run losses, gradients and logged metrics."""
+    """What the trainer needs from a model + data: per-run losses, gradients and logged metrics. An objective may
+    also declare ``runs_independent = True`` (see the module docstring)."""
 
     def loss_and_grads(self, params: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
         """Per-run loss ``(B,)`` at ``params`` and the gradient of each run's loss w.r.t. each parameter."""
@@ -197,6 +203,39 @@ def _record(state: dict, metrics: dict[str, Tensor], loss: Tensor) -> None:
         values.setdefault(name, []).append(value.detach().clone())
 
 
+def _computed_runs(active: Tensor) -> Tensor | None:
+    """The indices of the active runs, or None when every run is active (the whole batch is computed)."""
+    return None if bool(active.all()) else torch.nonzero(active).squeeze(1)
+
+
+def _loss_and_grads(
+    objective: BatchedObjective, params: list[Tensor], computed: Tensor | None
+) -> tuple[Tensor, list[Tensor]]:
+    """The objective's per-run loss and gradients, evaluated on the ``computed`` runs only (all when None): the
+    others' loss is NaN and their gradients zero — never read, as those runs are frozen."""
+    if computed is None:
+        return objective.loss_and_grads(params)
+    loss, grads = objective.loss_and_grads([p.index_select(0, computed) for p in params])
+    batch = params[0].shape[0]
+    full_loss = torch.full((batch,), float("nan"), dtype=loss.dtype, device=loss.device).index_copy(0, computed, loss)
+    return full_loss, [torch.zeros_like(p).index_copy(0, computed, g) for p, g in zip(params, grads, strict=True)]
+
+
+def _metrics(objective: BatchedObjective, params: list[Tensor], computed: Tensor | None) -> dict[str, Tensor]:
+    """The objective's logged metrics, evaluated on the ``computed`` runs only (all when None); the others' values
+    are NaN (0 for integer metrics) — never written, as rows of inactive runs are not logged."""
+    if computed is None:
+        return objective.metrics(params)
+    values = objective.metrics([p.index_select(0, computed) for p in params])
+    batch = params[0].shape[0]
+    out = {}
+    for name, value in values.items():
+        fill = float("nan") if value.is_floating_point() else 0
+        full = torch.full((batch, *value.shape[1:]), fill, dtype=value.dtype, device=value.device)
+        out[name] = full.index_copy(0, computed, value)
+    return out
+
+
 def _mark_stopped(state: dict) -> None:
     """Status of frozen runs (stopped_at ≥ 0) still marked running: diverged if their loss was not finite, else
     converged."""
@@ -255,6 +294,8 @@ def train(
         dynamic_ncols=True,
     )
     finished_before = not bool(state["active"].any())
+    independent = bool(getattr(objective, "runs_independent", False))
+    computed = _computed_runs(state["active"]) if independent else None
     with torch.no_grad():
         while state["t"] < settings.max_iters and not finished_before:
             t = state["t"]
@@ -265,13 +306,13 @@ def train(
                 and t % settings.checkpoint_every == 0
             ):
                 save_checkpoint(path, state, fingerprint)
-            loss, grads = objective.loss_and_grads(state["params"])
+            loss, grads = _loss_and_grads(objective, state["params"], computed)
             newly_diverged = state["active"] & ~torch.isfinite(loss)
             state["diverged"] = state["diverged"] | newly_diverged
             state["stopped_at"] = torch.where(newly_diverged, t, state["stopped_at"])
             active = state["active"] = state["active"] & ~newly_diverged
             if t % settings.log_every == 0:
-                _record(state, objective.metrics(_finite_params(state["params"], state["diverged"])), loss)
+                _record(state, _metrics(objective, _finite_params(state["params"], state["diverged"]), computed), loss)
             if t % stop.check_every == 0:
                 below_now = loss < threshold
                 if stop.patience > 1:
@@ -288,6 +329,8 @@ def train(
                 bar.update(t - bar.n)
                 if not bool(active.any()):
                     break
+                if independent:
+                    computed = _computed_runs(active)
             optimizer.step(state["params"], grads, state["opt_state"], active)
             state["t"] = t + 1
         _log_divergence(state)

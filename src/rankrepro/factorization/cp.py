@@ -277,6 +277,11 @@ class CPCompletionObjective:
     the ground truth ``target`` ``(d_1, …, d_N)`` supplies the observed values and the logged metric
     ``reconstruction_error`` = ‖W − W*‖_F / ‖W*‖_F over **all** entries. ``method`` selects the gradient
     implementation (``auto``: :func:`choose_method`).
+
+    Runs share Ω and never mix; the dense method gives each run the same numbers in any batch (tested), so with it
+    the trainer may evaluate only the runs still active (``runs_independent``). The gather method's scatter-adds,
+    and the sensing objectives' products, round a smaller batch differently in the last digit: they do not declare
+    it.
     """
 
     def __init__(self, target: Tensor, indices: Tensor, method: Method = "auto") -> None:
@@ -292,6 +297,7 @@ class CPCompletionObjective:
             self.mask = torch.zeros_like(target)
             self.mask.view(-1)[_flat_indices(indices, self.dims)] = 1.0
             self.masked_target = target * self.mask
+        self.runs_independent = self.method == "dense"
 
     def loss_and_grads(self, params: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
         """Per-run MSE over Ω ``(B,)`` and its gradient w.r.t. every factor."""

@@ -121,6 +121,8 @@ class WithComponentNorms:
     def __init__(self, objective: Any, top_k: int) -> None:
         self.objective = objective
         self.top_k = top_k
+        #: the wrapped objective's declaration (the norms are per run): see :mod:`rankrepro.core.trainer`
+        self.runs_independent = bool(getattr(objective, "runs_independent", False))
 
     def loss_and_grads(self, params: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
         """The wrapped objective's loss and gradients."""
