@@ -217,8 +217,7 @@ def _loss_and_grads(
         return objective.loss_and_grads(params)
     loss, grads = objective.loss_and_grads([p.index_select(0, computed) for p in params])
     batch = params[0].shape[0]
-    full_loss = torch.full((batch,), float("nan"), dtype=loss.dtype, device=loss.device).index_copy(0, computed, loss)
-    return full_loss, [torch.zeros_like(p).index_copy(0, computed, g) for p, g in zip(params, grads, strict=True)]
+    return _in_batch(loss, computed, batch, float("nan")), [_in_batch(g, computed, batch, 0) for g in grads]
 
 
 def _metrics(objective: BatchedObjective, params: list[Tensor], computed: Tensor | None) -> dict[str, Tensor]:
@@ -228,12 +227,17 @@ def _metrics(objective: BatchedObjective, params: list[Tensor], computed: Tensor
         return objective.metrics(params)
     values = objective.metrics([p.index_select(0, computed) for p in params])
     batch = params[0].shape[0]
-    out = {}
-    for name, value in values.items():
-        fill = float("nan") if value.is_floating_point() else 0
-        full = torch.full((batch, *value.shape[1:]), fill, dtype=value.dtype, device=value.device)
-        out[name] = full.index_copy(0, computed, value)
-    return out
+    return {
+        name: _in_batch(value, computed, batch, float("nan") if value.is_floating_point() else 0)
+        for name, value in values.items()
+    }
+
+
+def _in_batch(rows: Tensor, computed: Tensor, batch: int, fill: float) -> Tensor:
+    """``rows`` (one per computed run) placed at the ``computed`` indices of a ``batch``-row tensor filled with
+    ``fill`` elsewhere."""
+    full = torch.full((batch, *rows.shape[1:]), fill, dtype=rows.dtype, device=rows.device)
+    return full.index_copy(0, computed, rows)
 
 
 def _mark_stopped(state: dict) -> None:
