@@ -53,14 +53,14 @@ REPO = Path(__file__).resolve().parents[1]
 N_IMAGES, BATCH, LR, TARGET_CLASS, INK_DENSITY = 10_000, 5_000, 5e-4, 6, 0.13
 
 
-def load_images(cache_root: Path, mirror: Path | None) -> tuple[Tensor, Tensor, str]:
-    """(X (n, 784) float64 binary, y (n,) targets {0, 2}, description of the source)."""
+def load_images(cache_root: Path, mirror: Path | None, n_images: int = N_IMAGES) -> tuple[Tensor, Tensor, str]:
+    """(X (n, 784) float64 binary, y (n,) targets {0, 2}, description of the source): the first ``n_images``."""
     try:
         from rankrepro.data.image_datasets import load_image_classification
     except ImportError as exc:
         generator = torch.Generator().manual_seed(0)
-        X = (torch.rand(N_IMAGES, 784, generator=generator, dtype=torch.float64) < INK_DENSITY).to(torch.float64)
-        y = 2.0 * (torch.rand(N_IMAGES, generator=generator, dtype=torch.float64) < 0.1).to(torch.float64)
+        X = (torch.rand(n_images, 784, generator=generator, dtype=torch.float64) < INK_DENSITY).to(torch.float64)
+        y = 2.0 * (torch.rand(n_images, generator=generator, dtype=torch.float64) < 0.1).to(torch.float64)
         return (
             X,
             y,
@@ -70,9 +70,9 @@ def load_images(cache_root: Path, mirror: Path | None) -> tuple[Tensor, Tensor, 
             ),
         )
     data = load_image_classification("mnist", cache_root=cache_root, mirror=mirror)
-    X = binarize_images(np.asarray(data.train_images[:N_IMAGES]))
-    y = 2.0 * torch.as_tensor(np.asarray(data.train_labels[:N_IMAGES]) == TARGET_CLASS, dtype=torch.float64)
-    return X, y, "MNIST, first 10,000 training images (class 6 vs all)"
+    X = binarize_images(np.asarray(data.train_images[:n_images]))
+    y = 2.0 * torch.as_tensor(np.asarray(data.train_labels[:n_images]) == TARGET_CLASS, dtype=torch.float64)
+    return X, y, f"MNIST, first {n_images:,} training images (class 6 vs all)"
 
 
 def direct_epoch_runner(init: Tensor, X: Tensor, y: Tensor) -> Callable[[], float]:

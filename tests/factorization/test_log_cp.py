@@ -19,6 +19,7 @@ from rankrepro.factorization.log_cp import (
     binarize_images,
     clamped_squared_error,
     direct_product_forward,
+    distinct_slices,
     epoch_permutation,
     fit,
     init_factors,
@@ -173,7 +174,11 @@ def test_per_run_X_equals_shared_X():
     X_runs = X.expand(3, -1, -1).clone()
     y_runs = y.expand(3, -1).clone()
     shared = log_cp_mse_and_grad(factors, X, y)
-    for design in (X_runs, BinaryRows.from_dense(X_runs)):
+    deduplicated = BinaryRows.from_dense(X_runs)
+    assert deduplicated.owners == (0, 0, 0)
+    shared_sparse = log_cp_mse_and_grad(factors, BinaryRows.from_dense(X), y)
+    assert all(torch.equal(a, b) for a, b in zip(log_cp_mse_and_grad(factors, deduplicated, y_runs), shared_sparse))
+    for design in (X_runs, deduplicated):
         per_run = log_cp_mse_and_grad(factors, design, y_runs)
         torch.testing.assert_close(per_run[0], shared[0], rtol=1e-14, atol=0)
         torch.testing.assert_close(per_run[1], shared[1], rtol=1e-13, atol=1e-15)
@@ -190,6 +195,44 @@ def test_binary_rows_gather_and_chunked_forward():
     )
     with pytest.raises(ValueError, match="0/1"):
         BinaryRows.from_dense(X * 2)
+
+
+def test_from_dense_stores_equal_runs_once():
+    g = torch.Generator().manual_seed(11)
+    a, b = (torch.rand(9, ORDER, generator=g) < 0.5 for _ in range(2))
+    rows = BinaryRows.from_dense(torch.stack([a, b, a, a, b]))
+    assert rows.owners == (0, 1, 0, 0, 1) and len(rows.matrices) == 2
+    assert torch.equal(rows.to_dense(), torch.stack([a, b, a, a, b]).double())
+    assert torch.equal(rows.rows(torch.tensor([4, 0])).to_dense(), torch.stack([a, b, a, a, b])[:, [4, 0]].double())
+    assert distinct_slices(np.stack([a.numpy(), b.numpy(), a.numpy()])) == ([0, 1], [0, 1, 0])
+
+
+@pytest.mark.parametrize("rank", [1, 3])
+def test_runs_sharing_a_matrix_are_bit_identical_to_runs_with_their_own(rank):
+    """One scipy product for the runs of a matrix (their operands side by side) computes each run's columns exactly
+    as a product of its own: the loss, the gradient and the forward are equal bit for bit."""
+    factors, X, y = _problem(seed=12, batch=5, rank=rank, n=40, per_run=True)
+    X[2], X[3] = X[0], X[1]
+    grouped = BinaryRows.from_dense(X)
+    assert len(grouped.matrices) == 3
+    separate = BinaryRows(
+        grouped.rows(np.arange(40)).matrices + (grouped.matrices[0], grouped.matrices[1]), owners=(0, 1, 3, 4, 2)
+    )
+    assert torch.equal(separate.to_dense(), grouped.to_dense())
+    for one, other in ((grouped, separate), (grouped.rows(np.arange(39, 0, -3)), separate.rows(np.arange(39, 0, -3)))):
+        n = one.n_samples
+        loss_a, grad_a = log_cp_mse_and_grad(factors, one, y[:n])
+        loss_b, grad_b = log_cp_mse_and_grad(factors, other, y[:n])
+        assert torch.equal(loss_a, loss_b) and torch.equal(grad_a, grad_b)
+        assert torch.equal(log_cp_forward(factors, one), log_cp_forward(factors, other))
+
+
+def test_binary_rows_rejects_inconsistent_owners():
+    matrix = BinaryRows.from_dense(torch.ones(3, ORDER)).matrices[0]
+    with pytest.raises(ValueError, match="owners"):
+        BinaryRows([matrix, matrix], owners=(0, 0))
+    with pytest.raises(ValueError, match="shared"):
+        BinaryRows([matrix, matrix])
 
 
 # ---------------------------------------------------------------------------------------------------------------

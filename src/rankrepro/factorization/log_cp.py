@@ -153,47 +153,87 @@ def _tables(factors: Tensor) -> _Tables:
 
 
 class BinaryRows:
-    """Binary samples x ∈ {0,1}^P stored as the ones of a scipy CSR matrix (float64 data), for fast CPU products.
+    """Binary samples x ∈ {0,1}^P stored as the ones of scipy CSR matrices (float64 data), for fast CPU products.
 
-    ``matrices`` holds one ``(n, P)`` matrix shared by every run, or one per run (``per_run``: the random-image
-    variant). :meth:`from_dense` builds it from a dense ``(n, P)`` or ``(B, n, P)`` 0/1 array; :meth:`rows` takes a
-    subset of samples (a mini-batch) in C (scipy's row gather), touching only the ones.
+    ``matrices`` holds the distinct ``(n, P)`` sample matrices; ``owners[b]`` is the index of run b's matrix, or
+    ``owners`` is None when ``matrices[0]`` is shared by every run. :meth:`from_dense` builds it from a dense
+    ``(n, P)`` or ``(B, n, P)`` 0/1 array, storing runs with equal samples once (§2.2's natural and random-label
+    runs share their images); :meth:`rows` takes a subset of samples (a mini-batch) of every distinct matrix in C
+    (scipy's row gather), touching only the ones.
     """
 
-    def __init__(self, matrices: Sequence[sp.csr_array], per_run: bool) -> None:
+    def __init__(self, matrices: Sequence[sp.csr_array], owners: Sequence[int] | None = None) -> None:
         shapes = {m.shape for m in matrices}
-        if not matrices or len(shapes) != 1 or (not per_run and len(matrices) != 1):
-            raise ValueError("BinaryRows needs one shared matrix, or one per run, all of the same shape")
+        if not matrices or len(shapes) != 1:
+            raise ValueError("BinaryRows needs at least one matrix, all of the same shape")
+        if owners is None and len(matrices) != 1:
+            raise ValueError("BinaryRows without owners needs exactly one (shared) matrix")
+        if owners is not None and sorted(set(owners)) != list(range(len(matrices))):
+            raise ValueError(f"owners {list(owners)} must use every one of the {len(matrices)} matrices, and no other")
         self.matrices = tuple(matrices)
-        self.per_run = per_run
+        self.owners = None if owners is None else tuple(int(o) for o in owners)
         self.n_samples, self.order = next(iter(shapes))
+
+    @property
+    def per_run(self) -> bool:
+        """Whether the runs have samples of their own (else one matrix is shared by every run)."""
+        return self.owners is not None
 
     @classmethod
     def from_dense(cls, X: Tensor | np.ndarray) -> BinaryRows:
-        """From a dense 0/1 array ``(n, P)`` (shared) or ``(B, n, P)`` (per run); other values are rejected."""
+        """From a dense 0/1 array ``(n, P)`` (shared) or ``(B, n, P)`` (per run; equal runs stored once); other
+        values are rejected."""
         array = X.detach().cpu().numpy() if isinstance(X, Tensor) else np.asarray(X)
         if array.ndim not in (2, 3):
             raise ValueError(f"X must be (n, P) or (B, n, P), got shape {array.shape}")
         if array.dtype != np.bool_ and not np.isin(array, (0, 1)).all():
             raise ValueError("BinaryRows.from_dense expects a 0/1 array")
-        mats = [sp.csr_array(a.astype(np.float64, copy=False)) for a in (array if array.ndim == 3 else [array])]
-        for m in mats:
-            m.sort_indices()  # canonical order: the same sums, in the same order, whatever the source
-        return cls(mats, per_run=array.ndim == 3)
+        if array.ndim == 2:
+            return cls([_csr(array)])
+        distinct, owners = distinct_slices(array)
+        return cls([_csr(array[b]) for b in distinct], owners)
+
+    def run_groups(self, batch: int) -> list[tuple[sp.csr_array, list[int]]]:
+        """Each distinct matrix with the runs (of ``batch``) whose samples it holds."""
+        if self.owners is None:
+            return [(self.matrices[0], list(range(batch)))]
+        return [(m, [b for b, o in enumerate(self.owners) if o == i]) for i, m in enumerate(self.matrices)]
 
     def rows(self, index: Tensor | np.ndarray) -> BinaryRows:
         """The samples ``index`` (in that order) of every run."""
         index = index.cpu().numpy() if isinstance(index, Tensor) else np.asarray(index)
-        return BinaryRows([m[index] for m in self.matrices], self.per_run)
+        return BinaryRows([m[index] for m in self.matrices], self.owners)
 
     def to_dense(self) -> Tensor:
         """The dense float64 ``(n, P)`` or ``(B, n, P)`` tensor (tests)."""
         dense = [torch.from_numpy(m.toarray()) for m in self.matrices]
-        return torch.stack(dense) if self.per_run else dense[0]
+        return dense[0] if self.owners is None else torch.stack([dense[o] for o in self.owners])
 
     def __repr__(self) -> str:
-        runs = len(self.matrices) if self.per_run else "shared"
+        runs = "shared" if self.owners is None else f"{len(self.owners)} ({len(self.matrices)} distinct)"
         return f"BinaryRows(n={self.n_samples}, P={self.order}, runs={runs}, ones={sum(m.nnz for m in self.matrices)})"
+
+
+def _csr(array: np.ndarray) -> sp.csr_array:
+    """The float64 CSR matrix of a 0/1 array, its indices sorted (the same sums in the same order, whatever the
+    source)."""
+    matrix = sp.csr_array(array.astype(np.float64, copy=False))
+    matrix.sort_indices()
+    return matrix
+
+
+def distinct_slices(array: np.ndarray) -> tuple[list[int], list[int]]:
+    """The first index of each distinct slice ``array[b]`` (in order of appearance) and, for every b, the position
+    of its slice among them: ``array[b] == array[distinct[owners[b]]]``."""
+    distinct: list[int] = []
+    owners: list[int] = []
+    for b in range(array.shape[0]):
+        match = next((i for i, d in enumerate(distinct) if np.array_equal(array[b], array[d])), None)
+        if match is None:
+            distinct.append(b)
+            match = len(distinct) - 1
+        owners.append(match)
+    return distinct, owners
 
 
 Design = Tensor | BinaryRows
@@ -203,14 +243,29 @@ def _num_samples(X: Design) -> int:
     return X.n_samples if isinstance(X, BinaryRows) else X.shape[-2]
 
 
+def _grouped_product(X: BinaryRows, operand: Tensor, *, transpose: bool) -> Tensor:
+    """X_b·operand[b] (``transpose``: X_bᵀ·operand[b]) for every run b: ``(B, n, k)`` or ``(B, P, k)``.
+
+    One scipy product per distinct matrix, its runs' operands side by side as columns. scipy's CSR/CSC products
+    accumulate each output column over the same non-zeros in the same order whatever the number of columns, so a
+    run's result is bit-identical to a product of its own (tested).
+    """
+    batch, _, k = operand.shape
+    out_rows = X.order if transpose else X.n_samples
+    out = torch.empty(batch, out_rows, k, dtype=operand.dtype)
+    for matrix, runs in X.run_groups(batch):
+        index = torch.tensor(runs)
+        columns = operand[index].permute(1, 0, 2).reshape(operand.shape[1], len(runs) * k).numpy()
+        product = torch.from_numpy((matrix.T if transpose else matrix) @ columns)
+        out[index] = product.to(operand.dtype).reshape(out_rows, len(runs), k).permute(1, 0, 2)
+    return out
+
+
 def _matmul(X: Design, rhs: Tensor) -> Tensor:
     """X·rhs[b] for every run: X ``(n, P)`` shared or ``(B, n, P)`` per run, rhs ``(B, P, k)`` → ``(B, n, k)``."""
     batch, order, k = rhs.shape
     if isinstance(X, BinaryRows):
-        if X.per_run:
-            return torch.stack([torch.from_numpy(m @ r.numpy()) for m, r in zip(X.matrices, rhs)]).to(rhs.dtype)
-        flat = torch.from_numpy(X.matrices[0] @ rhs.permute(1, 0, 2).reshape(order, batch * k).numpy())
-        return flat.to(rhs.dtype).reshape(X.n_samples, batch, k).permute(1, 0, 2)
+        return _grouped_product(X, rhs, transpose=False)
     if X.dim() == 2:
         flat = X @ rhs.permute(1, 0, 2).reshape(order, batch * k)  # one GEMM for all runs
         return flat.reshape(X.shape[0], batch, k).permute(1, 0, 2)
@@ -221,10 +276,7 @@ def _matmul_t(X: Design, M: Tensor) -> Tensor:
     """Xᵀ·M[b] for every run: X ``(n, P)`` or ``(B, n, P)``, M ``(B, n, R)`` → ``(B, P, R)``."""
     batch, n, rank = M.shape
     if isinstance(X, BinaryRows):
-        if X.per_run:
-            return torch.stack([torch.from_numpy(m.T @ r.numpy()) for m, r in zip(X.matrices, M)]).to(M.dtype)
-        flat = torch.from_numpy(X.matrices[0].T @ M.permute(1, 0, 2).reshape(n, batch * rank).numpy())
-        return flat.to(M.dtype).reshape(X.order, batch, rank).permute(1, 0, 2)
+        return _grouped_product(X, M, transpose=True)
     if X.dim() == 2:
         flat = X.transpose(0, 1) @ M.permute(1, 0, 2).reshape(n, batch * rank)
         return flat.reshape(X.shape[1], batch, rank).permute(1, 0, 2)
@@ -234,7 +286,7 @@ def _matmul_t(X: Design, M: Tensor) -> Tensor:
 def _check_X(factors: Tensor, X: Design) -> Design:
     batch, order = factors.shape[0], factors.shape[1]
     if isinstance(X, BinaryRows):
-        if X.order != order or (X.per_run and len(X.matrices) != batch) or factors.device.type != "cpu":
+        if X.order != order or (X.per_run and len(X.owners) != batch) or factors.device.type != "cpu":
             raise ValueError(f"{X} does not match factors of shape {tuple(factors.shape)} on {factors.device}")
         return X
     if X.dim() not in (2, 3) or X.shape[-1] != order:
