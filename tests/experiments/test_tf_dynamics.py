@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from rankrepro.core.errors import ConfigError
 from rankrepro.core.io import atomic_write_sealed_json, read_json
 from rankrepro.core.seeding import derived_seed, seeded_generator
-from rankrepro.experiments.base import Context
+from rankrepro.experiments.base import Context, load_results
 from rankrepro.experiments.ch2 import tf_component_norms, tf_sensing_component_norms
 from rankrepro.experiments.ch2.common import (
     ComponentDynamicsSettings,
@@ -352,29 +352,31 @@ def test_a_job_that_resumes_a_finished_run_gives_the_same_numbers_and_a_figure(t
     first = read_json(ckpt / "summary.json")
     tf_component_norms.run(settings, ckpt, Context(tier="test", device=torch.device("cpu"), progress=False))
     second = read_json(ckpt / "summary.json")
-    assert second["timing_per_seed"][0]["ms_per_iteration"] is None and second["runs"] == first["runs"]
+    assert second["ms_per_iteration"] is None and second["runs"] == first["runs"]
     assert tf_component_norms.plot(ckpt, tmp_path / "fig.png", FigureContext("test"))[0].is_file()
 
 
-def test_more_seeds_resume_the_first_seeds_checkpoint_and_decide_each_claim_at_every_seed(tmp_path):
-    """num_seeds is not part of one seed's fingerprint: raising it resumes seed 2's finished checkpoint (no
-    iteration redone, the same runs) and trains seed 3 beside it; each claim then reads both seeds."""
-    out = tmp_path / "seeds"
+def test_every_seed_in_one_program_leaves_each_seeds_completion_numbers_as_alone_and_decides_at_every_seed(tmp_path):
+    """num_seeds = 2 trains seeds 2 and 3 as one batched program (one checkpoint); dense completion's runs are
+    independent, so seed 2's runs and metrics are bit for bit those of seed 2 trained alone; each claim then reads
+    both seeds."""
+    alone, both = tmp_path / "alone", tmp_path / "both"
     context = Context(tier="test", device=torch.device("cpu"), progress=False)
-    tf_component_norms.run(Settings({**SMALL, "checkpoint_every": 500}), out, context)
-    one = read_json(out / "summary.json")
-    tf_component_norms.run(Settings({**SMALL, "checkpoint_every": 500, "num_seeds": 2}), out, context)
-    two = read_json(out / "summary.json")
-    first, second = two["timing_per_seed"]
-    assert (first["seed"], first["iterations_executed"], second["seed"]) == (2, 0, 3)
-    assert second["iterations_executed"] > 0
+    tf_component_norms.run(Settings(SMALL), alone, context)
+    tf_component_norms.run(Settings({**SMALL, "checkpoint_every": 500, "num_seeds": 2}), both, context)
+    one, two = read_json(alone / "summary.json"), read_json(both / "summary.json")
+    assert [r["seed"] for r in two["runs"]] == [2] * len(SMALL["init_scales"]) + [3] * len(SMALL["init_scales"])
     assert [r for r in two["runs"] if r["seed"] == 2] == one["runs"]
-    assert sorted(p.name for p in (out / "checkpoints").glob("train_seed*.pt")) == ["train_seed2.pt", "train_seed3.pt"]
-    claims = tf_component_norms.claims(out, "test")
+    assert two["iterations_executed"] == max(r["iterations"] for r in two["runs"])
+    metrics_one, _ = load_results(alone)
+    metrics_two, _ = load_results(both)
+    assert metrics_two[metrics_two["seed"] == 2].reset_index(drop=True).equals(metrics_one)
+    assert [p.name for p in (both / "checkpoints").glob("*.pt")] == ["train.pt"]
+    claims = tf_component_norms.claims(both, "test")
     assert all(c.statement.startswith("at every one of 2 init seeds (2–3) — ") for c in claims)
     assert all(c.measured["seeds_holding"].endswith("of 2") for c in claims)
     assert all("seed 3, init 1e-03: " in c.details for c in claims)  # the gate reads every seed's runs
-    assert tf_component_norms.plot(out, tmp_path / "fig.png", FigureContext("test"))[0].is_file()
+    assert tf_component_norms.plot(both, tmp_path / "fig.png", FigureContext("test"))[0].is_file()
 
 
 def test_computing_only_the_running_runs_leaves_every_completion_number_as_it_was():
@@ -384,9 +386,9 @@ def test_computing_only_the_running_runs_leaves_every_completion_number_as_it_wa
     context = Context(tier="test", device=torch.device("cpu"), progress=False)
     objective = make_objective(settings, "completion", context.device)
     assert objective.runs_independent and WithComponentNorms(objective, 3).runs_independent
-    compact = train_dynamics(settings, 2, objective, context, None, "", None)
+    compact = train_dynamics(settings, objective, context, None, "", None)
     objective.runs_independent = False
-    whole = train_dynamics(settings, 2, objective, context, None, "", None)
+    whole = train_dynamics(settings, objective, context, None, "", None)
     first, second, capped = sorted(r["iterations"] for r in whole.runs)
     assert first < 2000 < second < capped == 3000  # two runs after the sync at 2000, then the capped one alone
     assert compact.frame.equals(whole.frame) and compact.runs == whole.runs

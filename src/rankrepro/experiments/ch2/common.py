@@ -73,7 +73,7 @@ class ComponentDynamicsSettings(PatientStopSettings):
     trained by ``optimizer`` at ``lr`` until the loss < ``loss_threshold`` at ``stop_patience`` consecutive checks
     every ``check_every`` iterations, or ``max_iters``; the ``top_k`` largest component norms logged every
     ``log_every`` iterations. Every init scale trains from ``num_seeds`` init directions, seeded ``seed``,
-    ``seed + 1``, … (one batched program per seed)."""
+    ``seed + 1``, … (every seed and init one run of one batched program)."""
 
     data_seed: int
     seed: int
@@ -99,12 +99,6 @@ class ComponentDynamicsSettings(PatientStopSettings):
     def init_seeds(self) -> tuple[int, ...]:
         """The seeds of the init directions (:func:`init_seeds`)."""
         return init_seeds(self.seed, self.num_seeds)
-
-    def seed_record(self, seed: int) -> dict[str, Any]:
-        """What one seed's batched training computes from: this record with ``seed`` set and without
-        ``num_seeds`` (how many seeds run changes nothing one seed computes, so its fingerprint and checkpoint
-        survive a change of ``num_seeds``)."""
-        return {**{k: v for k, v in self.record().items() if k != "num_seeds"}, "seed": seed}
 
     def train_settings(self) -> TrainSettings:
         """The trainer's budget and cadence, capped at ``max_iters`` (:meth:`PatientStopSettings.loop_settings`)."""
@@ -189,35 +183,48 @@ def check_settings(settings: ComponentDynamicsSettings, name: str) -> None:
 
 @dataclass(frozen=True)
 class DynamicsOutcome:
-    """One batched §2.1 training (one run per init scale): the tidy metrics (with ``init_scale``), one record per
-    run (status, errors, final top norms, learned components, emergence times) and the timing."""
+    """One batched §2.1 training (one run per init seed and init scale): the tidy metrics (with ``seed``,
+    ``init_scale`` and ``run``, the init's index within its seed), one record per run (seed, status, errors, final top
+    norms, learned components, emergence times) and the timing."""
 
     frame: pd.DataFrame
     runs: list[dict[str, Any]]
     timing: dict[str, Any]
 
 
+def seeded_runs(settings: ComponentDynamicsSettings) -> list[tuple[int, float]]:
+    """The (init seed, init scale) of every run of the batched program, seed-major: run b = s·|inits| + i."""
+    return [(seed, init) for seed in settings.init_seeds for init in settings.init_scales]
+
+
 def train_dynamics(
     settings: ComponentDynamicsSettings,
-    seed: int,
     objective: Any,
     ctx: Context,
-    checkpoint: Path,
+    checkpoint: Path | None,
     fingerprint: str,
     progress: str | None,
 ) -> DynamicsOutcome:
-    """Train a CP model of ``components`` components from every init scale (one batched program sharing the init
-    direction of ``seed``) on ``objective`` with ``settings.optimizer``; summarise every run."""
+    """Train a CP model of ``components`` components from every init seed and init scale (:func:`seeded_runs`; the
+    runs of one seed share its init direction, scaled) on ``objective`` with ``settings.optimizer``, as one batched
+    program; summarise every run.
+
+    One program for every seed: the §2.1 problems are small enough that a run-iteration costs mostly the step's
+    fixed overhead, which the batch shares. An objective whose runs are independent (dense completion) computes
+    every run bit for bit as in a batch of its own (:mod:`rankrepro.core.trainer`); the others round a larger
+    batch differently in the last digit.
+    """
     started = time.time()
-    inits = list(settings.init_scales)
+    seeded = seeded_runs(settings)
+    inits = [init for _, init in seeded]
     tracked = WithComponentNorms(objective, settings.top_k)
-    generators = [seeded_generator(seed) for _ in inits]
+    generators = [seeded_generator(seed) for seed, _ in seeded]
     params = [
         p.to(ctx.device)
         for p in init_factors(settings.dims, settings.components, torch.tensor(inits, dtype=torch.float64), generators)
     ]
     optimizer = make_optimizer(
-        settings.optimizer, torch.full((len(inits),), settings.lr, dtype=torch.float64, device=ctx.device)
+        settings.optimizer, torch.full((len(seeded),), settings.lr, dtype=torch.float64, device=ctx.device)
     )
     result = train(
         tracked,
@@ -229,8 +236,8 @@ def train_dynamics(
         progress=progress,
     )
     trained_s = time.time() - started
-    frame = result.metrics_frame()
-    frame["init_scale"] = frame["run"].map(dict(enumerate(inits)))
+    per_seed = len(settings.init_scales)
+    frame = result.metrics_frame()  # rows ordered by the program's run, i.e. seed-major
     iterations = [int(i) for i in result.stopped_at.cpu()]
     executed = max(0, max(iterations) - result.resumed_from)  # resuming a finished run executes none
     top = result.final_metrics["top_norms"].cpu()
@@ -239,7 +246,7 @@ def train_dynamics(
         curve = frame[(frame["run"] == b) & ~frame["final"]]
         runs.append(
             {
-                "run": b,
+                "run": b % per_seed,
                 "init_scale": inits[b],
                 "status": status,
                 "iterations": iterations[b],
@@ -250,14 +257,19 @@ def train_dynamics(
                 "final_top_norms": [float(v) for v in top[b]],
                 "learned_components": learned_components(top[b].numpy()),
                 "emergence_iterations": emergence_iterations(curve, settings.target_rank),
+                "seed": seeded[b][0],
             }
         )
+    batch_run = frame["run"].to_numpy()
+    frame["init_scale"] = [seeded[b][1] for b in batch_run]
+    frame["seed"] = [seeded[b][0] for b in batch_run]
+    frame["run"] = batch_run % per_seed
     timing = {
         "train_time_s": round(trained_s, 3),
         "iterations_executed": executed,
         "resumed_from": result.resumed_from,
         "ms_per_iteration": round(1e3 * trained_s / executed, 4) if executed > 0 else None,
-        "ms_per_iteration_per_run": round(1e3 * trained_s / executed / len(inits), 4) if executed > 0 else None,
+        "ms_per_iteration_per_run": round(1e3 * trained_s / executed / len(seeded), 4) if executed > 0 else None,
     }
     return DynamicsOutcome(frame, runs, timing)
 
@@ -271,32 +283,22 @@ def train_every_seed(
     fingerprint_parts: tuple[Any, ...],
     progress: str | None,
 ) -> DynamicsOutcome:
-    """Train from every init seed (:func:`train_dynamics`, one batched program and one checkpoint
-    ``<stem>_seed<seed>`` each, fingerprinted by the seed's record and ``fingerprint_parts``); the metrics get a
-    ``seed`` column and every run record its ``seed``; the timing is summed over seeds (``train_time_s``) and kept
-    per seed (``timing_per_seed``)."""
-    frames, runs, timings = [], [], []
-    for seed in settings.init_seeds:
-        outcome = train_dynamics(
-            settings,
-            seed,
-            objective,
-            ctx,
-            checkpoint_path(out, f"{stem}_seed{seed}"),
-            run_fingerprint(settings.seed_record(seed), *fingerprint_parts),
-            None if progress is None else f"{progress} seed {seed}",
-        )
-        frames.append(outcome.frame.assign(seed=seed))
-        runs += [{**run, "seed": seed} for run in outcome.runs]
-        timings.append({"seed": seed, **outcome.timing})
-    timing = {"train_time_s": round(sum(t["train_time_s"] for t in timings), 3), "timing_per_seed": timings}
-    return DynamicsOutcome(pd.concat(frames, ignore_index=True), runs, timing)
+    """Train from every init seed and init scale (:func:`train_dynamics`: one batched program, checkpointed to
+    ``<stem>`` and fingerprinted by the settings' record — ``num_seeds`` included — and ``fingerprint_parts``)."""
+    return train_dynamics(
+        settings,
+        objective,
+        ctx,
+        checkpoint_path(out, stem),
+        run_fingerprint(settings.record(), *fingerprint_parts),
+        progress,
+    )
 
 
 def run_dynamics(
     settings: ComponentDynamicsSettings, out: Path, ctx: Context, name: str, measurement: Measurement
 ) -> None:
-    """Train from every init seed (one batched program per seed, one run per init scale, sharing the seed's init
+    """Train from every init seed and init scale (one batched program; the runs of a seed share its init
     direction); write metrics and summary."""
     started = time.time()
     check_settings(settings, name)

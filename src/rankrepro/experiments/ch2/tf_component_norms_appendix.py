@@ -154,7 +154,7 @@ def check_variants(settings: Settings) -> None:
 
 def run(settings: Settings, out: Path, ctx: Context) -> None:
     """Train every variant from every init seed (:func:`~rankrepro.experiments.ch2.common.train_every_seed`: one
-    batched program per variant and seed, one run per init scale); write one metrics table (columns ``variant``,
+    batched program per variant, one run per init seed and init scale); write one metrics table (columns ``variant``,
     ``seed``) and one summary (one record per variant, its runs carrying their ``seed``)."""
     started = time.time()
     check_variants(settings)
