@@ -75,6 +75,18 @@ def load_images(cache_root: Path, mirror: Path | None, n_images: int = N_IMAGES)
     return X, y, f"MNIST, first {n_images:,} training images (class 6 vs all)"
 
 
+def add_image_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options naming where the MNIST images come from: ``--cache-root`` and ``--mirror``."""
+    parser.add_argument("--cache-root", type=Path, default=REPO / "resources" / "datasets")
+    parser.add_argument("--mirror", type=Path, default=REPO.parent / "shared" / "datasets")
+
+
+def images_from_arguments(args: argparse.Namespace, n_images: int = N_IMAGES) -> tuple[Tensor, Tensor, str]:
+    """:func:`load_images` from the options of :func:`add_image_arguments` (a mirror that does not exist is unused)."""
+    mirror = args.mirror if args.mirror is not None and args.mirror.exists() else None
+    return load_images(args.cache_root, mirror, n_images)
+
+
 def direct_epoch_runner(init: Tensor, X: Tensor, y: Tensor) -> Callable[[], float]:
     """(i): float32 factors, gathered product, autograd, torch.optim.Adam; returns the last mini-batch loss."""
     factors = init.to(torch.float32).clone().requires_grad_(True)
@@ -130,14 +142,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs per method and rank (median reported)")
     parser.add_argument("--ranks", type=int, nargs="+", default=[1, 8, 15])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--cache-root", type=Path, default=REPO / "resources" / "datasets")
-    parser.add_argument("--mirror", type=Path, default=REPO.parent / "shared" / "datasets")
+    add_image_arguments(parser)
     parser.add_argument("--out", help="also write the results as JSON here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    mirror = args.mirror if args.mirror is not None and args.mirror.exists() else None
-    X, y, source = load_images(args.cache_root, mirror)
+    X, y, source = images_from_arguments(args)
     rows_X = BinaryRows.from_dense(X)
     rows = []
     for rank in args.ranks:

@@ -21,16 +21,14 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from pathlib import Path
 
 import torch
 
 from _report import machine, write_json
-from bench_log_cp import load_images
+from bench_log_cp import add_image_arguments, images_from_arguments
 from rankrepro.core.optim import Adam
 from rankrepro.factorization.log_cp import BinaryRows, epoch_permutation, init_factors, log_cp_mse_and_grad
 
-REPO = Path(__file__).resolve().parents[1]
 BATCH, LR, SEEDS = 500, 5e-4, 2
 
 
@@ -50,13 +48,14 @@ def separate_matrices(rows: BinaryRows) -> BinaryRows:
 
 
 def steps(X: BinaryRows, y: torch.Tensor, rank: int, count: int) -> tuple[float, list[torch.Tensor]]:
-    """Median ms of one Adam step over ``count`` steps (after 5 warm-up steps) and the losses of the last step."""
+    """Median ms of one Adam step over ``count`` steps (after 5 warm-up steps) and the last step's losses and
+    gradient."""
     batch = len(X.owners)
     factors = init_factors(batch, 784, rank, generators=[torch.Generator().manual_seed(b) for b in range(batch)])
     optimizer = Adam(torch.full((batch,), LR, dtype=torch.float64))
     state, active = optimizer.init_state([factors]), torch.ones(batch, dtype=torch.bool)
     order = epoch_permutation(X.n_samples, 1, 1)
-    times, losses = [], []
+    times, last = [], []
     for step in range(count + 5):
         index = order[(step * BATCH) % X.n_samples :][:BATCH]
         started = time.perf_counter()
@@ -64,22 +63,20 @@ def steps(X: BinaryRows, y: torch.Tensor, rank: int, count: int) -> tuple[float,
         optimizer.step([factors], [grad], state, active)
         if step >= 5:
             times.append(time.perf_counter() - started)
-        losses = [loss, grad]
-    return 1e3 * statistics.median(times), losses
+        last = [loss, grad]
+    return 1e3 * statistics.median(times), last
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--cache-root", type=Path, default=REPO / "resources" / "datasets")
-    parser.add_argument("--mirror", type=Path, default=REPO.parent / "shared" / "datasets")
+    add_image_arguments(parser)
     parser.add_argument("--out", help="also write the results as JSON here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    mirror = args.mirror if args.mirror.exists() else None
-    X, y, source = load_images(args.cache_root, mirror, n_images=60_000)
+    X, y, source = images_from_arguments(args, n_images=60_000)
     grouped = BinaryRows.from_dense(batch_images(X.to(torch.bool)))
     separate = separate_matrices(grouped)
     targets = y.expand(len(grouped.owners), -1).contiguous()
