@@ -27,10 +27,14 @@ from torch import Tensor, nn
 from rankrepro.cnn.locality import Region, penalty_and_logits
 from rankrepro.core.errors import ConfigError
 
-#: the layout of the networks' weights and inputs: channels-last makes the small ResNet's SGD steps 1.16–1.26× faster
-#: on the CPU on the Is-Same-Class canvases (plain and regularized; 1.05–1.26× on 32 × 32 Pathfinder images, noisy:
-#: benchmarks/bench_locality_regularizer.py); the same function, rounded differently
-MEMORY_FORMAT = torch.channels_last
+#: the layout of the networks' weights and inputs: channel-first. Channels-last made the small ResNet's SGD steps
+#: 1.16–1.26× faster on the CPU (benchmarks/bench_locality_regularizer.py) but is not the same function in float32:
+#: the CPU BatchNorm kernels accumulate channels-last batch statistics far less accurately, and the penalty's input
+#: gradient at a small patch (a small difference of large terms) turns that into a 14–66 % error of the regularized
+#: loss's parameter gradient on Pathfinder (channel-first: ≤ 0.4 %; tests/cnn/test_locality.py); torch 2.13's oneDNN
+#: kernel also crashes (heap corruption) on the weight gradient of a channels-last 1×1 stride-2 convolution with ≤ 8
+#: input channels on maps of ≥ 48 × 48 (the ResNet's shortcut on narrow nets at the paper's canvases)
+MEMORY_FORMAT = torch.contiguous_format
 #: draws the regions (I, J) of one batch from a numpy generator
 RegionSampler = Callable[[np.random.Generator], tuple[Region, Region]]
 
@@ -72,7 +76,7 @@ class LocalityOutcome:
 
 def as_input(images: Tensor, like: Tensor) -> Tensor:
     """uint8 ``(B, C, H, W)`` → floats in [0, 1] of the dtype and on the device of ``like`` (a model parameter), laid
-    out channels-last (:data:`MEMORY_FORMAT`)."""
+    out as :data:`MEMORY_FORMAT`."""
     return images.to(device=like.device, dtype=like.dtype).div_(255.0).contiguous(memory_format=MEMORY_FORMAT)
 
 
