@@ -224,7 +224,11 @@ def render(schema_path: Path) -> str:
         "One file per tier: [`smoke.yaml`](smoke.yaml), [`config.yaml`](config.yaml) (the default tier) and "
         "[`paper.yaml`](paper.yaml) (see [docs/tiers.md](../docs/tiers.md)). A tier file given with `--configfile` "
         "replaces the default one instead of being merged into it, so every tier file is complete on its own; "
-        "`--config key=value` overrides single keys. An experiment runs in a tier when the tier file has its section "
+        "`--config key=value` overrides single keys. [`paper-rehearsal.yaml`](paper-rehearsal.yaml) is not a tier "
+        "but an overlay for the paper tier, given after it "
+        "(`--configfile config/paper.yaml config/paper-rehearsal.yaml`), "
+        "that shrinks budgets only ([docs/tiers.md](../docs/tiers.md#rehearsing-the-paper-tier)). "
+        "An experiment runs in a tier when the tier file has its section "
         "under `experiments`. Unknown keys, wrong types, values outside the limits below, and NaN or infinite numbers "
         "stop the run at once with one line naming the key ([docs/bad-inputs.md](../docs/bad-inputs.md)).",
         "",
