@@ -30,6 +30,12 @@ def _float64_default():
     torch.set_default_dtype(previous)
 
 
+@pytest.fixture(autouse=True)
+def _downloads_allowed(monkeypatch):
+    """Tests mock the network at the opener; a user's ``RANKREPRO_OFFLINE`` must not turn those downloads off."""
+    monkeypatch.delenv("RANKREPRO_OFFLINE", raising=False)
+
+
 @pytest.fixture
 def generator() -> torch.Generator:
     """A seeded CPU generator."""

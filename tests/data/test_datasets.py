@@ -17,6 +17,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,8 @@ from rankrepro.data.registry import (
     DOWNLOAD_TIMEOUT,
     MANIFEST,
     MIRROR_ENV,
+    OFFLINE_ENV,
+    downloads_disabled,
     fetch_dataset,
     get_dataset,
     md5_file,
@@ -352,6 +355,73 @@ def test_unavailable_dataset_says_how_to_supply_it(tmp_path):
 
     with pytest.raises(DataError, match="no data mirror set"):
         fetch_dataset("fashion-mnist", tmp_path / "cache", None, opener=FakeNetwork())
+
+
+@pytest.mark.parametrize(
+    ("value", "disabled"),
+    [
+        ("1", True),
+        ("true", True),
+        (" YES ", True),
+        ("on", True),
+        ("", False),
+        ("0", False),
+        ("False", False),
+        ("no", False),
+        ("off", False),
+    ],
+)
+def test_downloads_disabled_reads_the_environment(monkeypatch, value, disabled):
+    monkeypatch.setenv(OFFLINE_ENV, value)
+    assert downloads_disabled() is disabled
+
+
+def test_downloads_disabled_rejects_a_value_it_does_not_understand(monkeypatch):
+    monkeypatch.setenv(OFFLINE_ENV, "maybe")
+    with pytest.raises(DataError, match=r"RANKREPRO_OFFLINE='maybe' is not understood"):
+        downloads_disabled()
+    with pytest.raises(DataError, match="not understood"):
+        fetch_dataset("mnist", Path("unused"), None, opener=no_network)
+
+
+def test_offline_never_opens_a_url_and_says_how_to_supply_the_file(tmp_path, monkeypatch):
+    monkeypatch.setenv(OFFLINE_ENV, "1")
+    empty = tmp_path / "empty-mirror"
+    empty.mkdir()
+    with pytest.raises(DataError) as info:
+        fetch_dataset("mnist", tmp_path / "cache", empty, opener=no_network)  # no_network fails the test if called
+    message = str(info.value)
+    remote = DATASETS["mnist"].file("train-images-idx3-ubyte")
+    for fragment in (
+        "dataset 'mnist'",
+        f"downloads: disabled by {OFFLINE_ENV}=1",
+        str(empty / "mnist" / remote.mirror_name),
+        f"unsetting {OFFLINE_ENV} and allowing network access to",
+        *remote.urls,
+    ):
+        assert fragment in message
+    assert "\n" not in message
+    assert not (tmp_path / "cache").exists() or files_under(tmp_path / "cache") == []
+
+
+@needs_mirror
+def test_offline_still_takes_the_mirror_and_the_cache(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv(OFFLINE_ENV, "yes")
+    folder = fetch_dataset("mnist", tmp_path / "cache", MIRROR, opener=no_network)
+    assert all(md5_file(folder / remote.name) == remote.md5 for remote in DATASETS["mnist"].files)
+    assert fetch_dataset("mnist", tmp_path / "cache", None, opener=no_network) == folder
+
+
+def test_offline_leaves_a_file_without_urls_as_it_was(tmp_path, monkeypatch):
+    # a dataset with no canonical download reports the mirror alone, not a "downloads" source it never had
+    monkeypatch.setenv(OFFLINE_ENV, "1")
+    spec = DATASETS["mnist"]
+    monkeypatch.setitem(DATASETS, "mnist", replace(spec, files=tuple(replace(f, urls=()) for f in spec.files)))
+    with pytest.raises(DataError) as info:
+        fetch_dataset("mnist", tmp_path / "cache", tmp_path / "no-mirror", opener=no_network)
+    message = str(info.value)
+    assert "no such file" in message and "this dataset has no canonical download" in message
+    assert "downloads:" not in message and OFFLINE_ENV not in message
 
 
 @pytest.fixture

@@ -5,7 +5,8 @@ a new dataset needs a registry entry only. :func:`fetch_dataset` puts each file 
 
 1. a cached file whose MD5 matches is kept as it is;
 2. otherwise the file is taken from the offline mirror (``<mirror>/<folder>/<mirror_name>``, a folder laid out like
-   ``shared/datasets``; see :func:`resolve_mirror`), else downloaded from each canonical URL in turn;
+   ``shared/datasets``; see :func:`resolve_mirror`), else downloaded from each canonical URL in turn (unless
+   ``$RANKREPRO_OFFLINE`` forbids downloads: :func:`downloads_disabled`);
 3. the bytes are decompressed (``gzipped`` files) while they stream into a temporary file beside the target, the MD5
    is computed on the way, and the file is moved into place only if the MD5 matches: the cache never holds a partial
    or unverified file. The checksum is always the MD5 of the bytes stored in the cache.
@@ -49,6 +50,9 @@ log = logging.getLogger(__name__)
 MIRROR_ENV = "RANKREPRO_DATA_MIRROR"
 #: name of the file, in a dataset's cache folder, that records the verified files (the workflow's output)
 MANIFEST = "MANIFEST.json"
+#: environment variable that, set to 1/true/yes/on, forbids downloads: a file neither cached nor in the mirror is then
+#: unavailable at once (for machines whose firewall drops connections, where each URL would wait DOWNLOAD_TIMEOUT)
+OFFLINE_ENV = "RANKREPRO_OFFLINE"
 #: seconds a download may stall before the URL counts as unreachable
 DOWNLOAD_TIMEOUT = 60.0
 _CHUNK = 1 << 20
@@ -368,6 +372,20 @@ def resolve_mirror(configured: str | os.PathLike | None) -> Path | None:
     return Path(value).expanduser().absolute() if value else None
 
 
+def downloads_disabled() -> bool:
+    """True when ``$RANKREPRO_OFFLINE`` says so (1/true/yes/on, any case), False when it is unset, empty or
+    0/false/no/off; any other value is a :class:`DataError` (a typo must not silently allow or forbid downloads)."""
+    value = os.environ.get(OFFLINE_ENV, "").strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise DataError(
+        f"environment variable {OFFLINE_ENV}={os.environ[OFFLINE_ENV]!r} is not understood: use 1/true/yes/on to "
+        "forbid downloads, or 0/false/no/off (or leave it unset) to allow them"
+    )
+
+
 def mirror_path(mirror: Path, spec: DatasetSpec, remote: RemoteFile) -> Path:
     """Where ``remote`` lies in a mirror folder: ``<mirror>/<mirror_folder or folder>/<mirror_name>``."""
     return Path(mirror) / (spec.mirror_folder or spec.folder) / remote.mirror_name
@@ -451,12 +469,28 @@ def _from_url(url: str, opener: Opener, remote: RemoteFile, target: Path, expect
         return _copy_verified(response, remote, target, expected)
 
 
-def _sources(spec: DatasetSpec, remote: RemoteFile, mirror: Path | None, opener: Opener, expected: str | None):
+def _downloads_forbidden(target: Path) -> str:
+    """The fetch that stands for every URL of a file when downloads are disabled: it fails, saying why."""
+    raise _SourceFailed(f"disabled by {OFFLINE_ENV}={os.environ.get(OFFLINE_ENV, '')}")
+
+
+def _sources(
+    spec: DatasetSpec,
+    remote: RemoteFile,
+    mirror: Path | None,
+    opener: Opener,
+    expected: str | None,
+    offline: bool = False,
+):
     """(label, fetch(target) -> MD5) of every source of ``remote``, in the order they are tried: mirror, then each
-    URL."""
+    URL (``offline``: one source labelled "downloads" that fails at once, when the file has URLs)."""
     if mirror is not None:
         path = mirror_path(mirror, spec, remote)
         yield f"mirror {path}", lambda target: _from_mirror(path, remote, target, expected)
+    if offline:
+        if remote.urls:
+            yield "downloads", _downloads_forbidden
+        return
     for url in remote.urls:
         yield url, lambda target, url=url: _from_url(url, opener, remote, target, expected)
 
@@ -479,15 +513,18 @@ def _mismatch_error(
     )
 
 
-def _unavailable_error(spec: DatasetSpec, remote: RemoteFile, mirror: Path | None, reasons: str) -> DataError:
+def _unavailable_error(
+    spec: DatasetSpec, remote: RemoteFile, mirror: Path | None, reasons: str, offline: bool = False
+) -> DataError:
     if mirror is None:
         reasons = "no data mirror set" + (f"; {reasons}" if reasons else "")
     layout = mirror_path(Path("<mirror>"), spec, remote).as_posix()
     urls = ", ".join(remote.urls) if remote.urls else "(none: this dataset has no canonical download)"
+    network = f"unsetting {OFFLINE_ENV} and allowing" if offline and remote.urls else "allowing"
     return DataError(
         f"dataset '{spec.name}' is not available: file '{remote.name}' could not be obtained ({reasons}). "
         f"Supply it either by setting `data_mirror:` in the tier config or the {MIRROR_ENV} environment variable to "
-        f"a folder laid out like shared/datasets (this file at {layout}), or by allowing network access to {urls}"
+        f"a folder laid out like shared/datasets (this file at {layout}), or by {network} network access to {urls}"
     )
 
 
@@ -496,7 +533,13 @@ def _describe_failures(failures: list[tuple[str, _SourceFailed]]) -> str:
 
 
 def _fetch_file(
-    spec: DatasetSpec, remote: RemoteFile, target: Path, mirror: Path | None, opener: Opener, expected: str | None
+    spec: DatasetSpec,
+    remote: RemoteFile,
+    target: Path,
+    mirror: Path | None,
+    opener: Opener,
+    expected: str | None,
+    offline: bool = False,
 ) -> tuple[str, str]:
     """Put ``remote`` at ``target`` from the first source that delivers it with MD5 ``expected`` (any complete copy
     when None: no published or recorded checksum); returns the source's label and the file's MD5.
@@ -505,7 +548,7 @@ def _fetch_file(
     delivers, the error is a checksum mismatch if some source delivered wrong bytes, else "not available".
     """
     failures: list[tuple[str, _SourceFailed]] = []
-    for source, fetch in _sources(spec, remote, mirror, opener, expected):
+    for source, fetch in _sources(spec, remote, mirror, opener, expected, offline):
         try:
             got = fetch(target)
         except _SourceFailed as exc:
@@ -540,7 +583,7 @@ def _fetch_file(
         if isinstance(exc, _ChecksumMismatch):
             others = _describe_failures([(s, e) for s, e in failures if s != source])
             raise _mismatch_error(spec, remote, source, exc.got, others, str(expected), target.parent)
-    raise _unavailable_error(spec, remote, mirror, _describe_failures(failures))
+    raise _unavailable_error(spec, remote, mirror, _describe_failures(failures), offline)
 
 
 def _cached_md5(spec: DatasetSpec, remote: RemoteFile, target: Path, expected: str | None) -> str | None:
@@ -639,10 +682,12 @@ def fetch_dataset(
 
     Cached files are verified (a tampered one is fetched again); missing ones come from ``mirror`` (a folder laid out
     like shared/datasets, or None) or else from the canonical URLs, opened with ``opener(url, timeout=...)``
-    (default :func:`urllib.request.urlopen`, looked up at call time). ``MANIFEST.json`` is written last. Returns the
-    dataset's cache folder. Raises :class:`DataError` when a file cannot be obtained or fails its checksum.
+    (default :func:`urllib.request.urlopen`, looked up at call time) unless ``$RANKREPRO_OFFLINE`` forbids downloads
+    (:func:`downloads_disabled`). ``MANIFEST.json`` is written last. Returns the dataset's cache folder. Raises
+    :class:`DataError` when a file cannot be obtained or fails its checksum.
     """
     spec = get_dataset(name)
+    offline = downloads_disabled()
     opener = opener if opener is not None else urllib.request.urlopen
     mirror = Path(mirror) if mirror is not None else None
     folder = Path(cache_root) / spec.folder
@@ -660,7 +705,9 @@ def fetch_dataset(
                 sources[remote.name], md5s[remote.name] = _recorded_source(entry, cached), cached
                 continue
             manifest.unlink(missing_ok=True)  # the folder is incomplete until every file is verified again
-            sources[remote.name], md5s[remote.name] = _fetch_file(spec, remote, target, mirror, opener, expected)
+            sources[remote.name], md5s[remote.name] = _fetch_file(
+                spec, remote, target, mirror, opener, expected, offline
+            )
         _write_manifest(spec, folder, sources, md5s)
     except OSError as exc:
         raise DataError(f"cannot write dataset '{spec.name}' into the data cache {folder}: {one_line(exc)}") from None
