@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rankrepro.core.losses import LOSSES, mean_loss, pointwise_loss, pointwise_loss_derivative
+from rankrepro.core.losses import LOSSES, mean_loss, mean_loss_derivative, pointwise_loss, pointwise_loss_derivative
 
 RESIDUALS = torch.tensor([-3.0, -1.0, -0.5, 0.0, 0.25, 1.0, 2.0], dtype=torch.float64)
 
@@ -72,3 +72,24 @@ def test_bad_loss_and_threshold_raise():
         pointwise_loss(RESIDUALS, "l3")
     with pytest.raises(ValueError, match="Huber threshold"):
         pointwise_loss_derivative(RESIDUALS, "huber", 0.0)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_mean_loss_derivative_is_the_gradient_of_the_mean_loss_block_by_block(loss):
+    """∂/∂e_i of (1/m) Σ ρ(e_i), whether the residuals come whole or in blocks (m given, not read off the block)."""
+    residual = torch.linspace(-2.5, 2.5, 14, dtype=torch.float64).reshape(2, 7)
+    leaf = residual.clone().requires_grad_(True)
+    (expected,) = torch.autograd.grad(mean_loss(leaf, loss, 0.7).sum(), leaf)
+    whole = mean_loss_derivative(residual, loss, 7, 0.7)
+    assert torch.allclose(whole, expected, rtol=1e-14, atol=0)
+    blocks = torch.cat(
+        [mean_loss_derivative(residual[:, :3], loss, 7, 0.7), mean_loss_derivative(residual[:, 3:], loss, 7, 0.7)], -1
+    )
+    assert torch.equal(blocks, whole)
+
+
+def test_mean_l2_derivative_is_two_over_m_times_the_residual_exactly():
+    residual = torch.randn(3, 11, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert torch.equal(mean_loss_derivative(residual, "l2", 11), (2.0 / 11) * residual)
+    with pytest.raises(ValueError, match="unknown loss"):
+        mean_loss_derivative(residual, "l3", 11)  # type: ignore[arg-type]

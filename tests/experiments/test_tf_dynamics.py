@@ -28,12 +28,8 @@ from rankrepro.experiments.ch2.common import (
     train_dynamics,
 )
 from rankrepro.factorization.cp import CPCompletionObjective, multi_indices, random_cp_tensor
-from rankrepro.factorization.cp_sensing import (
-    CPSensingObjective,
-    cp_sensing_loss,
-    cp_sensing_loss_and_grads,
-    gaussian_measurements,
-)
+from rankrepro.factorization.cp_losses import CPMeasuredLossObjective, cp_measured_loss_and_grads
+from rankrepro.factorization.cp_sensing import cp_sensing_loss, gaussian_measurements
 from rankrepro.pipeline.claims import FAILED, NOT_SHOWN, PASSED
 from rankrepro.pipeline.config import experiment_section, load_config, load_schema
 from rankrepro.pipeline.settings import FigureContext, bookkeeping_keys
@@ -81,7 +77,7 @@ def test_sensing_gradient_matches_autograd(dims, rank, batch, m, seed):
     factors = _factors(dims, rank, batch, seed)
     measurements = gaussian_measurements(m, dims, torch.Generator().manual_seed(seed + 1))
     values = torch.randn(m, generator=torch.Generator().manual_seed(seed + 2))
-    loss, grads = cp_sensing_loss_and_grads(factors, measurements, values)
+    loss, _, grads = cp_measured_loss_and_grads(factors, measurements, values, "l2")
     leaves = [f.clone().requires_grad_(True) for f in factors]
     reference = cp_sensing_loss(leaves, measurements, values)
     expected = torch.autograd.grad(reference.sum(), leaves)
@@ -95,7 +91,7 @@ def test_sensing_gradient_matches_finite_differences():
     factors = _factors(dims, rank, 1, 7)
     measurements = gaussian_measurements(5, dims, torch.Generator().manual_seed(8))
     values = torch.randn(5, generator=torch.Generator().manual_seed(9))
-    _, grads = cp_sensing_loss_and_grads(factors, measurements, values)
+    _, _, grads = cp_measured_loss_and_grads(factors, measurements, values, "l2")
     step = 1e-6
     for n in range(len(factors)):
         for index in [(0, 0, 0), (0, dims[n] - 1, rank - 1)]:
@@ -124,7 +120,7 @@ def test_sensing_with_one_hot_measurements_is_completion():
     onehot[torch.arange(25), flat] = 1.0
     factors = _factors(dims, 3, 2, 3)
     completion = CPCompletionObjective(target, multi_indices(flat, dims), "gather")
-    sensing = CPSensingObjective(target, onehot)
+    sensing = CPMeasuredLossObjective(target, onehot, "l2")
     (loss_c, grads_c), (loss_s, grads_s) = completion.loss_and_grads(factors), sensing.loss_and_grads(factors)
     assert torch.allclose(loss_c, loss_s, rtol=1e-12)
     for a, b in zip(grads_c, grads_s):
@@ -133,7 +129,7 @@ def test_sensing_with_one_hot_measurements_is_completion():
 
 def test_sensing_objective_rejects_wrong_measurement_width():
     with pytest.raises(ValueError, match="columns"):
-        CPSensingObjective(torch.zeros(3, 3), torch.zeros(4, 10))
+        CPMeasuredLossObjective(torch.zeros(3, 3), torch.zeros(4, 10), "l2")
 
 
 def test_top_norms_are_the_sorted_largest_component_norms():

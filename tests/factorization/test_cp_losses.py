@@ -17,7 +17,7 @@ from rankrepro.factorization.cp_losses import (
     measure,
     residual_and_pullback,
 )
-from rankrepro.factorization.cp_sensing import CPSensingObjective, gaussian_measurements
+from rankrepro.factorization.cp_sensing import cp_sensing_loss, gaussian_measurements
 
 DIMS = (3, 4, 2, 3)
 
@@ -75,20 +75,33 @@ def test_gradients_match_autograd(kind, loss):
         assert torch.allclose(grad, leaf.grad, rtol=1e-10, atol=1e-12)
 
 
-def test_l2_matches_the_completion_and_sensing_objectives():
+def test_l2_completion_matches_the_completion_objective():
     target, flat, factors = _problem("completion")
-    ours = CPMeasuredLossObjective(target, flat, "l2")
-    theirs = CPCompletionObjective(target, multi_indices(flat, DIMS), "dense")
-    for (a, ga), (b, gb) in [(ours.loss_and_grads(factors), theirs.loss_and_grads(factors))]:
-        assert torch.allclose(a, b, rtol=1e-12)
-        assert all(torch.allclose(x, y, rtol=1e-10, atol=1e-13) for x, y in zip(ga, gb))
-    target, matrix, factors = _problem("sensing")
     (a, ga), (b, gb) = (
-        CPMeasuredLossObjective(target, matrix, "l2").loss_and_grads(factors),
-        CPSensingObjective(target, matrix).loss_and_grads(factors),
+        CPMeasuredLossObjective(target, flat, "l2").loss_and_grads(factors),
+        CPCompletionObjective(target, multi_indices(flat, DIMS), "dense").loss_and_grads(factors),
     )
     assert torch.allclose(a, b, rtol=1e-12)
     assert all(torch.allclose(x, y, rtol=1e-10, atol=1e-13) for x, y in zip(ga, gb))
+
+
+def test_l2_sensing_is_the_sensing_loss_and_logs_no_second_copy_of_it():
+    """The §2.1/§3.3 sensing objective: the stop value is (1/m) Σ (⟨A_i, W⟩ − y_i)² (the autograd reference, summed
+    over more rows than one block of the single pass), its gradient that loss's, and L = MSE is not logged twice."""
+    target, _, factors = _problem("sensing")
+    matrix = gaussian_measurements(2 * SENSING_BLOCK_ROWS + 3, DIMS, torch.Generator().manual_seed(5))
+    objective = CPMeasuredLossObjective(target, matrix, "l2")
+    loss, grads = objective.loss_and_grads(factors)
+    leaves = [f.clone().requires_grad_(True) for f in factors]
+    reference = cp_sensing_loss(leaves, matrix, objective.values)
+    expected = torch.autograd.grad(reference.sum(), leaves)
+    assert torch.allclose(loss, reference.detach(), rtol=1e-12)
+    assert all(torch.allclose(x, y, rtol=1e-10, atol=1e-13) for x, y in zip(grads, expected))
+    assert set(objective.metrics(factors)) == {"reconstruction_error"}
+    assert set(CPMeasuredLossObjective(target, matrix, "huber").metrics(factors)) == {
+        "train_loss",
+        "reconstruction_error",
+    }
 
 
 def test_stop_criterion_is_the_mse_and_the_training_loss_is_logged():

@@ -51,6 +51,18 @@ def pointwise_loss_derivative(residual: Tensor, loss: Loss, huber_threshold: flo
     return torch.where(residual.abs() < beta, residual / beta, torch.sign(residual))
 
 
+def mean_loss_derivative(residual: Tensor, loss: Loss, count: int, huber_threshold: float = 1.0) -> Tensor:
+    """∂L/∂e_i = ρ'(e_i)/m of the mean loss L = (1/m) Σ_i ρ(e_i) over m = ``count`` residuals, elementwise for the
+    given ones (``residual`` may be a block of them).
+
+    ℓ2 is evaluated as (2/m)·e_i, the others as ρ'(e_i)/m (equal up to the last bit; the roundings the experiments
+    have always used)."""
+    check_loss(loss, huber_threshold)
+    if loss == "l2":
+        return (2.0 / count) * residual
+    return pointwise_loss_derivative(residual, loss, huber_threshold) / count
+
+
 def mean_loss(residual: Tensor, loss: Loss, huber_threshold: float = 1.0) -> Tensor:
     """(1/m) Σ_i ρ(e_i) over the last dimension (per run for residuals ``(B, m)``)."""
     return pointwise_loss(residual, loss, huber_threshold).mean(-1)

@@ -7,12 +7,13 @@ matrix). With residuals e_i = ⟨A_i, W⟩ − y_i of the CP tensor W(F) = Σ_r 
     L(F) = (1/m) Σ_i ρ(e_i),        ∇_W L = (1/m) Σ_i ρ'(e_i) A_i          (:mod:`rankrepro.core.losses`),
 
 and the factor gradients are the MTTKRP contractions of ∇_W L (matricized) with the Khatri–Rao products of the other
-mode group (:func:`rankrepro.factorization.cp.factor_grads_from_tensor_grad`, as for the dense ℓ2 objectives of
-:mod:`.cp` and :mod:`.cp_sensing`, which are the ρ = ℓ2 case).
+mode group (:func:`rankrepro.factorization.cp.factor_grads_from_tensor_grad`, as for the dense ℓ2 completion objective
+of :mod:`.cp`). This is the objective of every CP sensing run (ℓ2 included: the §2.1 and §3.3 sensing experiments)
+and of completion under ℓ1 and Huber; ℓ2 completion has its own faster paths in :mod:`.cp`.
 
 The trainer stops on the value that ``loss_and_grads`` returns. As in the paper's code (its stop rule reads the train
 mean squared error whatever the training loss), that value is the MSE (1/m) Σ_i e_i², while the gradients are those
-of L; L itself is logged as the metric ``train_loss``.
+of L; L itself is logged as the metric ``train_loss`` when it is not the MSE (ℓ1, Huber).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from rankrepro.core.losses import Loss, mean_loss, pointwise_loss_derivative
+from rankrepro.core.losses import Loss, mean_loss, mean_loss_derivative
 from rankrepro.core.measures import normalized_reconstruction_error
 from rankrepro.factorization.cp import factor_grads_from_tensor_grad, matricized_cp
 
@@ -72,13 +73,10 @@ def cp_measured_loss_and_grads(
     ``(B, d_n, R)`` (see the module docstring); ``values`` y is ``(m,)``."""
     batch = factors[0].shape[0]
     left, right, recon = matricized_cp(factors)  # (B, P, R), (B, Q, R), (B, P, Q)
-    n_measurements = values.shape[-1]
+    count = values.shape[-1]
     residual, pullback = residual_and_pullback(
-        recon.reshape(batch, -1),
-        observations,
-        values,
-        lambda e: pointwise_loss_derivative(e, loss, huber_threshold) / n_measurements,
-    )  # (B, m), (B, ∏d)
+        recon.reshape(batch, -1), observations, values, lambda e: mean_loss_derivative(e, loss, count, huber_threshold)
+    )  # (B, m), ∇_W L (B, ∏d): one pass over the measurements
     tensor_grad = pullback.reshape(recon.shape)
     grads = factor_grads_from_tensor_grad(factors, left, right, tensor_grad)
     return residual.pow(2).mean(-1), mean_loss(residual, loss, huber_threshold), grads
@@ -86,8 +84,8 @@ def cp_measured_loss_and_grads(
 
 class CPMeasuredLossObjective:
     """The trainer's ``BatchedObjective`` for a CP model under loss ρ: ``loss_and_grads`` returns the MSE (the stop
-    criterion) and the gradients of L = (1/m) Σ ρ(e_i); ``metrics`` logs L (``train_loss``) and the normalized
-    reconstruction error ‖W − W*‖_F / ‖W*‖_F over the full tensor."""
+    criterion) and the gradients of L = (1/m) Σ ρ(e_i); ``metrics`` logs L (``train_loss``, unless ρ = ℓ2: then L is
+    the MSE) and the normalized reconstruction error ‖W − W*‖_F / ‖W*‖_F over the full tensor."""
 
     def __init__(self, target: Tensor, observations: Tensor, loss: Loss, huber_threshold: float = 1.0) -> None:
         if observations.dim() == 2 and observations.shape[1] != target.numel():
@@ -106,13 +104,11 @@ class CPMeasuredLossObjective:
         return mse, grads
 
     def metrics(self, params: list[Tensor]) -> dict[str, Tensor]:
-        """Training loss L and normalized reconstruction error over the full tensor, per run."""
+        """Normalized reconstruction error over the full tensor and (ℓ1, Huber) the training loss L, per run."""
         batch = params[0].shape[0]
         recon = matricized_cp(params)[2].reshape(batch, -1)
+        error = normalized_reconstruction_error(recon.reshape(batch, *self.target.shape), self.target)
+        if self.loss == "l2":
+            return {"reconstruction_error": error}
         residual = measure(recon, self.observations) - self.values
-        return {
-            "train_loss": mean_loss(residual, self.loss, self.huber_threshold),
-            "reconstruction_error": normalized_reconstruction_error(
-                recon.reshape(batch, *self.target.shape), self.target
-            ),
-        }
+        return {"train_loss": mean_loss(residual, self.loss, self.huber_threshold), "reconstruction_error": error}

@@ -7,8 +7,8 @@ parameters θ give the full tensor W(θ) (a matrix product, an HTF reconstructio
     L(θ) = (1/m) Σ_i (⟨A_i, W(θ)⟩ − y_i)²,
 
 evaluated as one matmul vec(W(θ))·Aᵀ for all runs; gradients by autograd through ``reconstruct``. (The CP model
-has an analytic version, :class:`rankrepro.factorization.cp_sensing.CPSensingObjective`.) Completion is the special case
-of one-hot rows A_i.
+has an analytic version, :class:`rankrepro.factorization.cp_losses.CPMeasuredLossObjective`.) Completion is the
+special case of one-hot rows A_i.
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from rankrepro.core import losses
 from rankrepro.core.errors import ConfigError
 from rankrepro.core.losses import Loss
 from rankrepro.core.optim import make_optimizer
@@ -41,10 +42,10 @@ from rankrepro.experiments.base import (
     run_fingerprint,
     write_results,
 )
-from rankrepro.factorization import cp, cp_sensing
+from rankrepro.factorization import cp, cp_losses, cp_sensing
 from rankrepro.factorization.cp import CPCompletionObjective, component_norms, init_factors, multi_indices
 from rankrepro.factorization.cp_losses import CPMeasuredLossObjective
-from rankrepro.factorization.cp_sensing import CPSensingObjective, gaussian_measurements
+from rankrepro.factorization.cp_sensing import gaussian_measurements
 from rankrepro.pipeline.claims import FAILED, NOT_SHOWN, PASSED, ClaimResult, Gate, apply_gate, decide
 from rankrepro.pipeline.plotting import add_caption, add_title, apply_style, caption_text, save_figure
 from rankrepro.pipeline.settings import FigureContext
@@ -143,9 +144,9 @@ def make_objective(
     huber_threshold: float = 1.0,
 ) -> Any:
     """The training objective: completion from ``n_observed`` random entries, or sensing from Gaussian measurements,
-    under the mean ``loss`` (ℓ2: the §2.1 objectives of :mod:`~rankrepro.factorization.cp` and
-    :mod:`~rankrepro.factorization.cp_sensing`; ℓ1 or Huber with threshold ``huber_threshold``:
-    :class:`~rankrepro.factorization.cp_losses.CPMeasuredLossObjective`, whose stop criterion is still the MSE).
+    under the mean ``loss`` (ℓ2 completion: the objective of :mod:`~rankrepro.factorization.cp`; sensing, and
+    completion under ℓ1 or Huber with threshold ``huber_threshold``:
+    :class:`~rankrepro.factorization.cp_losses.CPMeasuredLossObjective`, whose stop criterion is always the MSE).
 
     Both draw from the target's generator after the target, so one ``data_seed`` fixes the whole problem.
     """
@@ -157,9 +158,7 @@ def make_objective(
         indices = multi_indices(flat, tuple(target.shape))
         return CPCompletionObjective(target.to(device), indices.to(device), settings.method)
     measurements = gaussian_measurements(settings.n_observed, tuple(target.shape), generator)
-    if loss != "l2":
-        return CPMeasuredLossObjective(target.to(device), measurements.to(device), loss, huber_threshold)
-    return CPSensingObjective(target.to(device), measurements.to(device))
+    return CPMeasuredLossObjective(target.to(device), measurements.to(device), loss, huber_threshold)
 
 
 def check_settings(settings: ComponentDynamicsSettings, name: str) -> None:
@@ -310,7 +309,7 @@ def run_dynamics(
         ctx,
         out,
         "train",
-        (measurement, mechanism_hash(cp, cp_sensing)),
+        (measurement, mechanism_hash(cp, cp_sensing, cp_losses, losses)),
         name if ctx.progress else None,
     )
     extra = {

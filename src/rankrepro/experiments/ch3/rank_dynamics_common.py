@@ -38,7 +38,7 @@ import torch
 from matplotlib.axes import Axes
 from torch import Tensor
 
-from rankrepro.core import autodiff, measures
+from rankrepro.core import autodiff, losses, measures
 from rankrepro.core.errors import ConfigError
 from rankrepro.core.measures import effective_rank, effective_rank_from_singular_values, normalized_reconstruction_error
 from rankrepro.core.optim import make_optimizer
@@ -54,9 +54,10 @@ from rankrepro.experiments.base import (
     write_results,
 )
 from rankrepro.experiments.ch2.common import LEARNED_FRACTION, emergence_iterations, learned_components
-from rankrepro.factorization import cp, cp_sensing, dmf, htf, sensing
+from rankrepro.factorization import cp, cp_losses, cp_sensing, dmf, htf, sensing
 from rankrepro.factorization.cp import CPCompletionObjective, Method, component_norms, multi_indices
-from rankrepro.factorization.cp_sensing import CPSensingObjective, gaussian_measurements
+from rankrepro.factorization.cp_losses import CPMeasuredLossObjective
+from rankrepro.factorization.cp_sensing import gaussian_measurements
 from rankrepro.factorization.sensing import SensingObjective
 from rankrepro.pipeline.claims import ClaimResult, Gate, apply_gate, decide
 from rankrepro.pipeline.plotting import add_caption, add_title, apply_style, caption_text, save_figure
@@ -325,7 +326,7 @@ def build_problem(settings: RankDynamicsSettings, model: str, measurement: Measu
     else:
         matrix = gaussian_measurements(count, tuple(target.shape), generator)
         objective = (
-            CPSensingObjective(target, matrix)
+            CPMeasuredLossObjective(target, matrix, "l2")
             if model == "tf"
             else SensingObjective(reconstruction(model), matrix, matrix @ target.reshape(-1))
         )
@@ -424,7 +425,10 @@ def train_model(
         settings.optimizer, torch.full((1,), settings.lr, dtype=torch.float64, device=ctx.device)
     )
     fingerprint = run_fingerprint(
-        settings.record(), measurement, model, mechanism_hash(autodiff, cp, cp_sensing, dmf, htf, measures, sensing)
+        settings.record(),
+        measurement,
+        model,
+        mechanism_hash(autodiff, cp, cp_losses, cp_sensing, dmf, htf, losses, measures, sensing),
     )
     result = train(
         objective,
