@@ -29,7 +29,7 @@ from typing import NoReturn
 
 from rankrepro.core.errors import RankreproError
 from rankrepro.core.io import one_line, read_json
-from rankrepro.core.runtime import configure_threads, select_device, setup_logging
+from rankrepro.core.runtime import configure_float32_precision, configure_threads, select_device, setup_logging
 from rankrepro.data.registry import DATASETS, MANIFEST, cached_files, fetch_dataset, resolve_mirror
 from rankrepro.data.sources import DataSource
 from rankrepro.experiments.base import Context, record_attempt
@@ -39,7 +39,7 @@ from rankrepro.pipeline.registry import EXPERIMENTS, get_experiment
 from rankrepro.pipeline.report import check_failures, expected_failures, failed_claims, write_scorecard
 from rankrepro.pipeline.settings import FigureContext
 from rankrepro.pipeline.settings import figure_context as settings_figure_context
-from rankrepro.pipeline.workflow import CLAIMS_FILE, figure_path, results_dir
+from rankrepro.pipeline.workflow import CHAPTERS, CLAIMS_FILE, figure_path, results_dir
 
 log = logging.getLogger("rankrepro")
 
@@ -150,9 +150,9 @@ def _command_run(args: argparse.Namespace) -> int:
     setup_logging(args.log)
     threads = args.threads if args.threads is not None else config["threads"]
     configure_threads(threads)
-    ctx = Context(
-        tier=config["tier"], device=select_device(config["device"]), threads=threads, progress=not args.no_progress
-    )
+    configure_float32_precision()
+    device = select_device(config["device"], gpu_capable=CHAPTERS[module.CHAPTER].gpu)
+    ctx = Context(tier=config["tier"], device=device, threads=threads, progress=not args.no_progress)
     started = time.time()
     record_attempt(out, started)  # a resumed attempt's summary counts the wall time of the earlier ones too
     log.info("running %s (tier %s) into %s on %s with %d thread(s)", module.NAME, ctx.tier, out, ctx.device, threads)

@@ -212,3 +212,22 @@ def test_one_gate_withholds_every_claim_when_a_run_did_not_fit(tiny_results, tmp
     claims = exp.claims(_doctored(tiny_results, tmp_path, change), "t")
     assert {c.verdict for c in claims} == {NOT_SHOWN}
     assert all("NOT met" in c.details for c in claims)
+
+
+def test_every_variant_objective_lives_on_the_training_device(meta_device):
+    """The target and observed positions are drawn on the CPU and moved to the device of the parameters (meta
+    standing in for a GPU): loss, gradients and every metric compute there."""
+    settings = _settings()
+    target, flat = exp.htf_completion_data(
+        settings.data_seed, settings.dims, settings.target_widths, settings.target_norm, settings.n_observed
+    )
+    nodes, others = exp.subsets_of(settings.order)
+    params = [p.to(meta_device) for p in exp.init_runs(settings)]
+    for _, loss in settings.variants():
+        objective = exp.variant_objective(settings, target, flat, loss, nodes + others, meta_device)
+        value, grads = objective.loss_and_grads(params)
+        assert value.device == meta_device and all(g.device == meta_device for g in grads)
+        assert all(v.device == meta_device for v in objective.metrics(params).values())
+    on_cpu = exp.variant_objective(settings, target, flat, loss, nodes + others, "cpu")
+    with pytest.raises(RuntimeError, match="device"):
+        on_cpu.loss_and_grads(params)

@@ -22,6 +22,7 @@ from rankrepro.experiments.ch3 import rank_dynamics_common
 from rankrepro.experiments.ch3.rank_dynamics_common import (
     MODELS,
     RankDynamicsSettings,
+    Tracked,
     build_problem,
     check_settings,
 )
@@ -285,3 +286,20 @@ def test_checkpoint_cadence_is_not_a_departure(tiny_results, tmp_path, monkeypat
     """The tiny tier checkpoints never (paper: every 5,000 iterations): bookkeeping, not a departure."""
     substitutions = _caption(monkeypatch, tiny_results, tmp_path, TINY).split("Substitutions: ")[1]
     assert "log_every 10 (paper: 50)" in substitutions and "checkpoint_every" not in substitutions
+
+
+@pytest.mark.parametrize("model", ["mf", "tf", "htf"])
+@pytest.mark.parametrize("measurement", ["completion", "sensing"])
+def test_the_problem_lives_on_the_training_device(model, measurement, meta_device):
+    """A GPU run moves the parameters to the device: every tensor the objective and its metrics touch must be there
+    too (the meta device stands in for the GPU; built on the CPU instead, the same calls raise)."""
+    problem = build_problem(_settings(), model, measurement, meta_device)
+    params = [p.to(meta_device) for p in problem.params]
+    tracked = Tracked(problem, top_k=3)
+    loss, grads = tracked.loss_and_grads(params)
+    assert loss.device == meta_device and all(g.device == meta_device for g in grads)
+    assert all(value.device == meta_device for value in tracked.metrics(params).values())
+    assert problem.target.device == problem.heldout.device == meta_device
+    on_cpu = build_problem(_settings(), model, measurement)
+    with pytest.raises(RuntimeError, match="device"):
+        Tracked(on_cpu, top_k=3).loss_and_grads(params)

@@ -22,14 +22,29 @@ def configure_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def select_device(preference: str = "auto") -> torch.device:
-    """``cuda`` when asked for or (``auto``) when present, else ``cpu``."""
+def select_device(preference: str = "auto", *, gpu_capable: bool = True) -> torch.device:
+    """``cuda`` when asked for or (``auto``) when present, else ``cpu``; always ``cpu`` for a job that is not
+    ``gpu_capable`` (the run jobs of chapters 1, 2 and 4: numba kernels, scipy sparse products, heaps — the workflow
+    schedules them as CPU jobs, rule ``run``, and they have only ever been run and tested on the CPU)."""
+    if not gpu_capable or preference == "cpu":
+        return torch.device("cpu")
     if preference == "cuda" and not torch.cuda.is_available():
         logging.getLogger(__name__).warning("device 'cuda' requested but no GPU is present; using the CPU")
         return torch.device("cpu")
     if preference in ("cuda", "auto") and torch.cuda.is_available():
         return torch.device("cuda")
     return torch.device("cpu")
+
+
+def configure_float32_precision() -> None:
+    """float32 means IEEE float32 on every device: CUDA matrix products and cuDNN convolutions may not round their
+    inputs to TensorFloat-32's 10-bit mantissa (PyTorch's default for cuDNN convolutions on Ampere and later GPUs).
+    §3.2's locality penalty differentiates an input gradient, a small difference of large terms, whose float32
+    parameter gradient already has relative errors up to 4e-3 on the CPU (``locality_training``); TF32 would give
+    the GPU runs another function to train. No effect on the CPU."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
 
 
 def setup_logging(log_file: str | os.PathLike | None = None, level: int = logging.INFO) -> None:

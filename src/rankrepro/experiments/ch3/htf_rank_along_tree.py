@@ -253,6 +253,21 @@ def target_ranks(target: Tensor, subsets: Sequence[htf.Node]) -> dict[str, dict[
     return out
 
 
+def variant_objective(
+    settings: Settings,
+    target: Tensor,
+    flat: Tensor,
+    loss: Loss,
+    subsets: Sequence[htf.Node],
+    device: torch.device | str,
+) -> VariantCompletion:
+    """One variant's objective on ``device`` (where the trainer puts the parameters): the target and the observed
+    positions, drawn on the CPU, are moved there first."""
+    return VariantCompletion(
+        target.to(device), flat.to(device), loss, settings.huber_threshold, settings.top_k, subsets
+    )
+
+
 def run_record(
     frame: pd.DataFrame, result: Any, run: int, params: list[Tensor], timed: int, allowed: int
 ) -> dict[str, Any]:
@@ -296,7 +311,7 @@ def run(settings: Settings, out: Path, ctx: Context) -> None:
     for optimizer_name, loss in settings.variants():
         key = variant_name(optimizer_name, loss)
         t0 = time.time()
-        objective = VariantCompletion(target, flat, loss, settings.huber_threshold, settings.top_k, nodes + others)
+        objective = variant_objective(settings, target, flat, loss, nodes + others, ctx.device)
         optimizer = make_optimizer(
             optimizer_name, torch.full((settings.seeds,), settings.lr, dtype=torch.float64, device=ctx.device)
         )

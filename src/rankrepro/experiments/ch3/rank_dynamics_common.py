@@ -290,7 +290,7 @@ def completion_objective(model: str, settings: RankDynamicsSettings, target: Ten
     if model == "mf":
         mask = torch.zeros_like(target)
         mask.view(-1)[flat] = 1.0
-        ones = torch.ones(1, settings.mf.depth, dtype=torch.float64)
+        ones = torch.ones(1, settings.mf.depth, dtype=torch.float64, device=target.device)
         return MeanOverObserved(dmf.MatrixCompletionDMF(target[None], mask[None], ones), int(flat.numel()))
     indices = multi_indices(flat, tuple(target.shape))
     if model == "tf":
@@ -314,17 +314,25 @@ def components_of(model: str, order: int) -> Callable[[Sequence[Tensor]], Tensor
     return lambda params: htf.local_component_norms(params)[root]
 
 
-def build_problem(settings: RankDynamicsSettings, model: str, measurement: Measurement) -> Problem:
-    """The model's problem: target, observations (entries or Gaussian measurements), objective and init."""
+def build_problem(
+    settings: RankDynamicsSettings, model: str, measurement: Measurement, device: torch.device | str = "cpu"
+) -> Problem:
+    """The model's problem: target, observations (entries or Gaussian measurements), objective and init.
+
+    Every draw is made on the CPU (the same numbers on every device); the target, the observations and the objective
+    then live on ``device``, where the trainer moves the parameters — the initial parameters stay on the CPU."""
     target, generator = make_target(settings, model)
     count = settings.n_observed
-    heldout = torch.ones_like(target)
     if measurement == "completion":
         flat = torch.randperm(target.numel(), generator=generator)[:count]
+        target, flat = target.to(device), flat.to(device)
+        heldout = torch.ones_like(target)
         heldout.view(-1)[flat] = 0.0
         objective = completion_objective(model, settings, target, flat)
     else:
-        matrix = gaussian_measurements(count, tuple(target.shape), generator)
+        matrix = gaussian_measurements(count, tuple(target.shape), generator).to(device)
+        target = target.to(device)
+        heldout = torch.ones_like(target)
         objective = (
             CPMeasuredLossObjective(target, matrix, "l2")
             if model == "tf"
@@ -418,7 +426,7 @@ def train_model(
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Train one model on its problem (resuming a checkpoint); its tidy metrics and its summary record."""
     started = time.time()
-    problem = build_problem(settings, model, measurement)
+    problem = build_problem(settings, model, measurement, ctx.device)
     objective = Tracked(problem, settings.top_k)
     params = [p.to(ctx.device) for p in problem.params]
     optimizer = make_optimizer(
