@@ -8,7 +8,7 @@ matrix). With residuals e_i = ⟨A_i, W⟩ − y_i of the CP tensor W(F) = Σ_r 
 
 and the factor gradients are the MTTKRP contractions of ∇_W L (matricized) with the Khatri–Rao products of the other
 mode group (:func:`rankrepro.factorization.cp.factor_grads_from_tensor_grad`, as for the dense ℓ2 completion objective
-of :mod:`.cp`). This is the objective of every CP sensing run (ℓ2 included: the §2.1 and §3.3 sensing experiments)
+of :mod:`.cp`). This is the objective of every CP sensing run (ℓ2 included: the §2.1 and §3.1 sensing experiments)
 and of completion under ℓ1 and Huber; ℓ2 completion has its own faster paths in :mod:`.cp`.
 
 The trainer stops on the value that ``loss_and_grads`` returns. As in the paper's code (its stop rule reads the train
