@@ -41,10 +41,11 @@ def meta_device(monkeypatch) -> torch.device:
     """PyTorch's "meta" device standing in for a GPU: its tensors have shapes and a device but no data, and an op
     mixing them with CPU tensors raises, as mixing CUDA and CPU tensors does — a test on it finds the CPU tensors a GPU
     run would trip on, without a GPU. Data-dependent Python branches and scalars of meta tensors take fixed values
-    (``bool`` → False, ``float`` → 1.0): such a test checks where tensors live, not what they hold."""
-    as_bool, as_float = torch.Tensor.__bool__, torch.Tensor.__float__
+    (``bool`` → False, ``float`` → 1.0, ``int`` → 0): such a test checks where tensors live, not what they hold."""
+    as_bool, as_float, as_int = torch.Tensor.__bool__, torch.Tensor.__float__, torch.Tensor.__int__
     monkeypatch.setattr(torch.Tensor, "__bool__", lambda t: False if t.device.type == "meta" else as_bool(t))
     monkeypatch.setattr(torch.Tensor, "__float__", lambda t: 1.0 if t.device.type == "meta" else as_float(t))
+    monkeypatch.setattr(torch.Tensor, "__int__", lambda t: 0 if t.device.type == "meta" else as_int(t))
     return torch.device("meta")
 
 

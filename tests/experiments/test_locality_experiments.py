@@ -148,6 +148,30 @@ def test_training_fits_a_separable_task_and_stops_after_fitting():
     assert all(np.isnan(outcome.penalty))  # λ = 0 never computes the penalty
 
 
+@pytest.mark.parametrize(("stem", "side"), [("small", 32), ("paper", 64)])
+def test_regularized_training_runs_where_the_model_is(stem, side, meta_device):
+    """§3.2's GPU job: the ResNet-18 on the device (meta standing in for a GPU), uint8 images and labels moved there
+    batch by batch, the locality penalty's double backward and the evaluation — no tensor left on the CPU."""
+    from rankrepro.cnn.locality import random_patch_pair
+    from rankrepro.cnn.resnet import SMALL_WIDTHS, ResNet18, ResNetConfig
+
+    model = ResNet18(ResNetConfig(SMALL_WIDTHS, stem, 1), generator=torch.Generator().manual_seed(0)).float()
+    images = torch.randint(0, 256, (6, 1, side, side), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    labels = torch.tensor([0, 1, 1, 0, 1, 0])
+    schedule = SGDSchedule(lr=0.1, momentum=0.9, batch_size=3, max_epochs=1, stop_after_fit=0)
+    outcome = train_locality_classifier(
+        model,
+        (images, labels),
+        (images, labels),
+        schedule,
+        1.0,
+        lambda g: random_patch_pair((side, side), 2, g),
+        np.random.default_rng(0),
+        device=meta_device,
+    )
+    assert outcome.epochs == 1 and next(model.parameters()).device == meta_device
+
+
 def test_training_is_seeded():
     schedule = SGDSchedule(lr=0.05, momentum=0.9, batch_size=8, max_epochs=2, stop_after_fit=0)
 
