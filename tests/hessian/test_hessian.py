@@ -634,3 +634,21 @@ def test_diagonal_blocks_are_placed_exactly_symmetric_and_symmetric_ones_unchang
         hs._place_symmetric(matrix, [0, 3, 5], 1, 0, off_diagonal)
         assert torch.equal(matrix, matrix.T)
         assert torch.equal(matrix[:3, :3], block) is exact and torch.equal(matrix[3:, :3], off_diagonal)
+
+
+@pytest.mark.parametrize("activation", ["linear", "relu", "tanh"])
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("loss", ["mse", "ce", "logcosh"])
+def test_the_maps_are_built_where_the_parameters_and_data_are(activation, bias, loss, meta_device):
+    """Chapter 5's GPU jobs build J, H_O, H_F and H_L on the device of θ and the data (meta standing in for a GPU):
+    no helper tensor (identities, index ranges, output curvature) is made on the CPU."""
+    generator = torch.Generator().manual_seed(0)
+    X = torch.randn(12, 5, generator=generator, dtype=torch.float64)
+    Y = torch.nn.functional.one_hot(torch.arange(12) % 3, 3).double()
+    mlp = MLP((5, 4, 4, 3), activation, bias)
+    theta = hs.glorot_normal_init(mlp, generator)
+    built = hs.hessian_maps(mlp, theta.to(meta_device), X.to(meta_device), Y.to(meta_device), loss)
+    tensors = {name: value for name, value in vars(built).items() if isinstance(value, torch.Tensor)}
+    assert tensors and all(value.device == meta_device for value in tensors.values())
+    with pytest.raises(RuntimeError, match="device"):
+        hs.hessian_maps(mlp, theta.to(meta_device), X, Y, loss)
