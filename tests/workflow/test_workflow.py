@@ -297,6 +297,28 @@ def test_changed_resources_rerun_nothing(dag, tiny, tmp_path):
     assert "priority: 42" in job and re.search(r"mem_mb=1234\b", job) and re.search(r"runtime=7\b", job), job
 
 
+def test_gpu_capable_run_jobs_and_only_they_count_one_gpu_job(tiny, tmp_path):
+    """`--resources gpu_jobs=1` runs one GPU job at a time: every run_gpu job counts one, keeps its experiment's
+    memory and runtime; a CPU run job counts none."""
+    auto = {**tiny, "device": "auto"}  # the tiny tier says cpu: none of its run jobs would be GPU-capable
+    result = snakemake(
+        tmp_path / "fresh", write_config(tmp_path / "auto.yaml", auto), "-n", "--resources", "gpu_jobs=1"
+    )
+    assert result.returncode == 0, output(result)
+    jobs = {rule: [] for rule in ("run", "run_gpu")}
+    for block in re.split(r"\n(?=\[[^\]]+\]\nrule )", output(result)):
+        header = re.search(r"^rule (run|run_gpu):$", block, re.MULTILINE)
+        if header:
+            jobs[header.group(1)].append(block)
+    assert jobs["run"] and jobs["run_gpu"]
+    for block in jobs["run_gpu"]:
+        experiment = re.search(r"experiment=(\w+)", block).group(1)
+        wanted = tiny["experiments"][experiment].get("resources", {})
+        assert re.search(r"gpu_jobs=1\b", block), block
+        assert "mem_mb" not in wanted or re.search(rf"mem_mb={wanted['mem_mb']}\b", block), block
+    assert not any("gpu_jobs" in block for block in jobs["run"])
+
+
 @pytest.mark.parametrize(
     ("edit", "key"),
     [

@@ -14,6 +14,13 @@ WITHOUT_TABLE = [name for name in PLAN.experiments if name not in WITH_TABLE]
 # it, to a GPU partition (profiles/slurm-gpu). Neither rule requests a GPU itself.
 GPU_RUNS = [name for name, capable in PLAN.gpu.items() if capable]
 CPU_RUNS = [name for name in PLAN.experiments if name not in GPU_RUNS]
+# A run job's memory and runtime come from its experiment's `resources` block. A GPU-capable job also counts one
+# `gpu_jobs`, a resource of this workflow's own (no executor reads it): `--resources gpu_jobs=1` runs one GPU job at a
+# time on a one-GPU workstation; without it the count is unbounded.
+RUN_RESOURCES = dict(
+    mem_mb=lambda wildcards: PLAN.resources[wildcards.experiment]["mem_mb"],
+    runtime=lambda wildcards: PLAN.resources[wildcards.experiment]["runtime"],
+)
 # Path patterns: results/<tier>/{chapter}/{experiment}, figures/<tier>/{chapter}/{experiment}, logs/<tier>/{chapter}/…
 RESULT = str(wf.results_dir(TIER_CONFIG, "{chapter}", "{experiment}"))
 FIGURE = str(wf.figure_path(TIER_CONFIG, "{chapter}", "{experiment}")).removesuffix(wf.FIGURE_SUFFIXES[0])
@@ -43,8 +50,7 @@ rule run:
         CONDA_ENV
     threads: THREADS
     resources:
-        mem_mb=lambda wildcards: PLAN.resources[wildcards.experiment]["mem_mb"],
-        runtime=lambda wildcards: PLAN.resources[wildcards.experiment]["runtime"],
+        **RUN_RESOURCES,
     params:
         out=lambda wildcards: PLAN.results_dir(wildcards.experiment),
         progress=PROGRESS_FLAG,
@@ -61,6 +67,9 @@ use rule run as run_gpu with:
     wildcard_constraints:
         chapter=CHAPTER,
         experiment=wf.one_of(GPU_RUNS),
+    resources:
+        **RUN_RESOURCES,
+        gpu_jobs=1,
 
 
 # What the two plot rules share: the figure as an item of the HTML report (`snakemake --report`), in its chapter's
