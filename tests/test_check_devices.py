@@ -4,7 +4,7 @@ expected device, the others on the CPU — read from the run logs' start lines."
 from __future__ import annotations
 
 import importlib.util
-import logging
+import re
 from pathlib import Path
 
 import pytest
@@ -29,19 +29,15 @@ def write_log(logs: Path, chapter: str, experiment: str, *devices: str) -> None:
     )
 
 
-def test_the_start_line_is_what_the_cli_logs(tmp_path, caplog):
-    """The pattern reads the very line ``rankrepro run`` logs (its format string, filled as the CLI fills it)."""
+def test_the_start_line_is_what_the_cli_logs():
+    """The pattern reads the very line ``rankrepro run`` logs: its format string, taken from the CLI's source and
+    filled as the CLI fills it."""
+    import inspect
+
     from rankrepro import cli
 
-    line = cli.log.makeRecord(
-        "rankrepro",
-        logging.INFO,
-        "cli.py",
-        1,
-        "running %s (tier %s) into %s on %s with %d thread(s)",
-        ("pathfinder_cnn", "paper-rehearsal", "results/x", "cuda", 16),
-        None,
-    ).getMessage()
+    (fmt,) = re.findall(r'log\.info\(\s*"(running [^"]+)"', inspect.getsource(cli._command_run))
+    line = fmt % ("pathfinder_cnn", "paper-rehearsal", "results/paper-rehearsal/ch3/pathfinder_cnn", "cuda", 16)
     assert check.logged_device(line) == "cuda"
     assert check.logged_device(line.replace(" on cuda ", " on cuda:1 ")) == "cuda"
     assert check.logged_device("no start line here") is None
