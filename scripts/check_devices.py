@@ -8,9 +8,9 @@ On a machine with a GPU, rehearse the paper tier there and check that its GPU jo
     python scripts/check_devices.py --tier paper-rehearsal --expect cuda
 
 (``--expect cpu`` is what a machine without a GPU gives; the default, ``auto``, expects ``cuda`` where torch sees a
-GPU and ``cpu`` elsewhere: CI checks its rehearsal with it.) Each run
-job logs ``running <experiment> (tier <tier>) into <folder> on <device> …`` (``rankrepro run``); the last such line
-of ``logs/<tier>/<chapter>/<experiment>.run.log`` is the device of its last attempt. Exit status 0 when every job ran
+GPU and ``cpu`` elsewhere: CI checks its rehearsal with it.) Each run job logs ``running <experiment> (tier <tier>)
+into <folder> on <device> …`` (``rankrepro run``); the last such line of ``logs/<tier>/<chapter>/<experiment>.run.log``
+is the device of its last attempt. Exit status 0 when every job ran
 where it should, 1 otherwise (one line per job that did not), 2 when the tier has no run logs.
 """
 
@@ -24,14 +24,14 @@ from pathlib import Path
 from rankrepro.pipeline.workflow import CHAPTERS
 
 #: the line ``rankrepro run`` logs when a run job starts
-RUNNING = re.compile(r"running (?P<experiment>\S+) \(tier (?P<tier>[^)]+)\) into \S+ on (?P<device>[\w:]+) with")
+RUNNING = re.compile(r"running \S+ \(tier [^)]+\) into \S+ on (?P<device>[\w:]+) with")
 
 
 def logged_device(log_text: str) -> str | None:
     """The device named by the last start line of a run log (``cuda:0`` counts as ``cuda``), or None if it has
     none."""
-    found = RUNNING.findall(log_text)
-    return found[-1][2].split(":")[0] if found else None
+    found = RUNNING.findall(log_text)  # the device group of every start line
+    return found[-1].split(":")[0] if found else None
 
 
 def expected_device(chapter: str, expect: str) -> str:
@@ -48,10 +48,8 @@ def misplaced_jobs(logs: Path, expect: str) -> tuple[int, list[str]]:
         if chapter not in CHAPTERS:
             continue
         count += 1
-        device, wanted = (
-            logged_device(log.read_text(encoding="utf-8", errors="replace")),
-            expected_device(chapter, expect),
-        )
+        device = logged_device(log.read_text(encoding="utf-8", errors="replace"))
+        wanted = expected_device(chapter, expect)
         if device != wanted:
             lines.append(f"{chapter}/{experiment}: ran on {device or 'an unlogged device'}, expected {wanted} ({log})")
     return count, lines

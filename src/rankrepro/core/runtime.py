@@ -26,7 +26,7 @@ def select_device(preference: str = "auto", *, gpu_capable: bool = True) -> torc
     """``cuda`` when asked for or (``auto``) when present, else ``cpu``; always ``cpu`` for a job that is not
     ``gpu_capable`` (the run jobs of chapters 1, 2 and 4: numba kernels, scipy sparse products, heaps — the workflow
     schedules them as CPU jobs, rule ``run``, and they have only ever been run and tested on the CPU)."""
-    if not gpu_capable or preference == "cpu":
+    if not gpu_capable:
         return torch.device("cpu")
     if preference == "cuda" and not torch.cuda.is_available():
         logging.getLogger(__name__).warning("device 'cuda' requested but no GPU is present; using the CPU")

@@ -322,17 +322,14 @@ def build_problem(
     Every draw is made on the CPU (the same numbers on every device); the target, the observations and the objective
     then live on ``device``, where the trainer moves the parameters — the initial parameters stay on the CPU."""
     target, generator = make_target(settings, model)
-    count = settings.n_observed
+    target, count = target.to(device), settings.n_observed
+    heldout = torch.ones_like(target)
     if measurement == "completion":
-        flat = torch.randperm(target.numel(), generator=generator)[:count]
-        target, flat = target.to(device), flat.to(device)
-        heldout = torch.ones_like(target)
+        flat = torch.randperm(target.numel(), generator=generator)[:count].to(device)
         heldout.view(-1)[flat] = 0.0
         objective = completion_objective(model, settings, target, flat)
     else:
         matrix = gaussian_measurements(count, tuple(target.shape), generator).to(device)
-        target = target.to(device)
-        heldout = torch.ones_like(target)
         objective = (
             CPMeasuredLossObjective(target, matrix, "l2")
             if model == "tf"
