@@ -61,6 +61,29 @@ def test_run_writes_a_row_per_point_and_hessian_and_plots(results, tmp_path):
     assert all(path.exists() for path in paths)
 
 
+def test_every_point_is_computed_on_the_context_device(monkeypatch, meta_device, tmp_path):
+    """run forms and ranks every point's maps on ctx.device (meta standing in for a GPU; the rank counting, which
+    reads values, is replaced by spies that record where their inputs live)."""
+    seen = []
+
+    def spy(name, result):
+        def record(*args, **kwargs):
+            seen.append((name, {a.device.type for a in args if torch.is_tensor(a)}))
+            return result
+
+        return record
+
+    factors = {f"{factor:g}": 1 for factor in cnn.maps.TOLERANCE_FACTORS}
+    report = cnn.maps.RankReport(rank=1, tolerance=0.0, largest=1.0, ranks_at=factors, gap_log10=None)
+    monkeypatch.setattr(cnn, "data_rank", spy("data_rank", 1))
+    monkeypatch.setattr(cnn.conv, "patch_rank", spy("patch_rank", 1))
+    monkeypatch.setattr(cnn.conv, "conv_map_ranks", spy("maps", dict.fromkeys(cnn.KINDS, report)))
+    ctx = Context(tier="test", device=meta_device, threads=1, progress=False)
+    settings = cnn.Settings.from_mapping({**TINY, "activations": ["linear", "relu"], "depths": [1], "channels": [2]})
+    cnn.run(settings, tmp_path, ctx, FakeData())
+    assert seen == [(name, {"meta"}) for name in ("data_rank", "patch_rank", "maps")] * 2
+
+
 def test_claims_on_generic_data(results):
     verdicts = {c.claim_id: c for c in cnn.claims(results, "test")}
     assert set(verdicts) == {"linear_cnn_rank_grows_like_sqrt_p", "relu_cnn_rank_estimated_by_linear_bound"}

@@ -106,3 +106,17 @@ def test_functional_bound_is_linear_in_the_channels_while_p_is_quadratic():
     assert bounds == [2 * (9 * m + m * min(10 * 4, 9 * m)) for m in (10, 20, 40)]
     with pytest.raises(ConfigError, match="σ'' = 0"):
         conv.conv_rank_bounds(conv.ConvNet(6, 3, (2,), 10), 5, 5, 9, "mse", "tanh")
+
+
+@pytest.mark.parametrize("activation", conv.CONV_ACTIVATIONS)
+@pytest.mark.parametrize("loss", ["mse", "ce", "logcosh"])
+def test_the_cnn_maps_are_built_where_the_parameters_and_data_are(activation, loss, meta_device):
+    """§5.5 on a GPU: G and H_F of a CNN are formed on the device of θ and the data (meta standing in for a GPU);
+    data left on the CPU raises, as it would on CUDA."""
+    net = conv.ConvNet(5, 2, (2, 2), 3, activation)
+    theta, X, Y = _data(net, 6, seed=0)
+    built = conv.conv_hessian_maps(net, theta.to(meta_device), X.to(meta_device), Y.to(meta_device), loss)
+    assert built.outer_factor.device == meta_device and built.functional.device == meta_device
+    assert built.functional.shape == (net.num_params, net.num_params)
+    with pytest.raises(RuntimeError, match="device"):
+        conv.conv_hessian_maps(net, theta.to(meta_device), X, Y, loss)

@@ -112,11 +112,21 @@ def network_for(settings: Settings, depth: int, channels: int, activation: str) 
 
 
 def compute_point(
-    settings: Settings, X: torch.Tensor, Y: torch.Tensor, loss: str, activation: str, depth: int, channels: int
+    settings: Settings,
+    X: torch.Tensor,
+    Y: torch.Tensor,
+    loss: str,
+    activation: str,
+    depth: int,
+    channels: int,
+    device: torch.device | None = None,
 ) -> dict[str, Any]:
-    """Ranks (with robustness reports) of one CNN on (X, Y), its bounds and the linear network's bounds."""
+    """Ranks (with robustness reports) of one CNN on (X, Y), its bounds and the linear network's bounds. The maps are
+    formed and decomposed on ``device`` (default: where X is); θ is drawn on the CPU (the same draw everywhere)."""
     started = time.time()
+    device = X.device if device is None else device
     net, theta = network_for(settings, depth, channels, activation)
+    X, Y, theta = X.to(device), Y.to(device), theta.to(device)
     r, r_patch = data_rank(X), conv.patch_rank(X, net.side, net.kernel)
     reports = conv.conv_map_ranks(net, theta, X, Y, loss)
     n = int(X.shape[0])
@@ -154,7 +164,7 @@ def run(settings: Settings, out: Path, ctx: Context, data: DataSource) -> None:
                         fingerprint = run_fingerprint(common, key, POINT_FORMAT, source)
 
                         def compute(loss=loss, activation=activation, depth=depth, channels=channels, key=key):
-                            record = compute_point(settings, X, Y, loss, activation, depth, channels)
+                            record = compute_point(settings, X, Y, loss, activation, depth, channels, ctx.device)
                             return {
                                 "fingerprint": fingerprint,
                                 "key": key,
