@@ -59,10 +59,10 @@ LEARNED_FRACTION = 0.05
 EMERGENCE_FRACTION = 0.5
 #: consecutive emergence times count as clearly separated when t_{k+1} ≥ SEPARATION · t_k
 SEPARATION = 1.1
-#: "smaller init → lower error": each init's lowest reconstruction error is at least this factor above the next smaller
+#: "smaller init → lower error": each init's final reconstruction error is at least this factor above the next smaller
 #: init's (fixed from the paper's final errors 8e-2, 3e-2, 7e-6: adjacent inits differ by ≥ 2.7×)
 ERROR_FACTOR = 2.0
-#: the smallest init's lowest reconstruction error is at most this (spec §2.1: err(5e-3) ≤ 0.05)
+#: the smallest init's final reconstruction error is at most this (spec §2.1: err(5e-3) ≤ 0.05)
 SMALLEST_INIT_ERROR = 0.05
 
 
@@ -458,8 +458,7 @@ def dynamics_gate(runs: pd.DataFrame) -> Gate:
     """The §2.1 precondition of every claim: every run (of every variant, when ``runs`` has a ``variant`` column)
     fitted its observations (stop rule met, not the iteration
     cap). The incremental-learning claims read the smallest-init run; the error ordering compares the solutions the
-    inits lead to, and a run stopped by the cap has not reached its solution (its lowest error so far can be a
-    transient dip on the way)."""
+    inits lead to, and a run stopped by the cap has not reached its solution."""
     labels = runs["variant"] + ", " if "variant" in runs else pd.Series("", index=runs.index)
     statuses = ", ".join(
         f"{v}init {a:.0e}: {s} at {i:,} iterations"
@@ -579,7 +578,7 @@ def dynamics_claim_records(
     prefix: str = "",
     label: str = "",
 ) -> list[ClaimResult]:
-    """The §2.1 claims — separated emergence times, a bounded (k+1)-th norm, lowest error ordered by init, learned
+    """The §2.1 claims — separated emergence times, a bounded (k+1)-th norm, final error ordered by init, learned
     rank — on one batched training (``metrics`` its logged rows, ``runs`` its run records, ``rank`` its target's
     CP rank), ungated; claim ids start with ``prefix`` and statements with ``label``."""
     runs = runs.sort_values("init_scale")
@@ -635,12 +634,12 @@ def dynamics_claim_records(
         {"max_norm_next": peak_next, "final_norm_rank": final_norms[rank - 1], "bound": bound},
         "" if peak_next < bound else f"the {rank + 1}-th norm reached {peak_next:.3g} ≥ {bound:.3g}",
     )
-    # 3. lowest error ordered by init
+    # 3. final error ordered by init
     holds, measured, details = error_ordering(runs)
     record(
         "error_ordered_by_init",
-        f"the lowest reconstruction error reached during training increases with the init scale, each init's at "
-        f"least {ERROR_FACTOR:g}× the next smaller init's, and the smallest init's is ≤ {SMALLEST_INIT_ERROR}",
+        f"the reconstruction error at the stop increases with the init scale, each init's at least "
+        f"{ERROR_FACTOR:g}× the next smaller init's, and the smallest init's is ≤ {SMALLEST_INIT_ERROR}",
         holds,
         len(runs) >= 2,
         measured,
@@ -664,29 +663,33 @@ def dynamics_claim_records(
 
 
 def error_ordering(runs: pd.DataFrame) -> tuple[bool, dict[str, Any], str]:
-    """Whether the lowest reconstruction error reached increases with the init scale by at least ERROR_FACTOR per
-    step and the smallest init's is ≤ SMALLEST_INIT_ERROR; the numbers; what broke it.
+    """Whether the final reconstruction error (at the stop) increases with the init scale by at least ERROR_FACTOR
+    per step and the smallest init's is ≤ SMALLEST_INIT_ERROR (the spec's "final error ordered"); the numbers; what
+    broke it.
 
-    The lowest error, not the last: near zero loss GroupRMSprop's normalised step grows as the gradient vanishes,
-    so the error oscillates up from its lowest value before the stop rule fires, and where the last error falls in
-    that oscillation decides nothing about the solution the init led to."""
+    The final error, not the lowest one reached during training: the reconstruction error is measured on the whole
+    tensor, unobserved entries included, so the iterate where it is lowest is chosen with the held-out entries — an
+    oracle early stop no learner has. The lowest error and its iteration are reported beside the verdict, not judged.
+    (Near zero loss GroupRMSprop's normalised step grows as the gradient vanishes and the error can oscillate up from
+    its lowest value before the stop rule fires; where that leaves the final error is part of what the method
+    reaches.)"""
     runs = runs.sort_values("init_scale")
-    lowest = runs["min_reconstruction_error"].to_numpy(dtype=float)
+    final = runs["reconstruction_error"].to_numpy(dtype=float)
     inits = [f"{a:.0e}" for a in runs["init_scale"]]
     steps = [
         (small, large, float(b / a) if a > 0 else math.inf)
-        for small, large, a, b in zip(inits, inits[1:], lowest, lowest[1:])
+        for small, large, a, b in zip(inits, inits[1:], final, final[1:])
     ]
     broken = [
         f"init {large} vs {small}: ratio {q:.3g} < {ERROR_FACTOR:g}" for small, large, q in steps if q < ERROR_FACTOR
     ]
-    if lowest[0] > SMALLEST_INIT_ERROR:
-        broken.append(f"smallest init's lowest error {lowest[0]:.3g} > {SMALLEST_INIT_ERROR}")
+    if final[0] > SMALLEST_INIT_ERROR:
+        broken.append(f"smallest init's final error {final[0]:.3g} > {SMALLEST_INIT_ERROR}")
     measured = {
-        "lowest_error_during_training": dict(zip(inits, (float(e) for e in lowest))),
-        "at_iteration": dict(zip(inits, (int(i) for i in runs["min_error_iteration"]))),
-        "final_error": dict(zip(inits, (float(e) for e in runs["reconstruction_error"]))),
+        "final_error": dict(zip(inits, (float(e) for e in final))),
         "ratio_to_next_smaller_init": {large: round(q, 3) for _, large, q in steps},
+        "lowest_error_during_training": dict(zip(inits, (float(e) for e in runs["min_reconstruction_error"]))),
+        "at_iteration": dict(zip(inits, (int(i) for i in runs["min_error_iteration"]))),
         "status": dict(zip(inits, runs["status"])),
     }
     details = "; ".join(broken)
