@@ -183,3 +183,25 @@ def test_caption_states_the_departures_from_the_paper_tier(tiny_results, tmp_pat
     assert "data_seed 3 (paper: 20,200,520)" in caption and "num_seeds 2 (paper: 5)" in caption
     assert "log_every" not in caption and "1e6" not in caption  # bookkeeping; no paper setting written in code
     assert "components (64)" in caption  # order 3 only: R = 8·8·8 / 8
+
+
+def test_runs_capped_below_the_spec_leave_passes_and_failures_alike_not_shown(tiny_results):
+    """The cap rule is symmetric: a claim reading runs stopped by a tier cap below the spec's is not shown whether
+    its check held or failed (before, only failures were withheld). Three tf seeds (the third a copy of the first)
+    so the median claims are decided; then every tf run is marked capped."""
+    from rankrepro.experiments.base import load_results
+
+    _, summary = load_results(tiny_results)
+    runs = pd.DataFrame(summary["runs"])
+    first = runs[(runs["model"] == "tf") & (runs["seed"] == runs["seed"].min())]
+    runs = pd.concat([runs, first.assign(seed=runs["seed"].max() + 1)])
+    runs = runs[runs["target_rank"] == 1]
+    decided = {c.claim_id: c for c in tc._order_claims(runs, 3)}
+    shown = {k for k, c in decided.items() if c.verdict != NOT_SHOWN and k != "order3_linear_rank_high"}
+    assert {"passed", "failed"} >= {decided[k].verdict for k in shown} and shown
+    capped = runs.assign(hit_cap=runs["model"].eq("tf") | runs["hit_cap"].astype(bool))
+    withheld = {c.claim_id: c for c in tc._order_claims(capped, 3)}
+    for claim_id in shown:
+        assert withheld[claim_id].verdict == NOT_SHOWN, claim_id
+        held = "held" if decided[claim_id].verdict == "passed" else "failed"
+        assert f"the check would have {held}" in withheld[claim_id].details
