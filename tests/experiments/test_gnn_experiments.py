@@ -394,8 +394,9 @@ def planted_runs(accuracy: dict[str, list[float]], seeds=(0, 1, 2), offsets=(0.0
 
 
 def test_sparsification_claims_on_planted_runs():
-    """Gains 4, 4, 5, 6 points at every seed: the paired interval is 4.75 ± 2.01·0.87/√12 (pass); a method equal to
-    1-WIS but at 80 % gives an interval reaching 0 (fail); 2-WIS within ±2 points passes, 3 points apart fails."""
+    """Gains 4, 4, 5, 6 points at every seed: each seed's mean gain is 4.75 (pass); spectral equal to 1-WIS but at
+    80 %, shifted by 0, +3 and −1 points at the three seeds, gives per-seed gains 1.25, −1.75, 2.25, whose interval
+    reaches 0 (fail); 2-WIS within ±2 points passes, 3 points apart fails."""
     one_wis = [84, 82, 80, 76]
     runs = planted_runs(
         {
@@ -406,13 +407,17 @@ def test_sparsification_claims_on_planted_runs():
             "two_wis": [84.5, 81.5, 80.5, 75.5],
         }
     )
+    spectral = runs["method"] == "spectral"
+    runs.loc[spectral, "test_acc"] += runs.loc[spectral, "seed"].map({0: 0.0, 1: 0.03, 2: -0.01})
     claims = {c.claim_id: c for c in sparsification.comparison_claims(runs, "cora", "gcn")}
     random = claims["cora_gcn_one_wis_beats_random"]
     assert random.verdict == PASSED and random.measured["mean_points"] == pytest.approx(4.75)
     assert random.measured["pairs"] == 12 and random.measured["seeds"] == 3
     assert random.measured["points_by_removed_pct"] == {30: 4.0, 50: 4.0, 70: 5.0, 80: 6.0}
-    interval = claims["cora_gcn_one_wis_vs_spectral"].measured["ci95_points"]
-    assert claims["cora_gcn_one_wis_vs_spectral"].verdict == FAILED and interval[0] < 0 < interval[1]
+    spectral_claim = claims["cora_gcn_one_wis_vs_spectral"]
+    assert spectral_claim.measured["points_by_seed"] == {0: 1.25, 1: -1.75, 2: 2.25}
+    interval = spectral_claim.measured["ci95_points"]
+    assert spectral_claim.verdict == FAILED and interval[0] < 0 < interval[1]
     assert claims["cora_gcn_one_wis_vs_ugs"].verdict == FAILED  # UGS above 1-WIS
     assert claims["cora_gcn_two_wis_close_to_one_wis"].verdict == PASSED
     apart = planted_runs({"one_wis": one_wis, "two_wis": [v - 3 for v in one_wis]})
@@ -420,6 +425,22 @@ def test_sparsification_claims_on_planted_runs():
     assert two_wis.claim_id == "cora_gcn_two_wis_close_to_one_wis" and two_wis.verdict == FAILED
     single = planted_runs({"random": [80, 78, 75, 70], "one_wis": one_wis}, seeds=(0,), offsets=(0.0,))
     assert sparsification.comparison_claims(single[single["removed_pct"] == 30], "cora", "gcn")[0].verdict == NOT_SHOWN
+
+
+def test_sparsification_intervals_count_seeds_not_seed_level_pairs():
+    """The levels of one seed share its init and split: the interval is over the seeds' mean gains. Gains of +6 and
+    −2 points at two levels, the same at every seed, are a mean gain of 2 at each seed — a pass however far apart
+    the levels (pooling the 12 seed-level pairs would fail it); one seed that loses on average makes the interval
+    reach 0."""
+    steady = planted_runs({"random": [80, 80, 80, 80], "one_wis": [86, 78, 86, 78]})
+    (claim,) = sparsification.comparison_claims(steady, "cora", "gcn")
+    assert claim.verdict == PASSED and claim.measured["points_by_seed"] == {0: 2.0, 1: 2.0, 2: 2.0}
+    losing = steady.copy()
+    seed2 = (losing["method"] == "one_wis") & (losing["seed"] == 2)
+    losing.loc[seed2 & (losing["removed_pct"] == 50), "test_acc"] -= 0.12
+    (claim,) = sparsification.comparison_claims(losing, "cora", "gcn")
+    assert claim.measured["points_by_seed"] == {0: 2.0, 1: 2.0, 2: -1.0}
+    assert claim.verdict == FAILED and claim.measured["seeds"] == 3
 
 
 def test_sparsification_gate_needs_the_scale_and_every_run_stopped_on_its_plateau():

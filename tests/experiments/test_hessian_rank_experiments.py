@@ -348,9 +348,7 @@ def test_estimate_claim_leaves_out_points_where_it_could_fail_only_from_below():
     assert claim.verdict == FAILED and claim.measured["points_checked"] == 2
     assert claim.measured["left_out_one_sided"] == 2
     row = next(common.point_table(summary).itertuples())
-    assert not common.estimate_can_fail_both_ways(row) and not common.estimate_can_fail_both_ways(
-        row._replace(p=450)
-    )
+    assert not common.estimate_can_fail_both_ways(row) and not common.estimate_can_fail_both_ways(row._replace(p=450))
     assert common.estimate_can_fail_both_ways(row._replace(p=451))
 
 
