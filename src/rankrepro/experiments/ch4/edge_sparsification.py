@@ -699,10 +699,10 @@ def _comparison(pairs: pd.DataFrame, a: str, b: str) -> tuple[PairedInterval | N
 
 
 def comparison_claims(metrics: pd.DataFrame, dataset: str, model: GnnModel) -> list[ClaimResult]:
-    """For one dataset and model, over the (seed, removed %) pairs with removed % in ``CLAIM_RANGE``: 1-WIS beats
-    random, spectral and UGS (95 % interval of the paired gain above 0) and 2-WIS ≈ 1-WIS (interval of the paired
-    difference inside ±``TWO_WIS_MARGIN`` points). A method the dataset did not run gives no claim; fewer than two
-    pairs cannot show one."""
+    """For one dataset and model, over the seeds, each seed's difference averaged over its levels with removed % in
+    ``CLAIM_RANGE`` (:func:`seed_means`): 1-WIS beats random, spectral and UGS (95 % interval of the mean gain above
+    0) and 2-WIS ≈ 1-WIS (interval of the mean difference inside ±``TWO_WIS_MARGIN`` points). A method the dataset
+    did not run gives no claim; fewer than two seeds cannot show one."""
     tag, where = f"{dataset}_{model}", f"{DATASET_LABELS.get(dataset, dataset)}, {MODEL_LABELS.get(model, model)}"
     window = f"{CLAIM_RANGE[0]}–{CLAIM_RANGE[1]} % removed"
     ran = set(metrics[(metrics["dataset"] == dataset) & (metrics["model"] == model)]["method"])
@@ -721,7 +721,8 @@ def comparison_claims(metrics: pd.DataFrame, dataset: str, model: GnnModel) -> l
                 NAME,
                 SECTION,
                 f"{where}: 1-WIS gives higher test accuracy than {METHOD_LABELS[other]} removal over {window} "
-                f"(paired by seed, each seed's gain averaged over the levels: the 95 % interval of the mean gain lies above 0)",
+                f"(paired by seed, each seed's gain averaged over the levels: the 95 % interval of the mean gain lies "
+                f"above 0)",
                 verdict_greater(interval) if interval else NOT_SHOWN,
                 measured,
                 REFERENCE,
