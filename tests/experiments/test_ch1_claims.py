@@ -202,6 +202,9 @@ def test_the_rank_claim_leaves_out_only_the_c1_runs_and_says_so(tmp_path):
     assert rank.verdict == PASSED  # c = 1 runs (bounded, σ₂/σ₁ = 2.5e-3) are outside the premise, counted
     assert "the 5 unbalanced c = 1 runs are outside that premise" in rank.statement
     assert rank.measured["judged_runs"] == [5, 7, 9, 11, 14, 15, 16, 17]
+    # what the left-out runs show is reported, not hidden: all five would miss σ₂/σ₁ ≤ 1e-3
+    assert len(rank.measured["outside_premise_not_meeting_it"]) == 5
+    assert "not judged: 5 of 5 runs would not meet the check" in rank.details
 
 
 def sweep_results(tmp_path: Path, step: float, noise: float, converged: bool = True) -> Path:
