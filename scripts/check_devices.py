@@ -7,8 +7,10 @@ On a machine with a GPU, rehearse the paper tier there and check that its GPU jo
     snakemake --cores all --configfile config/paper.yaml config/paper-rehearsal.yaml
     python scripts/check_devices.py --tier paper-rehearsal --expect cuda
 
-(``--expect cpu`` is what a machine without a GPU gives; the default, ``auto``, expects ``cuda`` where torch sees a
-GPU and ``cpu`` elsewhere: CI checks its rehearsal with it.) Each run job logs ``running <experiment> (tier <tier>)
+(``--expect cpu`` is what a machine without a GPU gives: CI checks its rehearsal with it. The default, ``auto``,
+expects ``cuda`` where the torch running this check sees a GPU and ``cpu`` elsewhere — a convenience that can mislead:
+a CPU-only torch build passes a rehearsal that never touched the GPU, and a GPU-less login node fails jobs that ran on
+GPU nodes. Name the device you meant.) Each run job logs ``running <experiment> (tier <tier>)
 into <folder> on <device> …`` (``rankrepro run``); the last such line of ``logs/<tier>/<chapter>/<experiment>.run.log``
 is the device of its last attempt. Exit status 0 when every job ran
 where it should, 1 otherwise (one line per job that did not), 2 when the tier has no run logs.

@@ -810,3 +810,20 @@ def f(a, b=default, *args, c: Hint = None, **kw) -> Ret:
     method = ast.parse("class S:\n    def m(self):\n        run = 1\n        return [run]\n").body[0]
     assert ("run", ()) not in set(wf.name_uses(method))
     assert ("run", ()) in set(wf.name_uses(ast.parse("def g():\n    return run()\n").body[0]))
+
+
+def test_outputs_that_came_with_the_checkout_are_told_apart_from_outputs_built_here(tmp_path):
+    """A scorecard without any settings file came with the checkout (a build writes the settings files first): the
+    notice names the tier's outputs and the two commands that rebuild them."""
+    config = {"tier": "default", "results_root": str(tmp_path / "results"), "figures_root": str(tmp_path / "figs")}
+    results = tmp_path / "results" / "default"
+    assert not wf.outputs_came_with_the_checkout(config)  # nothing at all: a first build, nothing to warn about
+    results.mkdir(parents=True)
+    (results / "scorecard.json").write_text("{}")
+    assert wf.outputs_came_with_the_checkout(config)
+    notice = wf.checkout_outputs_notice(config, ("ch1", "dmf_2x2_norms_vs_rank"))
+    assert "--forceall" in notice and f"{tmp_path}/figs/default/ch1/dmf_2x2_norms_vs_rank.png --forcerun" in notice
+    assert notice.endswith("summary.json. After one build here, reruns follow exactly what changed.")
+    (results / "settings").mkdir()
+    (results / "settings" / "dmf_2x2_norms_vs_rank.0123456789abcdef.yaml").write_text("")
+    assert not wf.outputs_came_with_the_checkout(config)

@@ -38,6 +38,12 @@ SCORECARD_JSON = f"{RESULTS}/scorecard.json"
 # The data cache (shared by every tier): <DATA_CACHE>/<dataset>/MANIFEST.json is the output of rule data_fetch.
 DATA_CACHE = TIER_CONFIG["data_cache"].rstrip("/")
 
+# A fresh clone holds the default tier's figures and scorecard but no record of how they were made: say what that
+# means for reruns (printed while parsing; nothing is written).
+if PLAN.experiments and wf.outputs_came_with_the_checkout(TIER_CONFIG):
+    _name, _info = next(iter(PLAN.experiments.items()))
+    print(wf.checkout_outputs_notice(TIER_CONFIG, (_info.chapter, _name)), file=sys.stderr)
+
 # Progress bars when a person watches a terminal; plain log lines in CI and on clusters.
 PROGRESS_FLAG = "" if sys.stderr.isatty() else "--no-progress"
 

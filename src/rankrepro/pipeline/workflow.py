@@ -38,6 +38,7 @@ from rankrepro.core.io import code_dump, fingerprint
 from rankrepro.data.registry import DATASETS, MANIFEST, DatasetSpec, resolve_mirror
 from rankrepro.pipeline.config import (
     RESOURCES_KEY,
+    SETTINGS_DIR,
     experiment_section,
     job_settings,
     load_config,
@@ -92,6 +93,33 @@ def log_stem(config: Mapping[str, Any], chapter: str, name: str) -> Path:
     """``logs/<tier>/<chapter>/<name>``: an experiment's logs are this + ``.run.log``, ``.run.benchmark.tsv`` (which
     benchmarks/dag_wall_times.py reads), ``.plot.log`` and ``.claims.log``."""
     return tier_logs(config) / chapter / name
+
+
+def outputs_came_with_the_checkout(config: Mapping[str, Any]) -> bool:
+    """Whether the tier's scorecard exists but no settings file does: outputs that came with the checkout (the
+    default tier's figures and scorecard are committed), not built in this working directory. Every build writes the
+    settings files of its experiments (rule experiment_settings, before any run job), and they are not in the
+    repository. Snakemake keeps its records of how a file was made in ``.snakemake/``, also not in the repository, so
+    for such outputs only file times can trigger a rerun: a changed config or library is not seen."""
+    results = tier_results(config)
+    return (results / "scorecard.json").exists() and not any((results / SETTINGS_DIR).glob("*.yaml"))
+
+
+def checkout_outputs_notice(config: Mapping[str, Any], example: tuple[str, str]) -> str:
+    """What Snakemake cannot see when :func:`outputs_came_with_the_checkout`, and the commands that rebuild: the whole
+    tier (the scorecard reads every experiment's results, which are not in the repository) or one figure, shown for
+    ``example`` = (chapter, experiment)."""
+    chapter, name = example
+    summary = results_dir(config, chapter, name) / SUMMARY_FILE
+    figure = figure_path(config, chapter, name)
+    return (
+        f"Note: {tier_results(config)}/scorecard.* and {tier_figures(config)}/ came with the checkout. Snakemake has "
+        "no record of how they were made (.snakemake/ is not in the repository), so it does not see a change of the "
+        "config or the code since: 'Nothing to be done' then means only that the files exist. After such a change, "
+        "rebuild the tier with --forceall (the scorecard needs every experiment's results, which are not in the "
+        f"repository), or one figure with: snakemake --cores all {figure} --forcerun {summary}. After one build here, "
+        "reruns follow exactly what changed."
+    )
 
 
 # -------------------------------------------------------------------------------------------------------- chapters
