@@ -58,7 +58,7 @@ def test_registered_after_the_section_it_extends():
     [
         ({"n_observed": 100}, "n_observed"),
         ({"top_k": 5}, "top_k"),
-        ({"seeds": 1, "losses": ["l2"]}, "≥ 2 runs"),
+        ({"seeds": 1}, "≥ 2 init seeds"),
         ({"widths": [4]}, "needs 2 widths"),
     ],
 )
@@ -189,6 +189,7 @@ def test_node_claim_passes_and_fails_on_doctored_ranks_and_reports_the_non_node_
     good = {c.claim_id: c for c in exp.claims(_doctored(tiny_results, tmp_path, None, _set_ranks(1, 3)), "t")}
     assert good["node_ranks_low"].verdict == PASSED
     assert good["node_ranks_low"].measured["non_node_minus_node_time_averaged_rank"]["mean"] > 2
+    assert good["node_ranks_low"].measured["non_node_minus_node_time_averaged_rank"]["n"] == 2  # seeds, not runs
     shutil.rmtree(tmp_path / "altered")
     bad = {
         c.claim_id: c.verdict
@@ -231,3 +232,15 @@ def test_every_variant_objective_lives_on_the_training_device(meta_device):
     on_cpu = exp.variant_objective(settings, target, flat, loss, nodes + others, "cpu")
     with pytest.raises(RuntimeError, match="device"):
         on_cpu.loss_and_grads(params)
+
+
+def test_the_interval_across_the_tree_counts_init_seeds_not_runs():
+    """Every variant starts from the same seeded inits: a seed's runs are averaged over the variants first, so the
+    interval has one pair per seed."""
+    import pandas as pd
+
+    averaged = pd.DataFrame(
+        {"variant": ["a", "a", "b", "b"], "run": [0, 1, 0, 1], "non_node": [5.0, 7.0, 6.0, 8.0], "node": [1.0] * 4}
+    )
+    per_seed = exp.seed_means(averaged)
+    assert per_seed.index.tolist() == [0, 1] and per_seed["non_node"].tolist() == [5.5, 7.5]

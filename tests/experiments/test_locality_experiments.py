@@ -405,11 +405,13 @@ def sweep(
     paper_geometry: bool = True,
     seeds: tuple[float, ...] = (-0.002, 0.002),
     unfit_cell: tuple[float, int] | None = None,
+    cell_seeds: dict[tuple[float, int], tuple[int, ...]] | None = None,
 ):
     """Write a sweep with the given mean test accuracies per λ at ranges 0, 1, 2; seed k adds ``seeds[k]`` to every
     cell (a shift shared by all cells of a seed: paired differences are exact, the one-sample interval of accuracy −
     50 % is ± 12.706 · 0.002 = ± 2.5 points); ``accuracies`` values may also be
-    per-seed lists. ``unfit_cell`` (λ, range): only that cell's nets never fit."""
+    per-seed lists. ``unfit_cell`` (λ, range): only that cell's nets never fit. ``cell_seeds`` (λ, range) → the seed
+    ids of that cell's runs (default 0, 1, …)."""
     rows = []
     for s, values in accuracies.items():
         for r, acc in enumerate(values):
@@ -419,7 +421,7 @@ def sweep(
                     {
                         "range": r,
                         "strength": s,
-                        "seed": seed,
+                        "seed": (cell_seeds or {}).get((s, r), range(len(seeds)))[seed],
                         "train_acc": 0.8 if unfit else 1.0,
                         "test_acc": (acc[seed] if isinstance(acc, list) else acc + shift),
                         "epochs": 10,
@@ -502,6 +504,14 @@ def test_one_gate_withholds_every_claim_alike(tmp_path):
     too_few = sweep(tmp_path / "d", {0.0: [0.90, 0.70, 0.52], 1.0: [0.89, 0.85, 0.80]}, test_samples=100)
     assert {c.verdict for c in too_few.values()} == {NOT_SHOWN}
     assert "100 test samples per run" in too_few[REPAIR].details
+
+
+def test_cells_with_different_seeds_decide_nothing(tmp_path):
+    """The intervals pair cells seed by seed: a cell that ran other seeds (here seeds 0 and 5 at λ = 1, range 2)
+    cannot be paired, so the gate withholds every claim instead of pairing seed 5 with seed 1."""
+    found = sweep(tmp_path, {0.0: [0.90, 0.70, 0.52], 1.0: [0.89, 0.85, 0.80]}, cell_seeds={(1.0, 2): (0, 5)})
+    assert {c.verdict for c in found.values()} == {NOT_SHOWN}
+    assert all("(2 different seed sets)" in c.details for c in found.values())
 
 
 def test_one_seed_decides_nothing(tmp_path):

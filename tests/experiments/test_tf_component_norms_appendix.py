@@ -14,7 +14,7 @@ from rankrepro.core.io import atomic_write_sealed_json, read_json
 from rankrepro.experiments.base import Context, load_results
 from rankrepro.experiments.ch2 import tf_component_norms_appendix as appendix
 from rankrepro.experiments.ch2.common import ComponentDynamicsSettings, at_every_seed
-from rankrepro.pipeline.claims import FAILED, NOT_SHOWN, PASSED, ClaimResult
+from rankrepro.pipeline.claims import DATA_UNAVAILABLE, FAILED, NOT_SHOWN, PASSED, ClaimResult
 from rankrepro.pipeline.config import experiment_section, load_config, load_schema
 from rankrepro.pipeline.settings import FigureContext, bookkeeping_keys
 
@@ -236,6 +236,11 @@ def test_a_claim_passes_only_at_every_seed_fails_at_any_failing_one_else_is_not_
     assert (a.claim_id, a.statement, a.reference) == ("a", "statement", "ref")
     (undecided,) = at_every_seed({2: [_claim("d", PASSED, 1)], 3: [_claim("d", NOT_SHOWN, 2)]})
     assert undecided.verdict == NOT_SHOWN and undecided.details == "seed 3: not-shown-at-this-scale"
+    # a seed without its data never turns into a pass (before: anything not failed or not shown counted as passed)
+    (missing,) = at_every_seed({2: [_claim("e", DATA_UNAVAILABLE, 1)], 3: [_claim("e", DATA_UNAVAILABLE, 2)]})
+    assert missing.verdict == DATA_UNAVAILABLE
+    (partly,) = at_every_seed({2: [_claim("e", PASSED, 1)], 3: [_claim("e", DATA_UNAVAILABLE, 2)]})
+    assert partly.verdict == DATA_UNAVAILABLE
 
 
 def test_one_seed_leaves_its_claims_as_they_are_and_seeds_must_agree_on_the_claims():

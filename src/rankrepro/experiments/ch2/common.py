@@ -46,7 +46,16 @@ from rankrepro.factorization import cp, cp_losses, cp_sensing
 from rankrepro.factorization.cp import CPCompletionObjective, component_norms, init_factors, multi_indices
 from rankrepro.factorization.cp_losses import CPMeasuredLossObjective
 from rankrepro.factorization.cp_sensing import gaussian_measurements
-from rankrepro.pipeline.claims import FAILED, NOT_SHOWN, PASSED, ClaimResult, Gate, apply_gate, decide
+from rankrepro.pipeline.claims import (
+    DATA_UNAVAILABLE,
+    FAILED,
+    NOT_SHOWN,
+    PASSED,
+    ClaimResult,
+    Gate,
+    apply_gate,
+    decide,
+)
 from rankrepro.pipeline.plotting import add_caption, add_title, apply_style, caption_text, save_figure
 from rankrepro.pipeline.settings import FigureContext
 
@@ -528,7 +537,8 @@ def seeded_dynamics_claims(
 
 def at_every_seed(per_seed: Mapping[int, list[ClaimResult]]) -> list[ClaimResult]:
     """Each claim decided across seeds (every seed's list holds the same claims in the same order): it holds only if
-    it holds at every seed — failed if it failed at any seed, else not shown if a seed cannot show it, else passed;
+    it holds at every seed — failed if it failed at any seed, else not shown if a seed cannot show it, else
+    data-unavailable if a seed lacked its data, else passed;
     measured per seed, with how many seeds it held at; details name the seeds where it did not hold. One seed: its
     claims unchanged."""
     seeds = list(per_seed)
@@ -540,7 +550,7 @@ def at_every_seed(per_seed: Mapping[int, list[ClaimResult]]) -> list[ClaimResult
         if any(c.claim_id != first.claim_id for c in claims_of_seeds):
             raise ValueError(f"seeds disagree on the claims: {[c.claim_id for c in claims_of_seeds]}")
         verdicts = [c.verdict for c in claims_of_seeds]
-        verdict = FAILED if FAILED in verdicts else NOT_SHOWN if NOT_SHOWN in verdicts else PASSED
+        verdict = next((v for v in (FAILED, NOT_SHOWN, DATA_UNAVAILABLE) if v in verdicts), PASSED)
         held = verdicts.count(PASSED)
         out.append(
             dataclasses.replace(

@@ -323,14 +323,17 @@ def per_seed(metrics: pd.DataFrame, strength: float, value: int) -> np.ndarray:
 
 
 def sweep_gate(metrics: pd.DataFrame, range_name: str, test_samples: int) -> Gate:
-    """The one precondition of every §3.2 claim (both sweeps alike): ≥ 2 seeds per cell (the paired intervals need
-    them), ≥ ``MIN_TEST_SAMPLES`` test samples per run, λ = 0 learns the task at the shortest range (mean test
-    accuracy ≥ ``LEARNS_AT_SHORT_RANGE``: the spec's pilot rule, else "the scale says nothing"), and every net the
-    claims compare — every λ and seed at the shortest and at the longest range — fitted its training set (reached
-    100 % train accuracy in some epoch: the paper's protocol trains to fit, then on for ``stop_after_fit`` epochs)."""
+    """The one precondition of every §3.2 claim (both sweeps alike): ≥ 2 seeds per cell, the same seeds in every
+    cell (the paired intervals need them, paired seed by seed), ≥ ``MIN_TEST_SAMPLES`` test samples per run, λ = 0
+    learns the task at the shortest range (mean test accuracy ≥ ``LEARNS_AT_SHORT_RANGE``: the spec's pilot rule,
+    else "the scale says nothing"), and every net the claims compare — every λ and seed at the shortest and at the
+    longest range — fitted its training set (reached 100 % train accuracy in some epoch: the paper's protocol trains
+    to fit, then on for ``stop_after_fit`` epochs)."""
     ranges = sorted(metrics["range"].unique())
     short, long = ranges[0], ranges[-1]
     seeds = int(metrics.groupby(["strength", "range"])["seed"].nunique().min())
+    # the paired intervals pair cells seed by seed, in seed order (per_seed): every cell must hold the same seeds
+    seed_sets = metrics.groupby(["strength", "range"])["seed"].agg(lambda s: tuple(sorted(s))).nunique()
     plain_short = float(per_seed(metrics, 0.0, short).mean())
     compared = metrics[metrics["range"].isin([short, long])]
     fitted = compared["fitted_epoch"].notna()
@@ -344,15 +347,20 @@ def sweep_gate(metrics: pd.DataFrame, range_name: str, test_samples: int) -> Gat
         else "none"
     )
     holds = (
-        seeds >= 2 and test_samples >= MIN_TEST_SAMPLES and plain_short >= LEARNS_AT_SHORT_RANGE and bool(fitted.all())
+        seeds >= 2
+        and seed_sets == 1
+        and test_samples >= MIN_TEST_SAMPLES
+        and plain_short >= LEARNS_AT_SHORT_RANGE
+        and bool(fitted.all())
     )
     return Gate(
-        f"≥ 2 seeds per cell, ≥ {MIN_TEST_SAMPLES} test samples per run, λ = 0 learns the task at the shortest "
-        f"{range_name} (mean test accuracy ≥ {pct(LEARNS_AT_SHORT_RANGE):g} %), and every net compared (every λ "
-        f"and seed at the shortest and the longest {range_name}) fitted its training set (100 % train accuracy in "
-        "some epoch, the paper's protocol)",
+        f"≥ 2 seeds per cell, the same in every cell, ≥ {MIN_TEST_SAMPLES} test samples per run, λ = 0 learns the "
+        f"task at the shortest {range_name} (mean test accuracy ≥ {pct(LEARNS_AT_SHORT_RANGE):g} %), and every net "
+        f"compared (every λ and seed at the shortest and the longest {range_name}) fitted its training set (100 % "
+        "train accuracy in some epoch, the paper's protocol)",
         holds,
-        f"{seeds} seed(s) per cell; {test_samples} test samples per run; λ = 0 at {range_name} {short}: "
+        f"{seeds} seed(s) per cell{'' if seed_sets == 1 else f' ({seed_sets} different seed sets)'}; "
+        f"{test_samples} test samples per run; λ = 0 at {range_name} {short}: "
         f"{pct(plain_short):g} % test; {int(fitted.sum())}/{len(compared)} compared nets fitted (not fitted, "
         f"last-epoch train accuracy: {unfit_text})",
     )
