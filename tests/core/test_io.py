@@ -23,6 +23,7 @@ from rankrepro.core.io import (
     code_dump,
     content_sha256,
     fingerprint,
+    from_jsonable,
     module_code_hash,
     one_line,
     read_json,
@@ -108,6 +109,15 @@ def test_to_jsonable_numpy_and_torch_values():
     }
     assert type(out["np_int"]) is int and type(out["np_bool"]) is bool and type(out["torch_scalar"]) is float
     json.dumps(out, allow_nan=False)  # strictly valid JSON
+
+
+def test_from_jsonable_restores_the_non_finite_floats_to_jsonable_writes():
+    written = to_jsonable({"loss": float("nan"), "runs": [{"w": float("inf")}, {"w": float("-inf"), "s": "ok"}]})
+    assert written == {"loss": "nan", "runs": [{"w": "inf"}, {"w": "-inf", "s": "ok"}]}
+    back = from_jsonable(json.loads(json.dumps(written)))
+    assert math.isnan(back["loss"]) and back["runs"][0]["w"] == math.inf
+    assert back["runs"][1] == {"w": -math.inf, "s": "ok"}
+    assert from_jsonable({"status": "diverged", "name": "nanometre"}) == {"status": "diverged", "name": "nanometre"}
 
 
 def test_atomic_write_json_is_deterministic_and_round_trips(tmp_path):

@@ -126,3 +126,20 @@ def test_dmf_run_plot_and_claims_on_a_tiny_budget(tmp_path, monkeypatch):
     assert "max_iters 3,000 (paper: 5,000,000)" in caption and "log_every" not in caption
     records = module.claims(out, "test")
     assert [r.claim_id for r in records] == ["unobserved_entry_blows_up_2x2", "unobserved_entry_blows_up_3x4"]
+
+
+@pytest.mark.parametrize("experiment", ["dmf_init_scale_sweep", "dmf_larger_matrices", "dmf_perturbed_problem"])
+def test_diverged_runs_are_plotted_and_withheld_not_a_traceback(experiment, tmp_path):
+    """lr 1.0 diverges every smoke run (NaN or inf losses, stored as "nan"/"inf" in summary.json): the plot skips what
+    no axis can show, the claims see floats and the convergence gate withholds them."""
+    from rankrepro.experiments.base import load_results
+    from rankrepro.pipeline.claims import NOT_SHOWN
+    from rankrepro.pipeline.settings import FigureContext
+
+    module = get_experiment(experiment)
+    settings = module.Settings.from_mapping({**section("smoke", experiment), "lr": 1.0})
+    module.run(settings, tmp_path, Context("test", torch.device("cpu"), threads=1, progress=False))
+    _, summary = load_results(tmp_path)
+    assert any(run["status"] == "diverged" for run in summary["runs"])
+    assert all(path.stat().st_size > 0 for path in module.plot(tmp_path, tmp_path / "fig.png", FigureContext("test")))
+    assert {claim.verdict for claim in module.claims(tmp_path, "test")} == {NOT_SHOWN}

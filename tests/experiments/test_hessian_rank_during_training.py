@@ -116,3 +116,19 @@ def test_bad_settings_are_config_errors_naming_the_key():
     config["experiments"][training.NAME] = {**SETTINGS, "learning_rate": 0}
     with pytest.raises(ConfigError, match="learning_rate"):
         validate_config(config)
+
+
+def test_a_diverging_learning_rate_is_a_config_error_naming_the_key():
+    """Gradient descent that diverges leaves NaN or inf weights, whose Hessian ranks mean nothing: one line naming the
+    key (exit 2 through the CLI), not a traceback."""
+    from rankrepro.hessian.maps import MLP, glorot_normal_init
+
+    generator = torch.Generator().manual_seed(0)
+    mlp = MLP((4, 3, 2), "linear", False)
+    X = torch.randn(6, 4, dtype=torch.float64, generator=generator)
+    Y = torch.nn.functional.one_hot(torch.arange(6) % 2, 2).double()
+    objective = training.MeanLoss(mlp, X, Y, "mse")
+    theta = glorot_normal_init(mlp, generator)
+    assert torch.isfinite(training.descend(objective, theta, 20, 0.01)).all()
+    with pytest.raises(ConfigError, match="learning_rate': gradient descent diverged at learning rate 1000; lower it"):
+        training.descend(objective, theta, 200, 1000.0)

@@ -250,6 +250,7 @@ def test_wrong_learned_rank_and_unordered_errors_fail(tiny_scale_results, tmp_pa
         ((1e-5, 1.5e-5), (1e-5, 1.5e-5), FAILED),  # ordered, but by less than ERROR_FACTOR
         ((1e-3, 1e-5), (1e-3, 1e-5), FAILED),  # the smallest init is not the lowest
         ((0.06, 0.2), (0.06, 0.2), FAILED),  # ordered by more than the factor, but the smallest init's error > 0.05
+        ((1e-5, 1e-3), (math.nan, 1e-3), FAILED),  # a diverged smallest init: no ratio can be taken (was inf: held)
     ],
 )
 def test_error_ordering_compares_the_final_errors_by_a_factor(tiny_scale_results, tmp_path, lowest, final, verdict):
@@ -263,7 +264,8 @@ def test_error_ordering_compares_the_final_errors_by_a_factor(tiny_scale_results
     claim = _altered(tiny_scale_results, tmp_path, "ordering", change)["error_ordered_by_init"]
     assert claim.verdict == verdict, claim
     inits = [f"{r:.0e}" for r in sorted(SMALL["init_scales"])]
-    assert claim.measured["final_error"] == dict(zip(inits, final))
+    assert list(claim.measured["final_error"]) == inits
+    assert list(claim.measured["final_error"].values()) == pytest.approx(list(final), nan_ok=True)
     assert claim.measured["lowest_error_during_training"] == dict(zip(inits, lowest))
 
 

@@ -73,6 +73,22 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
+#: how :func:`to_jsonable` writes the non-finite floats JSON has no literal for
+NON_FINITE = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf")}
+
+
+def from_jsonable(value: Any) -> Any:
+    """The inverse of :func:`to_jsonable` for non-finite floats: the strings ``"nan"``, ``"inf"`` and ``"-inf"``
+    anywhere in nested dicts and lists become floats again (a diverged run's loss is NaN, not a word)."""
+    if isinstance(value, dict):
+        return {k: from_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [from_jsonable(v) for v in value]
+    if isinstance(value, str) and value in NON_FINITE:
+        return NON_FINITE[value]
+    return value
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Write ``obj`` as indented, key-sorted JSON atomically (deterministic bytes for equal content)."""
     text = json.dumps(to_jsonable(obj), indent=2, sort_keys=True) + "\n"

@@ -24,6 +24,7 @@ from rankrepro.core.io import (
     atomic_write_json,
     atomic_write_sealed_json,
     fingerprint,
+    from_jsonable,
     module_code_hash,
     one_line,
     read_json,
@@ -281,7 +282,7 @@ def load_results(results: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     if not metrics_file.is_file() or not summary_file.is_file():
         raise ResultsError(f"no results in {results}: run the experiment first (rankrepro run …)")
     try:
-        summary = read_sealed_json(summary_file)
+        summary = from_jsonable(read_sealed_json(summary_file))  # a diverged run's NaN loss is a float again
     except SealError as exc:
         raise ResultsError(f"{summary_file} cannot be used: {exc}; {rerun}") from None
     recorded = summary.get(METRICS_RECORD, {})

@@ -336,6 +336,15 @@ def _log_spaced_rows(rows: pd.DataFrame, count: int) -> pd.DataFrame:
     return rows.iloc[picks]
 
 
+def loss_axis_range(losses: pd.Series, eps: float) -> tuple[float, float]:
+    """(smallest, largest) loss the inverted loss axis spans: from min(ε, the smallest logged loss) to max(1.05, the
+    largest), over the finite losses only — a diverged run logs NaN or ±inf, which no axis can show."""
+    finite = losses[np.isfinite(losses.to_numpy(dtype=float))]
+    low = float(finite.min()) if len(finite) else eps
+    high = float(finite.max()) if len(finite) else 1.05
+    return min(eps, low), max(1.05, high)
+
+
 def set_loss_axis(ax: Axes, loss_range: tuple[float, float]) -> None:
     """Log-scale loss x-axis, inverted (largest loss on the left) as in the paper."""
     ax.set_xscale("log")
@@ -370,7 +379,7 @@ def plot_unobserved_panels(
         layout="constrained",
         height_ratios=[1.4, 0.8],
     )
-    loss_range = (min(eps, float(metrics["loss"].min())), max(1.05, float(metrics["loss"].max())))
+    loss_range = loss_axis_range(metrics["loss"], eps)
     max_iteration = int(metrics["iteration"].max())
     labels = dict(zip(table["run"], table["label"]))
     mappable = None

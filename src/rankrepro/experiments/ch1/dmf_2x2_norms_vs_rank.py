@@ -97,7 +97,7 @@ def plot(results: Path, figure_png: Path, figure: FigureContext) -> list[Path]:
         height_ratios=[1.3] * len(rows) + [1, 0.8],
     )
     eps = settings.loss_threshold
-    loss_range = (min(eps, float(metrics["loss"].min())), max(1.05, float(metrics["loss"].max())))
+    loss_range = common.loss_axis_range(metrics["loss"], eps)
     max_iteration = int(metrics["iteration"].max())
     mappable = None
     for col, depth in enumerate(depths):

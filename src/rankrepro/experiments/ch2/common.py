@@ -693,7 +693,9 @@ def error_ordering(runs: pd.DataFrame) -> tuple[bool, dict[str, Any], str]:
     broken = [
         f"init {large} vs {small}: ratio {q:.3g} < {ERROR_FACTOR:g}" for small, large, q in steps if q < ERROR_FACTOR
     ]
-    if final[0] > SMALLEST_INIT_ERROR:
+    if not np.isfinite(final).all():
+        broken.append("a final error is not finite (a diverged run)")
+    elif final[0] > SMALLEST_INIT_ERROR:
         broken.append(f"smallest init's final error {final[0]:.3g} > {SMALLEST_INIT_ERROR}")
     measured = {
         "final_error": dict(zip(inits, (float(e) for e in final))),

@@ -28,6 +28,7 @@ from matplotlib.lines import Line2D
 
 from rankrepro.core import optim, trainer
 from rankrepro.core.autodiff import autograd_loss_and_grads
+from rankrepro.core.errors import ConfigError
 from rankrepro.core.optim import GradientDescent
 from rankrepro.core.trainer import StopRule, TrainSettings, train
 from rankrepro.data.sources import DataSource, available_datasets
@@ -143,8 +144,11 @@ def descend(objective: MeanLoss, theta: torch.Tensor, steps: int, learning_rate:
     settings = TrainSettings(max_iters=steps, stop=StopRule(-math.inf), log_every=steps, sync_every=steps)
     lr = torch.tensor([learning_rate], dtype=theta.dtype, device=theta.device)
     result = train(objective, [theta[None].clone()], GradientDescent(lr), settings)
-    if int(result.status[0]) == 3:  # diverged
-        raise FloatingPointError(f"gradient descent diverged at learning rate {learning_rate}")
+    if int(result.status[0]) == 3:  # diverged: the ranks of a network at NaN or inf weights mean nothing
+        raise ConfigError(
+            f"config key 'experiments.{NAME}.learning_rate': gradient descent diverged at learning rate "
+            f"{learning_rate:g}; lower it"
+        )
     return result.params[0][0]
 
 
