@@ -245,6 +245,12 @@ CASES: tuple[BadInput, ...] = (
     BadInput("lr-string", "a learning rate given as text", with_value(("lr",), "fast"), (LR,)),
     BadInput("threshold-zero", "a stop threshold of 0", with_value(("loss_threshold",), 0.0), ("loss_threshold",)),
     BadInput(
+        "epsilons-repeated",
+        "the same ε twice (the same run twice)",
+        with_value(("epsilons",), [0.05, 0.05]),
+        ("epsilons", "non-unique"),
+    ),
+    BadInput(
         "threshold-nan",
         "a stop threshold of `.nan`",
         with_value(("loss_threshold",), float("nan")),
