@@ -467,6 +467,15 @@ CASES: tuple[BadInput, ...] = (
         scorecard_from_claims("{"),
         ("claims.json",),
     ),
+    BadInput(
+        "scorecard-unknown-verdict",
+        "`check-scorecard` of a scorecard whose verdict is misspelt (`Failed`): not counted as no failure",
+        scorecard_of(
+            '{"tier": "smoke", "claims": [{"claim_id": "c", "experiment": "x", "section": "1.1", "statement": "s", '
+            '"verdict": "Failed", "measured": null, "reference": "", "details": "", "extra": {}}]}'
+        ),
+        ("scorecard.json", "unknown verdict 'Failed'"),
+    ),
     # --- data
     BadInput(
         "dataset-unknown",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,12 +54,19 @@ def write_claims(path: str | os.PathLike, tier: str, results: Iterable[ClaimResu
 
 
 def read_claims(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Claim records of one ``claims.json`` or ``scorecard.json`` (its ``claims`` list of records, each with at least
-    ``experiment``, ``claim_id`` and ``verdict``); a one-line :class:`ResultsError` for anything else."""
+    """Claim records of one ``claims.json`` or ``scorecard.json`` (its ``claims`` list of records, each with every
+    required field of :class:`ClaimResult` and a verdict of :data:`VERDICTS`); a one-line :class:`ResultsError` for
+    anything else — a misspelt verdict ("Failed") would otherwise be counted as no verdict at all."""
+    required = {f.name for f in fields(ClaimResult) if f.default is MISSING and f.default_factory is MISSING}
     try:
         claims = read_json(path)["claims"]
-        if not all(isinstance(c, dict) and {"experiment", "claim_id", "verdict"} <= set(c) for c in claims):
-            raise ValueError("a claim record lacks experiment, claim_id or verdict")
+        for record in claims:
+            if not isinstance(record, dict):
+                raise ValueError("a claim record is not an object")
+            if not required <= set(record):
+                raise ValueError(f"a claim record lacks {', '.join(sorted(required - set(record)))}")
+            if record["verdict"] not in VERDICTS:
+                raise ValueError(f"claim {record['claim_id']!r} has the unknown verdict {record['verdict']!r}")
     except FileNotFoundError:
         raise ResultsError(f"{path} does not exist: make it first (snakemake, or rankrepro claims …)") from None
     except (OSError, ValueError, TypeError, KeyError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
