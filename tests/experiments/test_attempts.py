@@ -65,3 +65,12 @@ def test_write_results_records_the_attempts_and_clears_them(tmp_path):
     _, summary = load_results(tmp_path)
     assert summary["attempts"] == 2 and summary["wall_time_s"] >= 100.0
     assert not (tmp_path / CHECKPOINT_DIR / ATTEMPTS_FILE).exists()
+
+
+def test_the_clis_start_and_the_experiments_later_clock_are_one_attempt(tmp_path):
+    """The CLI records the attempt's start, then the experiment's run takes its own clock a moment later: one attempt,
+    timed from the recorded start (before: counted as two)."""
+    record_attempt(tmp_path, 1000.0)
+    assert attempts_record(tmp_path, 1002.5, now=1030.0) == {"wall_time_s": 30.0, "attempts": 1}
+    record_attempt(tmp_path, 1100.0)  # a resubmitted attempt, again a moment before its run's clock
+    assert attempts_record(tmp_path, 1101.0, now=1110.0) == {"wall_time_s": 10.0, "attempts": 2}

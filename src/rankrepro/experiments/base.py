@@ -252,11 +252,15 @@ def attempt_starts(out: Path) -> list[float]:
 def attempts_record(out: Path, started: float, now: float | None = None) -> dict[str, Any]:
     """``wall_time_s`` and ``attempts`` of a run that finishes now and whose last attempt started at ``started``.
 
-    The wall time is that of the last attempt, now − ``started``, plus that of each earlier recorded attempt: from
-    its start to its last sign of life — the newest modification time of a file under ``out`` (a checkpoint, a cached
-    batch) before the next attempt started (its start if none). Time between attempts (queueing) is not counted."""
+    The last attempt began at the latest recorded start at or before ``started`` (the CLI records it before the
+    experiment's ``run`` takes its own, later clock; ``started`` itself if none is recorded). The wall time is that of
+    the last attempt, now − its start, plus that of each earlier recorded attempt: from its start to its last sign of
+    life — the newest modification time of a file under ``out`` (a checkpoint, a cached batch) before the next attempt
+    started (its start if none). Time between attempts (queueing) is not counted."""
     now = time.time() if now is None else now
-    earlier = sorted(t for t in attempt_starts(out) if t < started)
+    recorded = sorted(t for t in attempt_starts(out) if t <= started)
+    started = recorded[-1] if recorded else started
+    earlier = recorded[:-1] if recorded else []
     bounds = [*earlier, started]
     mtimes = [path.stat().st_mtime for path in out.rglob("*") if path.is_file()]
     total = now - started
