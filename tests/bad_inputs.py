@@ -326,6 +326,10 @@ CASES: tuple[BadInput, ...] = (
     ),
     BadInput("top-level-unknown", "a misspelt top-level key", with_value((None, "thread"), 2), ("thread",)),
     BadInput("threads-zero", "`threads: 0`", with_value((None, "threads"), 0), ("threads",)),
+    BadInput(
+        "threads-huge", "`threads: 2**40` (torch takes a C int)", with_value((None, "threads"), 2**40), ("threads",)
+    ),
+    BadInput("seed-huge", "a seed of 2**64 (seeds are 0 … 2³²−1)", with_value(("seed",), 2**64), ("seed",)),
     BadInput("device-unknown", "`device: tpu`", with_value((None, "device"), "tpu"), ("device",)),
     BadInput("tier-pattern", "a tier name with spaces and capitals", with_value((None, "tier"), "My Tier"), ("tier",)),
     BadInput(
@@ -375,13 +379,25 @@ CASES: tuple[BadInput, ...] = (
         "threads-arg-zero",
         "`--threads 0`",
         cli("run", EXPERIMENT, "--config", "{smoke}", "--threads", "0"),
-        ("--threads", "≥ 1"),
+        ("--threads", "between 1 and 4096"),
     ),
     BadInput(
         "threads-arg-negative",
         "`--threads -2`",
         cli("run", EXPERIMENT, "--config", "{smoke}", "--threads", "-2"),
         ("--threads",),
+    ),
+    BadInput(
+        "threads-arg-huge",
+        "`--threads 99999999999999999999`",
+        cli("run", EXPERIMENT, "--config", "{smoke}", "--threads", "99999999999999999999"),
+        ("--threads", "between 1 and 4096"),
+    ),
+    BadInput(
+        "plot-out-pdf",
+        "`plot --out fig.pdf` (the PDF is written beside the PNG: it would overwrite it)",
+        cli("plot", EXPERIMENT, "--config", "{smoke}", "--out", "/tmp/fig.pdf"),
+        ("--out", ".png"),
     ),
     BadInput(
         "threads-arg-text",

@@ -44,15 +44,28 @@ from rankrepro.pipeline.workflow import CHAPTERS, CLAIMS_FILE, figure_path, resu
 log = logging.getLogger("rankrepro")
 
 
+#: the most torch/BLAS threads a run may ask for (torch's setter takes a C int; no machine has more cores) — the
+#: config schema's ``threads`` has the same maximum
+MAX_THREADS = 4096
+
+
 def _positive_int(text: str) -> int:
-    """An integer ≥ 1 (argparse type): anything else is a usage error naming the value."""
+    """An integer from 1 to :data:`MAX_THREADS` (argparse type): anything else is a usage error naming the value."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not ≥ 1")
+    if not 1 <= value <= MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"{value} is not between 1 and {MAX_THREADS}")
     return value
+
+
+def _png_path(text: str) -> str:
+    """A figure path ending in .png (argparse type): the PDF is written beside it, so another suffix would have the
+    PDF overwrite the PNG."""
+    if Path(text).suffix.lower() != ".png":
+        raise argparse.ArgumentTypeError(f"{text!r} does not end in .png (the PDF is written beside it)")
+    return text
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -81,7 +94,10 @@ def _parser() -> argparse.ArgumentParser:
     run = experiment_command("run", "train/compute an experiment and write its metrics and summary")
     run.add_argument("--out", help="results folder (default results/<tier>/<chapter>/<experiment>)")
     run.add_argument(
-        "--threads", type=_positive_int, default=None, help="torch/BLAS threads, ≥ 1 (default: config 'threads')"
+        "--threads",
+        type=_positive_int,
+        default=None,
+        help=f"torch/BLAS threads, 1 … {MAX_THREADS} (default: config 'threads')",
     )
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
     run.add_argument("--log", help="also log to this file")
@@ -93,7 +109,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     plot.add_argument("--results", help="results folder (default results/<tier>/<chapter>/<experiment>)")
     plot.add_argument(
-        "--out", help="figure PNG path (PDF beside it); default figures/<tier>/<chapter>/<experiment>.png"
+        "--out",
+        type=_png_path,
+        help="figure PNG path (PDF beside it); default figures/<tier>/<chapter>/<experiment>.png",
     )
 
     claims = experiment_command("claims", "check an experiment's claims and write claims.json")

@@ -153,3 +153,6 @@ def test_known_failures_are_listed_with_a_reason_and_must_still_fail(tmp_path):
     (tmp_path / "bad.yaml").write_text("smoke:\n  - claim: x\n", encoding="utf-8")  # no reason given
     with pytest.raises(ResultsError, match="list of"):
         expected_failures(tmp_path / "bad.yaml", "smoke")
+    (tmp_path / "latin1.yaml").write_bytes("smoke:\n  - claim: 'é'\n".encode("latin-1"))  # not UTF-8: one line too
+    with pytest.raises(ResultsError, match="list of"):
+        expected_failures(tmp_path / "latin1.yaml", "smoke")

@@ -87,7 +87,7 @@ def expected_failures(path: str | os.PathLike, tier: str) -> dict[str, str]:
         return {str(entry["claim"]): str(entry["why"]) for entry in entries}
     except FileNotFoundError:
         raise ResultsError(f"expected-failures file {path} does not exist") from None
-    except (yaml.YAMLError, AttributeError, KeyError, TypeError) as exc:
+    except (yaml.YAMLError, AttributeError, KeyError, TypeError, UnicodeDecodeError) as exc:
         raise ResultsError(f"{path} is not a mapping of tier → list of {{claim, why}} ({one_line(exc, 100)})") from None
 
 
