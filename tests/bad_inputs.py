@@ -348,6 +348,12 @@ CASES: tuple[BadInput, ...] = (
     BadInput(
         "yaml-invalid", "a config file that is not valid YAML", config_text("tier: [unclosed\n"), ("not valid YAML",)
     ),
+    BadInput(
+        "yaml-repeated-key",
+        "a config file naming a key twice (plain YAML keeps the last value silently)",
+        config_text("tier: smoke\nthreads: 1\nthreads: 2\n"),
+        ("key 'threads' appears twice", "line 3"),
+    ),
     BadInput("yaml-list", "a config file holding a list", config_text("- tier\n- smoke\n"), ("mapping",)),
     BadInput("yaml-empty", "an empty config file", config_text(""), ("tier",)),
     BadInput(

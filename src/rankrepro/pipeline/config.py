@@ -134,16 +134,34 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     return filled
 
 
-def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Read a YAML tier config, apply ``overrides`` (top-level keys), validate, and return it.
+class UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a mapping naming a key twice is an error: the plain loader keeps the last
+    value silently, so a second ``lr:`` added below the first would replace it without a word."""
 
-    A settings file (``…/settings/<experiment>.<hash>.yaml``) must still hold the content its name was made from.
-    """
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key {key!r} appears twice in one mapping (first at line {seen[key] + 1})",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_config_file(path: str | os.PathLike) -> Any:
+    """The YAML content of a config file (``{}`` when empty), read with :class:`UniqueKeyLoader`; a missing file, one
+    that is not UTF-8, not YAML or names a key twice is a one-line :class:`ConfigError` with the line. The workflow
+    reads its ``--configfile`` files with it too: Snakemake's own loader keeps a repeated key's last value."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=UniqueKeyLoader) or {}
     except UnicodeDecodeError as exc:
         raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start}: {exc.reason})") from None
     except yaml.YAMLError as exc:
@@ -151,6 +169,15 @@ def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
         problem = getattr(exc, "problem", None) or " ".join(str(exc).split())
         raise ConfigError(f"config file {path} is not valid YAML{where}: {problem}") from None
+
+
+def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Read a YAML tier config, apply ``overrides`` (top-level keys), validate, and return it.
+
+    A settings file (``…/settings/<experiment>.<hash>.yaml``) must still hold the content its name was made from.
+    """
+    path = Path(path)
+    config = read_config_file(path)
     _check_settings_name(path, config)
     if overrides:
         config = {**config, **overrides}
