@@ -239,8 +239,10 @@ def test_the_interval_across_the_tree_counts_init_seeds_not_runs():
     interval has one pair per seed."""
     import pandas as pd
 
+    from rankrepro.pipeline.claims import seed_means
+
     averaged = pd.DataFrame(
         {"variant": ["a", "a", "b", "b"], "run": [0, 1, 0, 1], "non_node": [5.0, 7.0, 6.0, 8.0], "node": [1.0] * 4}
     )
-    per_seed = exp.seed_means(averaged)
+    per_seed = seed_means(averaged, ["non_node", "node"], seed="run")
     assert per_seed.index.tolist() == [0, 1] and per_seed["non_node"].tolist() == [5.5, 7.5]

@@ -9,10 +9,12 @@ Verdicts:
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from rankrepro.core.errors import ResultsError
 from rankrepro.core.io import atomic_write_json, one_line, read_json
@@ -126,6 +128,13 @@ class PairedInterval:
             f"mean {fmt.format(self.mean)}, {self.level:.0%} CI [{fmt.format(self.low)}, {fmt.format(self.high)}] "
             f"over {self.n} pairs"
         )
+
+
+def seed_means(frame: pd.DataFrame, columns: Sequence[str], seed: str = "seed") -> pd.DataFrame:
+    """Per seed, the mean of ``columns`` over the frame's other rows (levels, variants, …) that share it: one paired
+    observation per seed. Rows of one seed share its initial weights and data, so they are not independent draws; a
+    paired interval counts seeds. ``seed`` names a column or an index level."""
+    return frame.groupby(seed, sort=True)[list(columns)].mean()
 
 
 def paired_interval(a: Iterable[float], b: Iterable[float], level: float = CONFIDENCE) -> PairedInterval:

@@ -64,7 +64,7 @@ from rankrepro.experiments.ch3.rank_dynamics_common import (
 )
 from rankrepro.factorization import htf
 from rankrepro.factorization.cp import multi_indices
-from rankrepro.pipeline.claims import ClaimResult, Gate, apply_gate, decide, paired_interval
+from rankrepro.pipeline.claims import ClaimResult, Gate, apply_gate, decide, paired_interval, seed_means
 from rankrepro.pipeline.plotting import add_caption, add_title, apply_style, caption_text, save_figure
 from rankrepro.pipeline.settings import FigureContext, describe
 
@@ -457,13 +457,6 @@ def time_averaged_ranks(metrics: pd.DataFrame, summary: dict[str, Any]) -> pd.Da
     return curves.groupby(["variant", "run"], sort=False)[["non_node", "node"]].mean().reset_index()
 
 
-def seed_means(averaged: pd.DataFrame) -> pd.DataFrame:
-    """Per init seed (``run``), the mean over the variants of :func:`time_averaged_ranks`: every variant starts from
-    the same seeded inits on the same data, so its runs of one seed are not independent draws — the seed is the unit
-    of the interval."""
-    return averaged.groupby("run", sort=True)[["non_node", "node"]].mean()
-
-
 def claims(results: Path, tier: str) -> list[ClaimResult]:
     """Node ranks stay near the target's (the non-node ranks beside them, as a measurement: the target's own ranks
     are higher across the tree, so no claim could rest on it), and §3.1's claims hold under every variant — all
@@ -475,7 +468,8 @@ def claims(results: Path, tier: str) -> list[ClaimResult]:
     exact = {n: summary["target_ranks"][n]["exact"] for n in summary["node_subsets"]}
     # across the tree: reported beside the claim, not claimed — the target's own ranks are higher across the tree,
     # so any fit that follows it shows the same difference whether or not the thesis holds
-    per_seed = seed_means(time_averaged_ranks(metrics, summary))
+    # every variant starts from the same seeded inits on the same data: the init seed (``run``) is the unit
+    per_seed = seed_means(time_averaged_ranks(metrics, summary), ["non_node", "node"], seed="run")
     across = paired_interval(per_seed["non_node"], per_seed["node"])
     out.append(
         ClaimResult(

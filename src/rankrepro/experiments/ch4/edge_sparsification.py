@@ -54,6 +54,7 @@ from rankrepro.pipeline.claims import (
     PairedInterval,
     apply_gate,
     paired_interval,
+    seed_means,
     verdict_equivalent,
     verdict_greater,
 )
@@ -674,17 +675,10 @@ def _by_level(pairs: pd.DataFrame, a: str, b: str) -> dict[int, float]:
     return {int(q): round(float(v), 2) for q, v in difference.items()}
 
 
-def seed_means(pairs: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
-    """Per seed, the mean accuracy of ``a`` and of ``b`` over the removal levels both ran: one paired observation per
-    seed. The levels of one seed share its initial weights and vertex split, so they are not independent draws; the
-    seed is the unit the interval counts."""
-    return pairs.groupby(level="seed")[[a, b]].mean()
-
-
 def _comparison(pairs: pd.DataFrame, a: str, b: str) -> tuple[PairedInterval | None, dict[str, Any]]:
     """The paired interval of a − b over the seeds, each seed's difference averaged over its levels (None below two
     seeds), and what the claim records (the per-level means too)."""
-    per_seed = seed_means(pairs, a, b) if len(pairs) else pairs
+    per_seed = seed_means(pairs, [a, b]) if len(pairs) else pairs  # a seed's levels share its init and split
     if len(per_seed) < 2:
         return None, {"seeds": len(per_seed), "pairs": len(pairs)}
     interval = paired_interval(per_seed[a], per_seed[b])

@@ -1159,6 +1159,15 @@ def two_sided_points(table: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     return table[keep], len(table) - sum(keep)
 
 
+def estimate_sweeps(table: pd.DataFrame, what: str) -> tuple[dict[tuple, pd.DataFrame], Gate, int]:
+    """The estimate claims' one rule: their points where the check can fail both ways (:func:`two_sided_points`),
+    under :func:`decidable_sweeps` with :func:`estimate_is_decisive` — the kept sweeps, the gate and how many points
+    were left out as one-sided."""
+    two_sided, left_out = two_sided_points(table)
+    kept, gate = decidable_sweeps(two_sided, what, estimate_is_decisive)
+    return kept, gate, left_out
+
+
 def left_out_text(count: int) -> str:
     """The note an estimate claim adds for the points :func:`two_sided_points` left out."""
     if not count:
@@ -1216,8 +1225,7 @@ def estimate_claim(
     if activations is not None and len(nonlinear):
         nonlinear = nonlinear[nonlinear["activation"].isin(activations)]
     label = "ReLU/tanh" if activations is None else "/".join(ACTIVATION_LABELS.get(a, a) for a in activations)
-    two_sided, left_out = two_sided_points(nonlinear)
-    kept, gate = decidable_sweeps(two_sided, f"{label} networks", estimate_is_decisive)
+    kept, gate, left_out = estimate_sweeps(nonlinear, f"{label} networks")
     outside, checked = [], 0
     for key, rows in kept.items():
         for row in rows.itertuples():

@@ -36,6 +36,7 @@ from rankrepro.experiments.ch5.common import (
     data_conditioning,
     decidable_sweeps,
     estimate_is_decisive,
+    estimate_sweeps,
     first_samples,
     is_well_posed,
     left_out_text,
@@ -44,7 +45,6 @@ from rankrepro.experiments.ch5.common import (
     plot_ranks,
     substitutions,
     sweep_name,
-    two_sided_points,
     within_estimate,
 )
 from rankrepro.hessian import conv, maps
@@ -316,15 +316,16 @@ def point_table(summary: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def experiment_gate(table: pd.DataFrame) -> tuple[dict, dict, Gate]:
+def experiment_gate(table: pd.DataFrame) -> tuple[dict, dict, Gate, int]:
     """The one gate: the chapter's rule (:func:`~rankrepro.experiments.ch5.common.decidable_sweeps`) for the linear
     sweeps (ranks well defined) and the ReLU sweeps (the ±50 % check decisive at τ/100, τ, 100τ, on the points where
     it can fail both ways: :func:`~rankrepro.experiments.ch5.common.two_sided_points`) — at least one
-    sweep of each kind the tier runs passes it. Returns the kept linear sweeps, kept ReLU sweeps and the gate."""
+    sweep of each kind the tier runs passes it. Returns the kept linear sweeps, kept ReLU sweeps, the gate and how many
+    ReLU points were left out as one-sided."""
     linear = table[table["activation"] == "linear"] if len(table) else table
     relu = table[table["activation"] == "relu"] if len(table) else table
     kept_linear, gate_linear = decidable_sweeps(linear, "linear CNNs")
-    kept_relu, gate_relu = decidable_sweeps(two_sided_points(relu)[0], "ReLU CNNs", estimate_is_decisive)
+    kept_relu, gate_relu, left_out = estimate_sweeps(relu, "ReLU CNNs")
     holds = gate_linear.holds and (gate_relu.holds or relu.empty)
     gate = Gate(
         "linear CNNs (ranks well defined) and ReLU CNNs (±50 % check decisive), by the chapter's rule: "
@@ -332,7 +333,7 @@ def experiment_gate(table: pd.DataFrame) -> tuple[dict, dict, Gate]:
         holds,
         f"linear: {gate_linear.measured}; ReLU: {gate_relu.measured}",
     )
-    return kept_linear, kept_relu, gate
+    return kept_linear, kept_relu, gate, left_out
 
 
 def slope_claim(kept: dict) -> ClaimResult:
@@ -419,9 +420,9 @@ def claims(results: Path, tier: str) -> list[ClaimResult]:
     paper: it is tested on exact tiny cases, tests/hessian/test_conv.py, and drawn in the figure, not scored.)"""
     _, summary, _ = load_sweep(results, Settings)
     table = point_table(summary)
-    kept_linear, kept_relu, gate = experiment_gate(table)
+    kept_linear, kept_relu, gate, left_out = experiment_gate(table)
     well_posed = {key: rows[[is_well_posed(row) for row in rows.itertuples()]] for key, rows in kept_linear.items()}
     found = [slope_claim(well_posed)]
     if kept_relu or (len(table) and (table["activation"] == "relu").any()):
-        found.append(estimate_claim(kept_relu, two_sided_points(table[table["activation"] == "relu"])[1]))
+        found.append(estimate_claim(kept_relu, left_out))
     return apply_gate(gate, found)

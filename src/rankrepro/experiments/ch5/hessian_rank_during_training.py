@@ -53,7 +53,7 @@ from rankrepro.experiments.ch5.common import (
     ImageDataSettings,
     Point,
     decidable_sweeps,
-    estimate_is_decisive,
+    estimate_sweeps,
     exact_measurement,
     first_samples,
     formula_mismatches,
@@ -67,7 +67,6 @@ from rankrepro.experiments.ch5.common import (
     settled_rank,
     sweep_name,
     tidy_metrics,
-    two_sided_points,
     within_estimate,
 )
 from rankrepro.hessian import exact
@@ -383,8 +382,7 @@ def nonlinear_claim(table: pd.DataFrame, activation: str) -> ClaimResult:
     rank moves (first and last checkpoint) is reported, not asserted."""
     part = table[table["activation"] == activation]
     label = ACTIVATION_LABELS.get(activation, activation)
-    two_sided, left_out = two_sided_points(part)
-    kept, decidable = decidable_sweeps(two_sided, f"{label} networks", estimate_is_decisive)
+    kept, decidable, left_out = estimate_sweeps(part, f"{label} networks")
     outside, checked, moves = [], 0, {}
     for key, rows in kept.items():
         for row in rows.itertuples():
